@@ -1,0 +1,3 @@
+//! The end-to-end test binary: one binary, one module per concern.
+
+mod repo_rules;

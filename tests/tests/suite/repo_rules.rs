@@ -1,0 +1,127 @@
+//! Repository rules checked as ordinary tests (in the manner of rust-analyzer's `tidy`):
+//! the dependency direction of DESIGN.md §2 and the one-crypto-library rule of §9.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn metadata() -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs (cargo is the test runner itself)");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+/// Workspace members and the names of their normal and build dependencies.
+fn member_deps(meta: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .expect("workspace_members is an array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = BTreeMap::new();
+    for pkg in meta["packages"].as_array().expect("packages is an array") {
+        if !members.contains(pkg["id"].as_str().unwrap_or_default()) {
+            continue;
+        }
+        let deps = pkg["dependencies"]
+            .as_array()
+            .expect("dependencies is an array")
+            .iter()
+            .filter(|d| d["kind"].as_str() != Some("dev"))
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect();
+        out.insert(pkg["name"].as_str().unwrap_or_default().to_owned(), deps);
+    }
+    out
+}
+
+const INTERNAL: [&str; 6] = [
+    "audit",
+    "policies",
+    "vault-core",
+    "vault-server",
+    "vault-cli",
+    "tests",
+];
+
+#[test]
+fn workspace_dependencies_point_one_way() {
+    let allowed: BTreeMap<&str, &[&str]> = [
+        ("audit", &[][..]),
+        ("policies", &[][..]),
+        ("vault-core", &["audit", "policies"][..]),
+        ("vault-server", &["vault-core"][..]),
+        ("vault-cli", &["vault-core", "audit"][..]),
+        ("tests", &INTERNAL[..]),
+    ]
+    .into_iter()
+    .collect();
+    let deps = member_deps(&metadata());
+    assert_eq!(
+        deps.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        INTERNAL.iter().copied().collect::<BTreeSet<_>>(),
+        "the workspace members are the six crates of DESIGN.md §2"
+    );
+    for (krate, its_deps) in &deps {
+        let ok = allowed[krate.as_str()];
+        for d in its_deps.iter().filter(|d| INTERNAL.contains(&d.as_str())) {
+            assert!(
+                ok.contains(&d.as_str()),
+                "{krate} depends on {d}: DESIGN.md §2 forbids this edge"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_adapters_know_http_tls_and_clap() {
+    // (dependency, the only members allowed to name it directly)
+    let rules: [(&str, &[&str]); 6] = [
+        ("axum", &["vault-server", "tests"]),
+        ("hyper", &["vault-server", "tests"]),
+        ("rustls", &["vault-server", "tests"]),
+        ("tokio-rustls", &["vault-server", "tests"]),
+        ("clap", &["vault-cli"]),
+        ("sled", &["vault-core", "tests"]),
+    ];
+    let deps = member_deps(&metadata());
+    for (krate, its_deps) in &deps {
+        for (dep, who) in rules {
+            if its_deps.contains(dep) {
+                assert!(
+                    who.contains(&krate.as_str()),
+                    "{krate} depends on {dep}; only {who:?} may"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_second_crypto_library_under_tls() {
+    let meta = metadata();
+    let names: BTreeSet<&str> = meta["packages"]
+        .as_array()
+        .expect("packages is an array")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for banned in ["aws-lc-rs", "aws-lc-sys", "openssl", "openssl-sys", "native-tls"] {
+        assert!(
+            !names.contains(banned),
+            "{banned} is in the dependency graph: DESIGN.md §9 allows ring only"
+        );
+    }
+}

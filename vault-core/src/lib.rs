@@ -1,0 +1,2 @@
+//! The vault engine: keys and envelope encryption, storage, and the operations that tie
+//! records, consent evaluation and the audit log into single atomic commits.
