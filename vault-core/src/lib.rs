@@ -1,2 +1,8 @@
 //! The vault engine: keys and envelope encryption, storage, and the operations that tie
 //! records, consent evaluation and the audit log into single atomic commits.
+
+pub use audit;
+pub use policies;
+
+pub mod codec;
+pub mod storage;

@@ -1,0 +1,224 @@
+//! The storage layer: a small trait the engine is written against, and its backends.
+//!
+//! The trait is shaped for an embedded store (sled, the default) and for a networked SQL
+//! database later (DESIGN.md §8): atomic multi-tree write batches, ordered range scans in
+//! both directions, and an explicit durability step so that concurrent commits share one
+//! flush + fsync (group commit). Nothing here is sled-specific.
+
+use std::fmt;
+
+/// The logical trees (tables) of the vault. Each backend maps them to its own keyspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Tree {
+    /// Format markers, sealed master keys, counters, the last signed checkpoint.
+    Meta,
+    /// Per-citizen wrapped data keys and subject-tag keys.
+    Keys,
+    /// Encrypted record fields, one value per (citizen, category).
+    Records,
+    /// Consent artefacts and consent requests.
+    Consents,
+    /// Hashed bearer tokens (citizens, auditors).
+    Tokens,
+    /// Enrolled agencies and their certificate pins.
+    Agencies,
+    /// Audit log leaves, by big-endian index.
+    AuditLeaves,
+    /// Audit log complete-subtree hashes, by (level, index).
+    AuditNodes,
+    /// Audit log index of each subject's entries, by (subject tag, index).
+    AuditSubjects,
+}
+
+impl Tree {
+    /// Every tree, in a fixed order.
+    pub const ALL: [Tree; 9] = [
+        Tree::Meta,
+        Tree::Keys,
+        Tree::Records,
+        Tree::Consents,
+        Tree::Tokens,
+        Tree::Agencies,
+        Tree::AuditLeaves,
+        Tree::AuditNodes,
+        Tree::AuditSubjects,
+    ];
+
+    /// The tree's stable name (also its name on disk).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Keys => "keys",
+            Tree::Records => "records",
+            Tree::Consents => "consents",
+            Tree::Tokens => "tokens",
+            Tree::Agencies => "agencies",
+            Tree::AuditLeaves => "audit_leaves",
+            Tree::AuditNodes => "audit_nodes",
+            Tree::AuditSubjects => "audit_subjects",
+        }
+    }
+}
+
+impl fmt::Display for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Set `key` to `value` in `tree`.
+    Put {
+        /// The tree written.
+        tree: Tree,
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `tree` (no error if absent).
+    Delete {
+        /// The tree written.
+        tree: Tree,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// A set of writes over any trees, applied all together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    writes: Vec<Write>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.writes.push(Write::Put {
+            tree,
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, tree: Tree, key: impl Into<Vec<u8>>) {
+        self.writes.push(Write::Delete {
+            tree,
+            key: key.into(),
+        });
+    }
+
+    /// Appends every write of `other`, after this batch's own.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.writes.extend(other.writes);
+    }
+
+    /// The writes, in the order they were added (a later write to a key wins).
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// True when the batch has no write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// Proof that a batch was applied; [`Storage::wait_durable`] turns it into durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommitTicket(pub(crate) u64);
+
+/// The storage contract the engine is written against.
+///
+/// A batch becomes visible to readers when [`Storage::apply`] returns and durable (it
+/// survives a crash or power loss) when [`Storage::wait_durable`] returns for its ticket;
+/// durability covers every batch applied before it, so concurrent callers share one
+/// flush + fsync. Callers acknowledge nothing before `wait_durable` returns. After a
+/// failed durability step the store refuses every further call: what is in memory may no
+/// longer match the disk, and only a restart (which reads the disk) is safe.
+pub trait Storage: Send + Sync {
+    /// The value at `key`, if any.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Up to `limit` entries with `start <= key < end` (no upper bound when `end` is
+    /// `None`), in ascending key order.
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Like [`Storage::scan`], in descending key order (the last entries first).
+    fn scan_rev(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Applies every write of `batch` atomically (all trees or none). Visible at once,
+    /// not yet durable.
+    fn apply(&self, batch: WriteBatch) -> Result<CommitTicket, StorageError>;
+
+    /// Returns once every batch applied up to `ticket` is durable on disk.
+    fn wait_durable(&self, ticket: CommitTicket) -> Result<(), StorageError>;
+
+    /// Applies `batch` and waits until it is durable.
+    fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let ticket = self.apply(batch)?;
+        self.wait_durable(ticket)
+    }
+}
+
+/// What can go wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The backend failed (I/O, corruption detected by the backend).
+    #[error("storage backend failed on {operation}: {source}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A value is larger than the backend stores inline (and so durably).
+    #[error("value of {len} bytes for tree {tree} exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// The tree written.
+        tree: Tree,
+        /// The value's size.
+        len: usize,
+        /// The largest value allowed.
+        max: usize,
+    },
+    /// An earlier durability step failed; the store must be reopened.
+    #[error("storage is failed after an earlier durability error: restart the vault")]
+    Poisoned,
+    /// The directory is not a store this program can open.
+    #[error("cannot open store at {path}: {reason}")]
+    Unusable {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
