@@ -1,0 +1,306 @@
+//! The vault's own certificate authority: the agency/operator CA that issues client
+//! certificates for mutual TLS, and the server certificate.
+//!
+//! Keys are ECDSA P-256 (generated with `ring` through `rcgen`). A client certificate's
+//! identity is its SHA-256 fingerprint, pinned at enrolment: the common name is a label for
+//! people, never trusted on its own.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use zeroize::Zeroizing;
+
+/// Issuing or loading a certificate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// The certificate library refused (bad name, bad key, encoding).
+    #[error("cannot {operation}: {message}")]
+    Certificate {
+        /// What was being done.
+        operation: &'static str,
+        /// The library's message.
+        message: String,
+    },
+    /// A validity period that ends before it starts or is out of range.
+    #[error("invalid validity period: {0}")]
+    Validity(&'static str),
+}
+
+fn cert_err(operation: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
+    move |e| PkiError::Certificate {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+/// A certificate and its private key, as issued to an agency, the operator or the server.
+pub struct Issued {
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    key_pem: Zeroizing<String>,
+    key_der: Zeroizing<Vec<u8>>,
+}
+
+impl Issued {
+    /// The private key, PKCS#8 PEM: hand it only to its owner.
+    pub fn private_key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// The private key, PKCS#8 DER.
+    pub fn private_key_der(&self) -> &[u8] {
+        &self.key_der
+    }
+
+    /// The certificate's pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.cert_der)
+    }
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Issued({})", self.fingerprint())
+    }
+}
+
+/// SHA-256 of a certificate's DER: how the vault pins an enrolled certificate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `cert_der`.
+    pub fn of(cert_der: &[u8]) -> Self {
+        let d = ring::digest::digest(&ring::digest::SHA256, cert_der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Fingerprint(out)
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(chunk).ok()?;
+            out[i] = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// What a leaf certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Usage {
+    /// A TLS client (agency, operator): extended key usage clientAuth only.
+    Client,
+    /// The TLS server: extended key usage serverAuth only.
+    Server,
+}
+
+/// The vault's certificate authority.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ca({})", Fingerprint::of(self.cert.der()))
+    }
+}
+
+fn to_offset(t: SystemTime) -> Result<time::OffsetDateTime, PkiError> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| PkiError::Validity("time before 1970"))?
+        .as_secs();
+    let secs = i64::try_from(secs).map_err(|_| PkiError::Validity("time out of range"))?;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|_| PkiError::Validity("time out of range"))
+}
+
+fn serial() -> Result<SerialNumber, PkiError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Certificate {
+            operation: "draw a serial number",
+            message: "the system random generator failed".to_owned(),
+        })?;
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte, fixed length
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn new_key() -> Result<KeyPair, PkiError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err("generate a key"))
+}
+
+fn name(common_name: &str, org: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, org);
+    dn
+}
+
+impl Ca {
+    /// A new CA, valid from `now` for `validity`.
+    pub fn generate(
+        common_name: &str,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<Self, PkiError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(common_name, "consent vault");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = to_offset(now)?;
+        params.not_after = to_offset(now + validity)?;
+        params.serial_number = Some(serial()?);
+        let key = new_key()?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("self-sign the CA"))?;
+        Ok(Ca { cert, key })
+    }
+
+    /// Loads a CA from its certificate and PKCS#8 private key (both DER).
+    pub fn from_der(cert_der: &[u8], key_der: &[u8]) -> Result<Self, PkiError> {
+        let key = KeyPair::try_from(key_der).map_err(cert_err("load the CA key"))?;
+        let cert_der = rustls_pki_types_der(cert_der);
+        let params = CertificateParams::from_ca_cert_der(&cert_der)
+            .map_err(cert_err("load the CA certificate"))?;
+        // Re-signing yields a certificate object with the same name and key, which is all
+        // that issuing needs; the distributed CA certificate stays the original bytes.
+        let cert = params.self_signed(&key).map_err(cert_err("load the CA"))?;
+        Ok(Ca { cert, key })
+    }
+
+    /// The CA certificate (DER) as generated.
+    pub fn cert_der(&self) -> &[u8] {
+        self.cert.der()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA's private key (PKCS#8 DER), for sealing at rest only.
+    pub fn dangerous_private_key_der(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.key.serialize_der())
+    }
+
+    /// Issues a leaf certificate for `common_name` (and, for a server, `dns_names`), valid
+    /// from `not_before` to `not_after`.
+    pub fn issue(
+        &self,
+        usage: Usage,
+        common_name: &str,
+        dns_names: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, PkiError> {
+        if not_after <= not_before {
+            return Err(PkiError::Validity(
+                "not_after must be later than not_before",
+            ));
+        }
+        let mut params =
+            CertificateParams::new(dns_names.to_vec()).map_err(cert_err("use the DNS names"))?;
+        params.distinguished_name = name(common_name, "consent vault");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![match usage {
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = to_offset(not_before)?;
+        params.not_after = to_offset(not_after)?;
+        params.serial_number = Some(serial()?);
+        let key = new_key()?;
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(cert_err("sign the certificate"))?;
+        Ok(Issued {
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+            key_der: Zeroizing::new(key.serialize_der()),
+        })
+    }
+}
+
+fn rustls_pki_types_der(der: &[u8]) -> rustls_pki_types::CertificateDer<'static> {
+    rustls_pki_types::CertificateDer::from(der.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn ca_reloaded_from_der_issues_certificates_chaining_to_the_original() {
+        let now = SystemTime::now();
+        let ca = Ca::generate("test CA", now, 365 * DAY).unwrap();
+        let key = ca.dangerous_private_key_der();
+        let again = Ca::from_der(ca.cert_der(), &key).unwrap();
+        let leaf = again
+            .issue(Usage::Client, "tax-office", &[], now, now + DAY)
+            .unwrap();
+        // The leaf names the original CA as issuer and is signed by the same key.
+        let (_, parsed) = x509_parser::parse_x509_certificate(&leaf.cert_der).unwrap();
+        let (_, ca_parsed) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        assert_eq!(parsed.issuer(), ca_parsed.subject());
+        parsed
+            .verify_signature(Some(ca_parsed.public_key()))
+            .unwrap();
+    }
+
+    #[test]
+    fn fingerprint_hex_round_trips_and_rejects_garbage() {
+        let f = Fingerprint::of(b"x");
+        assert_eq!(Fingerprint::from_hex(&f.to_hex()), Some(f));
+        assert_eq!(Fingerprint::from_hex("zz"), None);
+        assert_eq!(Fingerprint::from_hex(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn refuses_an_empty_validity_period() {
+        let now = SystemTime::now();
+        let ca = Ca::generate("test CA", now, DAY).unwrap();
+        assert!(ca.issue(Usage::Client, "a", &[], now, now).is_err());
+    }
+}
