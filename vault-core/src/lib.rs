@@ -5,4 +5,5 @@ pub use audit;
 pub use policies;
 
 pub mod codec;
+pub mod pki;
 pub mod storage;
