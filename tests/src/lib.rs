@@ -1,1 +1,281 @@
-//! Shared helpers for the end-to-end tests (starting real binaries, TLS clients).
+//! Shared helpers for the end-to-end tests: build and start the real binaries, and talk to
+//! the running vault over real TLS with real client certificates.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+
+/// Path of a workspace binary, built once per test process with the same cargo and
+/// profile as the tests (so `cargo test` alone is enough).
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "-p", "vault-server", "-p", "vault-cli"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building vault-server and vault-cli failed");
+        // target/<profile>/deps/tests-xxxx -> target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("test binaries live in target/<profile>/deps")
+            .to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// One agency's credentials as the dev mode writes them.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AgencyCredentials {
+    /// Agency id.
+    pub id: String,
+    /// Client certificate, PEM file.
+    pub cert: PathBuf,
+    /// Private key, PEM file.
+    pub key: PathBuf,
+}
+
+/// A certificate and key pair on disk.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CertKey {
+    /// Certificate, PEM file.
+    pub cert: PathBuf,
+    /// Private key, PEM file.
+    pub key: PathBuf,
+}
+
+/// A citizen and their bearer token.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CitizenCredentials {
+    /// Citizen id.
+    pub id: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+/// What `vault-server --dev` writes to `<data>/dev/credentials.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Credentials {
+    /// Base URL.
+    pub url: String,
+    /// The vault CA certificate (trust anchor for the server certificate), PEM file.
+    pub ca_cert: PathBuf,
+    /// The CA's private key (dev mode only; lets tests mint edge-case certificates).
+    pub ca_key: PathBuf,
+    /// Demo agencies.
+    pub agencies: Vec<AgencyCredentials>,
+    /// The operator's client certificate.
+    pub operator: CertKey,
+    /// Demo citizens.
+    pub citizens: Vec<CitizenCredentials>,
+    /// An auditor token.
+    pub auditor_token: String,
+    /// The dev passphrase.
+    pub passphrase: String,
+}
+
+/// A running `vault-server` process on a data directory of its own.
+pub struct Vault {
+    child: Option<Child>,
+    /// The data directory (removed when the test ends).
+    pub dir: tempfile::TempDir,
+    /// Base URL, e.g. `https://localhost:43121`.
+    pub url: String,
+    /// The dev credentials.
+    pub creds: Credentials,
+}
+
+fn wait_for_listening(child: &mut Child) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().context("server stdout is piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .map_err(|_| anyhow!("the server did not print `listening on ...` within 60 s"))
+}
+
+impl Vault {
+    /// Starts `vault-server --dev` on a fresh data directory and a free port.
+    pub fn start_dev() -> anyhow::Result<Vault> {
+        Self::start_dev_with(&[])
+    }
+
+    /// Like [`Vault::start_dev`], with extra environment variables for the server.
+    pub fn start_dev_with(env: &[(&str, &str)]) -> anyhow::Result<Vault> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let mut child = Command::new(binary("vault-server"))
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting vault-server")?;
+        let url = wait_for_listening(&mut child)?;
+        let creds: Credentials = serde_json::from_slice(
+            &std::fs::read(data.join("dev").join("credentials.json"))
+                .context("reading dev credentials")?,
+        )?;
+        Ok(Vault {
+            child: Some(child),
+            dir,
+            url,
+            creds,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills the server with SIGKILL (no shutdown path runs).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory (not dev mode: it unseals with
+    /// the dev passphrase), on a new free port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let mut child = Command::new(binary("vault-server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .env("VAULT_PASSPHRASE", &self.creds.passphrase)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("restarting vault-server")?;
+        self.url = wait_for_listening(&mut child)?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The agency's credentials by id.
+    pub fn agency(&self, id: &str) -> &AgencyCredentials {
+        self.creds
+            .agencies
+            .iter()
+            .find(|a| a.id == id)
+            .unwrap_or_else(|| panic!("dev mode enrols agency {id}"))
+    }
+
+    /// An HTTPS client trusting the vault CA and presenting no certificate.
+    pub fn client(&self) -> reqwest::Client {
+        client(&self.creds.ca_cert, None).expect("client builds")
+    }
+
+    /// An HTTPS client presenting agency `id`'s certificate.
+    pub fn agency_client(&self, id: &str) -> reqwest::Client {
+        let a = self.agency(id);
+        client(&self.creds.ca_cert, Some((&a.cert, &a.key))).expect("client builds")
+    }
+
+    /// An HTTPS client presenting the operator certificate.
+    pub fn operator_client(&self) -> reqwest::Client {
+        let o = &self.creds.operator;
+        client(&self.creds.ca_cert, Some((&o.cert, &o.key))).expect("client builds")
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The ring provider the whole project uses.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certs(pem: &[u8]) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading PEM certificates")
+}
+
+/// A TLS client config trusting `ca_pem`, with an optional client certificate chain and key
+/// given as PEM bytes.
+pub fn tls_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(ca_pem)? {
+        roots.add(c)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = read_certs(cert)?;
+            let key = rustls_pemfile::private_key(&mut &key[..])?.context("no private key in PEM")?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    })
+}
+
+/// A reqwest client over [`tls_config`], from files.
+pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<reqwest::Client> {
+    let ca = std::fs::read(ca)?;
+    let id = match identity {
+        None => None,
+        Some((c, k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
+    };
+    client_from_pem(&ca, id.as_ref().map(|(c, k)| (&c[..], &k[..])))
+}
+
+/// A reqwest client over [`tls_config`], from PEM bytes.
+pub fn client_from_pem(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> anyhow::Result<reqwest::Client> {
+    let tls = tls_config(ca_pem, identity)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTPS client")
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("condition not met within {timeout:?}")
+}
