@@ -4,6 +4,8 @@
 pub use audit;
 pub use policies;
 
+pub mod agencies;
 pub mod codec;
 pub mod pki;
 pub mod storage;
+pub mod tokens;
