@@ -1,2 +1,32 @@
 //! Consent and legal-basis model and its evaluation: pure functions of
 //! (request, consents, rules, now), plus the policy files and their loader.
+//!
+//! - [`PolicySet`]: the vocabulary, agency registry, statutory and break-glass rules,
+//!   loaded from TOML files by [`PolicySet::load_dir`] / [`PolicySet::from_sources`].
+//! - [`ConsentArtefact`]: a citizen's consent, its state machine and its receipt text.
+//! - [`evaluate`]: the per-field decision for an [`AccessRequest`].
+//!
+//! Nothing here reads a clock or does I/O, except the loader reading policy files.
+
+pub mod consent;
+pub mod eval;
+pub mod ids;
+pub mod load;
+pub mod model;
+pub mod time;
+
+pub use consent::{
+    ConsentArtefact, ConsentError, ConsentEvent, ConsentEventKind, ConsentStatus, ConsentTerms,
+};
+pub use eval::{
+    evaluate, AccessRequest, Basis, Decision, FieldDecision, Obligations, Outcome, Reason,
+};
+pub use ids::{
+    AgencyId, Category, CitizenRef, ConsentId, FieldName, IdError, LegalBasis, PurposeCode, RuleId,
+};
+pub use load::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub use model::{
+    Agency, BreakGlassRule, CategoryDef, ConsentRefusal, FieldDef, PolicySet, Purpose, Sensitivity,
+    StatutoryRule,
+};
+pub use time::{Timestamp, TimestampError};
