@@ -1,1 +1,4 @@
-//! x
+//! Integration tests of the `policies` crate: the example policy set, the malformed-file
+//! table, boundary cases, and the evaluation against a reference model.
+
+mod reference;
