@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use policies::{
     evaluate, AccessRequest, AgencyId, Basis, CitizenRef, ConsentArtefact, ConsentEventKind,
-    ConsentId, ConsentTerms, FieldName, LegalBasis, Outcome, PolicySet, PurposeCode,
-    Timestamp,
+    ConsentId, ConsentTerms, FieldName, LegalBasis, Outcome, PolicySet, PurposeCode, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -83,7 +82,11 @@ fn field_set() -> impl Strategy<Value = Vec<usize>> {
 
 fn agency() -> impl Strategy<Value = WorldAgency> {
     (
-        [prop::bool::weighted(0.8), prop::bool::weighted(0.8), prop::bool::weighted(0.5)],
+        [
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.5),
+        ],
         prop::collection::vec((0..3usize, field_set(), any::<bool>()), 0..=2),
         prop::collection::vec((0..3usize, field_set(), 1..100u64), 0..=1),
     )
@@ -119,9 +122,26 @@ fn agency() -> impl Strategy<Value = WorldAgency> {
 
 fn artefact() -> impl Strategy<Value = ArtefactSpec> {
     (
-        (likely_agency(), likely_purpose(), field_set(), any::<bool>(), 0..50u64),
-        (-20..60i64, 1..80u64, prop::option::of(1..3u32), prop::option::of(0..100u64)),
-        prop::collection::vec((prop_oneof![1 => 0..3u8, 2 => Just(3u8), 1 => 4..5u8], 0..10u64), 0..6),
+        (
+            likely_agency(),
+            likely_purpose(),
+            field_set(),
+            any::<bool>(),
+            0..50u64,
+        ),
+        (
+            -20..60i64,
+            1..80u64,
+            prop::option::of(1..3u32),
+            prop::option::of(0..100u64),
+        ),
+        prop::collection::vec(
+            (
+                prop_oneof![1 => 0..3u8, 2 => Just(3u8), 1 => 4..5u8],
+                0..10u64,
+            ),
+            0..6,
+        ),
         prop::option::of(0..8usize),
     )
         .prop_map(
@@ -199,7 +219,9 @@ fn policy_text(w: &World) -> String {
         s += &format!("[[purpose]]\ncode = \"{p}\"\ndescription = \"purpose {p}\"\n");
     }
     for c in ["c0", "c1"] {
-        s += &format!("[[category]]\nid = \"{c}\"\ndescription = \"d\"\nsensitivity = \"ordinary\"\n");
+        s += &format!(
+            "[[category]]\nid = \"{c}\"\ndescription = \"d\"\nsensitivity = \"ordinary\"\n"
+        );
         for f in ["f0", "f1", "f2"] {
             s += &format!("[[category.field]]\nname = \"{f}\"\ndescription = \"d\"\n");
         }
@@ -281,7 +303,13 @@ fn build_artefacts(w: &World) -> (Vec<ConsentArtefact>, u64) {
         let id = ConsentId::from_bytes(id);
         let create = |sup: Option<&ConsentArtefact>| {
             if spec.direct {
-                ConsentArtefact::grant_direct(id, citizen.clone(), terms.clone(), sup, t(spec.created))
+                ConsentArtefact::grant_direct(
+                    id,
+                    citizen.clone(),
+                    terms.clone(),
+                    sup,
+                    t(spec.created),
+                )
             } else {
                 ConsentArtefact::request(id, citizen.clone(), terms.clone(), sup, t(spec.created))
             }
@@ -333,7 +361,10 @@ enum Expected {
 fn model_state(a: &ConsentArtefact, all: &[ConsentArtefact], now: u64) -> &'static str {
     let has = |k: ConsentEventKind| a.events().iter().any(|e| e.kind == k);
     let superseded = all.iter().any(|b| {
-        b.supersedes() == Some(a.id()) && b.events().iter().any(|e| e.kind == ConsentEventKind::Granted)
+        b.supersedes() == Some(a.id())
+            && b.events()
+                .iter()
+                .any(|e| e.kind == ConsentEventKind::Granted)
     });
     let expires = a.expires_at().unix_seconds();
     if superseded {
@@ -441,10 +472,14 @@ fn model(w: &World, arts: &[ConsentArtefact], now: u64) -> ModelDecision {
             let agency_id = format!("a{}", r.agency);
             let same: Vec<&ConsentArtefact> = arts
                 .iter()
-                .filter(|a| a.agency().as_str() == agency_id && a.purpose().as_str() == PURPOSES[r.purpose])
+                .filter(|a| {
+                    a.agency().as_str() == agency_id && a.purpose().as_str() == PURPOSES[r.purpose]
+                })
                 .collect();
-            let naming: Vec<&&ConsentArtefact> =
-                same.iter().filter(|a| a.fields().contains(&field(f))).collect();
+            let naming: Vec<&&ConsentArtefact> = same
+                .iter()
+                .filter(|a| a.fields().contains(&field(f)))
+                .collect();
             for a in &naming {
                 if model_state(a, arts, now) == "usable" {
                     if let Some(l) = a.data_life() {
@@ -475,17 +510,32 @@ fn model(w: &World, arts: &[ConsentArtefact], now: u64) -> ModelDecision {
 fn observed(o: &Outcome<'_>) -> Expected {
     match o {
         Outcome::Released(Basis::Consent { artefact_id }) => Expected::Consent(*artefact_id),
-        Outcome::Released(Basis::Statutory { rule_id, .. }) => Expected::Statutory(rule_id.to_string()),
-        Outcome::Released(Basis::VitalInterest { rule_id, .. }) => Expected::Vital(rule_id.to_string()),
+        Outcome::Released(Basis::Statutory { rule_id, .. }) => {
+            Expected::Statutory(rule_id.to_string())
+        }
+        Outcome::Released(Basis::VitalInterest { rule_id, .. }) => {
+            Expected::Vital(rule_id.to_string())
+        }
         Outcome::Withheld(r) => Expected::Withheld(r.code()),
     }
 }
 
 /// Independent of both: a released field has a covering artefact or rule at `now`.
-fn assert_release_is_covered(w: &World, policy: &PolicySet, arts: &[ConsentArtefact], req: &AccessRequest, o: &Outcome<'_>, f: &FieldName, now: Timestamp) {
+fn assert_release_is_covered(
+    w: &World,
+    policy: &PolicySet,
+    arts: &[ConsentArtefact],
+    req: &AccessRequest,
+    o: &Outcome<'_>,
+    f: &FieldName,
+    now: Timestamp,
+) {
     match o {
         Outcome::Released(Basis::Consent { artefact_id }) => {
-            let a = arts.iter().find(|a| a.id() == *artefact_id).expect("released on an artefact that exists");
+            let a = arts
+                .iter()
+                .find(|a| a.id() == *artefact_id)
+                .expect("released on an artefact that exists");
             assert_eq!(a.agency(), &req.agency);
             assert_eq!(a.purpose(), &req.purpose);
             assert!(a.covers(f), "artefact does not name the field");
@@ -495,13 +545,26 @@ fn assert_release_is_covered(w: &World, policy: &PolicySet, arts: &[ConsentArtef
             assert!(matches!(req.legal_basis, None | Some(LegalBasis::Consent)));
         }
         Outcome::Released(Basis::Statutory { rule_id, .. }) => {
-            let rule = policy.statutory_rules().find(|r| &r.id == *rule_id).expect("rule exists");
-            assert!(rule.agency == req.agency && rule.purpose == req.purpose && rule.fields.contains(f));
+            let rule = policy
+                .statutory_rules()
+                .find(|r| &r.id == *rule_id)
+                .expect("rule exists");
+            assert!(
+                rule.agency == req.agency && rule.purpose == req.purpose && rule.fields.contains(f)
+            );
         }
         Outcome::Released(Basis::VitalInterest { rule_id, .. }) => {
-            let rule = policy.break_glass_rules().find(|r| &r.id == *rule_id).expect("rule exists");
-            assert!(rule.agency == req.agency && rule.purpose == req.purpose && rule.fields.contains(f));
-            assert!(req.justification.as_deref().is_some_and(|j| !j.trim().is_empty()));
+            let rule = policy
+                .break_glass_rules()
+                .find(|r| &r.id == *rule_id)
+                .expect("rule exists");
+            assert!(
+                rule.agency == req.agency && rule.purpose == req.purpose && rule.fields.contains(f)
+            );
+            assert!(req
+                .justification
+                .as_deref()
+                .is_some_and(|j| !j.trim().is_empty()));
         }
         Outcome::Withheld(_) => {}
     }
@@ -539,9 +602,15 @@ fn evaluation_agrees_with_the_reference_model_on_10000_worlds() {
             };
             *seen_cell.borrow_mut().entry(key).or_default() += 1;
         }
-        prop_assert_eq!(decision.obligations.notify_citizen, expected.notify_and_review);
+        prop_assert_eq!(
+            decision.obligations.notify_citizen,
+            expected.notify_and_review
+        );
         prop_assert_eq!(decision.obligations.review, expected.notify_and_review);
-        prop_assert_eq!(decision.obligations.delete_by.map(Timestamp::unix_seconds), expected.delete_by);
+        prop_assert_eq!(
+            decision.obligations.delete_by.map(Timestamp::unix_seconds),
+            expected.delete_by
+        );
         let mut used: Vec<ConsentId> = expected
             .fields
             .iter()
@@ -586,6 +655,10 @@ fn evaluation_agrees_with_the_reference_model_on_10000_worlds() {
         "no_statutory_rule",
         "no_break_glass_rule",
     ] {
-        assert!(seen.get(key).copied().unwrap_or(0) >= 5, "outcome {key} seen only {:?} times: {seen:?}", seen.get(key));
+        assert!(
+            seen.get(key).copied().unwrap_or(0) >= 5,
+            "outcome {key} seen only {:?} times: {seen:?}",
+            seen.get(key)
+        );
     }
 }
