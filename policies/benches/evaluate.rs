@@ -4,7 +4,10 @@
 //!
 //! `cargo bench -p policies --bench evaluate`
 
-#![allow(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented pub fn"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -212,11 +212,11 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// An artefact for the request's agency and purpose, with whether a granted artefact
-/// supersedes it.
+/// An artefact for the request's agency and purpose, with why it cannot serve now
+/// (`None`: it can), computed once per request.
 struct Candidate<'c> {
     artefact: &'c ConsentArtefact,
-    superseded: bool,
+    blocker: Option<Reason>,
 }
 
 /// Decides every requested field. Pure: no I/O, no clock; `artefacts` are the citizen's.
@@ -234,11 +234,14 @@ pub fn evaluate<'a>(
         Ok(_) if uses_consent => artefacts
             .iter()
             .filter(|a| a.agency() == &request.agency && a.purpose() == &request.purpose)
-            .map(|a| Candidate {
-                artefact: a,
-                superseded: artefacts
+            .map(|a| {
+                let superseded = artefacts
                     .iter()
-                    .any(|b| b.supersedes() == Some(a.id()) && b.granted_at().is_some()),
+                    .any(|b| b.supersedes() == Some(a.id()) && b.granted_at().is_some());
+                Candidate {
+                    artefact: a,
+                    blocker: blocker(a, superseded, now),
+                }
             })
             .collect(),
         _ => Vec::new(),
@@ -332,10 +335,9 @@ fn decide<'a>(
     }
 }
 
-/// How far an artefact that names the field got; `None` when it covers the field now.
-fn blocker(c: &Candidate<'_>, now: Timestamp) -> Option<Reason> {
-    let a = c.artefact;
-    if c.superseded {
+/// Why an artefact cannot serve a request at `now`; `None` when it can.
+fn blocker(a: &ConsentArtefact, superseded: bool, now: Timestamp) -> Option<Reason> {
+    if superseded {
         return Some(Reason::ConsentSuperseded);
     }
     match a.status_at(now) {
@@ -368,22 +370,22 @@ fn consent<'a>(
     now: Timestamp,
     obligations: &mut Obligations,
 ) -> Outcome<'a> {
+    let usable = candidates
+        .iter()
+        .find(|c| c.blocker.is_none() && c.artefact.covers(field));
+    if let Some(c) = usable {
+        if let Some(life) = c.artefact.data_life() {
+            obligations.delete_by = earliest(obligations.delete_by, now.saturating_add(life));
+        }
+        return Outcome::Released(Basis::Consent {
+            artefact_id: c.artefact.id(),
+        });
+    }
     let mut best: Option<Reason> = None;
-    for c in candidates.iter().filter(|c| c.artefact.covers(field)) {
-        match blocker(c, now) {
-            None => {
-                if let Some(life) = c.artefact.data_life() {
-                    obligations.delete_by =
-                        earliest(obligations.delete_by, now.saturating_add(life));
-                }
-                return Outcome::Released(Basis::Consent {
-                    artefact_id: c.artefact.id(),
-                });
-            }
-            Some(r) => {
-                if best.is_none_or(|b| rank(r) > rank(b)) {
-                    best = Some(r);
-                }
+    for c in candidates {
+        if let Some(r) = c.blocker {
+            if best.is_none_or(|b| rank(r) > rank(b)) && c.artefact.covers(field) {
+                best = Some(r);
             }
         }
     }
