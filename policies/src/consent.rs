@@ -205,6 +205,7 @@ impl ConsentError {
 /// from the engine's storage).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentArtefact {
+    #[serde(deserialize_with = "known_version")]
     version: u16,
     id: ConsentId,
     citizen: CitizenRef,
@@ -220,6 +221,18 @@ pub struct ConsentArtefact {
     status: ConsentStatus,
     events: Vec<ConsentEvent>,
     supersedes: Option<ConsentId>,
+}
+
+/// Refuses to read an artefact written in a format version this code does not know.
+fn known_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = u16::deserialize(d)?;
+    if v == ARTEFACT_VERSION {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "consent artefact format version {v} is not supported (this build reads version {ARTEFACT_VERSION}): upgrade the vault"
+        )))
+    }
 }
 
 impl ConsentArtefact {
@@ -710,6 +723,29 @@ mod tests {
             .expect("supersede");
         assert_eq!(new.supersedes(), Some(old.id()));
         assert_eq!(new.status(), ConsentStatus::Active);
+    }
+
+    /// The stored shape of a version-1 artefact, as the engine's serde codecs see it.
+    const FIXTURE_V1: &str = r#"{"version":1,"id":"01010101010101010101010101010101","citizen":"c-1","agency":"hospital","purpose":"care","fields":["health.blood_type","health.allergies"],"created_at":500,"valid_from":1000,"expires_at":2000,"max_uses":2,"uses":1,"data_life":3600,"status":"revoked","events":[{"kind":"requested","at":500},{"kind":"granted","at":600},{"kind":"revoked","at":1500}],"supersedes":null}"#;
+
+    #[test]
+    fn the_version_1_format_round_trips_and_is_kept() {
+        let mut a = pending();
+        a.grant(t(600)).expect("grant");
+        a.record_use(t(1000)).expect("use");
+        a.revoke(t(1500)).expect("revoke");
+        let json = serde_json::to_string(&a).expect("serialise");
+        assert_eq!(json, FIXTURE_V1);
+        let back: ConsentArtefact = serde_json::from_str(FIXTURE_V1).expect("read v1");
+        assert_eq!(back, a);
+        let v2 = FIXTURE_V1.replace(r#""version":1"#, r#""version":2"#);
+        let err = serde_json::from_str::<ConsentArtefact>(&v2).expect_err("unknown version");
+        assert!(
+            err.to_string().contains("version 2 is not supported"),
+            "{err}"
+        );
+        let bad_field = FIXTURE_V1.replace("health.blood_type", "Blood Type");
+        assert!(serde_json::from_str::<ConsentArtefact>(&bad_field).is_err());
     }
 
     #[test]
