@@ -395,3 +395,117 @@ fn consent<'a>(
         None => Reason::FieldNotCovered,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::ConsentTerms;
+    use crate::ids::CitizenRef;
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp::from_unix_seconds(s)
+    }
+
+    fn artefact(id: u8, max_uses: Option<u32>) -> ConsentArtefact {
+        let terms = ConsentTerms {
+            agency: AgencyId::new("hospital").expect("id"),
+            purpose: PurposeCode::new("care").expect("id"),
+            fields: vec![FieldName::new("health.blood_type").expect("id")],
+            valid_from: t(100),
+            expires_at: t(200),
+            max_uses,
+            data_life: None,
+        };
+        let citizen = CitizenRef::new("c-1").expect("ref");
+        ConsentArtefact::request(ConsentId::from_bytes([id; 16]), citizen, terms, None, t(50))
+            .expect("valid")
+    }
+
+    #[test]
+    fn reasons_rank_in_the_documented_order() {
+        let order = [
+            Reason::ConsentDenied,
+            Reason::ConsentPending,
+            Reason::ConsentSuperseded,
+            Reason::ConsentRevoked,
+            Reason::ConsentExpired,
+            Reason::ConsentNotYetValid,
+            Reason::UsesExhausted,
+        ];
+        for pair in order.windows(2) {
+            assert!(rank(pair[0]) < rank(pair[1]), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn reason_codes_are_distinct() {
+        let all = [
+            Reason::AgencyUnknown,
+            Reason::PurposeNotAllowed,
+            Reason::JustificationMissing,
+            Reason::UnknownField,
+            Reason::FieldRepeated,
+            Reason::NoConsent,
+            Reason::FieldNotCovered,
+            Reason::ConsentPending,
+            Reason::ConsentDenied,
+            Reason::ConsentSuperseded,
+            Reason::ConsentRevoked,
+            Reason::ConsentExpired,
+            Reason::ConsentNotYetValid,
+            Reason::UsesExhausted,
+            Reason::NoStatutoryRule,
+            Reason::NoBreakGlassRule,
+        ];
+        let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), all.len());
+    }
+
+    #[test]
+    fn earliest_keeps_the_sooner_deadline() {
+        assert_eq!(earliest(None, t(5)), Some(t(5)));
+        assert_eq!(earliest(Some(t(3)), t(5)), Some(t(3)));
+        assert_eq!(earliest(Some(t(7)), t(5)), Some(t(5)));
+    }
+
+    #[test]
+    fn blocker_follows_the_artefact_through_its_life() {
+        let mut a = artefact(1, Some(1));
+        assert_eq!(blocker(&a, false, t(60)), Some(Reason::ConsentPending));
+        a.grant(t(60)).expect("grant");
+        assert_eq!(blocker(&a, false, t(99)), Some(Reason::ConsentNotYetValid));
+        assert_eq!(blocker(&a, false, t(100)), None);
+        assert_eq!(blocker(&a, true, t(100)), Some(Reason::ConsentSuperseded));
+        assert_eq!(blocker(&a, false, t(200)), Some(Reason::ConsentExpired));
+        a.record_use(t(100)).expect("use");
+        assert_eq!(blocker(&a, false, t(101)), Some(Reason::UsesExhausted));
+        a.revoke(t(150)).expect("revoke");
+        assert_eq!(blocker(&a, false, t(150)), Some(Reason::ConsentRevoked));
+        let mut d = artefact(2, None);
+        d.deny(t(60)).expect("deny");
+        assert_eq!(blocker(&d, false, t(150)), Some(Reason::ConsentDenied));
+    }
+
+    #[test]
+    fn the_basis_names_its_legal_basis() {
+        let id = RuleId::new("r").expect("id");
+        assert_eq!(
+            Basis::Consent {
+                artefact_id: ConsentId::from_bytes([0; 16])
+            }
+            .legal_basis(),
+            LegalBasis::Consent
+        );
+        let statutory = Basis::Statutory {
+            rule_id: &id,
+            legal_basis: LegalBasis::PublicTask,
+            legal_reference: "Act",
+        };
+        assert_eq!(statutory.legal_basis(), LegalBasis::PublicTask);
+        let vital = Basis::VitalInterest {
+            rule_id: &id,
+            legal_reference: "Act",
+        };
+        assert_eq!(vital.legal_basis(), LegalBasis::VitalInterest);
+    }
+}
