@@ -7,6 +7,13 @@
 
 use std::fmt;
 
+pub mod sled;
+
+pub use self::sled::{SledOptions, SledStore};
+
+/// Key-value pairs returned by a scan, in scan order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The logical trees (tables) of the vault. Each backend maps them to its own keyspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -162,7 +169,7 @@ pub trait Storage: Send + Sync {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Entries, StorageError>;
 
     /// Like [`Storage::scan`], in descending key order (the last entries first).
     fn scan_rev(
@@ -171,7 +178,7 @@ pub trait Storage: Send + Sync {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Entries, StorageError>;
 
     /// Applies every write of `batch` atomically (all trees or none). Visible at once,
     /// not yet durable.
@@ -208,6 +215,16 @@ pub enum StorageError {
         /// The value's size.
         len: usize,
         /// The largest value allowed.
+        max: usize,
+    },
+    /// A key is longer than the backend stores safely.
+    #[error("key of {len} bytes for tree {tree} exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// The tree written.
+        tree: Tree,
+        /// The key's size.
+        len: usize,
+        /// The longest key allowed.
         max: usize,
     },
     /// An earlier durability step failed; the store must be reopened.

@@ -1,0 +1,782 @@
+//! The embedded backend: one sled 0.34 database in one data directory (DESIGN.md §8).
+//!
+//! Layout, durability argument and limits are in `docs/storage.md`. In short:
+//!
+//! - every [`Tree`] is a sled tree of the same name; a batch is one sled transaction over
+//!   the trees it touches, so it is applied (and recovered after a crash) whole or not at all;
+//! - [`Storage::wait_durable`] is a group commit: one leader at a time runs `Db::flush`
+//!   (which on Linux only issues `sync_file_range`) and then `fsync` on the sled data file
+//!   `db`, and every waiter whose batch was applied before that flush started is released;
+//! - values and keys are kept far below sled's blob threshold, so nothing ever lands in
+//!   `blobs/` (files sled never fsyncs);
+//! - any flush or fsync failure poisons the store: every later call returns
+//!   [`StorageError::Poisoned`] until the process restarts and reopens the directory.
+
+use std::fs::File;
+use std::ops::Bound;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{CommitTicket, Entries, Storage, StorageError, Tree, Write, WriteBatch};
+
+/// Size of sled's log segments (and IO buffers) in the stores this module creates. Fixed at
+/// creation: sled records it in `conf` and refuses to open with another value.
+pub const SEGMENT_SIZE: usize = 1 << 20;
+
+/// sled 0.34.7 writes a page (a whole tree node, all its keys and values) to a separate,
+/// never-fsynced file under `blobs/` when its serialized size plus a 32-byte message header
+/// exceeds `segment_size / 4 - 20` (`pagecache/logger.rs`, `reserve_inner`;
+/// `MINIMUM_ITEMS_PER_SEGMENT = 4`, `SEG_HEADER_LEN = 20`). With [`SEGMENT_SIZE`] that is
+/// 262,092 bytes per page.
+pub const SLED_BLOB_THRESHOLD: usize = SEGMENT_SIZE / 4 - 20 - 32;
+
+/// The largest value [`SledStore`] stores. A leaf node splits once it holds more than 16
+/// entries (`node.rs`, `should_split`), so a full leaf is at most about 17 entries; 8 KiB
+/// values with [`MAX_KEY_LEN`] keys keep a leaf under 150 KB, leaving a margin of over 40%
+/// (about 29 entries) below [`SLED_BLOB_THRESHOLD`] for splits that lag behind inserts.
+pub const MAX_VALUE_LEN: usize = 8 * 1024;
+
+/// The longest key [`SledStore`] stores. Index nodes hold up to 256 children keyed by
+/// separators no longer than a key: 257 x 512 bytes is about half the blob threshold.
+pub const MAX_KEY_LEN: usize = 512;
+
+/// The key in [`Tree::Meta`] holding the store format marker.
+pub const FORMAT_KEY: &[u8] = b"store.format";
+
+/// The version of the store format this program writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Environment variable read at open: a test-only failpoint (see [`SledStore::open`]).
+pub const DANGEROUS_FAILPOINT_ENV: &str = "VAULT_DANGEROUS_FAILPOINT";
+
+const FORMAT_MAGIC: &str = "vault-core sled store";
+
+/// The marker stored at [`FORMAT_KEY`], encoded with [`crate::codec`] at
+/// [`FORMAT_VERSION`].
+#[derive(Serialize, Deserialize)]
+struct FormatMarker {
+    magic: String,
+    #[serde(with = "serde_bytes_16")]
+    store_id: [u8; 16],
+}
+
+mod serde_bytes_16 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let bytes = serde_cbor::Value::deserialize(d)?;
+        match bytes {
+            serde_cbor::Value::Bytes(b) if b.len() == 16 => {
+                let mut out = [0u8; 16];
+                out.copy_from_slice(&b);
+                Ok(out)
+            }
+            _ => Err(serde::de::Error::custom("store id is not 16 bytes")),
+        }
+    }
+}
+
+/// Options for opening or creating a [`SledStore`].
+#[derive(Clone, Debug, Default)]
+pub struct SledOptions {
+    /// DANGEROUS, tests only: [`Storage::wait_durable`] returns at once, without sled's
+    /// flush or the fsync, and sled's background flush is off. Acknowledged writes are then
+    /// lost on a crash. Exists so the crash harness can show it detects such loss.
+    pub dangerous_skip_durability: bool,
+}
+
+/// State of the group commit, guarded by one mutex.
+#[derive(Debug, Default)]
+struct DurableState {
+    /// Every batch with a ticket at or below this is durable.
+    durable: u64,
+    /// A leader is running flush + fsync.
+    flushing: bool,
+}
+
+/// The sled backend of [`Storage`]. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    /// The sled data file, opened read-only once: `sync_all` on it is the fsync.
+    data_file: File,
+    store_id: [u8; 16],
+    options: SledOptions,
+    /// Orders applies and assigns tickets: holds the last ticket handed out.
+    apply_lock: Mutex<u64>,
+    /// The last ticket whose batch is applied (updated under `apply_lock`).
+    applied: AtomicU64,
+    durable: Mutex<DurableState>,
+    durable_changed: Condvar,
+    poisoned: AtomicBool,
+    /// Failpoint: when > 0, the next applies fail (and decrement it). `u64::MAX` = forever.
+    fail_applies: AtomicU64,
+    /// Failpoint: applies that still succeed before `fail_applies_after` kicks in.
+    succeed_applies_before_failing: Mutex<Option<u64>>,
+    /// Failpoint: the next durability steps fail (and poison the store).
+    fail_durability: AtomicU64,
+}
+
+fn unusable(path: &Path, reason: impl Into<String>) -> StorageError {
+    StorageError::Unusable {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn backend(
+    operation: &'static str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> StorageError {
+    StorageError::Backend {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+/// A message a failpoint returns as its error.
+#[derive(Debug, thiserror::Error)]
+#[error("dangerous test failpoint {0} triggered")]
+struct Failpoint(&'static str);
+
+fn sled_config(dir: &Path, options: &SledOptions) -> sled::Config {
+    // sled's background thread would fsync every 500 ms; the commit path does its own flush
+    // and fsync, so it is off (and must be off for the skip-durability variant to lose data).
+    let _ = options;
+    sled::Config::new()
+        .path(dir)
+        .segment_size(SEGMENT_SIZE)
+        .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
+}
+
+/// Runs a sled call that may panic on a damaged directory and turns a panic into an error.
+fn no_panic<T>(
+    dir: &Path,
+    what: &str,
+    f: impl FnOnce() -> sled::Result<T>,
+) -> Result<T, StorageError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unusable(
+            dir,
+            format!(
+                "{what} failed: {e}; the sled files are damaged or not a vault store: restore \
+                 the data directory from a backup"
+            ),
+        )),
+        Err(_) => Err(unusable(
+            dir,
+            format!(
+                "{what} failed: sled crashed reading the directory (damaged log); restore the \
+                 data directory from a backup"
+            ),
+        )),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl SledStore {
+    /// Creates a new store in `dir` (created if missing; refused unless empty), with a new
+    /// random store id, and makes the creation durable before returning.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::create_with(dir, SledOptions::default())
+    }
+
+    /// [`SledStore::create`] with options.
+    pub fn create_with(dir: impl AsRef<Path>, options: SledOptions) -> Result<Self, StorageError> {
+        let dir = dir.as_ref();
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(unusable(
+                        dir,
+                        "directory is not empty: choose an empty or new directory for a new store",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| unusable(dir, format!("cannot create the directory: {e}")))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fsync_dir(parent).map_err(|e| {
+                        unusable(dir, format!("cannot fsync the parent directory: {e}"))
+                    })?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(unusable(dir, "path is a file, not a directory"));
+            }
+            Err(e) => return Err(unusable(dir, format!("cannot read the directory: {e}"))),
+        }
+        let db = no_panic(dir, "creating the sled database", || {
+            sled_config(dir, &options).create_new(true).open()
+        })?;
+        let mut store_id = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut store_id)
+            .map_err(|_| unusable(dir, "the operating system's random generator failed"))?;
+        let store = Self::assemble(dir, db, store_id, options)?;
+        // The marker is written last: a directory without it is a half-created store.
+        let marker = crate::codec::encode(
+            "store format marker",
+            FORMAT_VERSION,
+            &FormatMarker {
+                magic: FORMAT_MAGIC.to_owned(),
+                store_id,
+            },
+        )
+        .map_err(|e| backend("encoding the store format marker", e))?;
+        let mut batch = WriteBatch::new();
+        batch.put(Tree::Meta, FORMAT_KEY, marker);
+        store.commit_always_durable(batch)?;
+        // sled does not fsync `conf`, nor the directory entries of `conf`, `db`, `blobs/`.
+        for name in ["conf", "db"] {
+            File::open(dir.join(name))
+                .and_then(|f| f.sync_all())
+                .map_err(|e| unusable(dir, format!("cannot fsync {name}: {e}")))?;
+        }
+        fsync_dir(dir).map_err(|e| unusable(dir, format!("cannot fsync the directory: {e}")))?;
+        Ok(store)
+    }
+
+    /// Opens an existing store. Refuses, with [`StorageError::Unusable`] naming what is
+    /// wrong, a path that is not a directory, an empty directory, a directory without sled
+    /// files, a damaged sled database, a sled database that is not a vault store (no
+    /// format marker, with data) and a half-created store (no format marker, no data).
+    ///
+    /// The environment variable [`DANGEROUS_FAILPOINT_ENV`] (tests only) arms failpoints:
+    /// `apply` makes every apply fail, `apply-after=N` every apply after the first N,
+    /// `durability` makes the first durability step fail (which poisons the store).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(dir, SledOptions::default())
+    }
+
+    /// [`SledStore::open`] with options.
+    pub fn open_with(dir: impl AsRef<Path>, options: SledOptions) -> Result<Self, StorageError> {
+        let dir = dir.as_ref();
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            unusable(
+                dir,
+                format!("cannot read the data directory: {e}; check the path"),
+            )
+        })?;
+        if !meta.is_dir() {
+            return Err(unusable(dir, "path is a file, not a data directory"));
+        }
+        let has_conf = dir.join("conf").is_file();
+        let has_db = dir.join("db").is_file();
+        if !has_conf || !has_db {
+            let empty = std::fs::read_dir(dir)
+                .map(|mut e| e.next().is_none())
+                .unwrap_or(false);
+            let reason = if empty {
+                "directory is empty: no store was created here; initialise it first".to_owned()
+            } else {
+                format!(
+                    "not a vault store: sled file {} is missing; if a creation was \
+                     interrupted, delete the directory and initialise again, otherwise \
+                     restore it from a backup",
+                    if has_conf { "`db`" } else { "`conf`" }
+                )
+            };
+            return Err(unusable(dir, reason));
+        }
+        let db = no_panic(dir, "opening the sled database", || {
+            sled_config(dir, &options).open()
+        })?;
+        let has_meta_tree = db
+            .tree_names()
+            .iter()
+            .any(|n| &n[..] == Tree::Meta.name().as_bytes());
+        let marker = if has_meta_tree {
+            let meta = no_panic(dir, "opening the meta tree", || {
+                db.open_tree(Tree::Meta.name())
+            })?;
+            no_panic(dir, "reading the store format marker", || {
+                meta.get(FORMAT_KEY)
+            })?
+        } else {
+            None
+        };
+        let Some(marker) = marker else {
+            let has_data = db
+                .tree_names()
+                .iter()
+                .any(|n| db.open_tree(n).map(|t| !t.is_empty()).unwrap_or(true));
+            let reason = if has_data {
+                "a sled database that is not a vault store (no store format marker): point the \
+                 vault at its own data directory"
+            } else {
+                "half-created store (no store format marker, no data): creation was \
+                 interrupted; delete the directory and initialise again"
+            };
+            return Err(unusable(dir, reason));
+        };
+        let marker: FormatMarker = crate::codec::decode("store format marker", FORMAT_VERSION, &marker)
+            .map_err(|e| {
+                unusable(
+                    dir,
+                    format!("store format marker is not readable: {e}; this program reads store format {FORMAT_VERSION}"),
+                )
+            })?;
+        if marker.magic != FORMAT_MAGIC {
+            return Err(unusable(
+                dir,
+                "store format marker has the wrong magic: not a vault store",
+            ));
+        }
+        let store = Self::assemble(dir, db, marker.store_id, options)?;
+        store.arm_env_failpoints()?;
+        Ok(store)
+    }
+
+    fn assemble(
+        dir: &Path,
+        db: sled::Db,
+        store_id: [u8; 16],
+        options: SledOptions,
+    ) -> Result<Self, StorageError> {
+        let mut trees = Vec::with_capacity(Tree::ALL.len());
+        for tree in Tree::ALL {
+            trees.push(no_panic(dir, "opening a tree", || {
+                db.open_tree(tree.name())
+            })?);
+        }
+        let data_file = File::open(dir.join("db"))
+            .map_err(|e| unusable(dir, format!("cannot open the sled data file `db`: {e}")))?;
+        Ok(Self {
+            path: dir.to_path_buf(),
+            db,
+            trees,
+            data_file,
+            store_id,
+            options,
+            apply_lock: Mutex::new(0),
+            applied: AtomicU64::new(0),
+            durable: Mutex::new(DurableState::default()),
+            durable_changed: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            fail_applies: AtomicU64::new(0),
+            succeed_applies_before_failing: Mutex::new(None),
+            fail_durability: AtomicU64::new(0),
+        })
+    }
+
+    fn arm_env_failpoints(&self) -> Result<(), StorageError> {
+        let Ok(value) = std::env::var(DANGEROUS_FAILPOINT_ENV) else {
+            return Ok(());
+        };
+        match value.as_str() {
+            "apply" => self.dangerous_fail_next_applies(u64::MAX),
+            "durability" => self.dangerous_fail_next_durability(1),
+            other => match other.strip_prefix("apply-after=").map(str::parse::<u64>) {
+                Some(Ok(n)) => {
+                    *lock(&self.succeed_applies_before_failing) = Some(n);
+                }
+                _ => {
+                    return Err(unusable(
+                        &self.path,
+                        format!(
+                            "{DANGEROUS_FAILPOINT_ENV}={other:?} is not a failpoint \
+                             (`apply`, `apply-after=N`, `durability`): unset it"
+                        ),
+                    ))
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The random id given to the store at creation.
+    pub fn store_id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
+    /// DANGEROUS, tests only: the next `n` calls of [`Storage::apply`] fail with
+    /// [`StorageError::Backend`] and change nothing (`u64::MAX`: every call).
+    pub fn dangerous_fail_next_applies(&self, n: u64) {
+        self.fail_applies.store(n, Ordering::SeqCst);
+    }
+
+    /// DANGEROUS, tests only: the next `n` durability steps fail as a failed fsync would,
+    /// which poisons the store.
+    pub fn dangerous_fail_next_durability(&self, n: u64) {
+        self.fail_durability.store(n, Ordering::SeqCst);
+    }
+
+    fn check_poisoned(&self) -> Result<(), StorageError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            Err(StorageError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        let index = Tree::ALL
+            .iter()
+            .position(|t| *t == tree)
+            .expect("Tree::ALL lists every tree");
+        &self.trees[index]
+    }
+
+    fn take_apply_failpoint(&self) -> bool {
+        {
+            let mut before = lock(&self.succeed_applies_before_failing);
+            if let Some(n) = before.as_mut() {
+                if *n == 0 {
+                    return true;
+                }
+                *n -= 1;
+            }
+        }
+        self.fail_applies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                0 => None,
+                u64::MAX => Some(u64::MAX),
+                n => Some(n - 1),
+            })
+            .is_ok()
+    }
+
+    fn validate(batch: &WriteBatch) -> Result<(), StorageError> {
+        for write in batch.writes() {
+            let (tree, key, value) = match write {
+                Write::Put { tree, key, value } => (*tree, key, Some(value)),
+                Write::Delete { tree, key } => (*tree, key, None),
+            };
+            if key.len() > MAX_KEY_LEN {
+                return Err(StorageError::KeyTooLarge {
+                    tree,
+                    len: key.len(),
+                    max: MAX_KEY_LEN,
+                });
+            }
+            if let Some(value) = value {
+                if value.len() > MAX_VALUE_LEN {
+                    return Err(StorageError::ValueTooLarge {
+                        tree,
+                        len: value.len(),
+                        max: MAX_VALUE_LEN,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sled transaction of a batch, over the trees it touches.
+    fn apply_sled(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let mut touched: Vec<Tree> = batch
+            .writes()
+            .iter()
+            .map(|w| match w {
+                Write::Put { tree, .. } | Write::Delete { tree, .. } => *tree,
+            })
+            .collect();
+        touched.sort();
+        touched.dedup();
+        let trees: Vec<&sled::Tree> = touched.iter().map(|t| self.tree(*t)).collect();
+        let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|view| {
+            for write in batch.writes() {
+                match write {
+                    Write::Put { tree, key, value } => {
+                        let i = touched
+                            .binary_search(tree)
+                            .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                        view[i].insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Write::Delete { tree, key } => {
+                        let i = touched
+                            .binary_search(tree)
+                            .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                        view[i].remove(key.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(backend("applying a batch", e)),
+            Err(TransactionError::Abort(())) => {
+                unreachable!("every tree of the batch is in the transaction")
+            }
+        }
+    }
+
+    /// Flush + fsync, the one durability step.
+    fn flush_and_fsync(&self) -> Result<(), StorageError> {
+        if self
+            .fail_durability
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(backend("flushing", Failpoint("durability")));
+        }
+        // sled writes its log buffers to `db` and issues sync_file_range (not a barrier for
+        // metadata, not a disk cache flush); the fsync below makes them durable.
+        self.db
+            .flush()
+            .map_err(|e| backend("flushing sled's log", e))?;
+        self.data_file
+            .sync_all()
+            .map_err(|e| backend("fsync of the sled data file", e))
+    }
+
+    /// Commit used at creation: always flushed and fsynced, whatever the options.
+    fn commit_always_durable(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let ticket = self.apply(batch)?;
+        self.durable_step(ticket, true)
+    }
+
+    fn durable_step(&self, ticket: CommitTicket, force: bool) -> Result<(), StorageError> {
+        if self.options.dangerous_skip_durability && !force {
+            return self.check_poisoned();
+        }
+        let mut state = lock(&self.durable);
+        loop {
+            self.check_poisoned()?;
+            if state.durable >= ticket.0 {
+                return Ok(());
+            }
+            if state.flushing {
+                state = self
+                    .durable_changed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Become the leader: everything applied before the flush starts is covered.
+            state.flushing = true;
+            let target = self.applied.load(Ordering::SeqCst);
+            drop(state);
+            let result = self.flush_and_fsync();
+            state = lock(&self.durable);
+            state.flushing = false;
+            match result {
+                Ok(()) => state.durable = state.durable.max(target),
+                Err(e) => {
+                    self.poisoned.store(true, Ordering::SeqCst);
+                    self.durable_changed.notify_all();
+                    return Err(e);
+                }
+            }
+            self.durable_changed.notify_all();
+        }
+    }
+
+    fn collect(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Entries, StorageError> {
+        self.check_poisoned()?;
+        if let Some(end) = end {
+            if end <= start {
+                return Ok(Vec::new());
+            }
+        }
+        let upper = match end {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        let range = self
+            .tree(tree)
+            .range::<&[u8], _>((Bound::Included(start), upper));
+        let mut out = Vec::new();
+        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| {
+            let (k, v) = item.map_err(|e| backend("scanning", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok::<(), StorageError>(())
+        };
+        if reverse {
+            for item in range.rev().take(limit) {
+                push(item)?;
+            }
+        } else {
+            for item in range.take(limit) {
+                push(item)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain counters behind, still valid.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Storage for SledStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.check_poisoned()?;
+        self.tree(tree)
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| backend("reading", e))
+    }
+
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StorageError> {
+        self.collect(tree, start, end, limit, false)
+    }
+
+    fn scan_rev(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StorageError> {
+        self.collect(tree, start, end, limit, true)
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<CommitTicket, StorageError> {
+        self.check_poisoned()?;
+        Self::validate(&batch)?;
+        let mut last = lock(&self.apply_lock);
+        self.check_poisoned()?;
+        if self.take_apply_failpoint() {
+            return Err(backend("applying a batch", Failpoint("apply")));
+        }
+        if !batch.is_empty() {
+            self.apply_sled(&batch)?;
+        }
+        *last += 1;
+        self.applied.store(*last, Ordering::SeqCst);
+        Ok(CommitTicket(*last))
+    }
+
+    fn wait_durable(&self, ticket: CommitTicket) -> Result<(), StorageError> {
+        self.durable_step(ticket, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(tree: Tree, k: &[u8], v: &[u8]) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        b.put(tree, k, v);
+        b
+    }
+
+    #[test]
+    fn commit_then_reopen_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let id = {
+            let store = SledStore::create(&path).unwrap();
+            store.commit(put(Tree::Records, b"k", b"v")).unwrap();
+            store.store_id()
+        };
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.store_id(), id);
+        assert_eq!(store.get(Tree::Records, b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.get(Tree::Keys, b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn create_refuses_a_non_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), b"x").unwrap();
+        let err = SledStore::create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+    }
+
+    #[test]
+    fn oversized_values_and_keys_are_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let mut batch = put(Tree::Records, b"a", b"small");
+        batch.put(Tree::Records, b"b", vec![0u8; MAX_VALUE_LEN + 1]);
+        assert!(matches!(
+            store.commit(batch),
+            Err(StorageError::ValueTooLarge { len, max: MAX_VALUE_LEN, .. }) if len == MAX_VALUE_LEN + 1
+        ));
+        let batch = put(Tree::Records, &[1u8; MAX_KEY_LEN + 1], b"v");
+        assert!(matches!(
+            store.commit(batch),
+            Err(StorageError::KeyTooLarge { .. })
+        ));
+        assert_eq!(store.get(Tree::Records, b"a").unwrap(), None);
+        store
+            .commit(put(
+                Tree::Records,
+                &[1u8; MAX_KEY_LEN],
+                &vec![7u8; MAX_VALUE_LEN],
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn apply_failpoint_fails_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        store.dangerous_fail_next_applies(2);
+        for _ in 0..2 {
+            assert!(matches!(
+                store.commit(put(Tree::Tokens, b"t", b"1")),
+                Err(StorageError::Backend { .. })
+            ));
+        }
+        assert_eq!(store.get(Tree::Tokens, b"t").unwrap(), None);
+        store.commit(put(Tree::Tokens, b"t", b"1")).unwrap();
+        assert_eq!(store.get(Tree::Tokens, b"t").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn failed_durability_poisons_every_later_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        store.dangerous_fail_next_durability(1);
+        assert!(matches!(
+            store.commit(put(Tree::Tokens, b"t", b"1")),
+            Err(StorageError::Backend { .. })
+        ));
+        assert!(matches!(
+            store.get(Tree::Tokens, b"t"),
+            Err(StorageError::Poisoned)
+        ));
+        assert!(matches!(
+            store.scan(Tree::Tokens, b"", None, 10),
+            Err(StorageError::Poisoned)
+        ));
+        assert!(matches!(
+            store.apply(put(Tree::Tokens, b"u", b"1")),
+            Err(StorageError::Poisoned)
+        ));
+    }
+}
