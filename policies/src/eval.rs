@@ -229,23 +229,19 @@ pub fn evaluate<'a>(
     let mut fields = Vec::with_capacity(request.fields.len());
     let mut obligations = Obligations::default();
     let agency = admit(policy, request);
-    let uses_consent = matches!(request.legal_basis, None | Some(LegalBasis::Consent));
-    let candidates: Vec<Candidate<'_>> = match agency {
-        Ok(_) if uses_consent => artefacts
-            .iter()
-            .filter(|a| a.agency() == &request.agency && a.purpose() == &request.purpose)
-            .map(|a| {
-                let superseded = artefacts
-                    .iter()
-                    .any(|b| b.supersedes() == Some(a.id()) && b.granted_at().is_some());
-                Candidate {
-                    artefact: a,
-                    blocker: blocker(a, superseded, now),
-                }
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let candidates: Vec<Candidate<'_>> = artefacts
+        .iter()
+        .filter(|a| a.agency() == &request.agency && a.purpose() == &request.purpose)
+        .map(|a| {
+            let superseded = artefacts
+                .iter()
+                .any(|b| b.supersedes() == Some(a.id()) && b.granted_at().is_some());
+            Candidate {
+                artefact: a,
+                blocker: blocker(a, superseded, now),
+            }
+        })
+        .collect();
     for (i, field) in request.fields.iter().enumerate() {
         let outcome = match agency {
             Err(reason) => Outcome::Withheld(reason),
