@@ -377,14 +377,11 @@ fn consent<'a>(
             artefact_id: c.artefact.id(),
         });
     }
-    let mut best: Option<Reason> = None;
-    for c in candidates {
-        if let Some(r) = c.blocker {
-            if best.is_none_or(|b| rank(r) > rank(b)) && c.artefact.covers(field) {
-                best = Some(r);
-            }
-        }
-    }
+    let best = candidates
+        .iter()
+        .filter(|c| c.artefact.covers(field))
+        .filter_map(|c| c.blocker)
+        .max_by_key(|r| rank(*r));
     Outcome::Withheld(match best {
         Some(r) => r,
         None if candidates.is_empty() => Reason::NoConsent,
