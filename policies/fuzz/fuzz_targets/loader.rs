@@ -14,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
         .split(|b| *b == 0xFF)
         .take(3)
         .enumerate()
-        .map(|(i, bytes)| (format!("f{i}.toml"), String::from_utf8_lossy(bytes).into_owned()))
+        .map(|(i, bytes)| {
+            (
+                format!("f{i}.toml"),
+                String::from_utf8_lossy(bytes).into_owned(),
+            )
+        })
         .collect();
     match PolicySet::from_sources(&files) {
         Ok(set) => {
