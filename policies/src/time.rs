@@ -300,5 +300,17 @@ mod tests {
             let t = Timestamp(secs);
             prop_assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
         }
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_panic(s in "\\PC{0,40}", secs in 0..=MAX_SECS) {
+            let _ = Timestamp::parse(&s);
+            // Mutating a valid timestamp one character at a time never panics either.
+            let valid = Timestamp(secs).to_string();
+            for (i, _) in valid.char_indices() {
+                let mut v = valid.clone();
+                v.replace_range(i..=i, "9");
+                let _ = Timestamp::parse(&v);
+            }
+        }
     }
 }
