@@ -188,6 +188,50 @@ fn no_panic<T>(
     }
 }
 
+/// Opens sled on an existing directory. sled releases its file lock only once its
+/// background threads let go of the database, shortly after the last handle is dropped, so
+/// a lock conflict is retried for a moment before being reported.
+fn open_sled(dir: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let error = match catch_unwind(AssertUnwindSafe(|| sled_config(dir, options).open())) {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                return Err(unusable(
+                    dir,
+                    "opening the sled database failed: sled crashed reading the directory \
+                     (damaged log); restore the data directory from a backup",
+                ))
+            }
+        };
+        let reason = match &error {
+            sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                "the data directory is locked by another process: stop the other vault using \
+                 it"
+                .to_owned()
+            }
+            sled::Error::Unsupported(message)
+                if message.contains("io buffer size") || message.contains("compression") =>
+            {
+                format!(
+                    "a sled database that is not a vault store (sled settings differ: \
+                     {message}): point the vault at its own data directory"
+                )
+            }
+            other => format!(
+                "opening the sled database failed: {other}; the sled files are damaged or not \
+                 a vault store: restore the data directory from a backup"
+            ),
+        };
+        return Err(unusable(dir, reason));
+    }
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -298,9 +342,7 @@ impl SledStore {
             };
             return Err(unusable(dir, reason));
         }
-        let db = no_panic(dir, "opening the sled database", || {
-            sled_config(dir, &options).open()
-        })?;
+        let db = open_sled(dir, &options)?;
         let has_meta_tree = db
             .tree_names()
             .iter()
