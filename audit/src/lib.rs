@@ -1,2 +1,32 @@
 //! Tamper-evident, append-only audit log: hash chain, RFC 9162 Merkle tree, C2SP signed
 //! checkpoints, inclusion and consistency proofs, offline verification.
+//!
+//! The crate knows nothing about citizens or the vault's storage: entries name subjects
+//! only by opaque tags, and the engine stores leaves and subtree hashes through
+//! [`LogRead`] and [`AppendPlan`]. Formats are documented in `docs/audit-log.md`.
+
+mod codec;
+mod entry;
+pub mod export;
+mod hash;
+mod note;
+mod proof;
+mod tree;
+
+#[cfg(test)]
+mod testvectors;
+
+pub use entry::{
+    Actor, ActorKind, Entry, EntryDraft, EntryError, SubjectTag, Withheld, ENTRY_VERSION,
+    MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
+};
+pub use hash::{empty_root, leaf_hash, node_hash, Hash, HASH_LEN};
+pub use note::{
+    key_id, sign_checkpoint, Checkpoint, CheckpointError, NoteError, NoteSigner, NoteVerifier,
+    SignedCheckpoint,
+};
+pub use proof::{parse_hash, verify_consistency, verify_inclusion, ProofError};
+pub use tree::{
+    consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState,
+    MemStore, StoreError, TreeError,
+};

@@ -1,0 +1,262 @@
+//! Audit entries (format version 1): what one log leaf records.
+
+use crate::hash::Hash;
+
+/// The entry format version written by this crate.
+pub const ENTRY_VERSION: u64 = 1;
+
+/// Upper bound on the encoded size of one entry.
+pub const MAX_ENTRY_LEN: usize = 1 << 20;
+
+/// Upper bound on the length of each text field, in bytes.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Upper bound on the number of items of each list field.
+pub const MAX_LIST_LEN: usize = 1024;
+
+/// An opaque subject tag (the engine's per-citizen HMAC); the log never sees who it is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubjectTag(pub [u8; 32]);
+
+impl std::fmt::Debug for SubjectTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectTag(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+/// Who acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ActorKind {
+    /// A public agency (id = agency id).
+    Agency,
+    /// The citizen the entry is about (id empty; the citizen appears only as `subject`).
+    Citizen,
+    /// An auditor (id = auditor id).
+    Auditor,
+    /// An operator (id = operator id).
+    Operator,
+    /// The vault itself (id = component name).
+    System,
+}
+
+impl ActorKind {
+    /// The wire name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agency => "agency",
+            Self::Citizen => "citizen",
+            Self::Auditor => "auditor",
+            Self::Operator => "operator",
+            Self::System => "system",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "agency" => Self::Agency,
+            "citizen" => Self::Citizen,
+            "auditor" => Self::Auditor,
+            "operator" => Self::Operator,
+            "system" => Self::System,
+            _ => return None,
+        })
+    }
+}
+
+/// The actor of an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// Its kind.
+    pub kind: ActorKind,
+    /// Its id (empty for a citizen).
+    pub id: String,
+}
+
+/// A requested field that was not released, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    /// Field name.
+    pub field: String,
+    /// Reason code.
+    pub reason: String,
+}
+
+/// One entry of the log, as stored (format version 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Position in the log.
+    pub index: u64,
+    /// Log time, milliseconds since the Unix epoch (UTC).
+    pub time_ms: u64,
+    /// Who acted.
+    pub actor: Actor,
+    /// The official behind an agency request.
+    pub initiator: Option<String>,
+    /// What happened ("record.write", "access", "consent.grant", ...).
+    pub action: String,
+    /// Processing type ("collection", "disclosure", "erasure", ...).
+    pub processing: Option<String>,
+    /// Declared purpose.
+    pub purpose: Option<String>,
+    /// Field names requested.
+    pub requested: Vec<String>,
+    /// Field names released.
+    pub released: Vec<String>,
+    /// Field names withheld, with reasons.
+    pub withheld: Vec<Withheld>,
+    /// Legal basis ("consent", "statute", "break_glass", ...).
+    pub legal_basis: Option<String>,
+    /// Reference of the statute or rule applied.
+    pub legal_reference: Option<String>,
+    /// Consent artefact id.
+    pub consent_id: Option<String>,
+    /// Outcome ("granted", "partial", "refused", "done").
+    pub decision: String,
+    /// Justification given by the requester.
+    pub justification: Option<String>,
+    /// Flagged for human review (e.g. break-glass).
+    pub review: bool,
+    /// The subject tag, if the entry is about a citizen.
+    pub subject: Option<SubjectTag>,
+    /// Index of the previous entry with the same subject.
+    pub subject_prev: Option<u64>,
+    /// Leaf hash of entry `index - 1` (all zeros for index 0).
+    pub prev: Hash,
+}
+
+/// An entry before the log assigns its `index` and `prev`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryDraft {
+    /// Log time, milliseconds since the Unix epoch (UTC).
+    pub time_ms: u64,
+    /// Who acted.
+    pub actor: Actor,
+    /// The official behind an agency request.
+    pub initiator: Option<String>,
+    /// What happened.
+    pub action: String,
+    /// Processing type.
+    pub processing: Option<String>,
+    /// Declared purpose.
+    pub purpose: Option<String>,
+    /// Field names requested.
+    pub requested: Vec<String>,
+    /// Field names released.
+    pub released: Vec<String>,
+    /// Field names withheld, with reasons.
+    pub withheld: Vec<Withheld>,
+    /// Legal basis.
+    pub legal_basis: Option<String>,
+    /// Statute or rule reference.
+    pub legal_reference: Option<String>,
+    /// Consent artefact id.
+    pub consent_id: Option<String>,
+    /// Outcome.
+    pub decision: String,
+    /// Justification given.
+    pub justification: Option<String>,
+    /// Flagged for human review.
+    pub review: bool,
+    /// The subject tag.
+    pub subject: Option<SubjectTag>,
+    /// Index of the previous entry with the same subject (kept by the engine).
+    pub subject_prev: Option<u64>,
+}
+
+impl EntryDraft {
+    /// A draft with the required fields and everything else empty.
+    pub fn new(time_ms: u64, actor: Actor, action: &str, decision: &str) -> Self {
+        Self {
+            time_ms,
+            actor,
+            initiator: None,
+            action: action.to_owned(),
+            processing: None,
+            purpose: None,
+            requested: Vec::new(),
+            released: Vec::new(),
+            withheld: Vec::new(),
+            legal_basis: None,
+            legal_reference: None,
+            consent_id: None,
+            decision: decision.to_owned(),
+            justification: None,
+            review: false,
+            subject: None,
+            subject_prev: None,
+        }
+    }
+}
+
+/// Why an entry cannot be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The bytes are not a canonical CBOR entry of a known version.
+    #[error("entry bytes are not a canonical version-1 entry: {reason}")]
+    Malformed {
+        /// What the decoder found.
+        reason: String,
+    },
+    /// A field breaks a rule of the format.
+    #[error("entry field `{field}` is invalid: {rule}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+}
+
+impl EntryError {
+    /// A stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "audit.entry.malformed",
+            Self::Invalid { .. } => "audit.entry.invalid",
+        }
+    }
+}
+
+impl Entry {
+    pub(crate) fn from_draft(d: EntryDraft, index: u64, prev: Hash) -> Self {
+        Self {
+            index,
+            time_ms: d.time_ms,
+            actor: d.actor,
+            initiator: d.initiator,
+            action: d.action,
+            processing: d.processing,
+            purpose: d.purpose,
+            requested: d.requested,
+            released: d.released,
+            withheld: d.withheld,
+            legal_basis: d.legal_basis,
+            legal_reference: d.legal_reference,
+            consent_id: d.consent_id,
+            decision: d.decision,
+            justification: d.justification,
+            review: d.review,
+            subject: d.subject,
+            subject_prev: d.subject_prev,
+            prev,
+        }
+    }
+
+    /// The canonical encoding (the leaf bytes).
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        crate::codec::encode_entry(self)
+    }
+
+    /// Strictly decodes leaf bytes: unknown or missing keys, trailing bytes, non-canonical
+    /// encodings and other versions are rejected.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        crate::codec::decode_entry(bytes)
+    }
+}

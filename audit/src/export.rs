@@ -1,0 +1,447 @@
+//! The self-contained export file (format version 1, `docs/audit-log.md`) and its
+//! streaming offline verifier.
+
+use std::collections::HashMap;
+use std::io::{BufReader, ErrorKind, Read, Write};
+
+use crate::codec::decode_links;
+use crate::entry::{EntryError, SubjectTag, MAX_ENTRY_LEN};
+use crate::hash::{leaf_hash, Frontier, Hash};
+use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
+use crate::tree::{root, LogRead, TreeError};
+
+/// The first 8 bytes of an export file.
+pub const MAGIC: &[u8; 8] = b"VLTAUDIT";
+/// The export format version written by this crate.
+pub const FORMAT_VERSION: u8 = 1;
+/// The longest verifier key accepted in a file.
+pub const MAX_VKEY_LEN: usize = 4096;
+/// The longest checkpoint note accepted in a file.
+pub const MAX_NOTE_LEN: usize = 65536;
+
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// A leaf below the checkpoint size is missing from the store.
+    #[error("leaf {index} is missing from the log store")]
+    MissingLeaf {
+        /// Its index.
+        index: u64,
+    },
+    /// The store's tree does not match the checkpoint to export.
+    #[error("the stored log does not match the checkpoint of size {size}: sign a checkpoint of this log first")]
+    CheckpointMismatch {
+        /// Checkpoint size.
+        size: u64,
+    },
+    /// The key string or the note is too long for the format.
+    #[error("the verifier key or the checkpoint note is too long for the export format")]
+    TooLong,
+    /// Writing failed.
+    #[error("writing the export failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes the export of the first `signed.checkpoint.size` leaves of `store`.
+pub fn write(
+    store: &impl LogRead,
+    signed: &SignedCheckpoint,
+    vkey: &str,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    let size = signed.checkpoint.size;
+    if root(store, size)? != signed.checkpoint.root {
+        return Err(ExportError::CheckpointMismatch { size });
+    }
+    let vkey_len = u16::try_from(vkey.len())
+        .ok()
+        .filter(|l| usize::from(*l) <= MAX_VKEY_LEN)
+        .ok_or(ExportError::TooLong)?;
+    let note_len = u32::try_from(signed.note_text.len())
+        .ok()
+        .filter(|l| *l as usize <= MAX_NOTE_LEN)
+        .ok_or(ExportError::TooLong)?;
+    out.write_all(MAGIC)?;
+    out.write_all(&[FORMAT_VERSION])?;
+    out.write_all(&vkey_len.to_be_bytes())?;
+    out.write_all(vkey.as_bytes())?;
+    out.write_all(&note_len.to_be_bytes())?;
+    out.write_all(signed.note_text.as_bytes())?;
+    out.write_all(&size.to_be_bytes())?;
+    for index in 0..size {
+        let leaf = store.leaf(index).map_err(TreeError::from)?.ok_or(ExportError::MissingLeaf { index })?;
+        let len = u32::try_from(leaf.len()).map_err(|_| ExportError::TooLong)?;
+        out.write_all(&len.to_be_bytes())?;
+        out.write_all(&leaf)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// What a successful verification established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The log's origin (key name).
+    pub origin: String,
+    /// Number of entries verified (= checkpoint size).
+    pub size: u64,
+    /// The verified root.
+    pub root: Hash,
+    /// The signed checkpoint note.
+    pub note_text: String,
+}
+
+/// What is wrong with an export.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyErrorKind {
+    /// The trusted verifier key given to the verifier is malformed.
+    #[error("the verifier key given is invalid: {0}")]
+    BadKey(NoteError),
+    /// Not an export file.
+    #[error("not an audit export file (bad magic bytes)")]
+    BadMagic,
+    /// An export version this verifier does not know.
+    #[error("export format version {0} is not supported; use a newer vault-cli")]
+    UnsupportedVersion(u8),
+    /// A header field is out of range or not UTF-8.
+    #[error("malformed export header: {0}")]
+    BadHeader(&'static str),
+    /// The key embedded in the file is not the trusted one.
+    #[error("the export names another verifier key than the one given")]
+    KeyMismatch,
+    /// The checkpoint note does not verify or parse.
+    #[error("the checkpoint is not validly signed: {0}")]
+    Checkpoint(NoteError),
+    /// The number of entries differs from the signed size (truncation or padding).
+    #[error("the export holds {file} entries but the signed checkpoint covers {checkpoint}")]
+    SizeMismatch {
+        /// Count in the file.
+        file: u64,
+        /// Signed size.
+        checkpoint: u64,
+    },
+    /// The file ends inside or before an entry.
+    #[error("the export ends before this entry is complete (truncated)")]
+    Truncated,
+    /// An entry's length prefix is 0 or above the maximum.
+    #[error("the entry length {0} is out of range")]
+    BadLength(u32),
+    /// The entry does not decode.
+    #[error("the entry does not decode: {0}")]
+    Decode(EntryError),
+    /// The entry carries another index than its position.
+    #[error("the entry at this position carries index {found}")]
+    IndexMismatch {
+        /// The index it carries.
+        found: u64,
+    },
+    /// The entry's `prev` is not the leaf hash of the entry before it.
+    #[error("the entry's prev hash does not match the previous entry (chain broken here)")]
+    ChainBreak,
+    /// The entry was altered: the next entry and the signed tree both record another hash.
+    #[error("the entry was altered: its hash differs from what the next entry and the signed tree record")]
+    AlteredEntry,
+    /// The entry's `subject_prev` is not the latest earlier entry with its subject.
+    #[error("the entry's subject_prev is {found:?} but the latest earlier entry with its subject is {expected:?}")]
+    SubjectChain {
+        /// What the log says it should be.
+        expected: Option<u64>,
+        /// What the entry says.
+        found: Option<u64>,
+    },
+    /// The recomputed tree root differs from the signed one.
+    #[error("the entries do not add up to the signed root")]
+    RootMismatch,
+    /// Bytes follow the last entry.
+    #[error("unexpected data after the last entry")]
+    TrailingData,
+    /// Reading failed.
+    #[error("reading the export failed: {0}")]
+    Io(std::io::Error),
+}
+
+/// A failed verification: what is wrong and, when it is about an entry, the first bad
+/// entry's index.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{kind}", index.map(|i| format!("entry {i}: ")).unwrap_or_default())]
+pub struct VerifyError {
+    /// The first bad entry, if the failure is about an entry.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub kind: VerifyErrorKind,
+}
+
+impl VerifyError {
+    fn at(index: u64, kind: VerifyErrorKind) -> Self {
+        Self {
+            index: Some(index),
+            kind,
+        }
+    }
+
+    fn file(kind: VerifyErrorKind) -> Self {
+        Self { index: None, kind }
+    }
+
+    /// A stable error code.
+    pub fn code(&self) -> &'static str {
+        use VerifyErrorKind as K;
+        match &self.kind {
+            K::BadKey(_) => "audit.verify.bad_key",
+            K::BadMagic => "audit.verify.bad_magic",
+            K::UnsupportedVersion(_) => "audit.verify.unsupported_version",
+            K::BadHeader(_) => "audit.verify.bad_header",
+            K::KeyMismatch => "audit.verify.key_mismatch",
+            K::Checkpoint(_) => "audit.verify.checkpoint",
+            K::SizeMismatch { .. } => "audit.verify.size_mismatch",
+            K::Truncated => "audit.verify.truncated",
+            K::BadLength(_) => "audit.verify.bad_length",
+            K::Decode(_) => "audit.verify.decode",
+            K::IndexMismatch { .. } => "audit.verify.index_mismatch",
+            K::ChainBreak => "audit.verify.chain_break",
+            K::AlteredEntry => "audit.verify.altered_entry",
+            K::SubjectChain { .. } => "audit.verify.subject_chain",
+            K::RootMismatch => "audit.verify.root_mismatch",
+            K::TrailingData => "audit.verify.trailing_data",
+            K::Io(_) => "audit.verify.io",
+        }
+    }
+}
+
+fn read_exact_or(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    eof: impl FnOnce() -> VerifyError,
+) -> Result<(), VerifyError> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == ErrorKind::UnexpectedEof {
+            eof()
+        } else {
+            VerifyError::file(VerifyErrorKind::Io(e))
+        }
+    })
+}
+
+fn header_eof() -> VerifyError {
+    VerifyError::file(VerifyErrorKind::BadHeader("file ends inside the header"))
+}
+
+/// Reads and checks the header; returns the signed checkpoint and the entry count.
+fn read_header(r: &mut impl Read, verifier: &NoteVerifier, vkey: &str) -> Result<(SignedCheckpoint, u64), VerifyError> {
+    let mut magic = [0u8; 9];
+    read_exact_or(r, &mut magic, header_eof)?;
+    if &magic[..8] != MAGIC {
+        return Err(VerifyError::file(VerifyErrorKind::BadMagic));
+    }
+    if magic[8] != FORMAT_VERSION {
+        return Err(VerifyError::file(VerifyErrorKind::UnsupportedVersion(magic[8])));
+    }
+    let mut len2 = [0u8; 2];
+    read_exact_or(r, &mut len2, header_eof)?;
+    let vkey_len = usize::from(u16::from_be_bytes(len2));
+    if vkey_len == 0 || vkey_len > MAX_VKEY_LEN {
+        return Err(VerifyError::file(VerifyErrorKind::BadHeader("verifier key length out of range")));
+    }
+    let mut embedded = vec![0u8; vkey_len];
+    read_exact_or(r, &mut embedded, header_eof)?;
+    if embedded != vkey.as_bytes() {
+        return Err(VerifyError::file(VerifyErrorKind::KeyMismatch));
+    }
+    let mut len4 = [0u8; 4];
+    read_exact_or(r, &mut len4, header_eof)?;
+    let note_len = u32::from_be_bytes(len4) as usize;
+    if note_len == 0 || note_len > MAX_NOTE_LEN {
+        return Err(VerifyError::file(VerifyErrorKind::BadHeader("checkpoint note length out of range")));
+    }
+    let mut note = vec![0u8; note_len];
+    read_exact_or(r, &mut note, header_eof)?;
+    let note = String::from_utf8(note)
+        .map_err(|_| VerifyError::file(VerifyErrorKind::BadHeader("checkpoint note is not UTF-8")))?;
+    let signed = SignedCheckpoint::parse(&note, verifier)
+        .map_err(|e| VerifyError::file(VerifyErrorKind::Checkpoint(e)))?;
+    let mut len8 = [0u8; 8];
+    read_exact_or(r, &mut len8, header_eof)?;
+    let count = u64::from_be_bytes(len8);
+    if count != signed.checkpoint.size {
+        return Err(VerifyError::file(VerifyErrorKind::SizeMismatch {
+            file: count,
+            checkpoint: signed.checkpoint.size,
+        }));
+    }
+    Ok((signed, count))
+}
+
+/// Evidence gathered while streaming, resolved into the first bad index.
+#[derive(Default)]
+struct Evidence {
+    /// First entry whose `prev` does not match, and the tree with that `prev` taken as the
+    /// true hash of the entry before it.
+    first_break: Option<(u64, Frontier)>,
+    /// The entry after the first break breaks too (so the first break's entry is bad).
+    adjacent_break: bool,
+    /// First `subject_prev` violation.
+    subject: Option<VerifyError>,
+}
+
+impl Evidence {
+    /// The earliest error among the gathered evidence; `alt_root_ok` tells whether the tree
+    /// with the first break's `prev` substituted matches the signed root (`None` when the
+    /// stream did not reach the end).
+    fn resolve(self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
+        let chain = self.first_break.map(|(j, _)| {
+            if !self.adjacent_break && alt_root_ok == Some(true) {
+                VerifyError::at(j - 1, VerifyErrorKind::AlteredEntry)
+            } else {
+                VerifyError::at(j, VerifyErrorKind::ChainBreak)
+            }
+        });
+        match (chain, self.subject) {
+            (Some(c), Some(s)) => Some(if c.index < s.index { c } else { s }),
+            (c, s) => c.or(s),
+        }
+    }
+
+    fn first_index(&self) -> Option<u64> {
+        let chain = self.first_break.as_ref().map(|(j, _)| j.saturating_sub(1));
+        let subject = self.subject.as_ref().and_then(|s| s.index);
+        match (chain, subject) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// An error found at `index` that stops the stream, unless earlier evidence exists.
+    fn stop(self, err: VerifyError) -> VerifyError {
+        match (self.first_index(), err.index) {
+            (Some(earlier), Some(i)) if earlier < i => self.resolve(None).unwrap_or(err),
+            _ => err,
+        }
+    }
+}
+
+/// Verifies an export offline against the trusted verifier key `vkey`: header, key,
+/// checkpoint signature, size, every entry's strict decoding, index sequence, hash chain,
+/// subject chains and the tree root. `progress(done, total)` is called now and then.
+pub fn verify(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, VerifyError> {
+    let verifier =
+        NoteVerifier::parse(vkey).map_err(|e| VerifyError::file(VerifyErrorKind::BadKey(e)))?;
+    let mut r = BufReader::with_capacity(1 << 20, reader);
+    let (signed, count) = read_header(&mut r, &verifier, vkey)?;
+    progress(0, count);
+
+    let mut frontier = Frontier::default();
+    let mut pending: Option<Hash> = None;
+    let mut evidence = Evidence::default();
+    let mut subjects: HashMap<SubjectTag, u64> = HashMap::new();
+    let mut buf = Vec::with_capacity(4096);
+    let mut scratch = Vec::with_capacity(4096);
+    for i in 0..count {
+        let mut len4 = [0u8; 4];
+        if let Err(e) = read_exact_or(&mut r, &mut len4, || VerifyError::at(i, VerifyErrorKind::Truncated)) {
+            return Err(evidence.stop(e));
+        }
+        let len = u32::from_be_bytes(len4);
+        if len == 0 || len as usize > MAX_ENTRY_LEN {
+            return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::BadLength(len))));
+        }
+        buf.resize(len as usize, 0);
+        if let Err(e) = read_exact_or(&mut r, &mut buf, || VerifyError::at(i, VerifyErrorKind::Truncated)) {
+            return Err(evidence.stop(e));
+        }
+        let links = match decode_links(&buf, &mut scratch) {
+            Ok(l) => l,
+            Err(e) => return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
+        };
+        if links.index != i {
+            return Err(evidence.stop(VerifyError::at(
+                i,
+                VerifyErrorKind::IndexMismatch { found: links.index },
+            )));
+        }
+        let expected_prev = pending.unwrap_or([0u8; 32]);
+        let mut new_alt = None;
+        if links.prev != expected_prev {
+            if i == 0 {
+                return Err(VerifyError::at(0, VerifyErrorKind::ChainBreak));
+            }
+            match &evidence.first_break {
+                None => {
+                    let mut alt = frontier.clone();
+                    alt.push(links.prev);
+                    new_alt = Some(alt);
+                }
+                Some((j, _)) if *j + 1 == i => evidence.adjacent_break = true,
+                Some(_) => {}
+            }
+        }
+        if let Some(tag) = links.subject {
+            let latest = subjects.insert(tag, i);
+            if links.subject_prev != latest && evidence.subject.is_none() {
+                evidence.subject = Some(VerifyError::at(
+                    i,
+                    VerifyErrorKind::SubjectChain {
+                        expected: latest,
+                        found: links.subject_prev,
+                    },
+                ));
+            }
+        }
+        if let Some(h) = pending {
+            frontier.push(h);
+            if let Some((_, alt)) = &mut evidence.first_break {
+                alt.push(h);
+            }
+        }
+        if let Some(alt) = new_alt {
+            evidence.first_break = Some((i, alt));
+        }
+        pending = Some(leaf_hash(&buf));
+        if (i + 1) % PROGRESS_EVERY == 0 {
+            progress(i + 1, count);
+        }
+    }
+    let mut extra = [0u8; 1];
+    match r.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => return Err(evidence.stop(VerifyError::file(VerifyErrorKind::TrailingData))),
+        Err(e) => return Err(VerifyError::file(VerifyErrorKind::Io(e))),
+    }
+    if let Some(h) = pending {
+        frontier.push(h);
+        if let Some((_, alt)) = &mut evidence.first_break {
+            alt.push(h);
+        }
+    }
+    progress(count, count);
+    let want = signed.checkpoint.root;
+    let alt_ok = evidence
+        .first_break
+        .as_ref()
+        .map(|(_, alt)| alt.root() == want);
+    if let Some(err) = evidence.resolve(alt_ok) {
+        return Err(err);
+    }
+    if frontier.root() != want {
+        return Err(match count.checked_sub(1) {
+            Some(last) => VerifyError::at(last, VerifyErrorKind::RootMismatch),
+            None => VerifyError::file(VerifyErrorKind::RootMismatch),
+        });
+    }
+    Ok(Summary {
+        origin: signed.checkpoint.origin,
+        size: count,
+        root: want,
+        note_text: signed.note_text,
+    })
+}
