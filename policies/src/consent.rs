@@ -748,6 +748,73 @@ mod tests {
         assert!(serde_json::from_str::<ConsentArtefact>(&bad_field).is_err());
     }
 
+    proptest::proptest! {
+        /// The state machine against a small model of it: random steps at random,
+        /// non-decreasing times.
+        #[test]
+        fn lifecycle_agrees_with_a_model(
+            direct: bool,
+            max_uses in proptest::option::of(1..3u32),
+            steps in proptest::collection::vec((0..5u8, 0..400u64), 0..12),
+        ) {
+            let tm = ConsentTerms { max_uses, ..terms() };
+            let id = ConsentId::from_bytes([9; 16]);
+            let mut a = if direct {
+                ConsentArtefact::grant_direct(id, citizen(), tm, None, t(500))
+            } else {
+                ConsentArtefact::request(id, citizen(), tm, None, t(500))
+            }
+            .expect("valid terms");
+            let mut state = if direct { ConsentStatus::Active } else { ConsentStatus::Pending };
+            let (mut uses, mut events, mut now) = (0u32, 1usize, 500u64);
+            for (op, dt) in steps {
+                now += dt;
+                let live = matches!(state, ConsentStatus::Pending | ConsentStatus::Active);
+                let eff = if live && now >= 2000 { ConsentStatus::Expired } else { state };
+                let (allowed, next) = match op {
+                    0 => (eff == ConsentStatus::Pending, ConsentStatus::Active),
+                    1 => (eff == ConsentStatus::Pending, ConsentStatus::Denied),
+                    2 => (eff == ConsentStatus::Active, ConsentStatus::Revoked),
+                    3 => (
+                        eff == ConsentStatus::Active
+                            && now >= 1000
+                            && max_uses.is_none_or(|m| uses < m),
+                        state,
+                    ),
+                    _ => (
+                        eff == ConsentStatus::Expired && state != ConsentStatus::Expired,
+                        ConsentStatus::Expired,
+                    ),
+                };
+                let result = match op {
+                    0 => a.grant(t(now)),
+                    1 => a.deny(t(now)),
+                    2 => a.revoke(t(now)),
+                    3 => a.record_use(t(now)),
+                    _ => a.expire(t(now)),
+                };
+                proptest::prop_assert_eq!(result.is_ok(), allowed, "op {} at {}", op, now);
+                if allowed {
+                    if op == 3 {
+                        uses += 1;
+                    } else {
+                        state = next;
+                        events += 1;
+                    }
+                }
+                proptest::prop_assert_eq!(a.status(), state);
+                proptest::prop_assert_eq!(a.uses(), uses);
+                proptest::prop_assert_eq!(a.events().len(), events);
+                let eff_after = if matches!(state, ConsentStatus::Pending | ConsentStatus::Active) && now >= 2000 {
+                    ConsentStatus::Expired
+                } else {
+                    state
+                };
+                proptest::prop_assert_eq!(a.status_at(t(now)), eff_after);
+            }
+        }
+    }
+
     #[test]
     fn receipt_text_is_canonical_line_based_and_versioned() {
         let mut a = pending();
