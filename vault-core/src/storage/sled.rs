@@ -147,10 +147,15 @@ fn backend(
     }
 }
 
-/// A message a failpoint returns as its error.
+/// An internal failure of the store itself (a test failpoint, or a broken invariant).
 #[derive(Debug, thiserror::Error)]
-#[error("dangerous test failpoint {0} triggered")]
+#[error("store failure: {0}")]
 struct Failpoint(&'static str);
+
+/// A ticket that this store did not hand out.
+#[derive(Debug, thiserror::Error)]
+#[error("commit ticket {0} was not issued by this store")]
+struct ForeignTicket(u64);
 
 fn sled_config(dir: &Path, options: &SledOptions) -> sled::Config {
     // sled's background thread would fsync every 500 ms; the commit path does its own flush
@@ -563,9 +568,12 @@ impl SledStore {
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(backend("applying a batch", e)),
-            Err(TransactionError::Abort(())) => {
-                unreachable!("every tree of the batch is in the transaction")
-            }
+            // Not reachable (every tree of the batch is in the transaction); sled applied
+            // nothing, and the caller is told rather than the process panicking.
+            Err(TransactionError::Abort(())) => Err(backend(
+                "applying a batch",
+                Failpoint("tree missing from the transaction"),
+            )),
         }
     }
 
@@ -576,7 +584,10 @@ impl SledStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(backend("flushing", Failpoint("durability")));
+            return Err(backend(
+                "flushing",
+                Failpoint("dangerous test failpoint `durability` triggered"),
+            ));
         }
         // sled writes its log buffers to `db` and issues sync_file_range (not a barrier for
         // metadata, not a disk cache flush); the fsync below makes them durable.
@@ -597,6 +608,9 @@ impl SledStore {
     fn durable_step(&self, ticket: CommitTicket, force: bool) -> Result<(), StorageError> {
         if self.options.dangerous_skip_durability && !force {
             return self.check_poisoned();
+        }
+        if ticket.0 > self.applied.load(Ordering::SeqCst) {
+            return Err(backend("waiting for durability", ForeignTicket(ticket.0)));
         }
         let mut state = lock(&self.durable);
         loop {
@@ -710,10 +724,17 @@ impl Storage for SledStore {
         let mut last = lock(&self.apply_lock);
         self.check_poisoned()?;
         if self.take_apply_failpoint() {
-            return Err(backend("applying a batch", Failpoint("apply")));
+            return Err(backend(
+                "applying a batch",
+                Failpoint("dangerous test failpoint `apply` triggered"),
+            ));
         }
         if !batch.is_empty() {
-            self.apply_sled(&batch)?;
+            if let Err(e) = self.apply_sled(&batch) {
+                // sled failed inside a transaction: what it holds in memory is unknown.
+                self.poisoned.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
         }
         *last += 1;
         self.applied.store(*last, Ordering::SeqCst);
