@@ -128,6 +128,8 @@ pub struct SledStore {
     succeed_applies_before_failing: Mutex<Option<u64>>,
     /// Failpoint: the next durability steps fail (and poison the store).
     fail_durability: AtomicU64,
+    /// Durability steps (flush + fsync) run so far.
+    durability_steps: AtomicU64,
 }
 
 fn unusable(path: &Path, reason: impl Into<String>) -> StorageError {
@@ -423,14 +425,20 @@ impl SledStore {
             fail_applies: AtomicU64::new(0),
             succeed_applies_before_failing: Mutex::new(None),
             fail_durability: AtomicU64::new(0),
+            durability_steps: AtomicU64::new(0),
         })
     }
 
     fn arm_env_failpoints(&self) -> Result<(), StorageError> {
-        let Ok(value) = std::env::var(DANGEROUS_FAILPOINT_ENV) else {
-            return Ok(());
-        };
-        match value.as_str() {
+        match std::env::var(DANGEROUS_FAILPOINT_ENV) {
+            Ok(value) => self.arm_failpoints(&value),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Arms the failpoints named by a [`DANGEROUS_FAILPOINT_ENV`] value.
+    fn arm_failpoints(&self, value: &str) -> Result<(), StorageError> {
+        match value {
             "apply" => self.dangerous_fail_next_applies(u64::MAX),
             "durability" => self.dangerous_fail_next_durability(1),
             other => match other.strip_prefix("apply-after=").map(str::parse::<u64>) {
@@ -459,6 +467,12 @@ impl SledStore {
     /// The random id given to the store at creation.
     pub fn store_id(&self) -> [u8; 16] {
         self.store_id
+    }
+
+    /// How many durability steps (sled flush + fsync) this handle has run: with group
+    /// commit, fewer than the commits when they are concurrent. For metrics.
+    pub fn durability_steps(&self) -> u64 {
+        self.durability_steps.load(Ordering::SeqCst)
     }
 
     /// DANGEROUS, tests only: the next `n` calls of [`Storage::apply`] fail with
@@ -591,6 +605,7 @@ impl SledStore {
         }
         // sled writes its log buffers to `db` and issues sync_file_range (not a barrier for
         // metadata, not a disk cache flush); the fsync below makes them durable.
+        self.durability_steps.fetch_add(1, Ordering::SeqCst);
         self.db
             .flush()
             .map_err(|e| backend("flushing sled's log", e))?;
@@ -839,6 +854,95 @@ mod tests {
         ));
         assert!(matches!(
             store.apply(put(Tree::Tokens, b"u", b"1")),
+            Err(StorageError::Poisoned)
+        ));
+    }
+
+    #[test]
+    fn env_failpoint_values_are_parsed_and_unknown_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        store.arm_failpoints("apply-after=2").unwrap();
+        store.commit(put(Tree::Tokens, b"a", b"1")).unwrap();
+        store.commit(put(Tree::Tokens, b"b", b"1")).unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                store.commit(put(Tree::Tokens, b"c", b"1")),
+                Err(StorageError::Backend { .. })
+            ));
+        }
+        assert_eq!(store.get(Tree::Tokens, b"c").unwrap(), None);
+        let err = store.arm_failpoints("sometimes").unwrap_err();
+        assert!(err.to_string().contains("is not a failpoint"), "{err}");
+    }
+
+    #[test]
+    fn a_ticket_from_another_store_is_refused_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SledStore::create(dir.path().join("a")).unwrap();
+        let b = SledStore::create(dir.path().join("b")).unwrap();
+        let mut ticket = a.apply(put(Tree::Tokens, b"a", b"1")).unwrap();
+        for _ in 0..3 {
+            ticket = a.apply(put(Tree::Tokens, b"a", b"1")).unwrap();
+        }
+        assert!(matches!(
+            b.wait_durable(ticket),
+            Err(StorageError::Backend { .. })
+        ));
+        a.wait_durable(ticket).unwrap();
+    }
+
+    #[test]
+    fn concurrent_commits_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let before = store.durability_steps();
+        let (threads, per_thread) = (32u32, 10u32);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let store = &store;
+                scope.spawn(move || {
+                    for i in 0..per_thread {
+                        let key = (t * per_thread + i).to_be_bytes();
+                        let mut batch = put(Tree::Records, &key, b"record");
+                        batch.put(Tree::AuditLeaves, key, b"leaf".to_vec());
+                        store.commit(batch).unwrap();
+                    }
+                });
+            }
+        });
+        let steps = store.durability_steps() - before;
+        let commits = u64::from(threads * per_thread);
+        assert!(
+            steps >= 1 && steps < commits,
+            "{steps} flushes for {commits} commits"
+        );
+        let all = store
+            .scan(Tree::AuditLeaves, b"", None, usize::MAX)
+            .unwrap();
+        assert_eq!(all.len() as u64, commits);
+    }
+
+    #[test]
+    fn a_failed_flush_releases_every_waiter_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        store.dangerous_fail_next_durability(1);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16u32)
+                .map(|t| {
+                    let store = &store;
+                    scope.spawn(move || store.commit(put(Tree::Records, &t.to_be_bytes(), b"v")))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().all(Result::is_err));
+        assert!(results
+            .iter()
+            .any(|r| matches!(r, Err(StorageError::Backend { .. }))));
+        assert!(matches!(
+            store.commit(put(Tree::Records, b"late", b"v")),
             Err(StorageError::Poisoned)
         ));
     }
