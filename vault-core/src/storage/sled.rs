@@ -195,6 +195,29 @@ fn no_panic<T>(
     }
 }
 
+/// Checks sled's `conf` before sled sees it: sled silently rewrites a `conf` of 8 bytes or
+/// less and only warns on a bad checksum, so a damaged or foreign `conf` is refused here.
+fn check_sled_conf(dir: &Path) -> Result<(), StorageError> {
+    let conf = std::fs::read(dir.join("conf"))
+        .map_err(|e| unusable(dir, format!("cannot read sled's `conf`: {e}")))?;
+    let text = String::from_utf8_lossy(&conf);
+    let ours = format!("segment_size: {SEGMENT_SIZE}\n");
+    if text.contains(&ours) {
+        Ok(())
+    } else if text.contains("segment_size: ") {
+        Err(unusable(
+            dir,
+            "a sled database that is not a vault store (sled settings differ: its segment \
+             size is not the vault's): point the vault at its own data directory",
+        ))
+    } else {
+        Err(unusable(
+            dir,
+            "sled's `conf` file is damaged: restore the data directory from a backup",
+        ))
+    }
+}
+
 /// Opens sled on an existing directory. sled releases its file lock only once its
 /// background threads let go of the database, shortly after the last handle is dropped, so
 /// a lock conflict is retried for a moment before being reported.
@@ -349,6 +372,7 @@ impl SledStore {
             };
             return Err(unusable(dir, reason));
         }
+        check_sled_conf(dir)?;
         let db = open_sled(dir, &options)?;
         let has_meta_tree = db
             .tree_names()

@@ -358,7 +358,7 @@ fn crash_without_durability_loses_acknowledged_writes() {
     let mut rng = Rng::from_env();
     let mut lost_cycles = 0;
     let mut report = Vec::new();
-    for cycle in 0..10 {
+    for cycle in 0..20 {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("store");
         // Create the store durably first, so every cycle kills a running writer.

@@ -101,17 +101,46 @@ fn a_missing_sled_file_is_refused() {
 }
 
 #[test]
+fn an_emptied_conf_is_refused_not_rewritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("s");
+    populated(&dir, 3);
+    std::fs::write(dir.join("conf"), b"").expect("empty conf");
+    let reason = open_err(&dir);
+    assert!(reason.contains("`conf` file is damaged"), "{reason}");
+    assert_eq!(std::fs::read(dir.join("conf")).expect("read").len(), 0);
+}
+
+#[test]
+fn a_store_open_elsewhere_is_refused_as_locked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("s");
+    let _first = SledStore::create(&dir).expect("create");
+    let reason = open_err(&dir);
+    assert!(reason.contains("locked by another process"), "{reason}");
+}
+
+#[test]
 fn a_garbled_conf_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("s");
     populated(&dir, 3);
+    let mut conf = std::fs::read(dir.join("conf")).expect("read");
+    for b in conf.iter_mut().take(20) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(dir.join("conf"), &conf).expect("write");
+    let reason = open_err(&dir);
+    assert!(reason.contains("`conf` file is damaged"), "{reason}");
+
+    // Readable but with other settings: another program's sled database.
     std::fs::write(
         dir.join("conf"),
-        b"segment_size: 7\nuse_compression: maybe\n\0\0\0\0",
+        b"segment_size: 7\nuse_compression: false\n\0\0\0\0",
     )
     .expect("write");
     let reason = open_err(&dir);
-    assert!(reason.contains("restore"), "{reason}");
+    assert!(reason.contains("sled settings differ"), "{reason}");
 }
 
 #[test]
