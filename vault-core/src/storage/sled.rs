@@ -67,23 +67,45 @@ struct FormatMarker {
     store_id: [u8; 16],
 }
 
+/// The store id as a CBOR byte string (serde's bytes model; no CBOR crate here, codec.rs
+/// owns that).
 mod serde_bytes_16 {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
-        let bytes = serde_cbor::Value::deserialize(d)?;
-        match bytes {
-            serde_cbor::Value::Bytes(b) if b.len() == 16 => {
-                let mut out = [0u8; 16];
-                out.copy_from_slice(&b);
-                Ok(out)
-            }
-            _ => Err(serde::de::Error::custom("store id is not 16 bytes")),
+    struct Bytes16;
+
+    impl<'de> Visitor<'de> for Bytes16 {
+        type Value = [u8; 16];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("16 bytes")
         }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; 16], E> {
+            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 16], A::Error> {
+            let mut out = [0u8; 16];
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+            }
+            if seq.next_element::<u8>()?.is_some() {
+                return Err(A::Error::invalid_length(17, &self));
+            }
+            Ok(out)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        d.deserialize_bytes(Bytes16)
     }
 }
 
@@ -105,8 +127,8 @@ struct DurableState {
     flushing: bool,
 }
 
-/// The sled backend of [`Storage`]. Cheap to share behind an `Arc`.
-#[derive(Debug)]
+/// The sled backend of [`Storage`]. Share it behind an `Arc`. Its `Debug` prints only the
+/// path and store id (sled's own `Debug` would dump every tree).
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
@@ -124,12 +146,22 @@ pub struct SledStore {
     poisoned: AtomicBool,
     /// Failpoint: when > 0, the next applies fail (and decrement it). `u64::MAX` = forever.
     fail_applies: AtomicU64,
-    /// Failpoint: applies that still succeed before `fail_applies_after` kicks in.
+    /// Failpoint (`apply-after=N`): applies that still succeed before every apply fails.
     succeed_applies_before_failing: Mutex<Option<u64>>,
     /// Failpoint: the next durability steps fail (and poison the store).
     fail_durability: AtomicU64,
     /// Durability steps (flush + fsync) run so far.
     durability_steps: AtomicU64,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .field("store_id", &self.store_id)
+            .field("poisoned", &self.poisoned.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
 }
 
 fn unusable(path: &Path, reason: impl Into<String>) -> StorageError {
@@ -808,6 +840,19 @@ mod tests {
         assert_eq!(store.store_id(), id);
         assert_eq!(store.get(Tree::Records, b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(store.get(Tree::Keys, b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn debug_names_the_store_and_not_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        store
+            .commit(put(Tree::Records, b"k", b"secret-ciphertext"))
+            .unwrap();
+        let debug = format!("{store:?}");
+        assert!(debug.contains("SledStore"), "{debug}");
+        assert!(!debug.contains("115, 101, 99, 114, 101, 116"), "{debug}");
+        assert!(!debug.contains("Tree"), "{debug}");
     }
 
     #[test]
