@@ -277,6 +277,10 @@ fn open_sled(dir: &Path, options: &SledOptions) -> Result<sled::Db, StorageError
                  it"
                 .to_owned()
             }
+            sled::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied opening the sled files ({e}): run the vault as the user that \
+                 owns the data directory"
+            ),
             sled::Error::Unsupported(message)
                 if message.contains("io buffer size") || message.contains("compression") =>
             {
