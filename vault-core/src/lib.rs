@@ -6,6 +6,11 @@ pub use policies;
 
 pub mod agencies;
 pub mod codec;
+pub mod datadir;
+pub mod envelope;
+pub mod keys;
 pub mod pki;
+pub mod records;
+mod serde_bytes;
 pub mod storage;
 pub mod tokens;

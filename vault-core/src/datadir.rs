@@ -1,0 +1,610 @@
+//! The data directory: `init` (a new store with a sealed master key), `unseal` (the handle
+//! the engine works with), `status` (readable without the passphrase), KEK rotation and
+//! retirement, and `compact` (rewrites the store so that deleted values leave sled's log).
+//!
+//! `Tree::Meta` keys written here (formats in `docs/keys.md`):
+//! - `vault.initialised`: the init marker, written in the same commit as the first sealed
+//!   KEK, so a store without it is a half-initialised directory;
+//! - `kek/` + id (u32 BE): a [`SealedKek`];
+//! - `kek.current`: the id (u32 BE) of the KEK that wraps new keys;
+//! - `kek.rotation`: an unfinished KEK rotation (its target id and start time).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use policies::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::keys::{
+    KdfParams, Kek, KeyError, Passphrase, SealedKek, SealingKey, DEFAULT_KDF_ITERATIONS,
+};
+use crate::records::{KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH};
+use crate::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
+
+/// Version of the data directory layout described in `docs/keys.md`.
+pub const VAULT_FORMAT_VERSION: u8 = 1;
+/// Meta key of the init marker.
+pub const INIT_KEY: &[u8] = b"vault.initialised";
+const KEK_PREFIX: &[u8] = b"kek/";
+const KEK_CURRENT: &[u8] = b"kek.current";
+const KEK_ROTATION: &[u8] = b"kek.rotation";
+const META_FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct InitMarker {
+    created_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KekRotation {
+    target: u32,
+    started_at: Timestamp,
+}
+
+fn kek_key(id: u32) -> Vec<u8> {
+    let mut k = KEK_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Why a data-directory operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    /// `init` on a directory that already holds a store.
+    #[error("{path} is already initialised: use `vault-cli status` to inspect it, or choose a new directory")]
+    AlreadyInitialised {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The directory holds no initialised vault.
+    #[error("{path} is not an initialised vault{}: run `vault-cli init`", if *.half { " (half-initialised: delete it and initialise again)" } else { "" })]
+    NotInitialised {
+        /// The directory.
+        path: PathBuf,
+        /// A store exists but the init commit never happened.
+        half: bool,
+    },
+    /// A key operation failed (wrong passphrase included).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A record or key-record operation failed.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored value does not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The KEK to retire still wraps some citizens' keys.
+    #[error("master key {kek_id} still wraps {wraps} citizen keys: finish a rotation (`vault-cli keys rotate`) before retiring it")]
+    KekInUse {
+        /// The KEK.
+        kek_id: u32,
+        /// Wrapped keys under it.
+        wraps: u64,
+    },
+    /// The KEK to retire is the current one.
+    #[error("master key {kek_id} is the current one: rotate to a new master key first")]
+    KekIsCurrent {
+        /// The KEK.
+        kek_id: u32,
+    },
+    /// No such KEK.
+    #[error("there is no master key {kek_id}: see `vault-cli status` for the ids")]
+    UnknownKek {
+        /// The KEK.
+        kek_id: u32,
+    },
+    /// A KEK rotation is unfinished.
+    #[error("a rotation to master key {target} is unfinished: run the rotation again to complete it first")]
+    RotationInProgress {
+        /// Its target KEK.
+        target: u32,
+    },
+    /// A file-system step of `compact` failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DataDirError {
+    /// A stable code for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DataDirError::AlreadyInitialised { .. } => "already_initialised",
+            DataDirError::NotInitialised { .. } => "not_initialised",
+            DataDirError::Key(e) => e.code(),
+            DataDirError::Records(e) => e.code(),
+            DataDirError::Storage(_) => "storage",
+            DataDirError::Codec(_) => "corrupt_value",
+            DataDirError::KekInUse { .. } => "kek_in_use",
+            DataDirError::KekIsCurrent { .. } => "kek_is_current",
+            DataDirError::UnknownKek { .. } => "unknown_kek",
+            DataDirError::RotationInProgress { .. } => "rotation_in_progress",
+            DataDirError::Io { .. } => "io",
+        }
+    }
+}
+
+/// Options of `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// PBKDF2 iterations ([`DEFAULT_KDF_ITERATIONS`]; never below
+    /// [`crate::keys::MIN_KDF_ITERATIONS`]).
+    pub kdf_iterations: u32,
+    /// Options of the record store of the returned handle.
+    pub records: RecordOptions,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf_iterations: DEFAULT_KDF_ITERATIONS,
+            records: RecordOptions::default(),
+        }
+    }
+}
+
+/// What `status` reports, without the passphrase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The data directory layout version this program writes.
+    pub format_version: u8,
+    /// The init commit happened.
+    pub initialised: bool,
+    /// When `init` ran.
+    pub created_at: Option<Timestamp>,
+    /// The sealed KEKs, ascending.
+    pub kek_ids: Vec<u32>,
+    /// The KEK that wraps new keys.
+    pub current_kek: Option<u32>,
+    /// An unfinished KEK rotation's target.
+    pub kek_rotation_target: Option<u32>,
+    /// PBKDF2 iterations of the current KEK's seal.
+    pub kdf_iterations: Option<u32>,
+    /// Citizens with keys.
+    pub citizens: u64,
+    /// Erased citizens (tombstones).
+    pub erased_citizens: u64,
+    /// Records stored.
+    pub records: u64,
+    /// Wrapped citizen keys per KEK id.
+    pub wraps_per_kek: BTreeMap<u32, u64>,
+}
+
+/// An unsealed data directory: the store and the record store holding the KEKs.
+pub struct Unsealed {
+    store: Arc<dyn Storage>,
+    records: Records,
+    sealing: Mutex<SealingKey>,
+}
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealed")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_sealed_keks(store: &dyn Storage) -> Result<Vec<SealedKek>, DataDirError> {
+    let mut end = KEK_PREFIX.to_vec();
+    // Invariant: the prefix ends in '/', which has a successor byte.
+    *end.last_mut().expect("non-empty prefix") += 1;
+    store
+        .scan(Tree::Meta, KEK_PREFIX, Some(&end), usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| Ok(codec::decode("sealed master key", META_FORMAT, &v)?))
+        .collect()
+}
+
+fn read_u32(store: &dyn Storage, key: &[u8]) -> Result<Option<u32>, DataDirError> {
+    store
+        .get(Tree::Meta, key)?
+        .map(|v| Ok(codec::decode("meta counter", META_FORMAT, &v)?))
+        .transpose()
+}
+
+fn read_rotation(store: &dyn Storage) -> Result<Option<KekRotation>, DataDirError> {
+    store
+        .get(Tree::Meta, KEK_ROTATION)?
+        .map(|v| Ok(codec::decode("master key rotation", META_FORMAT, &v)?))
+        .transpose()
+}
+
+/// Creates a new data directory in `dir` (new or empty): a store, and in one commit the
+/// first KEK sealed under `passphrase` and the init marker.
+pub fn init(
+    dir: &Path,
+    passphrase: &Passphrase,
+    options: InitOptions,
+    now: Timestamp,
+) -> Result<Unsealed, DataDirError> {
+    if dir.join("conf").exists() || dir.join("db").exists() {
+        return Err(DataDirError::AlreadyInitialised {
+            path: dir.to_path_buf(),
+        });
+    }
+    passphrase.check_strength()?;
+    let params = KdfParams::generate(options.kdf_iterations)?;
+    let sealing = SealingKey::derive(passphrase, &params)?;
+    let kek = Kek::generate(1)?;
+    let sealed = SealedKek::seal(&kek, &sealing)?;
+    let store: Arc<dyn Storage> = Arc::new(SledStore::create(dir)?);
+    let mut batch = WriteBatch::new();
+    batch.put(
+        Tree::Meta,
+        kek_key(1),
+        codec::encode("sealed master key", META_FORMAT, &sealed)?,
+    );
+    batch.put(
+        Tree::Meta,
+        KEK_CURRENT,
+        codec::encode("meta counter", META_FORMAT, &1u32)?,
+    );
+    batch.put(
+        Tree::Meta,
+        INIT_KEY,
+        codec::encode(
+            "init marker",
+            VAULT_FORMAT_VERSION,
+            &InitMarker { created_at: now },
+        )?,
+    );
+    store.commit(batch)?;
+    Ok(Unsealed {
+        store,
+        records: Records::new(KeyRing::new(vec![kek], 1)?, options.records),
+        sealing: Mutex::new(sealing),
+    })
+}
+
+/// Opens the store in `dir` and unseals it with `passphrase`. Writes nothing.
+pub fn unseal(
+    dir: &Path,
+    passphrase: &Passphrase,
+    options: RecordOptions,
+) -> Result<Unsealed, DataDirError> {
+    let store: Arc<dyn Storage> = Arc::new(open_initialised(dir)?);
+    unseal_store(store, passphrase, options)
+}
+
+fn open_initialised(dir: &Path) -> Result<SledStore, DataDirError> {
+    if !dir.join("conf").exists() {
+        return Err(DataDirError::NotInitialised {
+            path: dir.to_path_buf(),
+            half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
+        });
+    }
+    let store = SledStore::open(dir)?;
+    if store.get(Tree::Meta, INIT_KEY)?.is_none() {
+        return Err(DataDirError::NotInitialised {
+            path: dir.to_path_buf(),
+            half: true,
+        });
+    }
+    Ok(store)
+}
+
+/// Unseals an already opened store (which must be initialised). Writes nothing.
+pub fn unseal_store(
+    store: Arc<dyn Storage>,
+    passphrase: &Passphrase,
+    options: RecordOptions,
+) -> Result<Unsealed, DataDirError> {
+    if store.get(Tree::Meta, INIT_KEY)?.is_none() {
+        return Err(DataDirError::NotInitialised {
+            path: PathBuf::from("the store"),
+            half: true,
+        });
+    }
+    let current =
+        read_u32(&*store, KEK_CURRENT)?.ok_or(RecordError::KekUnavailable { kek_id: 0 })?;
+    let mut derived: Vec<SealingKey> = Vec::new();
+    let mut keks = Vec::new();
+    for sealed in read_sealed_keks(&*store)? {
+        let i = match derived.iter().position(|k| k.params() == &sealed.kdf) {
+            Some(i) => i,
+            None => {
+                derived.push(SealingKey::derive(passphrase, &sealed.kdf)?);
+                derived.len() - 1
+            }
+        };
+        keks.push(sealed.open(&derived[i])?);
+    }
+    let current_params = read_sealed_keks(&*store)?
+        .into_iter()
+        .find(|s| s.kek_id == current)
+        .map(|s| s.kdf)
+        .ok_or(RecordError::KekUnavailable { kek_id: current })?;
+    let i = derived
+        .iter()
+        .position(|k| k.params() == &current_params)
+        .ok_or(RecordError::KekUnavailable { kek_id: current })?;
+    let sealing = derived.swap_remove(i);
+    Ok(Unsealed {
+        store,
+        records: Records::new(KeyRing::new(keks, current)?, options),
+        sealing: Mutex::new(sealing),
+    })
+}
+
+/// Reports on the data directory without the passphrase (the vault must not be running:
+/// sled admits one process per directory).
+pub fn status(dir: &Path) -> Result<Status, DataDirError> {
+    if !dir.join("conf").exists() {
+        return Err(DataDirError::NotInitialised {
+            path: dir.to_path_buf(),
+            half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
+        });
+    }
+    let store = SledStore::open(dir)?;
+    status_of(&store)
+}
+
+/// [`status`] of an open store.
+pub fn status_of(store: &dyn Storage) -> Result<Status, DataDirError> {
+    let marker: Option<InitMarker> = store
+        .get(Tree::Meta, INIT_KEY)?
+        .map(|v| codec::decode("init marker", VAULT_FORMAT_VERSION, &v))
+        .transpose()?;
+    let sealed = read_sealed_keks(store)?;
+    let current = read_u32(store, KEK_CURRENT)?;
+    let (citizens, erased, wraps) = Records::key_census(store)?;
+    let mut records = 0u64;
+    let mut start = Vec::new();
+    loop {
+        let page = store.scan(Tree::Records, &start, None, 1024)?;
+        records += page.len() as u64;
+        match page.last() {
+            Some((k, _)) if page.len() == 1024 => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok(Status {
+        format_version: VAULT_FORMAT_VERSION,
+        initialised: marker.is_some(),
+        created_at: marker.map(|m| m.created_at),
+        kek_ids: sealed.iter().map(|s| s.kek_id).collect(),
+        current_kek: current,
+        kek_rotation_target: read_rotation(store)?.map(|r| r.target),
+        kdf_iterations: sealed
+            .iter()
+            .find(|s| Some(s.kek_id) == current)
+            .map(|s| s.kdf.iterations),
+        citizens,
+        erased_citizens: erased,
+        records,
+        wraps_per_kek: wraps,
+    })
+}
+
+impl Unsealed {
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// The record store (holds the unsealed KEKs).
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// The unsealed KEK ids and the current one.
+    pub fn kek_ids(&self) -> (Vec<u32>, u32) {
+        let ring = self.records.ring();
+        (ring.ids(), ring.current().id())
+    }
+
+    /// Rotates the master key: a new KEK becomes current (sealed under `new_passphrase`
+    /// when given, which then also re-seals every older KEK, else under the current
+    /// passphrase), then every citizen's keys are re-wrapped under it, a batch of citizens
+    /// per commit. Field ciphertexts are not touched. If a rotation is unfinished (a crash,
+    /// or `max_citizens` reached), this call finishes it instead of starting another
+    /// (`new_passphrase` is then ignored). Stops after re-wrapping about `max_citizens`
+    /// (`done: false`).
+    pub fn rotate_kek(
+        &self,
+        new_passphrase: Option<&Passphrase>,
+        now: Timestamp,
+        max_citizens: Option<usize>,
+    ) -> Result<Progress, DataDirError> {
+        let mut sealing = self.sealing.lock().unwrap_or_else(PoisonError::into_inner);
+        if read_rotation(&*self.store)?.is_none() {
+            let next = {
+                let ring = self.records.ring();
+                ring.ids().last().copied().unwrap_or(0).saturating_add(1)
+            };
+            let kek = Kek::generate(next)?;
+            let new_sealing = match new_passphrase {
+                Some(p) => {
+                    p.check_strength()?;
+                    let params = KdfParams::generate(sealing.params().iterations)?;
+                    Some(SealingKey::derive(p, &params)?)
+                }
+                None => None,
+            };
+            let key = new_sealing.as_ref().unwrap_or(&sealing);
+            let mut batch = WriteBatch::new();
+            if new_sealing.is_some() {
+                let ring = self.records.ring();
+                for id in ring.ids() {
+                    let sealed = SealedKek::seal(ring.get(id)?, key)?;
+                    batch.put(
+                        Tree::Meta,
+                        kek_key(id),
+                        codec::encode("sealed master key", META_FORMAT, &sealed)?,
+                    );
+                }
+            }
+            let sealed = SealedKek::seal(&kek, key)?;
+            batch.put(
+                Tree::Meta,
+                kek_key(next),
+                codec::encode("sealed master key", META_FORMAT, &sealed)?,
+            );
+            batch.put(
+                Tree::Meta,
+                KEK_CURRENT,
+                codec::encode("meta counter", META_FORMAT, &next)?,
+            );
+            batch.put(
+                Tree::Meta,
+                KEK_ROTATION,
+                codec::encode(
+                    "master key rotation",
+                    META_FORMAT,
+                    &KekRotation {
+                        target: next,
+                        started_at: now,
+                    },
+                )?,
+            );
+            self.store.commit(batch)?;
+            self.records.ring_mut().insert_current(kek);
+            if let Some(s) = new_sealing {
+                *sealing = s;
+            }
+        }
+        let mut moved = 0;
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let room =
+                max_citizens.map_or(REWRAP_BATCH, |m| m.saturating_sub(moved).min(REWRAP_BATCH));
+            if room == 0 {
+                return Ok(Progress { moved, done: false });
+            }
+            let (n, next) = self
+                .records
+                .rewrap_some(&*self.store, cursor.as_deref(), room)?;
+            moved += n;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Meta, KEK_ROTATION);
+        self.store.commit(batch)?;
+        Ok(Progress { moved, done: true })
+    }
+
+    /// Deletes the sealed KEK `kek_id` once no citizen key is wrapped under it. Refuses the
+    /// current KEK, during an unfinished rotation, and while any wrap uses it.
+    pub fn retire_kek(&self, kek_id: u32) -> Result<(), DataDirError> {
+        let _sealing = self.sealing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = read_rotation(&*self.store)? {
+            return Err(DataDirError::RotationInProgress { target: r.target });
+        }
+        {
+            let ring = self.records.ring();
+            if ring.current().id() == kek_id {
+                return Err(DataDirError::KekIsCurrent { kek_id });
+            }
+            if !ring.ids().contains(&kek_id) {
+                return Err(DataDirError::UnknownKek { kek_id });
+            }
+        }
+        let (_, _, wraps) = Records::key_census(&*self.store)?;
+        if let Some(&n) = wraps.get(&kek_id).filter(|n| **n > 0) {
+            return Err(DataDirError::KekInUse { kek_id, wraps: n });
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Meta, kek_key(kek_id));
+        self.store.commit(batch)?;
+        self.records.ring_mut().remove(kek_id);
+        Ok(())
+    }
+}
+
+/// What `compact` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Entries copied, over all trees.
+    pub entries: u64,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
+    move |source| DataDirError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+/// Rewrites the store of a stopped vault into a fresh sled database holding only the live
+/// entries, then swaps it in, so that values deleted earlier (an erased citizen's wrapped
+/// keys and ciphertexts, a retired KEK) no longer sit in sled's log segments. Offline only.
+///
+/// Steps: copy every tree into `<dir>.compacting` (durable), rename `<dir>` to
+/// `<dir>.pre-compaction`, rename `<dir>.compacting` to `<dir>`, delete
+/// `<dir>.pre-compaction`. If interrupted between the two renames, `<dir>.compacting` is
+/// the complete store: rename it to `<dir>`.
+pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
+    let src = open_initialised(dir)?;
+    let tmp = sibling(dir, ".compacting");
+    let old = sibling(dir, ".pre-compaction");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io("remove the leftover", &tmp))?;
+    }
+    let dst = SledStore::create(&tmp)?;
+    let mut entries = 0u64;
+    for tree in Tree::ALL {
+        let mut start = Vec::new();
+        loop {
+            let page = src.scan(tree, &start, None, 512)?;
+            let full = page.len() == 512;
+            let next = page.last().map(|(k, _)| {
+                let mut n = k.clone();
+                n.push(0);
+                n
+            });
+            let mut batch = WriteBatch::new();
+            for (k, v) in page {
+                batch.put(tree, k, v);
+                entries += 1;
+            }
+            if !batch.is_empty() {
+                dst.commit(batch)?;
+            }
+            match next {
+                Some(n) if full => start = n,
+                _ => break,
+            }
+        }
+    }
+    drop(src);
+    drop(dst);
+    std::fs::rename(dir, &old).map_err(io("move aside", dir))?;
+    std::fs::rename(&tmp, dir).map_err(io("move into place", &tmp))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(io("fsync", parent))?;
+    }
+    std::fs::remove_dir_all(&old).map_err(io("remove", &old))?;
+    Ok(CompactReport { entries })
+}
