@@ -17,9 +17,17 @@ const COMMITS: u64 = 40;
 /// Parses strace's output and returns the acknowledgements that were NOT preceded by a
 /// completed fsync/fdatasync of `db_path` issued after the previous acknowledgement, and
 /// the number of acknowledgements seen.
+/// True when a (complete or resumed) strace line shows the call returned 0; strace pads the
+/// ` = 0` to a column, so spaces may precede the `=`.
+fn returned_zero(rest: &str) -> bool {
+    rest.rsplit_once('=')
+        .is_some_and(|(call, ret)| call.trim_end().ends_with(')') && ret.trim() == "0")
+}
+
 fn unsynced_acks(trace: &str, db_path: &str) -> (Vec<String>, usize) {
     let db_fd = format!("<{db_path}>");
-    let mut pending_fsync_pids: Vec<String> = Vec::new();
+    // fsyncs in flight: (thread id, number of acks seen when it was issued).
+    let mut pending: Vec<(String, usize)> = Vec::new();
     let mut synced_since_ack = false;
     let mut bad = Vec::new();
     let mut acks = 0;
@@ -30,16 +38,17 @@ fn unsynced_acks(trace: &str, db_path: &str) -> (Vec<String>, usize) {
         let is_sync = rest.starts_with("fsync(") || rest.starts_with("fdatasync(");
         if is_sync && rest.contains(&db_fd) {
             if rest.ends_with("<unfinished ...>") {
-                pending_fsync_pids.push(pid.to_owned());
-            } else if rest.contains(") = 0") {
+                pending.push((pid.to_owned(), acks));
+            } else if returned_zero(rest) {
                 synced_since_ack = true;
             }
             continue;
         }
         if rest.starts_with("<... fsync resumed>") || rest.starts_with("<... fdatasync resumed>") {
-            if let Some(i) = pending_fsync_pids.iter().position(|p| p == pid) {
-                pending_fsync_pids.swap_remove(i);
-                if rest.contains(") = 0") {
+            if let Some(i) = pending.iter().position(|(p, _)| p == pid) {
+                let (_, acks_at_issue) = pending.swap_remove(i);
+                // Counts only if it was issued after the previous acknowledgement.
+                if returned_zero(rest) && acks_at_issue == acks {
                     synced_since_ack = true;
                 }
             }
@@ -134,4 +143,35 @@ fn strace_check_catches_acknowledgements_without_fsync() {
         "only {} of {acks} acknowledgements flagged",
         bad.len()
     );
+}
+
+/// The trace parser on hand-written traces: interleaved threads, an fsync issued before an
+/// acknowledgement that completes after it does not count for the next one.
+#[test]
+fn trace_parser_orders_fsyncs_and_acknowledgements() {
+    let db = "/s/db";
+    let good = "\
+10 fsync(5</s/db>)                 = 0
+10 write(1<pipe:[1]>, \"ACK 0 0\\n\", 8) = 8
+11 fsync(5</s/db> <unfinished ...>
+10 write(2</dev/null>, \"x\", 1) = 1
+11 <... fsync resumed>) = 0
+10 write(1<pipe:[1]>, \"ACK 0 1\\n\", 8) = 8
+";
+    assert_eq!(unsynced_acks(good, db), (vec![], 2));
+    let issued_before_ack = "\
+10 fsync(5</s/db>) = 0
+11 fsync(5</s/db> <unfinished ...>
+10 write(1<pipe:[1]>, \"ACK 0 0\\n\", 8) = 8
+11 <... fsync resumed>) = 0
+10 write(1<pipe:[1]>, \"ACK 0 1\\n\", 8) = 8
+";
+    assert_eq!(unsynced_acks(issued_before_ack, db).0.len(), 1);
+    let other_file_or_failed = "\
+10 fsync(6</s/conf>) = 0
+10 write(1<pipe:[1]>, \"ACK 0 0\\n\", 8) = 8
+10 fsync(5</s/db>) = -1 EIO (Input/output error)
+10 write(1<pipe:[1]>, \"ACK 0 1\\n\", 8) = 8
+";
+    assert_eq!(unsynced_acks(other_file_or_failed, db).0.len(), 2);
 }
