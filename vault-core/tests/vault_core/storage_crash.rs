@@ -1,7 +1,7 @@
 //! Crash safety of `SledStore`: a writer process acknowledges each commit on stdout and is
 //! killed with SIGKILL at random moments; after each kill the store is reopened and must hold
-//! every acknowledged batch intact, every batch whole across its trees, and nothing that was
-//! never written.
+//! every acknowledged batch intact, every batch whole across its trees (puts and a delete in
+//! five trees), and nothing that was never written.
 //!
 //! SIGKILL loses what is still inside the process (sled's in-memory log buffers), not what
 //! the kernel holds in its page cache. So this harness proves that a commit does not return
@@ -96,6 +96,11 @@ fn writer_process() {
                         batch.put(tree, key, batch_value(key, tag));
                     }
                     batch.put(Tree::Meta, last_key(thread), seq.to_be_bytes());
+                    // A moving marker: each batch deletes the previous one's.
+                    batch.put(Tree::AuditNodes, key, b"latest".to_vec());
+                    if seq > 0 {
+                        batch.delete(Tree::AuditNodes, batch_key(thread, seq - 1));
+                    }
                     store.commit(batch).expect("commit");
                     let mut out = std::io::stdout().lock();
                     out.write_all(format!("ACK {thread} {seq}\n").as_bytes())
@@ -208,6 +213,26 @@ fn check_store(dir: &Path) -> Check {
             .entry(id >> 40)
             .or_default()
             .insert(id & ((1 << 40) - 1));
+    }
+    let latest: Vec<u64> = store
+        .scan(Tree::AuditNodes, b"", None, usize::MAX)
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| u64::from_be_bytes(k.try_into().expect("8-byte key")))
+        .collect();
+    for (thread, seqs) in &check.present {
+        let want = (thread << 40) | *seqs.last().expect("non-empty");
+        let mine: Vec<u64> = latest
+            .iter()
+            .copied()
+            .filter(|id| id >> 40 == *thread)
+            .collect();
+        if mine != [want] {
+            check.violations.push(format!(
+                "thread {thread}: moving marker at {mine:x?}, expected only {want:x} \
+                 (a delete and a put of one batch disagree)"
+            ));
+        }
     }
     for (thread, seqs) in &check.present {
         let max = *seqs.last().expect("non-empty");
