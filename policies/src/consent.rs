@@ -427,10 +427,6 @@ impl ConsentArtefact {
         self.max_uses.is_none_or(|m| self.uses < m)
     }
 
-    /// The artefact format version it was written in.
-    pub fn version(&self) -> u16 {
-        self.version
-    }
     /// Its identifier.
     pub fn id(&self) -> ConsentId {
         self.id
@@ -718,6 +714,15 @@ mod tests {
             ..terms()
         };
         let err = ConsentArtefact::grant_direct(id, citizen(), other, Some(&old), t(700));
+        assert_eq!(err.map_err(|e| e.code()), Err("supersede_mismatch"));
+        let other_agency = ConsentTerms {
+            agency: AgencyId::new("clinic").expect("id"),
+            ..terms()
+        };
+        let err = ConsentArtefact::grant_direct(id, citizen(), other_agency, Some(&old), t(700));
+        assert_eq!(err.map_err(|e| e.code()), Err("supersede_mismatch"));
+        let someone_else = CitizenRef::new("c-2").expect("ref");
+        let err = ConsentArtefact::grant_direct(id, someone_else, terms(), Some(&old), t(700));
         assert_eq!(err.map_err(|e| e.code()), Err("supersede_mismatch"));
         let new = ConsentArtefact::grant_direct(id, citizen(), terms(), Some(&old), t(700))
             .expect("supersede");
