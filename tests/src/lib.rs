@@ -21,7 +21,10 @@ pub fn binary(name: &str) -> PathBuf {
             .current_dir(&root)
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building vault-server and vault-cli failed");
+        assert!(
+            status.success(),
+            "building vault-server and vault-cli failed"
+        );
         // target/<profile>/deps/tests-xxxx -> target/<profile>
         let exe = std::env::current_exe().expect("test executable path");
         exe.parent()
@@ -239,7 +242,8 @@ pub fn tls_config(
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
-            let key = rustls_pemfile::private_key(&mut &key[..])?.context("no private key in PEM")?;
+            let key =
+                rustls_pemfile::private_key(&mut &key[..])?.context("no private key in PEM")?;
             builder.with_client_auth_cert(chain, key)?
         }
     })
@@ -278,4 +282,54 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> anyhow::Res
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("condition not met within {timeout:?}")
+}
+
+/// Sends `req` and returns the status and the JSON body (`Null` when the body is empty or
+/// not JSON).
+pub async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(u16, serde_json::Value)> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+impl Vault {
+    /// The first demo citizen's id and token.
+    pub fn citizen(&self, i: usize) -> (&str, &str) {
+        let c = &self.creds.citizens[i];
+        (&c.id, &c.token)
+    }
+
+    /// A GET as citizen `i`.
+    pub fn as_citizen(
+        &self,
+        i: usize,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client()
+            .request(method, self.at(path))
+            .bearer_auth(self.citizen(i).1)
+    }
+
+    /// The current audit log size, from the public checkpoint after asking the operator
+    /// to sign one now.
+    pub async fn audit_size(&self) -> anyhow::Result<u64> {
+        let note = self
+            .operator_client()
+            .post(self.at("/v1/admin/checkpoint"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        note.lines()
+            .nth(1)
+            .context("checkpoint has a size line")?
+            .parse()
+            .context("size is a number")
+    }
 }

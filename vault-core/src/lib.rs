@@ -5,8 +5,11 @@ pub use audit;
 pub use policies;
 
 pub mod agencies;
+pub mod backup;
 pub mod codec;
+mod ct;
 pub mod datadir;
+pub mod engine;
 pub mod envelope;
 pub mod keys;
 pub mod pki;

@@ -63,3 +63,20 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<vault_core::engine::VaultError> for ApiError {
+    fn from(e: vault_core::engine::VaultError) -> Self {
+        use vault_core::engine::ErrorKind;
+        let status = match e.kind() {
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => return ApiError::internal(&e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}

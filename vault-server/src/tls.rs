@@ -58,7 +58,10 @@ pub(crate) fn server_config(
         .allow_unauthenticated()
         .build()
         .context("cannot build the client certificate verifier")?;
-    let chain = cert_chain_der.into_iter().map(CertificateDer::from).collect();
+    let chain = cert_chain_der
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8_der));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

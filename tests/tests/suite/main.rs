@@ -1,3 +1,4 @@
 //! The end-to-end test binary: one binary, one module per concern.
 
+mod flows;
 mod repo_rules;

@@ -118,7 +118,13 @@ fn no_second_crypto_library_under_tls() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    for banned in ["aws-lc-rs", "aws-lc-sys", "openssl", "openssl-sys", "native-tls"] {
+    for banned in [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "openssl",
+        "openssl-sys",
+        "native-tls",
+    ] {
         assert!(
             !names.contains(banned),
             "{banned} is in the dependency graph: DESIGN.md §9 allows ring only"

@@ -1,0 +1,607 @@
+//! Operator and auditor operations: enrolment, tokens, key rotation, erasure, import,
+//! the log's entries and proofs, export and backup.
+
+use std::time::Duration;
+
+use audit::{ActorKind, Entry, EntryDraft, Hash, SubjectTag};
+use policies::{AgencyId, Category, Timestamp};
+
+use super::ops::{citizen_id, consent_prefix, record_err};
+use super::secrets::SealedSecret;
+use super::{
+    log, now_parts, to_system_time, EngineConfig, Plaintext, Vault, VaultError, ENGINE_KEY,
+    META_FORMAT,
+};
+use crate::agencies::{self, Enrolment, PinnedCert};
+use crate::codec;
+use crate::pki::{Issued, Usage};
+use crate::storage::{Tree, WriteBatch};
+use crate::tokens::{self, IssuedToken, Role};
+
+/// The result of an enrolment: the agency's new certificate and key (shown once).
+#[derive(Debug)]
+pub struct EnrolOutcome {
+    /// Agency id.
+    pub agency: String,
+    /// Certificate and key.
+    pub issued: Issued,
+    /// The vault CA certificate (PEM).
+    pub ca_pem: String,
+    /// Audit entry.
+    pub audit_index: u64,
+}
+
+/// Which token to issue.
+#[derive(Clone, Debug)]
+pub enum TokenRequest {
+    /// For a citizen.
+    Citizen {
+        /// Citizen id.
+        citizen: String,
+        /// Days of validity.
+        valid_days: u32,
+    },
+    /// For an auditor.
+    Auditor {
+        /// A label for the auditor.
+        name: String,
+        /// Days of validity.
+        valid_days: u32,
+    },
+}
+
+/// An issued token (the secret is shown once).
+#[derive(Debug)]
+pub struct TokenOutcome {
+    /// The token.
+    pub token: IssuedToken,
+    /// Audit entry.
+    pub audit_index: u64,
+}
+
+/// The result of a key rotation.
+#[derive(Clone, Debug)]
+pub struct RotateOutcome {
+    /// Citizens (KEK) or records (DEK) rewritten.
+    pub rotated: usize,
+    /// The new key id (KEK id or DEK generation).
+    pub key_id: Option<u32>,
+    /// Audit entry.
+    pub audit_index: u64,
+}
+
+/// The result of an erasure.
+#[derive(Clone, Debug)]
+pub struct ErasureOutcome {
+    /// Audit entry (it keeps the fact of erasure, never the data).
+    pub audit_index: u64,
+}
+
+/// One row of a legacy import.
+#[derive(Debug)]
+pub struct ImportRow {
+    /// Citizen id.
+    pub citizen: String,
+    /// Category.
+    pub category: String,
+    /// Fields within the category and their values.
+    pub fields: Vec<(String, Plaintext)>,
+}
+
+/// The result of an import.
+#[derive(Clone, Debug)]
+pub struct ImportOutcome {
+    /// Rows imported.
+    pub rows: usize,
+    /// The first audit entry of the import.
+    pub audit_index: u64,
+}
+
+/// One leaf of the log, for auditors.
+#[derive(Clone, Debug)]
+pub struct LeafView {
+    /// Index.
+    pub index: u64,
+    /// Exact stored bytes.
+    pub leaf: Vec<u8>,
+    /// RFC 9162 leaf hash.
+    pub leaf_hash: Hash,
+    /// Decoded.
+    pub entry: Entry,
+}
+
+fn operator_draft(now_ms: u64, action: &str) -> EntryDraft {
+    let mut d = EntryDraft::new(
+        now_ms,
+        audit::Actor {
+            kind: ActorKind::Operator,
+            id: "operator".to_owned(),
+        },
+        action,
+        "done",
+    );
+    d.processing = Some("administration".to_owned());
+    d
+}
+
+/// Most rows in one import request.
+pub const MAX_IMPORT_ROWS: usize = 500;
+
+impl Vault {
+    /// Enrols `agency` (of the policy registry) and issues its client certificate.
+    pub fn enrol_agency(&self, agency: &str, valid_days: u32) -> Result<EnrolOutcome, VaultError> {
+        let id =
+            AgencyId::new(agency).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
+        if self.policy.agency(&id).is_none() {
+            return Err(VaultError::bad(
+                "unknown_agency",
+                format!("agency {agency} is not in the policy registry: add it to the policy files first"),
+            ));
+        }
+        let (now, now_ms) = now_parts();
+        let start = to_system_time(now);
+        let not_after = start + Duration::from_secs(u64::from(valid_days.clamp(1, 825)) * 86_400);
+        let issued = self
+            .ca
+            .issue(Usage::Client, agency, &[], start, not_after)
+            .map_err(VaultError::internal)?;
+        let fp = issued.fingerprint();
+        let ((), index) = self.transact(|tx| {
+            let mut e = agencies::get(tx.store(), agency)
+                .map_err(VaultError::internal)?
+                .unwrap_or(Enrolment {
+                    agency: agency.to_owned(),
+                    certs: Vec::new(),
+                    revoked_at: None,
+                });
+            e.revoked_at = None;
+            e.certs.push(PinnedCert {
+                fingerprint: fp.0,
+                issued_at: now,
+                not_after: Timestamp::from_unix_seconds(
+                    now.unix_seconds() + u64::from(valid_days.clamp(1, 825)) * 86_400,
+                ),
+            });
+            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            let mut d = operator_draft(now_ms, "agency.enrol");
+            d.initiator = Some(agency.to_owned());
+            tx.entry(d);
+            Ok(())
+        })?;
+        self.agency_pins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(fp.0, agency.to_owned());
+        Ok(EnrolOutcome {
+            agency: agency.to_owned(),
+            issued,
+            ca_pem: self.ca.cert_pem(),
+            audit_index: index,
+        })
+    }
+
+    /// Every enrolment.
+    pub fn list_agencies(&self) -> Result<Vec<Enrolment>, VaultError> {
+        agencies::list(&*self.store).map_err(VaultError::internal)
+    }
+
+    /// Revokes an agency: every certificate of it is refused from the next request on.
+    pub fn revoke_agency(&self, agency: &str) -> Result<u64, VaultError> {
+        let (now, now_ms) = now_parts();
+        let (fps, index) = self.transact(|tx| {
+            let Some(mut e) = agencies::get(tx.store(), agency).map_err(VaultError::internal)?
+            else {
+                return Err(VaultError::NotFound {
+                    what: "agency enrolment",
+                });
+            };
+            e.revoked_at = Some(now);
+            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            let mut d = operator_draft(now_ms, "agency.revoke");
+            d.initiator = Some(agency.to_owned());
+            tx.entry(d);
+            Ok(e.certs.iter().map(|c| c.fingerprint).collect::<Vec<_>>())
+        })?;
+        let mut pins = self
+            .agency_pins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for fp in fps {
+            pins.remove(&fp);
+        }
+        Ok(index)
+    }
+
+    /// Issues a citizen or auditor token.
+    pub fn issue_token(&self, req: TokenRequest) -> Result<TokenOutcome, VaultError> {
+        let (now, now_ms) = now_parts();
+        let (role, days) = match req {
+            TokenRequest::Citizen {
+                citizen,
+                valid_days,
+            } => {
+                let id = citizen_id(&citizen)?;
+                (
+                    Role::Citizen {
+                        citizen: id.as_str().to_owned(),
+                    },
+                    valid_days,
+                )
+            }
+            TokenRequest::Auditor { name, valid_days } => {
+                if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+                    return Err(VaultError::bad(
+                        "invalid_name",
+                        "an auditor name is 1-100 printable characters",
+                    ));
+                }
+                (Role::Auditor { name }, valid_days)
+            }
+        };
+        let expires = now.saturating_add(u64::from(days.clamp(1, 366)) * 86_400);
+        let (token, index) = self.transact(|tx| {
+            let mut d = operator_draft(now_ms, "token.issue");
+            if let Role::Citizen { citizen } = &role {
+                d.subject = tx.tag(&citizen_id(citizen)?, false)?;
+            } else if let Role::Auditor { name } = &role {
+                d.initiator = Some(name.clone());
+            }
+            let t = tokens::stage_issue(&mut tx.batch, role.clone(), now, expires)
+                .map_err(VaultError::internal)?;
+            d.consent_id = None;
+            tx.entry(d);
+            Ok(t)
+        })?;
+        Ok(TokenOutcome {
+            token,
+            audit_index: index,
+        })
+    }
+
+    /// Revokes the tokens whose id starts with `id` (8+ hex digits).
+    pub fn revoke_token(&self, id: &str) -> Result<(usize, u64), VaultError> {
+        if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(VaultError::bad(
+                "invalid_token_id",
+                "give at least 8 hex digits of the token id",
+            ));
+        }
+        let (now, now_ms) = now_parts();
+        let (n, index) = self.transact(|tx| {
+            let revoked = tokens::stage_revoke(&*tx.vault.store, &mut tx.batch, id, now)
+                .map_err(VaultError::internal)?;
+            if revoked.is_empty() {
+                return Err(VaultError::NotFound { what: "token" });
+            }
+            tx.entry(operator_draft(now_ms, "token.revoke"));
+            Ok(revoked.len())
+        })?;
+        Ok((n, index))
+    }
+
+    /// Rotates the master key (`kek`: re-wraps every citizen key and the vault's own
+    /// secrets) or one citizen's data key (`dek`: re-encrypts their fields).
+    pub fn rotate_keys(
+        &self,
+        kind: &str,
+        citizen: Option<&str>,
+    ) -> Result<RotateOutcome, VaultError> {
+        let (now, now_ms) = now_parts();
+        match kind {
+            "kek" => {
+                let mut moved = 0;
+                loop {
+                    let p = self
+                        .unsealed
+                        .rotate_kek(None, now, Some(1024))
+                        .map_err(|e| VaultError::Internal(e.to_string()))?;
+                    moved += p.moved;
+                    if p.done {
+                        break;
+                    }
+                }
+                let key_id = {
+                    let ring = self.unsealed.records().ring();
+                    ring.current().id()
+                };
+                let ((), index) = self.transact(|tx| {
+                    self.stage_reseal_secrets(&mut tx.batch)?;
+                    let mut d = operator_draft(now_ms, "key.rotate");
+                    d.initiator = Some(format!("kek {key_id}"));
+                    tx.entry(d);
+                    Ok(())
+                })?;
+                Ok(RotateOutcome {
+                    rotated: moved,
+                    key_id: Some(key_id),
+                    audit_index: index,
+                })
+            }
+            "dek" => {
+                let citizen = citizen_id(citizen.ok_or_else(|| {
+                    VaultError::bad("citizen_required", "a data key rotation names the citizen")
+                })?)?;
+                let mut moved = 0;
+                loop {
+                    let p = self
+                        .unsealed
+                        .records()
+                        .rotate_dek(&*self.store, &citizen, Some(256))
+                        .map_err(record_err)?;
+                    moved += p.moved;
+                    if p.done {
+                        break;
+                    }
+                }
+                let ((), index) = self.transact(|tx| {
+                    let mut d = operator_draft(now_ms, "key.rotate");
+                    d.initiator = Some("dek".to_owned());
+                    d.subject = tx.tag(&citizen, false)?;
+                    tx.entry(d);
+                    Ok(())
+                })?;
+                Ok(RotateOutcome {
+                    rotated: moved,
+                    key_id: None,
+                    audit_index: index,
+                })
+            }
+            _ => Err(VaultError::bad("invalid_kind", "kind is `kek` or `dek`")),
+        }
+    }
+
+    /// Re-seals the vault's own secrets under the current KEK (after a KEK rotation).
+    fn stage_reseal_secrets(&self, batch: &mut WriteBatch) -> Result<(), VaultError> {
+        let Some(bytes) = self.store.get(Tree::Meta, ENGINE_KEY)? else {
+            return Err(VaultError::internal("engine config missing"));
+        };
+        let mut config: EngineConfig = codec::decode("engine config", META_FORMAT, &bytes)?;
+        let ring = self.unsealed.records().ring();
+        let current = ring.current();
+        let reseal = |s: &SealedSecret, name: &str| -> Result<SealedSecret, VaultError> {
+            let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
+            let plain = s.open(kek, name)?;
+            SealedSecret::seal(current, name, &plain)
+        };
+        config.ca_key = reseal(&config.ca_key, "ca_key")?;
+        config.server_key = reseal(&config.server_key, "server_key")?;
+        config.log_seed = reseal(&config.log_seed, "log_seed")?;
+        config.receipt_seed = reseal(&config.receipt_seed, "receipt_seed")?;
+        batch.put(
+            Tree::Meta,
+            ENGINE_KEY,
+            codec::encode("engine config", META_FORMAT, &config)?,
+        );
+        Ok(())
+    }
+
+    /// Erases a citizen: destroys their keys (crypto-shredding), deletes their ciphertexts,
+    /// consents and tokens. The log keeps the fact, under a tag nobody can link any more.
+    pub fn erase_citizen(&self, citizen: &str, by: &str) -> Result<ErasureOutcome, VaultError> {
+        let id = citizen_id(citizen)?;
+        let (now, now_ms) = now_parts();
+        let ((), index) = self.transact(|tx| {
+            let out = tx
+                .vault
+                .unsealed
+                .records()
+                .stage_erase(&*tx.vault.store, &mut tx.batch, &id, now)
+                .map_err(record_err)?;
+            let (start, end) = consent_prefix(&id);
+            for (k, _) in tx
+                .store()
+                .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+            {
+                tx.batch.delete(Tree::Consents, k);
+            }
+            for (key, rec) in tokens::list(tx.store()).map_err(VaultError::internal)? {
+                if rec.role
+                    == (Role::Citizen {
+                        citizen: id.as_str().to_owned(),
+                    })
+                {
+                    tx.batch.delete(Tree::Tokens, key.to_vec());
+                }
+            }
+            let actor = if by == "operator" {
+                audit::Actor {
+                    kind: ActorKind::Operator,
+                    id: "operator".to_owned(),
+                }
+            } else {
+                audit::Actor {
+                    kind: ActorKind::Citizen,
+                    id: String::new(),
+                }
+            };
+            let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
+            d.processing = Some("erasure".to_owned());
+            d.subject = out.subject_tag.map(SubjectTag);
+            tx.entry(d);
+            Ok(())
+        })?;
+        Ok(ErasureOutcome { audit_index: index })
+    }
+
+    /// Imports legacy rows written by `agency`, all in one commit or none.
+    pub fn import(&self, agency: &str, rows: Vec<ImportRow>) -> Result<ImportOutcome, VaultError> {
+        if rows.is_empty() {
+            return Err(VaultError::bad("no_rows", "the import has no rows"));
+        }
+        if rows.len() > MAX_IMPORT_ROWS {
+            return Err(VaultError::TooLarge {
+                message: format!(
+                    "at most {MAX_IMPORT_ROWS} rows per import request: split the file"
+                ),
+            });
+        }
+        let agency_id =
+            AgencyId::new(agency).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
+        let (now, now_ms) = now_parts();
+        let n = rows.len();
+        let ((), index) = self.transact(|tx| {
+            for (i, row) in rows.into_iter().enumerate() {
+                let at =
+                    |e: VaultError| VaultError::bad("invalid_row", format!("row {}: {e}", i + 1));
+                let citizen = citizen_id(&row.citizen).map_err(at)?;
+                let category = Category::new(&row.category)
+                    .map_err(|e| at(VaultError::bad("invalid_category", e.to_string())))?;
+                if !self.policy.may_write(&agency_id, &category) {
+                    return Err(at(VaultError::forbidden(
+                        "not_source",
+                        format!("agency {agency} is not the source of category {category}"),
+                    )));
+                }
+                let mut names = Vec::new();
+                for (f, _) in &row.fields {
+                    let full = policies::FieldName::from_parts(&category, f)
+                        .map_err(|e| at(VaultError::bad("invalid_field", e.to_string())))?;
+                    if self.policy.field(&full).is_none() {
+                        return Err(at(VaultError::bad(
+                            "unknown_field",
+                            format!("field {full} is not in the vocabulary"),
+                        )));
+                    }
+                    names.push(full.as_str().to_owned());
+                }
+                let out = tx
+                    .vault
+                    .unsealed
+                    .records()
+                    .stage_put(
+                        &*tx.vault.store,
+                        &mut tx.batch,
+                        &citizen,
+                        &category,
+                        row.fields,
+                        agency,
+                        now,
+                    )
+                    .map_err(|e| at(record_err(e)))?;
+                let mut d = EntryDraft::new(
+                    now_ms,
+                    audit::Actor {
+                        kind: ActorKind::Operator,
+                        id: "operator".to_owned(),
+                    },
+                    "record.import",
+                    "done",
+                );
+                d.processing = Some("collection".to_owned());
+                d.initiator = Some(agency.to_owned());
+                d.requested = names;
+                d.subject = Some(SubjectTag(out.subject_tag));
+                tx.entry(d);
+            }
+            Ok(())
+        })?;
+        Ok(ImportOutcome {
+            rows: n,
+            audit_index: index,
+        })
+    }
+
+    /// Entries `start..start+limit` of the log, for auditors.
+    pub fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<LeafView>, VaultError> {
+        let end = start.saturating_add(limit).min(self.audit_size());
+        let mut out = Vec::new();
+        for (k, leaf) in self.store.scan(
+            Tree::AuditLeaves,
+            &log::leaf_key(start),
+            Some(&log::leaf_key(end)),
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )? {
+            let index = <[u8; 8]>::try_from(k.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| VaultError::internal("malformed leaf key"))?;
+            let entry = Entry::decode(&leaf)
+                .map_err(|e| VaultError::Audit(format!("entry {index}: {e}")))?;
+            out.push(LeafView {
+                index,
+                leaf_hash: audit::leaf_hash(&leaf),
+                leaf,
+                entry,
+            });
+        }
+        Ok(out)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), VaultError> {
+        let signed = self.checkpoint_size_signed();
+        if size == 0 || size > signed {
+            return Err(VaultError::bad(
+                "invalid_tree_size",
+                format!("tree size must be between 1 and the latest signed checkpoint's size ({signed})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn checkpoint_size_signed(&self) -> u64 {
+        self.checkpoint
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .checkpoint
+            .size
+    }
+
+    /// The leaf hash of `index` and its inclusion proof in the tree of `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(VaultError::bad(
+                "invalid_index",
+                "index must be below tree_size",
+            ));
+        }
+        let leaf = self
+            .store
+            .get(Tree::AuditLeaves, &log::leaf_key(index))?
+            .ok_or_else(|| VaultError::Audit(format!("entry {index} is missing")))?;
+        let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, size)
+            .map_err(|e| VaultError::Audit(e.to_string()))?;
+        Ok((audit::leaf_hash(&leaf), proof))
+    }
+
+    /// The consistency proof between two tree sizes.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
+        self.check_size(to)?;
+        if from == 0 || from > to {
+            return Err(VaultError::bad("invalid_tree_size", "need 1 <= from <= to"));
+        }
+        audit::consistency_proof(&log::StoreLog(&*self.store), from, to)
+            .map_err(|e| VaultError::Audit(e.to_string()))
+    }
+
+    /// The auditor export of the log up to a freshly signed checkpoint.
+    pub fn audit_export(&self) -> Result<Vec<u8>, VaultError> {
+        self.sign_checkpoint_now()?;
+        let signed = self
+            .checkpoint
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut out = Vec::new();
+        audit::export::write(
+            &log::StoreLog(&*self.store),
+            &signed,
+            &self.log_vkey,
+            &mut out,
+        )
+        .map_err(|e| VaultError::Audit(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+impl Vault {
+    /// A consistent backup of the whole store (writers wait while it is taken).
+    pub fn backup(&self) -> Result<Vec<u8>, VaultError> {
+        let _writers = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        crate::backup::write(&*self.store, &mut out).map_err(VaultError::internal)?;
+        Ok(out)
+    }
+}

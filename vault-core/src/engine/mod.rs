@@ -1,0 +1,623 @@
+//! The `Vault` engine: the one API behind the server and the CLI. Every operation is one
+//! atomic storage commit of its change plus its audit entry, durable (group-committed
+//! fsync) before it returns; data is decrypted only after the entry that records its
+//! release is durable.
+//!
+//! Layout of a vault data directory: `store/` (the sled store: keys, records, consents,
+//! tokens, enrolments, the audit log), `policies/` (the policy files it enforces).
+
+mod admin;
+mod error;
+mod log;
+mod ops;
+mod secrets;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use audit::{
+    Actor, ActorKind, EntryDraft, LogState, NoteSigner, NoteVerifier, SignedCheckpoint, SubjectTag,
+};
+use policies::{PolicySet, Timestamp};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub use crate::envelope::Plaintext;
+pub use admin::{
+    EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, LeafView, RotateOutcome, TokenOutcome,
+    TokenRequest, MAX_IMPORT_ROWS,
+};
+pub use error::{ErrorKind, VaultError};
+pub use ops::{
+    AccessInput, AccessOutcome, CitizenExport, ConsentRequestInput, ConsentView, GrantInput,
+    History, HistoryEntry, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
+};
+
+use crate::codec;
+use crate::datadir::{self, Unsealed};
+use crate::keys::Passphrase;
+use crate::pki::{Ca, Fingerprint, Issued, Usage};
+use crate::records::RecordOptions;
+use crate::storage::{Storage, Tree, WriteBatch};
+use secrets::SealedSecret;
+
+/// Env variable that, set to `1` at open, arms the test-only audit failpoint: while a file
+/// named [`DANGEROUS_FAIL_AUDIT_FILE`] exists in the data directory, every audit append
+/// fails (so every operation fails closed). Never set it in production.
+pub const DANGEROUS_FAILPOINTS_ENV: &str = "VAULT_DANGEROUS_FAILPOINTS";
+/// See [`DANGEROUS_FAILPOINTS_ENV`].
+pub const DANGEROUS_FAIL_AUDIT_FILE: &str = "DANGEROUS_FAIL_AUDIT";
+
+const META_FORMAT: u8 = 1;
+const ENGINE_KEY: &[u8] = b"engine.config";
+const DAY: u64 = 86_400;
+
+/// What `init` needs beyond the passphrase.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Names the server certificate is valid for (DNS names or IP addresses).
+    pub hostnames: Vec<String>,
+    /// The log's origin line and key name (e.g. `vault.example.gov/consent-log`).
+    pub origin: String,
+    /// DANGEROUS: fewer PBKDF2 iterations (dev mode and tests only; never below the floor).
+    pub dangerous_kdf_iterations: Option<u32>,
+}
+
+/// What `init` hands to the operator once.
+#[derive(Debug)]
+pub struct InitOutput {
+    /// The vault CA certificate (trust anchor for the server and agency certificates).
+    pub ca_cert_pem: String,
+    /// The operator's client certificate and key.
+    pub operator: Issued,
+    /// The log's note verifier key.
+    pub log_verifier_key: String,
+}
+
+/// The engine's configuration, stored in `Meta` (secrets sealed under the KEK).
+#[derive(Serialize, Deserialize)]
+struct EngineConfig {
+    origin: String,
+    #[serde(with = "crate::serde_bytes")]
+    ca_cert: Vec<u8>,
+    #[serde(with = "crate::serde_bytes")]
+    server_cert: Vec<u8>,
+    operator_fp: [u8; 32],
+    ca_key: SealedSecret,
+    server_key: SealedSecret,
+    log_seed: SealedSecret,
+    receipt_seed: SealedSecret,
+}
+
+/// An unsealed vault.
+pub struct Vault {
+    dir: PathBuf,
+    unsealed: Unsealed,
+    store: Arc<dyn Storage>,
+    policy: PolicySet,
+    writer: Mutex<LogState>,
+    log_signer: NoteSigner,
+    log_vkey: String,
+    receipt_signer: NoteSigner,
+    checkpoint: RwLock<SignedCheckpoint>,
+    sign_lock: Mutex<()>,
+    ca: Ca,
+    server_cert: Vec<u8>,
+    server_key: Zeroizing<Vec<u8>>,
+    operator_fp: [u8; 32],
+    agency_pins: RwLock<HashMap<[u8; 32], String>>,
+    fail_audit: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_parts() -> (Timestamp, u64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    (
+        Timestamp::from_unix_seconds(d.as_secs()),
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    )
+}
+
+fn system(action: &str, time_ms: u64) -> EntryDraft {
+    EntryDraft::new(
+        time_ms,
+        Actor {
+            kind: ActorKind::System,
+            id: "vault".to_owned(),
+        },
+        action,
+        "done",
+    )
+}
+
+fn dd(e: datadir::DataDirError) -> VaultError {
+    match e.code() {
+        "wrong_passphrase" | "weak_passphrase" => VaultError::Unauthenticated {
+            message: e.to_string(),
+        },
+        "already_initialised" => VaultError::conflict("already_initialised", e.to_string()),
+        "not_initialised" => VaultError::bad("not_initialised", e.to_string()),
+        _ => VaultError::Internal(e.to_string()),
+    }
+}
+
+fn to_system_time(t: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t.unix_seconds())
+}
+
+impl Vault {
+    /// Initialises a new vault in `dir` (new or empty except `policies/`): the sealed master
+    /// key, the CA, the server and operator certificates, the log and receipt signing keys,
+    /// and the log's first entry.
+    pub fn init(
+        dir: &Path,
+        passphrase: &str,
+        options: InitOptions,
+    ) -> Result<InitOutput, VaultError> {
+        if options.origin.is_empty()
+            || options.origin.len() > 200
+            || options
+                .origin
+                .chars()
+                .any(|c| c.is_whitespace() || c == '+')
+        {
+            return Err(VaultError::bad(
+                "invalid_origin",
+                "the log origin must be 1-200 characters without spaces or '+', e.g. vault.example.gov/consent-log",
+            ));
+        }
+        if options.hostnames.is_empty() {
+            return Err(VaultError::bad(
+                "invalid_hostnames",
+                "name at least one host name for the server certificate",
+            ));
+        }
+        let (now, now_ms) = now_parts();
+        let mut init_options = datadir::InitOptions::default();
+        if let Some(i) = options.dangerous_kdf_iterations {
+            init_options.kdf_iterations = i;
+        }
+        let unsealed = datadir::init(
+            &dir.join("store"),
+            &Passphrase::new(passphrase.to_owned()),
+            init_options,
+            now,
+        )
+        .map_err(dd)?;
+        let start = to_system_time(now);
+        let ca = Ca::generate(
+            "consent vault CA",
+            start,
+            Duration::from_secs(10 * 365 * DAY),
+        )
+        .map_err(VaultError::internal)?;
+        let server = ca
+            .issue(
+                Usage::Server,
+                "consent vault server",
+                &options.hostnames,
+                start,
+                start + Duration::from_secs(2 * 365 * DAY),
+            )
+            .map_err(VaultError::internal)?;
+        let operator = ca
+            .issue(
+                Usage::Client,
+                "vault operator",
+                &[],
+                start,
+                start + Duration::from_secs(2 * 365 * DAY),
+            )
+            .map_err(VaultError::internal)?;
+        let log_signer = NoteSigner::generate(&options.origin).map_err(VaultError::internal)?;
+        let receipt_signer = NoteSigner::generate(&format!("{}/receipts", options.origin))
+            .map_err(VaultError::internal)?;
+        let ring = unsealed.records().ring();
+        let kek = ring.current();
+        let config = EngineConfig {
+            origin: options.origin.clone(),
+            ca_cert: ca.cert_der().to_vec(),
+            server_cert: server.cert_der.clone(),
+            operator_fp: operator.fingerprint().0,
+            ca_key: SealedSecret::seal(kek, "ca_key", &ca.dangerous_private_key_der())?,
+            server_key: SealedSecret::seal(kek, "server_key", server.private_key_der())?,
+            log_seed: SealedSecret::seal(kek, "log_seed", log_signer.seed_bytes())?,
+            receipt_seed: SealedSecret::seal(kek, "receipt_seed", receipt_signer.seed_bytes())?,
+        };
+        drop(ring);
+        let store = unsealed.store().clone();
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Tree::Meta,
+            ENGINE_KEY,
+            codec::encode("engine config", META_FORMAT, &config)?,
+        );
+        let mut draft = system("vault.init", now_ms);
+        draft.processing = Some("administration".to_owned());
+        let state = LogState::new();
+        let plan = state
+            .plan(vec![draft])
+            .map_err(|e| VaultError::Audit(e.to_string()))?;
+        log::stage_plan(&mut batch, &plan, &[]);
+        store.commit(batch)?;
+        Ok(InitOutput {
+            ca_cert_pem: ca.cert_pem(),
+            operator,
+            log_verifier_key: log_signer.verifier_key(),
+        })
+    }
+
+    /// Opens and unseals the vault in `dir` with `passphrase`, loading its policy files
+    /// from `dir/policies`.
+    pub fn open(dir: &Path, passphrase: &str) -> Result<Vault, VaultError> {
+        let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|e| {
+            VaultError::bad(
+                "invalid_policies",
+                format!(
+                    "the policy files in {} are not valid:\n{e}",
+                    dir.join("policies").display()
+                ),
+            )
+        })?;
+        let unsealed = datadir::unseal(
+            &dir.join("store"),
+            &Passphrase::new(passphrase.to_owned()),
+            RecordOptions::default(),
+        )
+        .map_err(dd)?;
+        let store = unsealed.store().clone();
+        let config: EngineConfig = match store.get(Tree::Meta, ENGINE_KEY)? {
+            Some(v) => codec::decode("engine config", META_FORMAT, &v)?,
+            None => {
+                return Err(VaultError::bad(
+                    "not_initialised",
+                    format!(
+                        "{} has a key store but no vault configuration (half-initialised): delete it and run `vault-cli init` again",
+                        dir.display()
+                    ),
+                ))
+            }
+        };
+        let open = |s: &SealedSecret, name: &str| -> Result<Zeroizing<Vec<u8>>, VaultError> {
+            let ring = unsealed.records().ring();
+            let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
+            s.open(kek, name)
+        };
+        let ca_key = open(&config.ca_key, "ca_key")?;
+        let ca = Ca::from_der(&config.ca_cert, &ca_key).map_err(VaultError::internal)?;
+        let server_key = open(&config.server_key, "server_key")?;
+        let seed = |s: &SealedSecret, name: &str| -> Result<Zeroizing<[u8; 32]>, VaultError> {
+            let bytes = open(s, name)?;
+            let mut out = Zeroizing::new([0u8; 32]);
+            if bytes.len() != 32 {
+                return Err(VaultError::internal(format!(
+                    "sealed {name} is not 32 bytes"
+                )));
+            }
+            out.copy_from_slice(&bytes);
+            Ok(out)
+        };
+        let log_seed = seed(&config.log_seed, "log_seed")?;
+        let log_signer =
+            NoteSigner::from_seed(&config.origin, &log_seed).map_err(VaultError::internal)?;
+        let receipt_seed = seed(&config.receipt_seed, "receipt_seed")?;
+        let receipt_signer =
+            NoteSigner::from_seed(&format!("{}/receipts", config.origin), &receipt_seed)
+                .map_err(VaultError::internal)?;
+        let log_vkey = log_signer.verifier_key();
+        let size = log::stored_size(&*store)?;
+        let state = LogState::load(&log::StoreLog(&*store), size)
+            .map_err(|e| VaultError::Audit(format!("cannot load the audit log: {e}")))?;
+        let last = match store.get(Tree::Meta, log::LAST_CHECKPOINT_KEY)? {
+            None => None,
+            Some(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| VaultError::internal("stored checkpoint is not UTF-8"))?;
+                let verifier = NoteVerifier::parse(&log_vkey).map_err(VaultError::internal)?;
+                Some(SignedCheckpoint::parse(&text, &verifier).map_err(|e| {
+                    VaultError::internal(format!("the stored checkpoint does not verify: {e}"))
+                })?)
+            }
+        };
+        let checkpoint = audit::sign_checkpoint(
+            &log::StoreLog(&*store),
+            &log_signer,
+            size,
+            last.as_ref().map(|c| &c.checkpoint),
+        )
+        .map_err(|e| {
+            VaultError::Audit(format!(
+                "refusing to start: the audit log ({size} entries) is not consistent with the last checkpoint this vault signed ({e}); \
+                 a data directory restored from an old backup must first get the missing entries back (see docs/operations.md)"
+            ))
+        })?;
+        store.commit({
+            let mut b = WriteBatch::new();
+            b.put(
+                Tree::Meta,
+                log::LAST_CHECKPOINT_KEY,
+                checkpoint.note_text.as_bytes().to_vec(),
+            );
+            b
+        })?;
+        let mut pins = HashMap::new();
+        for e in crate::agencies::list(&*store).map_err(VaultError::internal)? {
+            if e.revoked_at.is_none() {
+                for c in &e.certs {
+                    pins.insert(c.fingerprint, e.agency.clone());
+                }
+            }
+        }
+        let fail_audit = (std::env::var(DANGEROUS_FAILPOINTS_ENV).as_deref() == Ok("1"))
+            .then(|| dir.join(DANGEROUS_FAIL_AUDIT_FILE));
+        Ok(Vault {
+            dir: dir.to_path_buf(),
+            unsealed,
+            store,
+            policy,
+            writer: Mutex::new(state),
+            log_signer,
+            log_vkey,
+            receipt_signer,
+            checkpoint: RwLock::new(checkpoint),
+            sign_lock: Mutex::new(()),
+            ca,
+            server_cert: config.server_cert,
+            server_key,
+            operator_fp: config.operator_fp,
+            agency_pins: RwLock::new(pins),
+            fail_audit,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The server's certificate chain (DER, leaf first) and PKCS#8 key.
+    pub fn server_tls_identity(&self) -> Result<(Vec<Vec<u8>>, Zeroizing<Vec<u8>>), VaultError> {
+        Ok((
+            vec![self.server_cert.clone(), self.ca.cert_der().to_vec()],
+            self.server_key.clone(),
+        ))
+    }
+
+    /// The vault CA certificate (DER): the trust anchor for client certificates.
+    pub fn ca_cert_der(&self) -> &[u8] {
+        self.ca.cert_der()
+    }
+
+    /// DANGEROUS, dev mode only: the CA private key as PEM.
+    pub fn dangerous_ca_key_pem(&self) -> Result<Zeroizing<String>, VaultError> {
+        use base64::Engine as _;
+        let der = self.ca.dangerous_private_key_der();
+        let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*der));
+        let mut pem = Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        Ok(pem)
+    }
+
+    /// The policy set in force.
+    pub fn policy(&self) -> &PolicySet {
+        &self.policy
+    }
+
+    /// Number of entries in the audit log.
+    pub fn audit_size(&self) -> u64 {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .size()
+    }
+
+    /// Signs a checkpoint of the log every second while it grows, until [`Vault::shutdown`]
+    /// or the vault is dropped.
+    pub fn start_background_signer(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(vault) = weak.upgrade() else { return };
+            if let Err(e) = vault.sign_if_grown() {
+                // Logged by the adapter's subscriber if any; never fatal to serving.
+                eprintln!("checkpoint signing failed: {e}");
+            }
+        });
+    }
+
+    /// Stops the background signer.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn sign_if_grown(&self) -> Result<(), VaultError> {
+        let size = self.audit_size();
+        let signed = self
+            .checkpoint
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checkpoint
+            .size;
+        if size > signed {
+            self.sign_checkpoint_now()?;
+        }
+        Ok(())
+    }
+
+    /// Signs (and durably records) a checkpoint of the whole log now; returns the note.
+    pub fn sign_checkpoint_now(&self) -> Result<String, VaultError> {
+        let _one = self
+            .sign_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let size = self.audit_size();
+        let last = self
+            .checkpoint
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checkpoint
+            .clone();
+        if size == last.size {
+            return Ok(self.latest_checkpoint_text());
+        }
+        let signed = audit::sign_checkpoint(
+            &log::StoreLog(&*self.store),
+            &self.log_signer,
+            size,
+            Some(&last),
+        )
+        .map_err(|e| VaultError::Audit(e.to_string()))?;
+        let mut b = WriteBatch::new();
+        b.put(
+            Tree::Meta,
+            log::LAST_CHECKPOINT_KEY,
+            signed.note_text.as_bytes().to_vec(),
+        );
+        self.store.commit(b)?;
+        let text = signed.note_text.clone();
+        *self
+            .checkpoint
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = signed;
+        Ok(text)
+    }
+
+    fn latest_checkpoint_text(&self) -> String {
+        self.checkpoint
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note_text
+            .clone()
+    }
+
+    /// The latest signed checkpoint (note text).
+    pub fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        Ok(self.latest_checkpoint_text())
+    }
+
+    /// The log's note verifier key.
+    pub fn log_verifier_key(&self) -> &str {
+        &self.log_vkey
+    }
+
+    /// The consent receipts' note verifier key.
+    pub fn receipt_verifier_key(&self) -> String {
+        self.receipt_signer.verifier_key()
+    }
+
+    /// True when `fp` is the operator certificate made at `init`.
+    pub fn is_operator(&self, fp: &Fingerprint) -> bool {
+        crate::ct::eq(&fp.0, &self.operator_fp)
+    }
+
+    /// The enrolled, unrevoked agency a client certificate is pinned to.
+    pub fn authenticate_agency(&self, fp: &Fingerprint) -> Result<String, VaultError> {
+        self.agency_pins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&fp.0)
+            .cloned()
+            .ok_or_else(|| VaultError::Unauthenticated {
+                message: "this client certificate is not enrolled for any agency, or the agency was revoked: ask the vault operator".to_owned(),
+            })
+    }
+
+    /// The role of a bearer token.
+    pub fn authenticate_token(&self, token: &str) -> Result<crate::tokens::Role, VaultError> {
+        let (now, _) = now_parts();
+        match crate::tokens::check(&*self.store, token, now) {
+            Ok(r) => Ok(r.role),
+            Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
+                message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),
+            }),
+            Err(e) => Err(VaultError::internal(e)),
+        }
+    }
+
+    /// Runs `f` under the writer lock, then appends its audit drafts and commits its batch
+    /// with them in one atomic, durable commit. Returns `f`'s result and the index of the
+    /// first entry appended. Nothing is written if `f` fails or the append fails.
+    fn transact<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, VaultError>,
+    ) -> Result<(T, u64), VaultError> {
+        let mut state = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tx = Tx {
+            vault: self,
+            batch: WriteBatch::new(),
+            drafts: Vec::new(),
+        };
+        let out = f(&mut tx)?;
+        let Tx {
+            mut batch,
+            mut drafts,
+            ..
+        } = tx;
+        if self.fail_audit.as_ref().is_some_and(|f| f.exists()) {
+            return Err(VaultError::Audit(
+                "audit append failed (test failpoint)".to_owned(),
+            ));
+        }
+        let base = state.size();
+        let mut subjects: Vec<(u64, SubjectTag)> = Vec::new();
+        for (i, d) in drafts.iter_mut().enumerate() {
+            if let Some(tag) = d.subject {
+                let in_tx = subjects
+                    .iter()
+                    .rev()
+                    .find(|(_, t)| *t == tag)
+                    .map(|(i, _)| *i);
+                d.subject_prev = match in_tx {
+                    Some(i) => Some(i),
+                    None => log::last_about(&*self.store, &tag)?,
+                };
+                subjects.push((base + i as u64, tag));
+            }
+        }
+        let plan = state
+            .plan(drafts)
+            .map_err(|e| VaultError::Audit(e.to_string()))?;
+        log::stage_plan(&mut batch, &plan, &subjects);
+        let ticket = self.store.apply(batch)?;
+        state
+            .apply(&plan)
+            .map_err(|e| VaultError::Audit(e.to_string()))?;
+        drop(state);
+        self.store.wait_durable(ticket)?;
+        Ok((out, plan.first_index))
+    }
+}
+
+/// One transaction being built under the writer lock.
+struct Tx<'a> {
+    vault: &'a Vault,
+    batch: WriteBatch,
+    drafts: Vec<EntryDraft>,
+}
+
+impl Tx<'_> {
+    fn store(&self) -> &dyn Storage {
+        &*self.vault.store
+    }
+
+    fn entry(&mut self, draft: EntryDraft) {
+        self.drafts.push(draft);
+    }
+}

@@ -1,0 +1,910 @@
+//! Agency and citizen operations.
+
+use std::collections::BTreeSet;
+
+use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
+use policies::{
+    evaluate, AccessRequest, AgencyId, Basis, Category, CitizenRef, ConsentArtefact, ConsentId,
+    ConsentStatus, ConsentTerms, FieldName, LegalBasis, Outcome, PurposeCode, Timestamp,
+};
+use ring::rand::SecureRandom;
+
+use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
+use crate::codec;
+use crate::envelope::CitizenId;
+use crate::records::{CitizenState, RecordError};
+use crate::storage::{Storage, Tree};
+
+const CONSENT_FORMAT: u8 = 1;
+/// Most fields one access request or consent may name.
+pub const MAX_REQUEST_FIELDS: usize = 64;
+/// Longest justification or initiator text.
+pub const MAX_TEXT: usize = 1000;
+
+/// The result of a record write.
+#[derive(Clone, Debug)]
+pub struct WriteOutcome {
+    /// The record's new version.
+    pub version: u64,
+    /// The audit entry of the write.
+    pub audit_index: u64,
+}
+
+/// An agency's access request, as received.
+#[derive(Clone, Debug)]
+pub struct AccessInput {
+    /// Citizen id.
+    pub citizen: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Requested fields (`category.field`).
+    pub fields: Vec<String>,
+    /// Claimed legal basis code, if any.
+    pub legal_basis: Option<String>,
+    /// Justification (mandatory for `vital_interest`).
+    pub justification: Option<String>,
+    /// The official who asked.
+    pub initiator: Option<String>,
+}
+
+/// The answer to an access request.
+#[derive(Debug)]
+pub struct AccessOutcome {
+    /// Identifies the decision (its audit entry).
+    pub decision_id: String,
+    /// Released fields and their values.
+    pub released: Vec<(String, Plaintext)>,
+    /// Withheld fields and the reason code.
+    pub withheld: Vec<(String, String)>,
+    /// The audit entry of the decision.
+    pub audit_index: u64,
+}
+
+/// An agency's consent request.
+#[derive(Clone, Debug)]
+pub struct ConsentRequestInput {
+    /// Citizen id.
+    pub citizen: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Fields asked for.
+    pub fields: Vec<String>,
+    /// When the consent would end (RFC 3339).
+    pub expires_at: String,
+    /// The official who asked.
+    pub initiator: Option<String>,
+}
+
+/// A citizen's direct grant.
+#[derive(Clone, Debug)]
+pub struct GrantInput {
+    /// Agency id.
+    pub agency: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Fields.
+    pub fields: Vec<String>,
+    /// End of validity (RFC 3339).
+    pub expires_at: String,
+    /// Start of validity (RFC 3339; default now).
+    pub valid_from: Option<String>,
+    /// Most uses.
+    pub max_uses: Option<u32>,
+    /// How long the agency may keep what it receives.
+    pub data_life_days: Option<u32>,
+}
+
+/// A consent artefact with the words people read and its signed receipt.
+#[derive(Clone, Debug)]
+pub struct ConsentView {
+    /// The artefact.
+    pub artefact: ConsentArtefact,
+    /// Its status now (`expired` computed at read time).
+    pub status: String,
+    /// The agency's name.
+    pub agency_name: String,
+    /// The purpose in words.
+    pub purpose_description: String,
+    /// The signed consent receipt (C2SP signed note), for granted artefacts.
+    pub receipt: Option<String>,
+}
+
+/// A decrypted record with names.
+#[derive(Debug)]
+pub struct RecordView {
+    /// Category.
+    pub category: String,
+    /// Version.
+    pub version: u64,
+    /// Last write.
+    pub updated_at: Timestamp,
+    /// The agency that wrote it last.
+    pub source: String,
+    /// That agency's name.
+    pub source_name: String,
+    /// Fields (`name` within the category) and values.
+    pub fields: Vec<(String, Plaintext)>,
+}
+
+/// One entry of a citizen's history, with its proof.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// Log index.
+    pub index: u64,
+    /// The exact leaf bytes.
+    pub leaf: Vec<u8>,
+    /// Inclusion proof against the history's checkpoint.
+    pub proof: Vec<audit::Hash>,
+    /// The decoded entry.
+    pub entry: Entry,
+}
+
+/// A page of a citizen's access history.
+#[derive(Clone, Debug)]
+pub struct History {
+    /// The signed checkpoint every proof is against.
+    pub checkpoint: String,
+    /// The log's verifier key.
+    pub key: String,
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// Entries, newest first.
+    pub entries: Vec<HistoryEntry>,
+    /// The `start` of the next (older) page, if any.
+    pub next: Option<u64>,
+}
+
+/// Everything the vault holds about a citizen.
+#[derive(Debug)]
+pub struct CitizenExport {
+    /// Citizen id.
+    pub citizen: String,
+    /// When.
+    pub exported_at: Timestamp,
+    /// Records, decrypted.
+    pub records: Vec<RecordView>,
+    /// Consents and requests.
+    pub consents: Vec<ConsentView>,
+    /// The whole access history.
+    pub history: History,
+}
+
+fn bad_id(kind: &'static str, e: impl std::fmt::Display) -> VaultError {
+    VaultError::bad(kind, e.to_string())
+}
+
+pub(super) fn citizen_id(s: &str) -> Result<CitizenId, VaultError> {
+    CitizenId::new(s).map_err(|e| bad_id("invalid_citizen", e))
+}
+
+fn check_text(what: &str, t: &Option<String>) -> Result<(), VaultError> {
+    match t {
+        Some(s) if s.len() > MAX_TEXT || s.chars().any(char::is_control) => Err(VaultError::bad(
+            "invalid_text",
+            format!("{what} must be at most {MAX_TEXT} bytes without control characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn field_names(fields: &[String]) -> Result<Vec<FieldName>, VaultError> {
+    if fields.is_empty() {
+        return Err(VaultError::bad("invalid_fields", "name at least one field"));
+    }
+    if fields.len() > MAX_REQUEST_FIELDS {
+        return Err(VaultError::TooLarge {
+            message: format!("at most {MAX_REQUEST_FIELDS} fields per request"),
+        });
+    }
+    fields
+        .iter()
+        .map(|f| FieldName::new(f).map_err(|e| bad_id("invalid_field", e)))
+        .collect()
+}
+
+fn parse_time(what: &str, s: &str) -> Result<Timestamp, VaultError> {
+    Timestamp::parse(s).map_err(|e| VaultError::bad("invalid_time", format!("{what}: {e}")))
+}
+
+pub(super) fn record_err(e: RecordError) -> VaultError {
+    match e.code() {
+        "erased" => VaultError::Erased,
+        "invalid_field" | "duplicate_field" | "no_fields" | "invalid_source" => {
+            VaultError::bad(e.code(), e.to_string())
+        }
+        "field_too_large" | "record_too_large" => VaultError::TooLarge {
+            message: e.to_string(),
+        },
+        _ => VaultError::Internal(e.to_string()),
+    }
+}
+
+fn random_consent_id() -> Result<ConsentId, VaultError> {
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| VaultError::internal("the system random generator failed"))?;
+    Ok(ConsentId::from_bytes(b))
+}
+
+fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
+    let mut k = citizen.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+pub(super) fn consent_prefix(citizen: &CitizenId) -> (Vec<u8>, Vec<u8>) {
+    let mut start = citizen.as_str().as_bytes().to_vec();
+    start.push(0);
+    let mut end = citizen.as_str().as_bytes().to_vec();
+    end.push(1);
+    (start, end)
+}
+
+pub(super) fn load_consents(
+    store: &dyn Storage,
+    citizen: &CitizenId,
+) -> Result<Vec<ConsentArtefact>, VaultError> {
+    let (start, end) = consent_prefix(citizen);
+    store
+        .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| Ok(codec::decode("consent artefact", CONSENT_FORMAT, &v)?))
+        .collect()
+}
+
+fn actor(kind: ActorKind, id: &str) -> Actor {
+    Actor {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+fn citizen_actor() -> Actor {
+    actor(ActorKind::Citizen, "")
+}
+
+impl Tx<'_> {
+    fn put_consent(&mut self, a: &ConsentArtefact) -> Result<(), VaultError> {
+        let citizen = citizen_id(a.citizen().as_str())?;
+        self.batch.put(
+            Tree::Consents,
+            consent_key(&citizen, a.id()),
+            codec::encode("consent artefact", CONSENT_FORMAT, a)?,
+        );
+        Ok(())
+    }
+
+    /// The citizen's subject tag, creating their keys when `create` (refused writes and
+    /// reads never create keys for a citizen the vault does not know).
+    pub(super) fn tag(
+        &mut self,
+        citizen: &CitizenId,
+        create: bool,
+    ) -> Result<Option<SubjectTag>, VaultError> {
+        let records = self.vault.unsealed.records();
+        let tag = if create {
+            Some(
+                records
+                    .stage_ensure_keys(&*self.vault.store, &mut self.batch, citizen)
+                    .map_err(record_err)?,
+            )
+        } else {
+            records
+                .subject_tag(self.store(), citizen)
+                .map_err(record_err)?
+        };
+        Ok(tag.map(SubjectTag))
+    }
+}
+
+impl Vault {
+    fn agency_name(&self, id: &str) -> String {
+        AgencyId::new(id)
+            .ok()
+            .and_then(|a| self.policy.agency(&a).map(|a| a.name.clone()))
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    fn view(&self, a: ConsentArtefact, now: Timestamp) -> ConsentView {
+        let status = a.status_at(now);
+        let receipt = a
+            .granted_at()
+            .and_then(|_| self.receipt_signer.sign(&a.receipt_text()).ok());
+        ConsentView {
+            status: status_code(status).to_owned(),
+            agency_name: self.agency_name(a.agency().as_str()),
+            purpose_description: self
+                .policy
+                .purpose(a.purpose())
+                .map(|p| p.description.clone())
+                .unwrap_or_default(),
+            receipt,
+            artefact: a,
+        }
+    }
+
+    fn refuse_erased(&self, citizen: &CitizenId) -> Result<(), VaultError> {
+        match self
+            .unsealed
+            .records()
+            .citizen_state(&*self.store, citizen)
+            .map_err(record_err)?
+        {
+            CitizenState::Erased { .. } => Err(VaultError::Erased),
+            _ => Ok(()),
+        }
+    }
+
+    /// An agency writes a category of a citizen's record it is the source of. A refused
+    /// write is logged too.
+    pub fn write_record(
+        &self,
+        agency: &str,
+        initiator: Option<&str>,
+        citizen: &str,
+        category: &str,
+        fields: Vec<(String, Plaintext)>,
+    ) -> Result<WriteOutcome, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let category = Category::new(category).map_err(|e| bad_id("invalid_category", e))?;
+        let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
+        let initiator = initiator.map(str::to_owned);
+        check_text("initiator", &initiator)?;
+        let mut names = Vec::with_capacity(fields.len());
+        for (f, _) in &fields {
+            let full =
+                FieldName::from_parts(&category, f).map_err(|e| bad_id("invalid_field", e))?;
+            if self.policy.field(&full).is_none() {
+                return Err(VaultError::bad(
+                    "unknown_field",
+                    format!("field {full} is not in the vocabulary: see the policy files"),
+                ));
+            }
+            names.push(full.as_str().to_owned());
+        }
+        let allowed = self.policy.may_write(&agency_id, &category);
+        let (now, now_ms) = now_parts();
+        let (version, index) = self.transact(|tx| {
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "record.write",
+                "done",
+            );
+            draft.initiator = initiator.clone();
+            draft.processing = Some("collection".to_owned());
+            draft.requested = names.clone();
+            if !allowed {
+                draft.decision = "refused".to_owned();
+                draft.subject = tx.tag(&citizen, false)?;
+                tx.entry(draft);
+                return Ok(None);
+            }
+            let out = tx
+                .vault
+                .unsealed
+                .records()
+                .stage_put(
+                    &*tx.vault.store,
+                    &mut tx.batch,
+                    &citizen,
+                    &category,
+                    fields,
+                    agency,
+                    now,
+                )
+                .map_err(record_err)?;
+            draft.subject = Some(SubjectTag(out.subject_tag));
+            tx.entry(draft);
+            Ok(Some(out.version))
+        })?;
+        match version {
+            Some(version) => Ok(WriteOutcome {
+                version,
+                audit_index: index,
+            }),
+            None => Err(VaultError::forbidden(
+                "not_source",
+                format!(
+                    "agency {agency} is not the source of category {category}: it may not write it"
+                ),
+            )),
+        }
+    }
+
+    /// An access request: evaluate, log (released and withheld), commit durably, and only
+    /// then decrypt the released fields.
+    pub fn access(&self, agency: &str, input: AccessInput) -> Result<AccessOutcome, VaultError> {
+        let citizen = citizen_id(&input.citizen)?;
+        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
+        let fields = field_names(&input.fields)?;
+        let legal_basis = match &input.legal_basis {
+            None => None,
+            Some(b) => Some(LegalBasis::from_code(b).ok_or_else(|| {
+                VaultError::bad(
+                    "invalid_legal_basis",
+                    "legal_basis must be one of consent, legal_obligation, public_task, vital_interest",
+                )
+            })?),
+        };
+        check_text("justification", &input.justification)?;
+        check_text("initiator", &input.initiator)?;
+        let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
+        let request = AccessRequest {
+            agency: agency_id,
+            purpose,
+            fields,
+            legal_basis,
+            justification: input.justification.clone(),
+        };
+        let (now, now_ms) = now_parts();
+        let ((released, withheld), index) = self.transact(|tx| {
+            let artefacts = load_consents(tx.store(), &citizen)?;
+            let decision = evaluate(&self.policy, &request, &artefacts, now);
+            let present: BTreeSet<String> = match tx
+                .vault
+                .unsealed
+                .records()
+                .list_records(tx.store(), &citizen)
+            {
+                Ok(list) => list
+                    .into_iter()
+                    .flat_map(|r| {
+                        let c = r.category;
+                        r.fields.into_iter().map(move |f| format!("{c}.{f}"))
+                    })
+                    .collect(),
+                Err(RecordError::Erased { .. }) => BTreeSet::new(),
+                Err(e) => return Err(record_err(e)),
+            };
+            let mut released: Vec<FieldName> = Vec::new();
+            let mut withheld: Vec<(String, String)> = Vec::new();
+            let mut bases: BTreeSet<&'static str> = BTreeSet::new();
+            let mut references: Vec<String> = Vec::new();
+            let mut used: Vec<ConsentId> = Vec::new();
+            for d in &decision.fields {
+                match d.outcome {
+                    Outcome::Released(basis) if present.contains(d.field.as_str()) => {
+                        released.push(d.field.clone());
+                        bases.insert(basis.legal_basis().code());
+                        match basis {
+                            Basis::Consent { artefact_id } => {
+                                if !used.contains(&artefact_id) {
+                                    used.push(artefact_id);
+                                }
+                            }
+                            Basis::Statutory {
+                                legal_reference, ..
+                            }
+                            | Basis::VitalInterest {
+                                legal_reference, ..
+                            } => {
+                                if !references.iter().any(|r| r == legal_reference) {
+                                    references.push(legal_reference.to_owned());
+                                }
+                            }
+                        }
+                    }
+                    Outcome::Released(_) => {
+                        withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
+                    }
+                    Outcome::Withheld(reason) => {
+                        withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
+                    }
+                }
+            }
+            for id in &used {
+                if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
+                    let mut a = a.clone();
+                    a.record_use(now).map_err(|e| VaultError::internal(e))?;
+                    tx.put_consent(&a)?;
+                }
+            }
+            let review = decision.obligations.review && !released.is_empty();
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "access",
+                if released.is_empty() {
+                    "refused"
+                } else if withheld.is_empty() {
+                    "granted"
+                } else {
+                    "partial"
+                },
+            );
+            draft.initiator = input.initiator.clone();
+            draft.processing = Some("disclosure".to_owned());
+            draft.purpose = Some(request.purpose.as_str().to_owned());
+            draft.requested = request
+                .fields
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect();
+            draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
+            draft.withheld = withheld
+                .iter()
+                .map(|(field, reason)| Withheld {
+                    field: field.clone(),
+                    reason: reason.clone(),
+                })
+                .collect();
+            draft.legal_basis = match bases.len() {
+                0 => request.legal_basis.map(|b| b.code().to_owned()),
+                _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
+            };
+            draft.legal_reference = (!references.is_empty()).then(|| references.join("; "));
+            draft.consent_id = (!used.is_empty()).then(|| {
+                used.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            draft.justification = input.justification.clone();
+            draft.review = review;
+            draft.subject = tx.tag(&citizen, false)?;
+            tx.entry(draft);
+            Ok((released, withheld))
+        })?;
+        let values = if released.is_empty() {
+            Vec::new()
+        } else {
+            self.unsealed
+                .records()
+                .read_fields(&*self.store, &citizen, &released)
+                .map_err(record_err)?
+        };
+        let mut out_released = Vec::new();
+        let mut out_withheld = withheld;
+        for (field, value) in values {
+            match value {
+                Some(v) => out_released.push((field.as_str().to_owned(), v)),
+                // Erased or rewritten between the commit and the read: nothing to give.
+                None => out_withheld.push((field.as_str().to_owned(), "no_data".to_owned())),
+            }
+        }
+        Ok(AccessOutcome {
+            decision_id: format!("dec-{index}"),
+            released: out_released,
+            withheld: out_withheld,
+            audit_index: index,
+        })
+    }
+
+    /// An agency asks a citizen for consent (a pending artefact the citizen answers).
+    pub fn request_consent(
+        &self,
+        agency: &str,
+        input: ConsentRequestInput,
+    ) -> Result<ConsentView, VaultError> {
+        let citizen = citizen_id(&input.citizen)?;
+        let citizen_ref =
+            CitizenRef::new(citizen.as_str()).map_err(|e| bad_id("invalid_citizen", e))?;
+        let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
+        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
+        let fields = field_names(&input.fields)?;
+        let expires_at = parse_time("expires_at", &input.expires_at)?;
+        check_text("initiator", &input.initiator)?;
+        self.policy
+            .check_consent_request(&agency_id, &purpose, &fields)
+            .map_err(|e| VaultError::forbidden("consent_request_refused", e.to_string()))?;
+        self.refuse_erased(&citizen)?;
+        let (now, now_ms) = now_parts();
+        let id = random_consent_id()?;
+        let terms = ConsentTerms {
+            agency: agency_id,
+            purpose,
+            fields,
+            valid_from: now,
+            expires_at,
+            max_uses: None,
+            data_life: None,
+        };
+        let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        let (artefact, _) = self.transact(|tx| {
+            tx.put_consent(&artefact)?;
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "consent.request",
+                "pending",
+            );
+            draft.initiator = input.initiator.clone();
+            draft.purpose = Some(artefact.purpose().as_str().to_owned());
+            draft.requested = artefact
+                .fields()
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect();
+            draft.legal_basis = Some("consent".to_owned());
+            draft.consent_id = Some(artefact.id().to_string());
+            draft.subject = tx.tag(&citizen, true)?;
+            tx.entry(draft);
+            Ok(artefact)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    /// The citizen's records, decrypted. Logged as the citizen's own access.
+    pub fn citizen_records(&self, citizen: &str) -> Result<Vec<RecordView>, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        self.refuse_erased(&citizen)?;
+        self.citizen_read(&citizen, "citizen.view_records")?;
+        self.records_of(&citizen)
+    }
+
+    fn records_of(&self, citizen: &CitizenId) -> Result<Vec<RecordView>, VaultError> {
+        let list = self
+            .unsealed
+            .records()
+            .read_all(&*self.store, citizen)
+            .map_err(record_err)?;
+        Ok(list
+            .into_iter()
+            .map(|r| RecordView {
+                source_name: self.agency_name(&r.info.source),
+                category: r.info.category,
+                version: r.info.version,
+                updated_at: r.info.updated_at,
+                source: r.info.source,
+                fields: r.fields,
+            })
+            .collect())
+    }
+
+    fn citizen_read(&self, citizen: &CitizenId, action: &str) -> Result<u64, VaultError> {
+        let (_, now_ms) = now_parts();
+        let ((), index) = self.transact(|tx| {
+            let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
+            draft.processing = Some("consultation".to_owned());
+            draft.subject = tx.tag(citizen, false)?;
+            tx.entry(draft);
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
+    /// The citizen's consents (every status), newest first.
+    pub fn citizen_consents(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let (now, _) = now_parts();
+        let mut list = load_consents(&*self.store, &citizen)?;
+        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
+        Ok(list
+            .into_iter()
+            .filter(|a| a.granted_at().is_some() || a.status() != ConsentStatus::Pending)
+            .map(|a| self.view(a, now))
+            .collect())
+    }
+
+    /// The citizen's pending consent requests.
+    pub fn citizen_consent_requests(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let (now, _) = now_parts();
+        let mut list = load_consents(&*self.store, &citizen)?;
+        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
+        Ok(list
+            .into_iter()
+            .filter(|a| a.status_at(now) == ConsentStatus::Pending)
+            .map(|a| self.view(a, now))
+            .collect())
+    }
+
+    /// A citizen grants consent directly.
+    pub fn grant_consent(
+        &self,
+        citizen: &str,
+        input: GrantInput,
+    ) -> Result<ConsentView, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let citizen_ref =
+            CitizenRef::new(citizen.as_str()).map_err(|e| bad_id("invalid_citizen", e))?;
+        let agency_id = AgencyId::new(&input.agency).map_err(|e| bad_id("invalid_agency", e))?;
+        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
+        let fields = field_names(&input.fields)?;
+        self.policy
+            .check_consent_request(&agency_id, &purpose, &fields)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        self.refuse_erased(&citizen)?;
+        let (now, now_ms) = now_parts();
+        let valid_from = match &input.valid_from {
+            Some(v) => parse_time("valid_from", v)?,
+            None => now,
+        };
+        let terms = ConsentTerms {
+            agency: agency_id,
+            purpose,
+            fields,
+            valid_from,
+            expires_at: parse_time("expires_at", &input.expires_at)?,
+            max_uses: input.max_uses,
+            data_life: input.data_life_days.map(|d| u64::from(d) * 86_400),
+        };
+        let id = random_consent_id()?;
+        let artefact = ConsentArtefact::grant_direct(id, citizen_ref, terms, None, now)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        let (artefact, _) = self.transact(|tx| {
+            tx.put_consent(&artefact)?;
+            let tag = tx.tag(&citizen, true)?;
+            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag));
+            Ok(artefact)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    fn change_consent(
+        &self,
+        citizen: &str,
+        id: &str,
+        action: &'static str,
+        step: impl FnOnce(&mut ConsentArtefact, Timestamp) -> Result<(), policies::ConsentError>,
+    ) -> Result<ConsentView, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
+        let (now, now_ms) = now_parts();
+        let (artefact, _) = self.transact(|tx| {
+            let Some(bytes) = tx.store().get(Tree::Consents, &consent_key(&citizen, id))? else {
+                return Err(VaultError::NotFound { what: "consent" });
+            };
+            let mut a: ConsentArtefact = codec::decode("consent artefact", CONSENT_FORMAT, &bytes)?;
+            step(&mut a, now)
+                .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
+            tx.put_consent(&a)?;
+            let tag = tx.tag(&citizen, false)?;
+            tx.entry(consent_draft(now_ms, action, &a, tag));
+            Ok(a)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    /// A citizen revokes a consent; effective for the next request.
+    pub fn revoke_consent(&self, citizen: &str, id: &str) -> Result<ConsentView, VaultError> {
+        self.change_consent(citizen, id, "consent.revoke", |a, now| a.revoke(now))
+    }
+
+    /// A citizen approves or denies a pending consent request.
+    pub fn answer_consent_request(
+        &self,
+        citizen: &str,
+        id: &str,
+        approve: bool,
+    ) -> Result<ConsentView, VaultError> {
+        if approve {
+            self.change_consent(citizen, id, "consent.grant", |a, now| a.grant(now))
+        } else {
+            self.change_consent(citizen, id, "consent.deny", |a, now| a.deny(now))
+        }
+    }
+
+    /// A page of the citizen's own history (newest first), each entry with an inclusion
+    /// proof against one checkpoint that covers them all.
+    pub fn access_history(
+        &self,
+        citizen: &str,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<History, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        self.refuse_erased(&citizen)?;
+        let tag = self
+            .unsealed
+            .records()
+            .subject_tag(&*self.store, &citizen)
+            .map_err(record_err)?
+            .map(SubjectTag);
+        self.history_of(tag.as_ref(), start, limit.max(1))
+    }
+
+    fn history_of(
+        &self,
+        tag: Option<&SubjectTag>,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<History, VaultError> {
+        // Make sure the checkpoint covers every entry we return.
+        if self.audit_size() > self.checkpoint_size() {
+            self.sign_checkpoint_now()?;
+        }
+        let (checkpoint, tree_size) = {
+            let c = self
+                .checkpoint
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (c.note_text.clone(), c.checkpoint.size)
+        };
+        let before = Some(start.unwrap_or(u64::MAX).min(tree_size.saturating_sub(1)));
+        let mut indices = match (tag, tree_size) {
+            (Some(t), 1..) => log::indices_about(&*self.store, t, before, limit + 1)?,
+            _ => Vec::new(),
+        };
+        let next = (indices.len() > limit).then(|| indices.pop()).flatten();
+        let mut entries = Vec::with_capacity(indices.len());
+        for index in indices {
+            let leaf = self
+                .store
+                .get(Tree::AuditLeaves, &log::leaf_key(index))?
+                .ok_or_else(|| {
+                    VaultError::Audit(format!("entry {index} is missing from the log"))
+                })?;
+            let entry = Entry::decode(&leaf)
+                .map_err(|e| VaultError::Audit(format!("entry {index}: {e}")))?;
+            let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, tree_size)
+                .map_err(|e| VaultError::Audit(e.to_string()))?;
+            entries.push(HistoryEntry {
+                index,
+                leaf,
+                proof,
+                entry,
+            });
+        }
+        Ok(History {
+            checkpoint,
+            key: self.log_vkey.clone(),
+            tree_size,
+            entries,
+            next,
+        })
+    }
+
+    fn checkpoint_size(&self) -> u64 {
+        self.checkpoint
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .checkpoint
+            .size
+    }
+
+    /// Everything about the citizen: records, consents, the whole history. Logged.
+    pub fn citizen_export(&self, citizen: &str) -> Result<CitizenExport, VaultError> {
+        let id = citizen_id(citizen)?;
+        self.refuse_erased(&id)?;
+        self.citizen_read(&id, "citizen.export")?;
+        let (now, _) = now_parts();
+        let tag = self
+            .unsealed
+            .records()
+            .subject_tag(&*self.store, &id)
+            .map_err(record_err)?
+            .map(SubjectTag);
+        Ok(CitizenExport {
+            citizen: id.as_str().to_owned(),
+            exported_at: now,
+            records: self.records_of(&id)?,
+            consents: load_consents(&*self.store, &id)?
+                .into_iter()
+                .map(|a| self.view(a, now))
+                .collect(),
+            history: self.history_of(tag.as_ref(), None, usize::MAX / 2)?,
+        })
+    }
+}
+
+fn consent_draft(
+    now_ms: u64,
+    action: &str,
+    a: &ConsentArtefact,
+    subject: Option<SubjectTag>,
+) -> EntryDraft {
+    let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
+    draft.purpose = Some(a.purpose().as_str().to_owned());
+    draft.requested = a.fields().iter().map(|f| f.as_str().to_owned()).collect();
+    draft.legal_basis = Some("consent".to_owned());
+    draft.consent_id = Some(a.id().to_string());
+    draft.processing = Some("consent".to_owned());
+    draft.subject = subject;
+    draft
+}
+
+pub(super) fn status_code(s: ConsentStatus) -> &'static str {
+    match s {
+        ConsentStatus::Pending => "pending",
+        ConsentStatus::Active => "active",
+        ConsentStatus::Denied => "denied",
+        ConsentStatus::Revoked => "revoked",
+        ConsentStatus::Expired => "expired",
+        _ => "other",
+    }
+}

@@ -1,0 +1,199 @@
+//! Shared state, the authentication extractors, and the bridge from async handlers to
+//! the engine's blocking calls (which wait for the group-committed fsync).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use vault_core::engine::{Vault, VaultError};
+use vault_core::tokens::Role;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::serve::PeerCertificate;
+
+/// The state every handler sees.
+pub(crate) type App = Arc<AppState>;
+
+/// Process-wide state.
+pub(crate) struct AppState {
+    vault: RwLock<Option<Arc<Vault>>>,
+    pub(crate) metrics: Metrics,
+    limiter: RateLimiter,
+}
+
+impl AppState {
+    pub(crate) fn new(vault: Option<Arc<Vault>>, agency_rate: f64, agency_burst: f64) -> App {
+        Arc::new(AppState {
+            vault: RwLock::new(vault),
+            metrics: Metrics::default(),
+            limiter: RateLimiter::new(agency_rate, agency_burst),
+        })
+    }
+
+    /// The unsealed vault, or `None` while sealed.
+    pub(crate) fn vault(&self) -> Option<Arc<Vault>> {
+        match self.vault.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+fn sealed() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "sealed",
+        "the vault is sealed: an operator must unseal it (`vault-cli unseal`)",
+    )
+}
+
+/// Runs an engine operation on the blocking pool and maps its error to the API's shape.
+pub(crate) async fn blocking<T, F>(app: &App, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
+{
+    let vault = app.vault().ok_or_else(sealed)?;
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || f(&vault))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    app.metrics.engine_call(started.elapsed());
+    out.map_err(ApiError::from)
+}
+
+/// An authenticated agency: its client certificate is pinned to an enrolled, unrevoked
+/// agency. Checked on every request, so a revocation applies to open connections too.
+pub(crate) struct AgencyCaller {
+    pub(crate) agency: String,
+}
+
+impl FromRequestParts<App> for AgencyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let vault = app.vault().ok_or_else(sealed)?;
+        let Some(PeerCertificate(Some(fp))) = parts.extensions.get::<PeerCertificate>().copied()
+        else {
+            return Err(ApiError::unauthenticated(
+                "agency routes need the agency's client certificate (mutual TLS)",
+            ));
+        };
+        let agency = vault.authenticate_agency(&fp).map_err(ApiError::from)?;
+        if !app.limiter.allow(&agency) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this agency: slow down and retry",
+            ));
+        }
+        Ok(AgencyCaller { agency })
+    }
+}
+
+/// The operator: the client certificate made at `init`.
+pub(crate) struct OperatorCaller;
+
+impl FromRequestParts<App> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let vault = app.vault().ok_or_else(sealed)?;
+        match parts.extensions.get::<PeerCertificate>().copied() {
+            Some(PeerCertificate(Some(fp))) if vault.is_operator(&fp) => Ok(OperatorCaller),
+            _ => Err(ApiError::unauthenticated(
+                "admin routes need the operator client certificate made by `vault-cli init`",
+            )),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn token_role(parts: &Parts, app: &App) -> Result<Role, ApiError> {
+    let vault = app.vault().ok_or_else(sealed)?;
+    let token = bearer(parts).ok_or_else(|| {
+        ApiError::unauthenticated("send your token as `Authorization: Bearer <token>`")
+    })?;
+    vault.authenticate_token(token).map_err(ApiError::from)
+}
+
+/// A citizen, from their bearer token. Only ever their own data.
+pub(crate) struct CitizenCaller {
+    pub(crate) citizen: String,
+}
+
+impl FromRequestParts<App> for CitizenCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        match token_role(parts, app)? {
+            Role::Citizen { citizen } => Ok(CitizenCaller { citizen }),
+            _ => Err(ApiError::forbidden(
+                "wrong_role",
+                "this route is for citizens; the token presented is not a citizen's",
+            )),
+        }
+    }
+}
+
+/// An auditor, from their bearer token.
+pub(crate) struct AuditorCaller;
+
+impl FromRequestParts<App> for AuditorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        match token_role(parts, app)? {
+            Role::Auditor { .. } => Ok(AuditorCaller),
+            _ => Err(ApiError::forbidden(
+                "wrong_role",
+                "this route is for auditors; the token presented is not an auditor's",
+            )),
+        }
+    }
+}
+
+/// Per-agency token buckets.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn allow(&self, agency: &str) -> bool {
+        let now = Instant::now();
+        let mut buckets = match self.buckets.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let (tokens, last) = buckets
+            .entry(agency.to_owned())
+            .or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

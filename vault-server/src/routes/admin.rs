@@ -1,0 +1,235 @@
+//! Operator routes (operator client certificate made at `init`): the live verbs of
+//! `vault-cli`.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vault_core::engine::{ImportRow, TokenRequest};
+
+use super::Body;
+use crate::app::{blocking, App, OperatorCaller};
+use crate::error::ApiError;
+use crate::views;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrolBody {
+    agency: String,
+    #[serde(default)]
+    valid_days: Option<u32>,
+}
+
+/// `POST /v1/admin/agencies`: enrols an agency of the policy registry and issues its
+/// client certificate and key (returned once, never stored by the vault).
+pub(crate) async fn enrol(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Body(body): Body<EnrolBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let days = body.valid_days.unwrap_or(365).clamp(1, 825);
+    let out = blocking(&app, move |v| v.enrol_agency(&body.agency, days)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "agency": out.agency,
+            "fingerprint": out.issued.fingerprint().to_hex(),
+            "certificate_pem": out.issued.cert_pem,
+            "private_key_pem": out.issued.private_key_pem(),
+            "ca_certificate_pem": out.ca_pem,
+            "audit_index": out.audit_index,
+        })),
+    ))
+}
+
+/// `GET /v1/admin/agencies`
+pub(crate) async fn list_agencies(
+    State(app): State<App>,
+    _op: OperatorCaller,
+) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&app, |v| v.list_agencies()).await?;
+    Ok(Json(json!({ "agencies": views::enrolments(&list) })))
+}
+
+/// `POST /v1/admin/agencies/{id}/revoke`: refused at once, also on open connections.
+pub(crate) async fn revoke_agency(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let index = blocking(&app, move |v| v.revoke_agency(&id)).await?;
+    Ok(Json(json!({ "revoked": true, "audit_index": index })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "role", rename_all = "snake_case")]
+pub(crate) enum TokenBody {
+    Citizen {
+        citizen: String,
+        #[serde(default)]
+        valid_days: Option<u32>,
+    },
+    Auditor {
+        name: String,
+        #[serde(default)]
+        valid_days: Option<u32>,
+    },
+}
+
+/// `POST /v1/admin/tokens`: issues a citizen or auditor bearer token (shown once).
+pub(crate) async fn issue_token(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Body(body): Body<TokenBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = match body {
+        TokenBody::Citizen {
+            citizen,
+            valid_days,
+        } => TokenRequest::Citizen {
+            citizen,
+            valid_days: valid_days.unwrap_or(30),
+        },
+        TokenBody::Auditor { name, valid_days } => TokenRequest::Auditor {
+            name,
+            valid_days: valid_days.unwrap_or(30),
+        },
+    };
+    let out = blocking(&app, move |v| v.issue_token(req)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": out.token.record.id,
+            "token": out.token.secret(),
+            "expires_at": out.token.record.expires_at.to_string(),
+            "audit_index": out.audit_index,
+        })),
+    ))
+}
+
+/// `POST /v1/admin/tokens/{id}/revoke`
+pub(crate) async fn revoke_token(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (count, index) = blocking(&app, move |v| v.revoke_token(&id)).await?;
+    Ok(Json(json!({ "revoked": count, "audit_index": index })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateBody {
+    /// `kek` (re-wrap every data key) or `dek` (re-encrypt one citizen's fields).
+    kind: String,
+    #[serde(default)]
+    citizen: Option<String>,
+}
+
+/// `POST /v1/admin/keys/rotate`
+pub(crate) async fn rotate(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Body(body): Body<RotateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let out = blocking(&app, move |v| {
+        v.rotate_keys(&body.kind, body.citizen.as_deref())
+    })
+    .await?;
+    Ok(Json(
+        json!({ "rotated": out.rotated, "key_id": out.key_id, "audit_index": out.audit_index }),
+    ))
+}
+
+/// `POST /v1/admin/checkpoint`: signs a checkpoint of the current log now.
+pub(crate) async fn sign_checkpoint(
+    State(app): State<App>,
+    _op: OperatorCaller,
+) -> Result<impl IntoResponse, ApiError> {
+    let note = blocking(&app, |v| v.sign_checkpoint_now()).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+}
+
+/// `GET /v1/admin/audit/export`: the auditor export file (leaves + signed checkpoint +
+/// verifier key), `application/octet-stream`.
+pub(crate) async fn audit_export(
+    State(app): State<App>,
+    _op: OperatorCaller,
+) -> Result<impl IntoResponse, ApiError> {
+    let bytes = blocking(&app, |v| v.audit_export()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+/// `GET /v1/admin/backup`: a consistent backup of the whole store (still encrypted: field
+/// values under citizens' keys, keys under the sealed master key).
+pub(crate) async fn backup(
+    State(app): State<App>,
+    _op: OperatorCaller,
+) -> Result<impl IntoResponse, ApiError> {
+    let bytes = blocking(&app, |v| v.backup()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EraseBody {
+    citizen: String,
+    confirm: bool,
+}
+
+/// `POST /v1/admin/erase`: erasure on the citizen's behalf (e.g. a written request).
+pub(crate) async fn erase(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Body(body): Body<EraseBody>,
+) -> Result<Json<Value>, ApiError> {
+    if !body.confirm {
+        return Err(ApiError::bad_request(
+            "confirmation_required",
+            "erasure cannot be undone: send \"confirm\": true",
+        ));
+    }
+    let out = blocking(&app, move |v| v.erase_citizen(&body.citizen, "operator")).await?;
+    Ok(Json(
+        json!({ "erased": true, "audit_index": out.audit_index }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportBody {
+    /// The agency the legacy data comes from (must be the source of each category).
+    agency: String,
+    rows: Vec<ImportRowBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportRowBody {
+    citizen: String,
+    category: String,
+    fields: std::collections::BTreeMap<String, Value>,
+}
+
+/// `POST /v1/admin/import`: all rows in one commit, or none.
+pub(crate) async fn import(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Body(body): Body<ImportBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut rows = Vec::with_capacity(body.rows.len());
+    for r in body.rows {
+        rows.push(ImportRow {
+            citizen: r.citizen,
+            category: r.category,
+            fields: views::encode_fields(r.fields)?,
+        });
+    }
+    let agency = body.agency;
+    let out = blocking(&app, move |v| v.import(&agency, rows)).await?;
+    Ok(Json(
+        json!({ "imported": out.rows, "audit_index": out.audit_index }),
+    ))
+}

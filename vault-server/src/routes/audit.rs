@@ -1,0 +1,103 @@
+//! Auditor (bearer token) and public audit routes: checkpoint, verifier key, entries and
+//! proofs. Proofs are hashes only and public; entries need an auditor token.
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::{blocking, App, AuditorCaller};
+use crate::error::ApiError;
+use crate::views;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `GET /v1/audit/checkpoint` (public): the latest signed checkpoint, `text/plain`.
+pub(crate) async fn checkpoint(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
+    let note = blocking(&app, |v| v.latest_checkpoint()).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+}
+
+/// `GET /v1/audit/key` (public): the note verifier key, `text/plain`.
+pub(crate) async fn key(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
+    let key = blocking(&app, |v| Ok(v.log_verifier_key().to_owned())).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntriesQuery {
+    #[serde(default)]
+    start: u64,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// `GET /v1/audit/entries?start=N&limit=M` (auditor).
+pub(crate) async fn entries(
+    State(app): State<App>,
+    _auditor: AuditorCaller,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let list = blocking(&app, move |v| v.audit_entries(q.start, limit)).await?;
+    let entries: Vec<Value> = list
+        .iter()
+        .map(|e| {
+            json!({
+                "index": e.index,
+                "leaf": b64(&e.leaf),
+                "leaf_hash": b64(&e.leaf_hash),
+                "entry": views::entry(&e.entry),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionQuery {
+    index: u64,
+    tree_size: u64,
+}
+
+/// `GET /v1/audit/proof/inclusion?index=N&tree_size=M` (public).
+pub(crate) async fn inclusion(
+    State(app): State<App>,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (leaf_hash, proof) =
+        blocking(&app, move |v| v.inclusion_proof(q.index, q.tree_size)).await?;
+    Ok(Json(json!({
+        "index": q.index,
+        "tree_size": q.tree_size,
+        "leaf_hash": b64(&leaf_hash),
+        "hashes": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// `GET /v1/audit/proof/consistency?from=M1&to=M2` (public).
+pub(crate) async fn consistency(
+    State(app): State<App>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let proof = blocking(&app, move |v| v.consistency_proof(q.from, q.to)).await?;
+    Ok(Json(json!({
+        "from": q.from,
+        "to": q.to,
+        "hashes": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,174 @@
+//! Citizen routes (bearer token). A citizen token only ever reaches its own citizen: the
+//! citizen id comes from the token, never from the request.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vault_core::engine::GrantInput;
+
+use super::Body;
+use crate::app::{blocking, App, CitizenCaller};
+use crate::error::ApiError;
+use crate::views;
+
+/// `GET /v1/me/records`
+pub(crate) async fn records(
+    State(app): State<App>,
+    me: CitizenCaller,
+) -> Result<Json<Value>, ApiError> {
+    let records = blocking(&app, move |v| v.citizen_records(&me.citizen)).await?;
+    Ok(Json(json!({ "records": views::records(&records)? })))
+}
+
+/// `GET /v1/me/consents`
+pub(crate) async fn consents(
+    State(app): State<App>,
+    me: CitizenCaller,
+) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&app, move |v| v.citizen_consents(&me.citizen)).await?;
+    Ok(Json(
+        json!({ "consents": list.iter().map(views::consent).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantBody {
+    agency: String,
+    purpose: String,
+    fields: Vec<String>,
+    expires_at: String,
+    #[serde(default)]
+    valid_from: Option<String>,
+    #[serde(default)]
+    max_uses: Option<u32>,
+    #[serde(default)]
+    data_life_days: Option<u32>,
+}
+
+/// `POST /v1/me/consents`
+pub(crate) async fn grant(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Body(body): Body<GrantBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let input = GrantInput {
+        agency: body.agency,
+        purpose: body.purpose,
+        fields: body.fields,
+        expires_at: body.expires_at,
+        valid_from: body.valid_from,
+        max_uses: body.max_uses,
+        data_life_days: body.data_life_days,
+    };
+    let view = blocking(&app, move |v| v.grant_consent(&me.citizen, input)).await?;
+    Ok((StatusCode::CREATED, Json(views::consent(&view))))
+}
+
+/// `POST /v1/me/consents/{id}/revoke`
+pub(crate) async fn revoke(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let view = blocking(&app, move |v| v.revoke_consent(&me.citizen, &id)).await?;
+    Ok(Json(views::consent(&view)))
+}
+
+/// `GET /v1/me/consent-requests`
+pub(crate) async fn requests(
+    State(app): State<App>,
+    me: CitizenCaller,
+) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&app, move |v| v.citizen_consent_requests(&me.citizen)).await?;
+    Ok(Json(
+        json!({ "requests": list.iter().map(views::consent).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `POST /v1/me/consent-requests/{id}/approve`
+pub(crate) async fn approve(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let view = blocking(&app, move |v| {
+        v.answer_consent_request(&me.citizen, &id, true)
+    })
+    .await?;
+    Ok(Json(views::consent(&view)))
+}
+
+/// `POST /v1/me/consent-requests/{id}/deny`
+pub(crate) async fn deny(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let view = blocking(&app, move |v| {
+        v.answer_consent_request(&me.citizen, &id, false)
+    })
+    .await?;
+    Ok(Json(views::consent(&view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Page {
+    #[serde(default)]
+    start: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/me/access-history?start=N&limit=M`: the citizen's own entries, newest
+/// first from `start` (an index; default: the newest), each with its leaf bytes and an
+/// inclusion proof against the one checkpoint returned beside them.
+pub(crate) async fn history(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit.unwrap_or(50).clamp(1, 200);
+    let h = blocking(&app, move |v| {
+        v.access_history(&me.citizen, page.start, limit)
+    })
+    .await?;
+    Ok(Json(views::history(&h)))
+}
+
+/// `GET /v1/me/export`: everything the vault holds about the citizen.
+pub(crate) async fn export(
+    State(app): State<App>,
+    me: CitizenCaller,
+) -> Result<Json<Value>, ApiError> {
+    let x = blocking(&app, move |v| v.citizen_export(&me.citizen)).await?;
+    Ok(Json(views::export(&x)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErasureBody {
+    /// Must be `true`: erasure cannot be undone.
+    confirm: bool,
+}
+
+/// `POST /v1/me/erasure`
+pub(crate) async fn erasure(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Body(body): Body<ErasureBody>,
+) -> Result<Json<Value>, ApiError> {
+    if !body.confirm {
+        return Err(ApiError::bad_request(
+            "confirmation_required",
+            "erasure destroys your data and cannot be undone: send {\"confirm\": true}",
+        ));
+    }
+    let out = blocking(&app, move |v| v.erase_citizen(&me.citizen, "citizen")).await?;
+    Ok(Json(
+        json!({ "erased": true, "audit_index": out.audit_index }),
+    ))
+}

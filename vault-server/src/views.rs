@@ -1,0 +1,183 @@
+//! JSON renderings of the engine's views, and the translation of JSON field values to
+//! the bytes the vault seals (each value's own JSON text, so any JSON value round-trips).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use vault_core::agencies::Enrolment;
+use vault_core::audit::Entry;
+use vault_core::engine::{CitizenExport, ConsentView, History, Plaintext, RecordView};
+
+use crate::error::ApiError;
+
+/// Largest JSON text of one field value.
+pub(crate) const MAX_FIELD_BYTES: usize = 4096;
+/// Most fields in one write.
+pub(crate) const MAX_FIELDS: usize = 64;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Field name -> JSON text of the value, with the size limits.
+pub(crate) fn encode_fields(
+    fields: BTreeMap<String, Value>,
+) -> Result<Vec<(String, Plaintext)>, ApiError> {
+    if fields.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`fields` is empty: send at least one field",
+        ));
+    }
+    if fields.len() > MAX_FIELDS {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_FIELDS} fields per write"),
+        ));
+    }
+    let mut out = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(&e))?;
+        if bytes.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("field `{name}` is larger than {MAX_FIELD_BYTES} bytes of JSON"),
+            ));
+        }
+        out.push((name, Plaintext::new(bytes)));
+    }
+    Ok(out)
+}
+
+fn decode_value(bytes: &Plaintext) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes.expose_bytes()).map_err(|_| {
+        ApiError::internal(&"a stored field value is not JSON (written by another program?)")
+    })
+}
+
+/// Released fields as a JSON object `{"category.field": value}`.
+pub(crate) fn decode_fields(fields: &[(String, Plaintext)]) -> Result<Value, ApiError> {
+    let mut map = Map::new();
+    for (name, bytes) in fields {
+        map.insert(name.clone(), decode_value(bytes)?);
+    }
+    Ok(Value::Object(map))
+}
+
+/// A citizen's records.
+pub(crate) fn records(records: &[RecordView]) -> Result<Vec<Value>, ApiError> {
+    records
+        .iter()
+        .map(|r| {
+            let mut fields = Map::new();
+            for (name, bytes) in &r.fields {
+                fields.insert(name.clone(), decode_value(bytes)?);
+            }
+            Ok(json!({
+                "category": r.category,
+                "version": r.version,
+                "updated_at": r.updated_at.to_string(),
+                "source": r.source,
+                "source_name": r.source_name,
+                "fields": fields,
+            }))
+        })
+        .collect()
+}
+
+/// A consent artefact with the names people read.
+pub(crate) fn consent(v: &ConsentView) -> Value {
+    let a = &v.artefact;
+    json!({
+        "id": a.id().to_string(),
+        "agency": a.agency().as_str(),
+        "agency_name": v.agency_name,
+        "purpose": a.purpose().as_str(),
+        "purpose_description": v.purpose_description,
+        "fields": a.fields().iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+        "status": v.status,
+        "created_at": a.created_at().to_string(),
+        "valid_from": a.valid_from().to_string(),
+        "expires_at": a.expires_at().to_string(),
+        "granted_at": a.granted_at().map(|t| t.to_string()),
+        "revoked_at": a.revoked_at().map(|t| t.to_string()),
+        "max_uses": a.max_uses(),
+        "uses": a.uses(),
+        "data_life_seconds": a.data_life(),
+        "receipt": v.receipt,
+    })
+}
+
+/// One decoded audit entry. Subject tags are shown as hex; citizens never appear.
+pub(crate) fn entry(e: &Entry) -> Value {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    json!({
+        "index": e.index,
+        "time_ms": e.time_ms,
+        "actor": { "kind": e.actor.kind.as_str(), "id": e.actor.id },
+        "initiator": e.initiator,
+        "action": e.action,
+        "processing": e.processing,
+        "purpose": e.purpose,
+        "requested": e.requested,
+        "released": e.released,
+        "withheld": e.withheld.iter().map(|w| json!({"field": w.field, "reason": w.reason})).collect::<Vec<_>>(),
+        "legal_basis": e.legal_basis,
+        "legal_reference": e.legal_reference,
+        "consent_id": e.consent_id,
+        "decision": e.decision,
+        "justification": e.justification,
+        "review": e.review,
+        "subject": e.subject.as_ref().map(|t| hex(&t.0)),
+        "subject_prev": e.subject_prev,
+        "prev": b64(&e.prev),
+    })
+}
+
+/// The citizen's access history with proofs.
+pub(crate) fn history(h: &History) -> Value {
+    json!({
+        "checkpoint": h.checkpoint,
+        "key": h.key,
+        "tree_size": h.tree_size,
+        "entries": h.entries.iter().map(|e| json!({
+            "index": e.index,
+            "leaf": b64(&e.leaf),
+            "proof": e.proof.iter().map(|p| b64(p)).collect::<Vec<_>>(),
+            "entry": entry(&e.entry),
+        })).collect::<Vec<_>>(),
+        "next": h.next,
+    })
+}
+
+/// Everything about a citizen.
+pub(crate) fn export(x: &CitizenExport) -> Result<Value, ApiError> {
+    Ok(json!({
+        "format": "consent-vault-citizen-export/v1",
+        "citizen": x.citizen,
+        "exported_at": x.exported_at.to_string(),
+        "records": records(&x.records)?,
+        "consents": x.consents.iter().map(consent).collect::<Vec<_>>(),
+        "access_history": history(&x.history),
+    }))
+}
+
+/// Enrolments for the operator.
+pub(crate) fn enrolments(list: &[Enrolment]) -> Vec<Value> {
+    list.iter()
+        .map(|e| {
+            json!({
+                "agency": e.agency,
+                "revoked_at": e.revoked_at.map(|t| t.to_string()),
+                "certificates": e.certs.iter().map(|c| json!({
+                    "fingerprint": c.fingerprint.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                    "issued_at": c.issued_at.to_string(),
+                    "not_after": c.not_after.to_string(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
