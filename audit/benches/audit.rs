@@ -1,1 +1,209 @@
-fn main() {}
+//! Audit log benchmarks, each beside raw SHA-256 over the same bytes in the same run:
+//! appends/s in batches of 1, 100 and 1,000 into `MemStore`; offline verification of a
+//! 1,000,000-entry export; inclusion and consistency proof latency at 10,000,000 entries.
+//!
+//! `cargo bench -p audit --bench audit` (set `AUDIT_BENCH_PROOF_SIZE` / `AUDIT_BENCH_VERIFY_SIZE`
+//! to run smaller).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use audit::{
+    consistency_proof, inclusion_proof, leaf_hash, sign_checkpoint, Actor, ActorKind, EntryDraft,
+    LogRead, LogState, MemStore, NoteSigner, SubjectTag,
+};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A typical access entry (about 250 bytes encoded).
+fn draft(i: u64, subjects: &mut HashMap<SubjectTag, u64>) -> EntryDraft {
+    let mut d = EntryDraft::new(
+        1_767_225_600_000 + i,
+        Actor {
+            kind: ActorKind::Agency,
+            id: format!("agency-{}", i % 50),
+        },
+        "access",
+        "partial",
+    );
+    let mut tag = [0u8; 32];
+    tag[..8].copy_from_slice(&(i % 100_000).to_be_bytes());
+    let tag = SubjectTag(tag);
+    d.subject = Some(tag);
+    d.subject_prev = subjects.insert(tag, i);
+    d.initiator = Some("officer-17".into());
+    d.purpose = Some("benefit-assessment".into());
+    d.processing = Some("disclosure".into());
+    d.requested = vec!["address".into(), "income".into()];
+    d.released = vec!["address".into()];
+    d.withheld = vec![audit::Withheld {
+        field: "income".into(),
+        reason: "no_consent".into(),
+    }];
+    d.legal_basis = Some("consent".into());
+    d.consent_id = Some(format!("c-{i}"));
+    d
+}
+
+fn drafts(n: u64) -> Vec<EntryDraft> {
+    let mut subjects = HashMap::new();
+    (0..n).map(|i| draft(i, &mut subjects)).collect()
+}
+
+fn build(n: u64, batch: usize) -> (MemStore, LogState) {
+    let mut store = MemStore::new();
+    let mut state = LogState::new();
+    let mut subjects = HashMap::new();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch as u64).min(n);
+        let chunk: Vec<_> = (i..end).map(|j| draft(j, &mut subjects)).collect();
+        store
+            .append(&mut state, chunk)
+            .expect("bench drafts are valid");
+        i = end;
+    }
+    (store, state)
+}
+
+fn raw_sha256_per_s(leaves: &[&[u8]], rounds: u32) -> f64 {
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for l in leaves {
+            black_box(leaf_hash(black_box(l)));
+        }
+    }
+    (leaves.len() as f64 * f64::from(rounds)) / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn bench_appends() {
+    println!("## appends into MemStore (entries/s)");
+    let n = 100_000u64;
+    for batch in [1usize, 100, 1000] {
+        let all = drafts(n);
+        let mut store = MemStore::new();
+        let mut state = LogState::new();
+        let start = Instant::now();
+        for chunk in all.chunks(batch) {
+            store
+                .append(&mut state, chunk.to_vec())
+                .expect("bench drafts are valid");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let leaves: Vec<&[u8]> = (0..n)
+            .map(|i| store.leaf_bytes(i).expect("stored"))
+            .collect();
+        let bytes: usize = leaves.iter().map(|l| l.len()).sum();
+        let raw = raw_sha256_per_s(&leaves, 3);
+        println!(
+            "batch {batch:>4}: {:>10.0} entries/s ({n} entries, {:.0} B/entry); raw SHA-256 leaf hash of the same bytes: {raw:>10.0}/s",
+            n as f64 / secs,
+            bytes as f64 / n as f64
+        );
+    }
+}
+
+fn bench_verify() {
+    let n = env_u64("AUDIT_BENCH_VERIFY_SIZE", 1_000_000);
+    println!("## offline verification of a {n}-entry export");
+    let (store, state) = build(n, 1000);
+    let signer = NoteSigner::generate("bench.example/log").expect("rng");
+    let signed = sign_checkpoint(&store, &signer, state.size(), None).expect("signs");
+    let mut file = Vec::with_capacity(300 * n as usize);
+    audit::export::write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let s = audit::export::verify(file.as_slice(), &signer.verifier_key(), &mut |_, _| {})
+            .expect("verifies");
+        best = best.min(start.elapsed().as_secs_f64());
+        assert_eq!(s.size, n);
+    }
+    let leaves: Vec<&[u8]> = (0..n)
+        .map(|i| store.leaf_bytes(i).expect("stored"))
+        .collect();
+    let raw = raw_sha256_per_s(&leaves, 1);
+    println!(
+        "verify: {:>10.0} entries/s ({:.1} MB file, best of 3: {best:.2} s); raw SHA-256 leaf hash of the same leaves: {raw:>10.0}/s",
+        n as f64 / best,
+        file.len() as f64 / 1e6
+    );
+}
+
+fn bench_proofs() {
+    let n = env_u64("AUDIT_BENCH_PROOF_SIZE", 10_000_000);
+    println!("## proof generation at {n} entries");
+    let start = Instant::now();
+    let (store, _) = build(n, 1000);
+    println!("(built in {:.1} s)", start.elapsed().as_secs_f64());
+    let samples = 20_000u64;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut incl = Vec::with_capacity(samples as usize);
+    let mut cons = Vec::with_capacity(samples as usize);
+    let mut hashes = 0usize;
+    for _ in 0..samples {
+        let size = n - next() % (n / 10);
+        let index = next() % size;
+        let t = Instant::now();
+        let p = inclusion_proof(&store, index, size).expect("proof");
+        incl.push(t.elapsed());
+        hashes += p.len();
+        let m = 1 + next() % size;
+        let t = Instant::now();
+        let p = consistency_proof(&store, m, size).expect("proof");
+        cons.push(t.elapsed());
+        black_box(p);
+    }
+    incl.sort();
+    cons.sort();
+    let node = [7u8; 32];
+    let t = Instant::now();
+    for _ in 0..hashes {
+        black_box(audit::node_hash(black_box(&node), black_box(&node)));
+    }
+    let per_hash = t.elapsed() / hashes as u32;
+    let _ = store.leaf(0);
+    for (name, d) in [("inclusion", &incl), ("consistency", &cons)] {
+        println!(
+            "{name:>11}: p50 {:?}  p99 {:?}  max {:?} ({samples} random proofs)",
+            percentile(d, 0.5),
+            percentile(d, 0.99),
+            d[d.len() - 1]
+        );
+    }
+    println!(
+        "raw SHA-256 node hash (64-byte input): {per_hash:?} each; a proof has ~{} hashes",
+        hashes / samples as usize
+    );
+}
+
+fn main() {
+    let which = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |name: &str| which.as_deref().is_none_or(|w| name.contains(w));
+    if run("appends") {
+        bench_appends();
+    }
+    if run("verify") {
+        bench_verify();
+    }
+    if run("proofs") {
+        bench_proofs();
+    }
+}

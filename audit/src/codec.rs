@@ -364,7 +364,10 @@ mod tests {
         let mut long = bytes[..3].to_vec();
         long.extend_from_slice(&[0x18, 0x01]);
         long.extend_from_slice(&bytes[4..]);
-        assert!(matches!(decode_entry(&long), Err(EntryError::Malformed { .. })));
+        assert!(matches!(
+            decode_entry(&long),
+            Err(EntryError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub fn write(
     out.write_all(signed.note_text.as_bytes())?;
     out.write_all(&size.to_be_bytes())?;
     for index in 0..size {
-        let leaf = store.leaf(index).map_err(TreeError::from)?.ok_or(ExportError::MissingLeaf { index })?;
+        let leaf = store
+            .leaf(index)
+            .map_err(TreeError::from)?
+            .ok_or(ExportError::MissingLeaf { index })?;
         let len = u32::try_from(leaf.len()).map_err(|_| ExportError::TooLong)?;
         out.write_all(&len.to_be_bytes())?;
         out.write_all(&leaf)?;
@@ -159,8 +162,8 @@ pub enum VerifyErrorKind {
     /// The recomputed tree root differs from the signed one.
     #[error("the entries do not add up to the signed root")]
     RootMismatch,
-    /// Bytes follow the last entry.
-    #[error("unexpected data after the last entry")]
+    /// Bytes follow the last entry (reported at index = the signed size).
+    #[error("unexpected data after the last signed entry")]
     TrailingData,
     /// Reading failed.
     #[error("reading the export failed: {0}")]
@@ -234,20 +237,28 @@ fn header_eof() -> VerifyError {
 }
 
 /// Reads and checks the header; returns the signed checkpoint and the entry count.
-fn read_header(r: &mut impl Read, verifier: &NoteVerifier, vkey: &str) -> Result<(SignedCheckpoint, u64), VerifyError> {
+fn read_header(
+    r: &mut impl Read,
+    verifier: &NoteVerifier,
+    vkey: &str,
+) -> Result<(SignedCheckpoint, u64), VerifyError> {
     let mut magic = [0u8; 9];
     read_exact_or(r, &mut magic, header_eof)?;
     if &magic[..8] != MAGIC {
         return Err(VerifyError::file(VerifyErrorKind::BadMagic));
     }
     if magic[8] != FORMAT_VERSION {
-        return Err(VerifyError::file(VerifyErrorKind::UnsupportedVersion(magic[8])));
+        return Err(VerifyError::file(VerifyErrorKind::UnsupportedVersion(
+            magic[8],
+        )));
     }
     let mut len2 = [0u8; 2];
     read_exact_or(r, &mut len2, header_eof)?;
     let vkey_len = usize::from(u16::from_be_bytes(len2));
     if vkey_len == 0 || vkey_len > MAX_VKEY_LEN {
-        return Err(VerifyError::file(VerifyErrorKind::BadHeader("verifier key length out of range")));
+        return Err(VerifyError::file(VerifyErrorKind::BadHeader(
+            "verifier key length out of range",
+        )));
     }
     let mut embedded = vec![0u8; vkey_len];
     read_exact_or(r, &mut embedded, header_eof)?;
@@ -258,12 +269,15 @@ fn read_header(r: &mut impl Read, verifier: &NoteVerifier, vkey: &str) -> Result
     read_exact_or(r, &mut len4, header_eof)?;
     let note_len = u32::from_be_bytes(len4) as usize;
     if note_len == 0 || note_len > MAX_NOTE_LEN {
-        return Err(VerifyError::file(VerifyErrorKind::BadHeader("checkpoint note length out of range")));
+        return Err(VerifyError::file(VerifyErrorKind::BadHeader(
+            "checkpoint note length out of range",
+        )));
     }
     let mut note = vec![0u8; note_len];
     read_exact_or(r, &mut note, header_eof)?;
-    let note = String::from_utf8(note)
-        .map_err(|_| VerifyError::file(VerifyErrorKind::BadHeader("checkpoint note is not UTF-8")))?;
+    let note = String::from_utf8(note).map_err(|_| {
+        VerifyError::file(VerifyErrorKind::BadHeader("checkpoint note is not UTF-8"))
+    })?;
     let signed = SignedCheckpoint::parse(&note, verifier)
         .map_err(|e| VerifyError::file(VerifyErrorKind::Checkpoint(e)))?;
     let mut len8 = [0u8; 8];
@@ -348,7 +362,9 @@ pub fn verify(
     let mut scratch = Vec::with_capacity(4096);
     for i in 0..count {
         let mut len4 = [0u8; 4];
-        if let Err(e) = read_exact_or(&mut r, &mut len4, || VerifyError::at(i, VerifyErrorKind::Truncated)) {
+        if let Err(e) = read_exact_or(&mut r, &mut len4, || {
+            VerifyError::at(i, VerifyErrorKind::Truncated)
+        }) {
             return Err(evidence.stop(e));
         }
         let len = u32::from_be_bytes(len4);
@@ -356,7 +372,9 @@ pub fn verify(
             return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::BadLength(len))));
         }
         buf.resize(len as usize, 0);
-        if let Err(e) = read_exact_or(&mut r, &mut buf, || VerifyError::at(i, VerifyErrorKind::Truncated)) {
+        if let Err(e) = read_exact_or(&mut r, &mut buf, || {
+            VerifyError::at(i, VerifyErrorKind::Truncated)
+        }) {
             return Err(evidence.stop(e));
         }
         let links = match decode_links(&buf, &mut scratch) {
@@ -414,7 +432,7 @@ pub fn verify(
     let mut extra = [0u8; 1];
     match r.read(&mut extra) {
         Ok(0) => {}
-        Ok(_) => return Err(evidence.stop(VerifyError::file(VerifyErrorKind::TrailingData))),
+        Ok(_) => return Err(evidence.stop(VerifyError::at(count, VerifyErrorKind::TrailingData))),
         Err(e) => return Err(VerifyError::file(VerifyErrorKind::Io(e))),
     }
     if let Some(h) = pending {

@@ -27,6 +27,6 @@ pub use note::{
 };
 pub use proof::{parse_hash, verify_consistency, verify_inclusion, ProofError};
 pub use tree::{
-    consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState,
-    MemStore, StoreError, TreeError,
+    consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState, MemStore,
+    StoreError, TreeError,
 };

@@ -362,16 +362,26 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The body: `<origin>\n<size>\n<base64 root>\n`.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parses a body strictly (three lines; decimal size without leading zeros; canonical
     /// base64 of 32 bytes; no extension lines).
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         let bad = |reason| NoteError::BadCheckpoint { reason };
-        let body = text.strip_suffix('\n').ok_or(bad("missing final newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or(bad("missing final newline"))?;
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or(bad("empty origin"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(bad("empty origin"))?;
         let size_s = lines.next().ok_or(bad("missing tree size"))?;
         let root_s = lines.next().ok_or(bad("missing root hash"))?;
         if lines.next().is_some() {
@@ -381,11 +391,18 @@ impl Checkpoint {
             || !size_s.bytes().all(|b| b.is_ascii_digit())
             || (size_s.len() > 1 && size_s.starts_with('0'))
         {
-            return Err(bad("tree size is not a decimal number without leading zeros"));
+            return Err(bad(
+                "tree size is not a decimal number without leading zeros",
+            ));
         }
-        let size = size_s.parse::<u64>().map_err(|_| bad("tree size too large"))?;
-        let raw = B64.decode(root_s).map_err(|_| bad("root hash is not base64"))?;
-        let root = <Hash>::try_from(raw.as_slice()).map_err(|_| bad("root hash is not 32 bytes"))?;
+        let size = size_s
+            .parse::<u64>()
+            .map_err(|_| bad("tree size too large"))?;
+        let raw = B64
+            .decode(root_s)
+            .map_err(|_| bad("root hash is not base64"))?;
+        let root =
+            <Hash>::try_from(raw.as_slice()).map_err(|_| bad("root hash is not 32 bytes"))?;
         if B64.encode(root) != root_s {
             return Err(bad("root hash is not canonical base64"));
         }

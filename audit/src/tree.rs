@@ -116,7 +116,11 @@ fn split(n: u64) -> u64 {
 
 /// The RFC 9162 §2.1.3.1 inclusion proof of leaf `index` in the tree of `size` leaves,
 /// nearest the leaf first.
-pub fn inclusion_proof(store: &impl LogRead, index: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
+pub fn inclusion_proof(
+    store: &impl LogRead,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, TreeError> {
     if index >= size {
         return Err(TreeError::BadRequest {
             index,

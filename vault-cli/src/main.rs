@@ -1,10 +1,12 @@
 //! `vault-cli`: operator and auditor command line.
 
+mod audit_cmd;
 mod policies_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use audit_cmd::AuditCmd;
 use clap::{Parser, Subcommand};
 
 /// Operator and auditor command line for the consent vault.
@@ -17,6 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The audit log (offline verification of exports).
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Policy files (vocabulary, agency registry, statutory and break-glass rules).
     Policies {
         #[command(subcommand)]
@@ -40,6 +47,7 @@ enum PoliciesCmd {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit { cmd } => audit_cmd::run(cmd),
         Command::Policies {
             cmd: PoliciesCmd::Check { dir, json },
         } => policies_cmd::check(&dir, json),

@@ -1,0 +1,134 @@
+//! Builders shared by the integration tests.
+
+use std::collections::HashMap;
+
+use audit::{
+    sign_checkpoint, Actor, ActorKind, EntryDraft, LogState, MemStore, NoteSigner,
+    SignedCheckpoint, SubjectTag, Withheld,
+};
+
+/// The Go test key of golang.org/x/mod/sumdb/note (PeterNeumann).
+pub(crate) const GO_SKEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+
+/// The seed of the Go test key (the payload after the 0x01 type byte).
+pub(crate) fn go_seed() -> [u8; 32] {
+    *NoteSigner::from_private_key_string(GO_SKEY)
+        .expect("Go test key parses")
+        .seed_bytes()
+}
+
+/// A varied, realistic draft; `seed` changes the content (another log).
+pub(crate) fn draft(i: u64, seed: u8, subjects: &mut HashMap<SubjectTag, u64>) -> EntryDraft {
+    let kinds = [
+        ActorKind::Agency,
+        ActorKind::Citizen,
+        ActorKind::Operator,
+        ActorKind::Auditor,
+        ActorKind::System,
+    ];
+    let kind = kinds[(i % 5) as usize];
+    let id = if kind == ActorKind::Citizen {
+        String::new()
+    } else {
+        format!("actor-{}", i % 3)
+    };
+    let mut d = EntryDraft::new(
+        1_767_225_600_000 + i * 1_000 + u64::from(seed),
+        Actor { kind, id },
+        ["access", "record.write", "consent.grant", "erasure"][(i % 4) as usize],
+        ["granted", "partial", "refused", "done"][(i % 4) as usize],
+    );
+    if i % 6 != 5 {
+        let tag = SubjectTag([(i % 7) as u8 ^ seed; 32]);
+        d.subject = Some(tag);
+        d.subject_prev = subjects.get(&tag).copied();
+        subjects.insert(tag, i);
+    }
+    if i % 4 == 0 {
+        d.initiator = Some("officer-17".into());
+        d.purpose = Some("benefit assessment".into());
+        d.processing = Some("disclosure".into());
+        d.requested = vec!["address".into(), "income".into()];
+        d.released = vec!["address".into()];
+        d.withheld = vec![Withheld {
+            field: "income".into(),
+            reason: "no_consent".into(),
+        }];
+        d.legal_basis = Some("consent".into());
+        d.consent_id = Some(format!("c-{i}"));
+    }
+    if i % 10 == 3 {
+        d.legal_reference = Some("Act 12 s.4".into());
+        d.justification = Some("emergency".into());
+        d.review = true;
+    }
+    d
+}
+
+/// A log of `n` entries appended in batches of `batch`.
+pub(crate) fn build_log(n: u64, seed: u8, batch: usize) -> (MemStore, LogState) {
+    let mut store = MemStore::new();
+    let mut state = LogState::new();
+    let mut subjects = HashMap::new();
+    let drafts: Vec<_> = (0..n).map(|i| draft(i, seed, &mut subjects)).collect();
+    for chunk in drafts.chunks(batch) {
+        store
+            .append(&mut state, chunk.to_vec())
+            .expect("valid drafts append");
+    }
+    (store, state)
+}
+
+pub(crate) fn signer() -> NoteSigner {
+    NoteSigner::from_seed("example.com/consent-log", &go_seed()).expect("valid name")
+}
+
+/// A signed export of a fresh log of `n` entries; returns the file and the verifier key.
+pub(crate) fn export_of(n: u64, seed: u8) -> (Vec<u8>, String, MemStore, SignedCheckpoint) {
+    let (store, state) = build_log(n, seed, 17);
+    let s = signer();
+    let signed = sign_checkpoint(&store, &s, state.size(), None).expect("signs");
+    let mut file = Vec::new();
+    audit::export::write(&store, &signed, &s.verifier_key(), &mut file).expect("exports");
+    (file, s.verifier_key(), store, signed)
+}
+
+/// Re-frames an export with the given entries (and optionally another count).
+pub(crate) fn reframe(file: &[u8], leaves: &[Vec<u8>], count: Option<u64>) -> Vec<u8> {
+    let (header_len, _) = layout(file);
+    let mut out = file[..header_len - 8].to_vec();
+    out.extend_from_slice(&count.unwrap_or(leaves.len() as u64).to_be_bytes());
+    for l in leaves {
+        out.extend_from_slice(&(l.len() as u32).to_be_bytes());
+        out.extend_from_slice(l);
+    }
+    out
+}
+
+/// The header length and each entry's byte range (length prefix included).
+pub(crate) fn layout(file: &[u8]) -> (usize, Vec<std::ops::Range<usize>>) {
+    let be = |r: std::ops::Range<usize>| file[r].iter().fold(0usize, |a, b| a << 8 | *b as usize);
+    let vkey_len = be(9..11);
+    let note_at = 11 + vkey_len;
+    let note_len = be(note_at..note_at + 4);
+    let header = note_at + 4 + note_len + 8;
+    let count = be(header - 8..header);
+    let mut ranges = Vec::new();
+    let mut pos = header;
+    for _ in 0..count {
+        let len = be(pos..pos + 4);
+        ranges.push(pos..pos + 4 + len);
+        pos += 4 + len;
+    }
+    (header, ranges)
+}
+
+/// The leaves of an export.
+pub(crate) fn leaves(file: &[u8]) -> Vec<Vec<u8>> {
+    layout(file)
+        .1
+        .into_iter()
+        .map(|r| file[r.start + 4..r.end].to_vec())
+        .collect()
+}

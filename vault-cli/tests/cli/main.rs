@@ -1,0 +1,3 @@
+//! Integration tests of the `vault-cli` binary.
+
+mod audit_verify;
