@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
 use crate::keys::{
-    KdfParams, Kek, KeyError, Passphrase, SealedKek, SealingKey, DEFAULT_KDF_ITERATIONS,
+    KdfParams, Kek, KeyError, Passphrase, PassphraseCheck, SealedKek, SealingKey,
+    DEFAULT_KDF_ITERATIONS,
 };
 use crate::records::{KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH};
 use crate::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
@@ -31,6 +32,56 @@ const KEK_PREFIX: &[u8] = b"kek/";
 const KEK_CURRENT: &[u8] = b"kek.current";
 const KEK_ROTATION: &[u8] = b"kek.rotation";
 const META_FORMAT: u8 = 1;
+/// File, beside sled's, holding the passphrase check values (`docs/keys.md`).
+pub const PASSPHRASE_CHECK_FILE: &str = "vault.passphrase-check";
+const CHECK_FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct CheckFile {
+    checks: Vec<PassphraseCheck>,
+}
+
+/// Writes the check file atomically (temporary file, fsync, rename, fsync directory).
+fn write_check_file(dir: &Path, checks: Vec<PassphraseCheck>) -> Result<(), DataDirError> {
+    use std::io::Write as _;
+    let bytes = codec::encode("passphrase check file", CHECK_FORMAT, &CheckFile { checks })?;
+    let path = dir.join(PASSPHRASE_CHECK_FILE);
+    let tmp = dir.join(format!("{PASSPHRASE_CHECK_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io("write", &tmp))?;
+    f.write_all(&bytes).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))?;
+    Ok(())
+}
+
+/// Checks `passphrase` against the check file, if there is one, without opening the store;
+/// returns the derived keys that matched (reused to open the sealed KEKs).
+fn precheck(dir: &Path, passphrase: &Passphrase) -> Result<Vec<SealingKey>, DataDirError> {
+    let path = dir.join(PASSPHRASE_CHECK_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let file: CheckFile = codec::decode("passphrase check file", CHECK_FORMAT, &bytes)?;
+    let mut matched = Vec::new();
+    let mut last_id = 0;
+    for check in &file.checks {
+        last_id = check.kek_id;
+        let key = SealingKey::derive(passphrase, &check.kdf)?;
+        if check.matches(&key) {
+            matched.push(key);
+        }
+    }
+    if matched.is_empty() && !file.checks.is_empty() {
+        return Err(KeyError::WrongPassphrase { kek_id: last_id }.into());
+    }
+    Ok(matched)
+}
 
 #[derive(Serialize, Deserialize)]
 struct InitMarker {
@@ -185,6 +236,7 @@ pub struct Status {
 
 /// An unsealed data directory: the store and the record store holding the KEKs.
 pub struct Unsealed {
+    dir: PathBuf,
     store: Arc<dyn Storage>,
     records: Records,
     sealing: Mutex<SealingKey>,
@@ -242,6 +294,8 @@ pub fn init(
     let kek = Kek::generate(1)?;
     let sealed = SealedKek::seal(&kek, &sealing)?;
     let store: Arc<dyn Storage> = Arc::new(SledStore::create(dir)?);
+    // Before the init commit: a crash in between leaves a half-initialised directory.
+    write_check_file(dir, vec![PassphraseCheck::new(1, &sealing)?])?;
     let mut batch = WriteBatch::new();
     batch.put(
         Tree::Meta,
@@ -264,20 +318,30 @@ pub fn init(
     );
     store.commit(batch)?;
     Ok(Unsealed {
+        dir: dir.to_path_buf(),
         store,
         records: Records::new(KeyRing::new(vec![kek], 1)?, options.records),
         sealing: Mutex::new(sealing),
     })
 }
 
-/// Opens the store in `dir` and unseals it with `passphrase`. Writes nothing.
+/// Unseals the data directory `dir` with `passphrase`. Writes nothing; a wrong
+/// passphrase is refused from the check file before the store is even opened, so it
+/// leaves every file as it was.
 pub fn unseal(
     dir: &Path,
     passphrase: &Passphrase,
     options: RecordOptions,
 ) -> Result<Unsealed, DataDirError> {
+    if !dir.join("conf").exists() {
+        return Err(DataDirError::NotInitialised {
+            path: dir.to_path_buf(),
+            half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
+        });
+    }
+    let derived = precheck(dir, passphrase)?;
     let store: Arc<dyn Storage> = Arc::new(open_initialised(dir)?);
-    unseal_store(store, passphrase, options)
+    unseal_store(dir, store, passphrase, derived, options)
 }
 
 fn open_initialised(dir: &Path) -> Result<SledStore, DataDirError> {
@@ -297,21 +361,15 @@ fn open_initialised(dir: &Path) -> Result<SledStore, DataDirError> {
     Ok(store)
 }
 
-/// Unseals an already opened store (which must be initialised). Writes nothing.
-pub fn unseal_store(
+fn unseal_store(
+    dir: &Path,
     store: Arc<dyn Storage>,
     passphrase: &Passphrase,
+    mut derived: Vec<SealingKey>,
     options: RecordOptions,
 ) -> Result<Unsealed, DataDirError> {
-    if store.get(Tree::Meta, INIT_KEY)?.is_none() {
-        return Err(DataDirError::NotInitialised {
-            path: PathBuf::from("the store"),
-            half: true,
-        });
-    }
     let current =
         read_u32(&*store, KEK_CURRENT)?.ok_or(RecordError::KekUnavailable { kek_id: 0 })?;
-    let mut derived: Vec<SealingKey> = Vec::new();
     let mut keks = Vec::new();
     for sealed in read_sealed_keks(&*store)? {
         let i = match derived.iter().position(|k| k.params() == &sealed.kdf) {
@@ -334,6 +392,7 @@ pub fn unseal_store(
         .ok_or(RecordError::KekUnavailable { kek_id: current })?;
     let sealing = derived.swap_remove(i);
     Ok(Unsealed {
+        dir: dir.to_path_buf(),
         store,
         records: Records::new(KeyRing::new(keks, current)?, options),
         sealing: Mutex::new(sealing),
@@ -410,6 +469,16 @@ impl Unsealed {
         (ring.ids(), ring.current().id())
     }
 
+    /// DANGEROUS, tests only: copies of the raw bytes of every unsealed KEK, so that a test
+    /// can search the data directory for them. Never call this in the vault.
+    pub fn dangerous_kek_bytes(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        let ring = self.records.ring();
+        ring.ids()
+            .into_iter()
+            .filter_map(|id| ring.get(id).ok().map(Kek::dangerous_copy_bytes))
+            .collect()
+    }
+
     /// Rotates the master key: a new KEK becomes current (sealed under `new_passphrase`
     /// when given, which then also re-seals every older KEK, else under the current
     /// passphrase), then every citizen's keys are re-wrapped under it, a batch of citizens
@@ -451,6 +520,17 @@ impl Unsealed {
                     );
                 }
             }
+            if let Some(new) = &new_sealing {
+                // Both passphrases pass the pre-check until the commit is durable.
+                let current = self.records.ring().current().id();
+                write_check_file(
+                    &self.dir,
+                    vec![
+                        PassphraseCheck::new(current, &sealing)?,
+                        PassphraseCheck::new(next, new)?,
+                    ],
+                )?;
+            }
             let sealed = SealedKek::seal(&kek, key)?;
             batch.put(
                 Tree::Meta,
@@ -477,6 +557,7 @@ impl Unsealed {
             self.store.commit(batch)?;
             self.records.ring_mut().insert_current(kek);
             if let Some(s) = new_sealing {
+                write_check_file(&self.dir, vec![PassphraseCheck::new(next, &s)?])?;
                 *sealing = s;
             }
         }
@@ -598,6 +679,13 @@ pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
     }
     drop(src);
     drop(dst);
+    let check = dir.join(PASSPHRASE_CHECK_FILE);
+    if check.exists() {
+        std::fs::copy(&check, tmp.join(PASSPHRASE_CHECK_FILE)).map_err(io("copy", &check))?;
+        std::fs::File::open(tmp.join(PASSPHRASE_CHECK_FILE))
+            .and_then(|f| f.sync_all())
+            .map_err(io("fsync", &tmp))?;
+    }
     std::fs::rename(dir, &old).map_err(io("move aside", dir))?;
     std::fs::rename(&tmp, dir).map_err(io("move into place", &tmp))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -468,6 +468,57 @@ impl SealedKek {
     }
 }
 
+const CHECK_AD_LABEL: &[u8] = b"vault-passphrase-check-v1";
+
+/// A passphrase check value: an AES-GCM tag over nothing under the passphrase-derived key,
+/// kept in a file beside the store so that a wrong passphrase is refused before the store
+/// is opened (opening sled writes to its files). No weaker than the sealed KEK it mirrors:
+/// same KDF parameters, same derived key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassphraseCheck {
+    /// The KEK sealed under the same derived key (for the error message).
+    pub kek_id: u32,
+    /// How the key is derived from the passphrase.
+    pub kdf: KdfParams,
+    /// The AES-GCM nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// The 16-byte AES-GCM tag of the empty message.
+    #[serde(with = "crate::serde_bytes")]
+    pub tag: Vec<u8>,
+}
+
+fn check_ad(kek_id: u32, kdf: &KdfParams) -> Vec<u8> {
+    let mut ad = kek_ad(kek_id, kdf);
+    push_lp(&mut ad, CHECK_AD_LABEL);
+    ad
+}
+
+impl PassphraseCheck {
+    /// The check value of `key`, naming `kek_id`.
+    pub fn new(kek_id: u32, key: &SealingKey) -> Result<Self, KeyError> {
+        let nonce = random_nonce()?;
+        let tag = aead_seal(&key.bytes, &nonce, &check_ad(kek_id, key.params()), &[]);
+        Ok(PassphraseCheck {
+            kek_id,
+            kdf: key.params().clone(),
+            nonce,
+            tag,
+        })
+    }
+
+    /// True when `key` (derived with [`PassphraseCheck::kdf`]) is the one checked.
+    pub fn matches(&self, key: &SealingKey) -> bool {
+        key.params() == &self.kdf
+            && aead_open(
+                &key.bytes,
+                &self.nonce,
+                &check_ad(self.kek_id, &self.kdf),
+                &self.tag,
+            )
+            .is_some()
+    }
+}
+
 /// What a wrapped key is for; bound into the wrap's associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WrapPurpose {

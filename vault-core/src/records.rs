@@ -986,9 +986,15 @@ impl Records {
             });
         };
         let ring = self.ring();
-        if keys.rotation.is_none() {
-            let target = Self::add_generation(&ring, citizen, &mut keys)?;
-            keys.rotation = Some(target);
+        let (target, started) = match keys.rotation {
+            Some(t) => (t, false),
+            None => {
+                let t = Self::add_generation(&ring, citizen, &mut keys)?;
+                keys.rotation = Some(t);
+                (t, true)
+            }
+        };
+        if started {
             let mut batch = WriteBatch::new();
             batch.put(
                 Tree::Keys,
@@ -999,11 +1005,12 @@ impl Records {
         }
         let mut moved = 0;
         for (rkey, category, record) in Self::scan_records(store, citizen)? {
-            let current = keys.current;
+            // Sealed before the rotation began (an automatic rotation during this loop
+            // makes newer generations, which count as moved).
             let stale = record
                 .fields
                 .values()
-                .any(|ct| envelope::generation_of(&ct.0).map_or(true, |g| g != current));
+                .any(|ct| envelope::generation_of(&ct.0).map_or(true, |g| g < target));
             if !stale {
                 continue;
             }
@@ -1038,10 +1045,14 @@ impl Records {
             store.commit(batch)?;
             moved += 1;
         }
-        // Every record is under the current generation: drop the others.
+        // Every record is under the target generation or a newer one: the older
+        // generations hold no live field and go (the live counts say so; a generation
+        // still counted live is kept rather than trusted away).
         let current = keys.current;
-        if keys.generations.len() > 1 || keys.rotation.is_some() {
-            keys.generations.retain(|g| g.generation == current);
+        let before = keys.generations.len();
+        keys.generations
+            .retain(|g| g.generation == current || g.live_fields > 0);
+        if keys.generations.len() != before || keys.rotation.is_some() {
             keys.rotation = None;
             let mut batch = WriteBatch::new();
             batch.put(
