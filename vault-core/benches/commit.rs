@@ -81,6 +81,11 @@ fn commits(c: &mut Criterion) {
                 })
             })
         });
+        let commits = counter.load(std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "group commit, {writers} writer(s): {} flush+fsync steps for about {commits} commits",
+            store.durability_steps()
+        );
         drop(store);
 
         let raw_dir = tmp.path().join("raw");

@@ -152,6 +152,29 @@ pub struct SledStore {
     fail_durability: AtomicU64,
     /// Durability steps (flush + fsync) run so far.
     durability_steps: AtomicU64,
+    /// Threads inside `apply` (queued on `apply_lock` or in the transaction): a leader
+    /// about to flush lets them finish, up to [`GATHER_WINDOW`], so its flush covers them.
+    applying: AtomicU64,
+}
+
+/// The longest a durability leader waits for applies already under way to join its flush.
+/// Only spent while other threads are inside `apply`: a lone committer never waits.
+const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Counts a thread inside `apply` for as long as it lives.
+struct Applying<'a>(&'a AtomicU64);
+
+impl<'a> Applying<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Applying(counter)
+    }
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -486,6 +509,7 @@ impl SledStore {
             succeed_applies_before_failing: Mutex::new(None),
             fail_durability: AtomicU64::new(0),
             durability_steps: AtomicU64::new(0),
+            applying: AtomicU64::new(0),
         })
     }
 
@@ -702,8 +726,16 @@ impl SledStore {
             }
             // Become the leader: everything applied before the flush starts is covered.
             state.flushing = true;
-            let target = self.applied.load(Ordering::SeqCst);
             drop(state);
+            // Group commit's gather step: applies already under way finish first and ride
+            // on this flush instead of waiting for the next one.
+            let gather_until = std::time::Instant::now() + GATHER_WINDOW;
+            while self.applying.load(Ordering::SeqCst) > 0
+                && std::time::Instant::now() < gather_until
+            {
+                std::thread::yield_now();
+            }
+            let target = self.applied.load(Ordering::SeqCst);
             let result = self.flush_and_fsync();
             state = lock(&self.durable);
             state.flushing = false;
@@ -796,6 +828,7 @@ impl Storage for SledStore {
     fn apply(&self, batch: WriteBatch) -> Result<CommitTicket, StorageError> {
         self.check_poisoned()?;
         Self::validate(&batch)?;
+        let _applying = Applying::enter(&self.applying);
         let mut last = lock(&self.apply_lock);
         self.check_poisoned()?;
         if self.take_apply_failpoint() {
