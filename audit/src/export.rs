@@ -322,21 +322,10 @@ impl Evidence {
         }
     }
 
-    fn first_index(&self) -> Option<u64> {
-        let chain = self.first_break.as_ref().map(|(j, _)| j.saturating_sub(1));
-        let subject = self.subject.as_ref().and_then(|s| s.index);
-        match (chain, subject) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// An error found at `index` that stops the stream, unless earlier evidence exists.
+    /// An error found at the current entry that stops the stream: earlier evidence (always
+    /// about earlier entries) is reported first.
     fn stop(self, err: VerifyError) -> VerifyError {
-        match (self.first_index(), err.index) {
-            (Some(earlier), Some(i)) if earlier < i => self.resolve(None).unwrap_or(err),
-            _ => err,
-        }
+        self.resolve(None).unwrap_or(err)
     }
 }
 
@@ -462,4 +451,127 @@ pub fn verify(
         root: want,
         note_text: signed.note_text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner};
+
+    /// An export of `n` entries whose subjects cycle over 3 tags; `edit` may change entries
+    /// (re-encoded canonically) before framing.
+    fn export(n: u64, edit: impl Fn(&mut Vec<Entry>)) -> (Vec<u8>, String) {
+        let mut store = MemStore::new();
+        let mut state = LogState::new();
+        let mut last = HashMap::new();
+        let drafts: Vec<_> = (0..n)
+            .map(|i| {
+                let mut d = EntryDraft::new(i, Actor { kind: ActorKind::System, id: "s".into() }, "x", "done");
+                let tag = SubjectTag([(i % 3) as u8; 32]);
+                d.subject = Some(tag);
+                d.subject_prev = last.insert(tag, i);
+                d
+            })
+            .collect();
+        store.append(&mut state, drafts).expect("appends");
+        let signer = NoteSigner::from_seed("t.example/log", &[3; 32]).expect("key");
+        let signed = sign_checkpoint(&store, &signer, n, None).expect("signs");
+        let mut file = Vec::new();
+        write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
+        let mut entries: Vec<Entry> = (0..n)
+            .map(|i| Entry::decode(store.leaf_bytes(i).expect("leaf")).expect("decodes"))
+            .collect();
+        edit(&mut entries);
+        let header: usize = file.len() - (0..n).map(|i| 4 + store.leaf_bytes(i).expect("leaf").len()).sum::<usize>();
+        file.truncate(header);
+        for e in &entries {
+            let b = e.encode().unwrap_or_else(|_| b"\xff".to_vec());
+            file.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            file.extend_from_slice(&b);
+        }
+        (file, signer.verifier_key())
+    }
+
+    fn run(file: &[u8], vkey: &str) -> Result<Summary, VerifyError> {
+        verify(file, vkey, &mut |_, _| {})
+    }
+
+    #[test]
+    fn progress_is_reported_every_65536_entries_and_at_both_ends() {
+        let (file, vkey) = export(65_537, |_| {});
+        let mut calls = Vec::new();
+        verify(file.as_slice(), &vkey, &mut |d, t| calls.push((d, t))).expect("verifies");
+        assert_eq!(calls, vec![(0, 65_537), (65_536, 65_537), (65_537, 65_537)]);
+        let (file, vkey) = export(3, |_| {});
+        let mut calls = Vec::new();
+        verify(file.as_slice(), &vkey, &mut |d, t| calls.push((d, t))).expect("verifies");
+        assert_eq!(calls, vec![(0, 3), (3, 3)]);
+    }
+
+    #[test]
+    fn altered_content_is_blamed_on_the_altered_entry() {
+        for k in [0u64, 5, 10, 18, 19] {
+            let (file, vkey) = export(20, |e| e[k as usize].action = "y".into());
+            let err = run(&file, &vkey).expect_err("detected");
+            assert_eq!(err.index, Some(k), "{err}");
+            let want = if k == 19 { "audit.verify.root_mismatch" } else { "audit.verify.altered_entry" };
+            assert_eq!(err.code(), want);
+        }
+    }
+
+    #[test]
+    fn a_replaced_prev_is_blamed_on_its_own_entry() {
+        for k in [1u64, 7, 19] {
+            let (file, vkey) = export(20, |e| e[k as usize].prev[0] ^= 1);
+            let err = run(&file, &vkey).expect_err("detected");
+            assert_eq!((err.index, err.code()), (Some(k), "audit.verify.chain_break"), "{err}");
+        }
+        let (file, vkey) = export(20, |e| e[0].prev[0] ^= 1);
+        assert_eq!(run(&file, &vkey).expect_err("detected").index, Some(0));
+    }
+
+    #[test]
+    fn a_changed_subject_link_is_reported_as_such_at_its_entry() {
+        // Entry 7's subject_prev points to 1 instead of 4: a subject-chain error at 7,
+        // which wins the tie with the altered-entry evidence at 7.
+        let (file, vkey) = export(20, |e| e[7].subject_prev = Some(1));
+        let err = run(&file, &vkey).expect_err("detected");
+        assert_eq!(err.index, Some(7));
+        assert!(matches!(err.kind, VerifyErrorKind::SubjectChain { expected: Some(4), found: Some(1) }), "{err}");
+        // A subject tag changed at 4 breaks the chain of entry 7 (its old subject); the
+        // entry to blame is 4.
+        let (file, vkey) = export(20, |e| {
+            e[4].subject = Some(SubjectTag([9; 32]));
+            e[4].subject_prev = None;
+        });
+        let err = run(&file, &vkey).expect_err("detected");
+        assert_eq!((err.index, err.code()), (Some(4), "audit.verify.altered_entry"), "{err}");
+    }
+
+    #[test]
+    fn earlier_evidence_wins_over_a_later_stop() {
+        // Entry 3 altered (evidence at 4), then entry 9 undecodable: the chain break is
+        // reported, not the later decode error.
+        let (file, vkey) = export(20, |e| {
+            e[3].action = "y".into();
+            e[9].action.clear();
+        });
+        let err = run(&file, &vkey).expect_err("detected");
+        assert_eq!((err.index, err.code()), (Some(4), "audit.verify.chain_break"), "{err}");
+        // Only the decode error: it is reported.
+        let (file, vkey) = export(20, |e| e[9].action.clear());
+        let err = run(&file, &vkey).expect_err("detected");
+        assert_eq!((err.index, err.code()), (Some(9), "audit.verify.decode"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_log_exports_and_verifies() {
+        let store = MemStore::new();
+        let signer = NoteSigner::from_seed("t.example/log", &[3; 32]).expect("key");
+        let signed = sign_checkpoint(&store, &signer, 0, None).expect("signs");
+        let mut file = Vec::new();
+        write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
+        let s = run(&file, &signer.verifier_key()).expect("verifies");
+        assert_eq!((s.size, s.root), (0, crate::empty_root()));
+    }
 }

@@ -80,9 +80,10 @@ pub fn verify_inclusion<P: AsRef<[u8]>>(
         }
         if f_n & 1 == 1 || f_n == s_n {
             r = node_hash(&p, &r);
-            while f_n & 1 == 0 && f_n != 0 {
-                f_n >>= 1;
-                s_n >>= 1;
+            if f_n != 0 {
+                let t = f_n.trailing_zeros();
+                f_n >>= t;
+                s_n >>= t;
             }
         } else {
             r = node_hash(&r, &p);
@@ -136,10 +137,9 @@ pub fn verify_consistency<P: AsRef<[u8]>>(
     };
     let mut f_n = first - 1;
     let mut s_n = second - 1;
-    while f_n & 1 == 1 {
-        f_n >>= 1;
-        s_n >>= 1;
-    }
+    let t = f_n.trailing_ones();
+    f_n >>= t;
+    s_n >>= t;
     let mut fr = *seed;
     let mut sr = *seed;
     for c in rest {
@@ -149,9 +149,10 @@ pub fn verify_consistency<P: AsRef<[u8]>>(
         if f_n & 1 == 1 || f_n == s_n {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            while f_n & 1 == 0 && f_n != 0 {
-                f_n >>= 1;
-                s_n >>= 1;
+            if f_n != 0 {
+                let t = f_n.trailing_zeros();
+                f_n >>= t;
+                s_n >>= t;
             }
         } else {
             sr = node_hash(&sr, c);
