@@ -74,8 +74,9 @@ impl fmt::Display for Tree {
     }
 }
 
-/// One write of a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One write of a batch. `Debug` prints the tree and the sizes only: keys can name a
+/// citizen and values are stored secrets (ciphertexts, wrapped keys).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Write {
     /// Set `key` to `value` in `tree`.
     Put {
@@ -95,10 +96,29 @@ pub enum Write {
     },
 }
 
-/// A set of writes over any trees, applied all together or not at all.
+/// A set of writes over any trees, applied all together or not at all. `Debug` prints
+/// trees and sizes only, like [`Write`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     writes: Vec<Write>,
+}
+
+impl fmt::Debug for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Write::Put { tree, key, value } => f
+                .debug_struct("Put")
+                .field("tree", tree)
+                .field("key_len", &key.len())
+                .field("value_len", &value.len())
+                .finish(),
+            Write::Delete { tree, key } => f
+                .debug_struct("Delete")
+                .field("tree", tree)
+                .field("key_len", &key.len())
+                .finish(),
+        }
+    }
 }
 
 impl WriteBatch {
@@ -238,4 +258,32 @@ pub enum StorageError {
         /// What is wrong and what to do.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_debug_shows_trees_and_sizes_not_keys_or_values() {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Tree::Records,
+            b"citizen-1234".to_vec(),
+            b"ciphertext".to_vec(),
+        );
+        batch.delete(Tree::Tokens, b"token-hash".to_vec());
+        let debug = format!("{batch:?}");
+        assert!(
+            debug.contains("Records") && debug.contains("key_len: 12"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("value_len: 10") && debug.contains("Tokens"),
+            "{debug}"
+        );
+        for secret in ["citizen", "ciphertext", "token-hash", "99, 105, 116"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
 }
