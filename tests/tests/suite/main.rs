@@ -2,3 +2,4 @@
 
 mod flows;
 mod repo_rules;
+mod security;

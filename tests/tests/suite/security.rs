@@ -1,0 +1,331 @@
+//! Who may reach what: the mutual-TLS matrix, broken object-level authorisation (agency
+//! B replaying agency A's requests, citizen tokens), and mass assignment.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tests::{client_from_pem, send, Vault};
+use vault_core::pki::{Ca, Usage};
+
+const DAY: Duration = Duration::from_secs(86_400);
+/// Values seeded by the dev mode (long enough not to occur by chance in base64): none may
+/// appear in any refused answer.
+const SECRETS: [&str; 6] = [
+    "Mari Tamm",
+    "123 ABC",
+    "\"A+\"",
+    "penicillin",
+    "Harbour Logistics",
+    "Jaan Kask",
+];
+
+fn real_ca(v: &Vault) -> Ca {
+    let cert = std::fs::read(&v.creds.ca_cert).unwrap();
+    let key = std::fs::read(&v.creds.ca_key).unwrap();
+    let cert = rustls_pemfile::certs(&mut &cert[..])
+        .next()
+        .unwrap()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut &key[..]).unwrap().unwrap();
+    Ca::from_der(&cert, key.secret_der()).unwrap()
+}
+
+fn assert_no_data(body: &str) {
+    for s in SECRETS {
+        assert!(!body.contains(s), "citizen data {s:?} leaked in {body}");
+    }
+}
+
+/// Sends an access request with a client presenting `cert`/`key`; returns the status, or
+/// `None` when the TLS handshake refused the certificate.
+async fn try_access(v: &Vault, cert: &str, key: &str) -> Option<u16> {
+    let ca = std::fs::read(&v.creds.ca_cert).unwrap();
+    let client = client_from_pem(&ca, Some((cert.as_bytes(), key.as_bytes()))).unwrap();
+    let r = client
+        .post(v.at("/v1/access"))
+        .json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "legal_basis": "public_task"}))
+        .send()
+        .await;
+    match r {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            assert_no_data(&resp.text().await.unwrap_or_default());
+            Some(status)
+        }
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_matrix_refuses_every_bad_certificate() {
+    let v = Vault::start_dev().unwrap();
+    let now = SystemTime::now();
+    let ca = real_ca(&v);
+    let other = Ca::generate("some other CA", now - DAY, 365 * DAY).unwrap();
+
+    // No certificate at all: the TLS layer lets it in (citizens have none), the route
+    // refuses with 401.
+    let (status, body) = send(v.client().post(v.at("/v1/access")).json(&json!({
+        "citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"]
+    }))).await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_no_data(&body.to_string());
+
+    let cases: Vec<(&str, vault_core::pki::Issued)> = vec![
+        (
+            "expired",
+            ca.issue(
+                Usage::Client,
+                "national_police",
+                &[],
+                now - 10 * DAY,
+                now - DAY,
+            )
+            .unwrap(),
+        ),
+        (
+            "not yet valid",
+            ca.issue(
+                Usage::Client,
+                "national_police",
+                &[],
+                now + DAY,
+                now + 10 * DAY,
+            )
+            .unwrap(),
+        ),
+        (
+            "wrong CA",
+            other
+                .issue(Usage::Client, "national_police", &[], now - DAY, now + DAY)
+                .unwrap(),
+        ),
+        (
+            "server-auth only",
+            ca.issue(
+                Usage::Server,
+                "national_police",
+                &["localhost".into()],
+                now - DAY,
+                now + DAY,
+            )
+            .unwrap(),
+        ),
+        (
+            "unenrolled (right CA, never enrolled)",
+            ca.issue(Usage::Client, "national_police", &[], now - DAY, now + DAY)
+                .unwrap(),
+        ),
+    ];
+    for (name, issued) in &cases {
+        let outcome = try_access(&v, &issued.cert_pem, issued.private_key_pem()).await;
+        assert!(
+            matches!(outcome, None | Some(401)),
+            "{name}: expected a refused handshake or 401, got {outcome:?}"
+        );
+    }
+    // Self-signed: a CA certificate presented as its own client certificate.
+    let self_signed = Ca::generate("national_police", now - DAY, 365 * DAY).unwrap();
+    let key_pem = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(&*self_signed.dangerous_private_key_der());
+        format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+    };
+    let outcome = try_access(&v, &self_signed.cert_pem(), &key_pem).await;
+    assert!(
+        matches!(outcome, None | Some(401)),
+        "self-signed: {outcome:?}"
+    );
+
+    // The enrolled police certificate works, then is refused at once after revocation,
+    // also on the connection that is already open.
+    let police = v.agency_client("national_police");
+    let ask = json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "legal_basis": "public_task"});
+    let (status, _) = send(police.post(v.at("/v1/access")).json(&ask))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        v.operator_client()
+            .post(v.at("/v1/admin/agencies/national_police/revoke")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(police.post(v.at("/v1/access")).json(&ask))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "revoked agency on its open connection: {body}");
+    assert_no_data(&body.to_string());
+    // An agency certificate is not the operator's.
+    let (status, _) = send(
+        v.agency_client("tax_authority")
+            .get(v.at("/v1/admin/agencies")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agency_b_replaying_agency_a_gets_zero_bytes_of_citizen_data() {
+    let v = Vault::start_dev().unwrap();
+    let a = v.agency_client("national_police");
+    let b = v.agency_client("tax_authority");
+    // Everything A does (and may do).
+    let mut requests: Vec<(Method, String, Value)> = Vec::new();
+    for citizen in ["EE38001010001", "EE49002020002"] {
+        requests.push((Method::POST, "/v1/access".into(), json!({"citizen": citizen, "purpose": "road_safety_enforcement", "fields": ["vehicle.registration", "identity.full_name"], "legal_basis": "public_task"})));
+        requests.push((Method::POST, "/v1/access".into(), json!({"citizen": citizen, "purpose": "criminal_investigation", "fields": ["identity.full_name", "contact.postal_address"], "legal_basis": "legal_obligation"})));
+        requests.push((Method::POST, "/v1/access".into(), json!({"citizen": citizen, "purpose": "identity_verification", "fields": ["identity.full_name"], "legal_basis": "public_task"})));
+        requests.push((
+            Method::PUT,
+            format!("/v1/citizens/{citizen}/records/police"),
+            json!({"fields": {"open_case": "none"}}),
+        ));
+        requests.push((Method::POST, "/v1/consent-requests".into(), json!({"citizen": citizen, "purpose": "criminal_investigation", "fields": ["health.blood_type"], "expires_at": "2099-01-01T00:00:00Z"})));
+    }
+    let mut a_got_data = false;
+    for (m, path, body) in &requests {
+        let (status, out) = send(a.request(m.clone(), v.at(path)).json(body))
+            .await
+            .unwrap();
+        a_got_data |= status == 200
+            && out
+                .get("released")
+                .is_some_and(|r| r.as_object().is_some_and(|o| !o.is_empty()));
+    }
+    assert!(
+        a_got_data,
+        "agency A does receive data under its statutory rules"
+    );
+    for (m, path, body) in &requests {
+        let resp = b
+            .request(m.clone(), v.at(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_no_data(&text);
+        let out: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(released) = out.get("released") {
+            assert_eq!(released, &json!({}), "B got data replaying {path}: {text}");
+        }
+        assert!(
+            status == 403 || status == 400,
+            "B replaying {m} {path}: {status} {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_citizen_token_only_ever_reaches_its_own_citizen() {
+    let v = Vault::start_dev().unwrap();
+    for path in [
+        "/v1/me/records",
+        "/v1/me/records?citizen=EE49002020002",
+        "/v1/me/consents",
+        "/v1/me/access-history",
+        "/v1/me/export",
+    ] {
+        let (status, body) = send(v.as_citizen(0, Method::GET, path)).await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            !body.to_string().contains("Jaan Kask"),
+            "{path} showed another citizen's data"
+        );
+        let (status, body) = send(v.as_citizen(1, Method::GET, path)).await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        let text = body.to_string();
+        for s in ["Mari Tamm", "penicillin", "Harbour Logistics"] {
+            assert!(
+                !text.contains(s),
+                "{path} showed citizen 0's {s} to citizen 1"
+            );
+        }
+    }
+    // Citizen tokens are not agency or auditor credentials.
+    let (status, _) = send(v.as_citizen(0, Method::GET, "/v1/audit/entries"))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = send(
+        v.client()
+            .get(v.at("/v1/me/records"))
+            .bearer_auth("vt1_not-a-real-token-aaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    // Another citizen's consent id is simply not found.
+    let (status, req) = send(v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({
+        "citizen": "EE49002020002", "purpose": "tax_assessment", "fields": ["health.blood_type"], "expires_at": "2099-01-01T00:00:00Z"
+    }))).await.unwrap();
+    assert_eq!(status, 201);
+    let id = req["id"].as_str().unwrap();
+    let (status, _) = send(v.as_citizen(
+        0,
+        Method::POST,
+        &format!("/v1/me/consent-requests/{id}/approve"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "citizen 0 cannot approve citizen 1's request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mass_assignment_is_refused_and_changes_nothing() {
+    let v = Vault::start_dev().unwrap();
+    let before = v.audit_size().await.unwrap();
+    let cases: Vec<(reqwest::RequestBuilder, &str)> = vec![
+        (v.agency_client("national_police").post(v.at("/v1/access")).json(&json!({
+            "citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"],
+            "legal_basis": "public_task", "released": {"vehicle.registration": "x"}})), "access with released"),
+        (v.agency_client("national_police").post(v.at("/v1/access")).json(&json!({
+            "citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"],
+            "audit_index": 3, "decision_id": "x"})), "access with audit fields"),
+        (v.agency_client("vehicle_registry").put(v.at("/v1/citizens/EE38001010001/records/vehicle")).json(&json!({
+            "fields": {"registration": "999 ZZZ"}, "version": 99})), "record with version"),
+        (v.agency_client("vehicle_registry").put(v.at("/v1/citizens/EE38001010001/records/vehicle")).json(&json!({
+            "fields": {"registration": "999 ZZZ"}, "source": "civil_registry"})), "record with source"),
+        (v.as_citizen(0, Method::POST, "/v1/me/consents").json(&json!({
+            "agency": "tax_authority", "purpose": "tax_assessment", "fields": ["health.blood_type"],
+            "expires_at": "2099-01-01T00:00:00Z", "status": "active", "uses": 0})), "consent with status"),
+        (v.as_citizen(0, Method::POST, "/v1/me/consents").json(&json!({
+            "agency": "tax_authority", "purpose": "tax_assessment", "fields": ["health.blood_type"],
+            "expires_at": "2099-01-01T00:00:00Z", "id": "00000000000000000000000000000000"})), "consent with id"),
+        (v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": "EE38001010001", "purpose": "tax_assessment", "fields": ["health.blood_type"],
+            "expires_at": "2099-01-01T00:00:00Z", "status": "active"})), "consent request with status"),
+        (v.as_citizen(0, Method::POST, "/v1/me/erasure").json(&json!({"confirm": true, "citizen": "EE49002020002"})), "erasure naming another citizen"),
+    ];
+    for (req, name) in cases {
+        let (status, body) = send(req).await.unwrap();
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(
+            body["error"]["code"].is_string(),
+            "{name}: error shape {body}"
+        );
+    }
+    assert_eq!(
+        v.audit_size().await.unwrap(),
+        before,
+        "refused bodies appended nothing"
+    );
+    let (_, records) = send(v.as_citizen(0, Method::GET, "/v1/me/records"))
+        .await
+        .unwrap();
+    let vehicle = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["category"] == "vehicle")
+        .unwrap()
+        .clone();
+    assert_eq!(vehicle["fields"]["registration"], "123 ABC");
+    assert_eq!(vehicle["version"], 1);
+}
