@@ -201,7 +201,9 @@ pub trait Storage: Send + Sync {
     ) -> Result<Entries, StorageError>;
 
     /// Applies every write of `batch` atomically (all trees or none). Visible at once,
-    /// not yet durable.
+    /// not yet durable. Backends bound key and value sizes ([`StorageError::KeyTooLarge`],
+    /// [`StorageError::ValueTooLarge`]; the sled backend: 512 and 8,192 bytes); a refused
+    /// batch changes nothing.
     fn apply(&self, batch: WriteBatch) -> Result<CommitTicket, StorageError>;
 
     /// Returns once every batch applied up to `ticket` is durable on disk.
