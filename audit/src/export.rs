@@ -456,7 +456,9 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner};
+    use crate::{
+        sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner,
+    };
 
     /// An export of `n` entries whose subjects cycle over 3 tags; `edit` may change entries
     /// (re-encoded canonically) before framing.
@@ -466,7 +468,15 @@ mod tests {
         let mut last = HashMap::new();
         let drafts: Vec<_> = (0..n)
             .map(|i| {
-                let mut d = EntryDraft::new(i, Actor { kind: ActorKind::System, id: "s".into() }, "x", "done");
+                let mut d = EntryDraft::new(
+                    i,
+                    Actor {
+                        kind: ActorKind::System,
+                        id: "s".into(),
+                    },
+                    "x",
+                    "done",
+                );
                 let tag = SubjectTag([(i % 3) as u8; 32]);
                 d.subject = Some(tag);
                 d.subject_prev = last.insert(tag, i);
@@ -482,7 +492,10 @@ mod tests {
             .map(|i| Entry::decode(store.leaf_bytes(i).expect("leaf")).expect("decodes"))
             .collect();
         edit(&mut entries);
-        let header: usize = file.len() - (0..n).map(|i| 4 + store.leaf_bytes(i).expect("leaf").len()).sum::<usize>();
+        let header: usize = file.len()
+            - (0..n)
+                .map(|i| 4 + store.leaf_bytes(i).expect("leaf").len())
+                .sum::<usize>();
         file.truncate(header);
         for e in &entries {
             let b = e.encode().unwrap_or_else(|_| b"\xff".to_vec());
@@ -514,7 +527,11 @@ mod tests {
             let (file, vkey) = export(20, |e| e[k as usize].action = "y".into());
             let err = run(&file, &vkey).expect_err("detected");
             assert_eq!(err.index, Some(k), "{err}");
-            let want = if k == 19 { "audit.verify.root_mismatch" } else { "audit.verify.altered_entry" };
+            let want = if k == 19 {
+                "audit.verify.root_mismatch"
+            } else {
+                "audit.verify.altered_entry"
+            };
             assert_eq!(err.code(), want);
         }
     }
@@ -524,7 +541,11 @@ mod tests {
         for k in [1u64, 7, 19] {
             let (file, vkey) = export(20, |e| e[k as usize].prev[0] ^= 1);
             let err = run(&file, &vkey).expect_err("detected");
-            assert_eq!((err.index, err.code()), (Some(k), "audit.verify.chain_break"), "{err}");
+            assert_eq!(
+                (err.index, err.code()),
+                (Some(k), "audit.verify.chain_break"),
+                "{err}"
+            );
         }
         let (file, vkey) = export(20, |e| e[0].prev[0] ^= 1);
         assert_eq!(run(&file, &vkey).expect_err("detected").index, Some(0));
@@ -537,7 +558,16 @@ mod tests {
         let (file, vkey) = export(20, |e| e[7].subject_prev = Some(1));
         let err = run(&file, &vkey).expect_err("detected");
         assert_eq!(err.index, Some(7));
-        assert!(matches!(err.kind, VerifyErrorKind::SubjectChain { expected: Some(4), found: Some(1) }), "{err}");
+        assert!(
+            matches!(
+                err.kind,
+                VerifyErrorKind::SubjectChain {
+                    expected: Some(4),
+                    found: Some(1)
+                }
+            ),
+            "{err}"
+        );
         // A subject tag changed at 4 breaks the chain of entry 7 (its old subject); the
         // entry to blame is 4.
         let (file, vkey) = export(20, |e| {
@@ -545,7 +575,11 @@ mod tests {
             e[4].subject_prev = None;
         });
         let err = run(&file, &vkey).expect_err("detected");
-        assert_eq!((err.index, err.code()), (Some(4), "audit.verify.altered_entry"), "{err}");
+        assert_eq!(
+            (err.index, err.code()),
+            (Some(4), "audit.verify.altered_entry"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -557,11 +591,19 @@ mod tests {
             e[9].action.clear();
         });
         let err = run(&file, &vkey).expect_err("detected");
-        assert_eq!((err.index, err.code()), (Some(4), "audit.verify.chain_break"), "{err}");
+        assert_eq!(
+            (err.index, err.code()),
+            (Some(4), "audit.verify.chain_break"),
+            "{err}"
+        );
         // Only the decode error: it is reported.
         let (file, vkey) = export(20, |e| e[9].action.clear());
         let err = run(&file, &vkey).expect_err("detected");
-        assert_eq!((err.index, err.code()), (Some(9), "audit.verify.decode"), "{err}");
+        assert_eq!(
+            (err.index, err.code()),
+            (Some(9), "audit.verify.decode"),
+            "{err}"
+        );
     }
 
     #[test]

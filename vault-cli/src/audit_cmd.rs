@@ -55,7 +55,7 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
         if total >= 100_000 && (last_report.elapsed().as_millis() >= 500 || done == total) {
             last_report = Instant::now();
             shown = true;
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             eprint!("\rverifying: {done}/{total} entries ({pct}%)");
             let _ = std::io::stderr().flush();
         }
