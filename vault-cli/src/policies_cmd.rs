@@ -31,7 +31,7 @@ pub(crate) fn check(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 fn render_text(result: &Result<PolicySet, PolicyErrors>) -> String {
     match result {
         Ok(set) => format!(
-            "ok: {} purposes, {} categories, {} fields, {} agencies, {} statutory rules, {} break-glass rules\n",
+            "ok: purposes {}, categories {}, fields {}, agencies {}, statutory rules {}, break-glass rules {}\n",
             set.purposes().count(),
             set.categories().count(),
             set.fields().count(),
