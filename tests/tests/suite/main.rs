@@ -1,5 +1,6 @@
 //! The end-to-end test binary: one binary, one module per concern.
 
+mod audit_trail;
 mod flows;
 mod repo_rules;
 mod security;

@@ -1,0 +1,229 @@
+//! The audit trail as users check it: one entry per data answer, an export that
+//! `vault-cli audit verify` accepts, checkpoints and proofs that the audit crate's own
+//! verifier accepts, and fail-closed behaviour when the log cannot be written.
+
+use std::process::Command;
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::json;
+use tests::{binary, send, Vault};
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn hash(s: &serde_json::Value) -> audit::Hash {
+    b64(s.as_str().unwrap()).try_into().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies() {
+    let v = Vault::start_dev().unwrap();
+    let police = v.agency_client("national_police");
+    let registry = v.agency_client("vehicle_registry");
+    let requests: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("access", police.post(v.at("/v1/access")).json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "legal_basis": "public_task"}))),
+        ("refused access", police.post(v.at("/v1/access")).json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["health.blood_type"]}))),
+        ("write", registry.put(v.at("/v1/citizens/EE38001010001/records/vehicle")).json(&json!({"fields": {"inspection_due": "2028-01-01"}}))),
+        ("records", v.as_citizen(0, Method::GET, "/v1/me/records")),
+        ("export", v.as_citizen(0, Method::GET, "/v1/me/export")),
+        ("grant", v.as_citizen(0, Method::POST, "/v1/me/consents").json(&json!({"agency": "tax_authority", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": "2099-01-01T00:00:00Z"}))),
+    ];
+    for (name, req) in requests {
+        let before = v.audit_size().await.unwrap();
+        let (status, body) = send(req).await.unwrap();
+        assert!(
+            status == 200 || status == 201 || status == 403,
+            "{name}: {status} {body}"
+        );
+        let after = v.audit_size().await.unwrap();
+        assert_eq!(after - before, 1, "{name} appended exactly one entry");
+    }
+
+    // The public checkpoint verifies with the published key, and a served inclusion
+    // proof verifies for an auditor-read leaf.
+    let key = v
+        .client()
+        .get(v.at("/v1/audit/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let note = v
+        .client()
+        .get(v.at("/v1/audit/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let verifier = audit::NoteVerifier::parse(key.trim()).unwrap();
+    let cp = audit::SignedCheckpoint::parse(&note, &verifier)
+        .unwrap()
+        .checkpoint;
+    let (status, entries) = send(
+        v.client()
+            .get(v.at(&format!("/v1/audit/entries?start=0&limit={}", cp.size)))
+            .bearer_auth(&v.creds.auditor_token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let entries = entries["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len() as u64, cp.size);
+    for e in &entries {
+        let leaf = b64(e["leaf"].as_str().unwrap());
+        assert_eq!(audit::leaf_hash(&leaf), hash(&e["leaf_hash"]));
+        let decoded = audit::Entry::decode(&leaf).unwrap();
+        assert_eq!(decoded.index, e["index"].as_u64().unwrap());
+        let (_, proof) = send(v.client().get(v.at(&format!(
+            "/v1/audit/proof/inclusion?index={}&tree_size={}",
+            decoded.index, cp.size
+        ))))
+        .await
+        .unwrap();
+        let hashes: Vec<audit::Hash> = proof["hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hash)
+            .collect();
+        audit::verify_inclusion(
+            &audit::leaf_hash(&leaf),
+            decoded.index,
+            cp.size,
+            &hashes,
+            &cp.root,
+        )
+        .unwrap();
+    }
+    // Consistency from an early size to the checkpoint.
+    let early_root = {
+        let mut store = audit::MemStore::new();
+        let mut state = audit::LogState::new();
+        let _ = (&mut store, &mut state);
+        // Recompute the root of the first 3 leaves from the leaves themselves.
+        let leaves: Vec<audit::Hash> = entries[..3]
+            .iter()
+            .map(|e| audit::leaf_hash(&b64(e["leaf"].as_str().unwrap())))
+            .collect();
+        audit::node_hash(&audit::node_hash(&leaves[0], &leaves[1]), &leaves[2])
+    };
+    let (_, cons) = send(v.client().get(v.at(&format!(
+        "/v1/audit/proof/consistency?from=3&to={}",
+        cp.size
+    ))))
+    .await
+    .unwrap();
+    let hashes: Vec<audit::Hash> = cons["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    audit::verify_consistency(3, cp.size, &early_root, &cp.root, &hashes).unwrap();
+
+    // The auditor export verifies offline with vault-cli.
+    let export = v
+        .operator_client()
+        .get(v.at("/v1/admin/audit/export"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = v.dir.path().join("audit.export");
+    std::fs::write(&path, &export).unwrap();
+    let out = Command::new(binary("vault-cli"))
+        .args(["audit", "verify"])
+        .arg(&path)
+        .args(["--key", key.trim()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a flipped byte in it is caught.
+    let mut bad = export.to_vec();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+    let out = Command::new(binary("vault-cli"))
+        .args(["audit", "verify"])
+        .arg(&path)
+        .args(["--key", key.trim()])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a tampered export must fail verification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_log_cannot_be_written_every_data_route_fails_closed() {
+    let v = Vault::start_dev_with(&[("VAULT_DANGEROUS_FAILPOINTS", "1")]).unwrap();
+    let size = v.audit_size().await.unwrap();
+    let (_, records_before) = send(v.as_citizen(0, Method::GET, "/v1/me/records"))
+        .await
+        .unwrap();
+    let size = size + 1; // that read is itself logged
+    std::fs::write(
+        v.data_dir()
+            .join(vault_core::engine::DANGEROUS_FAIL_AUDIT_FILE),
+        b"",
+    )
+    .unwrap();
+
+    let police = v.agency_client("national_police");
+    let calls: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("statutory access", police.post(v.at("/v1/access")).json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration", "identity.full_name"], "legal_basis": "public_task"}))),
+        ("write", v.agency_client("vehicle_registry").put(v.at("/v1/citizens/EE38001010001/records/vehicle")).json(&json!({"fields": {"registration": "666 EVL"}}))),
+        ("consent request", v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({"citizen": "EE38001010001", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": "2099-01-01T00:00:00Z"}))),
+        ("records", v.as_citizen(0, Method::GET, "/v1/me/records")),
+        ("export", v.as_citizen(0, Method::GET, "/v1/me/export")),
+        ("grant", v.as_citizen(0, Method::POST, "/v1/me/consents").json(&json!({"agency": "tax_authority", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": "2099-01-01T00:00:00Z"}))),
+        ("erasure", v.as_citizen(0, Method::POST, "/v1/me/erasure").json(&json!({"confirm": true}))),
+    ];
+    for (name, req) in calls {
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(
+            status >= 500,
+            "{name} answered {status} with the log failing: {text}"
+        );
+        for s in ["Mari Tamm", "123 ABC", "penicillin"] {
+            assert!(!text.contains(s), "{name} leaked {s} while failing");
+        }
+    }
+    std::fs::remove_file(
+        v.data_dir()
+            .join(vault_core::engine::DANGEROUS_FAIL_AUDIT_FILE),
+    )
+    .unwrap();
+    assert_eq!(
+        v.audit_size().await.unwrap(),
+        size,
+        "nothing was appended while failing"
+    );
+    let (status, records_after) = send(v.as_citizen(0, Method::GET, "/v1/me/records"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 200,
+        "the citizen still exists: erasure did not happen"
+    );
+    assert_eq!(
+        records_after, records_before,
+        "no state changed while failing"
+    );
+}
