@@ -92,6 +92,9 @@ struct EngineConfig {
     receipt_seed: SealedSecret,
 }
 
+/// The server's TLS identity: certificate chain (DER, leaf first) and PKCS#8 key.
+pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
+
 /// An unsealed vault.
 pub struct Vault {
     dir: PathBuf,
@@ -385,7 +388,7 @@ impl Vault {
     }
 
     /// The server's certificate chain (DER, leaf first) and PKCS#8 key.
-    pub fn server_tls_identity(&self) -> Result<(Vec<Vec<u8>>, Zeroizing<Vec<u8>>), VaultError> {
+    pub fn server_tls_identity(&self) -> Result<ServerIdentity, VaultError> {
         Ok((
             vec![self.server_cert.clone(), self.ca.cert_der().to_vec()],
             self.server_key.clone(),

@@ -498,7 +498,7 @@ impl Vault {
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
                     let mut a = a.clone();
-                    a.record_use(now).map_err(|e| VaultError::internal(e))?;
+                    a.record_use(now).map_err(VaultError::internal)?;
                     tx.put_consent(&a)?;
                 }
             }
