@@ -298,8 +298,6 @@ struct Evidence {
     /// First entry whose `prev` does not match, and the tree with that `prev` taken as the
     /// true hash of the entry before it.
     first_break: Option<(u64, Frontier)>,
-    /// The entry after the first break breaks too (so the first break's entry is bad).
-    adjacent_break: bool,
     /// First `subject_prev` violation.
     subject: Option<VerifyError>,
 }
@@ -310,7 +308,7 @@ impl Evidence {
     /// stream did not reach the end).
     fn resolve(self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
         let chain = self.first_break.map(|(j, _)| {
-            if !self.adjacent_break && alt_root_ok == Some(true) {
+            if alt_root_ok == Some(true) {
                 VerifyError::at(j - 1, VerifyErrorKind::AlteredEntry)
             } else {
                 VerifyError::at(j, VerifyErrorKind::ChainBreak)
@@ -382,14 +380,10 @@ pub fn verify(
             if i == 0 {
                 return Err(VerifyError::at(0, VerifyErrorKind::ChainBreak));
             }
-            match &evidence.first_break {
-                None => {
-                    let mut alt = frontier.clone();
-                    alt.push(links.prev);
-                    new_alt = Some(alt);
-                }
-                Some((j, _)) if *j + 1 == i => evidence.adjacent_break = true,
-                Some(_) => {}
+            if evidence.first_break.is_none() {
+                let mut alt = frontier.clone();
+                alt.push(links.prev);
+                new_alt = Some(alt);
             }
         }
         if let Some(tag) = links.subject {
@@ -602,6 +596,38 @@ mod tests {
         assert_eq!(
             (err.index, err.code()),
             (Some(9), "audit.verify.decode"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_entry_lengths_are_refused_before_reading() {
+        let (file, vkey) = export(5, |_| {});
+        // Find entry 0's length prefix: the first entry follows the 8-byte count.
+        let vkey_len = usize::from(u16::from_be_bytes([file[9], file[10]]));
+        let note_at = 11 + vkey_len;
+        let note_len =
+            u32::from_be_bytes(file[note_at..note_at + 4].try_into().expect("4 bytes")) as usize;
+        let first = note_at + 4 + note_len + 8;
+        for bad in [0u32, (MAX_ENTRY_LEN + 1) as u32, u32::MAX] {
+            let mut f = file.clone();
+            f[first..first + 4].copy_from_slice(&bad.to_be_bytes());
+            let err = run(&f, &vkey).expect_err("refused");
+            assert_eq!(err.index, Some(0));
+            assert!(
+                matches!(err.kind, VerifyErrorKind::BadLength(l) if l == bad),
+                "{err}"
+            );
+        }
+        // Exactly the maximum is a valid length: this file just ends before it.
+        let mut f = file.clone();
+        f[first..first + 4].copy_from_slice(&(MAX_ENTRY_LEN as u32).to_be_bytes());
+        let err = run(&f, &vkey).expect_err("refused");
+        assert!(
+            matches!(
+                (err.index, &err.kind),
+                (Some(0), VerifyErrorKind::Truncated)
+            ),
             "{err}"
         );
     }
