@@ -486,6 +486,11 @@ impl Unsealed {
     /// or `max_citizens` reached), this call finishes it instead of starting another
     /// (`new_passphrase` is then ignored). Stops after re-wrapping about `max_citizens`
     /// (`done: false`).
+    ///
+    /// Re-wrapping rewrites key records: no record write may run meanwhile (it could
+    /// overwrite a re-wrapped key record with its older copy, or the reverse, losing a seal
+    /// count or a new DEK generation). Run it offline, or with the engine's write lock
+    /// held, in slices (`max_citizens`) if the lock must not be held long.
     pub fn rotate_kek(
         &self,
         new_passphrase: Option<&Passphrase>,

@@ -972,7 +972,8 @@ impl Records {
     /// commit, and drops the old generations once no field uses them. Resumable: after a
     /// crash, calling it again continues with the records not yet moved. `max_records`
     /// stops after that many records (returns `done: false`), for tests and for spreading
-    /// the work. The caller keeps other writes about this citizen out meanwhile.
+    /// the work. The caller keeps other writes about this citizen out meanwhile (the
+    /// engine's write lock): a concurrent write would race on the key record.
     pub fn rotate_dek(
         &self,
         store: &dyn Storage,
@@ -1223,5 +1224,61 @@ mod tests {
         let (s, e) = record_prefix(&a);
         let k = record_key(&ab, "x");
         assert!(!(k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice()));
+    }
+}
+
+/// Values written by the v1 code, kept so that a later format still reads them
+/// (`docs/keys.md`): KEK 1 = 32 bytes of 7, sealed under "fixture passphrase" with
+/// 10,000 iterations and a salt of 32 bytes of 9; citizen `citizen-1`, record `health`
+/// with `blood_type` = `"A+"`, written at 1,800,000,000 by `hospital`.
+#[cfg(test)]
+mod v1_fixtures {
+    use super::*;
+    use crate::keys::{Passphrase, SealedKek, SealingKey};
+    use crate::storage::SledStore;
+
+    const SEALED_KEK: &str = "01a4666b656b5f696401636b6466a369616c676f726974686d7270626b6466322d686d61632d7368613235366a697465726174696f6e731927106473616c7458200909090909090909090909090909090909090909090909090909090909090909656e6f6e63658c18381898189c185818f811001018620f1819006a6369706865727465787458308475b92dd6b83c968e7dcdb9ce57d43fdb6898263c835c4fff76ecad1403b18f9f32495bf0db591f0e5f65e7ec85db25";
+    const KEYS_KEY: &str = "636974697a656e2d31";
+    const KEYS_VALUE: &str = "01a166416374697665a46763757272656e74016b67656e65726174696f6e7381a46a67656e65726174696f6e01636b6579a3666b656b5f696401656e6f6e63658c18281898185e18980318511318f60c184418de185f6a636970686572746578745830d89157a1141e4c1b9cae506acc761f3ffcee223327096560f8d0839c57f53651956c2a40b06637e2764765138bfc9d28657365616c73016b6c6976655f6669656c64730163746167a3666b656b5f696401656e6f6e63658c185018bc183b18630e18be18a81868189f189718b918306a636970686572746578745830a95f7b80c5260b92915a894d8543d96b4dfe921ff632e1aa189a8a970817756d7e3169895b349a0addf614d1c1d2d20868726f746174696f6ef6";
+    const RECORD_KEY: &str = "636974697a656e2d31006865616c7468";
+    const RECORD_VALUE: &str = "01a46776657273696f6e016a757064617465645f61741a6b49d20066736f7572636568686f73706974616c666669656c6473a16a626c6f6f645f7479706558250100000001e47c8a7a2401a228c496d9e2b303326a74edc90df9cca4caf56f23389140c764";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn v1_values_still_open() {
+        let sealed: SealedKek = codec::decode("sealed master key", 1, &unhex(SEALED_KEK)).unwrap();
+        let sk =
+            SealingKey::derive(&Passphrase::new("fixture passphrase".into()), &sealed.kdf).unwrap();
+        let kek = sealed.open(&sk).unwrap();
+        assert_eq!(kek.secret_bytes(), &[7u8; 32]);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SledStore::create(tmp.path().join("s")).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put(Tree::Keys, unhex(KEYS_KEY), unhex(KEYS_VALUE));
+        batch.put(Tree::Records, unhex(RECORD_KEY), unhex(RECORD_VALUE));
+        store.commit(batch).unwrap();
+        let records = Records::new(
+            KeyRing::new(vec![kek], 1).unwrap(),
+            RecordOptions::default(),
+        );
+        let citizen = CitizenId::new("citizen-1").unwrap();
+        let all = records.read_all(&store, &citizen).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].info.version, 1);
+        assert_eq!(all[0].info.source, "hospital");
+        assert_eq!(
+            all[0].info.updated_at,
+            Timestamp::from_unix_seconds(1_800_000_000)
+        );
+        assert_eq!(all[0].fields[0].0, "blood_type");
+        assert_eq!(all[0].fields[0].1.expose_bytes(), b"\"A+\"");
+        assert!(records.subject_tag(&store, &citizen).unwrap().is_some());
     }
 }
