@@ -526,3 +526,82 @@ pub fn sign_checkpoint(
         note_text,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> NoteSigner {
+        NoteSigner::from_seed("t.example/log", &[5; 32]).expect("valid name")
+    }
+
+    #[test]
+    fn texts_with_control_characters_are_neither_signed_nor_accepted() {
+        let s = signer();
+        let v = NoteVerifier::parse(&s.verifier_key()).expect("own key");
+        assert_eq!(s.sign("a\tb\n"), Err(NoteError::BadText));
+        assert_eq!(s.sign("no newline"), Err(NoteError::BadText));
+        let good = s.sign("a b\n").expect("signs");
+        assert_eq!(v.verify(&good), Ok("a b\n"));
+        let with_tab = good.replacen("a b", "a\tb", 1);
+        assert_eq!(v.verify(&with_tab), Err(NoteError::BadText));
+    }
+
+    #[test]
+    fn notes_up_to_one_mebibyte_are_accepted() {
+        let s = signer();
+        let v = NoteVerifier::parse(&s.verifier_key()).expect("own key");
+        let overhead = s.sign("\n").expect("signs").len() - 1;
+        let text = format!("{}\n", "x".repeat(MAX_NOTE_LEN - overhead - 1));
+        let note = s.sign(&text).expect("signs");
+        assert_eq!(note.len(), MAX_NOTE_LEN);
+        assert_eq!(v.verify(&note), Ok(text.as_str()));
+        let longer = s.sign(&format!("x{text}")).expect("signs");
+        assert_eq!(
+            v.verify(&longer),
+            Err(NoteError::Malformed {
+                reason: "note larger than 1 MiB"
+            })
+        );
+    }
+
+    #[test]
+    fn only_lines_matching_both_name_and_key_id_are_checked() {
+        let s = signer();
+        let v = NoteVerifier::parse(&s.verifier_key()).expect("own key");
+        let good = s.sign("hello\n").expect("signs");
+        let mut other_id = (s.key_id() ^ 1).to_be_bytes().to_vec();
+        other_id.extend_from_slice(&[0u8; 64]);
+        let mut our_id = s.key_id().to_be_bytes().to_vec();
+        our_id.extend_from_slice(&[0u8; 64]);
+        let same_name_other_id = format!("{SIG_PREFIX}t.example/log {}\n", B64.encode(&other_id));
+        let other_name_our_id = format!("{SIG_PREFIX}t.example/other {}\n", B64.encode(&our_id));
+        let note = format!("{good}{same_name_other_id}{other_name_our_id}");
+        assert_eq!(v.verify(&note), Ok("hello\n"));
+        // Our name and id with a wrong signature is an error.
+        let forged = format!("{good}{SIG_PREFIX}t.example/log {}\n", B64.encode(&our_id));
+        assert!(matches!(
+            v.verify(&forged),
+            Err(NoteError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn signatures_shorter_than_five_bytes_are_malformed() {
+        let s = signer();
+        let v = NoteVerifier::parse(&s.verifier_key()).expect("own key");
+        let good = s.sign("hello\n").expect("signs");
+        let five = format!(
+            "{good}{SIG_PREFIX}other {}\n",
+            B64.encode([1u8, 2, 3, 4, 5])
+        );
+        assert_eq!(v.verify(&five), Ok("hello\n"));
+        let four = format!("{good}{SIG_PREFIX}other {}\n", B64.encode([1u8, 2, 3, 4]));
+        assert_eq!(
+            v.verify(&four),
+            Err(NoteError::Malformed {
+                reason: "signature too short"
+            })
+        );
+    }
+}
