@@ -647,12 +647,22 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 ///
 /// Steps: copy every tree into `<dir>.compacting` (durable), rename `<dir>` to
 /// `<dir>.pre-compaction`, rename `<dir>.compacting` to `<dir>`, delete
-/// `<dir>.pre-compaction`. If interrupted between the two renames, `<dir>.compacting` is
-/// the complete store: rename it to `<dir>`.
+/// `<dir>.pre-compaction`. Running it again after an interruption finishes the swap
+/// (between the renames `<dir>.compacting` is the complete store) and deletes a
+/// leftover `<dir>.pre-compaction`.
 pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
-    let src = open_initialised(dir)?;
     let tmp = sibling(dir, ".compacting");
     let old = sibling(dir, ".pre-compaction");
+    // Finish an interrupted compaction first.
+    if !dir.exists() && tmp.exists() && old.exists() {
+        // Interrupted between the renames: the copy is complete.
+        std::fs::rename(&tmp, dir).map_err(io("move into place", &tmp))?;
+    }
+    if dir.exists() && old.exists() {
+        // Interrupted before the old store was deleted: it still holds what was erased.
+        std::fs::remove_dir_all(&old).map_err(io("remove the leftover", &old))?;
+    }
+    let src = open_initialised(dir)?;
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io("remove the leftover", &tmp))?;
     }
