@@ -604,4 +604,30 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn re_signing_the_last_signed_size_is_allowed() {
+        use crate::{Actor, ActorKind, EntryDraft, LogState, MemStore};
+        let mut store = MemStore::new();
+        let mut state = LogState::new();
+        let actor = Actor {
+            kind: ActorKind::System,
+            id: "s".into(),
+        };
+        let drafts = (0..3)
+            .map(|i| EntryDraft::new(i, actor.clone(), "x", "done"))
+            .collect();
+        store.append(&mut state, drafts).expect("appends");
+        let s = signer();
+        let first = sign_checkpoint(&store, &s, 3, None).expect("signs");
+        let again = sign_checkpoint(&store, &s, 3, Some(&first.checkpoint)).expect("same size");
+        assert_eq!(again, first);
+        assert!(matches!(
+            sign_checkpoint(&store, &s, 2, Some(&first.checkpoint)),
+            Err(CheckpointError::Rollback {
+                last: 3,
+                requested: 2
+            })
+        ));
+    }
 }
