@@ -291,6 +291,12 @@ impl Vault {
             "kek" => {
                 let mut moved = 0;
                 loop {
+                    // Each slice holds the writer lock: a concurrent record write must not
+                    // write back a key record the rotation just re-wrapped.
+                    let _writers = self
+                        .writer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let p = self
                         .unsealed
                         .rotate_kek(None, now, Some(1024))
@@ -323,6 +329,10 @@ impl Vault {
                 })?)?;
                 let mut moved = 0;
                 loop {
+                    let _writers = self
+                        .writer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let p = self
                         .unsealed
                         .records()
