@@ -1,9 +1,7 @@
 //! The end-to-end test binary: one binary, one module per concern.
 
-mod api;
 mod audit_trail;
 mod crash;
 mod flows;
-mod openapi;
 mod repo_rules;
 mod security;
