@@ -2,6 +2,7 @@
 
 mod audit_trail;
 mod crash;
+mod dev_mode;
 mod flows;
 mod repo_rules;
 mod security;
