@@ -32,7 +32,10 @@ fn every_printed_curl_example_works_as_printed() {
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     // The report ends with the operator's example; wait for it.
-    while !lines.iter().any(|l: &String| l.contains("/v1/admin/agencies")) {
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("/v1/admin/agencies"))
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => lines.push(l),
@@ -43,7 +46,10 @@ fn every_printed_curl_example_works_as_printed() {
         }
     }
     let text = lines.join("\n");
-    assert!(text.contains("NOT FOR PRODUCTION"), "dev mode says plainly it is not for production");
+    assert!(
+        text.contains("NOT FOR PRODUCTION"),
+        "dev mode says plainly it is not for production"
+    );
     let curls: Vec<&String> = lines.iter().filter(|l| l.starts_with("curl ")).collect();
     assert!(curls.len() >= 6, "an example for each user: {text}");
     for cmd in curls {
@@ -57,7 +63,8 @@ fn every_printed_curl_example_works_as_printed() {
         let refusal_example = cmd.contains("health.blood_type");
         let expected = if refusal_example { "403" } else { "200" };
         assert_eq!(
-            status, expected,
+            status,
+            expected,
             "example failed: {cmd}\nstderr: {}",
             String::from_utf8_lossy(&out.stderr)
         );
