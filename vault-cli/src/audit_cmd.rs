@@ -1,5 +1,7 @@
 //! `vault-cli audit verify`: offline verification of an audit export against a trusted
 //! verifier key; names the first bad entry and exits non-zero on any failure.
+//! `vault-cli audit checkpoint` and `audit export`: fetch the signed checkpoint (public)
+//! and the auditor export (operator) from the running server.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -24,16 +26,129 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Fetch the latest signed checkpoint from the running server (public route) and print
+    /// it; with --key, verify its signature first; with --out, also save it (e.g. as the
+    /// published checkpoint `vault-cli restore` checks against).
+    Checkpoint {
+        /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
+        #[arg(long)]
+        key: Option<String>,
+        /// Save the checkpoint to this new file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the auditor export (every leaf and a freshly signed checkpoint) from the
+    /// running server (operator certificate) into a new file, for `vault-cli audit verify`.
+    Export {
+        /// The export file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs an audit command.
 pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify { export, key, json } => verify(&export, &key, json),
+        AuditCmd::Checkpoint {
+            key,
+            out,
+            conn,
+            json,
+        } => checkpoint(&conn, key.as_deref(), out.as_deref(), json),
+        AuditCmd::Export { out, conn, json } => export(&conn, &out, json),
     }
 }
 
-fn read_key(key: &str) -> anyhow::Result<String> {
+fn checkpoint(
+    conn: &crate::client::Conn,
+    key: Option<&str>,
+    out: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(out) = out {
+        crate::files::must_not_exist(out)?;
+    }
+    let bytes =
+        crate::client::Client::public(conn)?.get_bytes("/v1/audit/checkpoint", "checkpoint")?;
+    let note = String::from_utf8(bytes).context("the checkpoint is not UTF-8 text")?;
+    let checkpoint = match key {
+        Some(k) => {
+            let verifier = audit::NoteVerifier::parse(&read_key(k)?)
+                .context("the verifier key does not parse")?;
+            match audit::SignedCheckpoint::parse(&note, &verifier) {
+                Ok(c) => c.checkpoint,
+                Err(e) => {
+                    eprintln!(
+                        "verification FAILED: the checkpoint does not verify with the key: {e}"
+                    );
+                    return Ok(ExitCode::from(crate::exit::VERIFY_FAILED));
+                }
+            }
+        }
+        None => {
+            let body = note
+                .split_once("\n\n")
+                .map(|(b, _)| format!("{b}\n"))
+                .context("the server's checkpoint is not a signed note")?;
+            audit::Checkpoint::parse(&body).context("the server's checkpoint does not parse")?
+        }
+    };
+    if let Some(out) = out {
+        crate::files::write_new(out, note.as_bytes(), crate::files::Mode::Public)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({"origin": checkpoint.origin, "size": checkpoint.size,
+                "root": hex(&checkpoint.root), "verified": key.is_some(), "note": note})
+        )?;
+    } else {
+        write!(stdout, "{note}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(
+    conn: &crate::client::Conn,
+    out: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    crate::files::must_not_exist(out)?;
+    let bytes = crate::client::Client::operator(conn)?
+        .get_bytes("/v1/admin/audit/export", "audit export")?;
+    crate::files::write_new(out, &bytes, crate::files::Mode::Secret)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "file": out, "bytes": bytes.len()})
+        );
+    } else {
+        println!(
+            "audit export written to {} ({} bytes): verify it offline with `vault-cli audit \
+             verify {} --key <the published log key>`",
+            out.display(),
+            bytes.len(),
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a verifier key given inline or as `@file`.
+pub(crate) fn read_key(key: &str) -> anyhow::Result<String> {
     match key.strip_prefix('@') {
         Some(path) => Ok(std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the verifier key file {path}"))?

@@ -1,64 +1,187 @@
 //! `vault-cli`: operator and auditor command line.
+//!
+//! Offline verbs work on a stopped data directory (`init`, `status`, `unseal`, `keys
+//! rotate --data-dir`, `keys retire|compact`, `restore`) or on files (`audit verify`,
+//! `policies check`); live verbs talk to the running server over mutual TLS with the
+//! operator certificate (sled admits one process per data directory). Exit codes: see
+//! `exit.rs` and docs/operations.md.
 
 mod audit_cmd;
+mod client;
+mod exit;
+mod files;
+mod import_cmd;
 mod keys_cmd;
+mod live_cmd;
 mod policies_cmd;
+mod restore_cmd;
+mod vault_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use audit_cmd::AuditCmd;
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
 /// Operator and auditor command line for the consent vault.
+///
+/// Live verbs reach the running server with --server/--ca/--cert/--key (or the
+/// VAULT_SERVER, VAULT_CA, VAULT_CERT, VAULT_KEY variables); offline verbs take
+/// --data-dir of a stopped vault and the passphrase from --passphrase-file or
+/// VAULT_PASSPHRASE.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+const EXIT_CODES: &str = "Exit codes: 0 ok; 1 failure (I/O, server unreachable or failed); \
+2 usage error or verification failed; 3 credential refused (wrong passphrase, certificate \
+refused); 4 rejected, nothing changed (invalid input, refused request, restore inconsistent \
+with a published checkpoint); 5 import partially committed (the report names the lines).";
+
 #[derive(Subcommand)]
 enum Command {
-    /// The audit log (offline verification of exports).
-    Audit {
-        #[command(subcommand)]
-        cmd: AuditCmd,
-    },
-    /// Initialise a new data directory: a store and a master key sealed under the
-    /// operator passphrase (from --passphrase-file, else the VAULT_PASSPHRASE variable).
-    Init {
-        /// The data directory to create (new or empty).
-        #[arg(long)]
+    /// Initialise a new vault: store, sealed master key, CA, server and operator
+    /// certificates, log and receipt keys; copies the checked policy files in (offline).
+    Init(vault_cmd::InitArgs),
+    /// Check that the passphrase opens a stopped vault, and report on it (offline). The
+    /// server unseals by itself at start (VAULT_PASSPHRASE or --passphrase-file).
+    Unseal {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        /// A file holding the passphrase (a trailing newline is ignored).
-        #[arg(long)]
+        /// A file holding the passphrase (else VAULT_PASSPHRASE).
+        #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
-        /// PBKDF2 iterations (default 600000; at least 10000, lower only for tests).
-        #[arg(long)]
-        kdf_iterations: Option<u32>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
-    /// Master keys: rotate, retire; compact the store (offline).
+    /// Report on a stopped data directory, without the passphrase (offline).
+    Status {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Agencies: enrol (issue a client certificate), list, revoke (live).
+    Agency {
+        #[command(subcommand)]
+        cmd: live_cmd::AgencyCmd,
+    },
+    /// Citizen bearer tokens (live).
+    Citizen {
+        #[command(subcommand)]
+        cmd: CitizenCmd,
+    },
+    /// Auditor bearer tokens (live).
+    Auditor {
+        #[command(subcommand)]
+        cmd: AuditorCmd,
+    },
+    /// Revoke bearer tokens (live).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Import legacy records (CSV or JSON), validated row by row first; nothing is sent if
+    /// any row is bad (live).
+    Import(import_cmd::ImportArgs),
+    /// Keys: rotate (offline or live), retire and compact (offline).
     Keys {
         #[command(subcommand)]
         cmd: keys_cmd::KeysCmd,
     },
-    /// Report on a stopped data directory, without the passphrase.
-    Status {
-        /// The data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+    /// Take a consistent backup of the running vault into a new file (live).
+    Backup {
+        /// The backup file to create (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        conn: client::Conn,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Restore a backup into a new data directory, refused if it contradicts a published
+    /// checkpoint (offline).
+    Restore(restore_cmd::RestoreArgs),
+    /// Erase a citizen: destroy their keys, delete their data, consents and tokens; the log
+    /// keeps the fact (live).
+    Erase {
+        /// The citizen id.
+        citizen: String,
+        /// Confirm: erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log: checkpoint and export (live), verify (offline).
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
     },
     /// Policy files (vocabulary, agency registry, statutory and break-glass rules).
     Policies {
         #[command(subcommand)]
         cmd: PoliciesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CitizenCmd {
+    /// Issue a bearer token for a citizen (printed once on stdout).
+    Token {
+        /// The citizen id.
+        citizen: String,
+        /// Days of validity (1-366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditorCmd {
+    /// Issue a bearer token for an auditor (printed once on stdout).
+    Token {
+        /// A name for the auditor (shown in the audit log).
+        name: String,
+        /// Days of validity (1-366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Revoke the tokens whose id starts with ID (at least 8 hex digits).
+    Revoke {
+        /// The token id (printed when it was issued).
+        id: String,
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,20 +198,74 @@ enum PoliciesCmd {
     },
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Audit { cmd } => audit_cmd::run(cmd),
-        Command::Init {
+        Command::Init(a) => vault_cmd::init(a),
+        Command::Unseal {
             data_dir,
             passphrase_file,
-            kdf_iterations,
             json,
-        } => keys_cmd::init(&data_dir, passphrase_file.as_deref(), kdf_iterations, json),
-        Command::Status { data_dir, json } => keys_cmd::status(&data_dir, json),
+        } => vault_cmd::unseal(&data_dir, passphrase_file.as_deref(), json),
+        Command::Status { data_dir, json } => vault_cmd::status(&data_dir, json),
+        Command::Agency { cmd } => live_cmd::agency(cmd),
+        Command::Citizen {
+            cmd:
+                CitizenCmd::Token {
+                    citizen,
+                    days,
+                    conn,
+                    json,
+                },
+        } => live_cmd::token(
+            &conn,
+            json!({"role": "citizen", "citizen": citizen, "valid_days": days}),
+            &format!("citizen {citizen}"),
+            json,
+        ),
+        Command::Auditor {
+            cmd:
+                AuditorCmd::Token {
+                    name,
+                    days,
+                    conn,
+                    json,
+                },
+        } => live_cmd::token(
+            &conn,
+            json!({"role": "auditor", "name": name, "valid_days": days}),
+            &format!("auditor {name}"),
+            json,
+        ),
+        Command::Token {
+            cmd: TokenCmd::Revoke { id, conn, json },
+        } => live_cmd::revoke_token(&conn, &id, json),
+        Command::Import(a) => import_cmd::run(a),
         Command::Keys { cmd } => keys_cmd::run(cmd),
+        Command::Backup { out, conn, json } => live_cmd::backup(&conn, &out, json),
+        Command::Restore(a) => restore_cmd::run(a),
+        Command::Erase {
+            citizen,
+            yes,
+            conn,
+            json,
+        } => live_cmd::erase(&conn, &citizen, yes, json),
+        Command::Audit { cmd } => audit_cmd::run(cmd),
         Command::Policies {
             cmd: PoliciesCmd::Check { dir, json },
         } => policies_cmd::check(&dir, json),
+    }
+}
+
+fn main() -> ExitCode {
+    // One crypto provider for every TLS connection (DESIGN.md §9); a second install
+    // attempt is the only failure, and there is none before this line.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::code_of_error(&e))
+        }
     }
 }

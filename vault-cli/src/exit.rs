@@ -1,0 +1,72 @@
+//! Exit codes (documented in `docs/operations.md`) and the error that carries one.
+
+use vault_core::engine::{ErrorKind, VaultError};
+
+/// Any failure not listed below (I/O, cannot reach the server, server fault).
+pub(crate) const FAILURE: u8 = 1;
+/// A command-line usage error (clap), or an audit export that does not verify.
+pub(crate) const VERIFY_FAILED: u8 = 2;
+/// A credential was refused: wrong passphrase, or the server refused the certificate.
+pub(crate) const REFUSED_CREDENTIAL: u8 = 3;
+/// The input or the request was rejected (nothing was changed): invalid rows, unknown
+/// agency, a restore inconsistent with a published checkpoint, a 4xx answer.
+pub(crate) const REJECTED: u8 = 4;
+/// An import failed after some of its chunks were committed; the report names them.
+pub(crate) const PARTIAL: u8 = 5;
+
+/// A failure with its exit code; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Exit {
+    /// The process exit code.
+    pub(crate) code: u8,
+    /// What went wrong and what to do.
+    pub(crate) message: String,
+}
+
+impl Exit {
+    /// A failure with `code`.
+    pub(crate) fn error(code: u8, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+/// The exit code for an engine error (offline verbs).
+pub(crate) fn code_of(e: &VaultError) -> u8 {
+    match e.kind() {
+        ErrorKind::Unauthenticated => REFUSED_CREDENTIAL,
+        ErrorKind::BadInput
+        | ErrorKind::Forbidden
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::TooLarge => REJECTED,
+        _ => FAILURE,
+    }
+}
+
+/// An engine error as an [`Exit`], prefixed with what was being done.
+pub(crate) fn engine(what: &str, e: VaultError) -> anyhow::Error {
+    Exit::error(code_of(&e), format!("{what}: {e}"))
+}
+
+/// The exit code of an error chain (an [`Exit`] anywhere in it, else [`FAILURE`]).
+pub(crate) fn code_of_error(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Exit>())
+        .map_or(FAILURE, |x| x.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_survives_added_context() {
+        let e = Exit::error(REJECTED, "bad").context("while importing");
+        assert_eq!(code_of_error(&e), REJECTED);
+        assert_eq!(code_of_error(&anyhow::anyhow!("plain")), FAILURE);
+    }
+}

@@ -1,0 +1,154 @@
+//! Files the CLI writes: never over an existing file, secrets with mode 0600, synced
+//! before the command reports success; and the passphrase, read from a file or the
+//! environment.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use zeroize::Zeroizing;
+
+/// The environment variable read for the passphrase when no file is given.
+pub(crate) const PASSPHRASE_ENV: &str = "VAULT_PASSPHRASE";
+
+/// Who may read a file the CLI writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Certificates, verifier keys, checkpoints: 0644.
+    Public,
+    /// Private keys, tokens, backups, exports: 0600.
+    Secret,
+}
+
+/// Creates `path` (refusing to replace an existing file) with `bytes`, fsyncs it.
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: Mode) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(match mode {
+            Mode::Public => 0o644,
+            Mode::Secret => 0o600,
+        });
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists: move it away or choose another output",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+        }
+    })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Refuses early when `path` exists, so that nothing is done that could not be saved.
+pub(crate) fn must_not_exist(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!(
+            "{} already exists: move it away or choose another output",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// True when `dir` does not exist or is an empty directory.
+pub(crate) fn absent_or_empty(dir: &Path) -> anyhow::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display()))),
+    }
+}
+
+/// Removes everything inside `dir` (which this command found new or empty).
+pub(crate) fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies every `*.toml` file of `src` into `dst` (created), returning their names.
+pub(crate) fn copy_policies(src: &Path, dst: &Path) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+            let name = path
+                .file_name()
+                .context("a policy file has a name")?
+                .to_owned();
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            write_new(&dst.join(&name), &bytes, Mode::Public)?;
+            names.push(name.to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Reads the passphrase from `file`, else from `VAULT_PASSPHRASE`; trailing newline
+/// characters are removed (as the server does).
+pub(crate) fn read_passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
+    let mut text = match file {
+        Some(file) => Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the passphrase file {}", file.display()))?,
+        ),
+        None => match std::env::var(PASSPHRASE_ENV) {
+            Ok(text) if !text.is_empty() => Zeroizing::new(text),
+            _ => bail!("no passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}"),
+        },
+    };
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_never_replaces_a_file_and_keeps_secrets_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("k.key");
+        write_new(&p, b"secret", Mode::Secret).expect("writes");
+        let err = write_new(&p, b"other", Mode::Secret).expect_err("refuses");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&p).expect("reads"), b"secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn passphrase_file_loses_its_trailing_newline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("pass");
+        std::fs::write(&p, "correct horse battery\r\n").expect("writes");
+        assert_eq!(
+            read_passphrase(Some(&p)).expect("reads").as_str(),
+            "correct horse battery"
+        );
+    }
+}
