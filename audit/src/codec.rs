@@ -3,12 +3,21 @@
 //! An entry is a CBOR map with text keys in RFC 8949 §4.2.1 deterministic order (shorter
 //! keys first, then bytewise), every key always present (`null` for an absent value),
 //! definite lengths and shortest integer forms; `docs/audit-log.md` lists the keys.
-//! Decoding is strict: after a successful decode the value is encoded again and must
-//! reproduce the input byte for byte, so one entry has exactly one encoding.
+//!
+//! Encoding goes through `serde_cbor` (the struct's field order is the key order).
+//! Decoding is a hand-written strict reader of exactly that form: each key must be the
+//! next one in order, each head must use the shortest form, lengths are definite and no
+//! byte may follow the map. It accepts exactly the bytes the encoder can produce for a
+//! valid entry, so one entry has exactly one encoding, without re-encoding anything (the
+//! previous decode, re-encode and compare path is kept in the tests as the reference
+//! model the reader is checked against).
 
+#[cfg(test)]
 use serde::de::{Deserializer, Visitor};
 use serde::ser::Serializer;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 use crate::entry::{
     Actor, ActorKind, Entry, EntryError, SubjectTag, Withheld, ENTRY_VERSION, MAX_ENTRY_LEN,
@@ -26,6 +35,7 @@ impl Serialize for B32 {
     }
 }
 
+#[cfg(test)]
 impl<'de> Deserialize<'de> for B32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -44,22 +54,26 @@ impl<'de> Deserialize<'de> for B32 {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(deny_unknown_fields)]
 struct WireActor<'a> {
     id: &'a str,
     kind: &'a str,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(deny_unknown_fields)]
 struct WireWithheld<'a> {
     field: &'a str,
     reason: &'a str,
 }
 
-/// Field order = canonical key order (length, then bytes). Do not reorder.
-#[derive(Serialize, Deserialize)]
+/// Field order = canonical key order (length, then bytes). Do not reorder: the reader
+/// (`Reader::entry`) expects the keys in this order.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(deny_unknown_fields)]
 struct WireEntry<'a> {
     v: u64,
@@ -115,37 +129,107 @@ fn opt(field: &'static str, s: Option<&str>) -> Result<(), EntryError> {
     s.map_or(Ok(()), |s| text(field, s, false))
 }
 
-fn list(field: &'static str, items: &[&str]) -> Result<(), EntryError> {
-    if items.len() > MAX_LIST_LEN {
-        return Err(EntryError::Invalid {
-            field,
-            rule: "more than 1024 items",
-        });
-    }
-    items.iter().try_for_each(|s| text(field, s, true))
+/// A list's item count and the first rule one of its items breaks (in item order).
+struct ListCheck {
+    field: &'static str,
+    len: u64,
+    first_error: Option<EntryError>,
 }
 
-impl WireEntry<'_> {
-    fn validate(&self) -> Result<(), EntryError> {
+impl ListCheck {
+    fn new(field: &'static str, len: u64) -> Self {
+        Self {
+            field,
+            len,
+            first_error: None,
+        }
+    }
+
+    /// Records the outcome of one item's rules unless an earlier item already failed.
+    fn note(&mut self, item: Result<(), EntryError>) {
+        if self.first_error.is_none() {
+            self.first_error = item.err();
+        }
+    }
+
+    fn texts(field: &'static str, items: &[&str]) -> Self {
+        let mut check = Self::new(field, items.len() as u64);
+        for s in items {
+            check.note(text(field, s, true));
+        }
+        check
+    }
+
+    fn withheld(items: &[WireWithheld<'_>]) -> Self {
+        let mut check = Self::new("withheld", items.len() as u64);
+        for w in items {
+            check.note(withheld_item(w.field, w.reason));
+        }
+        check
+    }
+
+    /// The count limit first, then the first failing item.
+    fn result(self) -> Result<(), EntryError> {
+        if self.len > MAX_LIST_LEN as u64 {
+            return Err(EntryError::Invalid {
+                field: self.field,
+                rule: "more than 1024 items",
+            });
+        }
+        self.first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn withheld_item(field: &str, reason: &str) -> Result<(), EntryError> {
+    text("withheld.field", field, true)?;
+    text("withheld.reason", reason, true)
+}
+
+/// Everything the field rules look at, from the encoder's or the decoder's side.
+struct Rules<'a> {
+    v: u64,
+    actor_kind: Option<ActorKind>,
+    actor_id: &'a str,
+    action: &'a str,
+    decision: &'a str,
+    initiator: Option<&'a str>,
+    processing: Option<&'a str>,
+    purpose: Option<&'a str>,
+    legal_basis: Option<&'a str>,
+    legal_reference: Option<&'a str>,
+    consent_id: Option<&'a str>,
+    justification: Option<&'a str>,
+    requested: ListCheck,
+    released: ListCheck,
+    withheld: ListCheck,
+    index: u64,
+    has_subject: bool,
+    subject_prev: Option<u64>,
+}
+
+impl Rules<'_> {
+    /// Checks the field rules in a fixed order (the first broken rule is reported) and
+    /// returns the actor kind.
+    fn check(self) -> Result<ActorKind, EntryError> {
         if self.v != ENTRY_VERSION {
             return Err(EntryError::Invalid {
                 field: "v",
                 rule: "unknown entry version",
             });
         }
-        let kind = ActorKind::parse(self.actor.kind).ok_or(EntryError::Invalid {
+        let kind = self.actor_kind.ok_or(EntryError::Invalid {
             field: "actor.kind",
             rule: "unknown actor kind",
         })?;
         if kind == ActorKind::Citizen {
-            if !self.actor.id.is_empty() {
+            if !self.actor_id.is_empty() {
                 return Err(EntryError::Invalid {
                     field: "actor.id",
                     rule: "a citizen actor has an empty id (the citizen is the subject)",
                 });
             }
         } else {
-            text("actor.id", self.actor.id, true)?;
+            text("actor.id", self.actor_id, true)?;
         }
         text("action", self.action, true)?;
         text("decision", self.decision, true)?;
@@ -156,20 +240,11 @@ impl WireEntry<'_> {
         opt("legal_reference", self.legal_reference)?;
         opt("consent_id", self.consent_id)?;
         opt("justification", self.justification)?;
-        list("requested", &self.requested)?;
-        list("released", &self.released)?;
-        if self.withheld.len() > MAX_LIST_LEN {
-            return Err(EntryError::Invalid {
-                field: "withheld",
-                rule: "more than 1024 items",
-            });
-        }
-        for w in &self.withheld {
-            text("withheld.field", w.field, true)?;
-            text("withheld.reason", w.reason, true)?;
-        }
-        match (self.subject, self.subject_prev) {
-            (None, Some(_)) => Err(EntryError::Invalid {
+        self.requested.result()?;
+        self.released.result()?;
+        self.withheld.result()?;
+        match (self.has_subject, self.subject_prev) {
+            (false, Some(_)) => Err(EntryError::Invalid {
                 field: "subject_prev",
                 rule: "set without a subject",
             }),
@@ -177,7 +252,32 @@ impl WireEntry<'_> {
                 field: "subject_prev",
                 rule: "not below the entry's index",
             }),
-            _ => Ok(()),
+            _ => Ok(kind),
+        }
+    }
+}
+
+impl<'a> WireEntry<'a> {
+    fn rules(&self) -> Rules<'a> {
+        Rules {
+            v: self.v,
+            actor_kind: ActorKind::parse(self.actor.kind),
+            actor_id: self.actor.id,
+            action: self.action,
+            decision: self.decision,
+            initiator: self.initiator,
+            processing: self.processing,
+            purpose: self.purpose,
+            legal_basis: self.legal_basis,
+            legal_reference: self.legal_reference,
+            consent_id: self.consent_id,
+            justification: self.justification,
+            requested: ListCheck::texts("requested", &self.requested),
+            released: ListCheck::texts("released", &self.released),
+            withheld: ListCheck::withheld(&self.withheld),
+            index: self.index,
+            has_subject: self.subject.is_some(),
+            subject_prev: self.subject_prev,
         }
     }
 }
@@ -223,44 +323,359 @@ fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
         reason: e.to_string(),
     })?;
     if out.len() > MAX_ENTRY_LEN {
-        return Err(EntryError::Invalid {
-            field: "entry",
-            rule: "encoded entry larger than 1 MiB",
-        });
+        return Err(too_large());
     }
     Ok(())
 }
 
+fn too_large() -> EntryError {
+    EntryError::Invalid {
+        field: "entry",
+        rule: "encoded entry larger than 1 MiB",
+    }
+}
+
 pub(crate) fn encode_entry(e: &Entry) -> Result<Vec<u8>, EntryError> {
     let wire = to_wire(e);
-    wire.validate()?;
+    wire.rules().check()?;
     let mut out = Vec::with_capacity(256);
     write_wire(&wire, &mut out)?;
     Ok(out)
 }
 
-fn decode_wire<'a>(bytes: &'a [u8], scratch: &mut Vec<u8>) -> Result<WireEntry<'a>, EntryError> {
-    if bytes.len() > MAX_ENTRY_LEN {
-        return Err(EntryError::Invalid {
-            field: "entry",
-            rule: "encoded entry larger than 1 MiB",
-        });
+fn malformed(reason: impl Into<String>) -> EntryError {
+    EntryError::Malformed {
+        reason: reason.into(),
     }
-    let wire: WireEntry<'a> =
-        serde_cbor::from_slice(bytes).map_err(|e: serde_cbor::Error| EntryError::Malformed {
-            reason: e.to_string(),
-        })?;
-    wire.validate()?;
-    write_wire(&wire, scratch)?;
-    if scratch.as_slice() != bytes {
-        return Err(EntryError::Malformed {
-            reason: "not the canonical encoding".to_owned(),
-        });
-    }
-    Ok(wire)
 }
 
-/// What the verifier needs of an entry, borrowed from the leaf bytes.
+fn ends_early() -> EntryError {
+    malformed("the entry ends inside a value")
+}
+
+const MAJOR_UINT: u8 = 0;
+const MAJOR_BYTES: u8 = 2;
+const MAJOR_TEXT: u8 = 3;
+const MAJOR_ARRAY: u8 = 4;
+const MAJOR_NAMES: [&str; 8] = [
+    "an unsigned integer",
+    "a negative integer",
+    "a byte string",
+    "a text string",
+    "an array",
+    "a map",
+    "a tag",
+    "a simple value",
+];
+const FALSE: u8 = 0xf4;
+const TRUE: u8 = 0xf5;
+const NULL: u8 = 0xf6;
+
+/// The encoded items of a list the reader has already checked.
+#[derive(Clone, Copy)]
+struct Items<'a> {
+    len: u64,
+    bytes: &'a [u8],
+}
+
+/// An entry read from its bytes, borrowing them; its field rules are not yet checked.
+struct View<'a> {
+    v: u64,
+    prev: Hash,
+    time: u64,
+    actor_id: &'a str,
+    actor_kind: &'a str,
+    index: u64,
+    action: &'a str,
+    review: bool,
+    purpose: Option<&'a str>,
+    subject: Option<SubjectTag>,
+    decision: &'a str,
+    released: Items<'a>,
+    withheld: Items<'a>,
+    initiator: Option<&'a str>,
+    requested: Items<'a>,
+    consent_id: Option<&'a str>,
+    processing: Option<&'a str>,
+    legal_basis: Option<&'a str>,
+    subject_prev: Option<u64>,
+    justification: Option<&'a str>,
+    legal_reference: Option<&'a str>,
+}
+
+/// A strict reader of the canonical form: every head in its shortest form, definite
+/// lengths only, keys exactly the expected ones in order.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    fn byte(&mut self) -> Result<u8, EntryError> {
+        let (&b, rest) = self.rest.split_first().ok_or_else(ends_early)?;
+        self.rest = rest;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EntryError> {
+        let (head, rest) = self.rest.split_first_chunk::<N>().ok_or_else(ends_early)?;
+        self.rest = rest;
+        Ok(*head)
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'a [u8], EntryError> {
+        let len = usize::try_from(len).map_err(|_| ends_early())?;
+        let (head, rest) = self.rest.split_at_checked(len).ok_or_else(ends_early)?;
+        self.rest = rest;
+        Ok(head)
+    }
+
+    /// Skips a `null` if one is next.
+    fn null(&mut self) -> bool {
+        match self.rest.split_first() {
+            Some((&NULL, rest)) => {
+                self.rest = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The argument of a head of major type `major`, which must be in its shortest form.
+    fn head(&mut self, major: u8) -> Result<u64, EntryError> {
+        let initial = self.byte()?;
+        if initial >> 5 != major {
+            return Err(malformed(format!(
+                "expected {}, found {}",
+                MAJOR_NAMES[usize::from(major)],
+                MAJOR_NAMES[usize::from(initial >> 5)]
+            )));
+        }
+        let info = initial & 0x1f;
+        let (value, least) = match info {
+            0..=23 => return Ok(u64::from(info)),
+            24 => (u64::from(self.byte()?), 24),
+            25 => (u64::from(u16::from_be_bytes(self.array()?)), 1 << 8),
+            26 => (u64::from(u32::from_be_bytes(self.array()?)), 1 << 16),
+            27 => (u64::from_be_bytes(self.array()?), 1 << 32),
+            _ => return Err(malformed("indefinite length or reserved head")),
+        };
+        if value < least {
+            return Err(malformed("integer or length not in its shortest form"));
+        }
+        Ok(value)
+    }
+
+    /// The next key, which must be `key` (text keys are all shorter than 24 bytes).
+    fn key(&mut self, key: &'static str) -> Result<(), EntryError> {
+        let rest = match self.rest.split_first() {
+            Some((&h, rest)) if usize::from(h) == 0x60 + key.len() => {
+                rest.strip_prefix(key.as_bytes())
+            }
+            _ => None,
+        };
+        self.rest = rest.ok_or_else(|| malformed(format!("expected the key `{key}` next")))?;
+        Ok(())
+    }
+
+    /// A map head of exactly `pairs` pairs.
+    fn map(&mut self, pairs: u8) -> Result<(), EntryError> {
+        if self.byte()? != 0xa0 + pairs {
+            return Err(malformed(format!("expected a map of {pairs} pairs")));
+        }
+        Ok(())
+    }
+
+    fn uint(&mut self) -> Result<u64, EntryError> {
+        self.head(MAJOR_UINT)
+    }
+
+    fn text(&mut self) -> Result<&'a str, EntryError> {
+        let len = self.head(MAJOR_TEXT)?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| malformed("text is not valid UTF-8"))
+    }
+
+    fn opt_text(&mut self) -> Result<Option<&'a str>, EntryError> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.text().map(Some)
+    }
+
+    fn bool(&mut self) -> Result<bool, EntryError> {
+        match self.byte()? {
+            FALSE => Ok(false),
+            TRUE => Ok(true),
+            _ => Err(malformed("expected a boolean")),
+        }
+    }
+
+    fn bytes32(&mut self) -> Result<[u8; 32], EntryError> {
+        if self.head(MAJOR_BYTES)? != 32 {
+            return Err(malformed("expected a 32-byte byte string"));
+        }
+        self.array()
+    }
+
+    /// The bytes consumed since the reader was at `start` (`self.rest` is always a suffix
+    /// of `start`, so the split is in range).
+    fn since(&self, start: &'a [u8]) -> &'a [u8] {
+        let (consumed, _) = start.split_at(start.len() - self.rest.len());
+        consumed
+    }
+
+    fn texts(&mut self, field: &'static str) -> Result<(Items<'a>, ListCheck), EntryError> {
+        let len = self.head(MAJOR_ARRAY)?;
+        let start = self.rest;
+        let mut check = ListCheck::new(field, len);
+        for _ in 0..len {
+            let s = self.text()?;
+            check.note(text(field, s, true));
+        }
+        let bytes = self.since(start);
+        Ok((Items { len, bytes }, check))
+    }
+
+    fn withheld_pair(&mut self) -> Result<(&'a str, &'a str), EntryError> {
+        self.map(2)?;
+        self.key("field")?;
+        let field = self.text()?;
+        self.key("reason")?;
+        Ok((field, self.text()?))
+    }
+
+    fn withheld(&mut self) -> Result<(Items<'a>, ListCheck), EntryError> {
+        let len = self.head(MAJOR_ARRAY)?;
+        let start = self.rest;
+        let mut check = ListCheck::new("withheld", len);
+        for _ in 0..len {
+            let (field, reason) = self.withheld_pair()?;
+            check.note(withheld_item(field, reason));
+        }
+        let bytes = self.since(start);
+        Ok((Items { len, bytes }, check))
+    }
+
+    /// Reads a whole entry (the map and nothing after it).
+    fn entry(mut self) -> Result<(View<'a>, [ListCheck; 3]), EntryError> {
+        self.map(20)?;
+        self.key("v")?;
+        let v = self.uint()?;
+        self.key("prev")?;
+        let prev = self.bytes32()?;
+        self.key("time")?;
+        let time = self.uint()?;
+        self.key("actor")?;
+        self.map(2)?;
+        self.key("id")?;
+        let actor_id = self.text()?;
+        self.key("kind")?;
+        let actor_kind = self.text()?;
+        self.key("index")?;
+        let index = self.uint()?;
+        self.key("action")?;
+        let action = self.text()?;
+        self.key("review")?;
+        let review = self.bool()?;
+        self.key("purpose")?;
+        let purpose = self.opt_text()?;
+        self.key("subject")?;
+        let subject = if self.null() {
+            None
+        } else {
+            Some(SubjectTag(self.bytes32()?))
+        };
+        self.key("decision")?;
+        let decision = self.text()?;
+        self.key("released")?;
+        let (released, released_check) = self.texts("released")?;
+        self.key("withheld")?;
+        let (withheld, withheld_check) = self.withheld()?;
+        self.key("initiator")?;
+        let initiator = self.opt_text()?;
+        self.key("requested")?;
+        let (requested, requested_check) = self.texts("requested")?;
+        self.key("consent_id")?;
+        let consent_id = self.opt_text()?;
+        self.key("processing")?;
+        let processing = self.opt_text()?;
+        self.key("legal_basis")?;
+        let legal_basis = self.opt_text()?;
+        self.key("subject_prev")?;
+        let subject_prev = if self.null() {
+            None
+        } else {
+            Some(self.uint()?)
+        };
+        self.key("justification")?;
+        let justification = self.opt_text()?;
+        self.key("legal_reference")?;
+        let legal_reference = self.opt_text()?;
+        if !self.rest.is_empty() {
+            return Err(malformed("trailing bytes after the entry"));
+        }
+        let view = View {
+            v,
+            prev,
+            time,
+            actor_id,
+            actor_kind,
+            index,
+            action,
+            review,
+            purpose,
+            subject,
+            decision,
+            released,
+            withheld,
+            initiator,
+            requested,
+            consent_id,
+            processing,
+            legal_basis,
+            subject_prev,
+            justification,
+            legal_reference,
+        };
+        Ok((view, [requested_check, released_check, withheld_check]))
+    }
+}
+
+/// Strictly decodes and checks an entry without copying anything; returns it with its
+/// actor kind.
+fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
+    if bytes.len() > MAX_ENTRY_LEN {
+        return Err(too_large());
+    }
+    let (w, [requested, released, withheld]) = Reader::new(bytes).entry()?;
+    let kind = Rules {
+        v: w.v,
+        actor_kind: ActorKind::parse(w.actor_kind),
+        actor_id: w.actor_id,
+        action: w.action,
+        decision: w.decision,
+        initiator: w.initiator,
+        processing: w.processing,
+        purpose: w.purpose,
+        legal_basis: w.legal_basis,
+        legal_reference: w.legal_reference,
+        consent_id: w.consent_id,
+        justification: w.justification,
+        requested,
+        released,
+        withheld,
+        index: w.index,
+        has_subject: w.subject.is_some(),
+        subject_prev: w.subject_prev,
+    }
+    .check()?;
+    Ok((w, kind))
+}
+
+/// What the verifier needs of an entry.
 pub(crate) struct EntryLinks {
     pub(crate) index: u64,
     pub(crate) prev: Hash,
@@ -268,60 +683,139 @@ pub(crate) struct EntryLinks {
     pub(crate) subject_prev: Option<u64>,
 }
 
-/// Strictly decodes an entry, keeping only its links (no allocation but `scratch`).
-pub(crate) fn decode_links(bytes: &[u8], scratch: &mut Vec<u8>) -> Result<EntryLinks, EntryError> {
-    let w = decode_wire(bytes, scratch)?;
+/// Strictly decodes an entry, keeping only its links (no allocation).
+pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
+    let (w, _) = decode_view(bytes)?;
     Ok(EntryLinks {
         index: w.index,
-        prev: w.prev.0,
-        subject: w.subject.map(|b| SubjectTag(b.0)),
+        prev: w.prev,
+        subject: w.subject,
         subject_prev: w.subject_prev,
     })
 }
 
+fn owned_texts(items: Items<'_>) -> Result<Vec<String>, EntryError> {
+    let mut r = Reader::new(items.bytes);
+    (0..items.len)
+        .map(|_| r.text().map(str::to_owned))
+        .collect()
+}
+
+fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, EntryError> {
+    let mut r = Reader::new(items.bytes);
+    (0..items.len)
+        .map(|_| {
+            let (field, reason) = r.withheld_pair()?;
+            Ok(Withheld {
+                field: field.to_owned(),
+                reason: reason.to_owned(),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
-    let mut scratch = Vec::with_capacity(bytes.len());
-    let w = decode_wire(bytes, &mut scratch)?;
-    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let (w, kind) = decode_view(bytes)?;
     Ok(Entry {
         index: w.index,
         time_ms: w.time,
         actor: Actor {
-            kind: ActorKind::parse(w.actor.kind).ok_or(EntryError::Invalid {
-                field: "actor.kind",
-                rule: "unknown actor kind",
-            })?,
-            id: w.actor.id.to_owned(),
+            kind,
+            id: w.actor_id.to_owned(),
         },
         initiator: w.initiator.map(str::to_owned),
         action: w.action.to_owned(),
         processing: w.processing.map(str::to_owned),
         purpose: w.purpose.map(str::to_owned),
-        requested: owned(&w.requested),
-        released: owned(&w.released),
-        withheld: w
-            .withheld
-            .iter()
-            .map(|x| Withheld {
-                field: x.field.to_owned(),
-                reason: x.reason.to_owned(),
-            })
-            .collect(),
+        requested: owned_texts(w.requested)?,
+        released: owned_texts(w.released)?,
+        withheld: owned_withheld(w.withheld)?,
         legal_basis: w.legal_basis.map(str::to_owned),
         legal_reference: w.legal_reference.map(str::to_owned),
         consent_id: w.consent_id.map(str::to_owned),
         decision: w.decision.to_owned(),
         justification: w.justification.map(str::to_owned),
         review: w.review,
-        subject: w.subject.map(|b| SubjectTag(b.0)),
+        subject: w.subject,
         subject_prev: w.subject_prev,
-        prev: w.prev.0,
+        prev: w.prev,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reference model: the previous decoder (serde_cbor decode, field rules, then
+    /// re-encode and compare byte for byte).
+    fn reference_decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        if bytes.len() > MAX_ENTRY_LEN {
+            return Err(too_large());
+        }
+        let w: WireEntry<'_> = serde_cbor::from_slice(bytes)
+            .map_err(|e: serde_cbor::Error| malformed(e.to_string()))?;
+        let kind = w.rules().check()?;
+        let mut scratch = Vec::new();
+        write_wire(&w, &mut scratch)?;
+        if scratch.as_slice() != bytes {
+            return Err(malformed("not the canonical encoding"));
+        }
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Ok(Entry {
+            index: w.index,
+            time_ms: w.time,
+            actor: Actor {
+                kind,
+                id: w.actor.id.to_owned(),
+            },
+            initiator: w.initiator.map(str::to_owned),
+            action: w.action.to_owned(),
+            processing: w.processing.map(str::to_owned),
+            purpose: w.purpose.map(str::to_owned),
+            requested: owned(&w.requested),
+            released: owned(&w.released),
+            withheld: w
+                .withheld
+                .iter()
+                .map(|x| Withheld {
+                    field: x.field.to_owned(),
+                    reason: x.reason.to_owned(),
+                })
+                .collect(),
+            legal_basis: w.legal_basis.map(str::to_owned),
+            legal_reference: w.legal_reference.map(str::to_owned),
+            consent_id: w.consent_id.map(str::to_owned),
+            decision: w.decision.to_owned(),
+            justification: w.justification.map(str::to_owned),
+            review: w.review,
+            subject: w.subject.map(|b| SubjectTag(b.0)),
+            subject_prev: w.subject_prev,
+            prev: w.prev.0,
+        })
+    }
+
+    /// Serialises an entry without its field rules and size limit (canonical bytes of
+    /// entries the encoder refuses).
+    fn raw(e: &Entry, v: u64) -> Vec<u8> {
+        let mut w = to_wire(e);
+        w.v = v;
+        serde_cbor::to_vec(&w).expect("serialising to a vector cannot fail")
+    }
+
+    /// The new decoder and the reference model agree on `bytes`: both accept with the
+    /// same entry, or both reject. Returns whether they accepted.
+    fn agree(bytes: &[u8]) -> bool {
+        let new = decode_entry(bytes);
+        let reference = reference_decode(bytes);
+        assert_eq!(
+            new.as_ref().ok(),
+            reference.as_ref().ok(),
+            "new {new:?} reference {reference:?} on {bytes:02x?}"
+        );
+        assert_eq!(decode_links(bytes).is_ok(), new.is_ok());
+        new.is_ok()
+    }
 
     fn sample() -> Entry {
         let mut d = crate::entry::EntryDraft::new(
@@ -343,6 +837,56 @@ mod tests {
         d.subject_prev = Some(3);
         d.purpose = Some("tax assessment".into());
         Entry::from_draft(d, 9, [1; 32])
+    }
+
+    /// Every optional field set, a citizen actor, review flagged, non-ASCII text.
+    fn citizen() -> Entry {
+        let mut d = crate::entry::EntryDraft::new(
+            u64::MAX,
+            Actor {
+                kind: ActorKind::Citizen,
+                id: String::new(),
+            },
+            "consent.grant",
+            "done",
+        );
+        d.initiator = Some(String::new());
+        d.processing = Some("collection".into());
+        d.purpose = Some("Überprüfung ✓".into());
+        d.requested = vec!["a".into(), "b".into(), "c".into()];
+        d.released = vec!["a".into(), "b".into()];
+        d.withheld = vec![
+            Withheld {
+                field: "c".into(),
+                reason: "r".into(),
+            },
+            Withheld {
+                field: "d".into(),
+                reason: "s".into(),
+            },
+        ];
+        d.legal_basis = Some("consent".into());
+        d.legal_reference = Some("§ 4".into());
+        d.consent_id = Some("c-1".into());
+        d.justification = Some("requested by the citizen".into());
+        d.review = true;
+        d.subject = Some(SubjectTag([0xa5; 32]));
+        d.subject_prev = Some(65_535);
+        Entry::from_draft(d, 65_536, [0xff; 32])
+    }
+
+    /// No optional field, empty lists, index 0.
+    fn minimal() -> Entry {
+        let d = crate::entry::EntryDraft::new(
+            0,
+            Actor {
+                kind: ActorKind::System,
+                id: "s".into(),
+            },
+            "x",
+            "done",
+        );
+        Entry::from_draft(d, 0, [0; 32])
     }
 
     #[test]
@@ -401,5 +945,555 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn samples_round_trip_and_their_links_are_read() {
+        for e in [sample(), citizen(), minimal()] {
+            let bytes = encode_entry(&e).expect("valid");
+            assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+            assert_eq!(reference_decode(&bytes), Ok(e.clone()));
+            let links = decode_links(&bytes).expect("decodes");
+            assert_eq!(
+                (links.index, links.prev, links.subject, links.subject_prev),
+                (e.index, e.prev, e.subject, e.subject_prev)
+            );
+        }
+    }
+
+    /// Every substitution, deletion and insertion of one byte in three valid encodings is
+    /// accepted or rejected exactly as the reference model does (all are rejected but the
+    /// few that spell another valid entry, e.g. another time or flag).
+    #[test]
+    fn every_single_byte_change_is_judged_like_the_reference() {
+        for e in [sample(), citizen(), minimal()] {
+            let bytes = encode_entry(&e).expect("valid");
+            let mut accepted = 0;
+            for pos in 0..=bytes.len() {
+                for b in 0..=255u8 {
+                    let mut ins = bytes.clone();
+                    ins.insert(pos, b);
+                    accepted += usize::from(agree(&ins));
+                    if pos < bytes.len() && bytes[pos] != b {
+                        let mut sub = bytes.clone();
+                        sub[pos] = b;
+                        accepted += usize::from(agree(&sub));
+                    }
+                }
+                if pos < bytes.len() {
+                    let mut del = bytes.clone();
+                    del.remove(pos);
+                    accepted += usize::from(agree(&del));
+                    assert!(!agree(&bytes[..pos]), "a prefix is never an entry");
+                }
+            }
+            assert!(accepted > 0, "some changes spell another valid entry");
+        }
+    }
+
+    /// `major`'s head for `value` in every width it fits, shortest first.
+    fn heads(major: u8, value: u64) -> Vec<Vec<u8>> {
+        let m = major << 5;
+        let mut out = Vec::new();
+        if value < 24 {
+            out.push(vec![m | value as u8]);
+        }
+        if let Ok(v) = u8::try_from(value) {
+            out.push(vec![m | 24, v]);
+        }
+        if let Ok(v) = u16::try_from(value) {
+            out.push([&[m | 25][..], &v.to_be_bytes()].concat());
+        }
+        if let Ok(v) = u32::try_from(value) {
+            out.push([&[m | 26][..], &v.to_be_bytes()].concat());
+        }
+        out.push([&[m | 27][..], &value.to_be_bytes()].concat());
+        out
+    }
+
+    /// Rewrites the head right after `key` (its shortest form) in every wider form: only
+    /// the shortest decodes, as for the reference model.
+    fn only_shortest_head_decodes(e: &Entry, key: &str, major: u8, value: u64) {
+        let bytes = encode_entry(e).expect("valid");
+        let mut k = vec![0x60 + key.len() as u8];
+        k.extend_from_slice(key.as_bytes());
+        let at = bytes
+            .windows(k.len())
+            .position(|w| w == k)
+            .expect("key present")
+            + k.len();
+        let forms = heads(major, value);
+        assert_eq!(&bytes[at..at + forms[0].len()], forms[0].as_slice());
+        for (i, form) in forms.iter().enumerate() {
+            let mut b = bytes[..at].to_vec();
+            b.extend_from_slice(form);
+            b.extend_from_slice(&bytes[at + forms[0].len()..]);
+            assert_eq!(agree(&b), i == 0, "{key} = {value} in form {i}");
+        }
+    }
+
+    #[test]
+    fn integers_and_lengths_must_use_their_shortest_head() {
+        let edges = [
+            0,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            1 << 32,
+            u64::MAX,
+        ];
+        for value in edges {
+            let mut e = minimal();
+            e.time_ms = value;
+            only_shortest_head_decodes(&e, "time", MAJOR_UINT, value);
+            let mut e = sample();
+            e.index = value.max(1);
+            e.subject_prev = Some(value.max(1) - 1);
+            only_shortest_head_decodes(&e, "index", MAJOR_UINT, value.max(1));
+            only_shortest_head_decodes(&e, "subject_prev", MAJOR_UINT, value.max(1) - 1);
+        }
+        for len in [0usize, 1, 23, 24, 255, 256, 4096] {
+            let mut e = minimal();
+            e.justification = Some("j".repeat(len));
+            only_shortest_head_decodes(&e, "justification", MAJOR_TEXT, len as u64);
+            e.requested = vec!["f".into(); len.min(1024)];
+            only_shortest_head_decodes(&e, "requested", MAJOR_ARRAY, len.min(1024) as u64);
+        }
+    }
+
+    #[test]
+    fn indefinite_and_reserved_heads_are_rejected() {
+        let bytes = encode_entry(&minimal()).expect("valid");
+        // "time": 0 is 0x64 't' 'i' 'm' 'e' 0x00, the byte at offset 46.
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"\x64time")
+            .expect("key")
+            + 5;
+        assert_eq!(bytes[at], 0x00);
+        for info in 28..=31u8 {
+            let mut b = bytes.clone();
+            b[at] = info;
+            assert!(!agree(&b));
+            assert!(matches!(
+                decode_entry(&b),
+                Err(EntryError::Malformed { .. })
+            ));
+        }
+        // "action": "x" as an indefinite-length text of one chunk.
+        let at = bytes
+            .windows(7)
+            .position(|w| w == b"\x66action")
+            .expect("key")
+            + 7;
+        assert_eq!(&bytes[at..at + 2], b"\x61x");
+        let mut b = bytes[..at].to_vec();
+        b.extend_from_slice(b"\x7f\x61x\xff");
+        b.extend_from_slice(&bytes[at + 2..]);
+        assert!(!agree(&b));
+        // A tagged value (tag 0 on the time) and a byte string where text is expected.
+        let at_time = bytes
+            .windows(5)
+            .position(|w| w == b"\x64time")
+            .expect("key")
+            + 5;
+        let mut b = bytes[..at_time].to_vec();
+        b.push(0xc0);
+        b.extend_from_slice(&bytes[at_time..]);
+        assert!(!agree(&b));
+        let mut b = bytes.clone();
+        b[at] = 0x41;
+        assert!(!agree(&b));
+    }
+
+    /// An edit that breaks a rule, and the field and rule reported.
+    type RuleCase = (Box<dyn Fn(&mut Entry)>, &'static str, &'static str);
+
+    /// Canonical bytes of entries that break one field rule: the decoder reports exactly
+    /// the reference model's error, and the encoder refuses the entry with the same one.
+    #[test]
+    fn each_field_rule_is_enforced_on_both_sides() {
+        let cases: Vec<RuleCase> = vec![
+            (
+                Box::new(|e| e.action.clear()),
+                "action",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.decision.clear()),
+                "decision",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.actor.id.clear()),
+                "actor.id",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.actor.id = "x".repeat(MAX_TEXT_LEN + 1)),
+                "actor.id",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| {
+                    e.actor = Actor {
+                        kind: ActorKind::Citizen,
+                        id: "1".into(),
+                    }
+                }),
+                "actor.id",
+                "a citizen actor has an empty id (the citizen is the subject)",
+            ),
+            (
+                Box::new(|e| e.action = "x".repeat(MAX_TEXT_LEN + 1)),
+                "action",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.decision = "x".repeat(MAX_TEXT_LEN + 1)),
+                "decision",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.initiator = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "initiator",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.processing = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "processing",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.purpose = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "purpose",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.legal_basis = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "legal_basis",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.legal_reference = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "legal_reference",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.consent_id = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "consent_id",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.justification = Some("x".repeat(MAX_TEXT_LEN + 1))),
+                "justification",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.requested = vec!["a".into(), String::new()]),
+                "requested",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.requested = vec!["a".into(); MAX_LIST_LEN + 1]),
+                "requested",
+                "more than 1024 items",
+            ),
+            (
+                Box::new(|e| e.released = vec![String::new(), "x".repeat(MAX_TEXT_LEN + 1)]),
+                "released",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.released = vec!["a".into(), "x".repeat(MAX_TEXT_LEN + 1)]),
+                "released",
+                "longer than 4096 bytes",
+            ),
+            (
+                Box::new(|e| e.released = vec!["a".into(); MAX_LIST_LEN + 1]),
+                "released",
+                "more than 1024 items",
+            ),
+            (
+                Box::new(|e| {
+                    e.withheld = vec![
+                        Withheld {
+                            field: "f".into(),
+                            reason: "r".into(),
+                        };
+                        MAX_LIST_LEN + 1
+                    ]
+                }),
+                "withheld",
+                "more than 1024 items",
+            ),
+            (
+                Box::new(|e| {
+                    e.withheld = vec![
+                        Withheld {
+                            field: "f".into(),
+                            reason: "r".into(),
+                        },
+                        Withheld {
+                            field: String::new(),
+                            reason: String::new(),
+                        },
+                    ]
+                }),
+                "withheld.field",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| {
+                    e.withheld = vec![
+                        Withheld {
+                            field: "f".into(),
+                            reason: String::new(),
+                        },
+                        Withheld {
+                            field: String::new(),
+                            reason: "r".into(),
+                        },
+                    ]
+                }),
+                "withheld.reason",
+                "must not be empty",
+            ),
+            (
+                Box::new(|e| e.subject = None),
+                "subject_prev",
+                "set without a subject",
+            ),
+            (
+                Box::new(|e| e.subject_prev = Some(e.index)),
+                "subject_prev",
+                "not below the entry's index",
+            ),
+            (
+                Box::new(|e| e.subject_prev = Some(u64::MAX)),
+                "subject_prev",
+                "not below the entry's index",
+            ),
+            // Two broken rules: the first in rule order is reported.
+            (
+                Box::new(|e| {
+                    e.decision.clear();
+                    e.requested = vec![String::new()];
+                }),
+                "decision",
+                "must not be empty",
+            ),
+        ];
+        for (edit, field, rule) in cases {
+            let mut e = sample();
+            edit(&mut e);
+            let want = Err(EntryError::Invalid { field, rule });
+            assert_eq!(encode_entry(&e), want.clone().map(|_: ()| Vec::new()));
+            let bytes = raw(&e, ENTRY_VERSION);
+            assert_eq!(decode_entry(&bytes), want.clone().map(|_: ()| e.clone()));
+            assert_eq!(reference_decode(&bytes).map(|_| ()), want);
+            assert!(decode_links(&bytes).is_err());
+        }
+        // At the limits themselves every rule is met.
+        let mut e = sample();
+        e.action = "x".repeat(MAX_TEXT_LEN);
+        e.purpose = Some(String::new());
+        e.requested = vec!["a".into(); MAX_LIST_LEN];
+        e.released = vec!["x".repeat(MAX_TEXT_LEN)];
+        e.withheld = vec![
+            Withheld {
+                field: "f".into(),
+                reason: "r".into(),
+            };
+            MAX_LIST_LEN
+        ];
+        e.subject_prev = Some(e.index - 1);
+        let bytes = encode_entry(&e).expect("valid at the limits");
+        assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+        assert!(agree(&bytes));
+        // Another version is reported before any other broken rule.
+        e.action.clear();
+        assert_eq!(
+            decode_entry(&raw(&e, 2)),
+            Err(EntryError::Invalid {
+                field: "v",
+                rule: "unknown entry version"
+            })
+        );
+    }
+
+    /// An entry of `target` encoded bytes (its justification pads it), serialised without
+    /// the encoder's rules.
+    fn entry_of_len(target: usize) -> (Entry, Vec<u8>) {
+        let mut e = minimal();
+        e.requested = vec!["r".repeat(MAX_TEXT_LEN); 255];
+        e.justification = Some("j".repeat(1000));
+        let short = raw(&e, ENTRY_VERSION).len();
+        e.justification = Some("j".repeat(1000 + target - short));
+        let bytes = raw(&e, ENTRY_VERSION);
+        assert_eq!(bytes.len(), target);
+        (e, bytes)
+    }
+
+    #[test]
+    fn an_entry_of_exactly_1_mib_is_accepted_and_one_byte_more_is_refused() {
+        let (e, bytes) = entry_of_len(MAX_ENTRY_LEN);
+        assert_eq!(encode_entry(&e).as_ref(), Ok(&bytes));
+        assert_eq!(decode_entry(&bytes), Ok(e));
+        let (e, bytes) = entry_of_len(MAX_ENTRY_LEN + 1);
+        assert_eq!(encode_entry(&e), Err(too_large()));
+        assert_eq!(decode_entry(&bytes), Err(too_large()));
+        assert!(decode_links(&bytes).is_err());
+        assert!(!agree(&bytes));
+    }
+
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            30 => "[a-z._-]{1,12}",
+            6 => ".{1,20}",
+            2 => Just(String::new()),
+            1 => (4095usize..=4097).prop_map(|n| "t".repeat(n)),
+        ]
+    }
+
+    fn any_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..30,
+            any::<u64>(),
+            250u64..70_000,
+            (1u64 << 32) - 3..(1 << 32) + 3
+        ]
+    }
+
+    fn any_kind() -> impl Strategy<Value = ActorKind> {
+        prop_oneof![
+            Just(ActorKind::Agency),
+            Just(ActorKind::Citizen),
+            Just(ActorKind::Auditor),
+            Just(ActorKind::Operator),
+            Just(ActorKind::System),
+        ]
+    }
+
+    /// Entries of every shape, most valid, some breaking a field rule.
+    fn any_entry() -> impl Strategy<Value = Entry> {
+        let texts = || proptest::collection::vec(any_text(), 0..4);
+        let opt = || proptest::option::of(any_text());
+        (
+            (
+                any_u64(),
+                any_u64(),
+                any_kind(),
+                any_text(),
+                any_text(),
+                any_text(),
+            ),
+            (opt(), opt(), opt(), opt(), opt(), opt(), opt()),
+            (
+                texts(),
+                texts(),
+                proptest::collection::vec((any_text(), any_text()), 0..3),
+            ),
+            (
+                any::<bool>(),
+                proptest::option::of(any::<[u8; 32]>()),
+                proptest::option::of(any_u64()),
+                any::<[u8; 32]>(),
+            ),
+        )
+            .prop_map(|(a, b, c, d)| {
+                let (index, time_ms, kind, id, action, decision) = a;
+                let (
+                    initiator,
+                    processing,
+                    purpose,
+                    legal_basis,
+                    legal_reference,
+                    consent_id,
+                    justification,
+                ) = b;
+                let (requested, released, withheld) = c;
+                let (review, subject, subject_prev, prev) = d;
+                Entry {
+                    index,
+                    time_ms,
+                    actor: Actor {
+                        kind,
+                        id: if kind == ActorKind::Citizen && id.len() < 5 {
+                            String::new()
+                        } else {
+                            id
+                        },
+                    },
+                    initiator,
+                    action,
+                    processing,
+                    purpose,
+                    requested,
+                    released,
+                    withheld: withheld
+                        .into_iter()
+                        .map(|(field, reason)| Withheld { field, reason })
+                        .collect(),
+                    legal_basis,
+                    legal_reference,
+                    consent_id,
+                    decision,
+                    justification,
+                    review,
+                    subject: subject.map(SubjectTag),
+                    subject_prev,
+                    prev,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A valid entry round-trips; an invalid one is refused by the encoder, and its
+        /// canonical bytes by the decoder and the reference, all with the same error.
+        #[test]
+        fn decode_inverts_encode_and_rules_match_the_reference(e in any_entry()) {
+            match encode_entry(&e) {
+                Ok(bytes) => {
+                    prop_assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+                    prop_assert_eq!(reference_decode(&bytes), Ok(e));
+                }
+                Err(err) => {
+                    let bytes = raw(&e, ENTRY_VERSION);
+                    prop_assert_eq!(decode_entry(&bytes), Err(err.clone()));
+                    prop_assert_eq!(reference_decode(&bytes).map(|_| ()), Err(err));
+                }
+            }
+        }
+
+        /// Any few substitutions, insertions and deletions of bytes in a valid encoding:
+        /// the decoder accepts exactly when the reference model does, with the same entry.
+        #[test]
+        fn mutated_bytes_are_judged_like_the_reference(
+            e in any_entry(),
+            edits in proptest::collection::vec((0u8..3, any::<prop::sample::Index>(), any::<u8>()), 1..5),
+        ) {
+            let Ok(mut bytes) = encode_entry(&e) else { return Ok(()) };
+            for (kind, at, b) in edits {
+                match kind {
+                    0 if !bytes.is_empty() => {
+                        let i = at.index(bytes.len());
+                        bytes[i] = b;
+                    }
+                    1 => bytes.insert(at.index(bytes.len() + 1), b),
+                    _ if !bytes.is_empty() => {
+                        bytes.remove(at.index(bytes.len()));
+                    }
+                    _ => {}
+                }
+            }
+            agree(&bytes);
+        }
     }
 }

@@ -346,7 +346,6 @@ pub fn verify(
     let mut evidence = Evidence::default();
     let mut subjects: HashMap<SubjectTag, u64> = HashMap::new();
     let mut buf = Vec::with_capacity(4096);
-    let mut scratch = Vec::with_capacity(4096);
     for i in 0..count {
         let mut len4 = [0u8; 4];
         if let Err(e) = read_exact_or(&mut r, &mut len4, || {
@@ -364,7 +363,7 @@ pub fn verify(
         }) {
             return Err(evidence.stop(e));
         }
-        let links = match decode_links(&buf, &mut scratch) {
+        let links = match decode_links(&buf) {
             Ok(l) => l,
             Err(e) => return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
         };
