@@ -123,11 +123,18 @@ impl Vault {
 
     /// Like [`Vault::start_dev`], with extra environment variables for the server.
     pub fn start_dev_with(env: &[(&str, &str)]) -> anyhow::Result<Vault> {
+        Self::start_dev_with_args(&[], env)
+    }
+
+    /// Like [`Vault::start_dev`], with extra command-line arguments (e.g.
+    /// `["--agency-rate", "5"]`) and environment variables for the server.
+    pub fn start_dev_with_args(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Vault> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let mut child = Command::new(binary("vault-server"))
             .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -62,7 +62,9 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
     if enable_echo {
         r = r.route("/bench/echo", post(ops::echo));
     }
+    // After every route: the 405 answer applies to the routes added so far.
     r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
@@ -70,6 +72,14 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route: see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method: the `allow` header lists the ones it takes",
+    )
 }
 
 async fn count(State(app): State<App>, req: Request, next: Next) -> Response {

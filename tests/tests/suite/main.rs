@@ -1,8 +1,10 @@
 //! The end-to-end test binary: one binary, one module per concern.
 
+mod api;
 mod audit_trail;
 mod crash;
 mod dev_mode;
 mod flows;
+mod openapi;
 mod repo_rules;
 mod security;

@@ -1,7 +1,7 @@
 //! Operator routes (operator client certificate made at `init`): the live verbs of
 //! `vault-cli`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use vault_core::engine::{ImportRow, TokenRequest};
 
-use super::Body;
+use super::{Body, Path};
 use crate::app::{blocking, App, OperatorCaller};
 use crate::error::ApiError;
 use crate::views;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use vault_core::engine::{AccessInput, ConsentRequestInput};
 
-use super::Body;
+use super::{Body, Path};
 use crate::app::{blocking, AgencyCaller, App};
 use crate::error::ApiError;
 use crate::views;

@@ -1,7 +1,7 @@
 //! Auditor (bearer token) and public audit routes: checkpoint, verifier key, entries and
 //! proofs. Proofs are hashes only and public; entries need an auditor token.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::Query;
 use crate::app::{blocking, App, AuditorCaller};
 use crate::error::ApiError;
 use crate::views;

@@ -1,14 +1,14 @@
 //! Citizen routes (bearer token). A citizen token only ever reaches its own citizen: the
 //! citizen id comes from the token, never from the request.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vault_core::engine::GrantInput;
 
-use super::Body;
+use super::{Body, Path, Query};
 use crate::app::{blocking, App, CitizenCaller};
 use crate::error::ApiError;
 use crate::views;
