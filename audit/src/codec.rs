@@ -349,10 +349,6 @@ fn malformed(reason: impl Into<String>) -> EntryError {
     }
 }
 
-fn ends_early() -> EntryError {
-    malformed("the entry ends inside a value")
-}
-
 const MAJOR_UINT: u8 = 0;
 const MAJOR_BYTES: u8 = 2;
 const MAJOR_TEXT: u8 = 3;
@@ -370,6 +366,50 @@ const MAJOR_NAMES: [&str; 8] = [
 const FALSE: u8 = 0xf4;
 const TRUE: u8 = 0xf5;
 const NULL: u8 = 0xf6;
+
+/// Why bytes are not the canonical form (small and `Copy`, so the reader's results stay
+/// cheap; turned into [`EntryError::Malformed`] once, at the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    EndsEarly,
+    Type {
+        expected: u8,
+        found: u8,
+    },
+    IndefiniteOrReserved,
+    NotShortest,
+    /// The expected key, as its encoded text (head byte first).
+    Key(&'static [u8]),
+    Map(u8),
+    Utf8,
+    Bool,
+    Bytes32,
+    Trailing,
+}
+
+impl From<Fault> for EntryError {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::EndsEarly => malformed("the entry ends inside a value"),
+            Fault::Type { expected, found } => malformed(format!(
+                "expected {}, found {}",
+                MAJOR_NAMES[usize::from(expected & 7)],
+                MAJOR_NAMES[usize::from(found & 7)]
+            )),
+            Fault::IndefiniteOrReserved => malformed("indefinite length or reserved head"),
+            Fault::NotShortest => malformed("integer or length not in its shortest form"),
+            Fault::Key(key) => malformed(format!(
+                "expected the key `{}` next",
+                String::from_utf8_lossy(key.get(1..).unwrap_or_default())
+            )),
+            Fault::Map(pairs) => malformed(format!("expected a map of {pairs} pairs")),
+            Fault::Utf8 => malformed("text is not valid UTF-8"),
+            Fault::Bool => malformed("expected a boolean"),
+            Fault::Bytes32 => malformed("expected a 32-byte byte string"),
+            Fault::Trailing => malformed("trailing bytes after the entry"),
+        }
+    }
+}
 
 /// The encoded items of a list the reader has already checked.
 #[derive(Clone, Copy)]
@@ -414,26 +454,30 @@ impl<'a> Reader<'a> {
         Self { rest: bytes }
     }
 
-    fn byte(&mut self) -> Result<u8, EntryError> {
-        let (&b, rest) = self.rest.split_first().ok_or_else(ends_early)?;
+    #[inline]
+    fn byte(&mut self) -> Result<u8, Fault> {
+        let (&b, rest) = self.rest.split_first().ok_or(Fault::EndsEarly)?;
         self.rest = rest;
         Ok(b)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], EntryError> {
-        let (head, rest) = self.rest.split_first_chunk::<N>().ok_or_else(ends_early)?;
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
+        let (head, rest) = self.rest.split_first_chunk::<N>().ok_or(Fault::EndsEarly)?;
         self.rest = rest;
         Ok(*head)
     }
 
-    fn take(&mut self, len: u64) -> Result<&'a [u8], EntryError> {
-        let len = usize::try_from(len).map_err(|_| ends_early())?;
-        let (head, rest) = self.rest.split_at_checked(len).ok_or_else(ends_early)?;
+    #[inline]
+    fn take(&mut self, len: u64) -> Result<&'a [u8], Fault> {
+        let len = usize::try_from(len).map_err(|_| Fault::EndsEarly)?;
+        let (head, rest) = self.rest.split_at_checked(len).ok_or(Fault::EndsEarly)?;
         self.rest = rest;
         Ok(head)
     }
 
     /// Skips a `null` if one is next.
+    #[inline]
     fn null(&mut self) -> bool {
         match self.rest.split_first() {
             Some((&NULL, rest)) => {
@@ -445,14 +489,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The argument of a head of major type `major`, which must be in its shortest form.
-    fn head(&mut self, major: u8) -> Result<u64, EntryError> {
+    #[inline]
+    fn head(&mut self, major: u8) -> Result<u64, Fault> {
         let initial = self.byte()?;
         if initial >> 5 != major {
-            return Err(malformed(format!(
-                "expected {}, found {}",
-                MAJOR_NAMES[usize::from(major)],
-                MAJOR_NAMES[usize::from(initial >> 5)]
-            )));
+            return Err(Fault::Type {
+                expected: major,
+                found: initial >> 5,
+            });
         }
         let info = initial & 0x1f;
         let (value, least) = match info {
@@ -461,61 +505,68 @@ impl<'a> Reader<'a> {
             25 => (u64::from(u16::from_be_bytes(self.array()?)), 1 << 8),
             26 => (u64::from(u32::from_be_bytes(self.array()?)), 1 << 16),
             27 => (u64::from_be_bytes(self.array()?), 1 << 32),
-            _ => return Err(malformed("indefinite length or reserved head")),
+            _ => return Err(Fault::IndefiniteOrReserved),
         };
         if value < least {
-            return Err(malformed("integer or length not in its shortest form"));
+            return Err(Fault::NotShortest);
         }
         Ok(value)
     }
 
-    /// The next key, which must be `key` (text keys are all shorter than 24 bytes).
-    fn key(&mut self, key: &'static str) -> Result<(), EntryError> {
-        let rest = match self.rest.split_first() {
-            Some((&h, rest)) if usize::from(h) == 0x60 + key.len() => {
-                rest.strip_prefix(key.as_bytes())
+    /// The next key, which must be exactly `key` (its encoded text: head byte, then the
+    /// name; compared as a fixed-size array).
+    #[inline]
+    fn key<const N: usize>(&mut self, key: &'static [u8; N]) -> Result<(), Fault> {
+        match self.rest.split_first_chunk::<N>() {
+            Some((found, rest)) if found == key => {
+                self.rest = rest;
+                Ok(())
             }
-            _ => None,
-        };
-        self.rest = rest.ok_or_else(|| malformed(format!("expected the key `{key}` next")))?;
-        Ok(())
+            _ => Err(Fault::Key(key)),
+        }
     }
 
     /// A map head of exactly `pairs` pairs.
-    fn map(&mut self, pairs: u8) -> Result<(), EntryError> {
+    #[inline]
+    fn map(&mut self, pairs: u8) -> Result<(), Fault> {
         if self.byte()? != 0xa0 + pairs {
-            return Err(malformed(format!("expected a map of {pairs} pairs")));
+            return Err(Fault::Map(pairs));
         }
         Ok(())
     }
 
-    fn uint(&mut self) -> Result<u64, EntryError> {
+    #[inline]
+    fn uint(&mut self) -> Result<u64, Fault> {
         self.head(MAJOR_UINT)
     }
 
-    fn text(&mut self) -> Result<&'a str, EntryError> {
+    #[inline]
+    fn text(&mut self) -> Result<&'a str, Fault> {
         let len = self.head(MAJOR_TEXT)?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| malformed("text is not valid UTF-8"))
+        std::str::from_utf8(self.take(len)?).map_err(|_| Fault::Utf8)
     }
 
-    fn opt_text(&mut self) -> Result<Option<&'a str>, EntryError> {
+    #[inline]
+    fn opt_text(&mut self) -> Result<Option<&'a str>, Fault> {
         if self.null() {
             return Ok(None);
         }
         self.text().map(Some)
     }
 
-    fn bool(&mut self) -> Result<bool, EntryError> {
+    #[inline]
+    fn bool(&mut self) -> Result<bool, Fault> {
         match self.byte()? {
             FALSE => Ok(false),
             TRUE => Ok(true),
-            _ => Err(malformed("expected a boolean")),
+            _ => Err(Fault::Bool),
         }
     }
 
-    fn bytes32(&mut self) -> Result<[u8; 32], EntryError> {
+    #[inline]
+    fn bytes32(&mut self) -> Result<[u8; 32], Fault> {
         if self.head(MAJOR_BYTES)? != 32 {
-            return Err(malformed("expected a 32-byte byte string"));
+            return Err(Fault::Bytes32);
         }
         self.array()
     }
@@ -527,7 +578,7 @@ impl<'a> Reader<'a> {
         consumed
     }
 
-    fn texts(&mut self, field: &'static str) -> Result<(Items<'a>, ListCheck), EntryError> {
+    fn texts(&mut self, field: &'static str) -> Result<(Items<'a>, ListCheck), Fault> {
         let len = self.head(MAJOR_ARRAY)?;
         let start = self.rest;
         let mut check = ListCheck::new(field, len);
@@ -539,15 +590,15 @@ impl<'a> Reader<'a> {
         Ok((Items { len, bytes }, check))
     }
 
-    fn withheld_pair(&mut self) -> Result<(&'a str, &'a str), EntryError> {
+    fn withheld_pair(&mut self) -> Result<(&'a str, &'a str), Fault> {
         self.map(2)?;
-        self.key("field")?;
+        self.key(b"\x65field")?;
         let field = self.text()?;
-        self.key("reason")?;
+        self.key(b"\x66reason")?;
         Ok((field, self.text()?))
     }
 
-    fn withheld(&mut self) -> Result<(Items<'a>, ListCheck), EntryError> {
+    fn withheld(&mut self) -> Result<(Items<'a>, ListCheck), Fault> {
         let len = self.head(MAJOR_ARRAY)?;
         let start = self.rest;
         let mut check = ListCheck::new("withheld", len);
@@ -560,62 +611,62 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a whole entry (the map and nothing after it).
-    fn entry(mut self) -> Result<(View<'a>, [ListCheck; 3]), EntryError> {
+    fn entry(mut self) -> Result<(View<'a>, [ListCheck; 3]), Fault> {
         self.map(20)?;
-        self.key("v")?;
+        self.key(b"\x61v")?;
         let v = self.uint()?;
-        self.key("prev")?;
+        self.key(b"\x64prev")?;
         let prev = self.bytes32()?;
-        self.key("time")?;
+        self.key(b"\x64time")?;
         let time = self.uint()?;
-        self.key("actor")?;
+        self.key(b"\x65actor")?;
         self.map(2)?;
-        self.key("id")?;
+        self.key(b"\x62id")?;
         let actor_id = self.text()?;
-        self.key("kind")?;
+        self.key(b"\x64kind")?;
         let actor_kind = self.text()?;
-        self.key("index")?;
+        self.key(b"\x65index")?;
         let index = self.uint()?;
-        self.key("action")?;
+        self.key(b"\x66action")?;
         let action = self.text()?;
-        self.key("review")?;
+        self.key(b"\x66review")?;
         let review = self.bool()?;
-        self.key("purpose")?;
+        self.key(b"\x67purpose")?;
         let purpose = self.opt_text()?;
-        self.key("subject")?;
+        self.key(b"\x67subject")?;
         let subject = if self.null() {
             None
         } else {
             Some(SubjectTag(self.bytes32()?))
         };
-        self.key("decision")?;
+        self.key(b"\x68decision")?;
         let decision = self.text()?;
-        self.key("released")?;
+        self.key(b"\x68released")?;
         let (released, released_check) = self.texts("released")?;
-        self.key("withheld")?;
+        self.key(b"\x68withheld")?;
         let (withheld, withheld_check) = self.withheld()?;
-        self.key("initiator")?;
+        self.key(b"\x69initiator")?;
         let initiator = self.opt_text()?;
-        self.key("requested")?;
+        self.key(b"\x69requested")?;
         let (requested, requested_check) = self.texts("requested")?;
-        self.key("consent_id")?;
+        self.key(b"\x6aconsent_id")?;
         let consent_id = self.opt_text()?;
-        self.key("processing")?;
+        self.key(b"\x6aprocessing")?;
         let processing = self.opt_text()?;
-        self.key("legal_basis")?;
+        self.key(b"\x6blegal_basis")?;
         let legal_basis = self.opt_text()?;
-        self.key("subject_prev")?;
+        self.key(b"\x6csubject_prev")?;
         let subject_prev = if self.null() {
             None
         } else {
             Some(self.uint()?)
         };
-        self.key("justification")?;
+        self.key(b"\x6djustification")?;
         let justification = self.opt_text()?;
-        self.key("legal_reference")?;
+        self.key(b"\x6flegal_reference")?;
         let legal_reference = self.opt_text()?;
         if !self.rest.is_empty() {
-            return Err(malformed("trailing bytes after the entry"));
+            return Err(Fault::Trailing);
         }
         let view = View {
             v,
@@ -694,14 +745,14 @@ pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
     })
 }
 
-fn owned_texts(items: Items<'_>) -> Result<Vec<String>, EntryError> {
+fn owned_texts(items: Items<'_>) -> Result<Vec<String>, Fault> {
     let mut r = Reader::new(items.bytes);
     (0..items.len)
         .map(|_| r.text().map(str::to_owned))
         .collect()
 }
 
-fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, EntryError> {
+fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, Fault> {
     let mut r = Reader::new(items.bytes);
     (0..items.len)
         .map(|_| {
@@ -989,6 +1040,43 @@ mod tests {
             }
             assert!(accepted > 0, "some changes spell another valid entry");
         }
+    }
+
+    #[test]
+    fn malformed_reasons_name_what_was_expected_and_found() {
+        assert_eq!(
+            Reader::new(b"\x61x").uint(),
+            Err(Fault::Type {
+                expected: MAJOR_UINT,
+                found: MAJOR_TEXT
+            })
+        );
+        assert_eq!(
+            EntryError::from(Fault::Type {
+                expected: MAJOR_UINT,
+                found: MAJOR_TEXT
+            })
+            .to_string(),
+            "entry bytes are not a canonical version-1 entry: expected an unsigned integer, \
+             found a text string"
+        );
+        assert_eq!(Reader::new(b"\x18\x17").uint(), Err(Fault::NotShortest));
+        assert_eq!(
+            Reader::new(b"\x1f").uint(),
+            Err(Fault::IndefiniteOrReserved)
+        );
+        assert_eq!(Reader::new(b"\x19\x01").uint(), Err(Fault::EndsEarly));
+        assert_eq!(
+            Reader::new(b"\x64tome").key(b"\x64time"),
+            Err(Fault::Key(b"\x64time"))
+        );
+        assert_eq!(
+            EntryError::from(Fault::Key(b"\x64time")).to_string(),
+            "entry bytes are not a canonical version-1 entry: expected the key `time` next"
+        );
+        let mut bytes = encode_entry(&minimal()).expect("valid");
+        bytes.push(0xf6);
+        assert_eq!(decode_entry(&bytes), Err(EntryError::from(Fault::Trailing)));
     }
 
     /// `major`'s head for `value` in every width it fits, shortest first.
