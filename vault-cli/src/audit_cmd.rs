@@ -30,9 +30,10 @@ pub(crate) enum AuditCmd {
     /// it; with --key, verify its signature first; with --out, also save it (e.g. as the
     /// published checkpoint `vault-cli restore` checks against).
     Checkpoint {
-        /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
-        #[arg(long)]
-        key: Option<String>,
+        /// The trusted log verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding
+        /// it (`--key` is the operator's TLS key here).
+        #[arg(long, value_name = "KEY")]
+        log_key: Option<String>,
         /// Save the checkpoint to this new file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -61,11 +62,11 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify { export, key, json } => verify(&export, &key, json),
         AuditCmd::Checkpoint {
-            key,
+            log_key,
             out,
             conn,
             json,
-        } => checkpoint(&conn, key.as_deref(), out.as_deref(), json),
+        } => checkpoint(&conn, log_key.as_deref(), out.as_deref(), json),
         AuditCmd::Export { out, conn, json } => export(&conn, &out, json),
     }
 }

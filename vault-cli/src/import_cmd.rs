@@ -711,3 +711,113 @@ fn send(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference model of CSV writing: quote when needed, double the quotes.
+    fn write_csv(rows: &[Vec<String>]) -> String {
+        let mut out = String::new();
+        for r in rows {
+            let cells: Vec<String> = r
+                .iter()
+                .map(|c| {
+                    if c.contains([',', '"', '\n', '\r']) || c.is_empty() {
+                        format!("\"{}\"", c.replace('"', "\"\""))
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn csv_parses_what_a_writer_wrote_with_start_lines(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[a-z\",\n é]{0,6}", 1..5), 0..20)
+        ) {
+            let text = write_csv(&rows);
+            let parsed = parse_csv(&text).expect("parses");
+            let cells: Vec<Vec<String>> = parsed.iter().map(|(_, r)| r.clone()).collect();
+            prop_assert_eq!(&cells, &rows);
+            // Each record starts on the line after the previous record's last line.
+            let mut line = 1;
+            for ((start, _), r) in parsed.iter().zip(&rows) {
+                prop_assert_eq!(*start, line);
+                line += 1 + r.iter().map(|c| c.matches('\n').count()).sum::<usize>();
+            }
+        }
+    }
+
+    #[test]
+    fn csv_syntax_errors_name_the_line() {
+        let e = parse_csv("a,b\n\"open,c\n").expect_err("unclosed");
+        assert_eq!(e.line, 2);
+        let e = parse_csv("a,b\nx\"y,c\n").expect_err("stray quote");
+        assert_eq!(e.line, 2);
+        let e = parse_csv("a\n\"q\"z\n").expect_err("text after quote");
+        assert_eq!(e.line, 2);
+        // Blank lines are skipped, a BOM is ignored.
+        let ok = parse_csv("\u{feff}a,b\n\n\nc,d").expect("parses");
+        assert_eq!(
+            ok,
+            vec![
+                (1, vec!["a".into(), "b".into()]),
+                (4, vec!["c".into(), "d".into()])
+            ]
+        );
+    }
+
+    #[test]
+    fn json_elements_are_found_by_line() {
+        let text = "[\n {\"a\": \"[,{\\\"\"},\n\n {\"b\": [1,\n 2]}, 3\n]";
+        assert_eq!(json_element_lines(text), vec![2, 4, 5]);
+        assert_eq!(json_element_lines("[]"), Vec::<usize>::new());
+    }
+
+    fn row(i: usize, value_len: usize) -> Row {
+        Row {
+            lines: vec![i + 2],
+            citizen: format!("C{i}"),
+            category: "identity".to_owned(),
+            fields: [("full_name".to_owned(), Value::String("x".repeat(value_len)))]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn chunks_respect_the_row_and_byte_limits_and_cover_every_row() {
+        let rows: Vec<Row> = (0..1234).map(|i| row(i, 10)).collect();
+        let c = chunks(&rows);
+        assert_eq!(c, vec![0..500, 500..1000, 1000..1234]);
+        let big: Vec<Row> = (0..40).map(|i| row(i, 4000)).collect();
+        let c = chunks(&big);
+        assert!(c.len() > 1);
+        assert_eq!(c.first().map(|r| r.start), Some(0));
+        assert_eq!(c.last().map(|r| r.end), Some(40));
+        for w in c.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        for r in &c {
+            let bytes: usize = big[r.clone()]
+                .iter()
+                .map(|x| row_json(x).to_string().len() + 1)
+                .sum();
+            assert!(bytes <= MAX_CHUNK_BYTES, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn line_ranges_are_compact() {
+        assert_eq!(ranges(vec![5, 2, 3, 4, 9, 11, 12]), "2-5, 9, 11-12");
+        assert_eq!(ranges(vec![]), "");
+    }
+}

@@ -269,3 +269,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        // clap checks names, conflicts and defaults of every subcommand here, not only of
+        // the one a run happens to parse.
+        super::Cli::command().debug_assert();
+    }
+}
