@@ -2,7 +2,7 @@
 //! streaming offline verifier.
 
 use std::collections::HashMap;
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 
 use crate::codec::decode_links;
 use crate::entry::{EntryError, SubjectTag, MAX_ENTRY_LEN};
@@ -357,13 +357,22 @@ pub fn verify(
         if len == 0 || len as usize > MAX_ENTRY_LEN {
             return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::BadLength(len))));
         }
-        buf.resize(len as usize, 0);
-        if let Err(e) = read_exact_or(&mut r, &mut buf, || {
-            VerifyError::at(i, VerifyErrorKind::Truncated)
-        }) {
-            return Err(evidence.stop(e));
-        }
-        let links = match decode_links(&buf) {
+        // The leaf is read in place from the reader's buffer when it holds the whole
+        // entry (no copy), else copied into `buf`.
+        let len = len as usize;
+        let in_place = r.buffer().get(..len).is_some();
+        let leaf: &[u8] = if in_place {
+            &r.buffer()[..len] // in range: `in_place`
+        } else {
+            buf.resize(len, 0);
+            if let Err(e) = read_exact_or(&mut r, &mut buf, || {
+                VerifyError::at(i, VerifyErrorKind::Truncated)
+            }) {
+                return Err(evidence.stop(e));
+            }
+            &buf
+        };
+        let links = match decode_links(leaf) {
             Ok(l) => l,
             Err(e) => return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
         };
@@ -406,7 +415,10 @@ pub fn verify(
         if let Some(alt) = new_alt {
             evidence.first_break = Some((i, alt));
         }
-        pending = Some(leaf_hash(&buf));
+        pending = Some(leaf_hash(leaf));
+        if in_place {
+            r.consume(len);
+        }
         if (i + 1) % PROGRESS_EVERY == 0 {
             progress(i + 1, count);
         }
