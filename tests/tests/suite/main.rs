@@ -2,6 +2,7 @@
 
 mod api;
 mod audit_trail;
+mod cli;
 mod crash;
 mod dev_mode;
 mod flows;
