@@ -19,6 +19,7 @@ mod routes;
 mod serve;
 mod tls;
 mod views;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

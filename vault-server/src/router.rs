@@ -62,6 +62,8 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
     if enable_echo {
         r = r.route("/bench/echo", post(ops::echo));
     }
+    // The citizen web page and the vocabulary it shows (crate::web).
+    r = r.merge(crate::web::routes());
     // After every route: the 405 answer applies to the routes added so far.
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -9,3 +9,4 @@ mod flows;
 mod openapi;
 mod repo_rules;
 mod security;
+mod web;

@@ -1,0 +1,194 @@
+// A small, strict CBOR (RFC 8949) decoder for the vault's audit leaves (docs/audit-log.md).
+// It reads only what the entry format uses: unsigned and negative integers, byte strings,
+// text strings, arrays and maps of definite length, false, true and null. It rejects
+// everything else (indefinite lengths, tags, floats, undefined), integers not in their
+// shortest form, map keys that are not text, duplicate keys, keys out of the deterministic
+// order of RFC 8949 section 4.2.1, invalid UTF-8, too deep nesting and trailing bytes. So
+// what the page shows was read from exactly the bytes whose hash it verified.
+"use strict";
+
+(function () {
+  const MAX_DEPTH = 16;
+
+  class CborError extends Error {}
+
+  function decode(bytes) {
+    if (!(bytes instanceof Uint8Array)) {
+      throw new CborError("expected bytes");
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const utf8 = new TextDecoder("utf-8", { fatal: true });
+    let pos = 0;
+
+    function need(n) {
+      if (pos + n > bytes.length) {
+        throw new CborError("the entry ends too early");
+      }
+    }
+
+    // The argument of an initial byte, in its shortest form only.
+    function argument(info) {
+      if (info < 24) {
+        return info;
+      }
+      let value;
+      if (info === 24) {
+        need(1);
+        value = bytes[pos];
+        pos += 1;
+        if (value < 24) throw new CborError("integer not in shortest form");
+      } else if (info === 25) {
+        need(2);
+        value = view.getUint16(pos);
+        pos += 2;
+        if (value <= 0xff) throw new CborError("integer not in shortest form");
+      } else if (info === 26) {
+        need(4);
+        value = view.getUint32(pos);
+        pos += 4;
+        if (value <= 0xffff) throw new CborError("integer not in shortest form");
+      } else if (info === 27) {
+        need(8);
+        const big = view.getBigUint64(pos);
+        pos += 8;
+        if (big <= 0xffffffffn) throw new CborError("integer not in shortest form");
+        if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new CborError("integer too large for this page");
+        }
+        value = Number(big);
+      } else {
+        throw new CborError("indefinite lengths and reserved values are not used in entries");
+      }
+      return value;
+    }
+
+    // Deterministic key order: shorter encoded key first, then bytewise.
+    function keyBefore(a, b) {
+      if (a.length !== b.length) return a.length < b.length;
+      for (let i = 0; i < a.length; i++) {
+        if (a[i] !== b[i]) return a[i] < b[i];
+      }
+      return false;
+    }
+
+    function item(depth) {
+      if (depth > MAX_DEPTH) throw new CborError("nested too deeply");
+      need(1);
+      const initial = bytes[pos];
+      pos += 1;
+      const major = initial >> 5;
+      const info = initial & 0x1f;
+      switch (major) {
+        case 0:
+          return argument(info);
+        case 1:
+          return -1 - argument(info);
+        case 2: {
+          const n = argument(info);
+          need(n);
+          const out = bytes.slice(pos, pos + n);
+          pos += n;
+          return out;
+        }
+        case 3: {
+          const n = argument(info);
+          need(n);
+          let text;
+          try {
+            text = utf8.decode(bytes.subarray(pos, pos + n));
+          } catch (e) {
+            throw new CborError("text is not valid UTF-8");
+          }
+          pos += n;
+          return text;
+        }
+        case 4: {
+          const n = argument(info);
+          need(n); // each item takes at least one byte
+          const out = [];
+          for (let i = 0; i < n; i++) out.push(item(depth + 1));
+          return out;
+        }
+        case 5: {
+          const n = argument(info);
+          need(n * 2);
+          const out = Object.create(null);
+          let previous = null;
+          for (let i = 0; i < n; i++) {
+            const keyStart = pos;
+            if (pos < bytes.length && bytes[pos] >> 5 !== 3) {
+              throw new CborError("map keys must be text");
+            }
+            const key = item(depth + 1);
+            const encoded = bytes.subarray(keyStart, pos);
+            if (previous !== null && !keyBefore(previous, encoded)) {
+              throw new CborError("map keys are duplicated or out of order");
+            }
+            previous = encoded;
+            out[key] = item(depth + 1);
+          }
+          return out;
+        }
+        case 6:
+          throw new CborError("tags are not used in entries");
+        default:
+          if (info === 20) return false;
+          if (info === 21) return true;
+          if (info === 22) return null;
+          throw new CborError("floats and other simple values are not used in entries");
+      }
+    }
+
+    const value = item(0);
+    if (pos !== bytes.length) {
+      throw new CborError("bytes follow the entry");
+    }
+    return value;
+  }
+
+  // The entry of docs/audit-log.md, format version 1: checks every key and type, so the
+  // page never shows a field it did not find where the format puts it.
+  const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
+    "justification", "legal_reference"];
+
+  function decodeEntry(bytes) {
+    const m = decode(bytes);
+    if (m === null || typeof m !== "object" || Array.isArray(m) || m instanceof Uint8Array) {
+      throw new CborError("an entry is a map");
+    }
+    const keys = Object.keys(m);
+    const expected = ["v", "prev", "time", "actor", "index", "action", "review", "purpose",
+      "subject", "decision", "released", "withheld", "initiator", "requested", "consent_id",
+      "processing", "legal_basis", "subject_prev", "justification", "legal_reference"];
+    if (keys.length !== expected.length || !expected.every((k) => k in m)) {
+      throw new CborError("the entry does not have the 20 keys of format version 1");
+    }
+    if (m.v !== 1) throw new CborError("unknown entry format version");
+    const isText = (x) => typeof x === "string";
+    const isUint = (x) => typeof x === "number" && Number.isInteger(x) && x >= 0;
+    const isTextList = (x) => Array.isArray(x) && x.every(isText);
+    if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("bad prev");
+    if (!isUint(m.time) || !isUint(m.index)) throw new CborError("bad time or index");
+    if (!m.actor || typeof m.actor !== "object" || !isText(m.actor.id) ||
+        !isText(m.actor.kind) || Object.keys(m.actor).length !== 2) {
+      throw new CborError("bad actor");
+    }
+    if (!isText(m.action) || !isText(m.decision)) throw new CborError("bad action or decision");
+    if (typeof m.review !== "boolean") throw new CborError("bad review flag");
+    for (const k of TEXT_OR_NULL) {
+      if (m[k] !== null && !isText(m[k])) throw new CborError("bad " + k);
+    }
+    if (m.subject !== null && (!(m.subject instanceof Uint8Array) || m.subject.length !== 32)) {
+      throw new CborError("bad subject");
+    }
+    if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("bad subject_prev");
+    if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("bad field list");
+    if (!Array.isArray(m.withheld) || !m.withheld.every((w) => w && typeof w === "object" &&
+        isText(w.field) && isText(w.reason) && Object.keys(w).length === 2)) {
+      throw new CborError("bad withheld list");
+    }
+    return m;
+  }
+
+  window.vaultCbor = Object.freeze({ decode, decodeEntry, CborError });
+})();
