@@ -659,20 +659,24 @@ fn send(
                 let outcome = if refused {
                     "was refused and not committed"
                 } else {
-                    "may or may not have been committed (the server failed or the connection broke): check the audit log before importing its lines again"
+                    "may or may not have been committed (the server failed or the connection \
+                     broke): check the audit log before sending its lines again"
+                };
+                let before = if committed.is_empty() {
+                    "no line was committed before it".to_owned()
+                } else {
+                    format!(
+                        "{} lines were committed before it ({})",
+                        lines_of(committed).len(),
+                        ranges(lines_of(committed))
+                    )
                 };
                 let msg = format!(
-                    "{e}\nimport stopped at request {} of {}: lines {} {outcome}; \
-                     {} lines committed before it{}; lines after it were not sent",
+                    "{e}\nimport stopped at request {} of {} (lines {}): it {outcome}; {before}; \
+                     later lines were not sent",
                     k + 1,
                     plan.len(),
                     ranges(lines_of(rows)),
-                    lines_of(committed).len(),
-                    if committed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", ranges(lines_of(committed)))
-                    },
                 );
                 if a.json {
                     println!(

@@ -42,13 +42,9 @@ fn ok_json(out: &Output) -> Value {
 }
 
 async fn records(v: &Vault, token: &str) -> (u16, Value) {
-    send(
-        v.client()
-            .get(v.at("/v1/me/records"))
-            .bearer_auth(token),
-    )
-    .await
-    .expect("request")
+    send(v.client().get(v.at("/v1/me/records")).bearer_auth(token))
+        .await
+        .expect("request")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -57,7 +53,16 @@ async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
     let out_dir = v.dir.path().join("enrolled");
     let e = ok_json(&cli(
         &v,
-        &["agency", "enrol", "civil_registry", "--out", s(&out_dir), "--days", "30", "--json"],
+        &[
+            "agency",
+            "enrol",
+            "civil_registry",
+            "--out",
+            s(&out_dir),
+            "--days",
+            "30",
+            "--json",
+        ],
     ));
     assert_eq!(e["agency"], "civil_registry");
     let cert = out_dir.join("civil_registry.pem");
@@ -95,27 +100,57 @@ async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
     .unwrap_or((0, Value::Null));
     assert!(!(200..300).contains(&status), "revoked agency got {status}");
     // An agency outside the registry is refused with the server's reason and exit 4.
-    let out = cli(&v, &["agency", "enrol", "no_such_agency", "--out", s(&out_dir)]);
+    let out = cli(
+        &v,
+        &["agency", "enrol", "no_such_agency", "--out", s(&out_dir)],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("unknown_agency"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown_agency"),
+        "{}",
+        text(&out.stderr)
+    );
     // A client without the operator certificate is refused: exit 3.
     let out = Command::new(binary("vault-cli"))
-        .args(["agency", "list", "--server", &v.url, "--ca", s(&v.creds.ca_cert)])
-        .args(["--cert", s(&v.agency("national_police").cert), "--key", s(&v.agency("national_police").key)])
+        .args([
+            "agency",
+            "list",
+            "--server",
+            &v.url,
+            "--ca",
+            s(&v.creds.ca_cert),
+        ])
+        .args([
+            "--cert",
+            s(&v.agency("national_police").cert),
+            "--key",
+            s(&v.agency("national_police").key),
+        ])
         .output()
         .unwrap();
-    assert!(matches!(out.status.code(), Some(3) | Some(4)), "{:?} {}", out.status.code(), text(&out.stderr));
+    assert!(
+        matches!(out.status.code(), Some(3) | Some(4)),
+        "{:?} {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_import_erase() {
     let v = Vault::start_dev().unwrap();
-    let t = ok_json(&cli(&v, &["citizen", "token", "CLI-C1", "--days", "2", "--json"]));
+    let t = ok_json(&cli(
+        &v,
+        &["citizen", "token", "CLI-C1", "--days", "2", "--json"],
+    ));
     let token = t["token"].as_str().unwrap().to_owned();
     let (status, body) = records(&v, &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["records"], json!([]));
-    let a = ok_json(&cli(&v, &["auditor", "token", "external auditor", "--json"]));
+    let a = ok_json(&cli(
+        &v,
+        &["auditor", "token", "external auditor", "--json"],
+    ));
     let (status, _) = send(
         v.client()
             .get(v.at("/v1/audit/entries?start=0&limit=2"))
@@ -133,10 +168,28 @@ async fn tokens_import_erase() {
         "citizen,category,field,value\nCLI-C1,identity,full_name,Imported Person\nCLI-C1,identity,favourite_colour,blue\n",
     )
     .unwrap();
-    let out = cli(&v, &["import", s(&bad), "--agency", "civil_registry", "--policies", s(&policies)]);
+    let out = cli(
+        &v,
+        &[
+            "import",
+            s(&bad),
+            "--agency",
+            "civil_registry",
+            "--policies",
+            s(&policies),
+        ],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(":3: field identity.favourite_colour is not in the vocabulary"), "{}", text(&out.stderr));
-    assert_eq!(records(&v, &token).await.1["records"], json!([]), "nothing was imported");
+    assert!(
+        text(&out.stderr).contains(":3: field identity.favourite_colour is not in the vocabulary"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        records(&v, &token).await.1["records"],
+        json!([]),
+        "nothing was imported"
+    );
 
     // A good file (more than one request's worth of rows): every row visible.
     let good = v.dir.path().join("good.csv");
@@ -145,13 +198,27 @@ async fn tokens_import_erase() {
         csv.push_str(&format!("CLI-BULK-{i},contact,email,p{i}@example.org\n"));
     }
     std::fs::write(&good, csv).unwrap();
-    let r = ok_json(&cli(&v, &["import", s(&good), "--agency", "civil_registry", "--policies", s(&policies), "--json"]));
+    let r = ok_json(&cli(
+        &v,
+        &[
+            "import",
+            s(&good),
+            "--agency",
+            "civil_registry",
+            "--policies",
+            s(&policies),
+            "--json",
+        ],
+    ));
     assert_eq!(r["records"], 601);
     assert_eq!(r["chunks"], 2);
     let (_, body) = records(&v, &token).await;
     let rec = &body["records"][0];
     assert_eq!(rec["category"], "identity");
-    assert_eq!(rec["fields"], json!({"full_name": "Imported Person", "marital_status": "married"}));
+    assert_eq!(
+        rec["fields"],
+        json!({"full_name": "Imported Person", "marital_status": "married"})
+    );
 
     // Erasure: refused without --yes, then done; the citizen's token stops working.
     let out = cli(&v, &["erase", "CLI-C1"]);
@@ -160,25 +227,103 @@ async fn tokens_import_erase() {
     ok_json(&cli(&v, &["erase", "CLI-C1", "--yes", "--json"]));
     assert_eq!(records(&v, &token).await.0, 401);
 
+    // The server refuses what it alone can know (here: a row for the erased citizen in the
+    // second request): the report names exactly the lines committed before it.
+    let partial = v.dir.path().join("partial.csv");
+    let mut csv = String::from("citizen,category,field,value\n");
+    for i in 0..500 {
+        csv.push_str(&format!("CLI-P-{i},contact,email,q{i}@example.org\n"));
+    }
+    csv.push_str("CLI-C1,contact,email,erased@example.org\n");
+    std::fs::write(&partial, csv).unwrap();
+    let out = cli(
+        &v,
+        &[
+            "import",
+            s(&partial),
+            "--agency",
+            "civil_registry",
+            "--policies",
+            s(&policies),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("import stopped at request 2 of 2 (lines 502): it was refused and not committed; 500 lines were committed before it (2-501)"),
+        "{err}"
+    );
+
     // Live key rotations.
-    let k = ok_json(&cli(&v, &["keys", "rotate", "--kind", "dek", "--citizen", "CLI-BULK-1", "--json"]));
+    let k = ok_json(&cli(
+        &v,
+        &[
+            "keys",
+            "rotate",
+            "--kind",
+            "dek",
+            "--citizen",
+            "CLI-BULK-1",
+            "--json",
+        ],
+    ));
     assert_eq!(k["ok"], true);
 
     // The log the CLI produced verifies offline.
     let export = v.dir.path().join("log.export");
-    ok_json(&cli(&v, &["audit", "export", "--out", s(&export), "--json"]));
+    ok_json(&cli(
+        &v,
+        &["audit", "export", "--out", s(&export), "--json"],
+    ));
     let key = v.dir.path().join("log.vkey");
     let cp = v.dir.path().join("checkpoint.txt");
     // The verifier key is served publicly; keep it as a file like an auditor would.
     let (status, _) = send(v.client().get(v.at("/v1/audit/key"))).await.unwrap();
     assert_eq!(status, 200);
-    let vkey = v.client().get(v.at("/v1/audit/key")).send().await.unwrap().text().await.unwrap();
+    let vkey = v
+        .client()
+        .get(v.at("/v1/audit/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     std::fs::write(&key, vkey.trim()).unwrap();
-    let c = ok_json(&cli(&v, &["audit", "checkpoint", "--log-key", &format!("@{}", s(&key)), "--out", s(&cp), "--json"]));
+    let c = ok_json(&cli(
+        &v,
+        &[
+            "audit",
+            "checkpoint",
+            "--log-key",
+            &format!("@{}", s(&key)),
+            "--out",
+            s(&cp),
+            "--json",
+        ],
+    ));
     assert_eq!(c["verified"], true);
-    let out = cli(&v, &["audit", "verify", s(&export), "--key", &format!("@{}", s(&key))]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: "), "{}", text(&out.stdout));
+    let out = cli(
+        &v,
+        &[
+            "audit",
+            "verify",
+            s(&export),
+            "--key",
+            &format!("@{}", s(&key)),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("ok: "),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// A `vault-server` on a restored data directory.
@@ -208,7 +353,9 @@ fn start_server(dir: &Path, passphrase: &str) -> Server {
             }
         }
     });
-    let url = rx.recv_timeout(Duration::from_secs(60)).expect("restored server listens");
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("restored server listens");
     Server(child, url)
 }
 
@@ -218,11 +365,17 @@ async fn backup_restore_serves_the_data_and_refuses_a_newer_published_checkpoint
     let (citizen, token) = v.citizen(0);
     let (citizen, token) = (citizen.to_owned(), token.to_owned());
     let before = records(&v, &token).await.1;
-    assert!(!before["records"].as_array().unwrap().is_empty(), "dev mode seeds records");
+    assert!(
+        !before["records"].as_array().unwrap().is_empty(),
+        "dev mode seeds records"
+    );
     // The checkpoint auditors hold when the backup is taken.
     v.audit_size().await.unwrap();
     let held = v.dir.path().join("held.checkpoint");
-    ok_json(&cli(&v, &["audit", "checkpoint", "--out", s(&held), "--json"]));
+    ok_json(&cli(
+        &v,
+        &["audit", "checkpoint", "--out", s(&held), "--json"],
+    ));
     let backup = v.dir.path().join("vault.backup");
     let b = ok_json(&cli(&v, &["backup", "--out", s(&backup), "--json"]));
     assert!(b["bytes"].as_u64().unwrap() > 0);
@@ -239,42 +392,93 @@ async fn backup_restore_serves_the_data_and_refuses_a_newer_published_checkpoint
     assert!(status == 200 || status == 201);
     v.audit_size().await.unwrap();
     let newer = v.dir.path().join("newer.checkpoint");
-    ok_json(&cli(&v, &["audit", "checkpoint", "--out", s(&newer), "--json"]));
+    ok_json(&cli(
+        &v,
+        &["audit", "checkpoint", "--out", s(&newer), "--json"],
+    ));
 
     let policies = v.data_dir().join("policies");
     let restored = v.dir.path().join("restored");
     // Against the newer checkpoint: refused, and nothing left behind.
-    let out = cli(&v, &[
-        "restore", "--backup", s(&backup), "--data-dir", s(&restored), "--policies", s(&policies),
-        "--published-checkpoint", s(&newer),
-    ]);
+    let out = cli(
+        &v,
+        &[
+            "restore",
+            "--backup",
+            s(&backup),
+            "--data-dir",
+            s(&restored),
+            "--policies",
+            s(&policies),
+            "--published-checkpoint",
+            s(&newer),
+        ],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("refusing to restore"), "{}", text(&out.stderr));
-    assert!(PathBuf::from(&restored).read_dir().map(|mut d| d.next().is_none()).unwrap_or(true));
+    assert!(
+        text(&out.stderr).contains("refusing to restore"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(PathBuf::from(&restored)
+        .read_dir()
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
 
     // Against another vault's checkpoint: refused as inconsistent.
     let other = Vault::start_dev().unwrap();
     other.audit_size().await.unwrap();
     let foreign = v.dir.path().join("foreign.checkpoint");
-    ok_json(&cli(&other, &["audit", "checkpoint", "--out", s(&foreign), "--json"]));
+    ok_json(&cli(
+        &other,
+        &["audit", "checkpoint", "--out", s(&foreign), "--json"],
+    ));
     drop(other);
-    let out = cli(&v, &[
-        "restore", "--backup", s(&backup), "--data-dir", s(&restored), "--policies", s(&policies),
-        "--published-checkpoint", s(&foreign),
-    ]);
+    let out = cli(
+        &v,
+        &[
+            "restore",
+            "--backup",
+            s(&backup),
+            "--data-dir",
+            s(&restored),
+            "--policies",
+            s(&policies),
+            "--published-checkpoint",
+            s(&foreign),
+        ],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
 
     // Against the checkpoint held at backup time: restored, and served by a real server.
-    let r = ok_json(&cli(&v, &[
-        "restore", "--backup", s(&backup), "--data-dir", s(&restored), "--policies", s(&policies),
-        "--published-checkpoint", s(&held), "--json",
-    ]));
+    let r = ok_json(&cli(
+        &v,
+        &[
+            "restore",
+            "--backup",
+            s(&backup),
+            "--data-dir",
+            s(&restored),
+            "--policies",
+            s(&policies),
+            "--published-checkpoint",
+            s(&held),
+            "--json",
+        ],
+    ));
     assert_eq!(r["ok"], true);
     let server = start_server(&restored, &v.creds.passphrase);
     let client = tests::client(&v.creds.ca_cert, None).unwrap();
-    let (status, body) = send(client.get(format!("{}/v1/me/records", server.1)).bearer_auth(&token))
-        .await
-        .unwrap();
+    let (status, body) = send(
+        client
+            .get(format!("{}/v1/me/records", server.1))
+            .bearer_auth(&token),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, before, "the restored vault serves the data as it was at the backup");
+    assert_eq!(
+        body, before,
+        "the restored vault serves the data as it was at the backup"
+    );
 }
