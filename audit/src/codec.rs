@@ -109,15 +109,32 @@ struct WireEntry<'a> {
     legal_reference: Option<&'a str>,
 }
 
-fn text(field: &'static str, s: &str, required: bool) -> Result<(), EntryError> {
+/// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Broken {
+    field: &'static str,
+    rule: &'static str,
+}
+
+impl From<Broken> for EntryError {
+    fn from(b: Broken) -> Self {
+        EntryError::Invalid {
+            field: b.field,
+            rule: b.rule,
+        }
+    }
+}
+
+/// The rules of a text field (`s` is its UTF-8 bytes).
+fn text(field: &'static str, s: &[u8], required: bool) -> Result<(), Broken> {
     if required && s.is_empty() {
-        return Err(EntryError::Invalid {
+        return Err(Broken {
             field,
             rule: "must not be empty",
         });
     }
     if s.len() > MAX_TEXT_LEN {
-        return Err(EntryError::Invalid {
+        return Err(Broken {
             field,
             rule: "longer than 4096 bytes",
         });
@@ -125,7 +142,7 @@ fn text(field: &'static str, s: &str, required: bool) -> Result<(), EntryError> 
     Ok(())
 }
 
-fn opt(field: &'static str, s: Option<&str>) -> Result<(), EntryError> {
+fn opt(field: &'static str, s: Option<&[u8]>) -> Result<(), Broken> {
     s.map_or(Ok(()), |s| text(field, s, false))
 }
 
@@ -133,7 +150,7 @@ fn opt(field: &'static str, s: Option<&str>) -> Result<(), EntryError> {
 struct ListCheck {
     field: &'static str,
     len: u64,
-    first_error: Option<EntryError>,
+    first_error: Option<Broken>,
 }
 
 impl ListCheck {
@@ -146,7 +163,7 @@ impl ListCheck {
     }
 
     /// Records the outcome of one item's rules unless an earlier item already failed.
-    fn note(&mut self, item: Result<(), EntryError>) {
+    fn note(&mut self, item: Result<(), Broken>) {
         if self.first_error.is_none() {
             self.first_error = item.err();
         }
@@ -155,7 +172,7 @@ impl ListCheck {
     fn texts(field: &'static str, items: &[&str]) -> Self {
         let mut check = Self::new(field, items.len() as u64);
         for s in items {
-            check.note(text(field, s, true));
+            check.note(text(field, s.as_bytes(), true));
         }
         check
     }
@@ -163,15 +180,15 @@ impl ListCheck {
     fn withheld(items: &[WireWithheld<'_>]) -> Self {
         let mut check = Self::new("withheld", items.len() as u64);
         for w in items {
-            check.note(withheld_item(w.field, w.reason));
+            check.note(withheld_item(w.field.as_bytes(), w.reason.as_bytes()));
         }
         check
     }
 
     /// The count limit first, then the first failing item.
-    fn result(self) -> Result<(), EntryError> {
+    fn result(self) -> Result<(), Broken> {
         if self.len > MAX_LIST_LEN as u64 {
-            return Err(EntryError::Invalid {
+            return Err(Broken {
                 field: self.field,
                 rule: "more than 1024 items",
             });
@@ -180,7 +197,7 @@ impl ListCheck {
     }
 }
 
-fn withheld_item(field: &str, reason: &str) -> Result<(), EntryError> {
+fn withheld_item(field: &[u8], reason: &[u8]) -> Result<(), Broken> {
     text("withheld.field", field, true)?;
     text("withheld.reason", reason, true)
 }
@@ -189,16 +206,16 @@ fn withheld_item(field: &str, reason: &str) -> Result<(), EntryError> {
 struct Rules<'a> {
     v: u64,
     actor_kind: Option<ActorKind>,
-    actor_id: &'a str,
-    action: &'a str,
-    decision: &'a str,
-    initiator: Option<&'a str>,
-    processing: Option<&'a str>,
-    purpose: Option<&'a str>,
-    legal_basis: Option<&'a str>,
-    legal_reference: Option<&'a str>,
-    consent_id: Option<&'a str>,
-    justification: Option<&'a str>,
+    actor_id: &'a [u8],
+    action: &'a [u8],
+    decision: &'a [u8],
+    initiator: Option<&'a [u8]>,
+    processing: Option<&'a [u8]>,
+    purpose: Option<&'a [u8]>,
+    legal_basis: Option<&'a [u8]>,
+    legal_reference: Option<&'a [u8]>,
+    consent_id: Option<&'a [u8]>,
+    justification: Option<&'a [u8]>,
     requested: ListCheck,
     released: ListCheck,
     withheld: ListCheck,
@@ -210,20 +227,20 @@ struct Rules<'a> {
 impl Rules<'_> {
     /// Checks the field rules in a fixed order (the first broken rule is reported) and
     /// returns the actor kind.
-    fn check(self) -> Result<ActorKind, EntryError> {
+    fn check(self) -> Result<ActorKind, Broken> {
         if self.v != ENTRY_VERSION {
-            return Err(EntryError::Invalid {
+            return Err(Broken {
                 field: "v",
                 rule: "unknown entry version",
             });
         }
-        let kind = self.actor_kind.ok_or(EntryError::Invalid {
+        let kind = self.actor_kind.ok_or(Broken {
             field: "actor.kind",
             rule: "unknown actor kind",
         })?;
         if kind == ActorKind::Citizen {
             if !self.actor_id.is_empty() {
-                return Err(EntryError::Invalid {
+                return Err(Broken {
                     field: "actor.id",
                     rule: "a citizen actor has an empty id (the citizen is the subject)",
                 });
@@ -244,11 +261,11 @@ impl Rules<'_> {
         self.released.result()?;
         self.withheld.result()?;
         match (self.has_subject, self.subject_prev) {
-            (false, Some(_)) => Err(EntryError::Invalid {
+            (false, Some(_)) => Err(Broken {
                 field: "subject_prev",
                 rule: "set without a subject",
             }),
-            (_, Some(p)) if p >= self.index => Err(EntryError::Invalid {
+            (_, Some(p)) if p >= self.index => Err(Broken {
                 field: "subject_prev",
                 rule: "not below the entry's index",
             }),
@@ -262,16 +279,16 @@ impl<'a> WireEntry<'a> {
         Rules {
             v: self.v,
             actor_kind: ActorKind::parse(self.actor.kind),
-            actor_id: self.actor.id,
-            action: self.action,
-            decision: self.decision,
-            initiator: self.initiator,
-            processing: self.processing,
-            purpose: self.purpose,
-            legal_basis: self.legal_basis,
-            legal_reference: self.legal_reference,
-            consent_id: self.consent_id,
-            justification: self.justification,
+            actor_id: self.actor.id.as_bytes(),
+            action: self.action.as_bytes(),
+            decision: self.decision.as_bytes(),
+            initiator: self.initiator.map(str::as_bytes),
+            processing: self.processing.map(str::as_bytes),
+            purpose: self.purpose.map(str::as_bytes),
+            legal_basis: self.legal_basis.map(str::as_bytes),
+            legal_reference: self.legal_reference.map(str::as_bytes),
+            consent_id: self.consent_id.map(str::as_bytes),
+            justification: self.justification.map(str::as_bytes),
             requested: ListCheck::texts("requested", &self.requested),
             released: ListCheck::texts("released", &self.released),
             withheld: ListCheck::withheld(&self.withheld),
@@ -418,29 +435,30 @@ struct Items<'a> {
     bytes: &'a [u8],
 }
 
-/// An entry read from its bytes, borrowing them; its field rules are not yet checked.
+/// An entry read from its bytes, borrowing them (texts as their bytes, already checked to
+/// be UTF-8); its field rules are not yet checked.
 struct View<'a> {
     v: u64,
     prev: Hash,
     time: u64,
-    actor_id: &'a str,
-    actor_kind: &'a str,
+    actor_id: &'a [u8],
+    actor_kind: &'a [u8],
     index: u64,
-    action: &'a str,
+    action: &'a [u8],
     review: bool,
-    purpose: Option<&'a str>,
+    purpose: Option<&'a [u8]>,
     subject: Option<SubjectTag>,
-    decision: &'a str,
+    decision: &'a [u8],
     released: Items<'a>,
     withheld: Items<'a>,
-    initiator: Option<&'a str>,
+    initiator: Option<&'a [u8]>,
     requested: Items<'a>,
-    consent_id: Option<&'a str>,
-    processing: Option<&'a str>,
-    legal_basis: Option<&'a str>,
+    consent_id: Option<&'a [u8]>,
+    processing: Option<&'a [u8]>,
+    legal_basis: Option<&'a [u8]>,
     subject_prev: Option<u64>,
-    justification: Option<&'a str>,
-    legal_reference: Option<&'a str>,
+    justification: Option<&'a [u8]>,
+    legal_reference: Option<&'a [u8]>,
 }
 
 /// A strict reader of the canonical form: every head in its shortest form, definite
@@ -540,14 +558,21 @@ impl<'a> Reader<'a> {
         self.head(MAJOR_UINT)
     }
 
+    /// A text string's bytes, checked to be UTF-8 (ASCII, the common case, is checked
+    /// word by word without the general validator).
     #[inline]
-    fn text(&mut self) -> Result<&'a str, Fault> {
+    fn text(&mut self) -> Result<&'a [u8], Fault> {
         let len = self.head(MAJOR_TEXT)?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| Fault::Utf8)
+        let bytes = self.take(len)?;
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err(Fault::Utf8)
+        }
     }
 
     #[inline]
-    fn opt_text(&mut self) -> Result<Option<&'a str>, Fault> {
+    fn opt_text(&mut self) -> Result<Option<&'a [u8]>, Fault> {
         if self.null() {
             return Ok(None);
         }
@@ -590,7 +615,7 @@ impl<'a> Reader<'a> {
         Ok((Items { len, bytes }, check))
     }
 
-    fn withheld_pair(&mut self) -> Result<(&'a str, &'a str), Fault> {
+    fn withheld_pair(&mut self) -> Result<(&'a [u8], &'a [u8]), Fault> {
         self.map(2)?;
         self.key(b"\x65field")?;
         let field = self.text()?;
@@ -704,7 +729,9 @@ fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
     let (w, [requested, released, withheld]) = Reader::new(bytes).entry()?;
     let kind = Rules {
         v: w.v,
-        actor_kind: ActorKind::parse(w.actor_kind),
+        actor_kind: std::str::from_utf8(w.actor_kind)
+            .ok()
+            .and_then(ActorKind::parse),
         actor_id: w.actor_id,
         action: w.action,
         decision: w.decision,
@@ -745,11 +772,20 @@ pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
     })
 }
 
+/// An owned copy of text bytes the reader has checked.
+fn owned(bytes: &[u8]) -> Result<String, Fault> {
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| Fault::Utf8)
+}
+
+fn owned_opt(bytes: Option<&[u8]>) -> Result<Option<String>, Fault> {
+    bytes.map(owned).transpose()
+}
+
 fn owned_texts(items: Items<'_>) -> Result<Vec<String>, Fault> {
     let mut r = Reader::new(items.bytes);
-    (0..items.len)
-        .map(|_| r.text().map(str::to_owned))
-        .collect()
+    (0..items.len).map(|_| owned(r.text()?)).collect()
 }
 
 fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, Fault> {
@@ -758,8 +794,8 @@ fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, Fault> {
         .map(|_| {
             let (field, reason) = r.withheld_pair()?;
             Ok(Withheld {
-                field: field.to_owned(),
-                reason: reason.to_owned(),
+                field: owned(field)?,
+                reason: owned(reason)?,
             })
         })
         .collect()
@@ -772,20 +808,20 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
         time_ms: w.time,
         actor: Actor {
             kind,
-            id: w.actor_id.to_owned(),
+            id: owned(w.actor_id)?,
         },
-        initiator: w.initiator.map(str::to_owned),
-        action: w.action.to_owned(),
-        processing: w.processing.map(str::to_owned),
-        purpose: w.purpose.map(str::to_owned),
+        initiator: owned_opt(w.initiator)?,
+        action: owned(w.action)?,
+        processing: owned_opt(w.processing)?,
+        purpose: owned_opt(w.purpose)?,
         requested: owned_texts(w.requested)?,
         released: owned_texts(w.released)?,
         withheld: owned_withheld(w.withheld)?,
-        legal_basis: w.legal_basis.map(str::to_owned),
-        legal_reference: w.legal_reference.map(str::to_owned),
-        consent_id: w.consent_id.map(str::to_owned),
-        decision: w.decision.to_owned(),
-        justification: w.justification.map(str::to_owned),
+        legal_basis: owned_opt(w.legal_basis)?,
+        legal_reference: owned_opt(w.legal_reference)?,
+        consent_id: owned_opt(w.consent_id)?,
+        decision: owned(w.decision)?,
+        justification: owned_opt(w.justification)?,
         review: w.review,
         subject: w.subject,
         subject_prev: w.subject_prev,
