@@ -43,7 +43,7 @@ pub(crate) enum KeysCmd {
     /// An interrupted rotation is finished by running it again.
     Rotate {
         /// kek (master key) or dek (one citizen's data key, with --citizen).
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, default_value = "kek")]
         kind: Kind,
         /// The citizen whose data key to rotate (--kind dek).
         #[arg(long)]
