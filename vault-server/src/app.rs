@@ -2,6 +2,7 @@
 //! the engine's blocking calls (which wait for the group-committed fsync).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use vault_core::engine::{Vault, VaultError};
+use vault_core::pki::Fingerprint;
 use vault_core::tokens::Role;
 
 use crate::error::ApiError;
@@ -23,15 +25,62 @@ pub(crate) struct AppState {
     vault: RwLock<Option<Arc<Vault>>>,
     pub(crate) metrics: Metrics,
     limiter: RateLimiter,
+    /// Kept while sealed, so the operator can still unseal.
+    operator: Option<Fingerprint>,
+    data_dir: Option<PathBuf>,
 }
 
 impl AppState {
     pub(crate) fn new(vault: Option<Arc<Vault>>, agency_rate: f64, agency_burst: f64) -> App {
         Arc::new(AppState {
+            operator: vault.as_ref().map(|v| v.operator_fingerprint()),
+            data_dir: vault.as_ref().map(|v| v.data_dir().to_path_buf()),
             vault: RwLock::new(vault),
             metrics: Metrics::default(),
             limiter: RateLimiter::new(agency_rate, agency_burst),
         })
+    }
+
+    /// Seals the vault: it stops serving data (503) and its keys are dropped (zeroized)
+    /// once the requests in flight finish. Returns false if it was sealed already.
+    pub(crate) fn seal(&self) -> bool {
+        let mut slot = self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.take() {
+            Some(v) => {
+                v.shutdown();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unseals the sealed vault with `passphrase` (blocking: run it off the async threads).
+    pub(crate) fn unseal(&self, passphrase: &str) -> Result<(), ApiError> {
+        let mut slot = self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_sealed",
+                "the vault is already unsealed",
+            ));
+        }
+        let dir = self.data_dir.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_data_dir",
+                "this server has no vault to unseal",
+            )
+        })?;
+        let vault = Arc::new(Vault::open(dir, passphrase).map_err(ApiError::from)?);
+        vault.start_background_signer();
+        *slot = Some(vault);
+        Ok(())
     }
 
     /// The unsealed vault, or `None` while sealed.
@@ -102,9 +151,9 @@ impl FromRequestParts<App> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let vault = app.vault().ok_or_else(sealed)?;
+        // The pin is kept while sealed: the operator must be able to unseal.
         match parts.extensions.get::<PeerCertificate>().copied() {
-            Some(PeerCertificate(Some(fp))) if vault.is_operator(&fp) => Ok(OperatorCaller),
+            Some(PeerCertificate(Some(fp))) if Some(fp) == app.operator => Ok(OperatorCaller),
             _ => Err(ApiError::unauthenticated(
                 "admin routes need the operator client certificate made by `vault-cli init`",
             )),

@@ -9,7 +9,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::{admin, agency, audit, citizen, ops};
+use crate::routes::{admin, agency, audit, citizen, ops, seal};
 
 /// Largest request body accepted (413 beyond).
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -40,6 +40,7 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
         .route("/v1/me/erasure", post(citizen::erasure))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/receipt-key", get(audit::receipt_key))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
@@ -55,6 +56,8 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
         .route("/v1/admin/audit/export", get(admin::audit_export))
         .route("/v1/admin/backup", get(admin::backup))
         .route("/v1/admin/erase", post(admin::erase))
+        .route("/v1/admin/seal", post(seal::seal))
+        .route("/v1/admin/unseal", post(seal::unseal))
         .route("/v1/admin/import", post(admin::import))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

@@ -8,5 +8,6 @@ mod dev_mode;
 mod flows;
 mod openapi;
 mod repo_rules;
+mod seal;
 mod security;
 mod web;

@@ -525,6 +525,16 @@ impl Vault {
         self.receipt_signer.verifier_key()
     }
 
+    /// The data directory this vault was opened from.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pin of the operator certificate made at `init` (public: a certificate's hash).
+    pub fn operator_fingerprint(&self) -> Fingerprint {
+        Fingerprint(self.operator_fp)
+    }
+
     /// True when `fp` is the operator certificate made at `init`.
     pub fn is_operator(&self, fp: &Fingerprint) -> bool {
         crate::ct::eq(&fp.0, &self.operator_fp)

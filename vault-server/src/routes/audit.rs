@@ -30,6 +30,12 @@ pub(crate) async fn key(State(app): State<App>) -> Result<impl IntoResponse, Api
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key))
 }
 
+/// `GET /v1/audit/receipt-key` (public): the verifier key of consent receipts.
+pub(crate) async fn receipt_key(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
+    let key = blocking(&app, |v| Ok(v.receipt_verifier_key())).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EntriesQuery {

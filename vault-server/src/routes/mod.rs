@@ -6,6 +6,7 @@ pub(crate) mod agency;
 pub(crate) mod audit;
 pub(crate) mod citizen;
 pub(crate) mod ops;
+pub(crate) mod seal;
 pub(crate) mod vocabulary;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
