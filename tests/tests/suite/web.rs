@@ -564,13 +564,13 @@ async fn citizen_page_in_a_real_browser() {
                  headers: {authorization: 'Bearer ' + token, 'content-type': 'application/json'},
                  body: body === null ? undefined : JSON.stringify(body)})
                .then(async r => ({path: p, status: r.status, body: await r.text()}))));",
-            json!([
+            json!([[
                 ["PUT", format!("/v1/citizens/{other}/records/identity"), {"fields": {"full_name": "x"}}],
                 ["POST", "/v1/access", {"citizen": other, "purpose": "identity_verification", "fields": ["identity.full_name"]}],
                 ["GET", format!("/v1/me/access-history?start={other_index}"), null],
                 ["GET", format!("/v1/audit/entries?start={other_index}&limit=1"), null],
                 ["GET", "/v1/admin/agencies", null],
-            ]),
+            ]]),
         )
         .await
         .unwrap();
