@@ -139,9 +139,15 @@ impl Browser {
         } else {
             req.json(&body)
         };
-        let resp = req.send().await.with_context(|| format!("{method} {path}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         let status = resp.status();
-        let v: Value = resp.json().await.with_context(|| format!("{method} {path}"))?;
+        let v: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         if !status.is_success() {
             bail!(
                 "WebDriver {method} {path} failed ({status}): {}",
@@ -482,7 +488,11 @@ async fn citizen_page_in_a_real_browser() {
     assert_eq!(marks.len(), api_indices.len());
     assert!(marks.iter().all(|m| m == "ok"), "{marks:?}");
     let history_text = b.text("#panel-history").await.unwrap();
-    for raw_id in ["national_police", "road_safety_enforcement", "vehicle.registration"] {
+    for raw_id in [
+        "national_police",
+        "road_safety_enforcement",
+        "vehicle.registration",
+    ] {
         assert!(
             !history_text.contains(raw_id),
             "raw id {raw_id} shown where a name exists"
@@ -537,7 +547,10 @@ async fn citizen_page_in_a_real_browser() {
 
     b.screenshot(&shots, "history-1280", 1280).await.unwrap();
     b.screenshot(&shots, "history-390", 390).await.unwrap();
-    assert!(!b.overflows().await.unwrap(), "history is wider than a phone");
+    assert!(
+        !b.overflows().await.unwrap(),
+        "history is wider than a phone"
+    );
 
     // Another citizen's data is never reachable from the page: not in what it shows or
     // keeps, and the routes it could call with this token refuse.
@@ -651,8 +664,7 @@ async fn citizen_page_in_a_real_browser() {
     b.click("#tab-consents").await.unwrap();
     let active = b.text("#consents-active").await.unwrap();
     assert!(
-        active.contains("National Tax Authority")
-            && active.contains("Saint Mary General Hospital"),
+        active.contains("National Tax Authority") && active.contains("Saint Mary General Hospital"),
         "{active}"
     );
     b.screenshot(&shots, "consents-1280", 1280).await.unwrap();
@@ -668,7 +680,10 @@ async fn citizen_page_in_a_real_browser() {
         .await
         .unwrap();
     let receipt = std::fs::read_to_string(receipt).unwrap();
-    assert!(receipt.contains("\n\n\u{2014} "), "a signed note: {receipt}");
+    assert!(
+        receipt.contains("\n\n\u{2014} "),
+        "a signed note: {receipt}"
+    );
     b.click(&format!(
         "li[data-consent=\"{revoke_id}\"] button[aria-label^=\"Withdraw\"]"
     ))
@@ -686,10 +701,7 @@ async fn citizen_page_in_a_real_browser() {
         .unwrap();
     assert_eq!(status_of(&consents, &revoke_id), Some(json!("revoked")));
     let revoked = b.text("#consents-revoked").await.unwrap();
-    assert!(
-        revoked.contains("Saint Mary General Hospital"),
-        "{revoked}"
-    );
+    assert!(revoked.contains("Saint Mary General Hospital"), "{revoked}");
 
     // Export: a JSON file in the download folder, of this citizen only.
     b.click("#tab-data").await.unwrap();
@@ -732,7 +744,9 @@ async fn citizen_page_in_a_real_browser() {
     );
     let integrity = b.text("#integrity").await.unwrap();
     assert!(integrity.contains("1 FAILED"), "{integrity}");
-    b.screenshot(&shots, "failed-entry-1280", 1280).await.unwrap();
+    b.screenshot(&shots, "failed-entry-1280", 1280)
+        .await
+        .unwrap();
     let again = b
         .js(
             "const [i] = arguments;
@@ -809,7 +823,9 @@ async fn citizen_page_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(role, "alert");
-    b.screenshot(&shots, "rewritten-log-390", 390).await.unwrap();
+    b.screenshot(&shots, "rewritten-log-390", 390)
+        .await
+        .unwrap();
 
     // Erasure needs the typed confirmation.
     b.set_width(1280).await.unwrap();

@@ -22,11 +22,21 @@ pub(crate) async fn vocabulary(State(app): State<App>) -> Result<Json<Value>, Ap
             .collect();
         let purposes: Map<String, Value> = p
             .purposes()
-            .map(|x| (x.code.as_str().to_owned(), Value::from(x.description.clone())))
+            .map(|x| {
+                (
+                    x.code.as_str().to_owned(),
+                    Value::from(x.description.clone()),
+                )
+            })
             .collect();
         let fields: Map<String, Value> = p
             .fields()
-            .map(|f| (f.name.as_str().to_owned(), Value::from(f.description.clone())))
+            .map(|f| {
+                (
+                    f.name.as_str().to_owned(),
+                    Value::from(f.description.clone()),
+                )
+            })
             .collect();
         let categories: Map<String, Value> = p
             .categories()
