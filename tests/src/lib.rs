@@ -339,4 +339,33 @@ impl Vault {
             .parse()
             .context("size is a number")
     }
+
+    /// Fetches the auditor export (operator route) and runs `vault-cli audit verify` on it
+    /// with the published log key; returns the export and the verifier's output.
+    pub async fn export_and_verify(&self) -> anyhow::Result<(Vec<u8>, std::process::Output)> {
+        let key = self
+            .client()
+            .get(self.at("/v1/audit/key"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let export = self
+            .operator_client()
+            .get(self.at("/v1/admin/audit/export"))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec();
+        let path = self.dir.path().join("verify.export");
+        std::fs::write(&path, &export)?;
+        let out = Command::new(binary("vault-cli"))
+            .args(["audit", "verify"])
+            .arg(&path)
+            .args(["--key", key.trim()])
+            .output()?;
+        Ok((export, out))
+    }
 }

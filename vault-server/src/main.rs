@@ -145,19 +145,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("the server TLS identity")?;
     let tls = tls::server_config(chain, key.to_vec(), vault.ca_cert_der())?;
     vault.start_background_signer();
-    let app = app::AppState::new(
-        Some(vault.clone()),
-        args.agency_rate,
-        args.agency_rate * 2.0,
-    );
-    let router = router::router(app, args.enable_echo);
+    // The app state holds the only long-lived handle: sealing must be able to drop the
+    // vault (and close its store) so that an unseal can open it again.
+    let app = app::AppState::new(Some(vault), args.agency_rate, args.agency_rate * 2.0);
+    let router = router::router(app.clone(), args.enable_echo);
     // Tests and scripts wait for this exact line.
     println!("listening on https://localhost:{port}");
     if let Some(report) = dev_report {
         println!("{report}");
     }
     serve::serve(listener, tls, router, shutdown_signal()).await;
-    vault.shutdown();
+    app.seal();
     Ok(())
 }
 

@@ -103,9 +103,6 @@ async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies() {
     }
     // Consistency from an early size to the checkpoint.
     let early_root = {
-        let mut store = audit::MemStore::new();
-        let mut state = audit::LogState::new();
-        let _ = (&mut store, &mut state);
         // Recompute the root of the first 3 leaves from the leaves themselves.
         let leaves: Vec<audit::Hash> = entries[..3]
             .iter()
@@ -128,29 +125,14 @@ async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies() {
     audit::verify_consistency(3, cp.size, &early_root, &cp.root, &hashes).unwrap();
 
     // The auditor export verifies offline with vault-cli.
-    let export = v
-        .operator_client()
-        .get(v.at("/v1/admin/audit/export"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let path = v.dir.path().join("audit.export");
-    std::fs::write(&path, &export).unwrap();
-    let out = Command::new(binary("vault-cli"))
-        .args(["audit", "verify"])
-        .arg(&path)
-        .args(["--key", key.trim()])
-        .output()
-        .unwrap();
+    let (export, out) = v.export_and_verify().await.unwrap();
     assert!(
         out.status.success(),
         "verify failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let path = v.dir.path().join("audit.export");
     // And a flipped byte in it is caught.
     let mut bad = export.to_vec();
     let i = bad.len() / 2;

@@ -3,12 +3,11 @@
 //! log verifies offline.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tests::{binary, send, Vault};
+use tests::{send, Vault};
 
 const CYCLES: usize = 50;
 const WRITERS: usize = 6;
@@ -98,32 +97,7 @@ async fn sigkill_under_load_loses_no_acknowledged_write_or_entry() {
     );
 
     // The whole log, written across fifty crashes, verifies offline.
-    let key = v
-        .client()
-        .get(v.at("/v1/audit/key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let export = v
-        .operator_client()
-        .get(v.at("/v1/admin/audit/export"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let path = v.dir.path().join("crash.export");
-    std::fs::write(&path, &export).unwrap();
-    let out = Command::new(binary("vault-cli"))
-        .args(["audit", "verify"])
-        .arg(&path)
-        .args(["--key", key.trim()])
-        .output()
-        .unwrap();
+    let (_, out) = v.export_and_verify().await.unwrap();
     assert!(
         out.status.success(),
         "{}{}",
