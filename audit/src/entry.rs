@@ -1,9 +1,10 @@
-//! Audit entries (format version 1): what one log leaf records.
+//! Audit entries (format version 2): what one log leaf records.
 
 use crate::hash::Hash;
 
-/// The entry format version written by this crate.
-pub const ENTRY_VERSION: u64 = 1;
+/// The entry format version written and read by this crate (version 1, text keys, was
+/// used only before the first release and is not read).
+pub const ENTRY_VERSION: u64 = 2;
 
 /// Upper bound on the encoded size of one entry.
 pub const MAX_ENTRY_LEN: usize = 1 << 20;
@@ -87,7 +88,7 @@ pub struct Withheld {
     pub reason: String,
 }
 
-/// One entry of the log, as stored (format version 1).
+/// One entry of the log, as stored (format version 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Position in the log.
@@ -199,7 +200,7 @@ impl EntryDraft {
 #[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a canonical CBOR entry of a known version.
-    #[error("entry bytes are not a canonical version-1 entry: {reason}")]
+    #[error("entry bytes are not a canonical version-2 entry: {reason}")]
     Malformed {
         /// What the decoder found.
         reason: String,

@@ -1,13 +1,13 @@
 //! The self-contained export file (format version 1, `docs/audit-log.md`) and its
 //! streaming offline verifier.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 
 use crate::codec::decode_links;
-use crate::entry::{EntryError, SubjectTag, MAX_ENTRY_LEN};
+use crate::entry::{EntryError, MAX_ENTRY_LEN};
 use crate::hash::{leaf_hash, Frontier, Hash};
 use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
+use crate::subjects::LatestBySubject;
 use crate::tree::{root, LogRead, TreeError};
 
 /// The first 8 bytes of an export file.
@@ -168,6 +168,9 @@ pub enum VerifyErrorKind {
     /// Reading failed.
     #[error("reading the export failed: {0}")]
     Io(std::io::Error),
+    /// The operating system's random generator failed (it keys the subject table).
+    #[error("the operating system's random generator failed; try again")]
+    Random,
 }
 
 /// A failed verification: what is wrong and, when it is about an entry, the first bad
@@ -214,6 +217,7 @@ impl VerifyError {
             K::RootMismatch => "audit.verify.root_mismatch",
             K::TrailingData => "audit.verify.trailing_data",
             K::Io(_) => "audit.verify.io",
+            K::Random => "audit.verify.random",
         }
     }
 }
@@ -344,7 +348,8 @@ pub fn verify(
     let mut frontier = Frontier::default();
     let mut pending: Option<Hash> = None;
     let mut evidence = Evidence::default();
-    let mut subjects: HashMap<SubjectTag, u64> = HashMap::new();
+    let mut subjects =
+        LatestBySubject::new().map_err(|_| VerifyError::file(VerifyErrorKind::Random))?;
     let mut buf = Vec::with_capacity(4096);
     for i in 0..count {
         let mut len4 = [0u8; 4];
@@ -395,7 +400,7 @@ pub fn verify(
             }
         }
         if let Some(tag) = links.subject {
-            let latest = subjects.insert(tag, i);
+            let latest = subjects.replace(tag, i);
             if links.subject_prev != latest && evidence.subject.is_none() {
                 evidence.subject = Some(VerifyError::at(
                     i,
@@ -461,9 +466,11 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::SubjectTag;
     use crate::{
         sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner,
     };
+    use std::collections::HashMap;
 
     /// An export of `n` entries whose subjects cycle over 3 tags; `edit` may change entries
     /// (re-encoded canonically) before framing.

@@ -11,6 +11,7 @@ pub mod export;
 mod hash;
 mod note;
 mod proof;
+mod subjects;
 mod tree;
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 // It reads only what the entry format uses: unsigned and negative integers, byte strings,
 // text strings, arrays and maps of definite length, false, true and null. It rejects
 // everything else (indefinite lengths, tags, floats, undefined), integers not in their
-// shortest form, map keys that are not text, duplicate keys, keys out of the deterministic
-// order of RFC 8949 section 4.2.1, invalid UTF-8, too deep nesting and trailing bytes. So
+// shortest form, map keys that are not unsigned integers, duplicate keys, keys out of the
+// deterministic order of RFC 8949 section 4.2.1 (ascending), invalid UTF-8, too deep nesting
+// and trailing bytes. So
 // what the page shows was read from exactly the bytes whose hash it verified.
 "use strict";
 
@@ -116,8 +117,8 @@
           let previous = null;
           for (let i = 0; i < n; i++) {
             const keyStart = pos;
-            if (pos < bytes.length && bytes[pos] >> 5 !== 3) {
-              throw new CborError("map keys must be text");
+            if (pos < bytes.length && bytes[pos] >> 5 !== 0) {
+              throw new CborError("map keys must be unsigned integers");
             }
             const key = item(depth + 1);
             const encoded = bytes.subarray(keyStart, pos);
@@ -146,33 +147,39 @@
     return value;
   }
 
-  // The entry of docs/audit-log.md, format version 1: checks every key and type, so the
-  // page never shows a field it did not find where the format puts it.
+  // The entry of docs/audit-log.md, format version 2: a map with the integer keys 0..19
+  // (the names below, in key order). Checks every key and type and returns the entry with
+  // named fields, so the page never shows a field it did not find where the format puts it.
+  const NAMES = ["v", "index", "time", "prev", "actor", "initiator", "action", "processing",
+    "purpose", "subject", "subject_prev", "requested", "released", "withheld", "legal_basis",
+    "legal_reference", "consent_id", "decision", "justification", "review"];
   const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
     "justification", "legal_reference"];
 
-  function decodeEntry(bytes) {
-    const m = decode(bytes);
+  // A decoded map whose keys are exactly 0..names.length-1, with its values named.
+  function named(m, names, what) {
     if (m === null || typeof m !== "object" || Array.isArray(m) || m instanceof Uint8Array) {
-      throw new CborError("an entry is a map");
+      throw new CborError(what + " is not a map");
     }
     const keys = Object.keys(m);
-    const expected = ["v", "prev", "time", "actor", "index", "action", "review", "purpose",
-      "subject", "decision", "released", "withheld", "initiator", "requested", "consent_id",
-      "processing", "legal_basis", "subject_prev", "justification", "legal_reference"];
-    if (keys.length !== expected.length || !expected.every((k) => k in m)) {
-      throw new CborError("the entry does not have the 20 keys of format version 1");
+    if (keys.length !== names.length || !names.every((_, i) => String(i) in m)) {
+      throw new CborError(what + " does not have the keys 0.." + (names.length - 1));
     }
-    if (m.v !== 1) throw new CborError("unknown entry format version");
+    const out = Object.create(null);
+    names.forEach((name, i) => { out[name] = m[i]; });
+    return out;
+  }
+
+  function decodeEntry(bytes) {
+    const m = named(decode(bytes), NAMES, "the entry");
+    if (m.v !== 2) throw new CborError("unknown entry format version");
     const isText = (x) => typeof x === "string";
     const isUint = (x) => typeof x === "number" && Number.isInteger(x) && x >= 0;
     const isTextList = (x) => Array.isArray(x) && x.every(isText);
     if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("bad prev");
     if (!isUint(m.time) || !isUint(m.index)) throw new CborError("bad time or index");
-    if (!m.actor || typeof m.actor !== "object" || !isText(m.actor.id) ||
-        !isText(m.actor.kind) || Object.keys(m.actor).length !== 2) {
-      throw new CborError("bad actor");
-    }
+    m.actor = named(m.actor, ["kind", "id"], "the actor");
+    if (!isText(m.actor.id) || !isText(m.actor.kind)) throw new CborError("bad actor");
     if (!isText(m.action) || !isText(m.decision)) throw new CborError("bad action or decision");
     if (typeof m.review !== "boolean") throw new CborError("bad review flag");
     for (const k of TEXT_OR_NULL) {
@@ -183,8 +190,9 @@
     }
     if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("bad subject_prev");
     if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("bad field list");
-    if (!Array.isArray(m.withheld) || !m.withheld.every((w) => w && typeof w === "object" &&
-        isText(w.field) && isText(w.reason) && Object.keys(w).length === 2)) {
+    if (!Array.isArray(m.withheld)) throw new CborError("bad withheld list");
+    m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item"));
+    if (!m.withheld.every((w) => isText(w.field) && isText(w.reason))) {
       throw new CborError("bad withheld list");
     }
     return m;
