@@ -392,6 +392,49 @@ const FALSE: u8 = 0xf4;
 const TRUE: u8 = 0xf5;
 const NULL: u8 = 0xf6;
 
+/// The names of an entry's keys, by key number (`docs/audit-log.md`).
+const ENTRY_KEYS: [&str; 20] = [
+    "v",
+    "index",
+    "time",
+    "prev",
+    "actor",
+    "initiator",
+    "action",
+    "processing",
+    "purpose",
+    "subject",
+    "subject_prev",
+    "requested",
+    "released",
+    "withheld",
+    "legal_basis",
+    "legal_reference",
+    "consent_id",
+    "decision",
+    "justification",
+    "review",
+];
+
+/// Which map a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Map {
+    Entry,
+    Actor,
+    Withheld,
+}
+
+impl Map {
+    fn key_name(self, key: u8) -> &'static str {
+        let names: &[&'static str] = match self {
+            Map::Entry => &ENTRY_KEYS,
+            Map::Actor => &["actor.kind", "actor.id"],
+            Map::Withheld => &["withheld.field", "withheld.reason"],
+        };
+        names.get(usize::from(key)).copied().unwrap_or("?")
+    }
+}
+
 /// Why bytes are not the canonical form (small and `Copy`, so the reader's results stay
 /// cheap; turned into [`EntryError::Malformed`] once, at the end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,8 +446,8 @@ enum Fault {
     },
     IndefiniteOrReserved,
     NotShortest,
-    /// The expected key, by its name in `docs/audit-log.md`.
-    Key(&'static str),
+    /// The expected key (its map and number; one byte each, so that results stay small).
+    Key(Map, u8),
     Map(u8),
     Utf8,
     Bool,
@@ -423,7 +466,10 @@ impl From<Fault> for EntryError {
             )),
             Fault::IndefiniteOrReserved => malformed("indefinite length or reserved head"),
             Fault::NotShortest => malformed("integer or length not in its shortest form"),
-            Fault::Key(name) => malformed(format!("expected the key of `{name}` next")),
+            Fault::Key(map, key) => malformed(format!(
+                "expected the key {key} (`{}`) next",
+                map.key_name(key)
+            )),
             Fault::Map(pairs) => malformed(format!("expected a map of {pairs} pairs")),
             Fault::Utf8 => malformed("text is not valid UTF-8"),
             Fault::Bool => malformed("expected a boolean"),
@@ -536,16 +582,15 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    /// The next key, which must be exactly the integer `key` (0..=23: one byte); `name`
-    /// names it in the error.
+    /// The next key, which must be exactly the integer `key` of `map` (0..=23: one byte).
     #[inline(always)]
-    fn key(&mut self, key: u8, name: &'static str) -> Result<(), Fault> {
+    fn key(&mut self, map: Map, key: u8) -> Result<(), Fault> {
         match self.rest.split_first() {
             Some((&found, rest)) if found == key => {
                 self.rest = rest;
                 Ok(())
             }
-            _ => Err(Fault::Key(name)),
+            _ => Err(Fault::Key(map, key)),
         }
     }
 
@@ -563,8 +608,8 @@ impl<'a> Reader<'a> {
         self.head(MAJOR_UINT)
     }
 
-    /// A text string's bytes, checked to be UTF-8 (ASCII, the common case, is checked
-    /// word by word without the general validator).
+    /// A text string's bytes, checked to be UTF-8 (ASCII, the common case, without the
+    /// general validator).
     #[inline(always)]
     fn text(&mut self) -> Result<&'a [u8], Fault> {
         let len = self.head(MAJOR_TEXT)?;
@@ -608,6 +653,7 @@ impl<'a> Reader<'a> {
         consumed
     }
 
+    #[inline(always)]
     fn texts(&mut self, field: &'static str) -> Result<(Items<'a>, ListCheck), Fault> {
         let len = self.head(MAJOR_ARRAY)?;
         let start = self.rest;
@@ -620,14 +666,16 @@ impl<'a> Reader<'a> {
         Ok((Items { len, bytes }, check))
     }
 
+    #[inline(always)]
     fn withheld_pair(&mut self) -> Result<(&'a [u8], &'a [u8]), Fault> {
         self.map(2)?;
-        self.key(0, "withheld.field")?;
+        self.key(Map::Withheld, 0)?;
         let field = self.text()?;
-        self.key(1, "withheld.reason")?;
+        self.key(Map::Withheld, 1)?;
         Ok((field, self.text()?))
     }
 
+    #[inline(always)]
     fn withheld(&mut self) -> Result<(Items<'a>, ListCheck), Fault> {
         let len = self.head(MAJOR_ARRAY)?;
         let start = self.rest;
@@ -641,59 +689,60 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a whole entry (the map and nothing after it).
+    #[inline(always)]
     fn entry(mut self) -> Result<(View<'a>, [ListCheck; 3]), Fault> {
         self.map(20)?;
-        self.key(0, "v")?;
+        self.key(Map::Entry, 0)?;
         let v = self.uint()?;
-        self.key(1, "index")?;
+        self.key(Map::Entry, 1)?;
         let index = self.uint()?;
-        self.key(2, "time")?;
+        self.key(Map::Entry, 2)?;
         let time = self.uint()?;
-        self.key(3, "prev")?;
+        self.key(Map::Entry, 3)?;
         let prev = self.bytes32()?;
-        self.key(4, "actor")?;
+        self.key(Map::Entry, 4)?;
         self.map(2)?;
-        self.key(0, "actor.kind")?;
+        self.key(Map::Actor, 0)?;
         let actor_kind = self.text()?;
-        self.key(1, "actor.id")?;
+        self.key(Map::Actor, 1)?;
         let actor_id = self.text()?;
-        self.key(5, "initiator")?;
+        self.key(Map::Entry, 5)?;
         let initiator = self.opt_text()?;
-        self.key(6, "action")?;
+        self.key(Map::Entry, 6)?;
         let action = self.text()?;
-        self.key(7, "processing")?;
+        self.key(Map::Entry, 7)?;
         let processing = self.opt_text()?;
-        self.key(8, "purpose")?;
+        self.key(Map::Entry, 8)?;
         let purpose = self.opt_text()?;
-        self.key(9, "subject")?;
+        self.key(Map::Entry, 9)?;
         let subject = if self.null() {
             None
         } else {
             Some(SubjectTag(self.bytes32()?))
         };
-        self.key(10, "subject_prev")?;
+        self.key(Map::Entry, 10)?;
         let subject_prev = if self.null() {
             None
         } else {
             Some(self.uint()?)
         };
-        self.key(11, "requested")?;
+        self.key(Map::Entry, 11)?;
         let (requested, requested_check) = self.texts("requested")?;
-        self.key(12, "released")?;
+        self.key(Map::Entry, 12)?;
         let (released, released_check) = self.texts("released")?;
-        self.key(13, "withheld")?;
+        self.key(Map::Entry, 13)?;
         let (withheld, withheld_check) = self.withheld()?;
-        self.key(14, "legal_basis")?;
+        self.key(Map::Entry, 14)?;
         let legal_basis = self.opt_text()?;
-        self.key(15, "legal_reference")?;
+        self.key(Map::Entry, 15)?;
         let legal_reference = self.opt_text()?;
-        self.key(16, "consent_id")?;
+        self.key(Map::Entry, 16)?;
         let consent_id = self.opt_text()?;
-        self.key(17, "decision")?;
+        self.key(Map::Entry, 17)?;
         let decision = self.text()?;
-        self.key(18, "justification")?;
+        self.key(Map::Entry, 18)?;
         let justification = self.opt_text()?;
-        self.key(19, "review")?;
+        self.key(Map::Entry, 19)?;
         let review = self.bool()?;
         if !self.rest.is_empty() {
             return Err(Fault::Trailing);
@@ -727,6 +776,7 @@ impl<'a> Reader<'a> {
 
 /// Strictly decodes and checks an entry without copying anything; returns it with its
 /// actor kind.
+#[inline(always)]
 fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
     if bytes.len() > MAX_ENTRY_LEN {
         return Err(too_large());
@@ -1111,11 +1161,17 @@ mod tests {
             Err(Fault::IndefiniteOrReserved)
         );
         assert_eq!(Reader::new(b"\x19\x01").uint(), Err(Fault::EndsEarly));
-        assert_eq!(Reader::new(b"\x03").key(2, "time"), Err(Fault::Key("time")));
-        assert_eq!(Reader::new(b"").key(2, "time"), Err(Fault::Key("time")));
         assert_eq!(
-            EntryError::from(Fault::Key("time")).to_string(),
-            "entry bytes are not a canonical version-2 entry: expected the key of `time` next"
+            Reader::new(b"\x03").key(Map::Entry, 2),
+            Err(Fault::Key(Map::Entry, 2))
+        );
+        assert_eq!(
+            Reader::new(b"").key(Map::Entry, 2),
+            Err(Fault::Key(Map::Entry, 2))
+        );
+        assert_eq!(
+            EntryError::from(Fault::Key(Map::Entry, 2)).to_string(),
+            "entry bytes are not a canonical version-2 entry: expected the key 2 (`time`) next"
         );
         let mut bytes = encode_entry(&minimal()).expect("valid");
         bytes.push(0xf6);
@@ -1142,29 +1198,8 @@ mod tests {
         out
     }
 
-    /// The top-level keys in order (`docs/audit-log.md`): the key of a field is its position.
-    const KEYS: [&str; 20] = [
-        "v",
-        "index",
-        "time",
-        "prev",
-        "actor",
-        "initiator",
-        "action",
-        "processing",
-        "purpose",
-        "subject",
-        "subject_prev",
-        "requested",
-        "released",
-        "withheld",
-        "legal_basis",
-        "legal_reference",
-        "consent_id",
-        "decision",
-        "justification",
-        "review",
-    ];
+    /// The top-level keys in order: the key of a field is its position.
+    const KEYS: [&str; 20] = ENTRY_KEYS;
 
     /// Skips one well-formed CBOR item of definite length at `at`; returns where it ends.
     fn skip(bytes: &[u8], at: usize) -> usize {

@@ -7,7 +7,7 @@ use crate::codec::decode_links;
 use crate::entry::{EntryError, MAX_ENTRY_LEN};
 use crate::hash::{leaf_hash, Frontier, Hash};
 use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
-use crate::subjects::LatestBySubject;
+use crate::subjects::SubjectChains;
 use crate::tree::{root, LogRead, TreeError};
 
 /// The first 8 bytes of an export file.
@@ -297,20 +297,28 @@ fn read_header(
 }
 
 /// Evidence gathered while streaming, resolved into the first bad index.
-#[derive(Default)]
 struct Evidence {
     /// First entry whose `prev` does not match, and the tree with that `prev` taken as the
     /// true hash of the entry before it.
     first_break: Option<(u64, Frontier)>,
-    /// First `subject_prev` violation.
-    subject: Option<VerifyError>,
+    /// The subject chains (checked in batches; asked for their first fault at the end).
+    subjects: SubjectChains,
 }
 
 impl Evidence {
     /// The earliest error among the gathered evidence; `alt_root_ok` tells whether the tree
     /// with the first break's `prev` substituted matches the signed root (`None` when the
     /// stream did not reach the end).
-    fn resolve(self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
+    fn resolve(mut self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
+        let subject = self.subjects.first_fault().map(|f| {
+            VerifyError::at(
+                f.index,
+                VerifyErrorKind::SubjectChain {
+                    expected: f.expected,
+                    found: f.found,
+                },
+            )
+        });
         let chain = self.first_break.map(|(j, _)| {
             if alt_root_ok == Some(true) {
                 VerifyError::at(j - 1, VerifyErrorKind::AlteredEntry)
@@ -318,7 +326,7 @@ impl Evidence {
                 VerifyError::at(j, VerifyErrorKind::ChainBreak)
             }
         });
-        match (chain, self.subject) {
+        match (chain, subject) {
             (Some(c), Some(s)) => Some(if c.index < s.index { c } else { s }),
             (c, s) => c.or(s),
         }
@@ -347,9 +355,10 @@ pub fn verify(
 
     let mut frontier = Frontier::default();
     let mut pending: Option<Hash> = None;
-    let mut evidence = Evidence::default();
-    let mut subjects =
-        LatestBySubject::new().map_err(|_| VerifyError::file(VerifyErrorKind::Random))?;
+    let mut evidence = Evidence {
+        first_break: None,
+        subjects: SubjectChains::new().map_err(|_| VerifyError::file(VerifyErrorKind::Random))?,
+    };
     let mut buf = Vec::with_capacity(4096);
     for i in 0..count {
         let mut len4 = [0u8; 4];
@@ -400,16 +409,7 @@ pub fn verify(
             }
         }
         if let Some(tag) = links.subject {
-            let latest = subjects.replace(tag, i);
-            if links.subject_prev != latest && evidence.subject.is_none() {
-                evidence.subject = Some(VerifyError::at(
-                    i,
-                    VerifyErrorKind::SubjectChain {
-                        expected: latest,
-                        found: links.subject_prev,
-                    },
-                ));
-            }
+            evidence.subjects.note(tag, i, links.subject_prev);
         }
         if let Some(h) = pending {
             frontier.push(h);

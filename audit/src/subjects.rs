@@ -1,14 +1,17 @@
-//! The verifier's table of each subject's latest entry index, behind a fast keyed hash.
+//! The verifier's check of the subject chains: each entry about a subject must name the
+//! subject's latest earlier entry.
 //!
-//! The verifier looks up one subject tag per entry, so the table's hash is on the hot
-//! path of every audit. Tags are 32-byte HMAC outputs in an honest log, but an export under
+//! The check keeps each subject's latest index in a hash table and looks one tag up per
+//! entry, so it sits on the hot path of every audit. Two costs dominated it: the hash and
+//! the cache miss. Tags are 32-byte HMAC outputs in an honest log, but an export under
 //! audit is untrusted input: a fixed fast hash would let a crafted file pile its tags into
-//! one bucket chain and make verification quadratic. So the hash is a folded multiply (the
-//! construction of `foldhash` and `ahash`'s fallback) keyed with 256 random bits drawn
-//! from the operating system for each table: a file cannot aim at keys it never sees.
-//! SipHash, std's default, costs about three times as much per tag here.
+//! one probe sequence and make verification quadratic. So the hash is a folded multiply
+//! (the construction of `foldhash` and `ahash`'s fallback) keyed with 256 random bits drawn
+//! from the operating system for each verification: a file cannot aim at keys it never
+//! sees (SipHash, std's default, cost about three times as much per tag). The cache miss
+//! (one random access into megabytes of table per entry) is avoided by applying links in
+//! batches ordered by table position, see [`SubjectChains`].
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -88,14 +91,68 @@ impl Hash for Key {
     }
 }
 
-/// Each subject's latest index so far.
-pub(crate) struct LatestBySubject {
-    map: HashMap<Key, u64, Keys>,
+/// One entry's subject link, waiting in a batch.
+#[derive(Clone, Copy)]
+struct Pending {
+    hash: u64,
+    tag: SubjectTag,
+    index: u64,
+    subject_prev: Option<u64>,
 }
 
-impl LatestBySubject {
-    /// An empty table with fresh random hash keys.
+/// The first subject link that does not point at the subject's latest earlier entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChainFault {
+    /// The entry whose `subject_prev` is wrong.
+    pub(crate) index: u64,
+    /// The subject's latest earlier entry (what `subject_prev` should say).
+    pub(crate) expected: Option<u64>,
+    /// What it says.
+    pub(crate) found: Option<u64>,
+}
+
+/// A slot of the open-addressing table: a tag and its latest index (`EMPTY` = free).
+#[derive(Clone, Copy)]
+struct Slot {
+    tag: SubjectTag,
+    latest: u64,
+}
+
+/// No entry has this index: an export holds at most `u64::MAX` entries, numbered below it.
+const EMPTY: u64 = u64::MAX;
+
+/// Entries per batch. A batch spans about this many table slots' worth of the table, so
+/// its sweep touches memory in address order instead of one random cache miss per entry.
+const BATCH: usize = 1 << 15;
+
+/// Checks every subject chain of a log streamed in index order: each entry with a subject
+/// must name in `subject_prev` the latest earlier entry with the same subject.
+///
+/// A table of each subject's latest index, looked up once per entry, misses the cache on
+/// nearly every entry of a large log (one random access into megabytes). So links wait in
+/// batches; a batch is ordered by table position (a stable counting sort, so one subject's
+/// entries stay in index order) and applied as one sweep through the table. Each subject
+/// still sees its entries in index order, so every fault found is the one the entry-by-entry
+/// check finds, and the first fault is the one with the lowest index.
+pub(crate) struct SubjectChains {
+    keys: Keys,
+    /// Open addressing, linear probing, indexed by the top `bits` of the hash.
+    slots: Vec<Slot>,
+    bits: u32,
+    used: usize,
+    pending: Vec<Pending>,
+    sorted: Vec<Pending>,
+    batch: usize,
+    first: Option<ChainFault>,
+}
+
+impl SubjectChains {
+    /// An empty checker with fresh random hash keys.
     pub(crate) fn new() -> Result<Self, ring::error::Unspecified> {
+        Self::with_batch(BATCH)
+    }
+
+    fn with_batch(batch: usize) -> Result<Self, ring::error::Unspecified> {
         let mut seed = [0u8; 32];
         SystemRandom::new().fill(&mut seed)?;
         let mut keys = [0u64; 4];
@@ -104,15 +161,128 @@ impl LatestBySubject {
             w.copy_from_slice(c);
             *k = u64::from_le_bytes(w);
         }
+        let bits = 10;
         Ok(Self {
-            map: HashMap::with_hasher(Keys(keys)),
+            keys: Keys(keys),
+            slots: vec![Self::empty(); 1 << bits],
+            bits,
+            used: 0,
+            pending: Vec::with_capacity(batch),
+            sorted: Vec::with_capacity(batch),
+            batch,
+            first: None,
         })
     }
 
-    /// Records `index` as `tag`'s latest entry; returns the one it replaces.
+    fn empty() -> Slot {
+        Slot {
+            tag: SubjectTag([0; 32]),
+            latest: EMPTY,
+        }
+    }
+
+    /// Notes entry `index` about `tag`, which names `subject_prev` as the subject's
+    /// previous entry. Entries must come in index order.
     #[inline]
-    pub(crate) fn replace(&mut self, tag: SubjectTag, index: u64) -> Option<u64> {
-        self.map.insert(Key(tag), index)
+    pub(crate) fn note(&mut self, tag: SubjectTag, index: u64, subject_prev: Option<u64>) {
+        let hash = self.keys.hash_one(Key(tag));
+        self.pending.push(Pending {
+            hash,
+            tag,
+            index,
+            subject_prev,
+        });
+        if self.pending.len() >= self.batch {
+            self.apply();
+        }
+    }
+
+    /// The fault with the lowest index among all entries noted so far, if any.
+    pub(crate) fn first_fault(&mut self) -> Option<ChainFault> {
+        self.apply();
+        self.first
+    }
+
+    /// Applies the pending batch in table order.
+    fn apply(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        while (self.used + self.pending.len()) * 2 > self.slots.len() {
+            self.grow();
+        }
+        // Stable counting sort by the top bits of the hash (the table position's high
+        // bits): 2^REGION_BITS regions, each a contiguous stretch of the table.
+        const REGION_BITS: u32 = 10;
+        let shift = 64 - REGION_BITS;
+        let mut starts = [0usize; 1 << REGION_BITS];
+        for p in &self.pending {
+            starts[(p.hash >> shift) as usize] += 1;
+        }
+        let mut sum = 0;
+        for s in starts.iter_mut() {
+            let count = *s;
+            *s = sum;
+            sum += count;
+        }
+        self.sorted.clear();
+        self.sorted.resize(
+            self.pending.len(),
+            Pending {
+                hash: 0,
+                tag: SubjectTag([0; 32]),
+                index: 0,
+                subject_prev: None,
+            },
+        );
+        for p in &self.pending {
+            let region = (p.hash >> shift) as usize;
+            self.sorted[starts[region]] = *p;
+            starts[region] += 1;
+        }
+        self.pending.clear();
+        let sorted = std::mem::take(&mut self.sorted);
+        for p in &sorted {
+            let expected = self.replace(p.hash, p.tag, p.index);
+            if expected != p.subject_prev && self.first.is_none_or(|f| p.index < f.index) {
+                self.first = Some(ChainFault {
+                    index: p.index,
+                    expected,
+                    found: p.subject_prev,
+                });
+            }
+        }
+        self.sorted = sorted;
+    }
+
+    /// Sets `tag`'s latest index; returns the previous one.
+    #[inline]
+    fn replace(&mut self, hash: u64, tag: SubjectTag, index: u64) -> Option<u64> {
+        let mask = self.slots.len() - 1;
+        let mut at = (hash >> (64 - self.bits)) as usize;
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.latest == EMPTY {
+                *slot = Slot { tag, latest: index };
+                self.used += 1;
+                return None;
+            }
+            if slot.tag == tag {
+                return Some(std::mem::replace(&mut slot.latest, index));
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Doubles the table and re-inserts every subject.
+    fn grow(&mut self) {
+        self.bits += 1;
+        let old = std::mem::replace(&mut self.slots, vec![Self::empty(); 1 << self.bits]);
+        self.used = 0;
+        for slot in old.into_iter().filter(|s| s.latest != EMPTY) {
+            let hash = self.keys.hash_one(Key(slot.tag));
+            self.replace(hash, slot.tag, slot.latest);
+        }
     }
 }
 
@@ -121,34 +291,96 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    proptest! {
-        /// The table answers like a plain `HashMap` (the reference model), whatever the
-        /// tags: random, or equal but for one byte (so every word of the hash is used).
-        #[test]
-        fn answers_like_a_plain_map(
-            ops in proptest::collection::vec((0u8..32, any::<u8>(), 0usize..4), 1..400)
-        ) {
-            let mut table = LatestBySubject::new().expect("random");
-            let mut model = std::collections::HashMap::new();
-            for (i, (pos, byte, base)) in ops.into_iter().enumerate() {
-                let mut tag = [base as u8; 32];
-                tag[usize::from(pos)] = byte;
-                let i = i as u64;
-                prop_assert_eq!(table.replace(SubjectTag(tag), i), model.insert(tag, i));
+    /// The reference model: a plain map of each subject's latest index, entry by entry;
+    /// the first entry whose link differs.
+    fn reference(links: &[(SubjectTag, Option<u64>)]) -> Option<ChainFault> {
+        let mut latest = std::collections::HashMap::new();
+        for (i, (tag, found)) in links.iter().enumerate() {
+            let expected = latest.insert(*tag, i as u64);
+            if expected != *found {
+                return Some(ChainFault {
+                    index: i as u64,
+                    expected,
+                    found: *found,
+                });
             }
         }
+        None
+    }
+
+    /// A log of `n` entries over `subjects` tags with correct links (tags differ in one
+    /// byte, so every word of the hash matters).
+    fn honest(n: usize, subjects: usize, seed: u64) -> Vec<(SubjectTag, Option<u64>)> {
+        let mut latest = std::collections::HashMap::new();
+        let mut r = seed | 1;
+        (0..n)
+            .map(|i| {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                let s = (r % subjects as u64) as usize;
+                let mut tag = [0x5a; 32];
+                tag[s % 32] = (s / 32) as u8;
+                let tag = SubjectTag(tag);
+                (tag, latest.insert(tag, i as u64))
+            })
+            .collect()
+    }
+
+    fn check(links: &[(SubjectTag, Option<u64>)], batch: usize) -> Option<ChainFault> {
+        let mut chains = SubjectChains::with_batch(batch).expect("random");
+        for (i, (tag, prev)) in links.iter().enumerate() {
+            chains.note(*tag, i as u64, *prev);
+        }
+        chains.first_fault()
+    }
+
+    proptest! {
+        /// Any batch size, any edits of the links: the first fault is the reference
+        /// model's (and none on an honest log).
+        #[test]
+        fn first_fault_matches_the_entry_by_entry_model(
+            n in 1usize..600,
+            subjects in 1usize..300,
+            seed in any::<u64>(),
+            batch in 1usize..70,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3), 0..4),
+        ) {
+            let mut links = honest(n, subjects, seed);
+            prop_assert_eq!(check(&links, batch), None);
+            for (at, how) in edits {
+                let i = at.index(n);
+                links[i].1 = match how {
+                    0 => None,
+                    1 => Some(i.saturating_sub(1) as u64),
+                    _ => links[i].1.map(|p| p / 2),
+                };
+            }
+            prop_assert_eq!(check(&links, batch), reference(&links));
+        }
+    }
+
+    #[test]
+    fn a_large_log_grows_the_table_and_keeps_every_chain() {
+        let links = honest(200_000, 50_000, 7);
+        assert_eq!(check(&links, BATCH), None);
+        let mut bad = links.clone();
+        bad[150_001].1 = None;
+        bad[199_999].1 = Some(3);
+        assert_eq!(check(&bad, BATCH), reference(&bad));
+        assert!(reference(&bad).is_some());
     }
 
     /// Tags that differ in one word only still spread over the table's buckets.
     #[test]
     fn tags_differing_in_any_one_word_get_distinct_hashes() {
-        let table = LatestBySubject::new().expect("random");
+        let chains = SubjectChains::new().expect("random");
         for word in 0..4 {
             let mut seen = std::collections::HashSet::new();
             for v in 0..10_000u64 {
                 let mut tag = [0u8; 32];
                 tag[word * 8..word * 8 + 8].copy_from_slice(&v.to_le_bytes());
-                seen.insert(table.map.hasher().hash_one(Key(SubjectTag(tag))));
+                seen.insert(chains.keys.hash_one(Key(SubjectTag(tag))));
             }
             assert!(seen.len() > 9_990, "word {word}: {} distinct", seen.len());
         }
