@@ -650,6 +650,42 @@ mod tests {
         );
     }
 
+    /// The header's two lengths: 0 and above the maximum are refused as a bad header
+    /// before anything is read; exactly the maximum is read (the file is padded so that
+    /// it can be; it then fails for what it read, not for the length).
+    #[test]
+    fn out_of_range_header_lengths_are_refused_before_reading() {
+        let (mut file, vkey) = export(2, |_| {});
+        file.resize(file.len() + MAX_NOTE_LEN + 16, 0);
+        let with = |at: usize, len: &[u8]| {
+            let mut f = file.clone();
+            f[at..at + len.len()].copy_from_slice(len);
+            run(&f, &vkey).expect_err("refused")
+        };
+        for bad in [0u16, MAX_VKEY_LEN as u16 + 1, u16::MAX] {
+            let err = with(9, &bad.to_be_bytes());
+            assert!(
+                matches!(err.kind, VerifyErrorKind::BadHeader(m) if m.contains("verifier key")),
+                "{bad}: {err}"
+            );
+        }
+        let err = with(9, &(MAX_VKEY_LEN as u16).to_be_bytes());
+        assert!(matches!(err.kind, VerifyErrorKind::KeyMismatch), "{err}");
+        let note_at = 11 + usize::from(u16::from_be_bytes([file[9], file[10]]));
+        for bad in [0u32, MAX_NOTE_LEN as u32 + 1, u32::MAX] {
+            let err = with(note_at, &bad.to_be_bytes());
+            assert!(
+                matches!(err.kind, VerifyErrorKind::BadHeader(m) if m.contains("checkpoint note")),
+                "{bad}: {err}"
+            );
+        }
+        let err = with(note_at, &(MAX_NOTE_LEN as u32).to_be_bytes());
+        assert!(
+            !matches!(err.kind, VerifyErrorKind::BadHeader(m) if m.contains("out of range")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn an_empty_log_exports_and_verifies() {
         let store = MemStore::new();

@@ -12,8 +12,6 @@
 //! (one random access into megabytes of table per entry) is avoided by applying links in
 //! batches ordered by table position, see [`SubjectChains`].
 
-use std::hash::{BuildHasher, Hash, Hasher};
-
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::entry::SubjectTag;
@@ -29,66 +27,34 @@ fn fold(a: u64, b: u64) -> u64 {
 #[derive(Clone, Copy)]
 struct Keys([u64; 4]);
 
-impl BuildHasher for Keys {
-    type Hasher = TagHasher;
+impl Keys {
+    /// Fresh keys from the operating system's random generator.
+    fn random() -> Result<Self, ring::error::Unspecified> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new().fill(&mut seed)?;
+        Ok(Self(words(&seed)))
+    }
 
-    fn build_hasher(&self) -> TagHasher {
-        TagHasher {
-            keys: self.0,
-            state: 0,
-        }
+    /// The tag's keyed hash: each half of the tag folded with two keys, then the two
+    /// results folded together, so every input bit reaches every output bit.
+    #[inline(always)]
+    fn hash(&self, tag: &SubjectTag) -> u64 {
+        let [w0, w1, w2, w3] = words(&tag.0);
+        let [k0, k1, k2, k3] = self.0;
+        fold(fold(w0 ^ k0, w1 ^ k1) ^ k3, fold(w2 ^ k2, w3 ^ k3) ^ k0)
     }
 }
 
-/// Hashes exactly what [`Key`] feeds it: the tag's four words, once.
-struct TagHasher {
-    keys: [u64; 4],
-    state: u64,
-}
-
-impl Hasher for TagHasher {
-    #[inline(always)]
-    fn finish(&self) -> u64 {
-        self.state
+/// 32 bytes as four little-endian words.
+#[inline(always)]
+fn words(bytes: &[u8; 32]) -> [u64; 4] {
+    let mut out = [0u64; 4];
+    for (w, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        *w = u64::from_le_bytes(b);
     }
-
-    /// General bytes (not used by [`Key`], kept correct for any other caller): 8-byte
-    /// words, the tail zero-padded, and the length folded in.
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, c) in bytes.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            let (k, m) = (self.keys[i % 4], self.keys[(i + 1) % 4]);
-            self.state = fold(self.state ^ u64::from_le_bytes(w) ^ k, m | 1);
-        }
-        self.state = fold(self.state ^ bytes.len() as u64, self.keys[0] | 1);
-    }
-
-    #[inline(always)]
-    fn write_u128(&mut self, i: u128) {
-        // Called twice per tag: words (0, 1), then (2, 3).
-        let (lo, hi) = (i as u64, (i >> 64) as u64);
-        let [k0, k1, k2, k3] = self.keys;
-        self.state = fold(lo ^ k0 ^ self.state, hi ^ k1).rotate_left(23) ^ fold(lo ^ k2, hi ^ k3);
-    }
-}
-
-/// A tag as a table key: hashes as two 128-bit words.
-#[derive(PartialEq, Eq)]
-struct Key(SubjectTag);
-
-impl Hash for Key {
-    #[inline(always)]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let (a, b) = self.0 .0.split_at(16);
-        let word = |s: &[u8]| {
-            let mut w = [0u8; 16];
-            w.copy_from_slice(s);
-            u128::from_le_bytes(w)
-        };
-        state.write_u128(word(a));
-        state.write_u128(word(b));
-    }
+    out
 }
 
 /// One entry's subject link, waiting in a batch.
@@ -153,19 +119,10 @@ impl SubjectChains {
     }
 
     fn with_batch(batch: usize) -> Result<Self, ring::error::Unspecified> {
-        let mut seed = [0u8; 32];
-        SystemRandom::new().fill(&mut seed)?;
-        let mut keys = [0u64; 4];
-        for (k, c) in keys.iter_mut().zip(seed.chunks_exact(8)) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            *k = u64::from_le_bytes(w);
-        }
-        let bits = 10;
         Ok(Self {
-            keys: Keys(keys),
-            slots: vec![Self::empty(); 1 << bits],
-            bits,
+            keys: Keys::random()?,
+            slots: Vec::new(),
+            bits: 0,
             used: 0,
             pending: Vec::with_capacity(batch),
             sorted: Vec::with_capacity(batch),
@@ -185,7 +142,7 @@ impl SubjectChains {
     /// previous entry. Entries must come in index order.
     #[inline]
     pub(crate) fn note(&mut self, tag: SubjectTag, index: u64, subject_prev: Option<u64>) {
-        let hash = self.keys.hash_one(Key(tag));
+        let hash = self.keys.hash(&tag);
         self.pending.push(Pending {
             hash,
             tag,
@@ -274,13 +231,13 @@ impl SubjectChains {
         }
     }
 
-    /// Doubles the table and re-inserts every subject.
+    /// Doubles the table (the first call makes it 2 slots) and re-inserts every subject.
     fn grow(&mut self) {
         self.bits += 1;
         let old = std::mem::replace(&mut self.slots, vec![Self::empty(); 1 << self.bits]);
         self.used = 0;
         for slot in old.into_iter().filter(|s| s.latest != EMPTY) {
-            let hash = self.keys.hash_one(Key(slot.tag));
+            let hash = self.keys.hash(&slot.tag);
             self.replace(hash, slot.tag, slot.latest);
         }
     }
@@ -371,18 +328,53 @@ mod tests {
         assert!(reference(&bad).is_some());
     }
 
-    /// Tags that differ in one word only still spread over the table's buckets.
+    /// Links wait until a batch is full (then the batch is applied at once) or a fault is
+    /// asked for.
     #[test]
-    fn tags_differing_in_any_one_word_get_distinct_hashes() {
-        let chains = SubjectChains::new().expect("random");
-        for word in 0..4 {
-            let mut seen = std::collections::HashSet::new();
-            for v in 0..10_000u64 {
-                let mut tag = [0u8; 32];
-                tag[word * 8..word * 8 + 8].copy_from_slice(&v.to_le_bytes());
-                seen.insert(chains.keys.hash_one(Key(SubjectTag(tag))));
-            }
-            assert!(seen.len() > 9_990, "word {word}: {} distinct", seen.len());
+    fn links_are_applied_in_whole_batches() {
+        let links = honest(25, 5, 3);
+        let mut chains = SubjectChains::with_batch(10).expect("random");
+        for (i, (tag, prev)) in links.iter().enumerate() {
+            chains.note(*tag, i as u64, *prev);
+            assert_eq!(chains.pending.len(), (i + 1) % 10, "after entry {i}");
         }
+        assert_eq!(chains.first_fault(), None);
+        assert!(chains.pending.is_empty());
+        assert_eq!(chains.used, 5);
+        assert!(chains.slots.len() >= 10 && chains.slots.len().is_power_of_two());
+    }
+
+    /// Flipping any one bit of a tag changes about half of the hash's bits, and nearly
+    /// always the top bits that choose the table position: what keeps tags that differ
+    /// little (or chosen by a file's author, who does not know the keys) spread out.
+    #[test]
+    fn every_tag_bit_reaches_the_whole_hash() {
+        let keys = Keys::random().expect("random");
+        let mut r = 0x0123_4567_89ab_cdefu64;
+        let (mut changed_bits, mut flips, mut top_unchanged) = (0u64, 0u64, 0u64);
+        for _ in 0..300 {
+            let mut tag = [0u8; 32];
+            for c in tag.chunks_mut(8) {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                c.copy_from_slice(&r.to_le_bytes());
+            }
+            let base = keys.hash(&SubjectTag(tag));
+            for bit in 0..256 {
+                let mut t = tag;
+                t[bit / 8] ^= 1 << (bit % 8);
+                let diff = base ^ keys.hash(&SubjectTag(t));
+                changed_bits += u64::from(diff.count_ones());
+                top_unchanged += u64::from(diff >> 48 == 0);
+                flips += 1;
+            }
+        }
+        let mean = changed_bits as f64 / flips as f64;
+        assert!((30.0..34.0).contains(&mean), "mean bits changed {mean}");
+        assert!(
+            top_unchanged * 1000 < flips,
+            "top 16 bits unchanged {top_unchanged}/{flips}"
+        );
     }
 }
