@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// Path of a workspace binary, built once per test process with the same cargo and
@@ -226,8 +228,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_certs(pem: &[u8]) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    rustls_pemfile::certs(&mut &pem[..])
+fn read_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .context("reading PEM certificates")
 }
@@ -249,8 +251,7 @@ pub fn tls_config(
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
-            let key =
-                rustls_pemfile::private_key(&mut &key[..])?.context("no private key in PEM")?;
+            let key = PrivateKeyDer::from_pem_slice(key).context("no private key in PEM")?;
             builder.with_client_auth_cert(chain, key)?
         }
     })

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::exit::{self, Exit};
@@ -68,7 +70,7 @@ impl Client {
         let ca = read(ca_path, "CA certificate")?;
         let mut roots = rustls::RootCertStore::empty();
         let mut n = 0;
-        for c in rustls_pemfile::certs(&mut &ca[..]) {
+        for c in CertificateDer::pem_slice_iter(&ca) {
             let c = c.with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
             roots
                 .add(c)
@@ -86,16 +88,15 @@ impl Client {
         let tls = match (&conn.cert, &conn.key) {
             (Some(cert_path), Some(key_path)) => {
                 let cert = read(cert_path, "client certificate")?;
-                let chain = rustls_pemfile::certs(&mut &cert[..])
+                let chain = CertificateDer::pem_slice_iter(&cert)
                     .collect::<Result<Vec<_>, _>>()
                     .with_context(|| format!("{} is not a PEM certificate", cert_path.display()))?;
                 if chain.is_empty() {
                     bail!("{} holds no PEM certificate", cert_path.display());
                 }
                 let key = zeroize::Zeroizing::new(read(key_path, "client key")?);
-                let key = rustls_pemfile::private_key(&mut &key[..])
+                let key = PrivateKeyDer::from_pem_slice(&key)
                     .ok()
-                    .flatten()
                     .with_context(|| format!("{} holds no PEM private key", key_path.display()))?;
                 builder
                     .with_client_auth_cert(chain, key)

@@ -4,6 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tests::{client_from_pem, send, Vault};
 use vault_core::pki::{Ca, Usage};
@@ -23,11 +25,11 @@ const SECRETS: [&str; 6] = [
 fn real_ca(v: &Vault) -> Ca {
     let cert = std::fs::read(&v.creds.ca_cert).unwrap();
     let key = std::fs::read(&v.creds.ca_key).unwrap();
-    let cert = rustls_pemfile::certs(&mut &cert[..])
+    let cert = CertificateDer::pem_slice_iter(&cert)
         .next()
         .unwrap()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut &key[..]).unwrap().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key).unwrap();
     Ca::from_der(&cert, key.secret_der()).unwrap()
 }
 
