@@ -4,20 +4,25 @@
 //!
 //! - every [`Tree`] is a sled tree of the same name; a batch is one sled transaction over
 //!   the trees it touches, so it is applied (and recovered after a crash) whole or not at all;
-//! - [`Storage::wait_durable`] is a group commit: one leader at a time runs `Db::flush`
-//!   (which on Linux only issues `sync_file_range`) and then `fsync` on the sled data file
-//!   `db`, and every waiter whose batch was applied before that flush started is released;
+//! - [`Storage::apply`] makes a batch visible to reads at once (an in-memory overlay of
+//!   the batches not yet in sled) and queues it; [`Storage::wait_durable`] is a group
+//!   commit: one leader at a time writes every queued batch into sled as **one** sled
+//!   transaction (sled rolls and `sync_file_range`s its IO buffer on every transaction, so
+//!   one per group instead of one per batch), runs `Db::flush` (which on Linux only issues
+//!   `sync_file_range`) and then `fsync` on the sled data file `db`, and releases every
+//!   waiter whose batch was in that group or an earlier one;
 //! - values and keys are kept far below sled's blob threshold, so nothing ever lands in
 //!   `blobs/` (files sled never fsyncs);
 //! - any flush or fsync failure poisons the store: every later call returns
 //!   [`StorageError::Poisoned`] until the process restarts and reopens the directory.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -127,6 +132,50 @@ struct DurableState {
     flushing: bool,
 }
 
+/// One key's latest write among the batches applied but not yet in sled.
+struct Staged {
+    /// Ticket of the batch that wrote it last.
+    ticket: u64,
+    /// The value, `None` for a delete.
+    value: Option<Vec<u8>>,
+}
+
+/// Batches applied (visible to every read) but not yet written into sled, oldest first.
+/// A group-commit leader moves them into sled as one transaction, then drops their overlay
+/// entries; readers hold the read lock across the overlay look-up and the sled read, so a
+/// batch is always found in one or the other.
+#[derive(Default)]
+struct Pending {
+    /// The last ticket handed out.
+    last: u64,
+    /// The queued batches with their tickets, in ticket order.
+    queue: VecDeque<(u64, WriteBatch)>,
+    /// Per tree (index in [`Tree::ALL`]), the latest queued write of each key.
+    overlay: Vec<BTreeMap<Vec<u8>, Staged>>,
+}
+
+/// A leader moves queued batches into sled in groups of at most this many bytes of keys and
+/// values (at least one batch), so one sled transaction stays far below a log segment.
+const GROUP_BYTES: usize = 256 * 1024;
+
+fn batch_bytes(batch: &WriteBatch) -> usize {
+    batch
+        .writes()
+        .iter()
+        .map(|w| match w {
+            Write::Put { key, value, .. } => key.len() + value.len(),
+            Write::Delete { key, .. } => key.len(),
+        })
+        .sum()
+}
+
+fn tree_index(tree: Tree) -> usize {
+    Tree::ALL
+        .iter()
+        .position(|t| *t == tree)
+        .expect("Tree::ALL lists every tree")
+}
+
 /// The sled backend of [`Storage`]. Share it behind an `Arc`. Its `Debug` prints only the
 /// path and store id (sled's own `Debug` would dump every tree).
 pub struct SledStore {
@@ -137,10 +186,10 @@ pub struct SledStore {
     data_file: File,
     store_id: [u8; 16],
     options: SledOptions,
-    /// Orders applies and assigns tickets: holds the last ticket handed out.
-    apply_lock: Mutex<u64>,
-    /// The last ticket whose batch is applied (updated under `apply_lock`).
-    applied: AtomicU64,
+    /// Orders applies and assigns tickets; the batches not yet in sled and their overlay.
+    pending: RwLock<Pending>,
+    /// The last ticket handed out (updated under `pending`'s write lock).
+    issued: AtomicU64,
     durable: Mutex<DurableState>,
     durable_changed: Condvar,
     poisoned: AtomicBool,
@@ -152,8 +201,8 @@ pub struct SledStore {
     fail_durability: AtomicU64,
     /// Durability steps (flush + fsync) run so far.
     durability_steps: AtomicU64,
-    /// Threads inside `apply` (queued on `apply_lock` or in the transaction): a leader
-    /// about to flush lets them finish, up to [`GATHER_WINDOW`], so its flush covers them.
+    /// Threads inside `apply` (queued on `pending` or staging their batch): a leader about
+    /// to flush lets them finish, up to [`GATHER_WINDOW`], so its group covers them.
     applying: AtomicU64,
 }
 
@@ -174,6 +223,19 @@ impl<'a> Applying<'a> {
 impl Drop for Applying<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SledStore {
+    /// Batches applied but never waited for are written into sled before sled closes (sled
+    /// flushes on close), as they were when `apply` wrote into sled directly. Not a
+    /// durability promise: only `wait_durable` is.
+    fn drop(&mut self) {
+        while !self.poisoned.load(Ordering::SeqCst) && !self.pending_read().queue.is_empty() {
+            if self.write_queued_group().is_err() {
+                break;
+            }
+        }
     }
 }
 
@@ -500,8 +562,11 @@ impl SledStore {
             data_file,
             store_id,
             options,
-            apply_lock: Mutex::new(0),
-            applied: AtomicU64::new(0),
+            pending: RwLock::new(Pending {
+                overlay: Tree::ALL.iter().map(|_| BTreeMap::new()).collect(),
+                ..Pending::default()
+            }),
+            issued: AtomicU64::new(0),
             durable: Mutex::new(DurableState::default()),
             durable_changed: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -580,11 +645,7 @@ impl SledStore {
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
-        let index = Tree::ALL
-            .iter()
-            .position(|t| *t == tree)
-            .expect("Tree::ALL lists every tree");
-        &self.trees[index]
+        &self.trees[tree_index(tree)]
     }
 
     fn take_apply_failpoint(&self) -> bool {
@@ -632,20 +693,27 @@ impl SledStore {
         Ok(())
     }
 
-    /// The sled transaction of a batch, over the trees it touches.
-    fn apply_sled(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let mut touched: Vec<Tree> = batch
-            .writes()
-            .iter()
+    /// One sled transaction over the trees the batches touch, writing the batches in order:
+    /// after a crash all of them are present or none.
+    fn apply_sled<'b>(
+        &self,
+        batches: impl Iterator<Item = &'b WriteBatch> + Clone,
+    ) -> Result<(), StorageError> {
+        let mut touched: Vec<Tree> = batches
+            .clone()
+            .flat_map(|b| b.writes())
             .map(|w| match w {
                 Write::Put { tree, .. } | Write::Delete { tree, .. } => *tree,
             })
             .collect();
         touched.sort();
         touched.dedup();
+        if touched.is_empty() {
+            return Ok(());
+        }
         let trees: Vec<&sled::Tree> = touched.iter().map(|t| self.tree(*t)).collect();
         let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|view| {
-            for write in batch.writes() {
+            for write in batches.clone().flat_map(|b| b.writes()) {
                 match write {
                     Write::Put { tree, key, value } => {
                         let i = touched
@@ -708,7 +776,7 @@ impl SledStore {
         if self.options.dangerous_skip_durability && !force {
             return self.check_poisoned();
         }
-        if ticket.0 > self.applied.load(Ordering::SeqCst) {
+        if ticket.0 > self.issued.load(Ordering::SeqCst) {
             return Err(backend("waiting for durability", ForeignTicket(ticket.0)));
         }
         let mut state = lock(&self.durable);
@@ -735,12 +803,13 @@ impl SledStore {
             {
                 std::thread::yield_now();
             }
-            let target = self.applied.load(Ordering::SeqCst);
-            let result = self.flush_and_fsync();
+            let result = self
+                .write_queued_group()
+                .and_then(|target| self.flush_and_fsync().map(|()| target));
             state = lock(&self.durable);
             state.flushing = false;
             match result {
-                Ok(()) => state.durable = state.durable.max(target),
+                Ok(target) => state.durable = state.durable.max(target),
                 Err(e) => {
                     self.poisoned.store(true, Ordering::SeqCst);
                     self.durable_changed.notify_all();
@@ -749,6 +818,60 @@ impl SledStore {
             }
             self.durable_changed.notify_all();
         }
+    }
+
+    fn pending_read(&self) -> std::sync::RwLockReadGuard<'_, Pending> {
+        // A panic while holding it leaves whole batches behind (each staged under the lock).
+        self.pending
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pending_write(&self) -> std::sync::RwLockWriteGuard<'_, Pending> {
+        self.pending
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The leader's write step: takes the oldest queued batches (up to [`GROUP_BYTES`]),
+    /// writes them into sled as one transaction, then drops their overlay entries (those not
+    /// rewritten by a later batch). Returns the highest ticket now in sled: every ticket up
+    /// to it is in sled (earlier groups were written by earlier leaders, one at a time).
+    fn write_queued_group(&self) -> Result<u64, StorageError> {
+        let group: Vec<(u64, WriteBatch)> = {
+            let mut pending = self.pending_write();
+            let mut bytes = 0;
+            let mut take = 0;
+            for (_, batch) in &pending.queue {
+                let b = batch_bytes(batch);
+                if take > 0 && bytes + b > GROUP_BYTES {
+                    break;
+                }
+                bytes += b;
+                take += 1;
+            }
+            if take == 0 {
+                return Ok(pending.last);
+            }
+            pending.queue.drain(..take).collect()
+        };
+        let target = group.last().map_or(0, |(t, _)| *t);
+        if let Err(e) = self.apply_sled(group.iter().map(|(_, b)| b)) {
+            // sled failed inside a transaction: what it holds in memory is unknown.
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        let mut pending = self.pending_write();
+        for (_, batch) in &group {
+            for write in batch.writes() {
+                let (Write::Put { tree, key, .. } | Write::Delete { tree, key }) = write;
+                let overlay = &mut pending.overlay[tree_index(*tree)];
+                if overlay.get(key).is_some_and(|s| s.ticket <= target) {
+                    overlay.remove(key);
+                }
+            }
+        }
+        Ok(target)
     }
 
     fn collect(
@@ -769,26 +892,66 @@ impl SledStore {
             Some(end) => Bound::Excluded(end),
             None => Bound::Unbounded,
         };
+        let pending = self.pending_read();
         let range = self
             .tree(tree)
             .range::<&[u8], _>((Bound::Included(start), upper));
-        let mut out = Vec::new();
-        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            let (k, v) = item.map_err(|e| backend("scanning", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-            Ok::<(), StorageError>(())
-        };
+        let staged =
+            pending.overlay[tree_index(tree)].range::<[u8], _>((Bound::Included(start), upper));
         if reverse {
-            for item in range.rev().take(limit) {
-                push(item)?;
-            }
+            merge(range.rev(), staged.rev(), limit, true)
         } else {
-            for item in range.take(limit) {
-                push(item)?;
+            merge(range, staged, limit, false)
+        }
+    }
+}
+
+/// Merges a sled range with the overlay's range over the same bounds, in scan order
+/// (descending when `reverse`): an overlay entry replaces sled's value for its key, an
+/// overlay delete hides it. Stops after `limit` entries.
+fn merge<'o>(
+    base: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    staged: impl Iterator<Item = (&'o Vec<u8>, &'o Staged)>,
+    limit: usize,
+    reverse: bool,
+) -> Result<Entries, StorageError> {
+    let mut base = base.peekable();
+    let mut staged = staged.peekable();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let base_key = match base.peek() {
+            Some(Ok((k, _))) => Some(&k[..]),
+            Some(Err(_)) => {
+                return match base.next() {
+                    Some(Err(e)) => Err(backend("scanning", e)),
+                    _ => Err(backend("scanning", Failpoint("scan error vanished"))),
+                }
+            }
+            None => None,
+        };
+        let order = match (base_key, staged.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(b), Some((s, _))) if reverse => s.as_slice().cmp(b),
+            (Some(b), Some((s, _))) => b.cmp(s.as_slice()),
+        };
+        if order == std::cmp::Ordering::Less {
+            if let Some(Ok((k, v))) = base.next() {
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            continue;
+        }
+        if order == std::cmp::Ordering::Equal {
+            base.next();
+        }
+        if let Some((k, s)) = staged.next() {
+            if let Some(v) = &s.value {
+                out.push((k.clone(), v.clone()));
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -799,6 +962,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Storage for SledStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.check_poisoned()?;
+        let pending = self.pending_read();
+        if let Some(staged) = pending.overlay[tree_index(tree)].get(key) {
+            return Ok(staged.value.clone());
+        }
         self.tree(tree)
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
@@ -829,7 +996,7 @@ impl Storage for SledStore {
         self.check_poisoned()?;
         Self::validate(&batch)?;
         let _applying = Applying::enter(&self.applying);
-        let mut last = lock(&self.apply_lock);
+        let mut pending = self.pending_write();
         self.check_poisoned()?;
         if self.take_apply_failpoint() {
             return Err(backend(
@@ -837,16 +1004,26 @@ impl Storage for SledStore {
                 Failpoint("dangerous test failpoint `apply` triggered"),
             ));
         }
-        if !batch.is_empty() {
-            if let Err(e) = self.apply_sled(&batch) {
-                // sled failed inside a transaction: what it holds in memory is unknown.
+        let ticket = pending.last + 1;
+        if self.options.dangerous_skip_durability {
+            // No leader ever runs for this variant's commits: straight into sled.
+            if let Err(e) = self.apply_sled(std::iter::once(&batch)) {
                 self.poisoned.store(true, Ordering::SeqCst);
                 return Err(e);
             }
+        } else if !batch.is_empty() {
+            for write in batch.writes() {
+                let (tree, key, value) = match write {
+                    Write::Put { tree, key, value } => (*tree, key, Some(value.clone())),
+                    Write::Delete { tree, key } => (*tree, key, None),
+                };
+                pending.overlay[tree_index(tree)].insert(key.clone(), Staged { ticket, value });
+            }
+            pending.queue.push_back((ticket, batch));
         }
-        *last += 1;
-        self.applied.store(*last, Ordering::SeqCst);
-        Ok(CommitTicket(*last))
+        pending.last = ticket;
+        self.issued.store(ticket, Ordering::SeqCst);
+        Ok(CommitTicket(ticket))
     }
 
     fn wait_durable(&self, ticket: CommitTicket) -> Result<(), StorageError> {
@@ -1027,6 +1204,110 @@ mod tests {
             .scan(Tree::AuditLeaves, b"", None, usize::MAX)
             .unwrap();
         assert_eq!(all.len() as u64, commits);
+    }
+
+    /// One step of the overlay model test: a batch of (tree, key, Some(value) | None)
+    /// applied without waiting, optionally followed by a wait for its ticket.
+    type Step = (Vec<(bool, u8, Option<u8>)>, bool);
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(
+                (any::<bool>(), 0u8..12, proptest::option::of(any::<u8>())),
+                0..5,
+            ),
+            proptest::bool::weighted(0.3),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 40, ..Default::default() })]
+
+        /// Reads see every applied batch at once, whether it is still queued (overlay),
+        /// being grouped, or in sled: gets and scans in both directions, with bounds and
+        /// limits, equal a BTreeMap model after every step, and again after reopening.
+        #[test]
+        fn reads_see_applied_batches_before_and_after_they_reach_sled(
+            steps in proptest::collection::vec(step(), 1..24),
+            scans in proptest::collection::vec((0u8..13, proptest::option::of(0u8..13), 0usize..6), 4),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s");
+            let trees = [Tree::Records, Tree::AuditSubjects];
+            let mut model: [BTreeMap<Vec<u8>, Vec<u8>>; 2] = Default::default();
+            let check = |store: &SledStore, model: &[BTreeMap<Vec<u8>, Vec<u8>>; 2]| {
+                for (t, tree) in trees.iter().enumerate() {
+                    for k in 0u8..12 {
+                        assert_eq!(store.get(*tree, &[k]).unwrap(), model[t].get(&vec![k]).cloned());
+                    }
+                    for (start, end, limit) in &scans {
+                        let (start, end) = (vec![*start], end.map(|e| vec![e]));
+                        let in_range = |k: &&Vec<u8>| **k >= start && end.as_ref().is_none_or(|e| *k < e);
+                        let want: Entries = model[t].iter().filter(|(k, _)| in_range(k))
+                            .take(*limit).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        assert_eq!(store.scan(*tree, &start, end.as_deref(), *limit).unwrap(), want);
+                        let want: Entries = model[t].iter().rev().filter(|(k, _)| in_range(k))
+                            .take(*limit).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        assert_eq!(store.scan_rev(*tree, &start, end.as_deref(), *limit).unwrap(), want);
+                    }
+                }
+            };
+            {
+                let store = SledStore::create(&path).unwrap();
+                for (writes, wait) in &steps {
+                    let mut batch = WriteBatch::new();
+                    for (second, k, v) in writes {
+                        let t = usize::from(*second);
+                        match v {
+                            Some(v) => {
+                                batch.put(trees[t], vec![*k], vec![*v]);
+                                model[t].insert(vec![*k], vec![*v]);
+                            }
+                            None => {
+                                batch.delete(trees[t], vec![*k]);
+                                model[t].remove(&vec![*k]);
+                            }
+                        }
+                    }
+                    let ticket = store.apply(batch).unwrap();
+                    check(&store, &model);
+                    if *wait {
+                        store.wait_durable(ticket).unwrap();
+                        check(&store, &model);
+                    }
+                }
+            }
+            // Dropping the handle writes what was never waited for into sled.
+            let store = SledStore::open(&path).unwrap();
+            check(&store, &model);
+        }
+    }
+
+    #[test]
+    fn a_group_is_capped_and_the_rest_goes_in_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let n = (GROUP_BYTES / MAX_VALUE_LEN + 5) as u32;
+        let mut last = None;
+        for i in 0..n {
+            last = Some(
+                store
+                    .apply(put(Tree::Records, &i.to_be_bytes(), &[1u8; MAX_VALUE_LEN]))
+                    .unwrap(),
+            );
+        }
+        let before = store.durability_steps();
+        store.wait_durable(last.unwrap()).unwrap();
+        assert_eq!(
+            store.durability_steps() - before,
+            2,
+            "two groups, two flushes"
+        );
+        assert!(store.pending_read().queue.is_empty());
+        assert!(store.pending_read().overlay.iter().all(BTreeMap::is_empty));
+        let all = store.scan(Tree::Records, b"", None, usize::MAX).unwrap();
+        assert_eq!(all.len() as u32, n);
     }
 
     #[test]
