@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::json;
 use vault_core::datadir;
-use vault_core::engine::Vault;
+use vault_core::engine::{Vault, VaultError};
 use vault_core::keys::Passphrase;
 use vault_core::storage::{Storage, Tree};
 
@@ -54,6 +54,10 @@ pub(crate) enum KeysCmd {
         /// Offline: a file holding the passphrase (else VAULT_PASSPHRASE).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// Offline, --kind kek: also change the passphrase to the one in FILE (every master
+        /// key is re-sealed under it; from then on only it unseals the vault).
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
         #[command(flatten)]
         conn: Conn,
         /// Print the result as JSON on stdout.
@@ -90,6 +94,7 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             citizen,
             data_dir,
             passphrase_file,
+            new_passphrase_file,
             conn,
             json,
         } => {
@@ -99,17 +104,32 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
                     "a data key rotation names the citizen: add --citizen ID",
                 ));
             }
+            if new_passphrase_file.is_some() && (kind != Kind::Kek || data_dir.is_none()) {
+                return Err(Exit::error(
+                    exit::REJECTED,
+                    "a passphrase change goes with a master key rotation on the stopped vault: \
+                     use --kind kek --data-dir DIR",
+                ));
+            }
             let (rotated, key_id, audit_index) = match data_dir {
                 Some(dir) => {
                     let pass = files::read_passphrase(passphrase_file.as_deref())?;
                     let vault = Vault::open(&dir, &pass).map_err(|e| {
                         exit::engine(&format!("cannot unseal {}", dir.display()), e)
                     })?;
-                    let out = vault
-                        .rotate_keys(kind.as_str(), citizen.as_deref())
-                        .map_err(|e| {
-                            exit::engine("key rotation failed (run it again to resume)", e)
-                        })?;
+                    let out = match &new_passphrase_file {
+                        Some(file) => {
+                            let new = files::read_passphrase(Some(file))?;
+                            vault.rotate_kek_with_new_passphrase(&new)
+                        }
+                        None => vault.rotate_keys(kind.as_str(), citizen.as_deref()),
+                    }
+                    .map_err(|e| match e {
+                        VaultError::BadInput { .. } | VaultError::Conflict { .. } => {
+                            exit::engine("key rotation refused", e)
+                        }
+                        e => exit::engine("key rotation failed (run it again to resume)", e),
+                    })?;
                     vault.shutdown();
                     (
                         out.rotated as u64,

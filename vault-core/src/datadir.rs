@@ -483,9 +483,10 @@ impl Unsealed {
     /// when given, which then also re-seals every older KEK, else under the current
     /// passphrase), then every citizen's keys are re-wrapped under it, a batch of citizens
     /// per commit. Field ciphertexts are not touched. If a rotation is unfinished (a crash,
-    /// or `max_citizens` reached), this call finishes it instead of starting another
-    /// (`new_passphrase` is then ignored). Stops after re-wrapping about `max_citizens`
-    /// (`done: false`).
+    /// or `max_citizens` reached), this call finishes it instead of starting another; a
+    /// `new_passphrase` is then refused (`RotationInProgress`: finish the rotation first,
+    /// then change the passphrase with the next one). Stops after re-wrapping about
+    /// `max_citizens` (`done: false`).
     ///
     /// Re-wrapping rewrites key records: no record write may run meanwhile (it could
     /// overwrite a re-wrapped key record with its older copy, or the reverse, losing a seal
@@ -498,7 +499,11 @@ impl Unsealed {
         max_citizens: Option<usize>,
     ) -> Result<Progress, DataDirError> {
         let mut sealing = self.sealing.lock().unwrap_or_else(PoisonError::into_inner);
-        if read_rotation(&*self.store)?.is_none() {
+        let unfinished = read_rotation(&*self.store)?;
+        if let (Some(r), Some(_)) = (&unfinished, new_passphrase) {
+            return Err(DataDirError::RotationInProgress { target: r.target });
+        }
+        if unfinished.is_none() {
             let next = {
                 let ring = self.records.ring();
                 ring.ids().last().copied().unwrap_or(0).saturating_add(1)

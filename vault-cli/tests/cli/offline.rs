@@ -316,3 +316,64 @@ fn rotate_retire_compact() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_master_key_rotation_changes_the_passphrase() {
+    let root = scratch("repass");
+    let data = init(&root);
+    let short = root.join("short");
+    std::fs::write(&short, "short\n").expect("writes");
+    let new = root.join("new-pass");
+    let new_pass = "a completely different operator passphrase";
+    std::fs::write(&new, format!("{new_pass}\n")).expect("writes");
+    let rotate = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["keys", "rotate", "--data-dir", s(&data)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--new-passphrase-file", s(file)]);
+        cli(&args, Some(PASS))
+    };
+    // Refused: a data key rotation, a live rotation, a weak passphrase; nothing changes.
+    let out = rotate(&new, &["--kind", "dek", "--citizen", "C1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = cli(
+        &[
+            "keys",
+            "rotate",
+            "--new-passphrase-file",
+            s(&new),
+            "--server",
+            "https://localhost:1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = rotate(&short, &["--kind", "kek"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(&["unseal", "--data-dir", s(&data), "--json"], Some(PASS));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The change: master key 2, sealed (with key 1) under the new passphrase only.
+    let out = rotate(&new, &["--kind", "kek", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["key_id"], 2);
+    let out = cli(&["unseal", "--data-dir", s(&data)], Some(PASS));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = cli(
+        &["unseal", "--data-dir", s(&data), "--json"],
+        Some(new_pass),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // init, the refused weak passphrase wrote nothing, the rotation.
+    assert_eq!(v["audit_size"], 2);
+    let out = cli(
+        &["keys", "retire", "--data-dir", s(&data), "--kek-id", "1"],
+        Some(new_pass),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

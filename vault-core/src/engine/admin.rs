@@ -14,6 +14,7 @@ use super::{
 };
 use crate::agencies::{self, Enrolment, PinnedCert};
 use crate::codec;
+use crate::keys::Passphrase;
 use crate::pki::{Issued, Usage};
 use crate::storage::{Tree, WriteBatch};
 use crate::tokens::{self, IssuedToken, Role};
@@ -286,10 +287,33 @@ impl Vault {
         kind: &str,
         citizen: Option<&str>,
     ) -> Result<RotateOutcome, VaultError> {
+        self.rotate(kind, citizen, None)
+    }
+
+    /// Rotates the master key and changes the passphrase that seals it: the new master
+    /// key and every older one are sealed under `new_passphrase` (checked for strength);
+    /// from the commit on, only the new passphrase unseals the vault. Refused while an
+    /// earlier rotation is unfinished (run [`Vault::rotate_keys`] with `kek` first).
+    pub fn rotate_kek_with_new_passphrase(
+        &self,
+        new_passphrase: &str,
+    ) -> Result<RotateOutcome, VaultError> {
+        let pass = Passphrase::new(new_passphrase.to_owned());
+        self.rotate("kek", None, Some(&pass))
+    }
+
+    /// The rotation's core: `new_passphrase` only with `kek`.
+    fn rotate(
+        &self,
+        kind: &str,
+        citizen: Option<&str>,
+        mut new_passphrase: Option<&Passphrase>,
+    ) -> Result<RotateOutcome, VaultError> {
         let (now, now_ms) = now_parts();
         match kind {
             "kek" => {
                 let mut moved = 0;
+                let changes_passphrase = new_passphrase.is_some();
                 loop {
                     // Each slice holds the writer lock: a concurrent record write must not
                     // write back a key record the rotation just re-wrapped.
@@ -297,10 +321,12 @@ impl Vault {
                         .writer
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    // The new passphrase goes with the first slice, which starts the
+                    // rotation; the later slices continue it.
                     let p = self
                         .unsealed
-                        .rotate_kek(None, now, Some(1024))
-                        .map_err(|e| VaultError::Internal(e.to_string()))?;
+                        .rotate_kek(new_passphrase.take(), now, Some(1024))
+                        .map_err(rotation_error)?;
                     moved += p.moved;
                     if p.done {
                         break;
@@ -314,6 +340,9 @@ impl Vault {
                     self.stage_reseal_secrets(&mut tx.batch)?;
                     let mut d = operator_draft(now_ms, "key.rotate");
                     d.initiator = Some(format!("kek {key_id}"));
+                    if changes_passphrase {
+                        d.justification = Some("passphrase changed".to_owned());
+                    }
                     tx.entry(d);
                     Ok(())
                 })?;
@@ -613,5 +642,15 @@ impl Vault {
         let mut out = Vec::new();
         crate::backup::write(&*self.store, &mut out).map_err(VaultError::internal)?;
         Ok(out)
+    }
+}
+
+/// A master key rotation's failure: a refused new passphrase or an unfinished earlier
+/// rotation are the operator's to fix; anything else is internal.
+fn rotation_error(e: crate::datadir::DataDirError) -> VaultError {
+    match e.code() {
+        code @ ("passphrase_too_short" | "weak_passphrase") => VaultError::bad(code, e.to_string()),
+        "rotation_in_progress" => VaultError::conflict("rotation_in_progress", e.to_string()),
+        _ => VaultError::Internal(e.to_string()),
     }
 }

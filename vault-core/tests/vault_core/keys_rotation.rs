@@ -136,6 +136,11 @@ fn kek_rotation_with_a_new_passphrase() {
     // Resume with the new passphrase: every KEK was re-sealed under it.
     let v = datadir::unseal(&dir, &pass(new), RecordOptions::default()).unwrap();
     assert_eq!(v.kek_ids(), (vec![1, 2], 2));
+    // Another passphrase change waits until this rotation is finished.
+    let err = v
+        .rotate_kek(Some(&pass("yet another long passphrase")), now(), None)
+        .unwrap_err();
+    assert_eq!(err.code(), "rotation_in_progress");
     assert!(v.rotate_kek(None, now(), None).unwrap().done);
     v.retire_kek(1).unwrap();
     assert_eq!(read_all(&v, "c1").len(), 1);
