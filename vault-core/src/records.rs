@@ -439,6 +439,77 @@ impl<'a> DekCache<'a> {
     }
 }
 
+/// One read of a citizen's keys and of some of their records, from
+/// [`Records::read_sealed`]. Holds only wrapped keys and ciphertexts: nothing is unwrapped
+/// or decrypted until [`FieldRead::subject_tag`] or [`FieldRead::open`] is called.
+pub struct FieldRead {
+    citizen: CitizenId,
+    keys: Option<CitizenKeys>,
+    records: BTreeMap<String, StoredRecord>,
+}
+
+impl std::fmt::Debug for FieldRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FieldRead")
+            .field("citizen", &self.citizen)
+            .field("categories", &self.records.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FieldRead {
+    /// True when the read found a stored value for `field`.
+    pub fn contains(&self, field: &FieldName) -> bool {
+        self.records
+            .get(field.category())
+            .is_some_and(|r| r.fields.contains_key(field.field()))
+    }
+
+    /// The citizen's audit subject tag; `None` when the citizen had no keys.
+    pub fn subject_tag(&self, records: &Records) -> Result<Option<[u8; 32]>, RecordError> {
+        let ring = records.ring();
+        self.keys
+            .as_ref()
+            .map(|k| Records::tag_of(&ring, &self.citizen, k))
+            .transpose()
+    }
+
+    /// Opens the fields `wanted` from this read, like [`Records::read_fields`]: `None` for
+    /// a field the read did not find (or whose category was not read).
+    pub fn open(
+        &self,
+        records: &Records,
+        wanted: &[FieldName],
+    ) -> Result<Vec<(FieldName, Option<Plaintext>)>, RecordError> {
+        let Some(keys) = &self.keys else {
+            return Ok(wanted.iter().map(|f| (f.clone(), None)).collect());
+        };
+        let ring = records.ring();
+        let mut by_category: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for f in wanted {
+            by_category.entry(f.category()).or_default().push(f.field());
+        }
+        let mut opened: BTreeMap<(&str, String), Plaintext> = BTreeMap::new();
+        for (cat, names) in &by_category {
+            let Some(record) = self.records.get(*cat) else {
+                continue;
+            };
+            for (name, p) in
+                Records::open_record(&ring, &self.citizen, keys, cat, record, Some(names))?
+            {
+                opened.insert((cat, name), p);
+            }
+        }
+        Ok(wanted
+            .iter()
+            .map(|f| {
+                let v = opened.remove(&(f.category(), f.field().to_owned()));
+                (f.clone(), v)
+            })
+            .collect())
+    }
+}
+
 /// The record store: seals, opens, rotates and erases citizens' records.
 #[derive(Debug)]
 pub struct Records {
@@ -856,6 +927,37 @@ impl Records {
                 (f.clone(), v)
             })
             .collect())
+    }
+
+    /// Reads, once, the citizen's key record and the records of the categories `wanted`
+    /// names (no other record), for a decision taken under the engine's writer lock: which
+    /// fields exist, the subject tag, and later, once the decision's audit entry is durable,
+    /// the values as they were when decided ([`FieldRead::open`]). Fails with
+    /// [`RecordError::Erased`] after erasure.
+    pub fn read_sealed(
+        &self,
+        store: &dyn Storage,
+        citizen: &CitizenId,
+        wanted: &[FieldName],
+    ) -> Result<FieldRead, RecordError> {
+        let keys = Self::load_keys(store, None, citizen)?;
+        let mut records = BTreeMap::new();
+        if keys.is_some() {
+            for f in wanted {
+                let category = f.category();
+                if records.contains_key(category) {
+                    continue;
+                }
+                if let Some(bytes) = store.get(Tree::Records, &record_key(citizen, category))? {
+                    records.insert(category.to_owned(), decode_record(&bytes)?);
+                }
+            }
+        }
+        Ok(FieldRead {
+            citizen: citizen.clone(),
+            keys,
+            records,
+        })
     }
 
     fn scan_records(

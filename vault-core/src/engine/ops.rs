@@ -440,25 +440,15 @@ impl Vault {
             justification: input.justification.clone(),
         };
         let (now, now_ms) = now_parts();
-        let ((released, withheld), index) = self.transact(|tx| {
+        let records = self.unsealed.records();
+        let ((released, withheld, read), index) = self.transact(|tx| {
             let artefacts = load_consents(tx.store(), &citizen)?;
             let decision = evaluate(&self.policy, &request, &artefacts, now);
-            let present: BTreeSet<String> = match tx
-                .vault
-                .unsealed
-                .records()
-                .list_records(tx.store(), &citizen)
-            {
-                Ok(list) => list
-                    .into_iter()
-                    .flat_map(|r| {
-                        let c = r.category;
-                        r.fields.into_iter().map(move |f| format!("{c}.{f}"))
-                    })
-                    .collect(),
-                Err(RecordError::Erased { .. }) => BTreeSet::new(),
-                Err(e) => return Err(record_err(e)),
-            };
+            // Only the requested categories are read (not every record of the citizen),
+            // once: what exists, the subject tag, and the values opened after the commit.
+            let read = records
+                .read_sealed(tx.store(), &citizen, &request.fields)
+                .map_err(record_err)?;
             let mut released: Vec<FieldName> = Vec::new();
             let mut withheld: Vec<(String, String)> = Vec::new();
             let mut bases: BTreeSet<&'static str> = BTreeSet::new();
@@ -466,7 +456,7 @@ impl Vault {
             let mut used: Vec<ConsentId> = Vec::new();
             for d in &decision.fields {
                 match d.outcome {
-                    Outcome::Released(basis) if present.contains(d.field.as_str()) => {
+                    Outcome::Released(basis) if read.contains(d.field) => {
                         released.push(d.field.clone());
                         bases.insert(basis.legal_basis().code());
                         match basis {
@@ -544,17 +534,25 @@ impl Vault {
             });
             draft.justification = input.justification.clone();
             draft.review = review;
-            draft.subject = tx.tag(&citizen, false)?;
+            draft.subject = read
+                .subject_tag(records)
+                .map_err(record_err)?
+                .map(SubjectTag);
             tx.entry(draft);
-            Ok((released, withheld))
+            Ok((released, withheld, read))
         })?;
+        // The entry recording the release is durable: open the values decided on.
         let values = if released.is_empty() {
             Vec::new()
         } else {
-            self.unsealed
-                .records()
-                .read_fields(&*self.store, &citizen, &released)
-                .map_err(record_err)?
+            match read.open(records, &released) {
+                // A KEK retired since the read (the citizen was re-wrapped meanwhile).
+                Err(RecordError::KekUnavailable { .. }) => {
+                    records.read_fields(&*self.store, &citizen, &released)
+                }
+                other => other,
+            }
+            .map_err(record_err)?
         };
         let mut out_released = Vec::new();
         let mut out_withheld = withheld;

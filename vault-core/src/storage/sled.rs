@@ -22,7 +22,7 @@ use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,8 @@ struct DurableState {
     durable: u64,
     /// A leader is running flush + fsync.
     flushing: bool,
+    /// Threads parked in `wait_durable` while a leader works, with their tickets.
+    parked: Vec<(u64, std::thread::Thread)>,
 }
 
 /// One key's latest write among the batches applied but not yet in sled.
@@ -191,7 +193,6 @@ pub struct SledStore {
     /// The last ticket handed out (updated under `pending`'s write lock).
     issued: AtomicU64,
     durable: Mutex<DurableState>,
-    durable_changed: Condvar,
     poisoned: AtomicBool,
     /// Failpoint: when > 0, the next applies fail (and decrement it). `u64::MAX` = forever.
     fail_applies: AtomicU64,
@@ -568,7 +569,6 @@ impl SledStore {
             }),
             issued: AtomicU64::new(0),
             durable: Mutex::new(DurableState::default()),
-            durable_changed: Condvar::new(),
             poisoned: AtomicBool::new(false),
             fail_applies: AtomicU64::new(0),
             succeed_applies_before_failing: Mutex::new(None),
@@ -779,6 +779,7 @@ impl SledStore {
         if ticket.0 > self.issued.load(Ordering::SeqCst) {
             return Err(backend("waiting for durability", ForeignTicket(ticket.0)));
         }
+        let me = std::thread::current();
         let mut state = lock(&self.durable);
         loop {
             self.check_poisoned()?;
@@ -786,14 +787,21 @@ impl SledStore {
                 return Ok(());
             }
             if state.flushing {
-                state = self
-                    .durable_changed
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
+                // Park until a leader finds this ticket durable, or picks this thread to
+                // lead the next step: one wake-up per waiter and step, not one per waiter
+                // for every step (64 waiters on one condition variable woke 64 threads per
+                // step, most only to wait again).
+                if !state.parked.iter().any(|(_, t)| t.id() == me.id()) {
+                    state.parked.push((ticket.0, me.clone()));
+                }
+                drop(state);
+                std::thread::park();
+                state = lock(&self.durable);
                 continue;
             }
             // Become the leader: everything applied before the flush starts is covered.
             state.flushing = true;
+            state.parked.retain(|(_, t)| t.id() != me.id());
             drop(state);
             // Group commit's gather step: applies already under way finish first and ride
             // on this flush instead of waiting for the next one.
@@ -812,11 +820,25 @@ impl SledStore {
                 Ok(target) => state.durable = state.durable.max(target),
                 Err(e) => {
                     self.poisoned.store(true, Ordering::SeqCst);
-                    self.durable_changed.notify_all();
+                    for (_, t) in state.parked.drain(..) {
+                        t.unpark();
+                    }
                     return Err(e);
                 }
             }
-            self.durable_changed.notify_all();
+            let durable = state.durable;
+            // Release every waiter this step covered; if this thread is done too, hand the
+            // lead to one waiter still parked (this thread leads again itself otherwise).
+            let mut hand_over = state.durable >= ticket.0;
+            state.parked.retain(|(t, thread)| {
+                if *t <= durable || hand_over {
+                    hand_over &= *t <= durable;
+                    thread.unpark();
+                    false
+                } else {
+                    true
+                }
+            });
         }
     }
 
