@@ -92,7 +92,7 @@ impl AppState {
     }
 }
 
-fn sealed() -> ApiError {
+pub(crate) fn sealed() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "sealed",

@@ -33,7 +33,7 @@ pub use admin::{
 pub use error::{ErrorKind, VaultError};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, ConsentRequestInput, ConsentView, GrantInput,
-    History, HistoryEntry, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
+    History, HistoryEntry, PendingAccess, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
 
 use crate::codec;
@@ -41,7 +41,7 @@ use crate::datadir::{self, Unsealed};
 use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
-use crate::storage::{Storage, Tree, WriteBatch};
+use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
 use secrets::SealedSecret;
 
 /// Env variable that, set to `1` at open, arms the test-only audit failpoint: while a file
@@ -114,6 +114,7 @@ pub struct Vault {
     agency_pins: RwLock<HashMap<[u8; 32], String>>,
     fail_audit: Option<PathBuf>,
     stop: Arc<AtomicBool>,
+    committer: Committer,
 }
 
 impl std::fmt::Debug for Vault {
@@ -369,7 +370,6 @@ impl Vault {
         Ok(Vault {
             dir: dir.to_path_buf(),
             unsealed,
-            store,
             policy,
             writer: Mutex::new(state),
             log_signer,
@@ -384,6 +384,8 @@ impl Vault {
             agency_pins: RwLock::new(pins),
             fail_audit,
             stop: Arc::new(AtomicBool::new(false)),
+            committer: Committer::start(&store),
+            store,
         })
     }
 
@@ -571,6 +573,33 @@ impl Vault {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, VaultError>,
     ) -> Result<(T, u64), VaultError> {
+        let (out, index, ticket) = self.transact_applied(f)?;
+        self.store.wait_durable(ticket)?;
+        Ok((out, index))
+    }
+
+    /// Waits, without blocking a thread, until the batch of `ticket` is durable: the
+    /// committer thread runs the durability step ([`Committer`]).
+    async fn durable(&self, ticket: CommitTicket) -> Result<(), VaultError> {
+        let mut asked = false;
+        std::future::poll_fn(|cx| {
+            let poll = self.store.poll_durable(ticket, cx.waker());
+            if poll.is_pending() && !asked {
+                asked = true;
+                self.committer.ask(ticket);
+            }
+            poll
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// [`Vault::transact`] up to the applied batch: the caller must wait for `ticket` to be
+    /// durable before acknowledging anything or releasing data.
+    fn transact_applied<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, VaultError>,
+    ) -> Result<(T, u64, CommitTicket), VaultError> {
         let mut state = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut tx = Tx {
             vault: self,
@@ -613,8 +642,67 @@ impl Vault {
             .apply(&plan)
             .map_err(|e| VaultError::Audit(e.to_string()))?;
         drop(state);
-        self.store.wait_durable(ticket)?;
-        Ok((out, plan.first_index))
+        Ok((out, plan.first_index, ticket))
+    }
+}
+
+/// The thread that runs durability steps for async waiters ([`Vault::durable`]): they ask
+/// for a ticket and it calls the store's blocking `wait_durable` (leading the group
+/// commit, or joining the one under way), so no thread is parked per waiting request. It
+/// holds the store only weakly and only while waiting, so dropping the vault closes the
+/// store; it exits when the vault is dropped.
+struct Committer {
+    asked: Arc<(Mutex<CommitterState>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct CommitterState {
+    /// The highest ticket asked for.
+    wanted: Option<CommitTicket>,
+    stop: bool,
+}
+
+impl Committer {
+    fn start(store: &Arc<dyn Storage>) -> Committer {
+        let asked: Arc<(Mutex<CommitterState>, std::sync::Condvar)> = Arc::default();
+        let shared = asked.clone();
+        let store = Arc::downgrade(store);
+        std::thread::spawn(move || loop {
+            let ticket = {
+                let (lock, cvar) = &*shared;
+                let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    if state.stop {
+                        return;
+                    }
+                    if let Some(t) = state.wanted.take() {
+                        break t;
+                    }
+                    state = cvar.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            let Some(store) = store.upgrade() else { return };
+            // An error poisons the store and wakes every waiter with it; nothing to do here.
+            let _ = store.wait_durable(ticket);
+        });
+        Committer { asked }
+    }
+
+    fn ask(&self, ticket: CommitTicket) {
+        let (lock, cvar) = &*self.asked;
+        let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.wanted.is_none_or(|w| w < ticket) {
+            state.wanted = Some(ticket);
+            cvar.notify_one();
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.asked;
+        lock.lock().unwrap_or_else(PoisonError::into_inner).stop = true;
+        cvar.notify_one();
     }
 }
 

@@ -12,8 +12,8 @@ use ring::rand::SecureRandom;
 use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
 use crate::codec;
 use crate::envelope::CitizenId;
-use crate::records::{CitizenState, RecordError};
-use crate::storage::{Storage, Tree};
+use crate::records::{CitizenState, FieldRead, RecordError};
+use crate::storage::{CommitTicket, Storage, Tree};
 
 const CONSENT_FORMAT: u8 = 1;
 /// Most fields one access request or consent may name.
@@ -58,6 +58,26 @@ pub struct AccessOutcome {
     pub withheld: Vec<(String, String)>,
     /// The audit entry of the decision.
     pub audit_index: u64,
+}
+
+/// An access decision whose audit entry is applied but not yet durable
+/// ([`Vault::access_decide`]); [`Vault::access_finish`] turns it into the answer. Holds
+/// only field names, reason codes and ciphertexts; its `Debug` prints the entry index.
+pub struct PendingAccess {
+    citizen: CitizenId,
+    released: Vec<FieldName>,
+    withheld: Vec<(String, String)>,
+    read: FieldRead,
+    index: u64,
+    ticket: CommitTicket,
+}
+
+impl std::fmt::Debug for PendingAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAccess")
+            .field("audit_index", &self.index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An agency's consent request.
@@ -417,6 +437,26 @@ impl Vault {
     /// An access request: evaluate, log (released and withheld), commit durably, and only
     /// then decrypt the released fields.
     pub fn access(&self, agency: &str, input: AccessInput) -> Result<AccessOutcome, VaultError> {
+        let pending = self.access_decide(agency, input)?;
+        self.store.wait_durable(pending.ticket)?;
+        self.access_open(pending)
+    }
+
+    /// [`Vault::access`] for async callers, second half: waits without blocking a thread
+    /// until the decision's audit entry is durable, then decrypts the released fields.
+    pub async fn access_finish(&self, pending: PendingAccess) -> Result<AccessOutcome, VaultError> {
+        self.durable(pending.ticket).await?;
+        self.access_open(pending)
+    }
+
+    /// [`Vault::access`] for async callers, first half (blocking: run it off the async
+    /// threads): evaluates the request and applies its audit entry, not yet durable. Nothing
+    /// of the decision may be acknowledged before [`Vault::access_finish`] returns it.
+    pub fn access_decide(
+        &self,
+        agency: &str,
+        input: AccessInput,
+    ) -> Result<PendingAccess, VaultError> {
         let citizen = citizen_id(&input.citizen)?;
         let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
         let fields = field_names(&input.fields)?;
@@ -441,7 +481,7 @@ impl Vault {
         };
         let (now, now_ms) = now_parts();
         let records = self.unsealed.records();
-        let ((released, withheld, read), index) = self.transact(|tx| {
+        let ((released, withheld, read), index, ticket) = self.transact_applied(|tx| {
             let artefacts = load_consents(tx.store(), &citizen)?;
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
@@ -541,6 +581,27 @@ impl Vault {
             tx.entry(draft);
             Ok((released, withheld, read))
         })?;
+        Ok(PendingAccess {
+            citizen,
+            released,
+            withheld,
+            read,
+            index,
+            ticket,
+        })
+    }
+
+    /// Opens the released fields of a decision whose audit entry is durable.
+    fn access_open(&self, pending: PendingAccess) -> Result<AccessOutcome, VaultError> {
+        let PendingAccess {
+            citizen,
+            released,
+            withheld,
+            read,
+            index,
+            ..
+        } = pending;
+        let records = self.unsealed.records();
         // The entry recording the release is durable: open the values decided on.
         let values = if released.is_empty() {
             Vec::new()

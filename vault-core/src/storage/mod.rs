@@ -209,6 +209,21 @@ pub trait Storage: Send + Sync {
     /// Returns once every batch applied up to `ticket` is durable on disk.
     fn wait_durable(&self, ticket: CommitTicket) -> Result<(), StorageError>;
 
+    /// Non-blocking form of [`Storage::wait_durable`] for async callers: `Ready` once
+    /// `ticket` is durable (or the store failed), otherwise `Pending` with `waker` woken
+    /// when a durability step finishes that covers `ticket`. It does not run a durability
+    /// step itself: some thread must call [`Storage::wait_durable`] for a ticket at or above
+    /// this one (the engine's committer thread does). The default blocks in `wait_durable`,
+    /// for backends without a waker list.
+    fn poll_durable(
+        &self,
+        ticket: CommitTicket,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Result<(), StorageError>> {
+        let _ = waker;
+        std::task::Poll::Ready(self.wait_durable(ticket))
+    }
+
     /// Applies `batch` and waits until it is durable.
     fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let ticket = self.apply(batch)?;

@@ -132,6 +132,8 @@ struct DurableState {
     flushing: bool,
     /// Threads parked in `wait_durable` while a leader works, with their tickets.
     parked: Vec<(u64, std::thread::Thread)>,
+    /// Async waiters (`poll_durable`) with their tickets.
+    wakers: Vec<(u64, std::task::Waker)>,
 }
 
 /// One key's latest write among the batches applied but not yet in sled.
@@ -823,10 +825,21 @@ impl SledStore {
                     for (_, t) in state.parked.drain(..) {
                         t.unpark();
                     }
+                    for (_, w) in state.wakers.drain(..) {
+                        w.wake();
+                    }
                     return Err(e);
                 }
             }
             let durable = state.durable;
+            state.wakers.retain(|(t, w)| {
+                if *t <= durable {
+                    w.wake_by_ref();
+                    false
+                } else {
+                    true
+                }
+            });
             // Release every waiter this step covered; if this thread is done too, hand the
             // lead to one waiter still parked (this thread leads again itself otherwise).
             let mut hand_over = state.durable >= ticket.0;
@@ -1050,6 +1063,38 @@ impl Storage for SledStore {
 
     fn wait_durable(&self, ticket: CommitTicket) -> Result<(), StorageError> {
         self.durable_step(ticket, false)
+    }
+
+    fn poll_durable(
+        &self,
+        ticket: CommitTicket,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Result<(), StorageError>> {
+        use std::task::Poll;
+        if self.options.dangerous_skip_durability {
+            return Poll::Ready(self.check_poisoned());
+        }
+        if ticket.0 > self.issued.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(backend(
+                "waiting for durability",
+                ForeignTicket(ticket.0),
+            )));
+        }
+        let mut state = lock(&self.durable);
+        if let Err(e) = self.check_poisoned() {
+            return Poll::Ready(Err(e));
+        }
+        if state.durable >= ticket.0 {
+            return Poll::Ready(Ok(()));
+        }
+        if !state
+            .wakers
+            .iter()
+            .any(|(t, w)| *t == ticket.0 && w.will_wake(waker))
+        {
+            state.wakers.push((ticket.0, waker.clone()));
+        }
+        Poll::Pending
     }
 }
 

@@ -74,7 +74,20 @@ pub(crate) async fn access(
         justification: body.justification,
         initiator: body.initiator,
     };
-    let out = blocking(&app, move |v| v.access(&agency, input)).await?;
+    // The decision (policy evaluation, audit entry applied) is blocking work; the wait for
+    // its group-committed fsync is not: no thread is parked per request in flight.
+    let vault = app.vault().ok_or_else(crate::app::sealed)?;
+    let started = std::time::Instant::now();
+    let decider = vault.clone();
+    let decided = tokio::task::spawn_blocking(move || decider.access_decide(&agency, input))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let out = match decided {
+        Ok(pending) => vault.access_finish(pending).await,
+        Err(e) => Err(e),
+    };
+    app.metrics.engine_call(started.elapsed());
+    let out = out.map_err(ApiError::from)?;
     let withheld: Vec<Value> = out
         .withheld
         .iter()
