@@ -1377,6 +1377,48 @@ mod tests {
         assert_eq!(all.len() as u32, n);
     }
 
+    /// Wakes a flag: the test's stand-in for an async runtime's waker.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_async_waiter_is_woken_by_the_step_that_covers_it_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let first = store.apply(put(Tree::Records, b"a", b"1")).unwrap();
+        let second = store.apply(put(Tree::Records, b"b", b"2")).unwrap();
+        assert!(store.poll_durable(second, &waker).is_pending());
+        assert!(!flag.0.load(Ordering::SeqCst));
+        // A step for the first ticket covers every batch queued: the second one too.
+        store.wait_durable(first).unwrap();
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the covering step woke the waiter"
+        );
+        assert!(matches!(
+            store.poll_durable(second, &waker),
+            std::task::Poll::Ready(Ok(()))
+        ));
+        // A failed step wakes its async waiters with the failure.
+        flag.0.store(false, Ordering::SeqCst);
+        let third = store.apply(put(Tree::Records, b"c", b"3")).unwrap();
+        assert!(store.poll_durable(third, &waker).is_pending());
+        store.dangerous_fail_next_durability(1);
+        assert!(store.wait_durable(third).is_err());
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(matches!(
+            store.poll_durable(third, &waker),
+            std::task::Poll::Ready(Err(StorageError::Poisoned))
+        ));
+    }
+
     #[test]
     fn a_failed_flush_releases_every_waiter_with_an_error() {
         let dir = tempfile::tempdir().unwrap();
