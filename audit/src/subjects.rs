@@ -36,12 +36,12 @@ impl Keys {
     }
 
     /// The tag's keyed hash: each half of the tag folded with two keys, then the two
-    /// results folded together, so every input bit reaches every output bit.
+    /// results folded together, so that every input bit reaches every output bit.
     #[inline(always)]
     fn hash(&self, tag: &SubjectTag) -> u64 {
         let [w0, w1, w2, w3] = words(&tag.0);
         let [k0, k1, k2, k3] = self.0;
-        fold(fold(w0 ^ k0, w1 ^ k1) ^ k3, fold(w2 ^ k2, w3 ^ k3) ^ k0)
+        fold(fold(w0 ^ k0, w1 ^ k1), fold(w2 ^ k2, w3 ^ k3))
     }
 }
 
@@ -165,8 +165,9 @@ impl SubjectChains {
         if self.pending.is_empty() {
             return;
         }
-        while (self.used + self.pending.len()) * 2 > self.slots.len() {
-            self.grow();
+        let need = (self.used + self.pending.len()) * 2;
+        if need > self.slots.len() {
+            self.resize(need.next_power_of_two());
         }
         // Stable counting sort by the top bits of the hash (the table position's high
         // bits): 2^REGION_BITS regions, each a contiguous stretch of the table.
@@ -201,12 +202,18 @@ impl SubjectChains {
         let sorted = std::mem::take(&mut self.sorted);
         for p in &sorted {
             let expected = self.replace(p.hash, p.tag, p.index);
-            if expected != p.subject_prev && self.first.is_none_or(|f| p.index < f.index) {
-                self.first = Some(ChainFault {
+            if expected != p.subject_prev {
+                let fault = ChainFault {
                     index: p.index,
                     expected,
                     found: p.subject_prev,
-                });
+                };
+                // A batch runs in table order: keep the lowest index.
+                self.first = self
+                    .first
+                    .into_iter()
+                    .chain([fault])
+                    .min_by_key(|f| f.index);
             }
         }
         self.sorted = sorted;
@@ -217,7 +224,7 @@ impl SubjectChains {
     fn replace(&mut self, hash: u64, tag: SubjectTag, index: u64) -> Option<u64> {
         let mask = self.slots.len() - 1;
         let mut at = (hash >> (64 - self.bits)) as usize;
-        loop {
+        for _ in 0..self.slots.len() {
             let slot = &mut self.slots[at];
             if slot.latest == EMPTY {
                 *slot = Slot { tag, latest: index };
@@ -229,11 +236,13 @@ impl SubjectChains {
             }
             at = (at + 1) & mask;
         }
+        unreachable!("invariant: `apply` keeps the table at most half full, so a slot is free")
     }
 
-    /// Doubles the table (the first call makes it 2 slots) and re-inserts every subject.
-    fn grow(&mut self) {
-        self.bits += 1;
+    /// Rebuilds the table with `slots` slots (a power of two, at least 2) and re-inserts
+    /// every subject.
+    fn resize(&mut self, slots: usize) {
+        self.bits = slots.max(2).trailing_zeros();
         let old = std::mem::replace(&mut self.slots, vec![Self::empty(); 1 << self.bits]);
         self.used = 0;
         for slot in old.into_iter().filter(|s| s.latest != EMPTY) {
@@ -341,7 +350,37 @@ mod tests {
         assert_eq!(chains.first_fault(), None);
         assert!(chains.pending.is_empty());
         assert_eq!(chains.used, 5);
-        assert!(chains.slots.len() >= 10 && chains.slots.len().is_power_of_two());
+        // The default batch is large (it is what makes the sweep pay off).
+        let mut chains = SubjectChains::new().expect("random");
+        for (i, (tag, prev)) in links.iter().enumerate() {
+            chains.note(*tag, i as u64, *prev);
+        }
+        assert_eq!(chains.pending.len(), links.len());
+    }
+
+    /// The table is a power of two at most half full once a batch is in: exactly 1,024
+    /// links of 1,024 subjects fit 2,048 slots; 600 subjects in 1,000 links too.
+    #[test]
+    fn the_table_stays_at_most_half_full() {
+        for (n, subjects, slots) in [(1024, 4096, 2048), (1000, 600, 2048)] {
+            let mut links = honest(n, subjects, 11);
+            if subjects > n {
+                // One entry per subject: all distinct tags.
+                for (i, l) in links.iter_mut().enumerate() {
+                    let mut tag = [0u8; 32];
+                    tag[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    *l = (SubjectTag(tag), None);
+                }
+            }
+            let mut chains = SubjectChains::with_batch(n).expect("random");
+            for (i, (tag, prev)) in links.iter().enumerate() {
+                chains.note(*tag, i as u64, *prev);
+            }
+            assert!(chains.pending.is_empty(), "one full batch, applied");
+            assert_eq!(chains.first_fault(), None);
+            assert_eq!(chains.slots.len(), slots, "{n} links");
+            assert!(2 * chains.used <= chains.slots.len());
+        }
     }
 
     /// Flipping any one bit of a tag changes about half of the hash's bits, and nearly
