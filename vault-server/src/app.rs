@@ -25,6 +25,8 @@ pub(crate) struct AppState {
     vault: RwLock<Option<Arc<Vault>>>,
     pub(crate) metrics: Metrics,
     limiter: RateLimiter,
+    /// Runs access decisions.
+    pub(crate) decider: Decider,
     /// Kept while sealed, so the operator can still unseal.
     operator: Option<Fingerprint>,
     data_dir: Option<PathBuf>,
@@ -38,6 +40,7 @@ impl AppState {
             vault: RwLock::new(vault),
             metrics: Metrics::default(),
             limiter: RateLimiter::new(agency_rate, agency_burst),
+            decider: Decider::start(),
         })
     }
 
@@ -113,6 +116,58 @@ where
         .map_err(|e| ApiError::internal(&e))?;
     app.metrics.engine_call(started.elapsed());
     out.map_err(ApiError::from)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One thread that runs access decisions ([`Vault::access_decide`]: policy evaluation and
+/// the audit entry applied under the engine's writer lock) one after another. Decisions
+/// are serialised by the writer lock anyway; one thread draining a queue of them avoids a
+/// thread hand-off per request and the convoy of pool threads on that lock. The durable
+/// wait that follows is async ([`Vault::access_finish`]), so nothing long runs here.
+pub(crate) struct Decider {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Decider {
+    fn start() -> Decider {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("vault-decider".to_owned())
+            .spawn(move || {
+                // Ends when the app state (the sender) is dropped.
+                while let Ok(job) = queue.recv() {
+                    // A panicking job drops its answer channel: its caller gets an internal
+                    // error, and the thread goes on with the next decision.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_or_else(
+                |e| {
+                    tracing::error!(error = %e, "cannot start the decision thread");
+                    // Sends then fail, and every access request answers an internal error.
+                    Decider {
+                        jobs: std::sync::mpsc::channel().0,
+                    }
+                },
+                |_| Decider { jobs },
+            )
+    }
+
+    /// Runs `f` on the decision thread and returns its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| ApiError::internal(&"the decision thread is not running"))?;
+        rx.await
+            .map_err(|_| ApiError::internal(&"a decision failed without an answer (panic)"))
+    }
 }
 
 /// An authenticated agency: its client certificate is pinned to an enrolled, unrevoked

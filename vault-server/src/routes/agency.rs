@@ -79,9 +79,10 @@ pub(crate) async fn access(
     let vault = app.vault().ok_or_else(crate::app::sealed)?;
     let started = std::time::Instant::now();
     let decider = vault.clone();
-    let decided = tokio::task::spawn_blocking(move || decider.access_decide(&agency, input))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let decided = app
+        .decider
+        .run(move || decider.access_decide(&agency, input))
+        .await?;
     let out = match decided {
         Ok(pending) => vault.access_finish(pending).await,
         Err(e) => Err(e),
