@@ -699,37 +699,32 @@ impl SledStore {
     /// after a crash all of them are present or none.
     fn apply_sled<'b>(
         &self,
-        batches: impl Iterator<Item = &'b WriteBatch> + Clone,
+        batches: impl Iterator<Item = &'b WriteBatch>,
     ) -> Result<(), StorageError> {
-        let mut touched: Vec<Tree> = batches
-            .clone()
-            .flat_map(|b| b.writes())
-            .map(|w| match w {
-                Write::Put { tree, .. } | Write::Delete { tree, .. } => *tree,
-            })
-            .collect();
-        touched.sort();
+        // The net effect of the batches in order: the last write of each key (a group
+        // rewrites `meta`'s log size once per batch), in key order.
+        let mut net: BTreeMap<(Tree, &[u8]), Option<&[u8]>> = BTreeMap::new();
+        for write in batches.flat_map(|b| b.writes()) {
+            match write {
+                Write::Put { tree, key, value } => net.insert((*tree, key), Some(value)),
+                Write::Delete { tree, key } => net.insert((*tree, key), None),
+            };
+        }
+        let mut touched: Vec<Tree> = net.keys().map(|(t, _)| *t).collect();
         touched.dedup();
         if touched.is_empty() {
             return Ok(());
         }
         let trees: Vec<&sled::Tree> = touched.iter().map(|t| self.tree(*t)).collect();
         let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|view| {
-            for write in batches.clone().flat_map(|b| b.writes()) {
-                match write {
-                    Write::Put { tree, key, value } => {
-                        let i = touched
-                            .binary_search(tree)
-                            .map_err(|_| ConflictableTransactionError::Abort(()))?;
-                        view[i].insert(key.as_slice(), value.as_slice())?;
-                    }
-                    Write::Delete { tree, key } => {
-                        let i = touched
-                            .binary_search(tree)
-                            .map_err(|_| ConflictableTransactionError::Abort(()))?;
-                        view[i].remove(key.as_slice())?;
-                    }
-                }
+            for ((tree, key), value) in &net {
+                let i = touched
+                    .binary_search(tree)
+                    .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                match value {
+                    Some(value) => view[i].insert(*key, *value)?,
+                    None => view[i].remove(*key)?,
+                };
             }
             Ok(())
         });
