@@ -166,8 +166,9 @@ impl SubjectChains {
             return;
         }
         let need = (self.used + self.pending.len()) * 2;
-        if need > self.slots.len() {
-            self.resize(need.next_power_of_two());
+        let slots = self.slots.len().max(need.next_power_of_two());
+        if slots != self.slots.len() {
+            self.resize(slots);
         }
         // Stable counting sort by the top bits of the hash (the table position's high
         // bits): 2^REGION_BITS regions, each a contiguous stretch of the table.
