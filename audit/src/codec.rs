@@ -1039,7 +1039,7 @@ mod tests {
         // Map of 20 pairs: key 0 ("v") = 2, key 1 ("index") = 9, key 2 ("time").
         assert_eq!(&bytes[..5], &[0xb4, 0x00, 0x02, 0x01, 0x09]);
         assert_eq!(bytes[5], 0x02);
-        for (key, name) in KEYS.iter().enumerate() {
+        for (key, name) in ENTRY_KEYS.iter().enumerate() {
             assert_eq!(bytes[value_at(&bytes, name) - 1], key as u8, "{name}");
         }
     }
@@ -1198,9 +1198,6 @@ mod tests {
         out
     }
 
-    /// The top-level keys in order: the key of a field is its position.
-    const KEYS: [&str; 20] = ENTRY_KEYS;
-
     /// Skips one well-formed CBOR item of definite length at `at`; returns where it ends.
     fn skip(bytes: &[u8], at: usize) -> usize {
         let (major, info) = (bytes[at] >> 5, bytes[at] & 0x1f);
@@ -1227,7 +1224,10 @@ mod tests {
 
     /// The offset of the value of the top-level key named `name` in an encoded entry.
     fn value_at(bytes: &[u8], name: &str) -> usize {
-        let key = KEYS.iter().position(|k| *k == name).expect("a key name") as u8;
+        let key = ENTRY_KEYS
+            .iter()
+            .position(|k| *k == name)
+            .expect("a key name") as u8;
         let mut at = 1;
         while bytes[at] != key {
             at = skip(bytes, skip(bytes, at));

@@ -323,6 +323,19 @@ impl Vault {
             .bearer_auth(self.citizen(i).1)
     }
 
+    /// The text of a public route (no client certificate), e.g. `/v1/audit/key`; a non-2xx
+    /// answer is an error.
+    pub async fn public_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self
+            .client()
+            .get(self.at(path))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     /// The current audit log size, from the public checkpoint after asking the operator
     /// to sign one now.
     pub async fn audit_size(&self) -> anyhow::Result<u64> {
@@ -344,13 +357,7 @@ impl Vault {
     /// Fetches the auditor export (operator route) and runs `vault-cli audit verify` on it
     /// with the published log key; returns the export and the verifier's output.
     pub async fn export_and_verify(&self) -> anyhow::Result<(Vec<u8>, std::process::Output)> {
-        let key = self
-            .client()
-            .get(self.at("/v1/audit/key"))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let key = self.public_text("/v1/audit/key").await?;
         let export = self
             .operator_client()
             .get(self.at("/v1/admin/audit/export"))

@@ -43,24 +43,8 @@ async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies() {
 
     // The public checkpoint verifies with the published key, and a served inclusion
     // proof verifies for an auditor-read leaf.
-    let key = v
-        .client()
-        .get(v.at("/v1/audit/key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let note = v
-        .client()
-        .get(v.at("/v1/audit/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = v.public_text("/v1/audit/key").await.unwrap();
+    let note = v.public_text("/v1/audit/checkpoint").await.unwrap();
     let verifier = audit::NoteVerifier::parse(key.trim()).unwrap();
     let cp = audit::SignedCheckpoint::parse(&note, &verifier)
         .unwrap()

@@ -278,17 +278,7 @@ async fn tokens_import_erase() {
     let key = v.dir.path().join("log.vkey");
     let cp = v.dir.path().join("checkpoint.txt");
     // The verifier key is served publicly; keep it as a file like an auditor would.
-    let (status, _) = send(v.client().get(v.at("/v1/audit/key"))).await.unwrap();
-    assert_eq!(status, 200);
-    let vkey = v
-        .client()
-        .get(v.at("/v1/audit/key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let vkey = v.public_text("/v1/audit/key").await.unwrap();
     std::fs::write(&key, vkey.trim()).unwrap();
     let c = ok_json(&cli(
         &v,

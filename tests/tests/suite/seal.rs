@@ -70,15 +70,7 @@ async fn a_consent_receipt_verifies_with_the_published_receipt_key() {
     }))).await.unwrap();
     assert_eq!(status, 201, "{grant}");
     let receipt = grant["receipt"].as_str().unwrap();
-    let key = v
-        .client()
-        .get(v.at("/v1/audit/receipt-key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = v.public_text("/v1/audit/receipt-key").await.unwrap();
     let verifier = audit::NoteVerifier::parse(key.trim()).unwrap();
     let text = verifier.verify(receipt).unwrap();
     assert!(
@@ -86,15 +78,7 @@ async fn a_consent_receipt_verifies_with_the_published_receipt_key() {
         "{text}"
     );
     // The log's key does not verify a receipt: the two keys are distinct.
-    let log_key = v
-        .client()
-        .get(v.at("/v1/audit/key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log_key = v.public_text("/v1/audit/key").await.unwrap();
     assert!(audit::NoteVerifier::parse(log_key.trim())
         .unwrap()
         .verify(receipt)
