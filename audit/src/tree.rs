@@ -26,7 +26,8 @@ impl StoreError {
 
 /// Read access to a stored log. `node(level, i)` is the hash of the complete subtree of
 /// `2^level` leaves starting at leaf `i * 2^level` (level 0 is the leaf hash); a backend
-/// stores one for every complete subtree, as listed in each [`AppendPlan`].
+/// stores one for every complete subtree, as listed in each [`AppendPlan`], or may compute
+/// level 0 from the stored leaf instead of storing it.
 pub trait LogRead {
     /// The exact stored bytes of leaf `index`, or `None` if the log has no such leaf.
     fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;

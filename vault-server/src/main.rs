@@ -29,6 +29,12 @@ use anyhow::{bail, Context};
 use vault_core::engine::Vault;
 use zeroize::Zeroizing;
 
+/// mimalloc instead of glibc malloc: the access path allocates and frees many small
+/// buffers on several threads (sled clones a node per insert), and glibc malloc was ~19% of
+/// the server's CPU there (`docs/benchmarks.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     dev: bool,
     data_dir: Option<PathBuf>,

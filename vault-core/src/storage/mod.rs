@@ -8,6 +8,7 @@
 use std::fmt;
 
 pub mod sled;
+pub mod wal;
 
 pub use self::sled::{SledOptions, SledStore};
 

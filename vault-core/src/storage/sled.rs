@@ -2,15 +2,17 @@
 //!
 //! Layout, durability argument and limits are in `docs/storage.md`. In short:
 //!
-//! - every [`Tree`] is a sled tree of the same name; a batch is one sled transaction over
-//!   the trees it touches, so it is applied (and recovered after a crash) whole or not at all;
+//! - every [`Tree`] is a sled tree of the same name;
 //! - [`Storage::apply`] makes a batch visible to reads at once (an in-memory overlay of
 //!   the batches not yet in sled) and queues it; [`Storage::wait_durable`] is a group
-//!   commit: one leader at a time writes every queued batch into sled as **one** sled
-//!   transaction (sled rolls and `sync_file_range`s its IO buffer on every transaction, so
-//!   one per group instead of one per batch), runs `Db::flush` (which on Linux only issues
-//!   `sync_file_range`) and then `fsync` on the sled data file `db`, and releases every
-//!   waiter whose batch was in that group or an earlier one;
+//!   commit: one leader at a time writes every queued batch as **one record** of the
+//!   store's write-ahead log (`wal.rs`) and `fdatasync`s it, releases every waiter whose
+//!   batch was in that record or an earlier one, and then writes the same writes into sled
+//!   as plain inserts. A record is replayed whole at open, so a batch is recovered whole or
+//!   not at all. sled is made durable (`Db::flush`, which on Linux only issues
+//!   `sync_file_range`, then `fsync` of the sled data file `db`) only at checkpoints, when
+//!   the log is full: sled 0.34 rolls its IO buffer on every transaction and flush, each
+//!   roll waking its whole IO thread pool;
 //! - values and keys are kept far below sled's blob threshold, so nothing ever lands in
 //!   `blobs/` (files sled never fsyncs);
 //! - any flush or fsync failure poisons the store: every later call returns
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::wal::{self, Wal, WAL_FILE, WAL_START_KEY};
 use super::{CommitTicket, Entries, Storage, StorageError, Tree, Write, WriteBatch};
 
 /// Size of sled's log segments (and IO buffers) in the stores this module creates. Fixed at
@@ -55,8 +58,12 @@ pub const MAX_KEY_LEN: usize = 512;
 /// The key in [`Tree::Meta`] holding the store format marker.
 pub const FORMAT_KEY: &[u8] = b"store.format";
 
-/// The version of the store format this program writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The version of the store format this program writes. Format 2 added the write-ahead
+/// log; a format-1 store (no log) is upgraded when opened.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest store format this program opens (and upgrades).
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 
 /// Environment variable read at open: a test-only failpoint (see [`SledStore::open`]).
 pub const DANGEROUS_FAILPOINT_ENV: &str = "VAULT_DANGEROUS_FAILPOINT";
@@ -121,6 +128,9 @@ pub struct SledOptions {
     /// flush or the fsync, and sled's background flush is off. Acknowledged writes are then
     /// lost on a crash. Exists so the crash harness can show it detects such loss.
     pub dangerous_skip_durability: bool,
+    /// The write-ahead log is checkpointed before it would grow past this many bytes
+    /// (default [`wal::WAL_CAPACITY`]; tests pass a small one to run many checkpoints).
+    pub wal_capacity: Option<u64>,
 }
 
 /// State of the group commit, guarded by one mutex.
@@ -173,6 +183,29 @@ fn batch_bytes(batch: &WriteBatch) -> usize {
         .sum()
 }
 
+/// A group of batches the leader has logged (durable), to be written into sled.
+struct LoggedGroup {
+    /// Every ticket up to this one is durable.
+    target: u64,
+    /// The batches of the record, in ticket order (empty: nothing was queued).
+    batches: Vec<(u64, WriteBatch)>,
+}
+
+/// The net effect of batches in order: the last write of each key (a group rewrites
+/// `meta`'s log size once per batch), in key order.
+fn net_writes<'b>(
+    batches: impl Iterator<Item = &'b WriteBatch>,
+) -> BTreeMap<(Tree, &'b [u8]), Option<&'b [u8]>> {
+    let mut net = BTreeMap::new();
+    for write in batches.flat_map(|b| b.writes()) {
+        match write {
+            Write::Put { tree, key, value } => net.insert((*tree, &key[..]), Some(&value[..])),
+            Write::Delete { tree, key } => net.insert((*tree, &key[..]), None),
+        };
+    }
+    net
+}
+
 fn tree_index(tree: Tree) -> usize {
     Tree::ALL
         .iter()
@@ -186,7 +219,7 @@ pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    /// The sled data file, opened read-only once: `sync_all` on it is the fsync.
+    /// The sled data file, opened read-only once: `sync_all` on it is a checkpoint's fsync.
     data_file: File,
     store_id: [u8; 16],
     options: SledOptions,
@@ -202,8 +235,10 @@ pub struct SledStore {
     succeed_applies_before_failing: Mutex<Option<u64>>,
     /// Failpoint: the next durability steps fail (and poison the store).
     fail_durability: AtomicU64,
-    /// Durability steps (flush + fsync) run so far.
+    /// Durability steps (log record written and synced) run so far.
     durability_steps: AtomicU64,
+    /// The write-ahead log; only a durability leader (or open and drop) uses it.
+    wal: Mutex<Wal>,
     /// Threads inside `apply` (queued on `pending` or staging their batch): a leader about
     /// to flush lets them finish, up to [`GATHER_WINDOW`], so its group covers them.
     applying: AtomicU64,
@@ -230,14 +265,16 @@ impl Drop for Applying<'_> {
 }
 
 impl Drop for SledStore {
-    /// Batches applied but never waited for are written into sled before sled closes (sled
-    /// flushes on close), as they were when `apply` wrote into sled directly. Not a
+    /// Batches applied but never waited for are logged and written into sled, and sled is
+    /// checkpointed, before sled closes: a clean close leaves nothing to replay. Not a
     /// durability promise: only `wait_durable` is.
     fn drop(&mut self) {
-        while !self.poisoned.load(Ordering::SeqCst) && !self.pending_read().queue.is_empty() {
-            if self.write_queued_group().is_err() {
-                break;
-            }
+        if self.poisoned.load(Ordering::SeqCst) || self.options.dangerous_skip_durability {
+            return;
+        }
+        let last = CommitTicket(self.issued.load(Ordering::SeqCst));
+        if self.durable_step(last, true).is_ok() {
+            let _ = self.checkpoint(&mut lock(&self.wal));
         }
     }
 }
@@ -430,22 +467,16 @@ impl SledStore {
         ring::rand::SystemRandom::new()
             .fill(&mut store_id)
             .map_err(|_| unusable(dir, "the operating system's random generator failed"))?;
-        let store = Self::assemble(dir, db, store_id, options)?;
+        let wal = Wal::create(dir, 1, options.wal_capacity)
+            .map_err(|e| unusable(dir, format!("cannot create the write-ahead log: {e}")))?;
+        no_panic(dir, "recording the log start", || {
+            db.insert(WAL_START_KEY, &1u64.to_be_bytes()).map(|_| ())
+        })?;
+        let store = Self::assemble(dir, db, store_id, options, wal)?;
         // The marker is written last: a directory without it is a half-created store.
-        let marker = crate::codec::encode(
-            "store format marker",
-            FORMAT_VERSION,
-            &FormatMarker {
-                magic: FORMAT_MAGIC.to_owned(),
-                store_id,
-            },
-        )
-        .map_err(|e| backend("encoding the store format marker", e))?;
-        let mut batch = WriteBatch::new();
-        batch.put(Tree::Meta, FORMAT_KEY, marker);
-        store.commit_always_durable(batch)?;
+        store.write_format_marker()?;
         // sled does not fsync `conf`, nor the directory entries of `conf`, `db`, `blobs/`.
-        for name in ["conf", "db"] {
+        for name in ["conf", "db", WAL_FILE] {
             File::open(dir.join(name))
                 .and_then(|f| f.sync_all())
                 .map_err(|e| unusable(dir, format!("cannot fsync {name}: {e}")))?;
@@ -526,22 +557,136 @@ impl SledStore {
             };
             return Err(unusable(dir, reason));
         };
-        let marker: FormatMarker = crate::codec::decode("store format marker", FORMAT_VERSION, &marker)
-            .map_err(|e| {
-                unusable(
-                    dir,
-                    format!("store format marker is not readable: {e}; this program reads store format {FORMAT_VERSION}"),
-                )
-            })?;
+        let version = marker.first().copied().unwrap_or(0);
+        let readable = (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version);
+        let marker: FormatMarker = crate::codec::decode(
+            "store format marker",
+            if readable { version } else { FORMAT_VERSION },
+            &marker,
+        )
+        .map_err(|e| {
+            unusable(
+                dir,
+                format!(
+                    "store format marker is not readable: {e}; this program reads store \
+                     formats {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+                ),
+            )
+        })?;
         if marker.magic != FORMAT_MAGIC {
             return Err(unusable(
                 dir,
                 "store format marker has the wrong magic: not a vault store",
             ));
         }
-        let store = Self::assemble(dir, db, marker.store_id, options)?;
+        let store = if version == 1 {
+            Self::upgrade_format_1(dir, db, marker.store_id, options)?
+        } else {
+            let start = match no_panic(dir, "reading the log start", || db.get(WAL_START_KEY))? {
+                Some(v) => <[u8; 8]>::try_from(&v[..]).map(u64::from_be_bytes).ok(),
+                None => None,
+            }
+            .ok_or_else(|| {
+                unusable(
+                    dir,
+                    "the start of the write-ahead log is not recorded in sled: the store is \
+                     damaged; restore the data directory from a backup",
+                )
+            })?;
+            let file = Wal::open(dir).map_err(|e| {
+                unusable(
+                    dir,
+                    format!(
+                        "cannot open the write-ahead log `{WAL_FILE}` ({e}): acknowledged \
+                         writes may be in it; restore the data directory from a backup"
+                    ),
+                )
+            })?;
+            let store = Self::assemble(
+                dir,
+                db,
+                marker.store_id,
+                options.clone(),
+                Wal::at(file, start, options.wal_capacity),
+            )?;
+            store.replay_wal()?;
+            store
+        };
         store.arm_env_failpoints()?;
         Ok(store)
+    }
+
+    /// Opens a format-1 store (no write-ahead log): creates the log, then rewrites the
+    /// marker as the current format. A log file found here was left by an upgrade that
+    /// stopped before the new marker was durable; it holds no acknowledged write (format-1
+    /// code never writes one, the upgrade writes only the marker through it), so it is
+    /// replaced.
+    fn upgrade_format_1(
+        dir: &Path,
+        db: sled::Db,
+        store_id: [u8; 16],
+        options: SledOptions,
+    ) -> Result<Self, StorageError> {
+        let upgrade = |e: std::io::Error| {
+            unusable(
+                dir,
+                format!("cannot upgrade the store to format {FORMAT_VERSION}: {e}"),
+            )
+        };
+        match std::fs::remove_file(dir.join(WAL_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(upgrade(e)),
+            _ => {}
+        }
+        let wal = Wal::create(dir, 1, options.wal_capacity).map_err(upgrade)?;
+        fsync_dir(dir).map_err(upgrade)?;
+        no_panic(dir, "recording the log start", || {
+            db.insert(WAL_START_KEY, &1u64.to_be_bytes()).map(|_| ())
+        })?;
+        let store = Self::assemble(dir, db, store_id, options, wal)?;
+        store.write_format_marker()?;
+        Ok(store)
+    }
+
+    /// Writes the current format marker through the log, then checkpoints so that sled
+    /// itself holds it (a store is recognised from sled before its log is read).
+    fn write_format_marker(&self) -> Result<(), StorageError> {
+        let marker = crate::codec::encode(
+            "store format marker",
+            FORMAT_VERSION,
+            &FormatMarker {
+                magic: FORMAT_MAGIC.to_owned(),
+                store_id: self.store_id,
+            },
+        )
+        .map_err(|e| backend("encoding the store format marker", e))?;
+        let mut batch = WriteBatch::new();
+        batch.put(Tree::Meta, FORMAT_KEY, marker);
+        self.commit_always_durable(batch)?;
+        self.checkpoint(&mut lock(&self.wal))
+    }
+
+    /// Replays the log's records into sled, in order, and checkpoints if there were any.
+    /// Replaying a record whose writes sled already holds rewrites the same values; the
+    /// records run in log order to the end, so every key ends at its last logged value.
+    fn replay_wal(&self) -> Result<(), StorageError> {
+        let mut log = lock(&self.wal);
+        let (records, end) = wal::read_records(log.file(), log.next_seq()).map_err(|e| {
+            unusable(
+                &self.path,
+                format!("{e}; restore the data directory from a backup"),
+            )
+        })?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        for writes in &records {
+            self.write_into_sled(writes.iter().map(|w| match w {
+                Write::Put { tree, key, value } => (*tree, &key[..], Some(&value[..])),
+                Write::Delete { tree, key } => (*tree, &key[..], None),
+            }))?;
+        }
+        log.replayed_to(end);
+        self.checkpoint(&mut log)
     }
 
     fn assemble(
@@ -549,6 +694,7 @@ impl SledStore {
         db: sled::Db,
         store_id: [u8; 16],
         options: SledOptions,
+        wal: Wal,
     ) -> Result<Self, StorageError> {
         let mut trees = Vec::with_capacity(Tree::ALL.len());
         for tree in Tree::ALL {
@@ -577,6 +723,7 @@ impl SledStore {
             fail_durability: AtomicU64::new(0),
             durability_steps: AtomicU64::new(0),
             applying: AtomicU64::new(0),
+            wal: Mutex::new(wal),
         })
     }
 
@@ -696,20 +843,13 @@ impl SledStore {
     }
 
     /// One sled transaction over the trees the batches touch, writing the batches in order:
-    /// after a crash all of them are present or none.
+    /// after a crash all of them are present or none. Used only by the skip-durability
+    /// variant (tests), which has no log.
     fn apply_sled<'b>(
         &self,
         batches: impl Iterator<Item = &'b WriteBatch>,
     ) -> Result<(), StorageError> {
-        // The net effect of the batches in order: the last write of each key (a group
-        // rewrites `meta`'s log size once per batch), in key order.
-        let mut net: BTreeMap<(Tree, &[u8]), Option<&[u8]>> = BTreeMap::new();
-        for write in batches.flat_map(|b| b.writes()) {
-            match write {
-                Write::Put { tree, key, value } => net.insert((*tree, key), Some(value)),
-                Write::Delete { tree, key } => net.insert((*tree, key), None),
-            };
-        }
+        let net = net_writes(batches);
         let mut touched: Vec<Tree> = net.keys().map(|(t, _)| *t).collect();
         touched.dedup();
         if touched.is_empty() {
@@ -740,33 +880,40 @@ impl SledStore {
         }
     }
 
-    /// Flush + fsync, the one durability step.
-    fn flush_and_fsync(&self) -> Result<(), StorageError> {
-        if self
-            .fail_durability
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(backend(
-                "flushing",
-                Failpoint("dangerous test failpoint `durability` triggered"),
-            ));
-        }
-        // sled writes its log buffers to `db` and issues sync_file_range (not a barrier for
-        // metadata, not a disk cache flush); the fsync below makes them durable.
-        self.durability_steps.fetch_add(1, Ordering::SeqCst);
+    /// Makes sled durable and restarts the log at offset 0: records in sled where the log
+    /// starts again, then `Db::flush` (sled writes its IO buffers to `db`, on Linux with
+    /// `sync_file_range`, which is not a barrier for metadata or the disk cache) and
+    /// `fsync` of `db`. Only called when every logged record is in sled (a leader writes
+    /// its group into sled before it lets go), so nothing in the log is needed after it.
+    fn checkpoint(&self, log: &mut Wal) -> Result<(), StorageError> {
+        self.db
+            .insert(WAL_START_KEY, &log.next_seq().to_be_bytes())
+            .map_err(|e| backend("recording the log start", e))?;
         self.db
             .flush()
             .map_err(|e| backend("flushing sled's log", e))?;
         self.data_file
             .sync_all()
-            .map_err(|e| backend("fsync of the sled data file", e))
+            .map_err(|e| backend("fsync of the sled data file", e))?;
+        log.restart();
+        Ok(())
     }
 
-    /// Commit used at creation: always flushed and fsynced, whatever the options.
+    /// Commit used at creation: always durable, whatever the options.
     fn commit_always_durable(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let ticket = self.apply(batch)?;
         self.durable_step(ticket, true)
+    }
+
+    /// Poisons the store and releases every waiter (they see `Poisoned`).
+    fn fail(&self, state: &mut DurableState) {
+        self.poisoned.store(true, Ordering::SeqCst);
+        for (_, t) in state.parked.drain(..) {
+            t.unpark();
+        }
+        for (_, w) in state.wakers.drain(..) {
+            w.wake();
+        }
     }
 
     fn durable_step(&self, ticket: CommitTicket, force: bool) -> Result<(), StorageError> {
@@ -796,36 +943,30 @@ impl SledStore {
                 state = lock(&self.durable);
                 continue;
             }
-            // Become the leader: everything applied before the flush starts is covered.
+            // Become the leader: everything applied before the record is encoded is covered.
             state.flushing = true;
             state.parked.retain(|(_, t)| t.id() != me.id());
             drop(state);
             // Group commit's gather step: applies already under way finish first and ride
-            // on this flush instead of waiting for the next one.
+            // on this record instead of waiting for the next one.
             let gather_until = std::time::Instant::now() + GATHER_WINDOW;
             while self.applying.load(Ordering::SeqCst) > 0
                 && std::time::Instant::now() < gather_until
             {
                 std::thread::yield_now();
             }
-            let result = self
-                .write_queued_group()
-                .and_then(|target| self.flush_and_fsync().map(|()| target));
+            // 1. The commit: the queued batches as one log record, synced.
+            let logged = self.log_queued_group();
             state = lock(&self.durable);
-            state.flushing = false;
-            match result {
-                Ok(target) => state.durable = state.durable.max(target),
+            let group = match logged {
+                Ok(group) => group,
                 Err(e) => {
-                    self.poisoned.store(true, Ordering::SeqCst);
-                    for (_, t) in state.parked.drain(..) {
-                        t.unpark();
-                    }
-                    for (_, w) in state.wakers.drain(..) {
-                        w.wake();
-                    }
+                    state.flushing = false;
+                    self.fail(&mut state);
                     return Err(e);
                 }
-            }
+            };
+            state.durable = state.durable.max(group.target);
             let durable = state.durable;
             state.wakers.retain(|(t, w)| {
                 if *t <= durable {
@@ -835,18 +976,37 @@ impl SledStore {
                     true
                 }
             });
-            // Release every waiter this step covered; if this thread is done too, hand the
-            // lead to one waiter still parked (this thread leads again itself otherwise).
-            let mut hand_over = state.durable >= ticket.0;
             state.parked.retain(|(t, thread)| {
-                if *t <= durable || hand_over {
-                    hand_over &= *t <= durable;
+                if *t <= durable {
                     thread.unpark();
                     false
                 } else {
                     true
                 }
             });
+            drop(state);
+            // 2. The same writes into sled. This thread stays the leader until they are
+            // there, so groups reach sled in log order and a checkpoint (run by a later
+            // leader) finds every logged record in sled.
+            let written = self.write_logged_group(&group);
+            state = lock(&self.durable);
+            state.flushing = false;
+            if let Err(e) = written {
+                // What sled holds in memory is unknown; the log has the group, and a
+                // restart replays it.
+                self.fail(&mut state);
+                return if state.durable >= ticket.0 {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+            // If this thread is done, hand the lead to one waiter still parked (this
+            // thread leads again itself otherwise).
+            if state.durable >= ticket.0 && !state.parked.is_empty() {
+                let (_, next) = state.parked.swap_remove(0);
+                next.unpark();
+            }
         }
     }
 
@@ -863,12 +1023,13 @@ impl SledStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The leader's write step: takes the oldest queued batches (up to [`GROUP_BYTES`]),
-    /// writes them into sled as one transaction, then drops their overlay entries (those not
-    /// rewritten by a later batch). Returns the highest ticket now in sled: every ticket up
-    /// to it is in sled (earlier groups were written by earlier leaders, one at a time).
-    fn write_queued_group(&self) -> Result<u64, StorageError> {
-        let group: Vec<(u64, WriteBatch)> = {
+    /// The leader's commit step: takes the oldest queued batches (up to [`GROUP_BYTES`]),
+    /// writes the net effect of their writes as one log record and syncs it. Returns the
+    /// group with the highest ticket now durable: every ticket up to it is logged (earlier
+    /// groups were logged by earlier leaders, one at a time). An empty queue means every
+    /// ticket issued is durable already.
+    fn log_queued_group(&self) -> Result<LoggedGroup, StorageError> {
+        let batches: Vec<(u64, WriteBatch)> = {
             let mut pending = self.pending_write();
             let mut bytes = 0;
             let mut take = 0;
@@ -881,27 +1042,72 @@ impl SledStore {
                 take += 1;
             }
             if take == 0 {
-                return Ok(pending.last);
+                return Ok(LoggedGroup {
+                    target: pending.last,
+                    batches: Vec::new(),
+                });
             }
             pending.queue.drain(..take).collect()
         };
-        let target = group.last().map_or(0, |(t, _)| *t);
-        if let Err(e) = self.apply_sled(group.iter().map(|(_, b)| b)) {
-            // sled failed inside a transaction: what it holds in memory is unknown.
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(e);
+        let target = batches.last().map_or(0, |(t, _)| *t);
+        if self
+            .fail_durability
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(backend(
+                "writing the write-ahead log",
+                Failpoint("dangerous test failpoint `durability` triggered"),
+            ));
         }
+        self.durability_steps.fetch_add(1, Ordering::SeqCst);
+        let mut log = lock(&self.wal);
+        let net = net_writes(batches.iter().map(|(_, b)| b));
+        let len = log.encode(net.iter().map(|((tree, key), value)| (*tree, *key, *value)));
+        if log.is_full_for(len) {
+            self.checkpoint(&mut log)?;
+        }
+        log.write_encoded()
+            .map_err(|e| backend("writing and syncing the write-ahead log", e))?;
+        Ok(LoggedGroup { target, batches })
+    }
+
+    /// Writes a logged group into sled (plain inserts: the log record is what makes it
+    /// atomic and durable), then drops its overlay entries (those not rewritten by a later
+    /// batch).
+    fn write_logged_group(&self, group: &LoggedGroup) -> Result<(), StorageError> {
+        if group.batches.is_empty() {
+            return Ok(());
+        }
+        let net = net_writes(group.batches.iter().map(|(_, b)| b));
+        self.write_into_sled(net.iter().map(|((tree, key), value)| (*tree, *key, *value)))?;
         let mut pending = self.pending_write();
-        for (_, batch) in &group {
+        for (_, batch) in &group.batches {
             for write in batch.writes() {
                 let (Write::Put { tree, key, .. } | Write::Delete { tree, key }) = write;
                 let overlay = &mut pending.overlay[tree_index(*tree)];
-                if overlay.get(key).is_some_and(|s| s.ticket <= target) {
+                if overlay.get(key).is_some_and(|s| s.ticket <= group.target) {
                     overlay.remove(key);
                 }
             }
         }
-        Ok(target)
+        Ok(())
+    }
+
+    /// Plain sled inserts and removes, in order.
+    fn write_into_sled<'a>(
+        &self,
+        writes: impl Iterator<Item = wal::LoggedWrite<'a>>,
+    ) -> Result<(), StorageError> {
+        for (tree, key, value) in writes {
+            let tree = self.tree(tree);
+            match value {
+                Some(value) => tree.insert(key, value).map(|_| ()),
+                None => tree.remove(key).map(|_| ()),
+            }
+            .map_err(|e| backend("writing a logged group into sled", e))?;
+        }
+        Ok(())
     }
 
     fn collect(

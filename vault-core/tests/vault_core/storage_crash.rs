@@ -29,6 +29,10 @@ const ENV_DIR: &str = "VAULT_TEST_WRITER_DIR";
 const ENV_SKIP: &str = "VAULT_TEST_WRITER_SKIP_DURABILITY";
 const ENV_THREADS: &str = "VAULT_TEST_WRITER_THREADS";
 const ENV_COMMITS: &str = "VAULT_TEST_WRITER_COMMITS";
+const ENV_WAL_CAPACITY: &str = "VAULT_TEST_WRITER_WAL_CAPACITY";
+/// The small write-ahead log of half the crash cycles: a checkpoint and a restart at
+/// offset 0 every few records, so that kills land inside them too.
+const SMALL_WAL: u64 = 8 * 1024;
 const WRITER_TEST: &str = "storage_crash::writer_process";
 
 /// The key of batch `seq` of writer thread `thread`.
@@ -67,6 +71,9 @@ fn writer_process() {
     let dir = PathBuf::from(std::env::var_os(ENV_DIR).expect("run by the crash harness"));
     let options = SledOptions {
         dangerous_skip_durability: std::env::var_os(ENV_SKIP).is_some(),
+        wal_capacity: std::env::var(ENV_WAL_CAPACITY)
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     let threads: u64 = std::env::var(ENV_THREADS)
         .ok()
@@ -121,6 +128,7 @@ pub(crate) fn spawn_writer(
     skip_durability: bool,
     threads: u64,
     commits: Option<u64>,
+    wal_capacity: Option<u64>,
 ) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = match wrapper {
@@ -152,6 +160,10 @@ pub(crate) fn spawn_writer(
     match commits {
         Some(n) => cmd.env(ENV_COMMITS, n.to_string()),
         None => cmd.env_remove(ENV_COMMITS),
+    };
+    match wal_capacity {
+        Some(n) => cmd.env(ENV_WAL_CAPACITY, n.to_string()),
+        None => cmd.env_remove(ENV_WAL_CAPACITY),
     };
     cmd.spawn().expect("spawn the writer process")
 }
@@ -285,8 +297,20 @@ impl Rng {
 
 /// One cycle: start a writer, let it commit for a random time, SIGKILL it; returns the acks
 /// it printed.
-fn run_and_kill(dir: &Path, skip_durability: bool, rng: &mut Rng) -> Vec<(u64, u64)> {
-    let mut child = spawn_writer(None, dir, skip_durability, WRITER_THREADS, None);
+fn run_and_kill(
+    dir: &Path,
+    skip_durability: bool,
+    wal_capacity: Option<u64>,
+    rng: &mut Rng,
+) -> Vec<(u64, u64)> {
+    let mut child = spawn_writer(
+        None,
+        dir,
+        skip_durability,
+        WRITER_THREADS,
+        None,
+        wal_capacity,
+    );
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -350,8 +374,11 @@ fn sigkill_at_random_moments_never_loses_an_acknowledged_batch() {
     // Creation is not what is tested (a crash inside it leaves a half-created store, which
     // open refuses): create first, then crash writers that open it.
     drop(SledStore::create(&dir).expect("create"));
+    let mut small_cycles = 0;
     for cycle in 0..cycles {
-        let acks = run_and_kill(&dir, false, &mut rng);
+        let small = rng.below(2) == 0;
+        small_cycles += usize::from(small);
+        let acks = run_and_kill(&dir, false, small.then_some(SMALL_WAL), &mut rng);
         acks_total += acks.len();
         acked.extend(acks);
         let check = check_store(&dir);
@@ -368,7 +395,10 @@ fn sigkill_at_random_moments_never_loses_an_acknowledged_batch() {
             &violations[..violations.len().min(10)]
         );
     }
-    eprintln!("{cycles} SIGKILL cycles, {acks_total} acknowledged batches, all intact");
+    eprintln!(
+        "{cycles} SIGKILL cycles ({small_cycles} with a {SMALL_WAL}-byte write-ahead log), \
+         {acks_total} acknowledged batches, all intact"
+    );
     assert!(
         acks_total >= cycles,
         "too few acknowledged batches ({acks_total}) for the harness to mean anything"
@@ -388,7 +418,7 @@ fn crash_without_durability_loses_acknowledged_writes() {
         let dir = tmp.path().join("store");
         // Create the store durably first, so every cycle kills a running writer.
         drop(SledStore::create(&dir).expect("create"));
-        let acks = run_and_kill(&dir, true, &mut rng);
+        let acks = run_and_kill(&dir, true, None, &mut rng);
         let check = check_store(&dir);
         let lost = acks
             .iter()

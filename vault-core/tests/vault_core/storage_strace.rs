@@ -1,6 +1,7 @@
-//! A commit does not return before the fsync of sled's data file: the writer process runs
-//! under `strace -f -y -e trace=fsync,fdatasync,write`, and every acknowledgement written to
-//! stdout must come after an fsync of `<dir>/db` that completed after the previous
+//! A commit does not return before the fsync of the store's write-ahead log (the record
+//! holding its batch): the writer process runs under `strace -f -y -e
+//! trace=fsync,fdatasync,write`, and every acknowledgement written to stdout must come after
+//! an fsync or fdatasync of `<dir>/vault.wal` that completed after the previous
 //! acknowledgement. One writer thread, so every commit needs its own fsync (with concurrent
 //! writers one fsync legitimately covers several acknowledgements).
 //!
@@ -81,7 +82,7 @@ fn run_under_strace(dir: &Path, skip_durability: bool) -> String {
     ];
     let mut child = match std::process::Command::new("strace").arg("-V").output() {
         Ok(out) if out.status.success() => {
-            spawn_writer(Some(&wrapper), dir, skip_durability, 1, Some(COMMITS))
+            spawn_writer(Some(&wrapper), dir, skip_durability, 1, Some(COMMITS), None)
         }
         _ => panic!(
             "strace is not installed: install it (`apt-get install -y strace`; CI's \
@@ -106,37 +107,40 @@ fn run_under_strace(dir: &Path, skip_durability: bool) -> String {
     std::fs::read_to_string(&trace_file).expect("strace output")
 }
 
-fn db_path(dir: &Path) -> String {
+fn wal_path(dir: &Path) -> String {
     // strace -y prints the resolved path.
     let dir = dir.canonicalize().expect("canonical store path");
-    dir.join("db").to_str().expect("utf-8").to_owned()
+    dir.join(vault_core::storage::wal::WAL_FILE)
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
 }
 
 #[test]
-fn every_acknowledgement_follows_an_fsync_of_the_data_file() {
+fn every_acknowledgement_follows_an_fsync_of_the_write_ahead_log() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
     drop(vault_core::storage::SledStore::create(&dir).expect("create"));
     let trace = run_under_strace(&dir, false);
-    let (bad, acks) = unsynced_acks(&trace, &db_path(&dir));
+    let (bad, acks) = unsynced_acks(&trace, &wal_path(&dir));
     assert_eq!(acks as u64, COMMITS, "strace saw {acks} acks:\n{trace}");
     assert!(
         bad.is_empty(),
-        "{} acknowledgements without a preceding fsync of the data file, e.g. {:?}",
+        "{} acknowledgements without a preceding fsync of the write-ahead log, e.g. {:?}",
         bad.len(),
         &bad[..bad.len().min(5)]
     );
 }
 
 /// The check above is able to fail: with durability skipped, acknowledgements are written
-/// with no fsync of the data file before them.
+/// with no fsync of the write-ahead log before them.
 #[test]
 fn strace_check_catches_acknowledgements_without_fsync() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
     drop(vault_core::storage::SledStore::create(&dir).expect("create"));
     let trace = run_under_strace(&dir, true);
-    let (bad, acks) = unsynced_acks(&trace, &db_path(&dir));
+    let (bad, acks) = unsynced_acks(&trace, &wal_path(&dir));
     assert_eq!(acks as u64, COMMITS);
     assert!(
         bad.len() as u64 >= COMMITS - 1,
