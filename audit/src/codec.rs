@@ -1,23 +1,28 @@
 //! The canonical CBOR codec of entries (the only module that knows `serde_cbor`).
 //!
-//! An entry (format version 2) is a CBOR map with small unsigned integer keys 0..=19 in
-//! ascending order (RFC 8949 §4.2.1 deterministic order), every key always present (`null`
-//! for an absent value), definite lengths and shortest integer forms; `docs/audit-log.md`
-//! lists the keys. Integer keys (as in COSE and CWT) keep the leaf small: the leaf bytes
-//! are what every verifier hashes, so each byte saved is hashing saved on every audit.
+//! An entry (format version 3) is a CBOR array of its 20 fields in a fixed order (the
+//! actor and each withheld item are arrays of 2), `null` for an absent value, definite
+//! lengths and shortest integer forms; `docs/audit-log.md` lists the items. The leaf bytes
+//! are what every verifier hashes, so each byte saved is hashing saved on every audit:
+//! version 2 was the same fields as a map with the integer keys 0..=19, always all of them
+//! and in ascending order, so its keys carried no information (24 bytes of a typical
+//! access entry). Version 2 is still read: logs hold it from before the upgrade.
 //!
-//! Encoding goes through `serde_cbor` in its packed form (a struct field's key is its
-//! position, so the struct's field order is the key order).
-//! Decoding is a hand-written strict reader of exactly that form: each key must be the
-//! next one in order, each head must use the shortest form, lengths are definite and no
-//! byte may follow the map. It accepts exactly the bytes the encoder can produce for a
-//! valid entry, so one entry has exactly one encoding, without re-encoding anything (the
-//! previous decode, re-encode and compare path is kept in the tests as the reference
-//! model the reader is checked against).
+//! Encoding goes through `serde_cbor` (sequences of the fields, `AsArray`) and writes
+//! version 3 only.
+//! Decoding is one hand-written strict reader of both forms (`Reader::entry`, with the
+//! form as a const parameter: in version 3 there are no key bytes to check): each head must
+//! use the shortest form, lengths are definite, in version 2 each key must be the next one
+//! in order, and no byte may follow the entry. It accepts exactly the bytes an encoder of
+//! the entry's version produces for a valid entry (a map carrying `v` = 3 or an array
+//! carrying `v` = 2 is refused), so one entry has exactly one encoding per version, without
+//! re-encoding anything (the previous decode, re-encode and compare path is kept in the
+//! tests as the reference model the reader is checked against, with the derived map form
+//! as the version-2 encoder).
 
 #[cfg(test)]
 use serde::de::{Deserializer, Visitor};
-use serde::ser::Serializer;
+use serde::ser::{SerializeSeq, SerializeTuple, Serializer};
 #[cfg(test)]
 use serde::Deserialize;
 use serde::Serialize;
@@ -27,6 +32,9 @@ use crate::entry::{
     MAX_LIST_LEN, MAX_TEXT_LEN,
 };
 use crate::hash::Hash;
+
+/// The entry format version that is a map with integer keys (still read, never written).
+const MAP_VERSION: u64 = 2;
 
 /// 32 bytes as a CBOR byte string.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -57,63 +65,123 @@ impl<'de> Deserialize<'de> for B32 {
     }
 }
 
-#[derive(Serialize)]
-#[cfg_attr(test, derive(Deserialize))]
-#[serde(deny_unknown_fields)]
+// The derived `Serialize` of the wire structs (tests only) is the version-2 map form in
+// `serde_cbor`'s packed format (a field's key is its position); the encoder writes the
+// version-3 array form through `AsArray`. The derived `Deserialize` reads both forms.
+
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 struct WireActor<'a> {
-    /// key 0
+    /// item (v2: key) 0
     kind: &'a str,
-    /// key 1
+    /// item (v2: key) 1
     id: &'a str,
 }
 
-#[derive(Serialize)]
-#[cfg_attr(test, derive(Deserialize))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 struct WireWithheld<'a> {
-    /// key 0
+    /// item (v2: key) 0
     field: &'a str,
-    /// key 1
+    /// item (v2: key) 1
     reason: &'a str,
 }
 
-/// Field position = integer key (0..=19) = canonical key order. Do not reorder: the reader
-/// (`Reader::entry`) and `docs/audit-log.md` use these numbers.
-#[derive(Serialize)]
-#[cfg_attr(test, derive(Deserialize))]
-#[serde(deny_unknown_fields)]
+/// Field position = array item (v3) = integer key (v2) = canonical order. Do not reorder:
+/// the reader (`Reader::entry`), `AsArray` and `docs/audit-log.md` use these numbers.
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 struct WireEntry<'a> {
     v: u64,
     index: u64,
     time: u64,
     prev: B32,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     actor: WireActor<'a>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     initiator: Option<&'a str>,
     action: &'a str,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     processing: Option<&'a str>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     purpose: Option<&'a str>,
     subject: Option<B32>,
     subject_prev: Option<u64>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     requested: Vec<&'a str>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     released: Vec<&'a str>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     withheld: Vec<WireWithheld<'a>>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     legal_basis: Option<&'a str>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     legal_reference: Option<&'a str>,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     consent_id: Option<&'a str>,
     decision: &'a str,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     justification: Option<&'a str>,
     review: bool,
+}
+
+/// A wire struct serialised in the version-3 form: a CBOR array of its fields in order.
+struct AsArray<'a, T>(&'a T);
+
+impl Serialize for AsArray<'_, WireActor<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(self.0.kind)?;
+        t.serialize_element(self.0.id)?;
+        t.end()
+    }
+}
+
+impl Serialize for AsArray<'_, WireWithheld<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(self.0.field)?;
+        t.serialize_element(self.0.reason)?;
+        t.end()
+    }
+}
+
+impl Serialize for AsArray<'_, Vec<WireWithheld<'_>>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for w in self.0 {
+            seq.serialize_element(&AsArray(w))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for AsArray<'_, WireEntry<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let w = self.0;
+        let mut t = s.serialize_tuple(20)?;
+        t.serialize_element(&w.v)?;
+        t.serialize_element(&w.index)?;
+        t.serialize_element(&w.time)?;
+        t.serialize_element(&w.prev)?;
+        t.serialize_element(&AsArray(&w.actor))?;
+        t.serialize_element(&w.initiator)?;
+        t.serialize_element(w.action)?;
+        t.serialize_element(&w.processing)?;
+        t.serialize_element(&w.purpose)?;
+        t.serialize_element(&w.subject)?;
+        t.serialize_element(&w.subject_prev)?;
+        t.serialize_element(&w.requested)?;
+        t.serialize_element(&w.released)?;
+        t.serialize_element(&AsArray(&w.withheld))?;
+        t.serialize_element(&w.legal_basis)?;
+        t.serialize_element(&w.legal_reference)?;
+        t.serialize_element(&w.consent_id)?;
+        t.serialize_element(w.decision)?;
+        t.serialize_element(&w.justification)?;
+        t.serialize_element(&w.review)?;
+        t.end()
+    }
 }
 
 /// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
@@ -212,6 +280,8 @@ fn withheld_item(field: &[u8], reason: &[u8]) -> Result<(), Broken> {
 /// Everything the field rules look at, from the encoder's or the decoder's side.
 struct Rules<'a> {
     v: u64,
+    /// The entry is a map (the version-2 form), not an array.
+    keyed: bool,
     actor_kind: Option<ActorKind>,
     actor_id: &'a [u8],
     action: &'a [u8],
@@ -235,11 +305,20 @@ impl Rules<'_> {
     /// Checks the field rules in a fixed order (the first broken rule is reported) and
     /// returns the actor kind.
     fn check(self) -> Result<ActorKind, Broken> {
-        if self.v != ENTRY_VERSION {
-            return Err(Broken {
-                field: "v",
-                rule: "unknown entry version",
-            });
+        match (self.v, self.keyed) {
+            (MAP_VERSION, true) | (ENTRY_VERSION, false) => {}
+            (MAP_VERSION | ENTRY_VERSION, _) => {
+                return Err(Broken {
+                    field: "v",
+                    rule: "not in its version's form (version 2 is a map, version 3 an array)",
+                })
+            }
+            _ => {
+                return Err(Broken {
+                    field: "v",
+                    rule: "unknown entry version",
+                })
+            }
         }
         let kind = self.actor_kind.ok_or(Broken {
             field: "actor.kind",
@@ -282,9 +361,11 @@ impl Rules<'_> {
 }
 
 impl<'a> WireEntry<'a> {
-    fn rules(&self) -> Rules<'a> {
+    /// The rules of this entry in the map form (`keyed`, version 2) or the array form.
+    fn rules(&self, keyed: bool) -> Rules<'a> {
         Rules {
             v: self.v,
+            keyed,
             actor_kind: ActorKind::parse(self.actor.kind),
             actor_id: self.actor.id.as_bytes(),
             action: self.action.as_bytes(),
@@ -341,16 +422,25 @@ fn to_wire(e: &Entry) -> WireEntry<'_> {
     }
 }
 
-fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
+/// Serialises `value` into `out` (cleared first), refusing more than 1 MiB. The packed
+/// format only matters to the tests' version-2 encoder (a derived struct's keys are its
+/// field positions); the array form has no keys.
+fn write_cbor(value: &impl Serialize, out: &mut Vec<u8>) -> Result<(), EntryError> {
     out.clear();
-    let mut ser = serde_cbor::Serializer::new(&mut *out).packed_format();
-    w.serialize(&mut ser).map_err(|e| EntryError::Malformed {
-        reason: e.to_string(),
-    })?;
+    value
+        .serialize(&mut serde_cbor::Serializer::new(&mut *out).packed_format())
+        .map_err(|e| EntryError::Malformed {
+            reason: e.to_string(),
+        })?;
     if out.len() > MAX_ENTRY_LEN {
         return Err(too_large());
     }
     Ok(())
+}
+
+/// Writes `w` in the version-3 form (the array), whatever its `v`.
+fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
+    write_cbor(&AsArray(w), out)
 }
 
 fn too_large() -> EntryError {
@@ -362,7 +452,7 @@ fn too_large() -> EntryError {
 
 pub(crate) fn encode_entry(e: &Entry) -> Result<Vec<u8>, EntryError> {
     let wire = to_wire(e);
-    wire.rules().check()?;
+    wire.rules(false).check()?;
     let mut out = Vec::with_capacity(256);
     write_wire(&wire, &mut out)?;
     Ok(out)
@@ -391,9 +481,13 @@ const MAJOR_NAMES: [&str; 8] = [
 const FALSE: u8 = 0xf4;
 const TRUE: u8 = 0xf5;
 const NULL: u8 = 0xf6;
+/// The head of a map of `n` pairs (version 2) and of an array of `n` items (version 3).
+const MAP_HEAD: u8 = 0xa0;
+const ARRAY_HEAD: u8 = 0x80;
 
-/// The names of an entry's keys, by key number (`docs/audit-log.md`).
-const ENTRY_KEYS: [&str; 20] = [
+/// The names of an entry's fields by position: the array item in version 3, the key in
+/// version 2 (`docs/audit-log.md`).
+const ENTRY_FIELDS: [&str; 20] = [
     "v",
     "index",
     "time",
@@ -416,7 +510,7 @@ const ENTRY_KEYS: [&str; 20] = [
     "review",
 ];
 
-/// Which map a key belongs to.
+/// Which structure (array in version 3, map in version 2) a field belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Map {
     Entry,
@@ -425,13 +519,13 @@ enum Map {
 }
 
 impl Map {
-    fn key_name(self, key: u8) -> &'static str {
+    fn field_name(self, position: u8) -> &'static str {
         let names: &[&'static str] = match self {
-            Map::Entry => &ENTRY_KEYS,
+            Map::Entry => &ENTRY_FIELDS,
             Map::Actor => &["actor.kind", "actor.id"],
             Map::Withheld => &["withheld.field", "withheld.reason"],
         };
-        names.get(usize::from(key)).copied().unwrap_or("?")
+        names.get(usize::from(position)).copied().unwrap_or("?")
     }
 }
 
@@ -446,36 +540,102 @@ enum Fault {
     },
     IndefiniteOrReserved,
     NotShortest,
-    /// The expected key (its map and number; one byte each, so that results stay small).
+    /// The expected key of version 2 (its map and number; one byte each, so that results
+    /// stay small).
     Key(Map, u8),
+    /// Neither a map of 20 pairs (version 2) nor an array of 20 items (version 3).
+    Entry,
     Map(u8),
+    Array(u8),
     Utf8,
     Bool,
     Bytes32,
     Trailing,
 }
 
-impl From<Fault> for EntryError {
-    fn from(f: Fault) -> Self {
-        match f {
-            Fault::EndsEarly => malformed("the entry ends inside a value"),
-            Fault::Type { expected, found } => malformed(format!(
+impl Fault {
+    fn reason(self) -> String {
+        match self {
+            Fault::EndsEarly => "the entry ends inside a value".into(),
+            Fault::Type { expected, found } => format!(
                 "expected {}, found {}",
                 MAJOR_NAMES[usize::from(expected & 7)],
                 MAJOR_NAMES[usize::from(found & 7)]
-            )),
-            Fault::IndefiniteOrReserved => malformed("indefinite length or reserved head"),
-            Fault::NotShortest => malformed("integer or length not in its shortest form"),
-            Fault::Key(map, key) => malformed(format!(
-                "expected the key {key} (`{}`) next",
-                map.key_name(key)
-            )),
-            Fault::Map(pairs) => malformed(format!("expected a map of {pairs} pairs")),
-            Fault::Utf8 => malformed("text is not valid UTF-8"),
-            Fault::Bool => malformed("expected a boolean"),
-            Fault::Bytes32 => malformed("expected a 32-byte byte string"),
-            Fault::Trailing => malformed("trailing bytes after the entry"),
+            ),
+            Fault::IndefiniteOrReserved => "indefinite length or reserved head".into(),
+            Fault::NotShortest => "integer or length not in its shortest form".into(),
+            Fault::Key(map, key) => {
+                format!("expected the key {key} (`{}`) next", map.field_name(key))
+            }
+            Fault::Entry => "expected a map of 20 pairs (version 2) or an array of 20 items \
+                             (version 3)"
+                .into(),
+            Fault::Map(pairs) => format!("expected a map of {pairs} pairs"),
+            Fault::Array(items) => format!("expected an array of {items} items"),
+            Fault::Utf8 => "text is not valid UTF-8".into(),
+            Fault::Bool => "expected a boolean".into(),
+            Fault::Bytes32 => "expected a 32-byte byte string".into(),
+            Fault::Trailing => "trailing bytes after the entry".into(),
         }
+    }
+}
+
+/// The field a fault was found in: its position in its array (version 3) or map
+/// (version 2, `keyed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct At {
+    keyed: bool,
+    map: Map,
+    position: u8,
+}
+
+/// A fault and, when it is inside a field's value, that field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Located {
+    fault: Fault,
+    at: Option<At>,
+}
+
+impl From<Fault> for Located {
+    fn from(fault: Fault) -> Self {
+        Self { fault, at: None }
+    }
+}
+
+/// Locates a fault in the field at `position` of `map`.
+#[inline(always)]
+fn at<const KEYED: bool>(map: Map, position: u8) -> impl Fn(Fault) -> Located {
+    move |fault| Located {
+        fault,
+        at: Some(At {
+            keyed: KEYED,
+            map,
+            position,
+        }),
+    }
+}
+
+impl From<Located> for EntryError {
+    fn from(l: Located) -> Self {
+        match l.at {
+            None => malformed(l.fault.reason()),
+            Some(At {
+                keyed,
+                map,
+                position,
+            }) => malformed(format!(
+                "{} {position} (`{}`): {}",
+                if keyed { "the value of key" } else { "item" },
+                map.field_name(position),
+                l.fault.reason()
+            )),
+        }
+    }
+}
+
+impl From<Fault> for EntryError {
+    fn from(f: Fault) -> Self {
+        Located::from(f).into()
     }
 }
 
@@ -489,6 +649,8 @@ struct Items<'a> {
 /// An entry read from its bytes, borrowing them (texts as their bytes, already checked to
 /// be UTF-8); its field rules are not yet checked.
 struct View<'a> {
+    /// Read in the map form (version 2).
+    keyed: bool,
     v: u64,
     prev: Hash,
     time: u64,
@@ -512,8 +674,9 @@ struct View<'a> {
     legal_reference: Option<&'a [u8]>,
 }
 
-/// A strict reader of the canonical form: every head in its shortest form, definite
-/// lengths only, keys exactly the expected ones in order.
+/// A strict reader of the canonical forms: every head in its shortest form, definite
+/// lengths only, and in the map form (`KEYED`, version 2) keys exactly the expected ones
+/// in order.
 struct Reader<'a> {
     rest: &'a [u8],
 }
@@ -582,7 +745,7 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    /// The next key, which must be exactly the integer `key` of `map` (0..=23: one byte).
+    /// The next key, which must be exactly the integer `key` of `map` (0..=19: one byte).
     #[inline(always)]
     fn key(&mut self, map: Map, key: u8) -> Result<(), Fault> {
         match self.rest.split_first() {
@@ -594,13 +757,34 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A map head of exactly `pairs` pairs.
+    /// The head of a pair (actor, withheld item): a map of 2 pairs in the map form
+    /// (`KEYED`, version 2), else an array of 2 items.
     #[inline(always)]
-    fn map(&mut self, pairs: u8) -> Result<(), Fault> {
-        if self.byte()? != 0xa0 + pairs {
-            return Err(Fault::Map(pairs));
+    fn pair_head<const KEYED: bool>(&mut self) -> Result<(), Fault> {
+        let (want, fault) = if KEYED {
+            (MAP_HEAD + 2, Fault::Map(2))
+        } else {
+            (ARRAY_HEAD + 2, Fault::Array(2))
+        };
+        if self.byte()? != want {
+            return Err(fault);
         }
         Ok(())
+    }
+
+    /// The value of the field at `position` of `map`, read by `read` (after its key in
+    /// the map form); a fault in it names the field.
+    #[inline(always)]
+    fn field<const KEYED: bool, T>(
+        &mut self,
+        map: Map,
+        position: u8,
+        read: impl FnOnce(&mut Self) -> Result<T, Fault>,
+    ) -> Result<T, Located> {
+        if KEYED {
+            self.key(map, position)?;
+        }
+        read(self).map_err(at::<KEYED>(map, position))
     }
 
     #[inline(always)]
@@ -646,6 +830,22 @@ impl<'a> Reader<'a> {
         self.array()
     }
 
+    #[inline(always)]
+    fn opt_subject(&mut self) -> Result<Option<SubjectTag>, Fault> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.bytes32().map(|b| Some(SubjectTag(b)))
+    }
+
+    #[inline(always)]
+    fn opt_uint(&mut self) -> Result<Option<u64>, Fault> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.uint().map(Some)
+    }
+
     /// The bytes consumed since the reader was at `start` (`self.rest` is always a suffix
     /// of `start`, so the split is in range).
     fn since(&self, start: &'a [u8]) -> &'a [u8] {
@@ -666,88 +866,73 @@ impl<'a> Reader<'a> {
         Ok((Items { len, bytes }, check))
     }
 
+    /// A pair of texts of `map` (the actor or a withheld item), whose head is reported at
+    /// the entry's field `outer`: `{0: a, 1: b}` in the map form, `[a, b]` in the array.
     #[inline(always)]
-    fn withheld_pair(&mut self) -> Result<(&'a [u8], &'a [u8]), Fault> {
-        self.map(2)?;
-        self.key(Map::Withheld, 0)?;
-        let field = self.text()?;
-        self.key(Map::Withheld, 1)?;
-        Ok((field, self.text()?))
+    fn pair<const KEYED: bool>(
+        &mut self,
+        map: Map,
+        outer: u8,
+    ) -> Result<(&'a [u8], &'a [u8]), Located> {
+        self.pair_head::<KEYED>()
+            .map_err(at::<KEYED>(Map::Entry, outer))?;
+        let a = self.field::<KEYED, _>(map, 0, Self::text)?;
+        let b = self.field::<KEYED, _>(map, 1, Self::text)?;
+        Ok((a, b))
     }
 
     #[inline(always)]
-    fn withheld(&mut self) -> Result<(Items<'a>, ListCheck), Fault> {
-        let len = self.head(MAJOR_ARRAY)?;
+    fn withheld<const KEYED: bool>(&mut self) -> Result<(Items<'a>, ListCheck), Located> {
+        if KEYED {
+            self.key(Map::Entry, 13)?;
+        }
+        let len = self
+            .head(MAJOR_ARRAY)
+            .map_err(at::<KEYED>(Map::Entry, 13))?;
         let start = self.rest;
         let mut check = ListCheck::new("withheld", len);
         for _ in 0..len {
-            let (field, reason) = self.withheld_pair()?;
+            let (field, reason) = self.pair::<KEYED>(Map::Withheld, 13)?;
             check.note(withheld_item(field, reason));
         }
         let bytes = self.since(start);
         Ok((Items { len, bytes }, check))
     }
 
-    /// Reads a whole entry (the map and nothing after it).
+    /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2, else
+    /// an array of 20 items) and nothing after it.
     #[inline(always)]
-    fn entry(mut self) -> Result<(View<'a>, [ListCheck; 3]), Fault> {
-        self.map(20)?;
-        self.key(Map::Entry, 0)?;
-        let v = self.uint()?;
-        self.key(Map::Entry, 1)?;
-        let index = self.uint()?;
-        self.key(Map::Entry, 2)?;
-        let time = self.uint()?;
-        self.key(Map::Entry, 3)?;
-        let prev = self.bytes32()?;
-        self.key(Map::Entry, 4)?;
-        self.map(2)?;
-        self.key(Map::Actor, 0)?;
-        let actor_kind = self.text()?;
-        self.key(Map::Actor, 1)?;
-        let actor_id = self.text()?;
-        self.key(Map::Entry, 5)?;
-        let initiator = self.opt_text()?;
-        self.key(Map::Entry, 6)?;
-        let action = self.text()?;
-        self.key(Map::Entry, 7)?;
-        let processing = self.opt_text()?;
-        self.key(Map::Entry, 8)?;
-        let purpose = self.opt_text()?;
-        self.key(Map::Entry, 9)?;
-        let subject = if self.null() {
-            None
-        } else {
-            Some(SubjectTag(self.bytes32()?))
-        };
-        self.key(Map::Entry, 10)?;
-        let subject_prev = if self.null() {
-            None
-        } else {
-            Some(self.uint()?)
-        };
-        self.key(Map::Entry, 11)?;
-        let (requested, requested_check) = self.texts("requested")?;
-        self.key(Map::Entry, 12)?;
-        let (released, released_check) = self.texts("released")?;
-        self.key(Map::Entry, 13)?;
-        let (withheld, withheld_check) = self.withheld()?;
-        self.key(Map::Entry, 14)?;
-        let legal_basis = self.opt_text()?;
-        self.key(Map::Entry, 15)?;
-        let legal_reference = self.opt_text()?;
-        self.key(Map::Entry, 16)?;
-        let consent_id = self.opt_text()?;
-        self.key(Map::Entry, 17)?;
-        let decision = self.text()?;
-        self.key(Map::Entry, 18)?;
-        let justification = self.opt_text()?;
-        self.key(Map::Entry, 19)?;
-        let review = self.bool()?;
+    fn entry<const KEYED: bool>(mut self) -> Result<(View<'a>, [ListCheck; 3]), Located> {
+        const E: Map = Map::Entry;
+        let v = self.field::<KEYED, _>(E, 0, Self::uint)?;
+        let index = self.field::<KEYED, _>(E, 1, Self::uint)?;
+        let time = self.field::<KEYED, _>(E, 2, Self::uint)?;
+        let prev = self.field::<KEYED, _>(E, 3, Self::bytes32)?;
+        if KEYED {
+            self.key(E, 4)?;
+        }
+        let (actor_kind, actor_id) = self.pair::<KEYED>(Map::Actor, 4)?;
+        let initiator = self.field::<KEYED, _>(E, 5, Self::opt_text)?;
+        let action = self.field::<KEYED, _>(E, 6, Self::text)?;
+        let processing = self.field::<KEYED, _>(E, 7, Self::opt_text)?;
+        let purpose = self.field::<KEYED, _>(E, 8, Self::opt_text)?;
+        let subject = self.field::<KEYED, _>(E, 9, Self::opt_subject)?;
+        let subject_prev = self.field::<KEYED, _>(E, 10, Self::opt_uint)?;
+        let (requested, requested_check) =
+            self.field::<KEYED, _>(E, 11, |r| r.texts("requested"))?;
+        let (released, released_check) = self.field::<KEYED, _>(E, 12, |r| r.texts("released"))?;
+        let (withheld, withheld_check) = self.withheld::<KEYED>()?;
+        let legal_basis = self.field::<KEYED, _>(E, 14, Self::opt_text)?;
+        let legal_reference = self.field::<KEYED, _>(E, 15, Self::opt_text)?;
+        let consent_id = self.field::<KEYED, _>(E, 16, Self::opt_text)?;
+        let decision = self.field::<KEYED, _>(E, 17, Self::text)?;
+        let justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
+        let review = self.field::<KEYED, _>(E, 19, Self::bool)?;
         if !self.rest.is_empty() {
-            return Err(Fault::Trailing);
+            return Err(Fault::Trailing.into());
         }
         let view = View {
+            keyed: KEYED,
             v,
             prev,
             time,
@@ -774,16 +959,22 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Strictly decodes and checks an entry without copying anything; returns it with its
-/// actor kind.
+/// Strictly decodes and checks an entry of either version without copying anything;
+/// returns it with its actor kind.
 #[inline(always)]
 fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
     if bytes.len() > MAX_ENTRY_LEN {
         return Err(too_large());
     }
-    let (w, [requested, released, withheld]) = Reader::new(bytes).entry()?;
+    let (w, [requested, released, withheld]) = match bytes.split_first() {
+        Some((&head, rest)) if head == ARRAY_HEAD + 20 => Reader::new(rest).entry::<false>(),
+        Some((&head, rest)) if head == MAP_HEAD + 20 => Reader::new(rest).entry::<true>(),
+        Some(_) => Err(Fault::Entry.into()),
+        None => Err(Fault::EndsEarly.into()),
+    }?;
     let kind = Rules {
         v: w.v,
+        keyed: w.keyed,
         actor_kind: std::str::from_utf8(w.actor_kind)
             .ok()
             .and_then(ActorKind::parse),
@@ -816,7 +1007,7 @@ pub(crate) struct EntryLinks {
     pub(crate) subject_prev: Option<u64>,
 }
 
-/// Strictly decodes an entry, keeping only its links (no allocation).
+/// Strictly decodes an entry of either version, keeping only its links (no allocation).
 pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
     let (w, _) = decode_view(bytes)?;
     Ok(EntryLinks {
@@ -843,11 +1034,11 @@ fn owned_texts(items: Items<'_>) -> Result<Vec<String>, Fault> {
     (0..items.len).map(|_| owned(r.text()?)).collect()
 }
 
-fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, Fault> {
+fn owned_withheld<const KEYED: bool>(items: Items<'_>) -> Result<Vec<Withheld>, EntryError> {
     let mut r = Reader::new(items.bytes);
     (0..items.len)
         .map(|_| {
-            let (field, reason) = r.withheld_pair()?;
+            let (field, reason) = r.pair::<KEYED>(Map::Withheld, 13)?;
             Ok(Withheld {
                 field: owned(field)?,
                 reason: owned(reason)?,
@@ -856,8 +1047,14 @@ fn owned_withheld(items: Items<'_>) -> Result<Vec<Withheld>, Fault> {
         .collect()
 }
 
+/// Strictly decodes an entry of either version.
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
     let (w, kind) = decode_view(bytes)?;
+    let withheld = if w.keyed {
+        owned_withheld::<true>(w.withheld)?
+    } else {
+        owned_withheld::<false>(w.withheld)?
+    };
     Ok(Entry {
         index: w.index,
         time_ms: w.time,
@@ -871,7 +1068,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
         purpose: owned_opt(w.purpose)?,
         requested: owned_texts(w.requested)?,
         released: owned_texts(w.released)?,
-        withheld: owned_withheld(w.withheld)?,
+        withheld,
         legal_basis: owned_opt(w.legal_basis)?,
         legal_reference: owned_opt(w.legal_reference)?,
         consent_id: owned_opt(w.consent_id)?,
@@ -889,17 +1086,46 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The reference model: the previous decoder (serde_cbor decode, field rules, then
-    /// re-encode and compare byte for byte).
+    /// The versions the reader accepts: 2 (the map form) and 3 (the array form).
+    const VERSIONS: [u64; 2] = [MAP_VERSION, ENTRY_VERSION];
+
+    /// Writes `w` in the version-2 form (the map, `serde_cbor`'s packed struct format:
+    /// keys are field positions), whatever its `v`.
+    fn write_wire_map(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
+        write_cbor(w, out)
+    }
+
+    /// The encoder of version `v`: `encode_entry` for 3, and for 2 the version-2
+    /// encoder as it was (the same rules, the map form).
+    fn encode_as(e: &Entry, v: u64) -> Result<Vec<u8>, EntryError> {
+        if v == ENTRY_VERSION {
+            return encode_entry(e);
+        }
+        let mut wire = to_wire(e);
+        wire.v = v;
+        wire.rules(true).check()?;
+        let mut out = Vec::new();
+        write_wire_map(&wire, &mut out)?;
+        Ok(out)
+    }
+
+    /// The reference model: the previous decoder, for both forms (serde_cbor decode,
+    /// field rules, then re-encode in the form of the entry's version and compare byte
+    /// for byte).
     fn reference_decode(bytes: &[u8]) -> Result<Entry, EntryError> {
         if bytes.len() > MAX_ENTRY_LEN {
             return Err(too_large());
         }
         let w: WireEntry<'_> = serde_cbor::from_slice(bytes)
             .map_err(|e: serde_cbor::Error| malformed(e.to_string()))?;
-        let kind = w.rules().check()?;
+        let keyed = bytes.first().is_some_and(|b| b >> 5 == 5);
+        let kind = w.rules(keyed).check()?;
         let mut scratch = Vec::new();
-        write_wire(&w, &mut scratch)?;
+        if w.v == MAP_VERSION {
+            write_wire_map(&w, &mut scratch)?;
+        } else {
+            write_wire(&w, &mut scratch)?;
+        }
         if scratch.as_slice() != bytes {
             return Err(malformed("not the canonical encoding"));
         }
@@ -937,12 +1163,23 @@ mod tests {
         })
     }
 
-    /// Serialises an entry without its field rules and size limit (canonical bytes of
-    /// entries the encoder refuses).
-    fn raw(e: &Entry, v: u64) -> Vec<u8> {
+    /// Serialises an entry as version `v` in the map form (`keyed`) or the array form,
+    /// without its field rules and size limit (canonical bytes of entries the encoders
+    /// refuse).
+    fn raw_in(e: &Entry, v: u64, keyed: bool) -> Vec<u8> {
         let mut w = to_wire(e);
         w.v = v;
-        serde_cbor::ser::to_vec_packed(&w).expect("serialising to a vector cannot fail")
+        if keyed {
+            serde_cbor::ser::to_vec_packed(&w)
+        } else {
+            serde_cbor::ser::to_vec(&AsArray(&w))
+        }
+        .expect("serialising to a vector cannot fail")
+    }
+
+    /// [`raw_in`] in the form of version `v` (the map for 2, else the array).
+    fn raw(e: &Entry, v: u64) -> Vec<u8> {
+        raw_in(e, v, v == MAP_VERSION)
     }
 
     /// The new decoder and the reference model agree on `bytes`: both accept with the
@@ -1031,50 +1268,213 @@ mod tests {
         Entry::from_draft(d, 0, [0; 32])
     }
 
+    /// A typical access entry of the benchmark: its entry 500,000 (`benches/audit.rs`).
+    fn typical_access() -> Entry {
+        let i = 500_000u64;
+        let mut d = crate::entry::EntryDraft::new(
+            1_767_225_600_000 + i,
+            Actor {
+                kind: ActorKind::Agency,
+                id: format!("agency-{}", i % 50),
+            },
+            "access",
+            "partial",
+        );
+        let mut tag = [0u8; 32];
+        tag[..8].copy_from_slice(&(i % 100_000).to_be_bytes());
+        d.subject = Some(SubjectTag(tag));
+        d.subject_prev = Some(i - 100_000);
+        d.initiator = Some("officer-17".into());
+        d.purpose = Some("benefit-assessment".into());
+        d.processing = Some("disclosure".into());
+        d.requested = vec!["address".into(), "income".into()];
+        d.released = vec!["address".into()];
+        d.withheld = vec![Withheld {
+            field: "income".into(),
+            reason: "no_consent".into(),
+        }];
+        d.legal_basis = Some("consent".into());
+        d.consent_id = Some(format!("c-{i}"));
+        Entry::from_draft(d, i, [0x5a; 32])
+    }
+
+    /// The hex fixtures of `testdata/entry-v2/`, written by the version-2 encoder before
+    /// version 3 existed, with the entries they hold.
+    fn v2_fixtures() -> [(&'static str, Entry); 3] {
+        [
+            (include_str!("../testdata/entry-v2/sample.hex"), sample()),
+            (include_str!("../testdata/entry-v2/citizen.hex"), citizen()),
+            (include_str!("../testdata/entry-v2/minimal.hex"), minimal()),
+        ]
+    }
+
     #[test]
-    fn round_trip_is_identity_and_keys_are_in_canonical_order() {
+    fn version_2_leaves_written_by_the_old_encoder_still_decode() {
+        for (hex_text, e) in v2_fixtures() {
+            let bytes = hex::decode(hex_text.trim()).expect("fixture is hex");
+            assert_eq!(bytes[..3], [0xb4, 0x00, 0x02], "a map with v = 2");
+            assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+            assert_eq!(reference_decode(&bytes), Ok(e.clone()));
+            let links = decode_links(&bytes).expect("decodes");
+            assert_eq!(
+                (links.index, links.prev, links.subject, links.subject_prev),
+                (e.index, e.prev, e.subject, e.subject_prev)
+            );
+            // The tests' version-2 encoder is the old one, byte for byte.
+            assert_eq!(encode_as(&e, MAP_VERSION), Ok(bytes));
+        }
+    }
+
+    #[test]
+    fn round_trip_is_identity_and_fields_are_in_canonical_order() {
         let e = sample();
         let bytes = encode_entry(&e).unwrap();
         assert_eq!(decode_entry(&bytes).unwrap(), e);
-        // Map of 20 pairs: key 0 ("v") = 2, key 1 ("index") = 9, key 2 ("time").
-        assert_eq!(&bytes[..5], &[0xb4, 0x00, 0x02, 0x01, 0x09]);
-        assert_eq!(bytes[5], 0x02);
-        for (key, name) in ENTRY_KEYS.iter().enumerate() {
-            assert_eq!(bytes[value_at(&bytes, name) - 1], key as u8, "{name}");
+        // Array of 20 items: "v" = 3, "index" = 9, "time" (a 64-bit head).
+        assert_eq!(&bytes[..4], &[0x94, 0x03, 0x09, 0x1b]);
+        // The actor is [kind, id], each withheld item [field, reason].
+        let at = value_at(&bytes, "actor");
+        assert_eq!(&bytes[at..at + 8], b"\x82\x66agency");
+        let at = value_at(&bytes, "withheld");
+        assert_eq!(&bytes[at..at + 9], b"\x81\x82\x66income");
+        // Version 2: map of 20 pairs: key 0 ("v") = 2, key 1 ("index") = 9, key 2 ("time").
+        let v2 = encode_as(&e, MAP_VERSION).unwrap();
+        assert_eq!(decode_entry(&v2).unwrap(), e);
+        assert_eq!(&v2[..6], &[0xb4, 0x00, 0x02, 0x01, 0x09, 0x02]);
+        for (key, name) in ENTRY_FIELDS.iter().enumerate() {
+            assert_eq!(v2[value_at(&v2, name) - 1], key as u8, "{name}");
         }
+        let at = value_at(&v2, "actor");
+        assert_eq!(&v2[at..at + 9], b"\xa2\x00\x66agency");
+    }
+
+    /// Version 3 is version 2 without its keys: 20 entry keys, 2 actor keys and 2 per
+    /// withheld item fewer, every value byte the same; so the benchmark's typical access
+    /// entry needs one SHA-256 block fewer for its leaf hash.
+    #[test]
+    fn version_3_drops_exactly_the_key_bytes_of_version_2() {
+        for e in [sample(), citizen(), minimal(), typical_access()] {
+            let v2 = encode_as(&e, MAP_VERSION).expect("valid");
+            let v3 = encode_entry(&e).expect("valid");
+            assert_eq!(v2.len() - v3.len(), 22 + 2 * e.withheld.len());
+            for name in ENTRY_FIELDS.iter().skip(1) {
+                let (a2, a3) = (value_at(&v2, name), value_at(&v3, name));
+                let (e2, e3) = (skip(&v2, a2), skip(&v3, a3));
+                // The actor and the withheld items lose their keys; every other value
+                // is the same bytes.
+                let keys = match *name {
+                    "actor" => 2,
+                    "withheld" => 2 * e.withheld.len(),
+                    _ => 0,
+                };
+                assert_eq!(e2 - a2, e3 - a3 + keys, "{name}");
+                if keys == 0 {
+                    assert_eq!(v2[a2..e2], v3[a3..e3], "{name}");
+                }
+            }
+        }
+        // SHA-256 of 0x00 || leaf: 64-byte blocks, at least 9 bytes of padding.
+        let blocks = |leaf: &[u8]| (1 + leaf.len() + 9).div_ceil(64);
+        let e = typical_access();
+        let (v2, v3) = (
+            encode_as(&e, MAP_VERSION).expect("valid"),
+            encode_entry(&e).expect("valid"),
+        );
+        assert_eq!((v2.len(), blocks(&v2)), (251, 5));
+        assert_eq!((v3.len(), blocks(&v3)), (227, 4));
     }
 
     #[test]
     fn non_canonical_integer_is_rejected() {
-        let e = sample();
-        let bytes = encode_entry(&e).unwrap();
-        // "v": 2 is 0x00 0x02; rewrite the 2 as the two-byte form 0x18 0x02.
-        let mut long = bytes[..2].to_vec();
-        long.extend_from_slice(&[0x18, 0x02]);
-        long.extend_from_slice(&bytes[3..]);
-        assert!(matches!(
-            decode_entry(&long),
-            Err(EntryError::Malformed { .. })
-        ));
+        for v in VERSIONS {
+            let bytes = encode_as(&sample(), v).unwrap();
+            // "v" is one byte (2 or 3); rewrite it in the two-byte form 0x18 0x0v.
+            let at = value_at(&bytes, "v");
+            assert_eq!(u64::from(bytes[at]), v);
+            let mut long = bytes[..at].to_vec();
+            long.extend_from_slice(&[0x18, v as u8]);
+            long.extend_from_slice(&bytes[at + 1..]);
+            assert!(matches!(
+                decode_entry(&long),
+                Err(EntryError::Malformed { .. })
+            ));
+            assert!(!agree(&long));
+        }
     }
 
     #[test]
-    fn trailing_bytes_and_unknown_version_are_rejected() {
-        let e = sample();
-        let mut bytes = encode_entry(&e).unwrap();
-        for other in [0x00, 0x01, 0x03] {
-            let mut v = bytes.clone();
-            v[2] = other;
-            assert_eq!(
-                decode_entry(&v),
-                Err(EntryError::Invalid {
-                    field: "v",
-                    rule: "unknown entry version"
-                })
-            );
+    fn trailing_bytes_unknown_versions_and_the_other_versions_form_are_rejected() {
+        for v in VERSIONS {
+            let mut bytes = encode_as(&sample(), v).unwrap();
+            let at = value_at(&bytes, "v");
+            for other in [0x00, 0x01, 0x04, 0x17] {
+                let mut b = bytes.clone();
+                b[at] = other;
+                assert_eq!(
+                    decode_entry(&b),
+                    Err(EntryError::Invalid {
+                        field: "v",
+                        rule: "unknown entry version"
+                    })
+                );
+                assert!(!agree(&b));
+            }
+            // A map carrying v = 3, an array carrying v = 2.
+            let mut b = bytes.clone();
+            b[at] = (MAP_VERSION + ENTRY_VERSION - v) as u8;
+            let want = Err(EntryError::Invalid {
+                field: "v",
+                rule: "not in its version's form (version 2 is a map, version 3 an array)",
+            });
+            assert_eq!(decode_entry(&b), want);
+            assert_eq!(reference_decode(&b), want);
+            assert!(decode_links(&b).is_err());
+            bytes.push(0);
+            assert!(decode_entry(&bytes).is_err());
+            assert!(!agree(&bytes));
         }
-        bytes.push(0);
-        assert!(decode_entry(&bytes).is_err());
+    }
+
+    /// Each version's head with the other version's inner forms (an array entry with map
+    /// pairs, a map entry with array pairs) is refused, naming the field.
+    #[test]
+    fn pairs_must_have_the_form_of_their_entry() {
+        let e = sample();
+        let (v2, v3) = (
+            encode_as(&e, MAP_VERSION).unwrap(),
+            encode_entry(&e).unwrap(),
+        );
+        // The v3 entry with the actor as the map {0: kind, 1: id}.
+        let at = value_at(&v3, "actor");
+        let mut b = v3[..at].to_vec();
+        b.extend_from_slice(b"\xa2\x00\x66agency\x01\x6atax-office");
+        b.extend_from_slice(&v3[skip(&v3, at)..]);
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed("item 4 (`actor`): expected an array of 2 items"))
+        );
+        assert!(!agree(&b));
+        // The v2 entry with the withheld item as the array [field, reason].
+        let at = value_at(&v2, "withheld");
+        let mut b = v2[..at].to_vec();
+        b.extend_from_slice(b"\x81\x82\x66income\x6ano_consent");
+        b.extend_from_slice(&v2[skip(&v2, at)..]);
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed(
+                "the value of key 13 (`withheld`): expected a map of 2 pairs"
+            ))
+        );
+        assert!(!agree(&b));
+        // v3 with a 3-item actor, v2 with a 1-pair actor.
+        let at = value_at(&v3, "actor");
+        let mut b = v3.clone();
+        b[at] = 0x83;
+        assert!(!agree(&b));
+        let at = value_at(&v2, "actor");
+        let mut b = v2.clone();
+        b[at] = 0xa1;
+        assert!(!agree(&b));
     }
 
     #[test]
@@ -1084,56 +1484,62 @@ mod tests {
             kind: ActorKind::Citizen,
             id: "123".into(),
         };
-        assert!(matches!(
-            encode_entry(&e),
-            Err(EntryError::Invalid {
-                field: "actor.id",
-                ..
-            })
-        ));
+        for v in VERSIONS {
+            assert!(matches!(
+                encode_as(&e, v),
+                Err(EntryError::Invalid {
+                    field: "actor.id",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]
     fn samples_round_trip_and_their_links_are_read() {
-        for e in [sample(), citizen(), minimal()] {
-            let bytes = encode_entry(&e).expect("valid");
-            assert_eq!(decode_entry(&bytes), Ok(e.clone()));
-            assert_eq!(reference_decode(&bytes), Ok(e.clone()));
-            let links = decode_links(&bytes).expect("decodes");
-            assert_eq!(
-                (links.index, links.prev, links.subject, links.subject_prev),
-                (e.index, e.prev, e.subject, e.subject_prev)
-            );
+        for v in VERSIONS {
+            for e in [sample(), citizen(), minimal(), typical_access()] {
+                let bytes = encode_as(&e, v).expect("valid");
+                assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+                assert_eq!(reference_decode(&bytes), Ok(e.clone()));
+                let links = decode_links(&bytes).expect("decodes");
+                assert_eq!(
+                    (links.index, links.prev, links.subject, links.subject_prev),
+                    (e.index, e.prev, e.subject, e.subject_prev)
+                );
+            }
         }
     }
 
-    /// Every substitution, deletion and insertion of one byte in three valid encodings is
-    /// accepted or rejected exactly as the reference model does (all are rejected but the
-    /// few that spell another valid entry, e.g. another time or flag).
+    /// Every substitution, deletion and insertion of one byte in three valid encodings of
+    /// each version is accepted or rejected exactly as the reference model does (all are
+    /// rejected but the few that spell another valid entry, e.g. another time or flag).
     #[test]
     fn every_single_byte_change_is_judged_like_the_reference() {
-        for e in [sample(), citizen(), minimal()] {
-            let bytes = encode_entry(&e).expect("valid");
-            let mut accepted = 0;
-            for pos in 0..=bytes.len() {
-                for b in 0..=255u8 {
-                    let mut ins = bytes.clone();
-                    ins.insert(pos, b);
-                    accepted += usize::from(agree(&ins));
-                    if pos < bytes.len() && bytes[pos] != b {
-                        let mut sub = bytes.clone();
-                        sub[pos] = b;
-                        accepted += usize::from(agree(&sub));
+        for v in VERSIONS {
+            for e in [sample(), citizen(), minimal()] {
+                let bytes = encode_as(&e, v).expect("valid");
+                let mut accepted = 0;
+                for pos in 0..=bytes.len() {
+                    for b in 0..=255u8 {
+                        let mut ins = bytes.clone();
+                        ins.insert(pos, b);
+                        accepted += usize::from(agree(&ins));
+                        if pos < bytes.len() && bytes[pos] != b {
+                            let mut sub = bytes.clone();
+                            sub[pos] = b;
+                            accepted += usize::from(agree(&sub));
+                        }
+                    }
+                    if pos < bytes.len() {
+                        let mut del = bytes.clone();
+                        del.remove(pos);
+                        accepted += usize::from(agree(&del));
+                        assert!(!agree(&bytes[..pos]), "a prefix is never an entry");
                     }
                 }
-                if pos < bytes.len() {
-                    let mut del = bytes.clone();
-                    del.remove(pos);
-                    accepted += usize::from(agree(&del));
-                    assert!(!agree(&bytes[..pos]), "a prefix is never an entry");
-                }
+                assert!(accepted > 0, "some changes spell another valid entry");
             }
-            assert!(accepted > 0, "some changes spell another valid entry");
         }
     }
 
@@ -1152,8 +1558,8 @@ mod tests {
                 found: MAJOR_TEXT
             })
             .to_string(),
-            "entry bytes are not a canonical version-2 entry: expected an unsigned integer, \
-             found a text string"
+            "entry bytes are not a canonical entry of version 2 or 3: expected an unsigned \
+             integer, found a text string"
         );
         assert_eq!(Reader::new(b"\x18\x17").uint(), Err(Fault::NotShortest));
         assert_eq!(
@@ -1171,11 +1577,63 @@ mod tests {
         );
         assert_eq!(
             EntryError::from(Fault::Key(Map::Entry, 2)).to_string(),
-            "entry bytes are not a canonical version-2 entry: expected the key 2 (`time`) next"
+            "entry bytes are not a canonical entry of version 2 or 3: expected the key 2 \
+             (`time`) next"
         );
-        let mut bytes = encode_entry(&minimal()).expect("valid");
-        bytes.push(0xf6);
-        assert_eq!(decode_entry(&bytes), Err(EntryError::from(Fault::Trailing)));
+        // In version 3 a wrong value names its item; in version 2 its key.
+        let bytes = encode_entry(&minimal()).expect("valid");
+        let at = value_at(&bytes, "initiator");
+        let mut b = bytes.clone();
+        b[at] = 0x00;
+        assert_eq!(
+            decode_entry(&b).map_err(|e| e.to_string()),
+            Err(
+                "entry bytes are not a canonical entry of version 2 or 3: item 5 \
+                 (`initiator`): expected a text string, found an unsigned integer"
+                    .into()
+            )
+        );
+        let mut b = bytes.clone();
+        b[value_at(&bytes, "actor") + 1] = 0x40;
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed(
+                "item 0 (`actor.kind`): expected a text string, found a byte string"
+            ))
+        );
+        let mut b = bytes.clone();
+        b[value_at(&bytes, "review")] = 0xf6;
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed("item 19 (`review`): expected a boolean"))
+        );
+        let v2 = encode_as(&minimal(), MAP_VERSION).expect("valid");
+        let at = value_at(&v2, "initiator");
+        let mut b = v2.clone();
+        b[at] = 0x00;
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed(
+                "the value of key 5 (`initiator`): expected a text string, found an \
+                 unsigned integer"
+            ))
+        );
+        let mut b = v2.clone();
+        b[at - 1] = 0x06;
+        assert_eq!(
+            decode_entry(&b),
+            Err(malformed("expected the key 5 (`initiator`) next"))
+        );
+        // Neither version's head; nothing at all; a byte after the entry.
+        for head in [0xb3, 0xb5, 0x93, 0x95, 0x00, 0xbf, 0x9f] {
+            let mut b = bytes.clone();
+            b[0] = head;
+            assert_eq!(decode_entry(&b), Err(EntryError::from(Fault::Entry)));
+        }
+        assert_eq!(decode_entry(b""), Err(EntryError::from(Fault::EndsEarly)));
+        let mut b = bytes.clone();
+        b.push(0xf6);
+        assert_eq!(decode_entry(&b), Err(EntryError::from(Fault::Trailing)));
     }
 
     /// `major`'s head for `value` in every width it fits, shortest first.
@@ -1222,23 +1680,27 @@ mod tests {
         end
     }
 
-    /// The offset of the value of the top-level key named `name` in an encoded entry.
+    /// The offset of the value of the entry's field named `name` in an encoded entry of
+    /// either form (after its key in the map form).
     fn value_at(bytes: &[u8], name: &str) -> usize {
-        let key = ENTRY_KEYS
+        let position = ENTRY_FIELDS
             .iter()
             .position(|k| *k == name)
-            .expect("a key name") as u8;
+            .expect("a field name");
+        if bytes[0] == ARRAY_HEAD + 20 {
+            return (0..position).fold(1, |at, _| skip(bytes, at));
+        }
         let mut at = 1;
-        while bytes[at] != key {
+        while usize::from(bytes[at]) != position {
             at = skip(bytes, skip(bytes, at));
         }
         at + 1
     }
 
-    /// Rewrites the head right after `key` (its shortest form) in every wider form: only
+    /// Rewrites the head of the field `key` (its shortest form) in every wider form: only
     /// the shortest decodes, as for the reference model.
-    fn only_shortest_head_decodes(e: &Entry, key: &str, major: u8, value: u64) {
-        let bytes = encode_entry(e).expect("valid");
+    fn only_shortest_head_decodes(e: &Entry, v: u64, key: &str, major: u8, value: u64) {
+        let bytes = encode_as(e, v).expect("valid");
         let at = value_at(&bytes, key);
         let forms = heads(major, value);
         assert_eq!(&bytes[at..at + forms[0].len()], forms[0].as_slice());
@@ -1246,7 +1708,7 @@ mod tests {
             let mut b = bytes[..at].to_vec();
             b.extend_from_slice(form);
             b.extend_from_slice(&bytes[at + forms[0].len()..]);
-            assert_eq!(agree(&b), i == 0, "{key} = {value} in form {i}");
+            assert_eq!(agree(&b), i == 0, "v{v}: {key} = {value} in form {i}");
         }
     }
 
@@ -1264,56 +1726,86 @@ mod tests {
             1 << 32,
             u64::MAX,
         ];
-        for value in edges {
-            let mut e = minimal();
-            e.time_ms = value;
-            only_shortest_head_decodes(&e, "time", MAJOR_UINT, value);
-            let mut e = sample();
-            e.index = value.max(1);
-            e.subject_prev = Some(value.max(1) - 1);
-            only_shortest_head_decodes(&e, "index", MAJOR_UINT, value.max(1));
-            only_shortest_head_decodes(&e, "subject_prev", MAJOR_UINT, value.max(1) - 1);
-        }
-        for len in [0usize, 1, 23, 24, 255, 256, 4096] {
-            let mut e = minimal();
-            e.justification = Some("j".repeat(len));
-            only_shortest_head_decodes(&e, "justification", MAJOR_TEXT, len as u64);
-            e.requested = vec!["f".into(); len.min(1024)];
-            only_shortest_head_decodes(&e, "requested", MAJOR_ARRAY, len.min(1024) as u64);
+        for v in VERSIONS {
+            for value in edges {
+                let mut e = minimal();
+                e.time_ms = value;
+                only_shortest_head_decodes(&e, v, "time", MAJOR_UINT, value);
+                let mut e = sample();
+                e.index = value.max(1);
+                e.subject_prev = Some(value.max(1) - 1);
+                only_shortest_head_decodes(&e, v, "index", MAJOR_UINT, value.max(1));
+                only_shortest_head_decodes(&e, v, "subject_prev", MAJOR_UINT, value.max(1) - 1);
+            }
+            for len in [0usize, 1, 23, 24, 255, 256, 4096] {
+                let mut e = minimal();
+                e.justification = Some("j".repeat(len));
+                only_shortest_head_decodes(&e, v, "justification", MAJOR_TEXT, len as u64);
+                e.requested = vec!["f".into(); len.min(1024)];
+                only_shortest_head_decodes(&e, v, "requested", MAJOR_ARRAY, len.min(1024) as u64);
+                e.withheld = vec![
+                    Withheld {
+                        field: "f".into(),
+                        reason: "r".into(),
+                    };
+                    len.min(1024)
+                ];
+                only_shortest_head_decodes(&e, v, "withheld", MAJOR_ARRAY, len.min(1024) as u64);
+            }
         }
     }
 
     #[test]
     fn indefinite_and_reserved_heads_are_rejected() {
-        let bytes = encode_entry(&minimal()).expect("valid");
-        // "time" (key 2): 0 is 0x02 0x00.
-        let at = value_at(&bytes, "time");
-        assert_eq!(bytes[at], 0x00);
-        for info in 28..=31u8 {
-            let mut b = bytes.clone();
-            b[at] = info;
+        for v in VERSIONS {
+            let bytes = encode_as(&minimal(), v).expect("valid");
+            // "time": 0 is 0x00.
+            let at = value_at(&bytes, "time");
+            assert_eq!(bytes[at], 0x00);
+            for info in 28..=31u8 {
+                let mut b = bytes.clone();
+                b[at] = info;
+                assert!(!agree(&b));
+                assert!(matches!(
+                    decode_entry(&b),
+                    Err(EntryError::Malformed { .. })
+                ));
+            }
+            // "action": "x" as an indefinite-length text of one chunk.
+            let at = value_at(&bytes, "action");
+            assert_eq!(&bytes[at..at + 2], b"\x61x");
+            let mut b = bytes[..at].to_vec();
+            b.extend_from_slice(b"\x7f\x61x\xff");
+            b.extend_from_slice(&bytes[at + 2..]);
             assert!(!agree(&b));
-            assert!(matches!(
-                decode_entry(&b),
-                Err(EntryError::Malformed { .. })
-            ));
+            // The entry, the actor and a list as indefinite-length containers.
+            let mut b = bytes.clone();
+            b[0] |= 0x1f;
+            b.push(0xff);
+            assert!(!agree(&b));
+            let at_actor = value_at(&bytes, "actor");
+            let end = skip(&bytes, at_actor);
+            let mut b = bytes[..at_actor].to_vec();
+            b.push(bytes[at_actor] | 0x1f);
+            b.extend_from_slice(&bytes[at_actor + 1..end]);
+            b.push(0xff);
+            b.extend_from_slice(&bytes[end..]);
+            assert!(!agree(&b));
+            let at_list = value_at(&bytes, "requested");
+            let mut b = bytes[..at_list].to_vec();
+            b.extend_from_slice(b"\x9f\xff");
+            b.extend_from_slice(&bytes[at_list + 1..]);
+            assert!(!agree(&b));
+            // A tagged value (tag 0 on the time) and a byte string where text is expected.
+            let at_time = value_at(&bytes, "time");
+            let mut b = bytes[..at_time].to_vec();
+            b.push(0xc0);
+            b.extend_from_slice(&bytes[at_time..]);
+            assert!(!agree(&b));
+            let mut b = bytes.clone();
+            b[at] = 0x41;
+            assert!(!agree(&b));
         }
-        // "action": "x" as an indefinite-length text of one chunk.
-        let at = value_at(&bytes, "action");
-        assert_eq!(&bytes[at..at + 2], b"\x61x");
-        let mut b = bytes[..at].to_vec();
-        b.extend_from_slice(b"\x7f\x61x\xff");
-        b.extend_from_slice(&bytes[at + 2..]);
-        assert!(!agree(&b));
-        // A tagged value (tag 0 on the time) and a byte string where text is expected.
-        let at_time = value_at(&bytes, "time");
-        let mut b = bytes[..at_time].to_vec();
-        b.push(0xc0);
-        b.extend_from_slice(&bytes[at_time..]);
-        assert!(!agree(&b));
-        let mut b = bytes.clone();
-        b[at] = 0x41;
-        assert!(!agree(&b));
     }
 
     /// An edit that breaks a rule, and the field and rule reported.
@@ -1498,11 +1990,13 @@ mod tests {
             let mut e = sample();
             edit(&mut e);
             let want = Err(EntryError::Invalid { field, rule });
-            assert_eq!(encode_entry(&e), want.clone().map(|_: ()| Vec::new()));
-            let bytes = raw(&e, ENTRY_VERSION);
-            assert_eq!(decode_entry(&bytes), want.clone().map(|_: ()| e.clone()));
-            assert_eq!(reference_decode(&bytes).map(|_| ()), want);
-            assert!(decode_links(&bytes).is_err());
+            for v in VERSIONS {
+                assert_eq!(encode_as(&e, v), want.clone().map(|_: ()| Vec::new()));
+                let bytes = raw(&e, v);
+                assert_eq!(decode_entry(&bytes), want.clone().map(|_: ()| e.clone()));
+                assert_eq!(reference_decode(&bytes).map(|_| ()), want);
+                assert!(decode_links(&bytes).is_err());
+            }
         }
         // At the limits themselves every rule is met.
         let mut e = sample();
@@ -1518,43 +2012,57 @@ mod tests {
             MAX_LIST_LEN
         ];
         e.subject_prev = Some(e.index - 1);
-        let bytes = encode_entry(&e).expect("valid at the limits");
-        assert_eq!(decode_entry(&bytes), Ok(e.clone()));
-        assert!(agree(&bytes));
-        // Another version is reported before any other broken rule.
+        for v in VERSIONS {
+            let bytes = encode_as(&e, v).expect("valid at the limits");
+            assert_eq!(decode_entry(&bytes), Ok(e.clone()));
+            assert!(agree(&bytes));
+        }
+        // Another version, or a version in the other's form, is reported before any other
+        // broken rule, in both forms.
         e.action.clear();
-        assert_eq!(
-            decode_entry(&raw(&e, 1)),
-            Err(EntryError::Invalid {
+        for keyed in [true, false] {
+            assert_eq!(
+                decode_entry(&raw_in(&e, 1, keyed)),
+                Err(EntryError::Invalid {
+                    field: "v",
+                    rule: "unknown entry version"
+                })
+            );
+            let v = if keyed { ENTRY_VERSION } else { MAP_VERSION };
+            let want = Err(EntryError::Invalid {
                 field: "v",
-                rule: "unknown entry version"
-            })
-        );
+                rule: "not in its version's form (version 2 is a map, version 3 an array)",
+            });
+            assert_eq!(decode_entry(&raw_in(&e, v, keyed)), want);
+            assert_eq!(reference_decode(&raw_in(&e, v, keyed)), want);
+        }
     }
 
-    /// An entry of `target` encoded bytes (its justification pads it), serialised without
-    /// the encoder's rules.
-    fn entry_of_len(target: usize) -> (Entry, Vec<u8>) {
+    /// An entry of `target` encoded bytes in the form of version `v` (its justification
+    /// pads it), serialised without the encoder's rules.
+    fn entry_of_len(v: u64, target: usize) -> (Entry, Vec<u8>) {
         let mut e = minimal();
         e.requested = vec!["r".repeat(MAX_TEXT_LEN); 255];
         e.justification = Some("j".repeat(1000));
-        let short = raw(&e, ENTRY_VERSION).len();
+        let short = raw(&e, v).len();
         e.justification = Some("j".repeat(1000 + target - short));
-        let bytes = raw(&e, ENTRY_VERSION);
+        let bytes = raw(&e, v);
         assert_eq!(bytes.len(), target);
         (e, bytes)
     }
 
     #[test]
     fn an_entry_of_exactly_1_mib_is_accepted_and_one_byte_more_is_refused() {
-        let (e, bytes) = entry_of_len(MAX_ENTRY_LEN);
-        assert_eq!(encode_entry(&e).as_ref(), Ok(&bytes));
-        assert_eq!(decode_entry(&bytes), Ok(e));
-        let (e, bytes) = entry_of_len(MAX_ENTRY_LEN + 1);
-        assert_eq!(encode_entry(&e), Err(too_large()));
-        assert_eq!(decode_entry(&bytes), Err(too_large()));
-        assert!(decode_links(&bytes).is_err());
-        assert!(!agree(&bytes));
+        for v in VERSIONS {
+            let (e, bytes) = entry_of_len(v, MAX_ENTRY_LEN);
+            assert_eq!(encode_as(&e, v).as_ref(), Ok(&bytes));
+            assert_eq!(decode_entry(&bytes), Ok(e));
+            let (e, bytes) = entry_of_len(v, MAX_ENTRY_LEN + 1);
+            assert_eq!(encode_as(&e, v), Err(too_large()));
+            assert_eq!(decode_entry(&bytes), Err(too_large()));
+            assert!(decode_links(&bytes).is_err());
+            assert!(!agree(&bytes));
+        }
     }
 
     fn any_text() -> impl Strategy<Value = String> {
@@ -1661,31 +2169,37 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
-        /// A valid entry round-trips; an invalid one is refused by the encoder, and its
-        /// canonical bytes by the decoder and the reference, all with the same error.
+        /// A valid entry round-trips in both versions; an invalid one is refused by the
+        /// encoders, and its canonical bytes by the decoder and the reference, all with
+        /// the same error.
         #[test]
-        fn decode_inverts_encode_and_rules_match_the_reference(e in any_entry()) {
-            match encode_entry(&e) {
+        fn decode_inverts_encode_and_rules_match_the_reference(
+            e in any_entry(),
+            v in prop::sample::select(VERSIONS.to_vec()),
+        ) {
+            match encode_as(&e, v) {
                 Ok(bytes) => {
                     prop_assert_eq!(decode_entry(&bytes), Ok(e.clone()));
                     prop_assert_eq!(reference_decode(&bytes), Ok(e));
                 }
                 Err(err) => {
-                    let bytes = raw(&e, ENTRY_VERSION);
+                    let bytes = raw(&e, v);
                     prop_assert_eq!(decode_entry(&bytes), Err(err.clone()));
                     prop_assert_eq!(reference_decode(&bytes).map(|_| ()), Err(err));
                 }
             }
         }
 
-        /// Any few substitutions, insertions and deletions of bytes in a valid encoding:
-        /// the decoder accepts exactly when the reference model does, with the same entry.
+        /// Any few substitutions, insertions and deletions of bytes in a valid encoding of
+        /// either version: the decoder accepts exactly when the reference model does, with
+        /// the same entry.
         #[test]
         fn mutated_bytes_are_judged_like_the_reference(
             e in any_entry(),
+            v in prop::sample::select(VERSIONS.to_vec()),
             edits in proptest::collection::vec((0u8..3, any::<prop::sample::Index>(), any::<u8>()), 1..5),
         ) {
-            let Ok(mut bytes) = encode_entry(&e) else { return Ok(()) };
+            let Ok(mut bytes) = encode_as(&e, v) else { return Ok(()) };
             for (kind, at, b) in edits {
                 match kind {
                     0 if !bytes.is_empty() => {

@@ -1,10 +1,12 @@
-//! Audit entries (format version 2): what one log leaf records.
+//! Audit entries (format version 3; version 2 is still read): what one log leaf records.
 
 use crate::hash::Hash;
 
-/// The entry format version written and read by this crate (version 1, text keys, was
-/// used only before the first release and is not read).
-pub const ENTRY_VERSION: u64 = 2;
+/// The entry format version written by this crate: a CBOR array of the fields. The
+/// reader also accepts version 2 (the same fields as a map with integer keys, written
+/// before version 3); version 1 (text keys) was used only before the first release and
+/// is not read.
+pub const ENTRY_VERSION: u64 = 3;
 
 /// Upper bound on the encoded size of one entry.
 pub const MAX_ENTRY_LEN: usize = 1 << 20;
@@ -88,7 +90,7 @@ pub struct Withheld {
     pub reason: String,
 }
 
-/// One entry of the log, as stored (format version 2).
+/// One entry of the log, as stored (the same fields in format versions 2 and 3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Position in the log.
@@ -200,7 +202,7 @@ impl EntryDraft {
 #[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a canonical CBOR entry of a known version.
-    #[error("entry bytes are not a canonical version-2 entry: {reason}")]
+    #[error("entry bytes are not a canonical entry of version 2 or 3: {reason}")]
     Malformed {
         /// What the decoder found.
         reason: String,
@@ -250,13 +252,14 @@ impl Entry {
         }
     }
 
-    /// The canonical encoding (the leaf bytes).
+    /// The canonical encoding (the leaf bytes), in format version 3.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         crate::codec::encode_entry(self)
     }
 
-    /// Strictly decodes leaf bytes: unknown or missing keys, trailing bytes, non-canonical
-    /// encodings and other versions are rejected.
+    /// Strictly decodes leaf bytes of version 3 or 2: missing, extra or (in version 2)
+    /// unknown keys, trailing bytes, non-canonical encodings, a version in the other's
+    /// form and other versions are rejected.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
         crate::codec::decode_entry(bytes)
     }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use audit::{
-    sign_checkpoint, Actor, ActorKind, EntryDraft, LogState, MemStore, NoteSigner,
-    SignedCheckpoint, SubjectTag, Withheld,
+    leaf_hash, node_hash, sign_checkpoint, Actor, ActorKind, EntryDraft, Hash, LogRead, LogState,
+    MemStore, NoteSigner, SignedCheckpoint, StoreError, SubjectTag, Withheld,
 };
 
 /// The Go test key of golang.org/x/mod/sumdb/note (PeterNeumann).
@@ -131,4 +131,82 @@ pub(crate) fn leaves(file: &[u8]) -> Vec<Vec<u8>> {
         .into_iter()
         .map(|r| file[r.start + 4..r.end].to_vec())
         .collect()
+}
+
+/// The export of `export_of(12, 0)` written by the entry format version 2 encoder, before
+/// version 3 existed (`audit/testdata/entry-v2/README.md`), and its verifier key.
+pub(crate) fn v2_export() -> (&'static [u8], &'static str) {
+    (
+        include_bytes!("../../testdata/entry-v2/export-12.vltaudit"),
+        include_str!("../../testdata/entry-v2/export-12.vkey").trim_end(),
+    )
+}
+
+/// A log store over leaf bytes of any entry version (appended by nothing but the test),
+/// hashing each subtree when asked: for small logs.
+pub(crate) struct LeafStore(pub(crate) Vec<Vec<u8>>);
+
+impl LeafStore {
+    /// RFC 9162 MTH of the leaves `start..start + len`, `len` a power of two.
+    fn subtree(&self, start: usize, len: usize) -> Hash {
+        if len == 1 {
+            return leaf_hash(&self.0[start]);
+        }
+        let half = len / 2;
+        node_hash(
+            &self.subtree(start, half),
+            &self.subtree(start + half, half),
+        )
+    }
+}
+
+impl LogRead for LeafStore {
+    fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .cloned())
+    }
+
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        let len = 1usize.checked_shl(u32::from(level));
+        let start = len.and_then(|len| usize::try_from(index).ok()?.checked_mul(len));
+        Ok(match (start, len) {
+            (Some(start), Some(len))
+                if start
+                    .checked_add(len)
+                    .is_some_and(|end| end <= self.0.len()) =>
+            {
+                Some(self.subtree(start, len))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// The version-2 log of [`v2_export`] continued by this code with `more` entries (so in
+/// version 3; the drafts continue `draft(i, 0, ..)`, subject chains cross the upgrade),
+/// and its signed export.
+pub(crate) fn mixed_export(more: u64) -> (Vec<u8>, String, LeafStore) {
+    let (v2_file, _) = v2_export();
+    let mut store = LeafStore(leaves(v2_file));
+    let old = store.0.len() as u64;
+    let mut state = LogState::load(&store, old).expect("the fixture's tree loads");
+    let mut subjects = HashMap::new();
+    for i in 0..old {
+        draft(i, 0, &mut subjects);
+    }
+    let drafts: Vec<_> = (old..old + more)
+        .map(|i| draft(i, 0, &mut subjects))
+        .collect();
+    let plan = state.plan(drafts).expect("valid drafts");
+    state.apply(&plan).expect("fresh plan");
+    store
+        .0
+        .extend(plan.leaves.into_iter().map(|(_, leaf)| leaf));
+    let s = signer();
+    let signed = sign_checkpoint(&store, &s, state.size(), None).expect("signs");
+    let mut file = Vec::new();
+    audit::export::write(&store, &signed, &s.verifier_key(), &mut file).expect("exports");
+    (file, s.verifier_key(), store)
 }

@@ -1,10 +1,11 @@
-//! The tamper suite: every single-bit flip of an export of 100+ entries, every deletion,
-//! duplication and reordering of an entry, splices from another log and truncations are
-//! detected, with the first bad entry named.
+//! The tamper suite: every single-bit flip of an export of 100+ entries (and of a log of
+//! version-2 entries continued in version 3), every deletion, duplication and reordering
+//! of an entry, splices from another log and truncations are detected, with the first bad
+//! entry named.
 
 use audit::export::{verify, VerifyError, VerifyErrorKind};
 
-use crate::common::{export_of, layout, leaves, reframe};
+use crate::common::{export_of, layout, leaves, mixed_export, reframe};
 
 const N: u64 = 100;
 
@@ -25,6 +26,22 @@ fn untouched_export_verifies_with_progress() {
 #[test]
 fn every_single_bit_flip_is_detected_at_the_right_place() {
     let (file, vkey, _, _) = export_of(N, 0);
+    assert_eq!(layout(&file).1.len(), N as usize);
+    every_bit_flip_is_detected(&file, &vkey);
+}
+
+/// Version-2 entries (written before the upgrade), then version-3 ones: a flip in either
+/// kind of entry is found, at its entry.
+#[test]
+fn every_single_bit_flip_of_a_mixed_version_export_is_detected_at_the_right_place() {
+    let (file, vkey, _) = mixed_export(40);
+    every_bit_flip_is_detected(&file, &vkey);
+}
+
+/// Every single-bit flip of `file` fails verification, naming the entry that holds the
+/// bit (no entry for a header bit).
+fn every_bit_flip_is_detected(file: &[u8], vkey: &str) {
+    let file = file.to_vec();
     let (header, ranges) = layout(&file);
     let expected = |byte: usize| -> Option<u64> {
         ranges
@@ -32,13 +49,13 @@ fn every_single_bit_flip_is_detected_at_the_right_place() {
             .position(|r| r.contains(&byte))
             .map(|i| i as u64)
     };
-    assert!(header > 0 && ranges.len() == N as usize);
+    assert!(header > 0 && !ranges.is_empty());
     let total_bits = file.len() * 8;
     let workers = 4;
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
-                let (file, vkey) = (&file, &vkey);
+                let file = &file;
                 s.spawn(move || {
                     let mut bad = Vec::new();
                     let mut copy = file.clone();
@@ -110,6 +127,24 @@ fn deletions_duplications_and_reorderings_name_the_first_bad_entry() {
             let e = check(&reframe(&file, &l, None), &vkey).expect_err("swap detected");
             assert_eq!(e.index, Some(k as u64), "swap {k}: {e}");
         }
+    }
+}
+
+/// Around the upgrade (entries 0..12 in version 2, then version 3): a deleted or swapped
+/// entry is named, whichever version it and its neighbour are in.
+#[test]
+fn edits_at_the_version_upgrade_name_the_first_bad_entry() {
+    let (file, vkey, _) = mixed_export(20);
+    let orig = leaves(&file);
+    for k in [10usize, 11, 12, 13] {
+        let mut l = orig.clone();
+        l.remove(k);
+        let e = check(&reframe(&file, &l, Some(32)), &vkey).expect_err("deletion detected");
+        assert_eq!(e.index, Some(k as u64), "delete {k}: {e}");
+        let mut l = orig.clone();
+        l.swap(k, k + 1);
+        let e = check(&reframe(&file, &l, None), &vkey).expect_err("swap detected");
+        assert_eq!(e.index, Some(k as u64), "swap {k}: {e}");
     }
 }
 

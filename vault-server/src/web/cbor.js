@@ -147,38 +147,60 @@
     return value;
   }
 
-  // The entry of docs/audit-log.md, format version 2: a map with the integer keys 0..19
-  // (the names below, in key order). Checks every key and type and returns the entry with
-  // named fields, so the page never shows a field it did not find where the format puts it.
+  // The entry of docs/audit-log.md, format version 3: an array of 20 items (the names
+  // below, in order), the actor an array [kind, id] and each withheld item an array
+  // [field, reason]. Entries written before version 3 are version 2: the same fields as a
+  // map with the integer keys 0..19 (the actor {0: kind, 1: id}, each withheld item
+  // {0: field, 1: reason}). Each version has one form: a map with v = 3, an array with
+  // v = 2, or an entry of one form holding pairs of the other are rejected. Checks every
+  // item and type and returns the entry with named fields (the same object for both
+  // versions), so the page never shows a field it did not find where the format puts it.
   const NAMES = ["v", "index", "time", "prev", "actor", "initiator", "action", "processing",
     "purpose", "subject", "subject_prev", "requested", "released", "withheld", "legal_basis",
     "legal_reference", "consent_id", "decision", "justification", "review"];
   const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
     "justification", "legal_reference"];
+  const FORMS = { 2: "map", 3: "array" };
+  const A_FORM = { map: "a map", array: "an array" };
 
-  // A decoded map whose keys are exactly 0..names.length-1, with its values named.
-  function named(m, names, what) {
-    if (m === null || typeof m !== "object" || Array.isArray(m) || m instanceof Uint8Array) {
+  // A decoded value of the entry's form with exactly names.length items (an array) or the
+  // keys 0..names.length-1 (a map), with its values named.
+  function named(value, names, what, form) {
+    const out = Object.create(null);
+    if (form === "array") {
+      if (!Array.isArray(value) || value.length !== names.length) {
+        throw new CborError(what + " is not an array of " + names.length + " items");
+      }
+      names.forEach((name, i) => { out[name] = value[i]; });
+      return out;
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value) ||
+        value instanceof Uint8Array) {
       throw new CborError(what + " is not a map");
     }
-    const keys = Object.keys(m);
-    if (keys.length !== names.length || !names.every((_, i) => String(i) in m)) {
+    const keys = Object.keys(value);
+    if (keys.length !== names.length || !names.every((_, i) => String(i) in value)) {
       throw new CborError(what + " does not have the keys 0.." + (names.length - 1));
     }
-    const out = Object.create(null);
-    names.forEach((name, i) => { out[name] = m[i]; });
+    names.forEach((name, i) => { out[name] = value[i]; });
     return out;
   }
 
   function decodeEntry(bytes) {
-    const m = named(decode(bytes), NAMES, "the entry");
-    if (m.v !== 2) throw new CborError("unknown entry format version");
+    const top = decode(bytes);
+    const form = Array.isArray(top) ? "array" : "map";
+    const m = named(top, NAMES, "the entry", form);
+    if (m.v !== 2 && m.v !== 3) throw new CborError("unknown entry format version");
+    if (FORMS[m.v] !== form) {
+      throw new CborError("an entry of format version " + m.v + " must be " +
+        A_FORM[FORMS[m.v]] + ", not " + A_FORM[form]);
+    }
     const isText = (x) => typeof x === "string";
     const isUint = (x) => typeof x === "number" && Number.isInteger(x) && x >= 0;
     const isTextList = (x) => Array.isArray(x) && x.every(isText);
     if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("bad prev");
     if (!isUint(m.time) || !isUint(m.index)) throw new CborError("bad time or index");
-    m.actor = named(m.actor, ["kind", "id"], "the actor");
+    m.actor = named(m.actor, ["kind", "id"], "the actor", form);
     if (!isText(m.actor.id) || !isText(m.actor.kind)) throw new CborError("bad actor");
     if (!isText(m.action) || !isText(m.decision)) throw new CborError("bad action or decision");
     if (typeof m.review !== "boolean") throw new CborError("bad review flag");
@@ -191,7 +213,7 @@
     if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("bad subject_prev");
     if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("bad field list");
     if (!Array.isArray(m.withheld)) throw new CborError("bad withheld list");
-    m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item"));
+    m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item", form));
     if (!m.withheld.every((w) => isText(w.field) && isText(w.reason))) {
       throw new CborError("bad withheld list");
     }
