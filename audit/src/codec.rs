@@ -640,7 +640,7 @@ impl From<Fault> for EntryError {
 }
 
 /// The encoded items of a list the reader has already checked.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Items<'a> {
     len: u64,
     bytes: &'a [u8],
@@ -652,7 +652,10 @@ struct View<'a> {
     /// Read in the map form (version 2).
     keyed: bool,
     v: u64,
-    prev: Hash,
+    /// Hashes and tags borrow the entry's bytes too: returned by value inside `Result`s
+    /// they were copied through the stack at an odd offset (after the discriminant), and
+    /// the unaligned reloads of those stores showed as the decoder's hottest instructions.
+    prev: &'a [u8; 32],
     time: u64,
     actor_id: &'a [u8],
     actor_kind: &'a [u8],
@@ -660,7 +663,7 @@ struct View<'a> {
     action: &'a [u8],
     review: bool,
     purpose: Option<&'a [u8]>,
-    subject: Option<SubjectTag>,
+    subject: Option<&'a [u8; 32]>,
     decision: &'a [u8],
     released: Items<'a>,
     withheld: Items<'a>,
@@ -672,6 +675,39 @@ struct View<'a> {
     subject_prev: Option<u64>,
     justification: Option<&'a [u8]>,
     legal_reference: Option<&'a [u8]>,
+}
+
+/// What a [`View`] holds before the reader fills it in.
+const NO_HASH: [u8; 32] = [0; 32];
+
+impl View<'_> {
+    /// A view to be filled in by [`Reader::entry`].
+    fn empty() -> Self {
+        Self {
+            keyed: false,
+            v: 0,
+            prev: &NO_HASH,
+            time: 0,
+            actor_id: &[],
+            actor_kind: &[],
+            index: 0,
+            action: &[],
+            review: false,
+            purpose: None,
+            subject: None,
+            decision: &[],
+            released: Items::default(),
+            withheld: Items::default(),
+            initiator: None,
+            requested: Items::default(),
+            consent_id: None,
+            processing: None,
+            legal_basis: None,
+            subject_prev: None,
+            justification: None,
+            legal_reference: None,
+        }
+    }
 }
 
 /// A strict reader of the canonical forms: every head in its shortest form, definite
@@ -823,19 +859,24 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn bytes32(&mut self) -> Result<[u8; 32], Fault> {
+    fn bytes32(&mut self) -> Result<&'a [u8; 32], Fault> {
         if self.head(MAJOR_BYTES)? != 32 {
             return Err(Fault::Bytes32);
         }
-        self.array()
+        let (head, rest) = self
+            .rest
+            .split_first_chunk::<32>()
+            .ok_or(Fault::EndsEarly)?;
+        self.rest = rest;
+        Ok(head)
     }
 
     #[inline(always)]
-    fn opt_subject(&mut self) -> Result<Option<SubjectTag>, Fault> {
+    fn opt_subject(&mut self) -> Result<Option<&'a [u8; 32]>, Fault> {
         if self.null() {
             return Ok(None);
         }
-        self.bytes32().map(|b| Some(SubjectTag(b)))
+        self.bytes32().map(Some)
     }
 
     #[inline(always)]
@@ -854,16 +895,16 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn texts(&mut self, field: &'static str) -> Result<(Items<'a>, ListCheck), Fault> {
+    fn texts(&mut self, field: &'static str, check: &mut ListCheck) -> Result<Items<'a>, Fault> {
         let len = self.head(MAJOR_ARRAY)?;
         let start = self.rest;
-        let mut check = ListCheck::new(field, len);
+        *check = ListCheck::new(field, len);
         for _ in 0..len {
             let s = self.text()?;
             check.note(text(field, s, true));
         }
         let bytes = self.since(start);
-        Ok((Items { len, bytes }, check))
+        Ok(Items { len, bytes })
     }
 
     /// A pair of texts of `map` (the actor or a withheld item), whose head is reported at
@@ -882,7 +923,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn withheld<const KEYED: bool>(&mut self) -> Result<(Items<'a>, ListCheck), Located> {
+    fn withheld<const KEYED: bool>(&mut self, check: &mut ListCheck) -> Result<Items<'a>, Located> {
         if KEYED {
             self.key(Map::Entry, 13)?;
         }
@@ -890,72 +931,66 @@ impl<'a> Reader<'a> {
             .head(MAJOR_ARRAY)
             .map_err(at::<KEYED>(Map::Entry, 13))?;
         let start = self.rest;
-        let mut check = ListCheck::new("withheld", len);
+        *check = ListCheck::new("withheld", len);
         for _ in 0..len {
             let (field, reason) = self.pair::<KEYED>(Map::Withheld, 13)?;
             check.note(withheld_item(field, reason));
         }
         let bytes = self.since(start);
-        Ok((Items { len, bytes }, check))
+        Ok(Items { len, bytes })
     }
 
     /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2, else
-    /// an array of 20 items) and nothing after it.
+    /// an array of 20 items) and nothing after it, into `w` and the three lists' checks.
+    /// Out-parameters, not a returned `(View, [ListCheck; 3])`: moving those aggregates
+    /// through `Result`s was the decoder's hottest work (stack copies, unaligned reloads).
     #[inline(always)]
-    fn entry<const KEYED: bool>(mut self) -> Result<(View<'a>, [ListCheck; 3]), Located> {
+    fn entry<const KEYED: bool>(
+        mut self,
+        w: &mut View<'a>,
+        checks: &mut [ListCheck; 3],
+    ) -> Result<(), Located> {
         const E: Map = Map::Entry;
-        let v = self.field::<KEYED, _>(E, 0, Self::uint)?;
-        let index = self.field::<KEYED, _>(E, 1, Self::uint)?;
-        let time = self.field::<KEYED, _>(E, 2, Self::uint)?;
-        let prev = self.field::<KEYED, _>(E, 3, Self::bytes32)?;
+        let [requested_check, released_check, withheld_check] = checks;
+        w.keyed = KEYED;
+        w.v = self.field::<KEYED, _>(E, 0, Self::uint)?;
+        w.index = self.field::<KEYED, _>(E, 1, Self::uint)?;
+        w.time = self.field::<KEYED, _>(E, 2, Self::uint)?;
+        w.prev = self.field::<KEYED, _>(E, 3, Self::bytes32)?;
         if KEYED {
             self.key(E, 4)?;
         }
-        let (actor_kind, actor_id) = self.pair::<KEYED>(Map::Actor, 4)?;
-        let initiator = self.field::<KEYED, _>(E, 5, Self::opt_text)?;
-        let action = self.field::<KEYED, _>(E, 6, Self::text)?;
-        let processing = self.field::<KEYED, _>(E, 7, Self::opt_text)?;
-        let purpose = self.field::<KEYED, _>(E, 8, Self::opt_text)?;
-        let subject = self.field::<KEYED, _>(E, 9, Self::opt_subject)?;
-        let subject_prev = self.field::<KEYED, _>(E, 10, Self::opt_uint)?;
-        let (requested, requested_check) =
-            self.field::<KEYED, _>(E, 11, |r| r.texts("requested"))?;
-        let (released, released_check) = self.field::<KEYED, _>(E, 12, |r| r.texts("released"))?;
-        let (withheld, withheld_check) = self.withheld::<KEYED>()?;
-        let legal_basis = self.field::<KEYED, _>(E, 14, Self::opt_text)?;
-        let legal_reference = self.field::<KEYED, _>(E, 15, Self::opt_text)?;
-        let consent_id = self.field::<KEYED, _>(E, 16, Self::opt_text)?;
-        let decision = self.field::<KEYED, _>(E, 17, Self::text)?;
-        let justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
-        let review = self.field::<KEYED, _>(E, 19, Self::bool)?;
+        (w.actor_kind, w.actor_id) = self.pair::<KEYED>(Map::Actor, 4)?;
+        w.initiator = self.field::<KEYED, _>(E, 5, Self::opt_text)?;
+        w.action = self.field::<KEYED, _>(E, 6, Self::text)?;
+        w.processing = self.field::<KEYED, _>(E, 7, Self::opt_text)?;
+        w.purpose = self.field::<KEYED, _>(E, 8, Self::opt_text)?;
+        w.subject = self.field::<KEYED, _>(E, 9, Self::opt_subject)?;
+        w.subject_prev = self.field::<KEYED, _>(E, 10, Self::opt_uint)?;
+        // `field` spelled out: through its closure the list reads were not inlined.
+        if KEYED {
+            self.key(E, 11)?;
+        }
+        w.requested = self
+            .texts("requested", requested_check)
+            .map_err(at::<KEYED>(E, 11))?;
+        if KEYED {
+            self.key(E, 12)?;
+        }
+        w.released = self
+            .texts("released", released_check)
+            .map_err(at::<KEYED>(E, 12))?;
+        w.withheld = self.withheld::<KEYED>(withheld_check)?;
+        w.legal_basis = self.field::<KEYED, _>(E, 14, Self::opt_text)?;
+        w.legal_reference = self.field::<KEYED, _>(E, 15, Self::opt_text)?;
+        w.consent_id = self.field::<KEYED, _>(E, 16, Self::opt_text)?;
+        w.decision = self.field::<KEYED, _>(E, 17, Self::text)?;
+        w.justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
+        w.review = self.field::<KEYED, _>(E, 19, Self::bool)?;
         if !self.rest.is_empty() {
             return Err(Fault::Trailing.into());
         }
-        let view = View {
-            keyed: KEYED,
-            v,
-            prev,
-            time,
-            actor_id,
-            actor_kind,
-            index,
-            action,
-            review,
-            purpose,
-            subject,
-            decision,
-            released,
-            withheld,
-            initiator,
-            requested,
-            consent_id,
-            processing,
-            legal_basis,
-            subject_prev,
-            justification,
-            legal_reference,
-        };
-        Ok((view, [requested_check, released_check, withheld_check]))
+        Ok(())
     }
 }
 
@@ -966,12 +1001,23 @@ fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
     if bytes.len() > MAX_ENTRY_LEN {
         return Err(too_large());
     }
-    let (w, [requested, released, withheld]) = match bytes.split_first() {
-        Some((&head, rest)) if head == ARRAY_HEAD + 20 => Reader::new(rest).entry::<false>(),
-        Some((&head, rest)) if head == MAP_HEAD + 20 => Reader::new(rest).entry::<true>(),
+    let mut w = View::empty();
+    let mut checks = [
+        ListCheck::new("requested", 0),
+        ListCheck::new("released", 0),
+        ListCheck::new("withheld", 0),
+    ];
+    match bytes.split_first() {
+        Some((&head, rest)) if head == ARRAY_HEAD + 20 => {
+            Reader::new(rest).entry::<false>(&mut w, &mut checks)
+        }
+        Some((&head, rest)) if head == MAP_HEAD + 20 => {
+            Reader::new(rest).entry::<true>(&mut w, &mut checks)
+        }
         Some(_) => Err(Fault::Entry.into()),
         None => Err(Fault::EndsEarly.into()),
     }?;
+    let [requested, released, withheld] = checks;
     let kind = Rules {
         v: w.v,
         keyed: w.keyed,
@@ -1012,8 +1058,8 @@ pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
     let (w, _) = decode_view(bytes)?;
     Ok(EntryLinks {
         index: w.index,
-        prev: w.prev,
-        subject: w.subject,
+        prev: *w.prev,
+        subject: w.subject.map(|t| SubjectTag(*t)),
         subject_prev: w.subject_prev,
     })
 }
@@ -1075,9 +1121,9 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
         decision: owned(w.decision)?,
         justification: owned_opt(w.justification)?,
         review: w.review,
-        subject: w.subject,
+        subject: w.subject.map(|t| SubjectTag(*t)),
         subject_prev: w.subject_prev,
-        prev: w.prev,
+        prev: *w.prev,
     })
 }
 

@@ -184,16 +184,20 @@ impl SubjectChains {
             *s = sum;
             sum += count;
         }
-        self.sorted.clear();
-        self.sorted.resize(
-            self.pending.len(),
-            Pending {
-                hash: 0,
-                tag: SubjectTag([0; 32]),
-                index: 0,
-                subject_prev: None,
-            },
-        );
+        // Every slot of `sorted[..n]` is overwritten below; it is filled only when it grows
+        // (not cleared and refilled each batch: that was a 2 MB write per batch).
+        let n = self.pending.len();
+        if self.sorted.len() < n {
+            self.sorted.resize(
+                n,
+                Pending {
+                    hash: 0,
+                    tag: SubjectTag([0; 32]),
+                    index: 0,
+                    subject_prev: None,
+                },
+            );
+        }
         for p in &self.pending {
             let region = (p.hash >> shift) as usize;
             self.sorted[starts[region]] = *p;
@@ -201,7 +205,7 @@ impl SubjectChains {
         }
         self.pending.clear();
         let sorted = std::mem::take(&mut self.sorted);
-        for p in &sorted {
+        for p in &sorted[..n] {
             let expected = self.replace(p.hash, p.tag, p.index);
             if expected != p.subject_prev {
                 let fault = ChainFault {
