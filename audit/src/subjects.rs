@@ -187,17 +187,15 @@ impl SubjectChains {
         // Every slot of `sorted[..n]` is overwritten below; it is filled only when it grows
         // (not cleared and refilled each batch: that was a 2 MB write per batch).
         let n = self.pending.len();
-        if self.sorted.len() < n {
-            self.sorted.resize(
-                n,
-                Pending {
-                    hash: 0,
-                    tag: SubjectTag([0; 32]),
-                    index: 0,
-                    subject_prev: None,
-                },
-            );
-        }
+        self.sorted.resize(
+            self.sorted.len().max(n),
+            Pending {
+                hash: 0,
+                tag: SubjectTag([0; 32]),
+                index: 0,
+                subject_prev: None,
+            },
+        );
         for p in &self.pending {
             let region = (p.hash >> shift) as usize;
             self.sorted[starts[region]] = *p;
