@@ -202,9 +202,10 @@ pub trait Storage: Send + Sync {
     ) -> Result<Entries, StorageError>;
 
     /// Applies every write of `batch` atomically (all trees or none). Visible at once,
-    /// not yet durable. Backends bound key and value sizes ([`StorageError::KeyTooLarge`],
-    /// [`StorageError::ValueTooLarge`]; the sled backend: 512 and 8,192 bytes); a refused
-    /// batch changes nothing.
+    /// not yet durable. Backends bound key, value and batch sizes
+    /// ([`StorageError::KeyTooLarge`], [`StorageError::ValueTooLarge`],
+    /// [`StorageError::BatchTooLarge`]; the sled backend: 512 bytes, 8,192 bytes, 64 MiB);
+    /// a refused batch changes nothing.
     fn apply(&self, batch: WriteBatch) -> Result<CommitTicket, StorageError>;
 
     /// Returns once every batch applied up to `ticket` is durable on disk.
@@ -263,6 +264,15 @@ pub enum StorageError {
         /// The key's size.
         len: usize,
         /// The longest key allowed.
+        max: usize,
+    },
+    /// A batch is larger than the backend commits in one piece (the sled backend: its
+    /// write-ahead log record, 64 MiB); nothing of it is applied.
+    #[error("batch of {len} bytes exceeds the limit of {max} bytes for one commit: split it")]
+    BatchTooLarge {
+        /// The batch's size as the backend counts it.
+        len: usize,
+        /// The largest batch allowed.
         max: usize,
     },
     /// An earlier durability step failed; the store must be reopened.

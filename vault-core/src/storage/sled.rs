@@ -817,6 +817,13 @@ impl SledStore {
     }
 
     fn validate(batch: &WriteBatch) -> Result<(), StorageError> {
+        let len: usize = batch.writes().iter().map(wal::encoded_len).sum();
+        if len > wal::MAX_PAYLOAD {
+            return Err(StorageError::BatchTooLarge {
+                len,
+                max: wal::MAX_PAYLOAD,
+            });
+        }
         for write in batch.writes() {
             let (tree, key, value) = match write {
                 Write::Put { tree, key, value } => (*tree, key, Some(value)),
@@ -1368,6 +1375,49 @@ mod tests {
                 &vec![7u8; MAX_VALUE_LEN],
             ))
             .unwrap();
+    }
+
+    /// A batch too large for one log record is refused by `apply` before anything is
+    /// queued (it would otherwise poison the store at the durability step); the largest
+    /// batch the engine makes (a restore step: 2,048 entries of 8.5 KiB) fits.
+    #[test]
+    fn a_batch_too_large_for_one_log_record_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let big = |n: u32| {
+            let mut batch = WriteBatch::new();
+            for i in 0..n {
+                batch.put(Tree::Records, i.to_be_bytes(), vec![7u8; MAX_VALUE_LEN]);
+            }
+            batch
+        };
+        let per_write = wal::encoded_len(&big(1).writes()[0]);
+        let over = (wal::MAX_PAYLOAD / per_write + 1) as u32;
+        assert!(matches!(
+            store.commit(big(over)),
+            Err(StorageError::BatchTooLarge { len, max: wal::MAX_PAYLOAD }) if len > wal::MAX_PAYLOAD
+        ));
+        assert_eq!(store.get(Tree::Records, &0u32.to_be_bytes()).unwrap(), None);
+        store
+            .commit(big(over - 1))
+            .expect("the largest batch that fits");
+        let mut restore_step = WriteBatch::new();
+        for i in 0..2048u32 {
+            restore_step.put(
+                Tree::AuditLeaves,
+                [&[1u8; 508][..], &i.to_be_bytes()].concat(),
+                vec![9u8; MAX_VALUE_LEN],
+            );
+        }
+        store
+            .commit(restore_step)
+            .expect("a restore step fits one record");
+        drop(store);
+        let store = SledStore::open(dir.path().join("s")).unwrap();
+        assert_eq!(
+            store.get(Tree::Records, &(over - 2).to_be_bytes()).unwrap(),
+            Some(vec![7u8; MAX_VALUE_LEN])
+        );
     }
 
     #[test]

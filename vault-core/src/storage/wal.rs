@@ -42,8 +42,11 @@ pub(super) const WAL_START_KEY: &[u8] = b"vault.wal.start";
 /// The log is checkpointed and restarted at offset 0 before a record would end past this.
 pub const WAL_CAPACITY: u64 = 32 << 20;
 
-/// The largest payload of one record (a group is at most 256 KiB of keys and values).
-pub(super) const MAX_PAYLOAD: usize = 16 << 20;
+/// The largest payload of one record. A group of several batches is at most 256 KiB of
+/// keys and values; a single batch can be larger (a restore writes 2,048 entries of up to
+/// 8.5 KiB at a time), and `apply` refuses one whose record would exceed this
+/// ([`encoded_len`]), so a durability step never meets a record it cannot write.
+pub const MAX_PAYLOAD: usize = 64 << 20;
 
 const MAGIC: &[u8; 4] = b"VWAL";
 const HEADER_LEN: usize = 20;
@@ -176,6 +179,14 @@ impl Wal {
         self.offset += self.buf.len() as u64;
         self.next_seq += 1;
         Ok(())
+    }
+}
+
+/// The bytes `write` takes in a record's payload.
+pub(super) fn encoded_len(write: &Write) -> usize {
+    match write {
+        Write::Put { key, value, .. } => 1 + 1 + 2 + key.len() + 4 + value.len(),
+        Write::Delete { key, .. } => 1 + 1 + 2 + key.len(),
     }
 }
 
@@ -335,6 +346,22 @@ mod tests {
             std::fs::write(&path, &bad).expect("write");
             assert_eq!(read_all(tmp.path(), 1), (vec![a.clone()], 2), "byte {at}");
         }
+    }
+
+    #[test]
+    fn encoded_len_is_what_a_record_payload_takes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut wal = Wal::create(tmp.path(), 1, None).expect("create");
+        let writes = [
+            put(Tree::Records, b"key", &[7u8; 300]),
+            Write::Delete {
+                tree: Tree::Meta,
+                key: b"gone".to_vec(),
+            },
+            put(Tree::AuditLeaves, &[], &[]),
+        ];
+        let len = wal.encode(writes.iter().map(logged));
+        assert_eq!(len, writes.iter().map(encoded_len).sum::<usize>());
     }
 
     #[test]
