@@ -730,10 +730,10 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
+    fn array<const N: usize>(&mut self) -> Result<&'a [u8; N], Fault> {
         let (head, rest) = self.rest.split_first_chunk::<N>().ok_or(Fault::EndsEarly)?;
         self.rest = rest;
-        Ok(*head)
+        Ok(head)
     }
 
     #[inline(always)]
@@ -770,9 +770,9 @@ impl<'a> Reader<'a> {
         let (value, least) = match info {
             0..=23 => return Ok(u64::from(info)),
             24 => (u64::from(self.byte()?), 24),
-            25 => (u64::from(u16::from_be_bytes(self.array()?)), 1 << 8),
-            26 => (u64::from(u32::from_be_bytes(self.array()?)), 1 << 16),
-            27 => (u64::from_be_bytes(self.array()?), 1 << 32),
+            25 => (u64::from(u16::from_be_bytes(*self.array()?)), 1 << 8),
+            26 => (u64::from(u32::from_be_bytes(*self.array()?)), 1 << 16),
+            27 => (u64::from_be_bytes(*self.array()?), 1 << 32),
             _ => return Err(Fault::IndefiniteOrReserved),
         };
         if value < least {
@@ -863,12 +863,7 @@ impl<'a> Reader<'a> {
         if self.head(MAJOR_BYTES)? != 32 {
             return Err(Fault::Bytes32);
         }
-        let (head, rest) = self
-            .rest
-            .split_first_chunk::<32>()
-            .ok_or(Fault::EndsEarly)?;
-        self.rest = rest;
-        Ok(head)
+        self.array()
     }
 
     #[inline(always)]

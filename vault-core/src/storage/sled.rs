@@ -183,19 +183,20 @@ fn batch_bytes(batch: &WriteBatch) -> usize {
         .sum()
 }
 
-/// A group of batches the leader has logged (durable), to be written into sled.
-struct LoggedGroup {
-    /// Every ticket up to this one is durable.
+/// The queued batches a leader takes for one durability step.
+struct Group {
+    /// Once the group is logged, every ticket up to this one is durable.
     target: u64,
-    /// The batches of the record, in ticket order (empty: nothing was queued).
+    /// The batches, in ticket order (empty: nothing was queued).
     batches: Vec<(u64, WriteBatch)>,
 }
 
+/// The net effect of batches: per (tree, key), its last write (`None`: a delete).
+type NetWrites<'b> = BTreeMap<(Tree, &'b [u8]), Option<&'b [u8]>>;
+
 /// The net effect of batches in order: the last write of each key (a group rewrites
 /// `meta`'s log size once per batch), in key order.
-fn net_writes<'b>(
-    batches: impl Iterator<Item = &'b WriteBatch>,
-) -> BTreeMap<(Tree, &'b [u8]), Option<&'b [u8]>> {
+fn net_writes<'b>(batches: impl Iterator<Item = &'b WriteBatch>) -> NetWrites<'b> {
     let mut net = BTreeMap::new();
     for write in batches.flat_map(|b| b.writes()) {
         match write {
@@ -423,6 +424,17 @@ fn open_sled(dir: &Path, options: &SledOptions) -> Result<sled::Db, StorageError
     }
 }
 
+/// Creates an empty write-ahead log in `dir` (synced) and records in sled that it starts
+/// at sequence number 1.
+fn new_log(dir: &Path, db: &sled::Db, options: &SledOptions) -> Result<Wal, StorageError> {
+    let wal = Wal::create(dir, 1, options.wal_capacity)
+        .map_err(|e| unusable(dir, format!("cannot create the write-ahead log: {e}")))?;
+    no_panic(dir, "recording the log start", || {
+        db.insert(WAL_START_KEY, &1u64.to_be_bytes()).map(|_| ())
+    })?;
+    Ok(wal)
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -467,11 +479,7 @@ impl SledStore {
         ring::rand::SystemRandom::new()
             .fill(&mut store_id)
             .map_err(|_| unusable(dir, "the operating system's random generator failed"))?;
-        let wal = Wal::create(dir, 1, options.wal_capacity)
-            .map_err(|e| unusable(dir, format!("cannot create the write-ahead log: {e}")))?;
-        no_panic(dir, "recording the log start", || {
-            db.insert(WAL_START_KEY, &1u64.to_be_bytes()).map(|_| ())
-        })?;
+        let wal = new_log(dir, &db, &options)?;
         let store = Self::assemble(dir, db, store_id, options, wal)?;
         // The marker is written last: a directory without it is a half-created store.
         store.write_format_marker()?;
@@ -637,11 +645,8 @@ impl SledStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(upgrade(e)),
             _ => {}
         }
-        let wal = Wal::create(dir, 1, options.wal_capacity).map_err(upgrade)?;
+        let wal = new_log(dir, &db, &options)?;
         fsync_dir(dir).map_err(upgrade)?;
-        no_panic(dir, "recording the log start", || {
-            db.insert(WAL_START_KEY, &1u64.to_be_bytes()).map(|_| ())
-        })?;
         let store = Self::assemble(dir, db, store_id, options, wal)?;
         store.write_format_marker()?;
         Ok(store)
@@ -680,10 +685,7 @@ impl SledStore {
             return Ok(());
         }
         for writes in &records {
-            self.write_into_sled(writes.iter().map(|w| match w {
-                Write::Put { tree, key, value } => (*tree, &key[..], Some(&value[..])),
-                Write::Delete { tree, key } => (*tree, &key[..], None),
-            }))?;
+            self.write_into_sled(writes.iter().map(wal::logged))?;
         }
         log.replayed_to(end);
         self.checkpoint(&mut log)
@@ -962,17 +964,20 @@ impl SledStore {
             {
                 std::thread::yield_now();
             }
-            // 1. The commit: the queued batches as one log record, synced.
-            let logged = self.log_queued_group();
-            state = lock(&self.durable);
-            let group = match logged {
-                Ok(group) => group,
-                Err(e) => {
-                    state.flushing = false;
-                    self.fail(&mut state);
-                    return Err(e);
-                }
+            // 1. The commit: the queued batches' net effect as one log record, synced.
+            let group = self.take_queued_group();
+            let net = net_writes(group.batches.iter().map(|(_, b)| b));
+            let logged = if group.batches.is_empty() {
+                Ok(())
+            } else {
+                self.log_group(&net)
             };
+            state = lock(&self.durable);
+            if let Err(e) = logged {
+                state.flushing = false;
+                self.fail(&mut state);
+                return Err(e);
+            }
             state.durable = state.durable.max(group.target);
             let durable = state.durable;
             state.wakers.retain(|(t, w)| {
@@ -995,7 +1000,7 @@ impl SledStore {
             // 2. The same writes into sled. This thread stays the leader until they are
             // there, so groups reach sled in log order and a checkpoint (run by a later
             // leader) finds every logged record in sled.
-            let written = self.write_logged_group(&group);
+            let written = self.write_logged_group(&group, &net);
             state = lock(&self.durable);
             state.flushing = false;
             if let Err(e) = written {
@@ -1030,33 +1035,37 @@ impl SledStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The leader's commit step: takes the oldest queued batches (up to [`GROUP_BYTES`]),
-    /// writes the net effect of their writes as one log record and syncs it. Returns the
-    /// group with the highest ticket now durable: every ticket up to it is logged (earlier
-    /// groups were logged by earlier leaders, one at a time). An empty queue means every
-    /// ticket issued is durable already.
-    fn log_queued_group(&self) -> Result<LoggedGroup, StorageError> {
-        let batches: Vec<(u64, WriteBatch)> = {
-            let mut pending = self.pending_write();
-            let mut bytes = 0;
-            let mut take = 0;
-            for (_, batch) in &pending.queue {
-                let b = batch_bytes(batch);
-                if take > 0 && bytes + b > GROUP_BYTES {
-                    break;
-                }
-                bytes += b;
-                take += 1;
+    /// Takes the oldest queued batches (up to [`GROUP_BYTES`]) for a durability step. An
+    /// empty queue means every ticket issued is durable once earlier groups are (they were
+    /// logged by earlier leaders, one at a time).
+    fn take_queued_group(&self) -> Group {
+        let mut pending = self.pending_write();
+        let mut bytes = 0;
+        let mut take = 0;
+        for (_, batch) in &pending.queue {
+            let b = batch_bytes(batch);
+            if take > 0 && bytes + b > GROUP_BYTES {
+                break;
             }
-            if take == 0 {
-                return Ok(LoggedGroup {
-                    target: pending.last,
-                    batches: Vec::new(),
-                });
-            }
-            pending.queue.drain(..take).collect()
-        };
-        let target = batches.last().map_or(0, |(t, _)| *t);
+            bytes += b;
+            take += 1;
+        }
+        if take == 0 {
+            return Group {
+                target: pending.last,
+                batches: Vec::new(),
+            };
+        }
+        let batches: Vec<(u64, WriteBatch)> = pending.queue.drain(..take).collect();
+        Group {
+            target: batches.last().map_or(0, |(t, _)| *t),
+            batches,
+        }
+    }
+
+    /// The leader's commit step: writes a group's net writes as one log record (after a
+    /// checkpoint if the log is full) and syncs it.
+    fn log_group(&self, net: &NetWrites<'_>) -> Result<(), StorageError> {
         if self
             .fail_durability
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -1069,24 +1078,21 @@ impl SledStore {
         }
         self.durability_steps.fetch_add(1, Ordering::SeqCst);
         let mut log = lock(&self.wal);
-        let net = net_writes(batches.iter().map(|(_, b)| b));
         let len = log.encode(net.iter().map(|((tree, key), value)| (*tree, *key, *value)));
         if log.is_full_for(len) {
             self.checkpoint(&mut log)?;
         }
         log.write_encoded()
-            .map_err(|e| backend("writing and syncing the write-ahead log", e))?;
-        Ok(LoggedGroup { target, batches })
+            .map_err(|e| backend("writing and syncing the write-ahead log", e))
     }
 
-    /// Writes a logged group into sled (plain inserts: the log record is what makes it
-    /// atomic and durable), then drops its overlay entries (those not rewritten by a later
-    /// batch).
-    fn write_logged_group(&self, group: &LoggedGroup) -> Result<(), StorageError> {
+    /// Writes a logged group's net writes into sled (plain inserts: the log record is what
+    /// makes them atomic and durable), then drops its overlay entries (those not rewritten
+    /// by a later batch).
+    fn write_logged_group(&self, group: &Group, net: &NetWrites<'_>) -> Result<(), StorageError> {
         if group.batches.is_empty() {
             return Ok(());
         }
-        let net = net_writes(group.batches.iter().map(|(_, b)| b));
         self.write_into_sled(net.iter().map(|((tree, key), value)| (*tree, *key, *value)))?;
         let mut pending = self.pending_write();
         for (_, batch) in &group.batches {

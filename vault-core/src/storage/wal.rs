@@ -92,7 +92,7 @@ impl Wal {
         Ok(Self::at(file, start, capacity))
     }
 
-    /// Opens the existing log file for writing at offset 0, sequence `start`.
+    /// Opens the existing log file (read and write); [`Wal::at`] makes it a log.
     pub(super) fn open(dir: &Path) -> std::io::Result<File> {
         OpenOptions::new()
             .read(true)
@@ -118,10 +118,9 @@ impl Wal {
     }
 
     /// After replaying records up to (not including) `end`: the next record is `end`, and
-    /// a checkpoint must follow before it is written.
+    /// a checkpoint (which restarts the log at offset 0) must follow before it is written.
     pub(super) fn replayed_to(&mut self, end: u64) {
         self.next_seq = end;
-        self.offset = 0;
     }
 
     /// The sequence number the next record gets.
@@ -179,6 +178,14 @@ impl Wal {
         self.offset += self.buf.len() as u64;
         self.next_seq += 1;
         Ok(())
+    }
+}
+
+/// A write as the log holds it.
+pub(super) fn logged(write: &Write) -> LoggedWrite<'_> {
+    match write {
+        Write::Put { tree, key, value } => (*tree, key, Some(value)),
+        Write::Delete { tree, key } => (*tree, key, None),
     }
 }
 
@@ -282,13 +289,6 @@ mod tests {
             tree,
             key: k.to_vec(),
             value: v.to_vec(),
-        }
-    }
-
-    fn logged(w: &Write) -> LoggedWrite<'_> {
-        match w {
-            Write::Put { tree, key, value } => (*tree, key, Some(value)),
-            Write::Delete { tree, key } => (*tree, key, None),
         }
     }
 
