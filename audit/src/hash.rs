@@ -41,7 +41,7 @@ fn to_hash(bytes: &[u8]) -> Hash {
 /// right (sizes = the set bits of the tree size, high to low). Appending is amortised O(1)
 /// hashes; the root is O(log n).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Frontier {
+pub struct Frontier {
     size: u64,
     nodes: Vec<Hash>,
 }
@@ -54,7 +54,8 @@ impl Frontier {
         Self { size, nodes }
     }
 
-    pub(crate) fn size(&self) -> u64 {
+    /// Leaves pushed so far.
+    pub fn size(&self) -> u64 {
         self.size
     }
 
@@ -81,12 +82,12 @@ impl Frontier {
     }
 
     /// Appends one leaf hash.
-    pub(crate) fn push(&mut self, leaf: Hash) {
+    pub fn push(&mut self, leaf: Hash) {
         self.push_with(leaf, |_, _, _| {});
     }
 
     /// The tree root (RFC 9162 MTH) of the leaves pushed so far.
-    pub(crate) fn root(&self) -> Hash {
+    pub fn root(&self) -> Hash {
         let mut iter = self.nodes.iter().rev();
         match iter.next() {
             None => empty_root(),

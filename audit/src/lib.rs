@@ -21,7 +21,7 @@ pub use entry::{
     Actor, ActorKind, Entry, EntryDraft, EntryError, SubjectTag, Withheld, ENTRY_VERSION,
     MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
 };
-pub use hash::{empty_root, leaf_hash, node_hash, Hash, HASH_LEN};
+pub use hash::{empty_root, leaf_hash, node_hash, Frontier, Hash, HASH_LEN};
 pub use note::{
     key_id, sign_checkpoint, Checkpoint, CheckpointError, NoteError, NoteSigner, NoteVerifier,
     SignedCheckpoint,

@@ -1,6 +1,6 @@
 //! Exit codes (documented in `docs/operations.md`) and the error that carries one.
 
-use vault_core::engine::{ErrorKind, VaultError};
+use vault_core::{ErrorKind, OfflineError, VaultError};
 
 /// Any failure not listed below (I/O, cannot reach the server, server fault).
 pub(crate) const FAILURE: u8 = 1;
@@ -52,10 +52,41 @@ pub(crate) fn engine(what: &str, e: VaultError) -> anyhow::Error {
     Exit::error(code_of(&e), format!("{what}: {e}"))
 }
 
+/// The exit code for an offline (data directory) error: the one table of them.
+pub(crate) fn offline_code(e: &OfflineError) -> u8 {
+    match e {
+        OfflineError::WrongPassphrase(_) => REFUSED_CREDENTIAL,
+        OfflineError::WeakPassphrase(_)
+        | OfflineError::NotInitialised(_)
+        | OfflineError::AlreadyInitialised(_)
+        | OfflineError::NotEmpty { .. }
+        | OfflineError::InvalidPolicies { .. }
+        | OfflineError::Busy { .. }
+        | OfflineError::KeyStateRefused(_)
+        | OfflineError::InvalidCheckpoint { .. }
+        | OfflineError::RestoreRefused(_)
+        | OfflineError::Backup(_) => REJECTED,
+        OfflineError::NotCleaned { cause, .. } => offline_code(cause),
+        OfflineError::Io { .. } | OfflineError::Store(_) => FAILURE,
+        OfflineError::Vault(e) => code_of(e),
+    }
+}
+
+/// An offline error as an [`Exit`], prefixed with what was being done.
+pub(crate) fn offline(what: &str, e: OfflineError) -> anyhow::Error {
+    let code = offline_code(&e);
+    anyhow::Error::new(e).context(Exit {
+        code,
+        message: what.to_owned(),
+    })
+}
+
 /// The exit code of an error chain (an [`Exit`] anywhere in it, else [`FAILURE`]).
 pub(crate) fn code_of_error(e: &anyhow::Error) -> u8 {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<Exit>())
+    // `downcast_ref` also finds an `Exit` added as context; `chain` finds one that is a
+    // source further down.
+    e.downcast_ref::<Exit>()
+        .or_else(|| e.chain().find_map(|c| c.downcast_ref::<Exit>()))
         .map_or(FAILURE, |x| x.code)
 }
 
@@ -67,6 +98,14 @@ mod tests {
     fn the_code_survives_added_context() {
         let e = Exit::error(REJECTED, "bad").context("while importing");
         assert_eq!(code_of_error(&e), REJECTED);
+        let io = std::io::Error::other("disk");
+        let e = anyhow::Error::new(io)
+            .context(Exit {
+                code: REFUSED_CREDENTIAL,
+                message: "unsealing".to_owned(),
+            })
+            .context("outer");
+        assert_eq!(code_of_error(&e), REFUSED_CREDENTIAL);
         assert_eq!(code_of_error(&anyhow::anyhow!("plain")), FAILURE);
     }
 }

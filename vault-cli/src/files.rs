@@ -59,49 +59,6 @@ pub(crate) fn must_not_exist(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// True when `dir` does not exist or is an empty directory.
-pub(crate) fn absent_or_empty(dir: &Path) -> anyhow::Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display()))),
-    }
-}
-
-/// Removes everything inside `dir` (which this command found new or empty).
-pub(crate) fn empty_dir(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path)?;
-        } else {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Copies every `*.toml` file of `src` into `dst` (created), returning their names.
-pub(crate) fn copy_policies(src: &Path, dst: &Path) -> anyhow::Result<Vec<String>> {
-    std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
-        let path = entry?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
-            let name = path
-                .file_name()
-                .context("a policy file has a name")?
-                .to_owned();
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            write_new(&dst.join(&name), &bytes, Mode::Public)?;
-            names.push(name.to_string_lossy().into_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
 /// Reads the passphrase from `file`, else from `VAULT_PASSPHRASE`; trailing newline
 /// characters are removed (as the server does).
 pub(crate) fn read_passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {

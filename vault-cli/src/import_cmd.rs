@@ -16,16 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
-use vault_core::engine::MAX_IMPORT_ROWS;
-use vault_core::envelope::{CitizenId, FIELD_OVERHEAD};
-use vault_core::policies::{AgencyId, Category, FieldName, PolicySet};
-use vault_core::records::{MAX_FIELD_LEN, MAX_RECORD_LEN};
+use vault_core::policies::{AgencyId, PolicySet};
+use vault_core::{check_write, MAX_IMPORT_ROWS};
 
 use crate::client::{Client, Conn};
 use crate::exit::{self, Exit};
 
-/// Most fields in one record write (the server's limit).
-const MAX_FIELDS: usize = 64;
 /// Most request body bytes per chunk (the server accepts 64 KiB).
 const MAX_CHUNK_BYTES: usize = 48 * 1024;
 
@@ -215,69 +211,32 @@ pub(crate) struct Validated {
     pub(crate) lines: usize,
 }
 
-/// Validates one field and its value; `Err` is the reason.
-fn check_field(
-    policy: &PolicySet,
-    category: &Category,
-    field: &str,
-    value: &Value,
-) -> Result<(), String> {
-    let full = FieldName::from_parts(category, field).map_err(|e| e.to_string())?;
-    if policy.field(&full).is_none() {
-        return Err(format!(
-            "field {full} is not in the vocabulary of the policy files"
-        ));
-    }
-    if value.is_null() {
-        return Err(format!("field {full} has no value (null)"));
-    }
-    let len = serde_json::to_vec(value)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if len > MAX_FIELD_LEN {
-        return Err(format!(
-            "the value of {full} is {len} bytes as JSON; at most {MAX_FIELD_LEN}"
-        ));
-    }
-    Ok(())
+/// The size of a value as the vault stores it (its JSON text).
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
-/// Validates the citizen and category of a row; `Err` is the reason.
-fn check_row_head(
+/// Checks the fields of one citizen's category with the vault's own rule for a write
+/// ([`vault_core::check_write`]); `Err` is the reason. A JSON `null` is no value.
+fn check_fields(
     policy: &PolicySet,
     agency: &AgencyId,
     citizen: &str,
     category: &str,
-) -> Result<Category, String> {
-    CitizenId::new(citizen).map_err(|e| e.to_string())?;
-    let category = Category::new(category).map_err(|e| e.to_string())?;
-    if !policy.may_write(agency, &category) {
-        return Err(format!(
-            "agency {agency} is not the source of category {category} (see the agency registry)"
-        ));
+    fields: &[(&str, &Value)],
+) -> Result<(), String> {
+    if let Some((f, _)) = fields.iter().find(|(_, v)| v.is_null()) {
+        return Err(format!("field {category}.{f} has no value (null)"));
     }
-    Ok(category)
-}
-
-/// A conservative estimate of the encoded record (the vault refuses records over
-/// `MAX_RECORD_LEN`).
-fn record_estimate(fields: &BTreeMap<String, Value>) -> usize {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            k.len()
-                + serde_json::to_vec(v)
-                    .map(|v| v.len())
-                    .unwrap_or(usize::MAX / 128)
-                + FIELD_OVERHEAD
-                + 16
-        })
-        .sum::<usize>()
-        + 64
+    let lens: Vec<(&str, usize)> = fields.iter().map(|(f, v)| (*f, json_len(v))).collect();
+    check_write(policy, agency, citizen, category, &lens)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 struct Grouper<'a> {
     policy: &'a PolicySet,
+    agency: &'a AgencyId,
     rows: Vec<Row>,
     index: HashMap<(String, String), usize>,
     seen: HashMap<(String, String, String), usize>,
@@ -316,22 +275,18 @@ impl Grouper<'_> {
 
     fn finish(mut self, lines: usize) -> Validated {
         for row in &self.rows {
-            if row.fields.len() > MAX_FIELDS {
+            let fields: Vec<(&str, &Value)> =
+                row.fields.iter().map(|(f, v)| (f.as_str(), v)).collect();
+            if let Err(reason) = check_fields(
+                self.policy,
+                self.agency,
+                &row.citizen,
+                &row.category,
+                &fields,
+            ) {
                 self.rejected.push(Rejected {
                     line: row.lines[0],
-                    reason: format!(
-                        "{} fields for one citizen's {}; at most {MAX_FIELDS}",
-                        row.fields.len(),
-                        row.category
-                    ),
-                });
-            } else if record_estimate(&row.fields) > MAX_RECORD_LEN {
-                self.rejected.push(Rejected {
-                    line: row.lines[0],
-                    reason: format!(
-                        "the fields of one citizen's {} add up to more than a record holds ({MAX_RECORD_LEN} bytes)",
-                        row.category
-                    ),
+                    reason: format!("the fields of one citizen's {}: {reason}", row.category),
                 });
             }
         }
@@ -369,6 +324,7 @@ pub(crate) fn validate_csv(
     }
     let mut g = Grouper {
         policy,
+        agency,
         rows: Vec::new(),
         index: HashMap::new(),
         seen: HashMap::new(),
@@ -385,8 +341,7 @@ pub(crate) fn validate_csv(
             continue;
         }
         let value = Value::String(rec[3].clone());
-        let checked = check_row_head(g.policy, agency, &rec[0], &rec[1])
-            .and_then(|cat| check_field(g.policy, &cat, &rec[2], &value));
+        let checked = check_fields(g.policy, agency, &rec[0], &rec[1], &[(&rec[2], &value)]);
         match checked {
             Ok(()) => g.add(line, &rec[0], &rec[1], &rec[2], value),
             Err(reason) => g.rejected.push(Rejected { line, reason }),
@@ -415,6 +370,7 @@ pub(crate) fn validate_json(
     let lines = json_element_lines(text);
     let mut g = Grouper {
         policy,
+        agency,
         rows: Vec::new(),
         index: HashMap::new(),
         seen: HashMap::new(),
@@ -456,11 +412,8 @@ pub(crate) fn validate_json(
             reject("\"fields\" is empty".to_owned());
             continue;
         }
-        let checked = check_row_head(policy, agency, &citizen, &category).and_then(|cat| {
-            fields
-                .iter()
-                .try_for_each(|(f, v)| check_field(policy, &cat, f, v))
-        });
+        let pairs: Vec<(&str, &Value)> = fields.iter().map(|(f, v)| (f.as_str(), v)).collect();
+        let checked = check_fields(policy, agency, &citizen, &category, &pairs);
         match checked {
             Ok(()) => {
                 for (f, v) in fields {
@@ -527,7 +480,15 @@ fn lines_of(rows: &[Row]) -> Vec<usize> {
 pub(crate) fn run(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let agency =
         AgencyId::new(&a.agency).map_err(|e| Exit::error(exit::REJECTED, e.to_string()))?;
-    let policy = crate::vault_cmd::check_policies(&a.policies)?;
+    let policy = PolicySet::load_dir(&a.policies).map_err(|errors| {
+        Exit::error(
+            exit::REJECTED,
+            format!(
+                "the policy files in {} are not valid:\n{errors}\nfix them (see `vault-cli policies check`) and run the command again",
+                a.policies.display()
+            ),
+        )
+    })?;
     if policy.agency(&agency).is_none() {
         return Err(Exit::error(
             exit::REJECTED,

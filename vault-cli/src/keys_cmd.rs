@@ -5,12 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde_json::json;
-use vault_core::datadir;
-use vault_core::engine::{Vault, VaultError};
-use vault_core::keys::Passphrase;
-use vault_core::storage::{Storage, Tree};
+use vault_core::{CitizenId, DataDir, KeyKind};
 
 use crate::client::{Client, Conn};
 use crate::exit::{self, Exit};
@@ -114,23 +110,32 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             let (rotated, key_id, audit_index) = match data_dir {
                 Some(dir) => {
                     let pass = files::read_passphrase(passphrase_file.as_deref())?;
-                    let vault = Vault::open(&dir, &pass).map_err(|e| {
-                        exit::engine(&format!("cannot unseal {}", dir.display()), e)
-                    })?;
+                    let data_dir = DataDir::new(&dir);
                     let out = match &new_passphrase_file {
                         Some(file) => {
                             let new = files::read_passphrase(Some(file))?;
-                            vault.rotate_kek_with_new_passphrase(&new)
+                            data_dir.change_passphrase(&pass, &new)
                         }
-                        None => vault.rotate_keys(kind.as_str(), citizen.as_deref()),
+                        None => {
+                            let key = match (kind, citizen.as_deref()) {
+                                (Kind::Dek, Some(c)) => {
+                                    KeyKind::Dek(CitizenId::new(c).map_err(|e| {
+                                        Exit::error(exit::REJECTED, format!("--citizen: {e}"))
+                                    })?)
+                                }
+                                _ => KeyKind::Kek,
+                            };
+                            data_dir.rotate(&pass, key)
+                        }
                     }
-                    .map_err(|e| match e {
-                        VaultError::BadInput { .. } | VaultError::Conflict { .. } => {
-                            exit::engine("key rotation refused", e)
-                        }
-                        e => exit::engine("key rotation failed (run it again to resume)", e),
+                    .map_err(|e| {
+                        let what = if exit::offline_code(&e) == exit::FAILURE {
+                            "key rotation failed (run it again to resume)"
+                        } else {
+                            "key rotation refused"
+                        };
+                        exit::offline(&format!("{what} on {}", dir.display()), e)
                     })?;
-                    vault.shutdown();
                     (
                         out.rotated as u64,
                         out.key_id.map(u64::from),
@@ -176,8 +181,9 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             passphrase_file,
         } => retire(&data_dir, kek_id, passphrase_file.as_deref()),
         KeysCmd::Compact { data_dir } => {
-            let report = datadir::compact(&data_dir.join("store"))
-                .with_context(|| format!("cannot compact {}", data_dir.display()))?;
+            let report = DataDir::new(&data_dir)
+                .compact()
+                .map_err(|e| exit::offline(&format!("cannot compact {}", data_dir.display()), e))?;
             println!(
                 "compacted {}: {} live entries rewritten",
                 data_dir.display(),
@@ -188,76 +194,15 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The master key id named by the last completed engine KEK rotation in the audit log
-/// (`key.rotate` by the operator with initiator `kek N`), if any. That rotation re-sealed
-/// the vault's own secrets (CA, server, log and receipt keys) in the same commit.
-fn last_engine_kek_rotation(store: &dyn Storage) -> anyhow::Result<Option<u32>> {
-    let mut last = None;
-    let mut start = Vec::new();
-    loop {
-        let page = store.scan(Tree::AuditLeaves, &start, None, 4096)?;
-        let Some((k, _)) = page.last() else { break };
-        start = k.clone();
-        start.push(0);
-        for (_, leaf) in &page {
-            let e = audit::Entry::decode(leaf).context("an audit entry does not decode")?;
-            if e.action == "key.rotate" {
-                if let Some(id) = e
-                    .initiator
-                    .as_deref()
-                    .and_then(|i| i.strip_prefix("kek "))
-                    .and_then(|n| n.parse::<u32>().ok())
-                {
-                    last = Some(id);
-                }
-            }
-        }
-        if page.len() < 4096 {
-            break;
-        }
-    }
-    Ok(last)
-}
-
 fn retire(
     data_dir: &Path,
     kek_id: u32,
     passphrase_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let pass = files::read_passphrase(passphrase_file)?;
-    let unsealed = datadir::unseal(
-        &data_dir.join("store"),
-        &Passphrase::new(pass.to_string()),
-        Default::default(),
-    )
-    .map_err(|e| {
-        let code = if e.code() == "wrong_passphrase" {
-            exit::REFUSED_CREDENTIAL
-        } else {
-            exit::REJECTED
-        };
-        Exit::error(code, format!("cannot unseal {}: {e}", data_dir.display()))
-    })?;
-    // The vault's own secrets are sealed under the master key current at init (1) or at
-    // the last completed engine rotation; retiring a key that still seals them would make
-    // the vault unopenable, so this is checked from the log first.
-    let (_, current) = unsealed.kek_ids();
-    let resealed_under = last_engine_kek_rotation(&**unsealed.store())?.unwrap_or(1);
-    if resealed_under != current {
-        return Err(Exit::error(
-            exit::REJECTED,
-            format!(
-                "the vault's own keys are not yet re-sealed under the current master key {current} \
-                 (an interrupted rotation?): run `vault-cli keys rotate --kind kek` first"
-            ),
-        ));
-    }
-    unsealed.retire_kek(kek_id).map_err(|e| {
-        Exit::error(
-            exit::REJECTED,
-            format!("cannot retire master key {kek_id}: {e}"),
-        )
-    })?;
+    DataDir::new(data_dir)
+        .retire_kek(&pass, kek_id)
+        .map_err(|e| exit::offline(&format!("cannot retire master key {kek_id}"), e))?;
     println!(
         "master key {kek_id} retired; run `vault-cli keys compact` to remove it from the \
          store's log files"

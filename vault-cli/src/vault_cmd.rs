@@ -5,13 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde_json::json;
-use vault_core::datadir::{self, Status};
-use vault_core::engine::{InitOptions, Vault};
-use vault_core::policies::PolicySet;
+use vault_core::policies::{PolicyErrors, PolicySet};
+use vault_core::{DataDir, InitOptions, Status};
 
-use crate::exit::{self, Exit};
+use crate::exit;
 use crate::files::{self, Mode};
 
 /// The arguments of `vault-cli init`.
@@ -47,72 +46,28 @@ pub(crate) struct InitArgs {
 }
 
 /// Loads a policy directory the way the vault does; every problem is reported.
-pub(crate) fn check_policies(dir: &Path) -> anyhow::Result<PolicySet> {
-    PolicySet::load_dir(dir).map_err(|errors| {
-        let mut text = format!("the policy files in {} are not valid:", dir.display());
-        for e in errors.errors() {
-            text.push_str(&format!("\n  {e}"));
-        }
-        text.push_str("\nfix them (see `vault-cli policies check`) and run the command again");
-        Exit::error(exit::REJECTED, text)
-    })
-}
-
-/// The operator's files written by `init`.
 const OPERATOR_FILES: [&str; 4] = ["operator.pem", "operator.key", "ca.pem", "log.vkey"];
 
 /// `vault-cli init`.
 pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     let passphrase = files::read_passphrase(a.passphrase_file.as_deref())?;
-    vault_core::keys::Passphrase::new(passphrase.to_string())
-        .check_strength()
-        .map_err(|e| Exit::error(exit::REJECTED, format!("{e}: choose a longer passphrase")))?;
-    let policy = check_policies(&a.policies)?;
-    if !files::absent_or_empty(&a.data_dir)? {
-        return Err(Exit::error(
-            exit::REJECTED,
-            format!(
-                "{} is not empty: `vault-cli init` makes a new vault in a new or empty directory \
-                 (use `vault-cli status --data-dir` to inspect an existing one)",
-                a.data_dir.display()
-            ),
-        ));
-    }
     for name in OPERATOR_FILES {
         files::must_not_exist(&a.operator_out.join(name))?;
     }
     std::fs::create_dir_all(&a.operator_out)
         .with_context(|| format!("cannot create {}", a.operator_out.display()))?;
-    std::fs::create_dir_all(&a.data_dir)
-        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
-    let copied = files::copy_policies(&a.policies, &a.data_dir.join("policies"))?;
-    // What the vault will load is what was checked.
-    check_policies(&a.data_dir.join("policies"))?;
-    let out = Vault::init(
-        &a.data_dir,
-        &passphrase,
-        InitOptions {
-            hostnames: a.hostnames.clone(),
-            origin: a.origin.clone(),
-            dangerous_kdf_iterations: a.dangerous_kdf_iterations,
-        },
-    )
-    .map_err(|e| {
-        // The directory was new or empty: leave it so, and init can simply run again.
-        let cleaned = files::empty_dir(&a.data_dir).is_ok();
-        exit::engine(
-            &format!(
-                "cannot initialise {}{}",
-                a.data_dir.display(),
-                if cleaned {
-                    ""
-                } else {
-                    " (delete it before trying again)"
-                }
-            ),
-            e,
+    let report = DataDir::new(&a.data_dir)
+        .init(
+            &passphrase,
+            &a.policies,
+            InitOptions {
+                hostnames: a.hostnames.clone(),
+                origin: a.origin.clone(),
+                dangerous_kdf_iterations: a.dangerous_kdf_iterations,
+            },
         )
-    })?;
+        .map_err(|e| exit::offline(&format!("cannot initialise {}", a.data_dir.display()), e))?;
+    let out = &report.output;
     let o = &a.operator_out;
     files::write_new(
         &o.join("operator.pem"),
@@ -136,8 +91,8 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             json!({
                 "ok": true,
                 "data_dir": a.data_dir,
-                "policies": copied,
-                "agencies": policy.agencies().count(),
+                "policies": report.policy_files,
+                "agencies": report.agencies,
                 "origin": a.origin,
                 "hostnames": a.hostnames,
                 "log_verifier_key": out.log_verifier_key,
@@ -151,8 +106,8 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         println!(
             "initialised {}: master key sealed under the passphrase; {} policy files ({} agencies)",
             a.data_dir.display(),
-            copied.len(),
-            policy.agencies().count()
+            report.policy_files.len(),
+            report.agencies
         );
         println!("log verifier key (publish it; auditors verify checkpoints with it):");
         println!("  {}", out.log_verifier_key);
@@ -171,7 +126,11 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status_json(dir: &Path, s: &Status, policies: &Result<PolicySet, String>) -> serde_json::Value {
+fn status_json(
+    dir: &Path,
+    s: &Status,
+    policies: &Result<PolicySet, PolicyErrors>,
+) -> serde_json::Value {
     json!({
         "data_dir": dir,
         "format_version": s.format_version,
@@ -189,7 +148,7 @@ fn status_json(dir: &Path, s: &Status, policies: &Result<PolicySet, String>) -> 
     })
 }
 
-fn render_status(dir: &Path, s: &Status, policies: &Result<PolicySet, String>) -> String {
+fn render_status(dir: &Path, s: &Status, policies: &Result<PolicySet, PolicyErrors>) -> String {
     let mut out = format!("data directory: {}\n", dir.display());
     out += &format!("format version: {}\n", s.format_version);
     if !s.initialised {
@@ -224,34 +183,25 @@ fn render_status(dir: &Path, s: &Status, policies: &Result<PolicySet, String>) -
     }
     match policies {
         Ok(p) => out += &format!("policies: valid ({} agencies)\n", p.agencies().count()),
-        Err(e) => out += &format!("policies: INVALID: {e}\n"),
+        Err(e) => {
+            out += &format!(
+                "policies: INVALID: {} error(s): run `vault-cli policies check {}`\n",
+                e.len(),
+                dir.join("policies").display()
+            )
+        }
     }
     out
 }
 
 /// `vault-cli status`.
 pub(crate) fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let s = datadir::status(&data_dir.join("store")).map_err(|e| {
-        let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock") {
-            " (is the server running on it? stop it, or use the live verbs)"
-        } else {
-            ""
-        };
-        Exit::error(
-            exit::REJECTED,
-            format!(
-                "cannot read the status of {}: {e}{hint}",
-                data_dir.display()
-            ),
+    let (s, policies) = DataDir::new(data_dir).status().map_err(|e| {
+        exit::offline(
+            &format!("cannot read the status of {}", data_dir.display()),
+            e,
         )
     })?;
-    let policies = PolicySet::load_dir(&data_dir.join("policies")).map_err(|e| {
-        format!(
-            "{} error(s): run `vault-cli policies check {}`",
-            e.len(),
-            data_dir.join("policies").display()
-        )
-    });
     if json {
         println!("{}", status_json(data_dir, &s, &policies));
     } else {
@@ -272,25 +222,11 @@ pub(crate) fn unseal(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let passphrase = files::read_passphrase(passphrase_file)?;
-    if !data_dir.join("store").exists() {
-        bail!(
-            "{} holds no vault (no store/): run `vault-cli init`",
-            data_dir.display()
-        );
-    }
-    let vault = Vault::open(data_dir, &passphrase)
-        .map_err(|e| exit::engine(&format!("cannot unseal {}", data_dir.display()), e))?;
-    let checkpoint = vault
-        .latest_checkpoint()
-        .map_err(|e| exit::engine("cannot read the checkpoint", e))?;
-    let agencies = vault
-        .list_agencies()
-        .map_err(|e| exit::engine("cannot list the agencies", e))?;
-    let active = agencies.iter().filter(|e| e.revoked_at.is_none()).count();
-    let size = vault.audit_size();
-    let vkey = vault.log_verifier_key().to_owned();
-    vault.shutdown();
-    drop(vault);
+    let r = DataDir::new(data_dir)
+        .check_unseal(&passphrase)
+        .map_err(|e| exit::offline(&format!("cannot unseal {}", data_dir.display()), e))?;
+    let (size, checkpoint, vkey) = (r.audit_size, &r.checkpoint, &r.log_verifier_key);
+    let (active, revoked) = (r.agencies_enrolled, r.agencies_revoked);
     if json {
         println!(
             "{}",
@@ -301,7 +237,7 @@ pub(crate) fn unseal(
                 "checkpoint": checkpoint,
                 "log_verifier_key": vkey,
                 "agencies_enrolled": active,
-                "agencies_revoked": agencies.len() - active,
+                "agencies_revoked": revoked,
             })
         );
     } else {
@@ -311,10 +247,7 @@ pub(crate) fn unseal(
         );
         println!("audit log: {size} entries; latest checkpoint:\n{checkpoint}");
         println!("log verifier key: {vkey}");
-        println!(
-            "agencies: {active} enrolled, {} revoked",
-            agencies.len() - active
-        );
+        println!("agencies: {active} enrolled, {revoked} revoked");
         println!(
             "the vault is closed again: the server unseals it itself at start (VAULT_PASSPHRASE \
              or --passphrase-file)"

@@ -138,6 +138,12 @@ pub enum DataDirError {
         /// Wrapped keys under it.
         wraps: u64,
     },
+    /// The KEK to retire still seals the vault's own secrets.
+    #[error("the vault's own keys are still sealed under master key {kek_id} (an interrupted rotation?): run `vault-cli keys rotate --kind kek` first")]
+    KekSealsSecrets {
+        /// The KEK.
+        kek_id: u32,
+    },
     /// The KEK to retire is the current one.
     #[error("master key {kek_id} is the current one: rotate to a new master key first")]
     KekIsCurrent {
@@ -180,6 +186,7 @@ impl DataDirError {
             DataDirError::Storage(_) => "storage",
             DataDirError::Codec(_) => "corrupt_value",
             DataDirError::KekInUse { .. } => "kek_in_use",
+            DataDirError::KekSealsSecrets { .. } => "kek_seals_secrets",
             DataDirError::KekIsCurrent { .. } => "kek_is_current",
             DataDirError::UnknownKek { .. } => "unknown_kek",
             DataDirError::RotationInProgress { .. } => "rotation_in_progress",
@@ -594,9 +601,11 @@ impl Unsealed {
         Ok(Progress { moved, done: true })
     }
 
-    /// Deletes the sealed KEK `kek_id` once no citizen key is wrapped under it. Refuses the
-    /// current KEK, during an unfinished rotation, and while any wrap uses it.
-    pub fn retire_kek(&self, kek_id: u32) -> Result<(), DataDirError> {
+    /// Deletes the sealed KEK `kek_id` once nothing is wrapped or sealed under it. Refuses
+    /// the current KEK, during an unfinished rotation, while any citizen key is wrapped
+    /// under it, and while `sealed_secrets` (the KEKs sealing the vault's own secrets)
+    /// names it.
+    pub fn retire_kek(&self, kek_id: u32, sealed_secrets: &[u32]) -> Result<(), DataDirError> {
         let _sealing = self.sealing.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = read_rotation(&*self.store)? {
             return Err(DataDirError::RotationInProgress { target: r.target });
@@ -613,6 +622,9 @@ impl Unsealed {
         let (_, _, wraps) = Records::key_census(&*self.store)?;
         if let Some(&n) = wraps.get(&kek_id).filter(|n| **n > 0) {
             return Err(DataDirError::KekInUse { kek_id, wraps: n });
+        }
+        if sealed_secrets.contains(&kek_id) {
+            return Err(DataDirError::KekSealsSecrets { kek_id });
         }
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Meta, kek_key(kek_id));

@@ -1,19 +1,55 @@
 //! The vault engine: keys and envelope encryption, storage, and the operations that tie
 //! records, consent evaluation and the audit log into single atomic commits.
+//!
+//! **API boundary.** The public surface is [`Vault`] (an unsealed, running vault) and
+//! [`DataDir`] (a vault data directory that no process serves: init, open, status,
+//! unseal check, key rotation, retirement, compaction, restore), with their typed inputs,
+//! outcomes and errors. Storage, records, keys, backups and codecs are internal: the
+//! adapters (`vault-server`, `vault-cli`) can name none of them
+//! (`tests/tests/suite/repo_rules.rs`). The `test-hooks` feature, enabled only by this
+//! workspace's tests and benches, makes the internal modules public so that those tests
+//! can drive storage and keys directly.
+
+// Without `test-hooks` the internal modules are private, so their `pub` items are
+// crate-visible only; they are `pub` for the test-hooks surface.
+#![cfg_attr(not(feature = "test-hooks"), allow(unreachable_pub))]
 
 pub use audit;
 pub use policies;
 
-pub mod agencies;
-pub mod backup;
-pub mod codec;
+/// Declares internal modules: private, or public under the `test-hooks` feature.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "test-hooks")]
+            #[doc(hidden)]
+            pub mod $name;
+            #[cfg(not(feature = "test-hooks"))]
+            mod $name;
+        )*
+    };
+}
+
+internal!(agencies, backup, codec, datadir, engine, envelope, keys, pki, records, storage, tokens,);
 mod ct;
-pub mod datadir;
-pub mod engine;
-pub mod envelope;
-pub mod keys;
-pub mod pki;
-pub mod records;
+mod offline;
 mod serde_bytes;
-pub mod storage;
-pub mod tokens;
+
+pub use agencies::{Enrolment, PinnedCert};
+pub use datadir::{CompactReport, Status};
+pub use engine::{
+    check_write, AccessInput, AccessOutcome, CheckedWrite, CitizenExport, ConsentRequestInput,
+    ConsentView, EnrolOutcome, ErasureOutcome, ErrorKind, GrantInput, History, HistoryEntry,
+    ImportOutcome, ImportRow, InitOptions, InitOutput, KeyKind, LeafView, PendingAccess,
+    RecordView, RotateOutcome, ServerIdentity, TokenOutcome, TokenRequest, Vault, VaultError,
+    WriteOutcome, WriteRejected, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
+    MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS,
+    MAX_WRITE_FIELDS,
+};
+pub use envelope::{CitizenId, Plaintext};
+pub use offline::{
+    DataDir, InitReport, OfflineError, PublishedCheckpoint, RestoreOutcome, RestoreRefusal,
+    UnsealReport,
+};
+pub use pki::{Fingerprint, Issued};
+pub use tokens::{IssuedToken, Role};

@@ -9,9 +9,7 @@ use std::time::Instant;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use vault_core::engine::{Vault, VaultError};
-use vault_core::pki::Fingerprint;
-use vault_core::tokens::Role;
+use vault_core::{Fingerprint, Role, Vault, VaultError};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -80,7 +78,11 @@ impl AppState {
                 "this server has no vault to unseal",
             )
         })?;
-        let vault = Arc::new(Vault::open(dir, passphrase).map_err(ApiError::from)?);
+        let vault = Arc::new(
+            vault_core::DataDir::new(dir)
+                .open(passphrase)
+                .map_err(ApiError::from)?,
+        );
         vault.start_background_signer();
         *slot = Some(vault);
         Ok(())

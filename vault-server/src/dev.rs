@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::json;
-use vault_core::engine::{InitOptions, Plaintext, TokenRequest, Vault};
+use vault_core::{DataDir, InitOptions, Plaintext, TokenRequest, Vault};
 
 /// The example policy files, embedded so the dev mode works from any directory.
 const POLICIES: [(&str, &str); 3] = [
@@ -107,23 +107,35 @@ pub(crate) fn provision(
     port: u16,
 ) -> anyhow::Result<(Arc<Vault>, String)> {
     let dir = fresh_dir(requested)?;
-    let policy_dir = dir.join("policies");
-    std::fs::create_dir_all(&policy_dir)?;
+    // The embedded policy files go through a folder of their own, which init copies into
+    // `<dir>/policies` after checking them.
+    let mut policy_src = dir.clone().into_os_string();
+    policy_src.push(".policies");
+    let policy_src = PathBuf::from(policy_src);
+    std::fs::create_dir_all(&policy_src)
+        .with_context(|| format!("cannot create {}", policy_src.display()))?;
     for (name, text) in POLICIES {
-        write(&policy_dir.join(name), text.as_bytes())?;
+        write(&policy_src.join(name), text.as_bytes())?;
     }
     let passphrase = "dev-only-passphrase-not-for-production".to_owned();
-    let init = Vault::init(
-        &dir,
+    let data_dir = DataDir::new(&dir);
+    let init = data_dir.init(
         &passphrase,
+        &policy_src,
         InitOptions {
             hostnames: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
             origin: "localhost/consent-vault-dev".to_owned(),
             dangerous_kdf_iterations: Some(10_000),
         },
-    )
-    .context("initialising the dev vault")?;
-    let vault = Arc::new(Vault::open(&dir, &passphrase).context("opening the dev vault")?);
+    );
+    std::fs::remove_dir_all(&policy_src)
+        .with_context(|| format!("cannot remove {}", policy_src.display()))?;
+    let init = init.context("initialising the dev vault")?.output;
+    let vault = Arc::new(
+        data_dir
+            .open(&passphrase)
+            .context("opening the dev vault")?,
+    );
 
     let out = dir.join("dev");
     std::fs::create_dir_all(out.join("agencies"))?;
@@ -140,7 +152,7 @@ pub(crate) fn provision(
 
     let mut agencies = Vec::new();
     for id in AGENCIES {
-        let e = vault.enrol_agency(id, 365)?;
+        let e = vault.enrol_agency(id, None)?;
         let cert = out.join("agencies").join(format!("{id}.pem"));
         let key = out.join("agencies").join(format!("{id}.key"));
         write(&cert, e.issued.cert_pem.as_bytes())?;
@@ -160,13 +172,13 @@ pub(crate) fn provision(
     for citizen in ["EE38001010001", "EE49002020002"] {
         let t = vault.issue_token(TokenRequest::Citizen {
             citizen: citizen.to_owned(),
-            valid_days: 30,
+            valid_days: None,
         })?;
         citizens.push(json!({"id": citizen, "token": t.token.secret()}));
     }
     let auditor = vault.issue_token(TokenRequest::Auditor {
         name: "dev auditor".to_owned(),
-        valid_days: 30,
+        valid_days: None,
     })?;
     vault.sign_checkpoint_now()?;
 

@@ -64,9 +64,38 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<vault_core::engine::VaultError> for ApiError {
-    fn from(e: vault_core::engine::VaultError) -> Self {
-        use vault_core::engine::ErrorKind;
+/// The one table of offline (open/unseal) errors: the server meets them when the operator
+/// unseals a sealed vault.
+impl From<vault_core::OfflineError> for ApiError {
+    fn from(e: vault_core::OfflineError) -> Self {
+        use vault_core::OfflineError as E;
+        match e {
+            E::Vault(e) => ApiError::from(e),
+            e @ E::WrongPassphrase(_) => ApiError::unauthenticated(e.to_string()),
+            e @ E::InvalidPolicies { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_policies", e.to_string())
+            }
+            e @ E::NotInitialised(_) => {
+                ApiError::new(StatusCode::CONFLICT, "not_initialised", e.to_string())
+            }
+            e @ (E::WeakPassphrase(_)
+            | E::AlreadyInitialised(_)
+            | E::NotEmpty { .. }
+            | E::Busy { .. }
+            | E::KeyStateRefused(_)
+            | E::InvalidCheckpoint { .. }
+            | E::RestoreRefused(_)
+            | E::Backup(_)
+            | E::NotCleaned { .. }
+            | E::Io { .. }
+            | E::Store(_)) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<vault_core::VaultError> for ApiError {
+    fn from(e: vault_core::VaultError) -> Self {
+        use vault_core::ErrorKind;
         let status = match e.kind() {
             ErrorKind::BadInput => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,

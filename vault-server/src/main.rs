@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use vault_core::engine::Vault;
+use vault_core::DataDir;
 use zeroize::Zeroizing;
 
 /// mimalloc instead of glibc malloc: the access path allocates and frees many small
@@ -142,7 +142,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .with_context(|| format!("--data-dir is required outside --dev\n{USAGE}"))?;
         let pass = passphrase(&args)?;
-        let vault = Vault::open(&dir, &pass)
+        let vault = DataDir::new(&dir)
+            .open(&pass)
             .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
         (Arc::new(vault), None)
     };

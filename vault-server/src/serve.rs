@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
-use vault_core::pki::Fingerprint;
+use vault_core::Fingerprint;
 
 /// The client certificate the TLS layer verified for this request's connection.
 #[derive(Clone, Copy, Debug)]

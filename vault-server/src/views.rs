@@ -5,51 +5,28 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use vault_core::agencies::Enrolment;
 use vault_core::audit::Entry;
-use vault_core::engine::{CitizenExport, ConsentView, History, Plaintext, RecordView};
+use vault_core::Enrolment;
+use vault_core::{CitizenExport, ConsentView, History, Plaintext, RecordView};
 
 use crate::error::ApiError;
-
-/// Largest JSON text of one field value.
-pub(crate) const MAX_FIELD_BYTES: usize = 4096;
-/// Most fields in one write.
-pub(crate) const MAX_FIELDS: usize = 64;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Field name -> JSON text of the value, with the size limits.
+/// Field name -> JSON text of the value (the engine's write rule checks names, counts
+/// and sizes).
 pub(crate) fn encode_fields(
     fields: BTreeMap<String, Value>,
 ) -> Result<Vec<(String, Plaintext)>, ApiError> {
-    if fields.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "`fields` is empty: send at least one field",
-        ));
-    }
-    if fields.len() > MAX_FIELDS {
-        return Err(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("at most {MAX_FIELDS} fields per write"),
-        ));
-    }
-    let mut out = Vec::with_capacity(fields.len());
-    for (name, value) in fields {
-        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(&e))?;
-        if bytes.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("field `{name}` is larger than {MAX_FIELD_BYTES} bytes of JSON"),
-            ));
-        }
-        out.push((name, Plaintext::new(bytes)));
-    }
-    Ok(out)
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(&e))?;
+            Ok((name, Plaintext::new(bytes)))
+        })
+        .collect()
 }
 
 fn decode_value(bytes: &Plaintext) -> Result<Value, ApiError> {

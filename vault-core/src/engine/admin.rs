@@ -1,10 +1,9 @@
 //! Operator and auditor operations: enrolment, tokens, key rotation, erasure, import,
 //! the log's entries and proofs, export and backup.
 
-use std::time::Duration;
 
 use audit::{ActorKind, Entry, EntryDraft, Hash, SubjectTag};
-use policies::{AgencyId, Category, Timestamp};
+use policies::AgencyId;
 
 use super::ops::{citizen_id, consent_prefix, record_err};
 use super::secrets::SealedSecret;
@@ -14,6 +13,7 @@ use super::{
 };
 use crate::agencies::{self, Enrolment, PinnedCert};
 use crate::codec;
+use crate::envelope::CitizenId;
 use crate::keys::Passphrase;
 use crate::pki::{Issued, Usage};
 use crate::storage::{Tree, WriteBatch};
@@ -39,15 +39,15 @@ pub enum TokenRequest {
     Citizen {
         /// Citizen id.
         citizen: String,
-        /// Days of validity.
-        valid_days: u32,
+        /// Days of validity ([`DEFAULT_TOKEN_DAYS`], at most [`MAX_TOKEN_DAYS`]).
+        valid_days: Option<u32>,
     },
     /// For an auditor.
     Auditor {
         /// A label for the auditor.
         name: String,
-        /// Days of validity.
-        valid_days: u32,
+        /// Days of validity ([`DEFAULT_TOKEN_DAYS`], at most [`MAX_TOKEN_DAYS`]).
+        valid_days: Option<u32>,
     },
 }
 
@@ -58,6 +58,16 @@ pub struct TokenOutcome {
     pub token: IssuedToken,
     /// Audit entry.
     pub audit_index: u64,
+}
+
+/// Which key a rotation replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The master key: a new KEK re-wraps every citizen's data key and the vault's own
+    /// secrets (field ciphertexts are not touched).
+    Kek,
+    /// One citizen's data key: their fields are re-encrypted under a new generation.
+    Dek(CitizenId),
 }
 
 /// The result of a key rotation.
@@ -128,9 +138,29 @@ fn operator_draft(now_ms: u64, action: &str) -> EntryDraft {
 /// Most rows in one import request.
 pub const MAX_IMPORT_ROWS: usize = 500;
 
+/// Days an agency certificate is valid when the operator names none.
+pub const DEFAULT_AGENCY_CERT_DAYS: u32 = 365;
+/// Longest validity of an agency certificate, in days (the CA/Browser Forum's former
+/// 825-day ceiling for TLS certificates).
+pub const MAX_AGENCY_CERT_DAYS: u32 = 825;
+/// Days a token is valid when the operator names none.
+pub const DEFAULT_TOKEN_DAYS: u32 = 30;
+/// Longest validity of a token, in days.
+pub const MAX_TOKEN_DAYS: u32 = 366;
+
+/// `requested` days (or `default`), at least one and at most `max`.
+fn validity_days(requested: Option<u32>, default: u32, max: u32) -> u64 {
+    u64::from(requested.unwrap_or(default).clamp(1, max))
+}
+
 impl Vault {
-    /// Enrols `agency` (of the policy registry) and issues its client certificate.
-    pub fn enrol_agency(&self, agency: &str, valid_days: u32) -> Result<EnrolOutcome, VaultError> {
+    /// Enrols `agency` (of the policy registry) and issues its client certificate, valid
+    /// for `valid_days` ([`DEFAULT_AGENCY_CERT_DAYS`], at most [`MAX_AGENCY_CERT_DAYS`]).
+    pub fn enrol_agency(
+        &self,
+        agency: &str,
+        valid_days: Option<u32>,
+    ) -> Result<EnrolOutcome, VaultError> {
         let id =
             AgencyId::new(agency).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
         if self.policy.agency(&id).is_none() {
@@ -140,11 +170,18 @@ impl Vault {
             ));
         }
         let (now, now_ms) = now_parts();
-        let start = to_system_time(now);
-        let not_after = start + Duration::from_secs(u64::from(valid_days.clamp(1, 825)) * 86_400);
+        let not_after = now.saturating_add(
+            validity_days(valid_days, DEFAULT_AGENCY_CERT_DAYS, MAX_AGENCY_CERT_DAYS) * 86_400,
+        );
         let issued = self
             .ca
-            .issue(Usage::Client, agency, &[], start, not_after)
+            .issue(
+                Usage::Client,
+                agency,
+                &[],
+                to_system_time(now),
+                to_system_time(not_after),
+            )
             .map_err(VaultError::internal)?;
         let fp = issued.fingerprint();
         let ((), index) = self.transact(|tx| {
@@ -159,9 +196,7 @@ impl Vault {
             e.certs.push(PinnedCert {
                 fingerprint: fp.0,
                 issued_at: now,
-                not_after: Timestamp::from_unix_seconds(
-                    now.unix_seconds() + u64::from(valid_days.clamp(1, 825)) * 86_400,
-                ),
+                not_after,
             });
             agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.enrol");
@@ -239,7 +274,8 @@ impl Vault {
                 (Role::Auditor { name }, valid_days)
             }
         };
-        let expires = now.saturating_add(u64::from(days.clamp(1, 366)) * 86_400);
+        let expires =
+            now.saturating_add(validity_days(days, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS) * 86_400);
         let (token, index) = self.transact(|tx| {
             let mut d = operator_draft(now_ms, "token.issue");
             if let Role::Citizen { citizen } = &role {
@@ -280,14 +316,10 @@ impl Vault {
         Ok((n, index))
     }
 
-    /// Rotates the master key (`kek`: re-wraps every citizen key and the vault's own
-    /// secrets) or one citizen's data key (`dek`: re-encrypts their fields).
-    pub fn rotate_keys(
-        &self,
-        kind: &str,
-        citizen: Option<&str>,
-    ) -> Result<RotateOutcome, VaultError> {
-        self.rotate(kind, citizen, None)
+    /// Rotates the master key (re-wraps every citizen key and the vault's own secrets) or
+    /// one citizen's data key (re-encrypts their fields).
+    pub fn rotate_keys(&self, kind: KeyKind) -> Result<RotateOutcome, VaultError> {
+        self.rotate(kind, None)
     }
 
     /// Rotates the master key and changes the passphrase that seals it: the new master
@@ -299,19 +331,18 @@ impl Vault {
         new_passphrase: &str,
     ) -> Result<RotateOutcome, VaultError> {
         let pass = Passphrase::new(new_passphrase.to_owned());
-        self.rotate("kek", None, Some(&pass))
+        self.rotate(KeyKind::Kek, Some(&pass))
     }
 
-    /// The rotation's core: `new_passphrase` only with `kek`.
+    /// The rotation's core: `new_passphrase` only with [`KeyKind::Kek`].
     fn rotate(
         &self,
-        kind: &str,
-        citizen: Option<&str>,
+        kind: KeyKind,
         mut new_passphrase: Option<&Passphrase>,
     ) -> Result<RotateOutcome, VaultError> {
         let (now, now_ms) = now_parts();
         match kind {
-            "kek" => {
+            KeyKind::Kek => {
                 let mut moved = 0;
                 let changes_passphrase = new_passphrase.is_some();
                 loop {
@@ -352,10 +383,7 @@ impl Vault {
                     audit_index: index,
                 })
             }
-            "dek" => {
-                let citizen = citizen_id(citizen.ok_or_else(|| {
-                    VaultError::bad("citizen_required", "a data key rotation names the citizen")
-                })?)?;
+            KeyKind::Dek(citizen) => {
                 let mut moved = 0;
                 loop {
                     let _writers = self
@@ -385,7 +413,6 @@ impl Vault {
                     audit_index: index,
                 })
             }
-            _ => Err(VaultError::bad("invalid_kind", "kind is `kek` or `dek`")),
         }
     }
 
@@ -482,27 +509,14 @@ impl Vault {
             for (i, row) in rows.into_iter().enumerate() {
                 let at =
                     |e: VaultError| VaultError::bad("invalid_row", format!("row {}: {e}", i + 1));
-                let citizen = citizen_id(&row.citizen).map_err(at)?;
-                let category = Category::new(&row.category)
-                    .map_err(|e| at(VaultError::bad("invalid_category", e.to_string())))?;
-                if !self.policy.may_write(&agency_id, &category) {
-                    return Err(at(VaultError::forbidden(
-                        "not_source",
-                        format!("agency {agency} is not the source of category {category}"),
-                    )));
-                }
-                let mut names = Vec::new();
-                for (f, _) in &row.fields {
-                    let full = policies::FieldName::from_parts(&category, f)
-                        .map_err(|e| at(VaultError::bad("invalid_field", e.to_string())))?;
-                    if self.policy.field(&full).is_none() {
-                        return Err(at(VaultError::bad(
-                            "unknown_field",
-                            format!("field {full} is not in the vocabulary"),
-                        )));
-                    }
-                    names.push(full.as_str().to_owned());
-                }
+                let lens: Vec<(&str, usize)> =
+                    row.fields.iter().map(|(f, v)| (f.as_str(), v.len())).collect();
+                let checked =
+                    super::check_write(&self.policy, &agency_id, &row.citizen, &row.category, &lens)
+                        .map_err(|e| at(e.into()))?;
+                let names: Vec<String> =
+                    checked.fields.iter().map(|f| f.as_str().to_owned()).collect();
+                let (citizen, category) = (checked.citizen, checked.category);
                 let out = tx
                     .vault
                     .unsealed

@@ -141,6 +141,26 @@ impl VaultError {
     }
 }
 
+impl From<super::WriteRejected> for VaultError {
+    fn from(e: super::WriteRejected) -> Self {
+        use super::WriteRejected as W;
+        match e {
+            W::TooManyFields { .. } | W::FieldTooLarge { .. } | W::RecordTooLarge { .. } => {
+                VaultError::TooLarge {
+                    message: e.to_string(),
+                }
+            }
+            W::NotSource { .. } => VaultError::forbidden(e.code(), e.to_string()),
+            W::InvalidCitizen(_)
+            | W::InvalidCategory(_)
+            | W::NoFields
+            | W::InvalidField(_)
+            | W::UnknownField { .. }
+            | W::DuplicateField { .. } => VaultError::bad(e.code(), e.to_string()),
+        }
+    }
+}
+
 impl From<crate::codec::CodecError> for VaultError {
     fn from(e: crate::codec::CodecError) -> Self {
         VaultError::Internal(e.to_string())

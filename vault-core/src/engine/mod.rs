@@ -11,6 +11,7 @@ mod error;
 mod log;
 mod ops;
 mod secrets;
+mod writes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,16 +28,19 @@ use zeroize::Zeroizing;
 
 pub use crate::envelope::Plaintext;
 pub use admin::{
-    EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, LeafView, RotateOutcome, TokenOutcome,
-    TokenRequest, MAX_IMPORT_ROWS,
+    EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind, LeafView, RotateOutcome,
+    TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
+    MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
 pub use error::{ErrorKind, VaultError};
+pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, ConsentRequestInput, ConsentView, GrantInput,
     History, HistoryEntry, PendingAccess, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
 
 use crate::codec;
+use crate::offline::OfflineError;
 use crate::datadir::{self, Unsealed};
 use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
@@ -147,15 +151,23 @@ fn system(action: &str, time_ms: u64) -> EntryDraft {
     )
 }
 
-fn dd(e: datadir::DataDirError) -> VaultError {
-    match e.code() {
-        "wrong_passphrase" | "weak_passphrase" => VaultError::Unauthenticated {
-            message: e.to_string(),
-        },
-        "already_initialised" => VaultError::conflict("already_initialised", e.to_string()),
-        "not_initialised" => VaultError::bad("not_initialised", e.to_string()),
-        _ => VaultError::Internal(e.to_string()),
-    }
+/// The master keys that seal the vault's own secrets (CA, server, log and receipt keys).
+pub(crate) fn secrets_sealed_under(store: &dyn Storage) -> Result<Vec<u32>, VaultError> {
+    let Some(bytes) = store.get(Tree::Meta, ENGINE_KEY)? else {
+        return Err(VaultError::internal(
+            "the vault configuration is missing (half-initialised store)",
+        ));
+    };
+    let config: EngineConfig = codec::decode("engine config", META_FORMAT, &bytes)?;
+    Ok([
+        &config.ca_key,
+        &config.server_key,
+        &config.log_seed,
+        &config.receipt_seed,
+    ]
+    .iter()
+    .map(|s| s.kek_id)
+    .collect())
 }
 
 fn to_system_time(t: Timestamp) -> SystemTime {
@@ -165,12 +177,12 @@ fn to_system_time(t: Timestamp) -> SystemTime {
 impl Vault {
     /// Initialises a new vault in `dir` (new or empty except `policies/`): the sealed master
     /// key, the CA, the server and operator certificates, the log and receipt signing keys,
-    /// and the log's first entry.
-    pub fn init(
+    /// and the log's first entry. Reached through [`crate::DataDir::init`].
+    pub(crate) fn init(
         dir: &Path,
         passphrase: &str,
         options: InitOptions,
-    ) -> Result<InitOutput, VaultError> {
+    ) -> Result<InitOutput, OfflineError> {
         if options.origin.is_empty()
             || options.origin.len() > 200
             || options
@@ -181,13 +193,15 @@ impl Vault {
             return Err(VaultError::bad(
                 "invalid_origin",
                 "the log origin must be 1-200 characters without spaces or '+', e.g. vault.example.gov/consent-log",
-            ));
+            )
+            .into());
         }
         if options.hostnames.is_empty() {
             return Err(VaultError::bad(
                 "invalid_hostnames",
                 "name at least one host name for the server certificate",
-            ));
+            )
+            .into());
         }
         let (now, now_ms) = now_parts();
         let mut init_options = datadir::InitOptions::default();
@@ -199,8 +213,7 @@ impl Vault {
             &Passphrase::new(passphrase.to_owned()),
             init_options,
             now,
-        )
-        .map_err(dd)?;
+        )?;
         let start = to_system_time(now);
         let ca = Ca::generate(
             "consent vault CA",
@@ -265,34 +278,27 @@ impl Vault {
     }
 
     /// Opens and unseals the vault in `dir` with `passphrase`, loading its policy files
-    /// from `dir/policies`.
-    pub fn open(dir: &Path, passphrase: &str) -> Result<Vault, VaultError> {
-        let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|e| {
-            VaultError::bad(
-                "invalid_policies",
-                format!(
-                    "the policy files in {} are not valid:\n{e}",
-                    dir.join("policies").display()
-                ),
-            )
+    /// from `dir/policies`. Reached through [`crate::DataDir::open`].
+    pub(crate) fn open(dir: &Path, passphrase: &str) -> Result<Vault, OfflineError> {
+        let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|errors| {
+            OfflineError::InvalidPolicies {
+                dir: dir.join("policies"),
+                errors,
+            }
         })?;
         let unsealed = datadir::unseal(
             &dir.join("store"),
             &Passphrase::new(passphrase.to_owned()),
             RecordOptions::default(),
-        )
-        .map_err(dd)?;
+        )?;
         let store = unsealed.store().clone();
         let config: EngineConfig = match store.get(Tree::Meta, ENGINE_KEY)? {
             Some(v) => codec::decode("engine config", META_FORMAT, &v)?,
             None => {
-                return Err(VaultError::bad(
-                    "not_initialised",
-                    format!(
-                        "{} has a key store but no vault configuration (half-initialised): delete it and run `vault-cli init` again",
-                        dir.display()
-                    ),
-                ))
+                return Err(OfflineError::from(datadir::DataDirError::NotInitialised {
+                    path: dir.to_path_buf(),
+                    half: true,
+                }))
             }
         };
         let open = |s: &SealedSecret, name: &str| -> Result<Zeroizing<Vec<u8>>, VaultError> {

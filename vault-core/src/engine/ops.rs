@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
 use policies::{
-    evaluate, AccessRequest, AgencyId, Basis, Category, CitizenRef, ConsentArtefact, ConsentId,
+    evaluate, AccessRequest, AgencyId, Basis, CitizenRef, ConsentArtefact, ConsentId,
     ConsentStatus, ConsentTerms, FieldName, LegalBasis, Outcome, PurposeCode, Timestamp,
 };
 use ring::rand::SecureRandom;
@@ -367,23 +367,13 @@ impl Vault {
         category: &str,
         fields: Vec<(String, Plaintext)>,
     ) -> Result<WriteOutcome, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        let category = Category::new(category).map_err(|e| bad_id("invalid_category", e))?;
         let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
         let initiator = initiator.map(str::to_owned);
         check_text("initiator", &initiator)?;
-        let mut names = Vec::with_capacity(fields.len());
-        for (f, _) in &fields {
-            let full =
-                FieldName::from_parts(&category, f).map_err(|e| bad_id("invalid_field", e))?;
-            if self.policy.field(&full).is_none() {
-                return Err(VaultError::bad(
-                    "unknown_field",
-                    format!("field {full} is not in the vocabulary: see the policy files"),
-                ));
-            }
-            names.push(full.as_str().to_owned());
-        }
+        let lens: Vec<(&str, usize)> = fields.iter().map(|(f, v)| (f.as_str(), v.len())).collect();
+        let checked = super::writes::check_shape(&self.policy, citizen, category, &lens)?;
+        let (citizen, category) = (checked.citizen, checked.category);
+        let names: Vec<String> = checked.fields.iter().map(|f| f.as_str().to_owned()).collect();
         let allowed = self.policy.may_write(&agency_id, &category);
         let (now, now_ms) = now_parts();
         let (version, index) = self.transact(|tx| {

@@ -288,6 +288,54 @@ pub enum StorageError {
     },
 }
 
+/// Entries read per page by [`scan_all`].
+const SCAN_PAGE: usize = 4096;
+
+/// Every entry of `tree` in ascending key order, read a page at a time (memory bounded by
+/// one page).
+pub fn scan_all(store: &dyn Storage, tree: Tree) -> ScanAll<'_> {
+    ScanAll {
+        store,
+        tree,
+        next: Some(Vec::new()),
+        page: Vec::new().into_iter(),
+    }
+}
+
+/// The iterator of [`scan_all`].
+pub struct ScanAll<'a> {
+    store: &'a dyn Storage,
+    tree: Tree,
+    /// The start key of the next page; `None` once the last page was read.
+    next: Option<Vec<u8>>,
+    page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Iterator for ScanAll<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>), StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.page.next() {
+                return Some(Ok(item));
+            }
+            let start = self.next.take()?;
+            let page = match self.store.scan(self.tree, &start, None, SCAN_PAGE) {
+                Ok(page) => page,
+                Err(e) => return Some(Err(e)),
+            };
+            if page.len() == SCAN_PAGE {
+                self.next = page.last().map(|(k, _)| {
+                    let mut n = k.clone();
+                    n.push(0);
+                    n
+                });
+            }
+            self.page = page.into_iter();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,8 @@ fn rotations_killed_at_random_moments_resume_and_lose_nothing() {
     );
     let (ids, current) = v.kek_ids();
     for id in ids.into_iter().filter(|i| *i != current) {
-        v.retire_kek(id).expect("an old KEK retires once unused");
+        v.retire_kek(id, &[])
+            .expect("an old KEK retires once unused");
     }
     let s = datadir::status_of(&**v.store()).expect("status");
     assert_eq!(s.kek_ids, vec![current]);

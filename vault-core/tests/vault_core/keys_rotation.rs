@@ -31,7 +31,7 @@ fn kek_rotation_resumes_after_a_stop_and_leaves_ciphertexts_alone() {
     assert_eq!((p.moved, p.done), (25, false));
     // Retiring the old KEK is refused while the rotation is unfinished.
     assert!(matches!(
-        v.retire_kek(1),
+        v.retire_kek(1, &[]),
         Err(DataDirError::RotationInProgress { target: 2 })
     ));
     drop(v); // "crash": the process goes away midway.
@@ -53,10 +53,10 @@ fn kek_rotation_resumes_after_a_stop_and_leaves_ciphertexts_alone() {
         "field ciphertexts are untouched"
     );
     assert!(matches!(
-        v.retire_kek(2),
+        v.retire_kek(2, &[]),
         Err(DataDirError::KekIsCurrent { kek_id: 2 })
     ));
-    v.retire_kek(1).unwrap();
+    v.retire_kek(1, &[]).unwrap();
     drop(v);
     let s = datadir::status(&dir).unwrap();
     assert_eq!((s.kek_ids.clone(), s.kek_rotation_target), (vec![2], None));
@@ -82,13 +82,19 @@ fn retiring_a_kek_that_still_wraps_keys_is_refused() {
     // rotation that did finish for only some citizens is covered above; here the KEK is
     // in use and the rotation unfinished.
     let v = reopen(&_dir, None);
-    assert_eq!(v.retire_kek(1).unwrap_err().code(), "rotation_in_progress");
-    assert_eq!(v.retire_kek(9).unwrap_err().code(), "rotation_in_progress");
+    assert_eq!(
+        v.retire_kek(1, &[]).unwrap_err().code(),
+        "rotation_in_progress"
+    );
+    assert_eq!(
+        v.retire_kek(9, &[]).unwrap_err().code(),
+        "rotation_in_progress"
+    );
     v.rotate_kek(None, now(), None).unwrap();
-    assert_eq!(v.retire_kek(9).unwrap_err().code(), "unknown_kek");
+    assert_eq!(v.retire_kek(9, &[]).unwrap_err().code(), "unknown_kek");
     // A new citizen after rotation is wrapped under KEK 2 only.
     put(&v, "c2", "tax", &[("income", b"2")]);
-    v.retire_kek(1).unwrap();
+    v.retire_kek(1, &[]).unwrap();
     assert_eq!(read_all(&v, "c2").len(), 1);
 }
 
@@ -103,7 +109,7 @@ fn kek_in_use_is_not_retired() {
     let mut b = vault_core::storage::WriteBatch::new();
     b.delete(Tree::Meta, b"kek.rotation".to_vec());
     v.store().commit(b).unwrap();
-    let err = v.retire_kek(1).unwrap_err();
+    let err = v.retire_kek(1, &[]).unwrap_err();
     assert!(
         matches!(
             err,
@@ -142,7 +148,7 @@ fn kek_rotation_with_a_new_passphrase() {
         .unwrap_err();
     assert_eq!(err.code(), "rotation_in_progress");
     assert!(v.rotate_kek(None, now(), None).unwrap().done);
-    v.retire_kek(1).unwrap();
+    v.retire_kek(1, &[]).unwrap();
     assert_eq!(read_all(&v, "c1").len(), 1);
 }
 

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vault_core::engine::{ImportRow, TokenRequest};
+use vault_core::{CitizenId, ImportRow, KeyKind, TokenRequest};
 
 use super::{Body, Path};
 use crate::app::{blocking, App, OperatorCaller};
@@ -29,8 +29,7 @@ pub(crate) async fn enrol(
     _op: OperatorCaller,
     Body(body): Body<EnrolBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let days = body.valid_days.unwrap_or(365).clamp(1, 825);
-    let out = blocking(&app, move |v| v.enrol_agency(&body.agency, days)).await?;
+    let out = blocking(&app, move |v| v.enrol_agency(&body.agency, body.valid_days)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -90,12 +89,9 @@ pub(crate) async fn issue_token(
             valid_days,
         } => TokenRequest::Citizen {
             citizen,
-            valid_days: valid_days.unwrap_or(30),
+            valid_days,
         },
-        TokenBody::Auditor { name, valid_days } => TokenRequest::Auditor {
-            name,
-            valid_days: valid_days.unwrap_or(30),
-        },
+        TokenBody::Auditor { name, valid_days } => TokenRequest::Auditor { name, valid_days },
     };
     let out = blocking(&app, move |v| v.issue_token(req)).await?;
     Ok((
@@ -134,10 +130,26 @@ pub(crate) async fn rotate(
     _op: OperatorCaller,
     Body(body): Body<RotateBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let out = blocking(&app, move |v| {
-        v.rotate_keys(&body.kind, body.citizen.as_deref())
-    })
-    .await?;
+    let kind = match (body.kind.as_str(), body.citizen) {
+        ("kek", _) => KeyKind::Kek,
+        ("dek", Some(c)) => KeyKind::Dek(
+            CitizenId::new(&c)
+                .map_err(|e| ApiError::bad_request("invalid_citizen", e.to_string()))?,
+        ),
+        ("dek", None) => {
+            return Err(ApiError::bad_request(
+                "citizen_required",
+                "a data key rotation names the citizen",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_kind",
+                "kind is `kek` or `dek`",
+            ))
+        }
+    };
+    let out = blocking(&app, move |v| v.rotate_keys(kind)).await?;
     Ok(Json(
         json!({ "rotated": out.rotated, "key_id": out.key_id, "audit_index": out.audit_index }),
     ))

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vault_core::engine::{AccessInput, ConsentRequestInput};
+use vault_core::{AccessInput, ConsentRequestInput};
 
 use super::{Body, Path};
 use crate::app::{blocking, AgencyCaller, App};

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vault_core::engine::GrantInput;
+use vault_core::GrantInput;
 
 use super::{Body, Path, Query};
 use crate::app::{blocking, App, CitizenCaller};

@@ -1,0 +1,583 @@
+//! [`DataDir`]: the offline facade. Every operation on a vault data directory that no
+//! process serves (init, open, status, unseal check, key rotation, master key retirement,
+//! compaction, restore) goes through it, so the rules that protect a stopped vault live
+//! here once and the adapters only read arguments and print outcomes.
+//!
+//! Layout of a data directory: `store/` (the store: keys, records, consents, tokens,
+//! enrolments, the audit log) and `policies/` (the policy files the vault enforces).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use audit::{Checkpoint, NoteVerifier, SignedCheckpoint};
+use policies::{PolicyErrors, PolicySet};
+
+use crate::datadir::{self, CompactReport, DataDirError, Status};
+use crate::engine::{InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
+use crate::keys::{KeyError, Passphrase};
+use crate::storage::sled::SledStore;
+use crate::storage::{self, StorageError, Tree};
+
+/// The store's folder inside a data directory.
+const STORE_DIR: &str = "store";
+/// The policy files' folder inside a data directory.
+const POLICIES_DIR: &str = "policies";
+
+/// Why an offline operation failed. The adapters map each variant to an exit code or an
+/// HTTP status in one table each; messages say what to do and never carry secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The passphrase does not open the vault; nothing was changed.
+    #[error(transparent)]
+    WrongPassphrase(KeyError),
+    /// A new passphrase is refused (too short).
+    #[error(transparent)]
+    WeakPassphrase(KeyError),
+    /// The directory holds no (or a half-) initialised vault.
+    #[error(transparent)]
+    NotInitialised(DataDirError),
+    /// `init` on a directory that already holds a vault.
+    #[error(transparent)]
+    AlreadyInitialised(DataDirError),
+    /// The target directory of `init` or `restore` is not new or empty.
+    #[error("{} is not empty: {hint}", path.display())]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The policy files do not load.
+    #[error("the policy files in {} are not valid:\n{errors}\nfix them (see `vault-cli policies check`) and run the command again", dir.display())]
+    InvalidPolicies {
+        /// Their directory.
+        dir: PathBuf,
+        /// Every error, with file and line.
+        errors: PolicyErrors,
+    },
+    /// Another process (a running server) holds the store.
+    #[error("{} is in use by another process: is the server running on it? Stop it, or use the live verbs", path.display())]
+    Busy {
+        /// The store directory.
+        path: PathBuf,
+        /// The store's error.
+        #[source]
+        source: DataDirError,
+    },
+    /// A master key operation is refused in the current state (current or unknown key,
+    /// key still in use, unfinished rotation).
+    #[error(transparent)]
+    KeyStateRefused(DataDirError),
+    /// The published checkpoint given for a restore is unusable.
+    #[error("the published checkpoint {reason}")]
+    InvalidCheckpoint {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A restore is refused; the target directory is empty again.
+    #[error("refusing to restore: {0}")]
+    RestoreRefused(RestoreRefusal),
+    /// The backup file is damaged or not a backup.
+    #[error(transparent)]
+    Backup(crate::backup::BackupError),
+    /// A step failed and the new directory could not be emptied again.
+    #[error("{} could not be emptied after the failure: delete it by hand", path.display())]
+    NotCleaned {
+        /// The directory.
+        path: PathBuf,
+        /// What failed first.
+        #[source]
+        cause: Box<OfflineError>,
+    },
+    /// A file-system step failed.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store or the key store failed (damaged, unreadable).
+    #[error(transparent)]
+    Store(DataDirError),
+    /// An engine operation on the opened vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<DataDirError> for OfflineError {
+    fn from(e: DataDirError) -> Self {
+        match e {
+            DataDirError::Key(k @ KeyError::WrongPassphrase { .. }) => {
+                OfflineError::WrongPassphrase(k)
+            }
+            DataDirError::Key(k @ KeyError::PassphraseTooShort { .. }) => {
+                OfflineError::WeakPassphrase(k)
+            }
+            e @ DataDirError::NotInitialised { .. } => OfflineError::NotInitialised(e),
+            e @ DataDirError::AlreadyInitialised { .. } => OfflineError::AlreadyInitialised(e),
+            e @ (DataDirError::KekInUse { .. }
+            | DataDirError::KekIsCurrent { .. }
+            | DataDirError::KekSealsSecrets { .. }
+            | DataDirError::UnknownKek { .. }
+            | DataDirError::RotationInProgress { .. }) => OfflineError::KeyStateRefused(e),
+            e => OfflineError::Store(e),
+        }
+    }
+}
+
+impl From<crate::codec::CodecError> for OfflineError {
+    fn from(e: crate::codec::CodecError) -> Self {
+        OfflineError::Store(DataDirError::Codec(e))
+    }
+}
+
+impl From<StorageError> for OfflineError {
+    fn from(e: StorageError) -> Self {
+        OfflineError::Store(DataDirError::Storage(e))
+    }
+}
+
+/// Why a restore was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreRefusal {
+    /// The backup's log is shorter than the published checkpoint.
+    #[error("the backup's audit log has {size} entries but a checkpoint of {published} entries was already published; the restored vault would sign a checkpoint that contradicts it. Restore a backup taken after that checkpoint")]
+    Shorter {
+        /// The backup's log size.
+        size: u64,
+        /// The published size.
+        published: u64,
+    },
+    /// The backup's log has another root at the published size.
+    #[error("the backup's audit log is not consistent with the published checkpoint (its first {published} entries have another root): is this a backup of the same vault?")]
+    OtherRoot {
+        /// The published size.
+        published: u64,
+    },
+    /// The backup's log is not contiguous.
+    #[error("the backup's audit log has a gap at entry {index}")]
+    Gap {
+        /// The first missing index.
+        index: u64,
+    },
+    /// An audit leaf key of the backup is malformed.
+    #[error("the backup holds a malformed audit leaf key")]
+    MalformedLeafKey,
+    /// The published checkpoint is not signed by the restored vault's log key.
+    #[error("the published checkpoint is not signed by this vault's log key: {reason}")]
+    ForeignCheckpoint {
+        /// What the verifier found.
+        reason: String,
+    },
+}
+
+/// A checkpoint already published (held by an auditor, or saved with `vault-cli audit
+/// checkpoint --out`): a restore must extend it.
+#[derive(Clone, Debug)]
+pub struct PublishedCheckpoint {
+    note: String,
+    checkpoint: Checkpoint,
+    signature_checked: bool,
+}
+
+impl PublishedCheckpoint {
+    /// Parses a signed checkpoint note; with `log_key` (a note verifier key), its signature
+    /// is checked now, otherwise against the restored vault's own key once it opens.
+    pub fn parse(note: &str, log_key: Option<&str>) -> Result<Self, OfflineError> {
+        let invalid = |reason: String| OfflineError::InvalidCheckpoint { reason };
+        let body = note
+            .split_once("\n\n")
+            .map(|(b, _)| format!("{b}\n"))
+            .ok_or_else(|| {
+                invalid("is not a signed note (no blank line before the signature)".to_owned())
+            })?;
+        let checkpoint =
+            Checkpoint::parse(&body).map_err(|e| invalid(format!("does not parse: {e}")))?;
+        if let Some(key) = log_key {
+            let verifier = NoteVerifier::parse(key).map_err(|e| {
+                invalid(format!(
+                    "cannot be checked: the log key does not parse: {e}"
+                ))
+            })?;
+            SignedCheckpoint::parse(note, &verifier)
+                .map_err(|e| invalid(format!("does not verify with the log key: {e}")))?;
+        }
+        Ok(PublishedCheckpoint {
+            note: note.to_owned(),
+            checkpoint,
+            signature_checked: log_key.is_some(),
+        })
+    }
+
+    /// Its size.
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size
+    }
+}
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct InitReport {
+    /// What the operator gets once (certificates, keys, the log's verifier key).
+    pub output: InitOutput,
+    /// The policy files copied into the data directory.
+    pub policy_files: Vec<String>,
+    /// Agencies in the policy registry.
+    pub agencies: usize,
+}
+
+/// What a successful unseal check saw.
+#[derive(Clone, Debug)]
+pub struct UnsealReport {
+    /// Entries in the audit log.
+    pub audit_size: u64,
+    /// The latest signed checkpoint (note text).
+    pub checkpoint: String,
+    /// The log's note verifier key.
+    pub log_verifier_key: String,
+    /// Agencies enrolled and not revoked.
+    pub agencies_enrolled: usize,
+    /// Agencies revoked.
+    pub agencies_revoked: usize,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug)]
+pub struct RestoreOutcome {
+    /// Store entries restored.
+    pub entries: u64,
+    /// Entries in the restored audit log.
+    pub audit_size: u64,
+    /// The checkpoint the restored vault signed when it opened.
+    pub checkpoint: String,
+    /// The size of the published checkpoint it was checked against, if any.
+    pub checked_against: Option<u64>,
+}
+
+/// A vault data directory that no process serves.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    dir: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `dir` (nothing is read until an operation runs).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DataDir { dir: dir.into() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.dir.join(STORE_DIR)
+    }
+
+    fn policies_dir(&self) -> PathBuf {
+        self.dir.join(POLICIES_DIR)
+    }
+
+    /// Creates a vault in this (new or empty) directory: the policy files of `policies` are
+    /// checked and copied in, then the sealed master key, the CA, the server and operator
+    /// certificates, the log and receipt signing keys and the log's first entry are
+    /// written. On failure the directory is left empty again.
+    pub fn init(
+        &self,
+        passphrase: &str,
+        policies: &Path,
+        options: InitOptions,
+    ) -> Result<InitReport, OfflineError> {
+        Passphrase::new(passphrase.to_owned())
+            .check_strength()
+            .map_err(OfflineError::WeakPassphrase)?;
+        load_policies(policies)?;
+        self.create_empty(
+            "`vault-cli init` makes a new vault in a new or empty directory (use `vault-cli status --data-dir` to inspect an existing one)",
+        )?;
+        self.undo_on_error(|| {
+            let policy_files = copy_policies(policies, &self.policies_dir())?;
+            // What the vault will load is what was checked.
+            let policy = load_policies(&self.policies_dir())?;
+            let output = Vault::init(&self.dir, passphrase, options)?;
+            Ok(InitReport {
+                output,
+                policy_files,
+                agencies: policy.agencies().count(),
+            })
+        })
+    }
+
+    /// Opens and unseals the vault with `passphrase`, loading its policy files.
+    pub fn open(&self, passphrase: &str) -> Result<Vault, OfflineError> {
+        Vault::open(&self.dir, passphrase)
+    }
+
+    /// The store's state, read without the passphrase, and whether its policy files load.
+    pub fn status(&self) -> Result<(Status, Result<PolicySet, PolicyErrors>), OfflineError> {
+        let store = self.store_dir();
+        let status = datadir::status(&store).map_err(|e| busy_or(&store, e))?;
+        Ok((status, PolicySet::load_dir(&self.policies_dir())))
+    }
+
+    /// Opens the vault once to prove that `passphrase` unseals it, and closes it again.
+    pub fn check_unseal(&self, passphrase: &str) -> Result<UnsealReport, OfflineError> {
+        if !self.store_dir().exists() {
+            return Err(OfflineError::from(DataDirError::NotInitialised {
+                path: self.dir.clone(),
+                half: false,
+            }));
+        }
+        let vault = self.open(passphrase)?;
+        let report = (|| {
+            let agencies = vault.list_agencies()?;
+            let enrolled = agencies.iter().filter(|e| e.revoked_at.is_none()).count();
+            Ok::<_, VaultError>(UnsealReport {
+                audit_size: vault.audit_size(),
+                checkpoint: vault.latest_checkpoint()?,
+                log_verifier_key: vault.log_verifier_key().to_owned(),
+                agencies_enrolled: enrolled,
+                agencies_revoked: agencies.len() - enrolled,
+            })
+        })();
+        vault.shutdown();
+        Ok(report?)
+    }
+
+    /// Rotates a key of the stopped vault (see [`Vault::rotate_keys`]); an interrupted
+    /// rotation is finished by running it again.
+    pub fn rotate(&self, passphrase: &str, kind: KeyKind) -> Result<RotateOutcome, OfflineError> {
+        let vault = self.open(passphrase)?;
+        let out = vault.rotate_keys(kind);
+        vault.shutdown();
+        Ok(out?)
+    }
+
+    /// Rotates the master key and changes the passphrase that seals it (see
+    /// [`Vault::rotate_kek_with_new_passphrase`]).
+    pub fn change_passphrase(
+        &self,
+        passphrase: &str,
+        new_passphrase: &str,
+    ) -> Result<RotateOutcome, OfflineError> {
+        let vault = self.open(passphrase)?;
+        let out = vault.rotate_kek_with_new_passphrase(new_passphrase);
+        vault.shutdown();
+        Ok(out?)
+    }
+
+    /// Deletes the old sealed master key `kek_id` once nothing is sealed or wrapped under
+    /// it any more: not the current key, no citizen key, and none of the vault's own
+    /// secrets (retiring the key that seals them would make the vault unopenable).
+    pub fn retire_kek(&self, passphrase: &str, kek_id: u32) -> Result<(), OfflineError> {
+        let unsealed = datadir::unseal(
+            &self.store_dir(),
+            &Passphrase::new(passphrase.to_owned()),
+            Default::default(),
+        )?;
+        let sealed = crate::engine::secrets_sealed_under(&**unsealed.store())?;
+        Ok(unsealed.retire_kek(kek_id, &sealed)?)
+    }
+
+    /// Rewrites the store with live entries only (see `docs/keys.md`).
+    pub fn compact(&self) -> Result<CompactReport, OfflineError> {
+        let store = self.store_dir();
+        datadir::compact(&store).map_err(|e| busy_or(&store, e))
+    }
+
+    /// Restores `backup` into this new (or empty) directory with the policy files of
+    /// `policies`, and opens the result once with `passphrase` to prove it is whole.
+    ///
+    /// With `published`, the restored log must extend that checkpoint: the root of its
+    /// first `published.size()` leaves, recomputed from the exact stored leaf bytes, must
+    /// be the published root, checked BEFORE the vault is first opened (opening signs a
+    /// checkpoint), and the checkpoint's signature must be the vault's. Any refusal or
+    /// failure leaves the directory empty again.
+    pub fn restore(
+        &self,
+        backup: impl Read,
+        policies: &Path,
+        published: Option<&PublishedCheckpoint>,
+        passphrase: &str,
+    ) -> Result<RestoreOutcome, OfflineError> {
+        load_policies(policies)?;
+        self.create_empty("restore into a new or empty directory (never over a vault)")?;
+        self.undo_on_error(|| {
+            let entries = {
+                let store = SledStore::create(self.store_dir())?;
+                let entries =
+                    crate::backup::restore(backup, &store).map_err(OfflineError::Backup)?;
+                if let Some(p) = published {
+                    check_extends(&store, &p.checkpoint)?;
+                }
+                entries
+            };
+            copy_policies(policies, &self.policies_dir())?;
+            let vault = self.open(passphrase)?;
+            let outcome = (|| {
+                if let Some(p) = published.filter(|p| !p.signature_checked) {
+                    let verifier = NoteVerifier::parse(vault.log_verifier_key())
+                        .map_err(|e| VaultError::internal(format!("the vault's log key: {e}")))?;
+                    SignedCheckpoint::parse(&p.note, &verifier).map_err(|e| {
+                        OfflineError::RestoreRefused(RestoreRefusal::ForeignCheckpoint {
+                            reason: e.to_string(),
+                        })
+                    })?;
+                }
+                Ok(RestoreOutcome {
+                    entries,
+                    audit_size: vault.audit_size(),
+                    checkpoint: vault.latest_checkpoint()?,
+                    checked_against: published.map(PublishedCheckpoint::size),
+                })
+            })();
+            vault.shutdown();
+            outcome
+        })
+    }
+
+    /// Creates the directory, refusing one that holds anything.
+    fn create_empty(&self, hint: &'static str) -> Result<(), OfflineError> {
+        match std::fs::read_dir(&self.dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(OfflineError::NotEmpty {
+                        path: self.dir.clone(),
+                        hint,
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("read", &self.dir)(e)),
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io_error("create", &self.dir))
+    }
+
+    /// Runs `f` on the directory [`DataDir::create_empty`] made; on failure empties it
+    /// again, so the command can simply be run again.
+    fn undo_on_error<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, OfflineError>,
+    ) -> Result<T, OfflineError> {
+        f().map_err(|e| match empty_dir(&self.dir) {
+            Ok(()) => e,
+            Err(_) => OfflineError::NotCleaned {
+                path: self.dir.clone(),
+                cause: Box::new(e),
+            },
+        })
+    }
+}
+
+/// The store was locked by another process, or failed otherwise.
+fn busy_or(store: &Path, e: DataDirError) -> OfflineError {
+    let locked = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .filter_map(|e| e.downcast_ref::<std::io::Error>())
+    .any(|e| e.kind() == std::io::ErrorKind::WouldBlock);
+    if locked {
+        OfflineError::Busy {
+            path: store.to_path_buf(),
+            source: e,
+        }
+    } else {
+        OfflineError::from(e)
+    }
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
+    let path = path.to_path_buf();
+    move |source| OfflineError::Io { what, path, source }
+}
+
+fn load_policies(dir: &Path) -> Result<PolicySet, OfflineError> {
+    PolicySet::load_dir(dir).map_err(|errors| OfflineError::InvalidPolicies {
+        dir: dir.to_path_buf(),
+        errors,
+    })
+}
+
+/// Copies every `*.toml` file of `src` into `dst` (created; never over a file), each
+/// synced; returns their names, sorted.
+fn copy_policies(src: &Path, dst: &Path) -> Result<Vec<String>, OfflineError> {
+    std::fs::create_dir_all(dst).map_err(io_error("create", dst))?;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(src).map_err(io_error("read", src))? {
+        let path = entry.map_err(io_error("read", src))?.path();
+        let Some(name) = path.file_name().filter(|_| path.is_file()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "toml") {
+            let bytes = std::fs::read(&path).map_err(io_error("read", &path))?;
+            let target = dst.join(name);
+            write_new_synced(&target, &bytes).map_err(io_error("write", &target))?;
+            names.push(name.to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn write_new_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Removes everything inside `dir`.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a restored log that does not extend `published`: the root of its first
+/// `published.size` leaves, from the exact stored leaf bytes, must be the published root.
+fn check_extends(store: &SledStore, published: &Checkpoint) -> Result<(), OfflineError> {
+    let refuse = |r: RestoreRefusal| Err(OfflineError::RestoreRefused(r));
+    let mut frontier = audit::Frontier::default();
+    let mut root = (published.size == 0).then(audit::empty_root);
+    for item in storage::scan_all(store, Tree::AuditLeaves) {
+        let (key, leaf) = item?;
+        let Ok(index) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
+            return refuse(RestoreRefusal::MalformedLeafKey);
+        };
+        if index != frontier.size() {
+            return refuse(RestoreRefusal::Gap {
+                index: frontier.size(),
+            });
+        }
+        frontier.push(audit::leaf_hash(&leaf));
+        if frontier.size() == published.size {
+            root = Some(frontier.root());
+        }
+    }
+    if frontier.size() < published.size {
+        return refuse(RestoreRefusal::Shorter {
+            size: frontier.size(),
+            published: published.size,
+        });
+    }
+    if root != Some(published.root) {
+        return refuse(RestoreRefusal::OtherRoot {
+            published: published.size,
+        });
+    }
+    Ok(())
+}
