@@ -1,0 +1,1 @@
+//! The entry vectors of `testdata/entries/`.
