@@ -1,7 +1,7 @@
 //! The owning decode: an [`Entry`] from leaf bytes, through the strict reader.
 
 use super::reader::{decode_view, Fault, Items, Map, Reader};
-use crate::entry::{Actor, Entry, EntryError, SubjectTag, Withheld};
+use crate::entry::{Actor, Entry, EntryDraft, EntryError, SubjectTag, Withheld};
 /// An owned copy of text bytes the reader has checked.
 pub(super) fn owned(bytes: &[u8]) -> Result<String, Fault> {
     std::str::from_utf8(bytes)
@@ -43,26 +43,28 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
     };
     Ok(Entry {
         index: w.index,
-        time_ms: w.time,
-        actor: Actor {
-            kind,
-            id: owned(w.actor_id)?,
-        },
-        initiator: owned_opt(w.initiator)?,
-        action: owned(w.action)?,
-        processing: owned_opt(w.processing)?,
-        purpose: owned_opt(w.purpose)?,
-        requested: owned_texts(w.requested)?,
-        released: owned_texts(w.released)?,
-        withheld,
-        legal_basis: owned_opt(w.legal_basis)?,
-        legal_reference: owned_opt(w.legal_reference)?,
-        consent_id: owned_opt(w.consent_id)?,
-        decision: owned(w.decision)?,
-        justification: owned_opt(w.justification)?,
-        review: w.review,
-        subject: w.subject.map(|t| SubjectTag(*t)),
-        subject_prev: w.subject_prev,
         prev: *w.prev,
+        body: EntryDraft {
+            time_ms: w.time,
+            actor: Actor {
+                kind,
+                id: owned(w.actor_id)?,
+            },
+            initiator: owned_opt(w.initiator)?,
+            action: owned(w.action)?,
+            processing: owned_opt(w.processing)?,
+            purpose: owned_opt(w.purpose)?,
+            requested: owned_texts(w.requested)?,
+            released: owned_texts(w.released)?,
+            withheld,
+            legal_basis: owned_opt(w.legal_basis)?,
+            legal_reference: owned_opt(w.legal_reference)?,
+            consent_id: owned_opt(w.consent_id)?,
+            decision: owned(w.decision)?,
+            justification: owned_opt(w.justification)?,
+            review: w.review,
+            subject: w.subject.map(|t| SubjectTag(*t)),
+            subject_prev: w.subject_prev,
+        },
     })
 }

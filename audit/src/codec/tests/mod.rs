@@ -12,6 +12,9 @@ use super::reader::*;
 use super::*;
 use crate::entry::*;
 
+#[path = "../../../tests/support/drafts.rs"]
+mod support;
+
 /// The versions the reader accepts: 2 (the map form) and 3 (the array form).
 const VERSIONS: [u64; 2] = [MAP_VERSION, ENTRY_VERSION];
 
@@ -58,34 +61,36 @@ fn reference_decode(bytes: &[u8]) -> Result<Entry, EntryError> {
     let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(Entry {
         index: w.index,
-        time_ms: w.time,
-        actor: Actor {
-            kind,
-            id: w.actor.id.to_owned(),
-        },
-        initiator: w.initiator.map(str::to_owned),
-        action: w.action.to_owned(),
-        processing: w.processing.map(str::to_owned),
-        purpose: w.purpose.map(str::to_owned),
-        requested: owned(&w.requested),
-        released: owned(&w.released),
-        withheld: w
-            .withheld
-            .iter()
-            .map(|x| Withheld {
-                field: x.field.to_owned(),
-                reason: x.reason.to_owned(),
-            })
-            .collect(),
-        legal_basis: w.legal_basis.map(str::to_owned),
-        legal_reference: w.legal_reference.map(str::to_owned),
-        consent_id: w.consent_id.map(str::to_owned),
-        decision: w.decision.to_owned(),
-        justification: w.justification.map(str::to_owned),
-        review: w.review,
-        subject: w.subject.map(|b| SubjectTag(b.0)),
-        subject_prev: w.subject_prev,
         prev: w.prev.0,
+        body: EntryDraft {
+            time_ms: w.time,
+            actor: Actor {
+                kind,
+                id: w.actor.id.to_owned(),
+            },
+            initiator: w.initiator.map(str::to_owned),
+            action: w.action.to_owned(),
+            processing: w.processing.map(str::to_owned),
+            purpose: w.purpose.map(str::to_owned),
+            requested: owned(&w.requested),
+            released: owned(&w.released),
+            withheld: w
+                .withheld
+                .iter()
+                .map(|x| Withheld {
+                    field: x.field.to_owned(),
+                    reason: x.reason.to_owned(),
+                })
+                .collect(),
+            legal_basis: w.legal_basis.map(str::to_owned),
+            legal_reference: w.legal_reference.map(str::to_owned),
+            consent_id: w.consent_id.map(str::to_owned),
+            decision: w.decision.to_owned(),
+            justification: w.justification.map(str::to_owned),
+            review: w.review,
+            subject: w.subject.map(|b| SubjectTag(b.0)),
+            subject_prev: w.subject_prev,
+        },
     })
 }
 
@@ -122,6 +127,29 @@ fn agree(bytes: &[u8]) -> bool {
     new.is_ok()
 }
 
+/// `bytes` decode to `e` by the owning decode and the reference model, and to its links
+/// by the verifier's path.
+fn assert_decodes_to(bytes: &[u8], e: &Entry) {
+    assert_eq!(decode_entry(bytes).as_ref(), Ok(e));
+    assert_eq!(reference_decode(bytes).as_ref(), Ok(e));
+    let links = decode_links(bytes).expect("decodes");
+    assert_eq!(
+        (links.index, links.prev, links.subject, links.subject_prev),
+        (e.index, e.prev, e.subject, e.subject_prev)
+    );
+}
+
+/// Withheld items from `(field, reason)` pairs.
+fn withheld(pairs: &[(&str, &str)]) -> Vec<Withheld> {
+    pairs
+        .iter()
+        .map(|(field, reason)| Withheld {
+            field: (*field).into(),
+            reason: (*reason).into(),
+        })
+        .collect()
+}
+
 fn sample() -> Entry {
     let mut d = crate::entry::EntryDraft::new(
         1_700_000_000_000,
@@ -134,10 +162,7 @@ fn sample() -> Entry {
     );
     d.requested = vec!["address".into(), "income".into()];
     d.released = vec!["address".into()];
-    d.withheld = vec![Withheld {
-        field: "income".into(),
-        reason: "no_consent".into(),
-    }];
+    d.withheld = withheld(&[("income", "no_consent")]);
     d.subject = Some(SubjectTag([7; 32]));
     d.subject_prev = Some(3);
     d.purpose = Some("tax assessment".into());
@@ -160,16 +185,7 @@ fn citizen() -> Entry {
     d.purpose = Some("Überprüfung ✓".into());
     d.requested = vec!["a".into(), "b".into(), "c".into()];
     d.released = vec!["a".into(), "b".into()];
-    d.withheld = vec![
-        Withheld {
-            field: "c".into(),
-            reason: "r".into(),
-        },
-        Withheld {
-            field: "d".into(),
-            reason: "s".into(),
-        },
-    ];
+    d.withheld = withheld(&[("c", "r"), ("d", "s")]);
     d.legal_basis = Some("consent".into());
     d.legal_reference = Some("§ 4".into());
     d.consent_id = Some("c-1".into());
@@ -196,32 +212,8 @@ fn minimal() -> Entry {
 
 /// A typical access entry of the benchmark: its entry 500,000 (`benches/audit.rs`).
 fn typical_access() -> Entry {
-    let i = 500_000u64;
-    let mut d = crate::entry::EntryDraft::new(
-        1_767_225_600_000 + i,
-        Actor {
-            kind: ActorKind::Agency,
-            id: format!("agency-{}", i % 50),
-        },
-        "access",
-        "partial",
-    );
-    let mut tag = [0u8; 32];
-    tag[..8].copy_from_slice(&(i % 100_000).to_be_bytes());
-    d.subject = Some(SubjectTag(tag));
-    d.subject_prev = Some(i - 100_000);
-    d.initiator = Some("officer-17".into());
-    d.purpose = Some("benefit-assessment".into());
-    d.processing = Some("disclosure".into());
-    d.requested = vec!["address".into(), "income".into()];
-    d.released = vec!["address".into()];
-    d.withheld = vec![Withheld {
-        field: "income".into(),
-        reason: "no_consent".into(),
-    }];
-    d.legal_basis = Some("consent".into());
-    d.consent_id = Some(format!("c-{i}"));
-    Entry::from_draft(d, i, [0x5a; 32])
+    let i = 500_000;
+    Entry::from_draft(support::typical_access(i, Some(i - 100_000)), i, [0x5a; 32])
 }
 
 /// The hex fixtures of `testdata/entry-v2/`, written by the version-2 encoder before

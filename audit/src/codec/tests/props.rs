@@ -73,34 +73,36 @@ fn any_entry() -> impl Strategy<Value = Entry> {
             let (review, subject, subject_prev, prev) = d;
             Entry {
                 index,
-                time_ms,
-                actor: Actor {
-                    kind,
-                    id: if kind == ActorKind::Citizen && id.len() < 5 {
-                        String::new()
-                    } else {
-                        id
-                    },
-                },
-                initiator,
-                action,
-                processing,
-                purpose,
-                requested,
-                released,
-                withheld: withheld
-                    .into_iter()
-                    .map(|(field, reason)| Withheld { field, reason })
-                    .collect(),
-                legal_basis,
-                legal_reference,
-                consent_id,
-                decision,
-                justification,
-                review,
-                subject: subject.map(SubjectTag),
-                subject_prev,
                 prev,
+                body: EntryDraft {
+                    time_ms,
+                    actor: Actor {
+                        kind,
+                        id: if kind == ActorKind::Citizen && id.len() < 5 {
+                            String::new()
+                        } else {
+                            id
+                        },
+                    },
+                    initiator,
+                    action,
+                    processing,
+                    purpose,
+                    requested,
+                    released,
+                    withheld: withheld
+                        .into_iter()
+                        .map(|(field, reason)| Withheld { field, reason })
+                        .collect(),
+                    legal_basis,
+                    legal_reference,
+                    consent_id,
+                    decision,
+                    justification,
+                    review,
+                    subject: subject.map(SubjectTag),
+                    subject_prev,
+                },
             }
         })
 }

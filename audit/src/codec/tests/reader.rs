@@ -265,13 +265,7 @@ fn integers_and_lengths_must_use_their_shortest_head() {
             only_shortest_head_decodes(&e, v, "justification", MAJOR_TEXT, len as u64);
             e.requested = vec!["f".into(); len.min(1024)];
             only_shortest_head_decodes(&e, v, "requested", MAJOR_ARRAY, len.min(1024) as u64);
-            e.withheld = vec![
-                Withheld {
-                    field: "f".into(),
-                    reason: "r".into(),
-                };
-                len.min(1024)
-            ];
+            e.withheld = withheld(&vec![("f", "r"); len.min(1024)]);
             only_shortest_head_decodes(&e, v, "withheld", MAJOR_ARRAY, len.min(1024) as u64);
         }
     }

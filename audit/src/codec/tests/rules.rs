@@ -22,31 +22,31 @@ fn citizen_actor_with_id_is_refused() {
 /// An edit that breaks a rule, and the field and rule reported.
 type RuleCase = (Box<dyn Fn(&mut Entry)>, &'static str, &'static str);
 
+/// Sets a text field of an entry.
+type SetText = fn(&mut Entry, String);
+
+/// The text fields, the required ones first, each with its setter.
+const TEXT_FIELDS: [(&str, SetText); 10] = [
+    ("actor.id", |e, s| e.actor.id = s),
+    ("action", |e, s| e.action = s),
+    ("decision", |e, s| e.decision = s),
+    ("initiator", |e, s| e.initiator = Some(s)),
+    ("processing", |e, s| e.processing = Some(s)),
+    ("purpose", |e, s| e.purpose = Some(s)),
+    ("legal_basis", |e, s| e.legal_basis = Some(s)),
+    ("legal_reference", |e, s| e.legal_reference = Some(s)),
+    ("consent_id", |e, s| e.consent_id = Some(s)),
+    ("justification", |e, s| e.justification = Some(s)),
+];
+
+/// The required text fields (the first of [`TEXT_FIELDS`]).
+const REQUIRED_TEXTS: usize = 3;
+
 /// Canonical bytes of entries that break one field rule: the decoder reports exactly
 /// the reference model's error, and the encoder refuses the entry with the same one.
 #[test]
 fn each_field_rule_is_enforced_on_both_sides() {
-    let cases: Vec<RuleCase> = vec![
-        (
-            Box::new(|e| e.action.clear()),
-            "action",
-            "must not be empty",
-        ),
-        (
-            Box::new(|e| e.decision.clear()),
-            "decision",
-            "must not be empty",
-        ),
-        (
-            Box::new(|e| e.actor.id.clear()),
-            "actor.id",
-            "must not be empty",
-        ),
-        (
-            Box::new(|e| e.actor.id = "x".repeat(MAX_TEXT_LEN + 1)),
-            "actor.id",
-            "longer than 4096 bytes",
-        ),
+    let mut cases: Vec<RuleCase> = vec![
         (
             Box::new(|e| {
                 e.actor = Actor {
@@ -56,51 +56,6 @@ fn each_field_rule_is_enforced_on_both_sides() {
             }),
             "actor.id",
             "a citizen actor has an empty id (the citizen is the subject)",
-        ),
-        (
-            Box::new(|e| e.action = "x".repeat(MAX_TEXT_LEN + 1)),
-            "action",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.decision = "x".repeat(MAX_TEXT_LEN + 1)),
-            "decision",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.initiator = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "initiator",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.processing = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "processing",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.purpose = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "purpose",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.legal_basis = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "legal_basis",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.legal_reference = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "legal_reference",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.consent_id = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "consent_id",
-            "longer than 4096 bytes",
-        ),
-        (
-            Box::new(|e| e.justification = Some("x".repeat(MAX_TEXT_LEN + 1))),
-            "justification",
-            "longer than 4096 bytes",
         ),
         (
             Box::new(|e| e.requested = vec!["a".into(), String::new()]),
@@ -128,47 +83,17 @@ fn each_field_rule_is_enforced_on_both_sides() {
             "more than 1024 items",
         ),
         (
-            Box::new(|e| {
-                e.withheld = vec![
-                    Withheld {
-                        field: "f".into(),
-                        reason: "r".into(),
-                    };
-                    MAX_LIST_LEN + 1
-                ]
-            }),
+            Box::new(|e| e.withheld = withheld(&vec![("f", "r"); MAX_LIST_LEN + 1])),
             "withheld",
             "more than 1024 items",
         ),
         (
-            Box::new(|e| {
-                e.withheld = vec![
-                    Withheld {
-                        field: "f".into(),
-                        reason: "r".into(),
-                    },
-                    Withheld {
-                        field: String::new(),
-                        reason: String::new(),
-                    },
-                ]
-            }),
+            Box::new(|e| e.withheld = withheld(&[("f", "r"), ("", "")])),
             "withheld.field",
             "must not be empty",
         ),
         (
-            Box::new(|e| {
-                e.withheld = vec![
-                    Withheld {
-                        field: "f".into(),
-                        reason: String::new(),
-                    },
-                    Withheld {
-                        field: String::new(),
-                        reason: "r".into(),
-                    },
-                ]
-            }),
+            Box::new(|e| e.withheld = withheld(&[("f", ""), ("", "r")])),
             "withheld.reason",
             "must not be empty",
         ),
@@ -197,6 +122,20 @@ fn each_field_rule_is_enforced_on_both_sides() {
             "must not be empty",
         ),
     ];
+    for (field, set) in TEXT_FIELDS {
+        cases.push((
+            Box::new(move |e| set(e, "x".repeat(MAX_TEXT_LEN + 1))),
+            field,
+            "longer than 4096 bytes",
+        ));
+    }
+    for (field, set) in TEXT_FIELDS.into_iter().take(REQUIRED_TEXTS) {
+        cases.push((
+            Box::new(move |e| set(e, String::new())),
+            field,
+            "must not be empty",
+        ));
+    }
     for (edit, field, rule) in cases {
         let mut e = sample();
         edit(&mut e);
@@ -215,13 +154,7 @@ fn each_field_rule_is_enforced_on_both_sides() {
     e.purpose = Some(String::new());
     e.requested = vec!["a".into(); MAX_LIST_LEN];
     e.released = vec!["x".repeat(MAX_TEXT_LEN)];
-    e.withheld = vec![
-        Withheld {
-            field: "f".into(),
-            reason: "r".into(),
-        };
-        MAX_LIST_LEN
-    ];
+    e.withheld = withheld(&vec![("f", "r"); MAX_LIST_LEN]);
     e.subject_prev = Some(e.index - 1);
     for v in VERSIONS {
         let bytes = encode_as(&e, v).expect("valid at the limits");
