@@ -95,7 +95,7 @@ pub(super) enum Fault {
 }
 
 impl Fault {
-    fn reason(self) -> String {
+    pub(super) fn reason(self) -> String {
         match self {
             Fault::EndsEarly => "the entry ends inside a value".into(),
             Fault::Type { expected, found } => format!(
