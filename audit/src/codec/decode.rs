@@ -2,25 +2,24 @@
 
 use super::reader::{decode_view, Fault, Items, Map, Reader};
 use crate::entry::{Actor, Entry, EntryDraft, EntryError, SubjectTag, Withheld};
+
 /// An owned copy of text bytes the reader has checked.
-pub(super) fn owned(bytes: &[u8]) -> Result<String, Fault> {
+fn owned(bytes: &[u8]) -> Result<String, Fault> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|_| Fault::Utf8)
 }
 
-pub(super) fn owned_opt(bytes: Option<&[u8]>) -> Result<Option<String>, Fault> {
+fn owned_opt(bytes: Option<&[u8]>) -> Result<Option<String>, Fault> {
     bytes.map(owned).transpose()
 }
 
-pub(super) fn owned_texts(items: Items<'_>) -> Result<Vec<String>, Fault> {
+fn owned_texts(items: Items<'_>) -> Result<Vec<String>, Fault> {
     let mut r = Reader::new(items.bytes);
     (0..items.len).map(|_| owned(r.text()?)).collect()
 }
 
-pub(super) fn owned_withheld<const KEYED: bool>(
-    items: Items<'_>,
-) -> Result<Vec<Withheld>, EntryError> {
+fn owned_withheld<const KEYED: bool>(items: Items<'_>) -> Result<Vec<Withheld>, EntryError> {
     let mut r = Reader::new(items.bytes);
     (0..items.len)
         .map(|_| {

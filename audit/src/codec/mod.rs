@@ -42,6 +42,7 @@ use crate::entry::EntryError;
 /// The entry format version that is a map with integer keys (still read, never written).
 const MAP_VERSION: u64 = 2;
 
+/// The refusal of an entry over [`crate::MAX_ENTRY_LEN`] bytes.
 fn too_large() -> EntryError {
     EntryError::Invalid {
         field: "entry",
@@ -49,6 +50,7 @@ fn too_large() -> EntryError {
     }
 }
 
+/// The refusal of bytes that are not a canonical entry.
 fn malformed(reason: impl Into<String>) -> EntryError {
     EntryError::Malformed {
         reason: reason.into(),
