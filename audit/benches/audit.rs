@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use audit::{
     consistency_proof, inclusion_proof, leaf_hash, sign_checkpoint, Actor, ActorKind, EntryDraft,
-    LogRead, LogState, MemStore, NoteSigner, SubjectTag,
+    LogRead, LogState, MemStore, NoteSigner, SubjectTag, Withheld,
 };
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -21,34 +21,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A typical access entry (about 250 bytes encoded).
+#[path = "../tests/support/drafts.rs"]
+mod support;
+
+use support::{typical_access, typical_subject};
+
+/// The typical access entry `i`, its subject chain kept in `subjects`.
 fn draft(i: u64, subjects: &mut HashMap<SubjectTag, u64>) -> EntryDraft {
-    let mut d = EntryDraft::new(
-        1_767_225_600_000 + i,
-        Actor {
-            kind: ActorKind::Agency,
-            id: format!("agency-{}", i % 50),
-        },
-        "access",
-        "partial",
-    );
-    let mut tag = [0u8; 32];
-    tag[..8].copy_from_slice(&(i % 100_000).to_be_bytes());
-    let tag = SubjectTag(tag);
-    d.subject = Some(tag);
-    d.subject_prev = subjects.insert(tag, i);
-    d.initiator = Some("officer-17".into());
-    d.purpose = Some("benefit-assessment".into());
-    d.processing = Some("disclosure".into());
-    d.requested = vec!["address".into(), "income".into()];
-    d.released = vec!["address".into()];
-    d.withheld = vec![audit::Withheld {
-        field: "income".into(),
-        reason: "no_consent".into(),
-    }];
-    d.legal_basis = Some("consent".into());
-    d.consent_id = Some(format!("c-{i}"));
-    d
+    typical_access(i, subjects.insert(typical_subject(i), i))
 }
 
 fn drafts(n: u64) -> Vec<EntryDraft> {

@@ -90,11 +90,35 @@ pub struct Withheld {
     pub reason: String,
 }
 
-/// One entry of the log, as stored (the same fields in format versions 2 and 3).
+/// One entry of the log, as stored (the same fields in format versions 2 and 3): the
+/// draft's fields, read through `Deref` (`entry.action`), and the two the log assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Position in the log.
     pub index: u64,
+    /// Leaf hash of entry `index - 1` (all zeros for index 0).
+    pub prev: Hash,
+    /// Everything else.
+    pub body: EntryDraft,
+}
+
+impl std::ops::Deref for Entry {
+    type Target = EntryDraft;
+
+    fn deref(&self) -> &EntryDraft {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for Entry {
+    fn deref_mut(&mut self) -> &mut EntryDraft {
+        &mut self.body
+    }
+}
+
+/// An entry before the log assigns its `index` and `prev`; an [`Entry`]'s other fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryDraft {
     /// Log time, milliseconds since the Unix epoch (UTC).
     pub time_ms: u64,
     /// Who acted.
@@ -126,47 +150,6 @@ pub struct Entry {
     /// Flagged for human review (e.g. break-glass).
     pub review: bool,
     /// The subject tag, if the entry is about a citizen.
-    pub subject: Option<SubjectTag>,
-    /// Index of the previous entry with the same subject.
-    pub subject_prev: Option<u64>,
-    /// Leaf hash of entry `index - 1` (all zeros for index 0).
-    pub prev: Hash,
-}
-
-/// An entry before the log assigns its `index` and `prev`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryDraft {
-    /// Log time, milliseconds since the Unix epoch (UTC).
-    pub time_ms: u64,
-    /// Who acted.
-    pub actor: Actor,
-    /// The official behind an agency request.
-    pub initiator: Option<String>,
-    /// What happened.
-    pub action: String,
-    /// Processing type.
-    pub processing: Option<String>,
-    /// Declared purpose.
-    pub purpose: Option<String>,
-    /// Field names requested.
-    pub requested: Vec<String>,
-    /// Field names released.
-    pub released: Vec<String>,
-    /// Field names withheld, with reasons.
-    pub withheld: Vec<Withheld>,
-    /// Legal basis.
-    pub legal_basis: Option<String>,
-    /// Statute or rule reference.
-    pub legal_reference: Option<String>,
-    /// Consent artefact id.
-    pub consent_id: Option<String>,
-    /// Outcome.
-    pub decision: String,
-    /// Justification given.
-    pub justification: Option<String>,
-    /// Flagged for human review.
-    pub review: bool,
-    /// The subject tag.
     pub subject: Option<SubjectTag>,
     /// Index of the previous entry with the same subject (kept by the engine).
     pub subject_prev: Option<u64>,
@@ -228,28 +211,8 @@ impl EntryError {
 }
 
 impl Entry {
-    pub(crate) fn from_draft(d: EntryDraft, index: u64, prev: Hash) -> Self {
-        Self {
-            index,
-            time_ms: d.time_ms,
-            actor: d.actor,
-            initiator: d.initiator,
-            action: d.action,
-            processing: d.processing,
-            purpose: d.purpose,
-            requested: d.requested,
-            released: d.released,
-            withheld: d.withheld,
-            legal_basis: d.legal_basis,
-            legal_reference: d.legal_reference,
-            consent_id: d.consent_id,
-            decision: d.decision,
-            justification: d.justification,
-            review: d.review,
-            subject: d.subject,
-            subject_prev: d.subject_prev,
-            prev,
-        }
+    pub(crate) fn from_draft(body: EntryDraft, index: u64, prev: Hash) -> Self {
+        Self { index, prev, body }
     }
 
     /// The canonical encoding (the leaf bytes), in format version 3.

@@ -2,6 +2,12 @@
 
 use std::collections::HashMap;
 
+#[path = "../support/drafts.rs"]
+#[allow(dead_code)] // this binary uses part of the shared drafts
+mod support;
+
+use support::add_access_request;
+
 use audit::{
     leaf_hash, node_hash, sign_checkpoint, Actor, ActorKind, EntryDraft, Hash, LogRead, LogState,
     MemStore, NoteSigner, SignedCheckpoint, StoreError, SubjectTag, Withheld,
@@ -46,17 +52,7 @@ pub(crate) fn draft(i: u64, seed: u8, subjects: &mut HashMap<SubjectTag, u64>) -
         subjects.insert(tag, i);
     }
     if i % 4 == 0 {
-        d.initiator = Some("officer-17".into());
-        d.purpose = Some("benefit assessment".into());
-        d.processing = Some("disclosure".into());
-        d.requested = vec!["address".into(), "income".into()];
-        d.released = vec!["address".into()];
-        d.withheld = vec![Withheld {
-            field: "income".into(),
-            reason: "no_consent".into(),
-        }];
-        d.legal_basis = Some("consent".into());
-        d.consent_id = Some(format!("c-{i}"));
+        add_access_request(&mut d, "benefit assessment", format!("c-{i}"));
     }
     if i % 10 == 3 {
         d.legal_reference = Some("Act 12 s.4".into());

@@ -11,11 +11,18 @@
 (function () {
   const MAX_DEPTH = 16;
 
-  class CborError extends Error {}
+  // `code` is a short stable name of the fault, the vocabulary of
+  // audit/testdata/entries/README.md (the corpus both this decoder and the vault's agree on).
+  class CborError extends Error {
+    constructor(code, message) {
+      super(message);
+      this.code = code;
+    }
+  }
 
   function decode(bytes) {
     if (!(bytes instanceof Uint8Array)) {
-      throw new CborError("expected bytes");
+      throw new CborError("wrong-type", "expected bytes");
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -23,7 +30,7 @@
 
     function need(n) {
       if (pos + n > bytes.length) {
-        throw new CborError("the entry ends too early");
+        throw new CborError("truncated", "the entry ends too early");
       }
     }
 
@@ -37,28 +44,28 @@
         need(1);
         value = bytes[pos];
         pos += 1;
-        if (value < 24) throw new CborError("integer not in shortest form");
+        if (value < 24) throw new CborError("non-canonical", "integer not in shortest form");
       } else if (info === 25) {
         need(2);
         value = view.getUint16(pos);
         pos += 2;
-        if (value <= 0xff) throw new CborError("integer not in shortest form");
+        if (value <= 0xff) throw new CborError("non-canonical", "integer not in shortest form");
       } else if (info === 26) {
         need(4);
         value = view.getUint32(pos);
         pos += 4;
-        if (value <= 0xffff) throw new CborError("integer not in shortest form");
+        if (value <= 0xffff) throw new CborError("non-canonical", "integer not in shortest form");
       } else if (info === 27) {
         need(8);
         const big = view.getBigUint64(pos);
         pos += 8;
-        if (big <= 0xffffffffn) throw new CborError("integer not in shortest form");
+        if (big <= 0xffffffffn) throw new CborError("non-canonical", "integer not in shortest form");
         if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw new CborError("integer too large for this page");
+          throw new CborError("unsafe-integer", "integer too large for this page");
         }
         value = Number(big);
       } else {
-        throw new CborError("indefinite lengths and reserved values are not used in entries");
+        throw new CborError("indefinite", "indefinite lengths and reserved values are not used in entries");
       }
       return value;
     }
@@ -73,7 +80,7 @@
     }
 
     function item(depth) {
-      if (depth > MAX_DEPTH) throw new CborError("nested too deeply");
+      if (depth > MAX_DEPTH) throw new CborError("wrong-type", "nested too deeply");
       need(1);
       const initial = bytes[pos];
       pos += 1;
@@ -98,7 +105,7 @@
           try {
             text = utf8.decode(bytes.subarray(pos, pos + n));
           } catch (e) {
-            throw new CborError("text is not valid UTF-8");
+            throw new CborError("utf8", "text is not valid UTF-8");
           }
           pos += n;
           return text;
@@ -118,12 +125,12 @@
           for (let i = 0; i < n; i++) {
             const keyStart = pos;
             if (pos < bytes.length && bytes[pos] >> 5 !== 0) {
-              throw new CborError("map keys must be unsigned integers");
+              throw new CborError("wrong-key", "map keys must be unsigned integers");
             }
             const key = item(depth + 1);
             const encoded = bytes.subarray(keyStart, pos);
             if (previous !== null && !keyBefore(previous, encoded)) {
-              throw new CborError("map keys are duplicated or out of order");
+              throw new CborError("wrong-key", "map keys are duplicated or out of order");
             }
             previous = encoded;
             out[key] = item(depth + 1);
@@ -131,18 +138,18 @@
           return out;
         }
         case 6:
-          throw new CborError("tags are not used in entries");
+          throw new CborError("wrong-type", "tags are not used in entries");
         default:
           if (info === 20) return false;
           if (info === 21) return true;
           if (info === 22) return null;
-          throw new CborError("floats and other simple values are not used in entries");
+          throw new CborError("wrong-type", "floats and other simple values are not used in entries");
       }
     }
 
     const value = item(0);
     if (pos !== bytes.length) {
-      throw new CborError("bytes follow the entry");
+      throw new CborError("trailing", "bytes follow the entry");
     }
     return value;
   }
@@ -169,54 +176,107 @@
     const out = Object.create(null);
     if (form === "array") {
       if (!Array.isArray(value) || value.length !== names.length) {
-        throw new CborError(what + " is not an array of " + names.length + " items");
+        throw new CborError("wrong-shape", what + " is not an array of " + names.length + " items");
       }
       names.forEach((name, i) => { out[name] = value[i]; });
       return out;
     }
     if (value === null || typeof value !== "object" || Array.isArray(value) ||
         value instanceof Uint8Array) {
-      throw new CborError(what + " is not a map");
+      throw new CborError("wrong-shape", what + " is not a map");
     }
     const keys = Object.keys(value);
-    if (keys.length !== names.length || !names.every((_, i) => String(i) in value)) {
-      throw new CborError(what + " does not have the keys 0.." + (names.length - 1));
+    if (keys.length !== names.length) {
+      throw new CborError("wrong-shape", what + " is not a map of " + names.length + " pairs");
+    }
+    if (!names.every((_, i) => String(i) in value)) {
+      throw new CborError("wrong-key", what + " does not have the keys 0.." + (names.length - 1));
     }
     names.forEach((name, i) => { out[name] = value[i]; });
     return out;
+  }
+
+  // The field rules of docs/audit-log.md, in the order the vault checks them, so that an
+  // entry the vault would refuse is refused here too (with the code "rule:" + field).
+  const MAX_ENTRY_LEN = 1 << 20;
+  const MAX_TEXT_LEN = 4096;
+  const MAX_LIST_LEN = 1024;
+  const ACTOR_KINDS = ["agency", "citizen", "auditor", "operator", "system"];
+  const OPTIONAL_TEXTS = ["initiator", "processing", "purpose", "legal_basis",
+    "legal_reference", "consent_id", "justification"];
+  const utf8Length = (s) => new TextEncoder().encode(s).length;
+
+  function broken(field, rule) {
+    return new CborError("rule:" + field, field + " " + rule);
+  }
+
+  function checkText(field, s, required) {
+    if (required && s.length === 0) throw broken(field, "must not be empty");
+    if (utf8Length(s) > MAX_TEXT_LEN) throw broken(field, "is longer than 4096 bytes");
+  }
+
+  function checkList(field, items, checkItem) {
+    if (items.length > MAX_LIST_LEN) throw broken(field, "has more than 1024 items");
+    items.forEach(checkItem);
+  }
+
+  function checkRules(m, length) {
+    if (length > MAX_ENTRY_LEN) throw broken("entry", "is larger than 1 MiB");
+    if (!ACTOR_KINDS.includes(m.actor.kind)) throw broken("actor.kind", "is unknown");
+    if (m.actor.kind === "citizen") {
+      if (m.actor.id !== "") throw broken("actor.id", "must be empty for a citizen");
+    } else {
+      checkText("actor.id", m.actor.id, true);
+    }
+    checkText("action", m.action, true);
+    checkText("decision", m.decision, true);
+    for (const k of OPTIONAL_TEXTS) {
+      if (m[k] !== null) checkText(k, m[k], false);
+    }
+    checkList("requested", m.requested, (s) => checkText("requested", s, true));
+    checkList("released", m.released, (s) => checkText("released", s, true));
+    checkList("withheld", m.withheld, (w) => {
+      checkText("withheld.field", w.field, true);
+      checkText("withheld.reason", w.reason, true);
+    });
+    if (m.subject_prev !== null) {
+      if (m.subject === null) throw broken("subject_prev", "is set without a subject");
+      if (m.subject_prev >= m.index) throw broken("subject_prev", "is not below the index");
+    }
   }
 
   function decodeEntry(bytes) {
     const top = decode(bytes);
     const form = Array.isArray(top) ? "array" : "map";
     const m = named(top, NAMES, "the entry", form);
-    if (m.v !== 2 && m.v !== 3) throw new CborError("unknown entry format version");
+    if (m.v !== 2 && m.v !== 3) throw new CborError("version", "unknown entry format version");
     if (FORMS[m.v] !== form) {
-      throw new CborError("an entry of format version " + m.v + " must be " +
+      throw new CborError("version-form", "an entry of format version " + m.v + " must be " +
         A_FORM[FORMS[m.v]] + ", not " + A_FORM[form]);
     }
     const isText = (x) => typeof x === "string";
     const isUint = (x) => typeof x === "number" && Number.isInteger(x) && x >= 0;
     const isTextList = (x) => Array.isArray(x) && x.every(isText);
-    if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("bad prev");
-    if (!isUint(m.time) || !isUint(m.index)) throw new CborError("bad time or index");
+    if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("wrong-type", "bad prev");
+    if (!isUint(m.time) || !isUint(m.index)) throw new CborError("wrong-type", "bad time or index");
     m.actor = named(m.actor, ["kind", "id"], "the actor", form);
-    if (!isText(m.actor.id) || !isText(m.actor.kind)) throw new CborError("bad actor");
-    if (!isText(m.action) || !isText(m.decision)) throw new CborError("bad action or decision");
-    if (typeof m.review !== "boolean") throw new CborError("bad review flag");
+    if (!isText(m.actor.id) || !isText(m.actor.kind)) throw new CborError("wrong-type", "bad actor");
+    if (!isText(m.action) || !isText(m.decision)) throw new CborError("wrong-type", "bad action or decision");
+    if (typeof m.review !== "boolean") throw new CborError("wrong-type", "bad review flag");
     for (const k of TEXT_OR_NULL) {
-      if (m[k] !== null && !isText(m[k])) throw new CborError("bad " + k);
+      if (m[k] !== null && !isText(m[k])) throw new CborError("wrong-type", "bad " + k);
     }
     if (m.subject !== null && (!(m.subject instanceof Uint8Array) || m.subject.length !== 32)) {
-      throw new CborError("bad subject");
+      throw new CborError("wrong-type", "bad subject");
     }
-    if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("bad subject_prev");
-    if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("bad field list");
-    if (!Array.isArray(m.withheld)) throw new CborError("bad withheld list");
+    if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("wrong-type", "bad subject_prev");
+    if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("wrong-type", "bad field list");
+    if (!Array.isArray(m.withheld)) throw new CborError("wrong-type", "bad withheld list");
     m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item", form));
     if (!m.withheld.every((w) => isText(w.field) && isText(w.reason))) {
-      throw new CborError("bad withheld list");
+      throw new CborError("wrong-type", "bad withheld list");
     }
+    checkRules(m, bytes.length);
     return m;
   }
 

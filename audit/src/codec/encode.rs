@@ -1,0 +1,251 @@
+//! The encoder: an entry's wire form and its version-3 bytes (through `serde_cbor`).
+
+#[cfg(test)]
+use serde::de::{Deserializer, Visitor};
+use serde::ser::{SerializeSeq, SerializeTuple, Serializer};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
+
+use super::rules::{ListCheck, Rules};
+use super::too_large;
+use crate::entry::{ActorKind, Entry, EntryError, ENTRY_VERSION, MAX_ENTRY_LEN};
+
+/// 32 bytes as a CBOR byte string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct B32(pub(super) [u8; 32]);
+
+impl Serialize for B32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+#[cfg(test)]
+impl<'de> Deserialize<'de> for B32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = B32;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a 32-byte byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<B32, E> {
+                <[u8; 32]>::try_from(v)
+                    .map(B32)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+// The derived `Serialize` of the wire structs (tests only) is the version-2 map form in
+// `serde_cbor`'s packed format (a field's key is its position); the encoder writes the
+// version-3 array form through `AsArray`. The derived `Deserialize` reads both forms.
+
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub(super) struct WireActor<'a> {
+    /// item (v2: key) 0
+    pub(super) kind: &'a str,
+    /// item (v2: key) 1
+    pub(super) id: &'a str,
+}
+
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub(super) struct WireWithheld<'a> {
+    /// item (v2: key) 0
+    pub(super) field: &'a str,
+    /// item (v2: key) 1
+    pub(super) reason: &'a str,
+}
+
+/// Field position = array item (v3) = integer key (v2) = canonical order. Do not reorder:
+/// the reader (`Reader::entry`), `AsArray` and `docs/audit-log.md` use these numbers.
+#[cfg_attr(test, derive(Serialize, Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub(super) struct WireEntry<'a> {
+    pub(super) v: u64,
+    pub(super) index: u64,
+    pub(super) time: u64,
+    pub(super) prev: B32,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) actor: WireActor<'a>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) initiator: Option<&'a str>,
+    pub(super) action: &'a str,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) processing: Option<&'a str>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) purpose: Option<&'a str>,
+    pub(super) subject: Option<B32>,
+    pub(super) subject_prev: Option<u64>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) requested: Vec<&'a str>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) released: Vec<&'a str>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) withheld: Vec<WireWithheld<'a>>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) legal_basis: Option<&'a str>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) legal_reference: Option<&'a str>,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) consent_id: Option<&'a str>,
+    pub(super) decision: &'a str,
+    #[cfg_attr(test, serde(borrow))]
+    pub(super) justification: Option<&'a str>,
+    pub(super) review: bool,
+}
+
+/// A wire struct serialised in the version-3 form: a CBOR array of its fields in order.
+pub(super) struct AsArray<'a, T>(pub(super) &'a T);
+
+impl Serialize for AsArray<'_, WireActor<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(self.0.kind)?;
+        t.serialize_element(self.0.id)?;
+        t.end()
+    }
+}
+
+impl Serialize for AsArray<'_, WireWithheld<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(self.0.field)?;
+        t.serialize_element(self.0.reason)?;
+        t.end()
+    }
+}
+
+impl Serialize for AsArray<'_, Vec<WireWithheld<'_>>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for w in self.0 {
+            seq.serialize_element(&AsArray(w))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for AsArray<'_, WireEntry<'_>> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let w = self.0;
+        let mut t = s.serialize_tuple(20)?;
+        t.serialize_element(&w.v)?;
+        t.serialize_element(&w.index)?;
+        t.serialize_element(&w.time)?;
+        t.serialize_element(&w.prev)?;
+        t.serialize_element(&AsArray(&w.actor))?;
+        t.serialize_element(&w.initiator)?;
+        t.serialize_element(w.action)?;
+        t.serialize_element(&w.processing)?;
+        t.serialize_element(&w.purpose)?;
+        t.serialize_element(&w.subject)?;
+        t.serialize_element(&w.subject_prev)?;
+        t.serialize_element(&w.requested)?;
+        t.serialize_element(&w.released)?;
+        t.serialize_element(&AsArray(&w.withheld))?;
+        t.serialize_element(&w.legal_basis)?;
+        t.serialize_element(&w.legal_reference)?;
+        t.serialize_element(&w.consent_id)?;
+        t.serialize_element(w.decision)?;
+        t.serialize_element(&w.justification)?;
+        t.serialize_element(&w.review)?;
+        t.end()
+    }
+}
+
+impl<'a> WireEntry<'a> {
+    /// The rules of this entry in the map form (`keyed`, version 2) or the array form.
+    pub(super) fn rules(&self, keyed: bool) -> Rules<'a> {
+        Rules {
+            v: self.v,
+            keyed,
+            actor_kind: ActorKind::parse(self.actor.kind),
+            actor_id: self.actor.id.as_bytes(),
+            action: self.action.as_bytes(),
+            decision: self.decision.as_bytes(),
+            initiator: self.initiator.map(str::as_bytes),
+            processing: self.processing.map(str::as_bytes),
+            purpose: self.purpose.map(str::as_bytes),
+            legal_basis: self.legal_basis.map(str::as_bytes),
+            legal_reference: self.legal_reference.map(str::as_bytes),
+            consent_id: self.consent_id.map(str::as_bytes),
+            justification: self.justification.map(str::as_bytes),
+            requested: ListCheck::texts("requested", &self.requested),
+            released: ListCheck::texts("released", &self.released),
+            withheld: ListCheck::withheld(&self.withheld),
+            index: self.index,
+            has_subject: self.subject.is_some(),
+            subject_prev: self.subject_prev,
+        }
+    }
+}
+
+pub(super) fn to_wire(e: &Entry) -> WireEntry<'_> {
+    WireEntry {
+        v: ENTRY_VERSION,
+        prev: B32(e.prev),
+        time: e.time_ms,
+        actor: WireActor {
+            id: &e.actor.id,
+            kind: e.actor.kind.as_str(),
+        },
+        index: e.index,
+        action: &e.action,
+        review: e.review,
+        purpose: e.purpose.as_deref(),
+        subject: e.subject.map(|t| B32(t.0)),
+        decision: &e.decision,
+        released: e.released.iter().map(String::as_str).collect(),
+        withheld: e
+            .withheld
+            .iter()
+            .map(|w| WireWithheld {
+                field: &w.field,
+                reason: &w.reason,
+            })
+            .collect(),
+        initiator: e.initiator.as_deref(),
+        requested: e.requested.iter().map(String::as_str).collect(),
+        consent_id: e.consent_id.as_deref(),
+        processing: e.processing.as_deref(),
+        legal_basis: e.legal_basis.as_deref(),
+        subject_prev: e.subject_prev,
+        justification: e.justification.as_deref(),
+        legal_reference: e.legal_reference.as_deref(),
+    }
+}
+
+/// Serialises `value` into `out` (cleared first), refusing more than 1 MiB. The packed
+/// format only matters to the tests' version-2 encoder (a derived struct's keys are its
+/// field positions); the array form has no keys.
+pub(super) fn write_cbor(value: &impl Serialize, out: &mut Vec<u8>) -> Result<(), EntryError> {
+    out.clear();
+    value
+        .serialize(&mut serde_cbor::Serializer::new(&mut *out).packed_format())
+        .map_err(|e| EntryError::Malformed {
+            reason: e.to_string(),
+        })?;
+    if out.len() > MAX_ENTRY_LEN {
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+/// Writes `w` in the version-3 form (the array), whatever its `v`.
+pub(super) fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
+    write_cbor(&AsArray(w), out)
+}
+
+pub(crate) fn encode_entry(e: &Entry) -> Result<Vec<u8>, EntryError> {
+    let wire = to_wire(e);
+    wire.rules(false).check()?;
+    let mut out = Vec::with_capacity(256);
+    write_wire(&wire, &mut out)?;
+    Ok(out)
+}

@@ -1,0 +1,601 @@
+//! The strict reader of both entry forms, the borrowed [`View`] it fills in, and the
+//! verifier's [`decode_links`].
+
+use super::rules::{text, withheld_item, ListCheck, Rules};
+use super::{malformed, too_large};
+use crate::entry::{ActorKind, EntryError, SubjectTag, MAX_ENTRY_LEN};
+use crate::hash::Hash;
+pub(super) const MAJOR_UINT: u8 = 0;
+pub(super) const MAJOR_BYTES: u8 = 2;
+pub(super) const MAJOR_TEXT: u8 = 3;
+pub(super) const MAJOR_ARRAY: u8 = 4;
+pub(super) const MAJOR_NAMES: [&str; 8] = [
+    "an unsigned integer",
+    "a negative integer",
+    "a byte string",
+    "a text string",
+    "an array",
+    "a map",
+    "a tag",
+    "a simple value",
+];
+pub(super) const FALSE: u8 = 0xf4;
+pub(super) const TRUE: u8 = 0xf5;
+pub(super) const NULL: u8 = 0xf6;
+/// The head of a map of `n` pairs (version 2) and of an array of `n` items (version 3).
+pub(super) const MAP_HEAD: u8 = 0xa0;
+pub(super) const ARRAY_HEAD: u8 = 0x80;
+
+/// The names of an entry's fields by position: the array item in version 3, the key in
+/// version 2 (`docs/audit-log.md`).
+pub(super) const ENTRY_FIELDS: [&str; 20] = [
+    "v",
+    "index",
+    "time",
+    "prev",
+    "actor",
+    "initiator",
+    "action",
+    "processing",
+    "purpose",
+    "subject",
+    "subject_prev",
+    "requested",
+    "released",
+    "withheld",
+    "legal_basis",
+    "legal_reference",
+    "consent_id",
+    "decision",
+    "justification",
+    "review",
+];
+
+/// Which structure (array in version 3, map in version 2) a field belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Map {
+    Entry,
+    Actor,
+    Withheld,
+}
+
+impl Map {
+    fn field_name(self, position: u8) -> &'static str {
+        let names: &[&'static str] = match self {
+            Map::Entry => &ENTRY_FIELDS,
+            Map::Actor => &["actor.kind", "actor.id"],
+            Map::Withheld => &["withheld.field", "withheld.reason"],
+        };
+        names.get(usize::from(position)).copied().unwrap_or("?")
+    }
+}
+
+/// Why bytes are not the canonical form (small and `Copy`, so the reader's results stay
+/// cheap; turned into [`EntryError::Malformed`] once, at the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fault {
+    EndsEarly,
+    Type {
+        expected: u8,
+        found: u8,
+    },
+    IndefiniteOrReserved,
+    NotShortest,
+    /// The expected key of version 2 (its map and number; one byte each, so that results
+    /// stay small).
+    Key(Map, u8),
+    /// Neither a map of 20 pairs (version 2) nor an array of 20 items (version 3).
+    Entry,
+    Map(u8),
+    Array(u8),
+    Utf8,
+    Bool,
+    Bytes32,
+    Trailing,
+}
+
+impl Fault {
+    pub(super) fn reason(self) -> String {
+        match self {
+            Fault::EndsEarly => "the entry ends inside a value".into(),
+            Fault::Type { expected, found } => format!(
+                "expected {}, found {}",
+                MAJOR_NAMES[usize::from(expected & 7)],
+                MAJOR_NAMES[usize::from(found & 7)]
+            ),
+            Fault::IndefiniteOrReserved => "indefinite length or reserved head".into(),
+            Fault::NotShortest => "integer or length not in its shortest form".into(),
+            Fault::Key(map, key) => {
+                format!("expected the key {key} (`{}`) next", map.field_name(key))
+            }
+            Fault::Entry => "expected a map of 20 pairs (version 2) or an array of 20 items \
+                             (version 3)"
+                .into(),
+            Fault::Map(pairs) => format!("expected a map of {pairs} pairs"),
+            Fault::Array(items) => format!("expected an array of {items} items"),
+            Fault::Utf8 => "text is not valid UTF-8".into(),
+            Fault::Bool => "expected a boolean".into(),
+            Fault::Bytes32 => "expected a 32-byte byte string".into(),
+            Fault::Trailing => "trailing bytes after the entry".into(),
+        }
+    }
+}
+
+/// The field a fault was found in: its position in its array (version 3) or map
+/// (version 2, `keyed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct At {
+    keyed: bool,
+    map: Map,
+    position: u8,
+}
+
+/// A fault and, when it is inside a field's value, that field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Located {
+    fault: Fault,
+    at: Option<At>,
+}
+
+impl From<Fault> for Located {
+    fn from(fault: Fault) -> Self {
+        Self { fault, at: None }
+    }
+}
+
+/// Locates a fault in the field at `position` of `map`.
+#[inline(always)]
+pub(super) fn at<const KEYED: bool>(map: Map, position: u8) -> impl Fn(Fault) -> Located {
+    move |fault| Located {
+        fault,
+        at: Some(At {
+            keyed: KEYED,
+            map,
+            position,
+        }),
+    }
+}
+
+impl From<Located> for EntryError {
+    fn from(l: Located) -> Self {
+        match l.at {
+            None => malformed(l.fault.reason()),
+            Some(At {
+                keyed,
+                map,
+                position,
+            }) => malformed(format!(
+                "{} {position} (`{}`): {}",
+                if keyed { "the value of key" } else { "item" },
+                map.field_name(position),
+                l.fault.reason()
+            )),
+        }
+    }
+}
+
+impl From<Fault> for EntryError {
+    fn from(f: Fault) -> Self {
+        Located::from(f).into()
+    }
+}
+
+/// The encoded items of a list the reader has already checked.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Items<'a> {
+    pub(super) len: u64,
+    pub(super) bytes: &'a [u8],
+}
+
+/// An entry read from its bytes, borrowing them (texts as their bytes, already checked to
+/// be UTF-8); its field rules are not yet checked.
+pub(super) struct View<'a> {
+    /// Read in the map form (version 2).
+    pub(super) keyed: bool,
+    pub(super) v: u64,
+    /// Hashes and tags borrow the entry's bytes too: returned by value inside `Result`s
+    /// they were copied through the stack at an odd offset (after the discriminant), and
+    /// the unaligned reloads of those stores showed as the decoder's hottest instructions.
+    pub(super) prev: &'a [u8; 32],
+    pub(super) time: u64,
+    pub(super) actor_id: &'a [u8],
+    pub(super) actor_kind: &'a [u8],
+    pub(super) index: u64,
+    pub(super) action: &'a [u8],
+    pub(super) review: bool,
+    pub(super) purpose: Option<&'a [u8]>,
+    pub(super) subject: Option<&'a [u8; 32]>,
+    pub(super) decision: &'a [u8],
+    pub(super) released: Items<'a>,
+    pub(super) withheld: Items<'a>,
+    pub(super) initiator: Option<&'a [u8]>,
+    pub(super) requested: Items<'a>,
+    pub(super) consent_id: Option<&'a [u8]>,
+    pub(super) processing: Option<&'a [u8]>,
+    pub(super) legal_basis: Option<&'a [u8]>,
+    pub(super) subject_prev: Option<u64>,
+    pub(super) justification: Option<&'a [u8]>,
+    pub(super) legal_reference: Option<&'a [u8]>,
+}
+
+/// What a [`View`] holds before the reader fills it in.
+pub(super) const NO_HASH: [u8; 32] = [0; 32];
+
+impl View<'_> {
+    /// A view to be filled in by [`Reader::entry`].
+    fn empty() -> Self {
+        Self {
+            keyed: false,
+            v: 0,
+            prev: &NO_HASH,
+            time: 0,
+            actor_id: &[],
+            actor_kind: &[],
+            index: 0,
+            action: &[],
+            review: false,
+            purpose: None,
+            subject: None,
+            decision: &[],
+            released: Items::default(),
+            withheld: Items::default(),
+            initiator: None,
+            requested: Items::default(),
+            consent_id: None,
+            processing: None,
+            legal_basis: None,
+            subject_prev: None,
+            justification: None,
+            legal_reference: None,
+        }
+    }
+}
+
+/// A strict reader of the canonical forms: every head in its shortest form, definite
+/// lengths only, and in the map form (`KEYED`, version 2) keys exactly the expected ones
+/// in order.
+pub(super) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8, Fault> {
+        let (&b, rest) = self.rest.split_first().ok_or(Fault::EndsEarly)?;
+        self.rest = rest;
+        Ok(b)
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self) -> Result<&'a [u8; N], Fault> {
+        let (head, rest) = self.rest.split_first_chunk::<N>().ok_or(Fault::EndsEarly)?;
+        self.rest = rest;
+        Ok(head)
+    }
+
+    #[inline(always)]
+    fn take(&mut self, len: u64) -> Result<&'a [u8], Fault> {
+        let len = usize::try_from(len).map_err(|_| Fault::EndsEarly)?;
+        let (head, rest) = self.rest.split_at_checked(len).ok_or(Fault::EndsEarly)?;
+        self.rest = rest;
+        Ok(head)
+    }
+
+    /// Skips a `null` if one is next.
+    #[inline(always)]
+    fn null(&mut self) -> bool {
+        match self.rest.split_first() {
+            Some((&NULL, rest)) => {
+                self.rest = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The argument of a head of major type `major`, which must be in its shortest form.
+    #[inline(always)]
+    fn head(&mut self, major: u8) -> Result<u64, Fault> {
+        let initial = self.byte()?;
+        if initial >> 5 != major {
+            return Err(Fault::Type {
+                expected: major,
+                found: initial >> 5,
+            });
+        }
+        let info = initial & 0x1f;
+        let (value, least) = match info {
+            0..=23 => return Ok(u64::from(info)),
+            24 => (u64::from(self.byte()?), 24),
+            25 => (u64::from(u16::from_be_bytes(*self.array()?)), 1 << 8),
+            26 => (u64::from(u32::from_be_bytes(*self.array()?)), 1 << 16),
+            27 => (u64::from_be_bytes(*self.array()?), 1 << 32),
+            _ => return Err(Fault::IndefiniteOrReserved),
+        };
+        if value < least {
+            return Err(Fault::NotShortest);
+        }
+        Ok(value)
+    }
+
+    /// The next key, which must be exactly the integer `key` of `map` (0..=19: one byte).
+    #[inline(always)]
+    pub(super) fn key(&mut self, map: Map, key: u8) -> Result<(), Fault> {
+        match self.rest.split_first() {
+            Some((&found, rest)) if found == key => {
+                self.rest = rest;
+                Ok(())
+            }
+            _ => Err(Fault::Key(map, key)),
+        }
+    }
+
+    /// The head of a pair (actor, withheld item): a map of 2 pairs in the map form
+    /// (`KEYED`, version 2), else an array of 2 items.
+    #[inline(always)]
+    fn pair_head<const KEYED: bool>(&mut self) -> Result<(), Fault> {
+        let (want, fault) = if KEYED {
+            (MAP_HEAD + 2, Fault::Map(2))
+        } else {
+            (ARRAY_HEAD + 2, Fault::Array(2))
+        };
+        if self.byte()? != want {
+            return Err(fault);
+        }
+        Ok(())
+    }
+
+    /// The value of the field at `position` of `map`, read by `read` (after its key in
+    /// the map form); a fault in it names the field.
+    #[inline(always)]
+    fn field<const KEYED: bool, T>(
+        &mut self,
+        map: Map,
+        position: u8,
+        read: impl FnOnce(&mut Self) -> Result<T, Fault>,
+    ) -> Result<T, Located> {
+        if KEYED {
+            self.key(map, position)?;
+        }
+        read(self).map_err(at::<KEYED>(map, position))
+    }
+
+    #[inline(always)]
+    pub(super) fn uint(&mut self) -> Result<u64, Fault> {
+        self.head(MAJOR_UINT)
+    }
+
+    /// A text string's bytes, checked to be UTF-8 (ASCII, the common case, without the
+    /// general validator).
+    #[inline(always)]
+    pub(super) fn text(&mut self) -> Result<&'a [u8], Fault> {
+        let len = self.head(MAJOR_TEXT)?;
+        let bytes = self.take(len)?;
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err(Fault::Utf8)
+        }
+    }
+
+    #[inline(always)]
+    fn opt_text(&mut self) -> Result<Option<&'a [u8]>, Fault> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.text().map(Some)
+    }
+
+    #[inline(always)]
+    fn bool(&mut self) -> Result<bool, Fault> {
+        match self.byte()? {
+            FALSE => Ok(false),
+            TRUE => Ok(true),
+            _ => Err(Fault::Bool),
+        }
+    }
+
+    #[inline(always)]
+    fn bytes32(&mut self) -> Result<&'a [u8; 32], Fault> {
+        if self.head(MAJOR_BYTES)? != 32 {
+            return Err(Fault::Bytes32);
+        }
+        self.array()
+    }
+
+    #[inline(always)]
+    fn opt_subject(&mut self) -> Result<Option<&'a [u8; 32]>, Fault> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.bytes32().map(Some)
+    }
+
+    #[inline(always)]
+    fn opt_uint(&mut self) -> Result<Option<u64>, Fault> {
+        if self.null() {
+            return Ok(None);
+        }
+        self.uint().map(Some)
+    }
+
+    /// The bytes consumed since the reader was at `start` (`self.rest` is always a suffix
+    /// of `start`, so the split is in range).
+    fn since(&self, start: &'a [u8]) -> &'a [u8] {
+        let (consumed, _) = start.split_at(start.len() - self.rest.len());
+        consumed
+    }
+
+    #[inline(always)]
+    fn texts(&mut self, field: &'static str, check: &mut ListCheck) -> Result<Items<'a>, Fault> {
+        let len = self.head(MAJOR_ARRAY)?;
+        let start = self.rest;
+        *check = ListCheck::new(field, len);
+        for _ in 0..len {
+            let s = self.text()?;
+            check.note(text(field, s, true));
+        }
+        let bytes = self.since(start);
+        Ok(Items { len, bytes })
+    }
+
+    /// A pair of texts of `map` (the actor or a withheld item), whose head is reported at
+    /// the entry's field `outer`: `{0: a, 1: b}` in the map form, `[a, b]` in the array.
+    #[inline(always)]
+    pub(super) fn pair<const KEYED: bool>(
+        &mut self,
+        map: Map,
+        outer: u8,
+    ) -> Result<(&'a [u8], &'a [u8]), Located> {
+        self.pair_head::<KEYED>()
+            .map_err(at::<KEYED>(Map::Entry, outer))?;
+        let a = self.field::<KEYED, _>(map, 0, Self::text)?;
+        let b = self.field::<KEYED, _>(map, 1, Self::text)?;
+        Ok((a, b))
+    }
+
+    #[inline(always)]
+    fn withheld<const KEYED: bool>(&mut self, check: &mut ListCheck) -> Result<Items<'a>, Located> {
+        if KEYED {
+            self.key(Map::Entry, 13)?;
+        }
+        let len = self
+            .head(MAJOR_ARRAY)
+            .map_err(at::<KEYED>(Map::Entry, 13))?;
+        let start = self.rest;
+        *check = ListCheck::new("withheld", len);
+        for _ in 0..len {
+            let (field, reason) = self.pair::<KEYED>(Map::Withheld, 13)?;
+            check.note(withheld_item(field, reason));
+        }
+        let bytes = self.since(start);
+        Ok(Items { len, bytes })
+    }
+
+    /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2, else
+    /// an array of 20 items) and nothing after it, into `w` and the three lists' checks.
+    /// Out-parameters, not a returned `(View, [ListCheck; 3])`: moving those aggregates
+    /// through `Result`s was the decoder's hottest work (stack copies, unaligned reloads).
+    #[inline(always)]
+    fn entry<const KEYED: bool>(
+        mut self,
+        w: &mut View<'a>,
+        checks: &mut [ListCheck; 3],
+    ) -> Result<(), Located> {
+        const E: Map = Map::Entry;
+        let [requested_check, released_check, withheld_check] = checks;
+        w.keyed = KEYED;
+        w.v = self.field::<KEYED, _>(E, 0, Self::uint)?;
+        w.index = self.field::<KEYED, _>(E, 1, Self::uint)?;
+        w.time = self.field::<KEYED, _>(E, 2, Self::uint)?;
+        w.prev = self.field::<KEYED, _>(E, 3, Self::bytes32)?;
+        if KEYED {
+            self.key(E, 4)?;
+        }
+        (w.actor_kind, w.actor_id) = self.pair::<KEYED>(Map::Actor, 4)?;
+        w.initiator = self.field::<KEYED, _>(E, 5, Self::opt_text)?;
+        w.action = self.field::<KEYED, _>(E, 6, Self::text)?;
+        w.processing = self.field::<KEYED, _>(E, 7, Self::opt_text)?;
+        w.purpose = self.field::<KEYED, _>(E, 8, Self::opt_text)?;
+        w.subject = self.field::<KEYED, _>(E, 9, Self::opt_subject)?;
+        w.subject_prev = self.field::<KEYED, _>(E, 10, Self::opt_uint)?;
+        // `field` spelled out: through its closure the list reads were not inlined.
+        if KEYED {
+            self.key(E, 11)?;
+        }
+        w.requested = self
+            .texts("requested", requested_check)
+            .map_err(at::<KEYED>(E, 11))?;
+        if KEYED {
+            self.key(E, 12)?;
+        }
+        w.released = self
+            .texts("released", released_check)
+            .map_err(at::<KEYED>(E, 12))?;
+        w.withheld = self.withheld::<KEYED>(withheld_check)?;
+        w.legal_basis = self.field::<KEYED, _>(E, 14, Self::opt_text)?;
+        w.legal_reference = self.field::<KEYED, _>(E, 15, Self::opt_text)?;
+        w.consent_id = self.field::<KEYED, _>(E, 16, Self::opt_text)?;
+        w.decision = self.field::<KEYED, _>(E, 17, Self::text)?;
+        w.justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
+        w.review = self.field::<KEYED, _>(E, 19, Self::bool)?;
+        if !self.rest.is_empty() {
+            return Err(Fault::Trailing.into());
+        }
+        Ok(())
+    }
+}
+
+/// Strictly decodes and checks an entry of either version without copying anything;
+/// returns it with its actor kind.
+#[inline(always)]
+pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryError> {
+    if bytes.len() > MAX_ENTRY_LEN {
+        return Err(too_large());
+    }
+    let mut w = View::empty();
+    let mut checks = [
+        ListCheck::new("requested", 0),
+        ListCheck::new("released", 0),
+        ListCheck::new("withheld", 0),
+    ];
+    match bytes.split_first() {
+        Some((&head, rest)) if head == ARRAY_HEAD + 20 => {
+            Reader::new(rest).entry::<false>(&mut w, &mut checks)
+        }
+        Some((&head, rest)) if head == MAP_HEAD + 20 => {
+            Reader::new(rest).entry::<true>(&mut w, &mut checks)
+        }
+        Some(_) => Err(Fault::Entry.into()),
+        None => Err(Fault::EndsEarly.into()),
+    }?;
+    let [requested, released, withheld] = checks;
+    let kind = Rules {
+        v: w.v,
+        keyed: w.keyed,
+        actor_kind: std::str::from_utf8(w.actor_kind)
+            .ok()
+            .and_then(ActorKind::parse),
+        actor_id: w.actor_id,
+        action: w.action,
+        decision: w.decision,
+        initiator: w.initiator,
+        processing: w.processing,
+        purpose: w.purpose,
+        legal_basis: w.legal_basis,
+        legal_reference: w.legal_reference,
+        consent_id: w.consent_id,
+        justification: w.justification,
+        requested,
+        released,
+        withheld,
+        index: w.index,
+        has_subject: w.subject.is_some(),
+        subject_prev: w.subject_prev,
+    }
+    .check()?;
+    Ok((w, kind))
+}
+
+/// What the verifier needs of an entry.
+pub(crate) struct EntryLinks {
+    pub(crate) index: u64,
+    pub(crate) prev: Hash,
+    pub(crate) subject: Option<SubjectTag>,
+    pub(crate) subject_prev: Option<u64>,
+}
+
+/// Strictly decodes an entry of either version, keeping only its links (no allocation).
+pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
+    let (w, _) = decode_view(bytes)?;
+    Ok(EntryLinks {
+        index: w.index,
+        prev: *w.prev,
+        subject: w.subject.map(|t| SubjectTag(*t)),
+        subject_prev: w.subject_prev,
+    })
+}

@@ -1,0 +1,516 @@
+//! The entry vectors of `testdata/entries/` (format: its README): generated here from the
+//! encoder, checked against the file (`UPDATE_VECTORS=1` rewrites it), and the file's
+//! vectors checked against the owning decode, the verifier's path and the encoder.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/entries/vectors.json");
+
+/// A valid vector: its name, entry and version, and the fault code the citizen page's
+/// decoder refuses it with, if it does (`js_refuses` in the file).
+struct Valid {
+    name: &'static str,
+    entry: Entry,
+    v: u64,
+    js_refuses: Option<&'static str>,
+}
+
+fn valid(name: &'static str, v: u64, entry: Entry) -> Valid {
+    Valid {
+        name,
+        entry,
+        v,
+        js_refuses: None,
+    }
+}
+
+fn draft(kind: ActorKind, id: &str) -> EntryDraft {
+    EntryDraft::new(
+        1_767_225_600_000,
+        Actor {
+            kind,
+            id: id.into(),
+        },
+        "access",
+        "granted",
+    )
+}
+
+/// The valid entries of the corpus, each in version 3 and in version 2.
+fn valid_entries() -> Vec<(&'static str, Entry, Option<&'static str>)> {
+    let mut all = vec![
+        ("minimal-every-optional-absent", minimal(), None),
+        ("sample-agency-access", sample(), None),
+        ("typical-access", typical_access(), None),
+    ];
+    let mut every = citizen();
+    every.time_ms = (1 << 53) - 1;
+    every.index = 1 << 32;
+    every.subject_prev = Some((1 << 32) - 1);
+    all.push(("every-optional-present-non-ascii-citizen", every, None));
+    for (name, kind, id) in [
+        ("actor-agency", ActorKind::Agency, "tax-office"),
+        ("actor-citizen", ActorKind::Citizen, ""),
+        ("actor-auditor", ActorKind::Auditor, "auditor-1"),
+        ("actor-operator", ActorKind::Operator, "operator-ä"),
+        ("actor-system", ActorKind::System, "checkpointer"),
+    ] {
+        all.push((name, Entry::from_draft(draft(kind, id), 1, [2; 32]), None));
+    }
+    let mut d = draft(ActorKind::Agency, "a");
+    d.initiator = Some(String::new());
+    d.purpose = Some(String::new());
+    d.subject = Some(SubjectTag([0; 32]));
+    all.push((
+        "empty-optional-texts-and-zero-subject",
+        Entry::from_draft(d, 0, [0; 32]),
+        None,
+    ));
+    let mut d = draft(ActorKind::System, "s");
+    d.requested = vec!["f".into(); MAX_LIST_LEN];
+    d.released = vec!["r".into(); MAX_LIST_LEN];
+    d.withheld = withheld(&vec![("w", "r"); MAX_LIST_LEN]);
+    d.justification = Some("ü".repeat(MAX_TEXT_LEN / 2));
+    d.action = "x".repeat(MAX_TEXT_LEN);
+    all.push((
+        "maximal-lists-and-texts",
+        Entry::from_draft(d, 24, [0x18; 32]),
+        None,
+    ));
+    let mut d = draft(ActorKind::Agency, "a");
+    d.withheld = withheld(&[
+        ("income", "no_consent"),
+        ("address", "statute"),
+        ("名前", "拒否"),
+    ]);
+    d.requested = vec!["income".into(), "address".into(), "名前".into()];
+    all.push((
+        "withheld-items",
+        Entry::from_draft(d, 255, [0xff; 32]),
+        None,
+    ));
+    for (name, value) in [
+        ("integers-23", 23u64),
+        ("integers-24", 24),
+        ("integers-65535", 65_535),
+        ("integers-65536", 65_536),
+        ("integers-2-pow-32", 1 << 32),
+    ] {
+        let mut d = draft(ActorKind::System, "s");
+        d.time_ms = value;
+        d.subject = Some(SubjectTag([9; 32]));
+        d.subject_prev = Some(value - 1);
+        all.push((name, Entry::from_draft(d, value, [3; 32]), None));
+    }
+    // The page holds integers as JavaScript numbers: it refuses those above 2^53 - 1.
+    let mut d = draft(ActorKind::System, "s");
+    d.time_ms = u64::MAX;
+    all.push((
+        "integers-u64-max",
+        Entry::from_draft(d, u64::MAX, [4; 32]),
+        Some("unsafe-integer"),
+    ));
+    all
+}
+
+fn valid_vectors() -> Vec<Valid> {
+    let mut out = Vec::new();
+    for v in [ENTRY_VERSION, MAP_VERSION] {
+        for (name, entry, js_refuses) in valid_entries() {
+            out.push(Valid {
+                js_refuses,
+                ..valid(name, v, entry)
+            });
+        }
+    }
+    out
+}
+
+/// `bytes` with the value of the entry's field `name` replaced by `value`.
+fn with_value(bytes: &[u8], name: &str, value: &[u8]) -> Vec<u8> {
+    let at = value_at(bytes, name);
+    [&bytes[..at], value, &bytes[skip(bytes, at)..]].concat()
+}
+
+/// `bytes` with `value` inserted before the value of the field `name`.
+fn insert_before(bytes: &[u8], name: &str, value: &[u8]) -> Vec<u8> {
+    let at = value_at(bytes, name);
+    [&bytes[..at], value, &bytes[at..]].concat()
+}
+
+/// A CBOR text string of `len` bytes `x` (`len` < 65,536).
+fn text_of(len: usize) -> Vec<u8> {
+    let mut head = heads(MAJOR_TEXT, len as u64).swap_remove(0);
+    head.extend(std::iter::repeat_n(b'x', len));
+    head
+}
+
+/// The invalid vectors: name, leaf bytes, expected fault code.
+fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
+    let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
+    for v in [ENTRY_VERSION, MAP_VERSION] {
+        let base = encode_as(&sample(), v).expect("valid");
+        let mut add = |name: &str, bytes: Vec<u8>, fault| {
+            out.push((format!("v{v}-{name}"), bytes, fault));
+        };
+        add("empty", Vec::new(), "truncated");
+        add("truncated", base[..base.len() - 1].to_vec(), "truncated");
+        add("trailing-byte", [&base[..], b"\xf6"].concat(), "trailing");
+        add(
+            "non-canonical-version",
+            with_value(&base, "v", &[0x18, v as u8]),
+            "non-canonical",
+        );
+        add(
+            "non-canonical-index",
+            with_value(&base, "index", &heads(MAJOR_UINT, 9)[2]),
+            "non-canonical",
+        );
+        add(
+            "non-canonical-text-length",
+            with_value(&base, "action", b"\x78\x06access"),
+            "non-canonical",
+        );
+        add(
+            "indefinite-length-text",
+            with_value(&base, "action", b"\x7f\x66access\xff"),
+            "indefinite",
+        );
+        add(
+            "indefinite-length-list",
+            with_value(&base, "released", b"\x9f\x67address\xff"),
+            "indefinite",
+        );
+        add(
+            "reserved-head",
+            with_value(&base, "time", b"\x1c"),
+            "indefinite",
+        );
+        let other = MAP_VERSION + ENTRY_VERSION - v;
+        add(
+            "version-of-the-other-form",
+            with_value(&base, "v", &[other as u8]),
+            "version-form",
+        );
+        for bad in [1u8, 4] {
+            let name = format!("unknown-version-{bad}");
+            add(&name, with_value(&base, "v", &[bad]), "version");
+        }
+        add(
+            "text-where-integer",
+            with_value(&base, "index", b"\x619"),
+            "wrong-type",
+        );
+        add(
+            "negative-index",
+            with_value(&base, "index", b"\x28"),
+            "wrong-type",
+        );
+        add(
+            "tagged-time",
+            insert_before(&base, "time", b"\xc0"),
+            "wrong-type",
+        );
+        add(
+            "null-review",
+            with_value(&base, "review", b"\xf6"),
+            "wrong-type",
+        );
+        add(
+            "float-review",
+            with_value(&base, "review", b"\xf9\x00\x00"),
+            "wrong-type",
+        );
+        add(
+            "bytes-where-text",
+            with_value(&base, "decision", b"\x47partial"),
+            "wrong-type",
+        );
+        let mut short_tag = vec![0x58, 31];
+        short_tag.extend([7; 31]);
+        add(
+            "subject-tag-of-31-bytes",
+            with_value(&base, "subject", &short_tag),
+            "wrong-type",
+        );
+        let mut long_prev = vec![0x58, 33];
+        long_prev.extend([1; 33]);
+        add(
+            "prev-of-33-bytes",
+            with_value(&base, "prev", &long_prev),
+            "wrong-type",
+        );
+        add(
+            "invalid-utf-8",
+            with_value(&base, "action", b"\x66acc\xffss"),
+            "utf8",
+        );
+        add(
+            "overlong-utf-8",
+            with_value(&base, "action", b"\x62\xc0\xaf"),
+            "utf8",
+        );
+        add(
+            "text-of-4097-bytes",
+            with_value(&base, "action", &text_of(MAX_TEXT_LEN + 1)),
+            "rule:action",
+        );
+        add(
+            "empty-decision",
+            with_value(&base, "decision", b"\x60"),
+            "rule:decision",
+        );
+        add(
+            "empty-requested-item",
+            with_value(&base, "requested", b"\x82\x67address\x60"),
+            "rule:requested",
+        );
+        let mut many = heads(MAJOR_ARRAY, MAX_LIST_LEN as u64 + 1).swap_remove(0);
+        (0..=MAX_LIST_LEN).for_each(|_| many.extend(b"\x61a"));
+        add(
+            "1025-released-items",
+            with_value(&base, "released", &many),
+            "rule:released",
+        );
+        add(
+            "subject-prev-without-subject",
+            with_value(&base, "subject", b"\xf6"),
+            "rule:subject_prev",
+        );
+        add(
+            "subject-prev-not-below-index",
+            with_value(&base, "subject_prev", b"\x09"),
+            "rule:subject_prev",
+        );
+        let (actor, withheld_item, pair_head) = if v == MAP_VERSION {
+            (
+                b"\xa2\x00\x65robot\x01\x61r".to_vec(),
+                b"\x81\x82\x66income\x6ano_consent".to_vec(),
+                0xa3,
+            )
+        } else {
+            (
+                b"\x82\x65robot\x61r".to_vec(),
+                b"\x81\xa2\x00\x66income\x01\x6ano_consent".to_vec(),
+                0x83,
+            )
+        };
+        add(
+            "unknown-actor-kind",
+            with_value(&base, "actor", &actor),
+            "rule:actor.kind",
+        );
+        let citizen_with_id = if v == MAP_VERSION {
+            b"\xa2\x00\x67citizen\x01\x63123".to_vec()
+        } else {
+            b"\x82\x67citizen\x63123".to_vec()
+        };
+        add(
+            "citizen-actor-with-id",
+            with_value(&base, "actor", &citizen_with_id),
+            "rule:actor.id",
+        );
+        add(
+            "withheld-item-of-the-other-form",
+            with_value(&base, "withheld", &withheld_item),
+            "wrong-shape",
+        );
+        // The actor with a third item (v3) or pair (v2) that is otherwise well-formed.
+        let at = value_at(&base, "actor");
+        let end = skip(&base, at);
+        let extra: &[u8] = if v == MAP_VERSION {
+            b"\x02\x61x"
+        } else {
+            b"\x61x"
+        };
+        let mut b = base[..at].to_vec();
+        b.push(pair_head);
+        b.extend_from_slice(&base[at + 1..end]);
+        b.extend_from_slice(extra);
+        b.extend_from_slice(&base[end..]);
+        add("actor-of-3", b, "wrong-shape");
+        // The entry with one item or pair fewer (the last), and one more.
+        let last = value_at(&base, "review");
+        let cut = if v == MAP_VERSION { last - 1 } else { last };
+        let mut b = base[..cut].to_vec();
+        b[0] -= 1;
+        add("entry-of-19", b, "wrong-shape");
+        let extra_last: &[u8] = if v == MAP_VERSION {
+            b"\x14\x61x"
+        } else {
+            b"\x61x"
+        };
+        let mut b = [&base[..], extra_last].concat();
+        b[0] += 1;
+        add("entry-of-21", b, "wrong-shape");
+        if v == MAP_VERSION {
+            // Key 18 twice (the justification's key where the review's is).
+            let mut b = base.clone();
+            b[last - 1] = 18;
+            add("duplicate-key", b, "wrong-key");
+            let mut b = base.clone();
+            b[last - 1] = 20;
+            add("unknown-key", b, "wrong-key");
+            // Keys 18 and 19 swapped, with their values.
+            let at18 = value_at(&base, "justification") - 1;
+            let mut b = base[..at18].to_vec();
+            b.extend_from_slice(&base[last - 1..]);
+            b.extend_from_slice(&base[at18..last - 1]);
+            add("keys-out-of-order", b, "wrong-key");
+        }
+    }
+    out
+}
+
+/// The fault code of a refusal (the vocabulary of `testdata/entries/README.md`).
+fn fault_code(err: &EntryError) -> String {
+    match err {
+        EntryError::Invalid {
+            field: "v",
+            rule: "unknown entry version",
+        } => "version".into(),
+        EntryError::Invalid { field: "v", .. } => "version-form".into(),
+        EntryError::Invalid { field, .. } => format!("rule:{field}"),
+        EntryError::Malformed { reason } => {
+            let is = |f: Fault| reason.ends_with(&f.reason());
+            if is(Fault::EndsEarly) {
+                "truncated"
+            } else if is(Fault::Trailing) {
+                "trailing"
+            } else if is(Fault::NotShortest) {
+                "non-canonical"
+            } else if is(Fault::IndefiniteOrReserved) {
+                "indefinite"
+            } else if is(Fault::Utf8) {
+                "utf8"
+            } else if is(Fault::Entry)
+                || reason.contains("expected a map of")
+                || reason.contains("expected an array of")
+            {
+                "wrong-shape"
+            } else if reason.contains("expected the key") {
+                "wrong-key"
+            } else {
+                "wrong-type"
+            }
+            .into()
+        }
+    }
+}
+
+fn hex_opt(t: Option<SubjectTag>) -> Value {
+    t.map_or(Value::Null, |t| hex::encode(t.0).into())
+}
+
+/// The decoded form of an entry of version `v` (integers as decimal strings: JSON
+/// numbers cannot hold every u64).
+fn entry_json(e: &Entry, v: u64) -> Value {
+    json!({
+        "v": v,
+        "index": e.index.to_string(),
+        "time": e.time_ms.to_string(),
+        "prev": hex::encode(e.prev),
+        "actor": {"kind": e.actor.kind.as_str(), "id": e.actor.id},
+        "initiator": e.initiator,
+        "action": e.action,
+        "processing": e.processing,
+        "purpose": e.purpose,
+        "subject": hex_opt(e.subject),
+        "subject_prev": e.subject_prev.map(|p| p.to_string()),
+        "requested": e.requested,
+        "released": e.released,
+        "withheld": e.withheld.iter()
+            .map(|w| json!({"field": w.field, "reason": w.reason}))
+            .collect::<Vec<_>>(),
+        "legal_basis": e.legal_basis,
+        "legal_reference": e.legal_reference,
+        "consent_id": e.consent_id,
+        "decision": e.decision,
+        "justification": e.justification,
+        "review": e.review,
+    })
+}
+
+/// The corpus as this code writes it.
+fn corpus() -> String {
+    let valid: Vec<Value> = valid_vectors()
+        .iter()
+        .map(|t| {
+            let leaf = encode_as(&t.entry, t.v).expect("a valid vector encodes");
+            let mut o = json!({
+                "name": format!("v{}-{}", t.v, t.name),
+                "leaf_hex": hex::encode(leaf),
+                "entry": entry_json(&t.entry, t.v),
+            });
+            if let Some(code) = t.js_refuses {
+                o["js_refuses"] = code.into();
+            }
+            o
+        })
+        .collect();
+    let invalid: Vec<Value> = invalid_vectors()
+        .into_iter()
+        .map(|(name, leaf, fault)| json!({"name": name, "leaf_hex": hex::encode(leaf), "fault": fault}))
+        .collect();
+    // One vector a line, so that a diff shows which vectors changed.
+    let list = |vectors: Vec<Value>| {
+        vectors
+            .iter()
+            .map(|t| format!("    {t}"))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    };
+    format!(
+        "{{\n  \"valid\": [\n{}\n  ],\n  \"invalid\": [\n{}\n  ]\n}}\n",
+        list(valid),
+        list(invalid)
+    )
+}
+
+#[test]
+fn the_vector_file_is_what_the_encoder_writes() {
+    let now = corpus();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        std::fs::write(PATH, &now).expect("writes the vector file");
+    }
+    let file = std::fs::read_to_string(PATH).expect("reads testdata/entries/vectors.json");
+    assert!(
+        file == now,
+        "testdata/entries/vectors.json differs from what the encoder writes: if the format \
+         change is intended, run UPDATE_VECTORS=1 cargo test -p audit --lib vectors and \
+         review the diff"
+    );
+}
+
+#[test]
+fn every_vector_of_the_file_is_judged_as_it_says() {
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(PATH).expect("reads testdata/entries/vectors.json"),
+    )
+    .expect("the vector file is JSON");
+    let valid = file["valid"].as_array().expect("a valid list");
+    let invalid = file["invalid"].as_array().expect("an invalid list");
+    assert!(
+        valid.len() >= 36 && invalid.len() >= 70,
+        "the corpus is whole"
+    );
+    for t in valid {
+        let name = &t["name"];
+        let leaf = hex::decode(t["leaf_hex"].as_str().expect("hex")).expect("hex");
+        let v = t["entry"]["v"].as_u64().expect("a version");
+        let e = decode_entry(&leaf).unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(entry_json(&e, v), t["entry"], "{name}");
+        assert_decodes_to(&leaf, &e);
+        assert_eq!(encode_as(&e, v).as_ref(), Ok(&leaf), "{name} re-encodes");
+    }
+    for t in invalid {
+        let name = &t["name"];
+        let leaf = hex::decode(t["leaf_hex"].as_str().expect("hex")).expect("hex");
+        let err = decode_entry(&leaf).expect_err("an invalid vector is refused");
+        assert_eq!(fault_code(&err), t["fault"], "{name}: {err}");
+        assert_eq!(decode_links(&leaf).err(), Some(err), "{name}");
+        assert!(!agree(&leaf), "{name}: the reference model refuses it too");
+    }
+}
