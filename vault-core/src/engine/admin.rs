@@ -6,7 +6,7 @@ use std::time::Duration;
 use audit::{ActorKind, Entry, EntryDraft, Hash, SubjectTag};
 use policies::{AgencyId, Category, Timestamp};
 
-use super::ops::{citizen_id, consent_prefix, record_err};
+use super::ops::{citizen_id, record_err};
 use super::secrets::SealedSecret;
 use super::{
     log, now_parts, to_system_time, EngineConfig, Plaintext, Vault, VaultError, ENGINE_KEY,
@@ -426,13 +426,7 @@ impl Vault {
                 .records()
                 .stage_erase(&*tx.vault.store, &mut tx.batch, &id, now)
                 .map_err(record_err)?;
-            let (start, end) = consent_prefix(&id);
-            for (k, _) in tx
-                .store()
-                .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
-            {
-                tx.batch.delete(Tree::Consents, k);
-            }
+            tx.delete_consents(&id)?;
             for (key, rec) in tokens::list(tx.store()).map_err(VaultError::internal)? {
                 if rec.role
                     == (Role::Citizen {

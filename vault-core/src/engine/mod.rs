@@ -7,6 +7,7 @@
 //! tokens, enrolments, the audit log), `policies/` (the policy files it enforces).
 
 mod admin;
+mod consents;
 mod error;
 mod log;
 mod ops;
@@ -30,10 +31,11 @@ pub use admin::{
     EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, LeafView, RotateOutcome, TokenOutcome,
     TokenRequest, MAX_IMPORT_ROWS,
 };
+pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{ErrorKind, VaultError};
 pub use ops::{
-    AccessInput, AccessOutcome, CitizenExport, ConsentRequestInput, ConsentView, GrantInput,
-    History, HistoryEntry, PendingAccess, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
+    AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
+    WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
 
 use crate::codec;
