@@ -16,6 +16,7 @@ use crate::agencies::{self, Enrolment, PinnedCert};
 use crate::codec;
 use crate::keys::Passphrase;
 use crate::pki::{Issued, Usage};
+use crate::records::{in_batches, Progress};
 use crate::storage::{Tree, WriteBatch};
 use crate::tokens::{self, IssuedToken, Role};
 
@@ -312,26 +313,14 @@ impl Vault {
         let (now, now_ms) = now_parts();
         match kind {
             "kek" => {
-                let mut moved = 0;
                 let changes_passphrase = new_passphrase.is_some();
-                loop {
-                    // Each slice holds the writer lock: a concurrent record write must not
-                    // write back a key record the rotation just re-wrapped.
-                    let _writers = self
-                        .writer
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let moved = self.rotate_in_slices(1024, |room| {
                     // The new passphrase goes with the first slice, which starts the
                     // rotation; the later slices continue it.
-                    let p = self
-                        .unsealed
-                        .rotate_kek(new_passphrase.take(), now, Some(1024))
-                        .map_err(rotation_error)?;
-                    moved += p.moved;
-                    if p.done {
-                        break;
-                    }
-                }
+                    self.unsealed
+                        .rotate_kek(new_passphrase.take(), now, Some(room))
+                        .map_err(rotation_error)
+                })?;
                 let key_id = {
                     let ring = self.unsealed.records().ring();
                     ring.current().id()
@@ -356,22 +345,12 @@ impl Vault {
                 let citizen = citizen_id(citizen.ok_or_else(|| {
                     VaultError::bad("citizen_required", "a data key rotation names the citizen")
                 })?)?;
-                let mut moved = 0;
-                loop {
-                    let _writers = self
-                        .writer
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let p = self
-                        .unsealed
+                let moved = self.rotate_in_slices(256, |room| {
+                    self.unsealed
                         .records()
-                        .rotate_dek(&*self.store, &citizen, Some(256))
-                        .map_err(record_err)?;
-                    moved += p.moved;
-                    if p.done {
-                        break;
-                    }
-                }
+                        .rotate_dek(&*self.store, &citizen, Some(room))
+                        .map_err(record_err)
+                })?;
                 let ((), index) = self.transact(|tx| {
                     let mut d = operator_draft(now_ms, "key.rotate");
                     d.initiator = Some("dek".to_owned());
@@ -387,6 +366,24 @@ impl Vault {
             }
             _ => Err(VaultError::bad("invalid_kind", "kind is `kek` or `dek`")),
         }
+    }
+
+    /// Runs a resumable rotation to the end in slices of at most `slice` items, each
+    /// under the writer lock (a concurrent record write must not write back a key record
+    /// a slice just rewrote); returns the items moved.
+    fn rotate_in_slices(
+        &self,
+        slice: usize,
+        mut step: impl FnMut(usize) -> Result<Progress, VaultError>,
+    ) -> Result<usize, VaultError> {
+        let progress = in_batches(None, slice, |room| {
+            let _writers = self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            step(room)
+        })?;
+        Ok(progress.moved)
     }
 
     /// Re-seals the vault's own secrets under the current KEK (after a KEK rotation).
@@ -485,31 +482,11 @@ impl Vault {
                         format!("agency {agency} is not the source of category {category}"),
                     )));
                 }
-                let mut names = Vec::new();
-                for (f, _) in &row.fields {
-                    let full = policies::FieldName::from_parts(&category, f)
-                        .map_err(|e| at(VaultError::bad("invalid_field", e.to_string())))?;
-                    if self.policy.field(&full).is_none() {
-                        return Err(at(VaultError::bad(
-                            "unknown_field",
-                            format!("field {full} is not in the vocabulary"),
-                        )));
-                    }
-                    names.push(full.as_str().to_owned());
-                }
+                let names = self
+                    .vocabulary_fields(&category, &row.fields, "")
+                    .map_err(at)?;
                 let out = tx
-                    .vault
-                    .unsealed
-                    .records()
-                    .stage_put(
-                        &*tx.vault.store,
-                        &mut tx.batch,
-                        &citizen,
-                        &category,
-                        row.fields,
-                        agency,
-                        now,
-                    )
+                    .stage_put(&citizen, &category, row.fields, agency, now)
                     .map_err(|e| at(record_err(e)))?;
                 let mut d = EntryDraft::new(
                     now_ms,
@@ -560,7 +537,7 @@ impl Vault {
     }
 
     fn check_size(&self, size: u64) -> Result<(), VaultError> {
-        let signed = self.checkpoint_size_signed();
+        let signed = self.checkpoint_size();
         if size == 0 || size > signed {
             return Err(VaultError::bad(
                 "invalid_tree_size",
@@ -568,14 +545,6 @@ impl Vault {
             ));
         }
         Ok(())
-    }
-
-    fn checkpoint_size_signed(&self) -> u64 {
-        self.checkpoint
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .checkpoint
-            .size
     }
 
     /// The leaf hash of `index` and its inclusion proof in the tree of `size`.

@@ -4,14 +4,14 @@ use std::collections::BTreeSet;
 
 use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
 use policies::{
-    evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, FieldName, LegalBasis, Outcome,
-    PurposeCode, Timestamp,
+    evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, Decision, FieldName, LegalBasis,
+    Outcome, PurposeCode, Timestamp,
 };
 
 use super::consents::{load_consents, ConsentView};
 use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
-use crate::records::{CitizenState, FieldRead, RecordError};
+use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
 use crate::storage::{CommitTicket, Tree};
 
 /// Most fields one access request or consent may name.
@@ -223,7 +223,52 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Stages a record write by `agency` ([`Records::stage_put`](crate::records::Records::stage_put)).
+    pub(super) fn stage_put(
+        &mut self,
+        citizen: &CitizenId,
+        category: &Category,
+        fields: Vec<(String, Plaintext)>,
+        agency: &str,
+        now: Timestamp,
+    ) -> Result<PutOutcome, RecordError> {
+        self.vault.unsealed.records().stage_put(
+            &*self.vault.store,
+            &mut self.batch,
+            citizen,
+            category,
+            fields,
+            agency,
+            now,
+        )
+    }
+}
+
 impl Vault {
+    /// The full names (`category.field`) of the fields of a record write, each checked
+    /// against the vocabulary; `unknown_hint` ends the message of an unknown field.
+    pub(super) fn vocabulary_fields(
+        &self,
+        category: &Category,
+        fields: &[(String, Plaintext)],
+        unknown_hint: &str,
+    ) -> Result<Vec<String>, VaultError> {
+        let mut names = Vec::with_capacity(fields.len());
+        for (f, _) in fields {
+            let full =
+                FieldName::from_parts(category, f).map_err(|e| bad_id("invalid_field", e))?;
+            if self.policy.field(&full).is_none() {
+                return Err(VaultError::bad(
+                    "unknown_field",
+                    format!("field {full} is not in the vocabulary{unknown_hint}"),
+                ));
+            }
+            names.push(full.as_str().to_owned());
+        }
+        Ok(names)
+    }
+
     pub(super) fn agency_name(&self, id: &str) -> String {
         AgencyId::new(id)
             .ok()
@@ -258,18 +303,7 @@ impl Vault {
         let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
         let initiator = initiator.map(str::to_owned);
         check_text("initiator", &initiator)?;
-        let mut names = Vec::with_capacity(fields.len());
-        for (f, _) in &fields {
-            let full =
-                FieldName::from_parts(&category, f).map_err(|e| bad_id("invalid_field", e))?;
-            if self.policy.field(&full).is_none() {
-                return Err(VaultError::bad(
-                    "unknown_field",
-                    format!("field {full} is not in the vocabulary: see the policy files"),
-                ));
-            }
-            names.push(full.as_str().to_owned());
-        }
+        let names = self.vocabulary_fields(&category, &fields, ": see the policy files")?;
         let allowed = self.policy.may_write(&agency_id, &category);
         let (now, now_ms) = now_parts();
         let (version, index) = self.transact(|tx| {
@@ -289,18 +323,7 @@ impl Vault {
                 return Ok(None);
             }
             let out = tx
-                .vault
-                .unsealed
-                .records()
-                .stage_put(
-                    &*tx.vault.store,
-                    &mut tx.batch,
-                    &citizen,
-                    &category,
-                    fields,
-                    agency,
-                    now,
-                )
+                .stage_put(&citizen, &category, fields, agency, now)
                 .map_err(record_err)?;
             draft.subject = Some(SubjectTag(out.subject_tag));
             tx.entry(draft);
@@ -375,42 +398,19 @@ impl Vault {
             let read = records
                 .read_sealed(tx.store(), &citizen, &request.fields)
                 .map_err(record_err)?;
-            let mut released: Vec<FieldName> = Vec::new();
-            let mut withheld: Vec<(String, String)> = Vec::new();
-            let mut bases: BTreeSet<&'static str> = BTreeSet::new();
-            let mut references: Vec<String> = Vec::new();
-            let mut used: Vec<ConsentId> = Vec::new();
-            for d in &decision.fields {
-                match d.outcome {
-                    Outcome::Released(basis) if read.contains(d.field) => {
-                        released.push(d.field.clone());
-                        bases.insert(basis.legal_basis().code());
-                        match basis {
-                            Basis::Consent { artefact_id } => {
-                                if !used.contains(&artefact_id) {
-                                    used.push(artefact_id);
-                                }
-                            }
-                            Basis::Statutory {
-                                legal_reference, ..
-                            }
-                            | Basis::VitalInterest {
-                                legal_reference, ..
-                            } => {
-                                if !references.iter().any(|r| r == legal_reference) {
-                                    references.push(legal_reference.to_owned());
-                                }
-                            }
-                        }
-                    }
-                    Outcome::Released(_) => {
-                        withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
-                    }
-                    Outcome::Withheld(reason) => {
-                        withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
-                    }
-                }
-            }
+            let AccessEntry {
+                mut draft,
+                released,
+                withheld,
+                used,
+            } = access_entry(
+                &decision,
+                |f| read.contains(f),
+                &request,
+                agency,
+                input.initiator.as_deref(),
+                now_ms,
+            );
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
                     let mut a = a.clone();
@@ -418,48 +418,6 @@ impl Vault {
                     tx.put_consent(&a)?;
                 }
             }
-            let review = decision.obligations.review && !released.is_empty();
-            let mut draft = EntryDraft::new(
-                now_ms,
-                actor(ActorKind::Agency, agency),
-                "access",
-                if released.is_empty() {
-                    "refused"
-                } else if withheld.is_empty() {
-                    "granted"
-                } else {
-                    "partial"
-                },
-            );
-            draft.initiator = input.initiator.clone();
-            draft.processing = Some("disclosure".to_owned());
-            draft.purpose = Some(request.purpose.as_str().to_owned());
-            draft.requested = request
-                .fields
-                .iter()
-                .map(|f| f.as_str().to_owned())
-                .collect();
-            draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
-            draft.withheld = withheld
-                .iter()
-                .map(|(field, reason)| Withheld {
-                    field: field.clone(),
-                    reason: reason.clone(),
-                })
-                .collect();
-            draft.legal_basis = match bases.len() {
-                0 => request.legal_basis.map(|b| b.code().to_owned()),
-                _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
-            };
-            draft.legal_reference = (!references.is_empty()).then(|| references.join("; "));
-            draft.consent_id = (!used.is_empty()).then(|| {
-                used.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
-            draft.justification = input.justification.clone();
-            draft.review = review;
             draft.subject = read
                 .subject_tag(records)
                 .map_err(record_err)?
@@ -627,7 +585,8 @@ impl Vault {
         })
     }
 
-    fn checkpoint_size(&self) -> u64 {
+    /// The tree size of the latest signed checkpoint.
+    pub(super) fn checkpoint_size(&self) -> u64 {
         self.checkpoint
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -657,5 +616,303 @@ impl Vault {
                 .collect(),
             history: self.history_of(tag.as_ref(), None, usize::MAX / 2)?,
         })
+    }
+}
+
+/// The access entry of a decision, and what it releases and withholds.
+#[derive(Debug)]
+pub(super) struct AccessEntry {
+    /// The audit entry, without its subject tag (the caller adds it).
+    pub(super) draft: EntryDraft,
+    /// Fields released: the decision releases them and the read found a value.
+    pub(super) released: Vec<FieldName>,
+    /// Fields withheld and the reason code (`no_data` when the read found no value).
+    pub(super) withheld: Vec<(String, String)>,
+    /// The consent artefacts the release rests on (one use of each to record).
+    pub(super) used: Vec<ConsentId>,
+}
+
+/// Builds the access entry of `decision` on `request`: a field the decision releases is
+/// released only if `found` (the read has a value for it), else withheld as `no_data`.
+/// The entry names the legal bases, legal references and consents the releases rest on,
+/// and asks for review when the decision does and something is released.
+pub(super) fn access_entry(
+    decision: &Decision<'_>,
+    found: impl Fn(&FieldName) -> bool,
+    request: &AccessRequest,
+    agency: &str,
+    initiator: Option<&str>,
+    now_ms: u64,
+) -> AccessEntry {
+    let mut released: Vec<FieldName> = Vec::new();
+    let mut withheld: Vec<(String, String)> = Vec::new();
+    let mut bases: BTreeSet<&'static str> = BTreeSet::new();
+    let mut references: Vec<String> = Vec::new();
+    let mut used: Vec<ConsentId> = Vec::new();
+    for d in &decision.fields {
+        match d.outcome {
+            Outcome::Released(basis) if found(d.field) => {
+                released.push(d.field.clone());
+                bases.insert(basis.legal_basis().code());
+                match basis {
+                    Basis::Consent { artefact_id } => {
+                        if !used.contains(&artefact_id) {
+                            used.push(artefact_id);
+                        }
+                    }
+                    Basis::Statutory {
+                        legal_reference, ..
+                    }
+                    | Basis::VitalInterest {
+                        legal_reference, ..
+                    } => {
+                        if !references.iter().any(|r| r == legal_reference) {
+                            references.push(legal_reference.to_owned());
+                        }
+                    }
+                }
+            }
+            Outcome::Released(_) => {
+                withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
+            }
+            Outcome::Withheld(reason) => {
+                withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
+            }
+        }
+    }
+    let review = decision.obligations.review && !released.is_empty();
+    let mut draft = EntryDraft::new(
+        now_ms,
+        actor(ActorKind::Agency, agency),
+        "access",
+        if released.is_empty() {
+            "refused"
+        } else if withheld.is_empty() {
+            "granted"
+        } else {
+            "partial"
+        },
+    );
+    draft.initiator = initiator.map(str::to_owned);
+    draft.processing = Some("disclosure".to_owned());
+    draft.purpose = Some(request.purpose.as_str().to_owned());
+    draft.requested = request
+        .fields
+        .iter()
+        .map(|f| f.as_str().to_owned())
+        .collect();
+    draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
+    draft.withheld = withheld
+        .iter()
+        .map(|(field, reason)| Withheld {
+            field: field.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    draft.legal_basis = match bases.len() {
+        0 => request.legal_basis.map(|b| b.code().to_owned()),
+        _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
+    };
+    draft.legal_reference = (!references.is_empty()).then(|| references.join("; "));
+    draft.consent_id = (!used.is_empty()).then(|| {
+        used.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    draft.justification = request.justification.clone();
+    draft.review = review;
+    AccessEntry {
+        draft,
+        released,
+        withheld,
+        used,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use policies::{FieldDecision, Obligations, Reason, RuleId};
+
+    use super::*;
+
+    fn field(s: &str) -> FieldName {
+        FieldName::new(s).unwrap()
+    }
+
+    fn request(fields: &[FieldName], legal_basis: Option<LegalBasis>) -> AccessRequest {
+        AccessRequest {
+            agency: AgencyId::new("hospital").unwrap(),
+            purpose: PurposeCode::new("emergency_care").unwrap(),
+            fields: fields.to_vec(),
+            legal_basis,
+            justification: None,
+        }
+    }
+
+    fn decision<'a>(outcomes: Vec<(&'a FieldName, Outcome<'a>)>, review: bool) -> Decision<'a> {
+        Decision {
+            fields: outcomes
+                .into_iter()
+                .map(|(field, outcome)| FieldDecision { field, outcome })
+                .collect(),
+            obligations: Obligations {
+                notify_citizen: review,
+                review,
+                delete_by: None,
+            },
+        }
+    }
+
+    fn names(fields: &[FieldName]) -> Vec<&str> {
+        fields.iter().map(FieldName::as_str).collect()
+    }
+
+    #[test]
+    fn released_by_one_consent_names_it_once() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let id = ConsentId::from_bytes([7; 16]);
+        let consent = Outcome::Released(Basis::Consent { artefact_id: id });
+        let d = decision(vec![(&fields[0], consent), (&fields[1], consent)], false);
+        let e = access_entry(
+            &d,
+            |_| true,
+            &request(&fields, None),
+            "hospital",
+            Some("dr who"),
+            42,
+        );
+        assert_eq!(
+            names(&e.released),
+            ["health.blood_type", "health.allergies"]
+        );
+        assert!(e.withheld.is_empty());
+        assert_eq!(e.used, [id]);
+        let draft = e.draft;
+        assert_eq!(draft.decision, "granted");
+        assert_eq!(draft.action, "access");
+        assert_eq!(draft.actor.kind, ActorKind::Agency);
+        assert_eq!(draft.actor.id, "hospital");
+        assert_eq!(draft.initiator.as_deref(), Some("dr who"));
+        assert_eq!(draft.processing.as_deref(), Some("disclosure"));
+        assert_eq!(draft.purpose.as_deref(), Some("emergency_care"));
+        assert_eq!(draft.requested, ["health.blood_type", "health.allergies"]);
+        assert_eq!(draft.released, draft.requested);
+        assert!(draft.withheld.is_empty());
+        assert_eq!(draft.legal_basis.as_deref(), Some("consent"));
+        assert_eq!(draft.consent_id, Some(id.to_string()));
+        assert_eq!(draft.legal_reference, None);
+        assert!(!draft.review);
+        assert_eq!(draft.subject, None);
+    }
+
+    #[test]
+    fn withheld_fields_carry_their_reason_and_make_it_partial() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let id = ConsentId::from_bytes([1; 16]);
+        let d = decision(
+            vec![
+                (
+                    &fields[0],
+                    Outcome::Released(Basis::Consent { artefact_id: id }),
+                ),
+                (&fields[1], Outcome::Withheld(Reason::FieldNotCovered)),
+            ],
+            false,
+        );
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", None, 1);
+        assert_eq!(names(&e.released), ["health.blood_type"]);
+        assert_eq!(
+            e.withheld,
+            [(
+                "health.allergies".to_owned(),
+                "field_not_covered".to_owned()
+            )]
+        );
+        assert_eq!(e.draft.decision, "partial");
+        assert_eq!(e.draft.withheld.len(), 1);
+        assert_eq!(e.draft.withheld[0].field, "health.allergies");
+        assert_eq!(e.draft.withheld[0].reason, "field_not_covered");
+    }
+
+    #[test]
+    fn a_refusal_releases_nothing_and_logs_the_claimed_basis() {
+        let fields = [field("health.blood_type")];
+        let d = decision(
+            vec![(&fields[0], Outcome::Withheld(Reason::NoStatutoryRule))],
+            false,
+        );
+        let req = request(&fields, Some(LegalBasis::PublicTask));
+        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        assert!(e.released.is_empty());
+        assert!(e.used.is_empty());
+        assert_eq!(e.draft.decision, "refused");
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("public_task"));
+        assert_eq!(e.draft.consent_id, None);
+        assert!(e.draft.released.is_empty());
+    }
+
+    #[test]
+    fn a_released_field_without_a_value_is_withheld_as_no_data() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let rule = RuleId::new("care_law").unwrap();
+        let statutory = Outcome::Released(Basis::Statutory {
+            rule_id: &rule,
+            legal_basis: LegalBasis::LegalObligation,
+            legal_reference: "Care Act s. 4",
+        });
+        let d = decision(
+            vec![(&fields[0], statutory), (&fields[1], statutory)],
+            false,
+        );
+        let found = |f: &FieldName| f.as_str() == "health.blood_type";
+        let e = access_entry(&d, found, &request(&fields, None), "hospital", None, 1);
+        assert_eq!(names(&e.released), ["health.blood_type"]);
+        assert_eq!(
+            e.withheld,
+            [("health.allergies".to_owned(), "no_data".to_owned())]
+        );
+        assert_eq!(e.draft.decision, "partial");
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
+        assert_eq!(e.draft.legal_reference.as_deref(), Some("Care Act s. 4"));
+
+        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", None, 1);
+        assert!(none.released.is_empty());
+        assert_eq!(none.draft.decision, "refused");
+        assert_eq!(none.draft.legal_basis, None);
+        assert_eq!(none.draft.legal_reference, None);
+    }
+
+    #[test]
+    fn break_glass_asks_for_review_only_when_something_is_released() {
+        let fields = [field("health.blood_type")];
+        let rule = RuleId::new("emergency").unwrap();
+        let glass = Outcome::Released(Basis::VitalInterest {
+            rule_id: &rule,
+            legal_reference: "Art. 6(1)(d) GDPR",
+        });
+        let d = decision(vec![(&fields[0], glass)], true);
+        let mut req = request(&fields, Some(LegalBasis::VitalInterest));
+        req.justification = Some("unconscious patient".to_owned());
+        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        assert_eq!(e.draft.decision, "granted");
+        assert!(e.draft.review);
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("vital_interest"));
+        assert_eq!(
+            e.draft.legal_reference.as_deref(),
+            Some("Art. 6(1)(d) GDPR")
+        );
+        assert_eq!(
+            e.draft.justification.as_deref(),
+            Some("unconscious patient")
+        );
+
+        let nothing = access_entry(&d, |_| false, &req, "hospital", None, 1);
+        assert_eq!(nothing.draft.decision, "refused");
+        assert!(!nothing.draft.review);
+        assert_eq!(
+            nothing.withheld,
+            [("health.blood_type".to_owned(), "no_data".to_owned())]
+        );
     }
 }

@@ -11,6 +11,11 @@
 //! staging call in the same batch sees what an earlier one staged). The caller serialises
 //! writes about one citizen between staging and applying (the engine's write lock): two
 //! batches staged concurrently from the same state would both claim the same version.
+//!
+//! Files by job: this one holds [`Records`], the stored formats and the per-citizen key
+//! layout; `keyring.rs` the unsealed KEKs; `citizen.rs` a citizen's keys, subject tag,
+//! state and erasure; `fields.rs` record writes and reads; `rotation.rs` DEK rotation,
+//! KEK re-wrapping and the census of wraps.
 
 mod citizen;
 mod fields;

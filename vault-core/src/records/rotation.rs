@@ -244,3 +244,72 @@ impl Records {
         Ok((active, erased, per_kek))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumable operation over `total` items that does all it is given room for.
+    fn run(total: usize, max: Option<usize>, batch: usize) -> (Progress, Vec<usize>) {
+        let mut left = total;
+        let mut rooms = Vec::new();
+        let p = in_batches(max, batch, |room| {
+            rooms.push(room);
+            let n = room.min(left);
+            left -= n;
+            Ok::<_, ()>(Progress {
+                moved: n,
+                done: left == 0,
+            })
+        })
+        .unwrap();
+        (p, rooms)
+    }
+
+    #[test]
+    fn in_batches_runs_to_the_end_in_steps_of_at_most_batch() {
+        let (p, rooms) = run(600, None, 256);
+        assert_eq!(
+            p,
+            Progress {
+                moved: 600,
+                done: true
+            }
+        );
+        assert_eq!(rooms, [256, 256, 256]);
+    }
+
+    #[test]
+    fn in_batches_stops_unfinished_at_max() {
+        let (p, rooms) = run(600, Some(300), 256);
+        assert_eq!(
+            p,
+            Progress {
+                moved: 300,
+                done: false
+            }
+        );
+        assert_eq!(rooms, [256, 44]);
+        let (p, rooms) = run(600, Some(0), 256);
+        assert_eq!(
+            p,
+            Progress {
+                moved: 0,
+                done: false
+            }
+        );
+        assert!(rooms.is_empty());
+    }
+
+    #[test]
+    fn in_batches_reports_done_when_the_last_step_finishes_within_max() {
+        let (p, _) = run(100, Some(100), 256);
+        assert_eq!(
+            p,
+            Progress {
+                moved: 100,
+                done: true
+            }
+        );
+    }
+}
