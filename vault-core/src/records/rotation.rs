@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{decode_keys, encode_keys, KeyEntry, RecordError, Records, StoredRecord};
 use crate::envelope::{self, CitizenId};
 use crate::keys::WrappedKey;
-use crate::storage::{Storage, Tree, WriteBatch};
+use crate::storage::{Entries, Storage, Tree, WriteBatch};
 
 /// Citizens re-wrapped per commit during a KEK rotation.
 pub(crate) const REWRAP_BATCH: usize = 256;
@@ -48,7 +48,7 @@ fn keys_after(
     store: &dyn Storage,
     cursor: Option<&[u8]>,
     max: usize,
-) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>), RecordError> {
+) -> Result<(Entries, Option<Vec<u8>>), RecordError> {
     let start = match cursor {
         Some(c) => {
             let mut s = c.to_vec();
