@@ -1,4 +1,6 @@
-//! Agency and citizen operations.
+//! Agency and citizen operations: record writes, access decisions (the audit entry built
+//! by the pure `access_entry`), the citizen's records, history with proofs and export;
+//! and the input checks the consent operations (`consents.rs`) share.
 
 use std::collections::BTreeSet;
 
