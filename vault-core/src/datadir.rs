@@ -21,7 +21,9 @@ use crate::keys::{
     KdfParams, Kek, KeyError, Passphrase, PassphraseCheck, SealedKek, SealingKey,
     DEFAULT_KDF_ITERATIONS,
 };
-use crate::records::{KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH};
+use crate::records::{
+    in_batches, KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH,
+};
 use crate::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
 
 /// Version of the data directory layout described in `docs/keys.md`.
@@ -578,27 +580,23 @@ impl Unsealed {
                 *sealing = s;
             }
         }
-        let mut moved = 0;
         let mut cursor: Option<Vec<u8>> = None;
-        loop {
-            let room =
-                max_citizens.map_or(REWRAP_BATCH, |m| m.saturating_sub(moved).min(REWRAP_BATCH));
-            if room == 0 {
-                return Ok(Progress { moved, done: false });
-            }
+        let progress = in_batches(max_citizens, REWRAP_BATCH, |room| {
             let (n, next) = self
                 .records
                 .rewrap_some(&*self.store, cursor.as_deref(), room)?;
-            moved += n;
-            match next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
+            cursor = next;
+            Ok::<_, DataDirError>(Progress {
+                moved: n,
+                done: cursor.is_none(),
+            })
+        })?;
+        if progress.done {
+            let mut batch = WriteBatch::new();
+            batch.delete(Tree::Meta, KEK_ROTATION);
+            self.store.commit(batch)?;
         }
-        let mut batch = WriteBatch::new();
-        batch.delete(Tree::Meta, KEK_ROTATION);
-        self.store.commit(batch)?;
-        Ok(Progress { moved, done: true })
+        Ok(progress)
     }
 
     /// Deletes the sealed KEK `kek_id` once nothing is wrapped or sealed under it. Refuses

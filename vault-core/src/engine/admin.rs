@@ -5,7 +5,7 @@
 use audit::{ActorKind, Entry, EntryDraft, Hash, SubjectTag};
 use policies::AgencyId;
 
-use super::ops::{citizen_id, consent_prefix, record_err};
+use super::ops::{citizen_id, record_err};
 use super::secrets::SealedSecret;
 use super::{
     log, now_parts, to_system_time, EngineConfig, Plaintext, Vault, VaultError, ENGINE_KEY,
@@ -16,6 +16,7 @@ use crate::codec;
 use crate::envelope::CitizenId;
 use crate::keys::Passphrase;
 use crate::pki::{Issued, Usage};
+use crate::records::{in_batches, Progress};
 use crate::storage::{Tree, WriteBatch};
 use crate::tokens::{self, IssuedToken, Role};
 
@@ -343,26 +344,14 @@ impl Vault {
         let (now, now_ms) = now_parts();
         match kind {
             KeyKind::Kek => {
-                let mut moved = 0;
                 let changes_passphrase = new_passphrase.is_some();
-                loop {
-                    // Each slice holds the writer lock: a concurrent record write must not
-                    // write back a key record the rotation just re-wrapped.
-                    let _writers = self
-                        .writer
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let moved = self.rotate_in_slices(1024, |room| {
                     // The new passphrase goes with the first slice, which starts the
                     // rotation; the later slices continue it.
-                    let p = self
-                        .unsealed
-                        .rotate_kek(new_passphrase.take(), now, Some(1024))
-                        .map_err(rotation_error)?;
-                    moved += p.moved;
-                    if p.done {
-                        break;
-                    }
-                }
+                    self.unsealed
+                        .rotate_kek(new_passphrase.take(), now, Some(room))
+                        .map_err(rotation_error)
+                })?;
                 let key_id = {
                     let ring = self.unsealed.records().ring();
                     ring.current().id()
@@ -384,22 +373,12 @@ impl Vault {
                 })
             }
             KeyKind::Dek(citizen) => {
-                let mut moved = 0;
-                loop {
-                    let _writers = self
-                        .writer
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let p = self
-                        .unsealed
+                let moved = self.rotate_in_slices(256, |room| {
+                    self.unsealed
                         .records()
-                        .rotate_dek(&*self.store, &citizen, Some(256))
-                        .map_err(record_err)?;
-                    moved += p.moved;
-                    if p.done {
-                        break;
-                    }
-                }
+                        .rotate_dek(&*self.store, &citizen, Some(room))
+                        .map_err(record_err)
+                })?;
                 let ((), index) = self.transact(|tx| {
                     let mut d = operator_draft(now_ms, "key.rotate");
                     d.initiator = Some("dek".to_owned());
@@ -414,6 +393,24 @@ impl Vault {
                 })
             }
         }
+    }
+
+    /// Runs a resumable rotation to the end in slices of at most `slice` items, each
+    /// under the writer lock (a concurrent record write must not write back a key record
+    /// a slice just rewrote); returns the items moved.
+    fn rotate_in_slices(
+        &self,
+        slice: usize,
+        mut step: impl FnMut(usize) -> Result<Progress, VaultError>,
+    ) -> Result<usize, VaultError> {
+        let progress = in_batches(None, slice, |room| {
+            let _writers = self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            step(room)
+        })?;
+        Ok(progress.moved)
     }
 
     /// Re-seals the vault's own secrets under the current KEK (after a KEK rotation).
@@ -453,13 +450,7 @@ impl Vault {
                 .records()
                 .stage_erase(&*tx.vault.store, &mut tx.batch, &id, now)
                 .map_err(record_err)?;
-            let (start, end) = consent_prefix(&id);
-            for (k, _) in tx
-                .store()
-                .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
-            {
-                tx.batch.delete(Tree::Consents, k);
-            }
+            tx.delete_consents(&id)?;
             for (key, rec) in tokens::list(tx.store()).map_err(VaultError::internal)? {
                 if rec.role
                     == (Role::Citizen {
@@ -518,18 +509,7 @@ impl Vault {
                     checked.fields.iter().map(|f| f.as_str().to_owned()).collect();
                 let (citizen, category) = (checked.citizen, checked.category);
                 let out = tx
-                    .vault
-                    .unsealed
-                    .records()
-                    .stage_put(
-                        &*tx.vault.store,
-                        &mut tx.batch,
-                        &citizen,
-                        &category,
-                        row.fields,
-                        agency,
-                        now,
-                    )
+                    .stage_put(&citizen, &category, row.fields, agency, now)
                     .map_err(|e| at(record_err(e)))?;
                 let mut d = EntryDraft::new(
                     now_ms,
@@ -580,7 +560,7 @@ impl Vault {
     }
 
     fn check_size(&self, size: u64) -> Result<(), VaultError> {
-        let signed = self.checkpoint_size_signed();
+        let signed = self.checkpoint_size();
         if size == 0 || size > signed {
             return Err(VaultError::bad(
                 "invalid_tree_size",
@@ -588,14 +568,6 @@ impl Vault {
             ));
         }
         Ok(())
-    }
-
-    fn checkpoint_size_signed(&self) -> u64 {
-        self.checkpoint
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .checkpoint
-            .size
     }
 
     /// The leaf hash of `index` and its inclusion proof in the tree of `size`.

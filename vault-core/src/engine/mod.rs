@@ -7,6 +7,7 @@
 //! tokens, enrolments, the audit log), `policies/` (the policy files it enforces).
 
 mod admin;
+mod consents;
 mod error;
 mod log;
 mod ops;
@@ -32,11 +33,12 @@ pub use admin::{
     TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
     MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
+pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{ErrorKind, VaultError};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
-    AccessInput, AccessOutcome, CitizenExport, ConsentRequestInput, ConsentView, GrantInput,
-    History, HistoryEntry, PendingAccess, RecordView, WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
+    AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
+    WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
 
 use crate::codec;

@@ -1,21 +1,21 @@
-//! Agency and citizen operations.
+//! Agency and citizen operations: record writes, access decisions (the audit entry built
+//! by the pure `access_entry`), the citizen's records, history with proofs and export;
+//! and the input checks the consent operations (`consents.rs`) share.
 
 use std::collections::BTreeSet;
 
 use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
 use policies::{
-    evaluate, AccessRequest, AgencyId, Basis, CitizenRef, ConsentArtefact, ConsentId,
-    ConsentStatus, ConsentTerms, FieldName, LegalBasis, Outcome, PurposeCode, Timestamp,
+    evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, Decision, FieldName, LegalBasis,
+    Outcome, PurposeCode, Timestamp,
 };
-use ring::rand::SecureRandom;
 
+use super::consents::{load_consents, ConsentView};
 use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
-use crate::codec;
 use crate::envelope::CitizenId;
-use crate::records::{CitizenState, FieldRead, RecordError};
-use crate::storage::{CommitTicket, Storage, Tree};
+use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
+use crate::storage::{CommitTicket, Tree};
 
-const CONSENT_FORMAT: u8 = 1;
 /// Most fields one access request or consent may name.
 pub const MAX_REQUEST_FIELDS: usize = 64;
 /// Longest justification or initiator text.
@@ -80,55 +80,6 @@ impl std::fmt::Debug for PendingAccess {
     }
 }
 
-/// An agency's consent request.
-#[derive(Clone, Debug)]
-pub struct ConsentRequestInput {
-    /// Citizen id.
-    pub citizen: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Fields asked for.
-    pub fields: Vec<String>,
-    /// When the consent would end (RFC 3339).
-    pub expires_at: String,
-    /// The official who asked.
-    pub initiator: Option<String>,
-}
-
-/// A citizen's direct grant.
-#[derive(Clone, Debug)]
-pub struct GrantInput {
-    /// Agency id.
-    pub agency: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Fields.
-    pub fields: Vec<String>,
-    /// End of validity (RFC 3339).
-    pub expires_at: String,
-    /// Start of validity (RFC 3339; default now).
-    pub valid_from: Option<String>,
-    /// Most uses.
-    pub max_uses: Option<u32>,
-    /// How long the agency may keep what it receives.
-    pub data_life_days: Option<u32>,
-}
-
-/// A consent artefact with the words people read and its signed receipt.
-#[derive(Clone, Debug)]
-pub struct ConsentView {
-    /// The artefact.
-    pub artefact: ConsentArtefact,
-    /// Its status now (`expired` computed at read time).
-    pub status: String,
-    /// The agency's name.
-    pub agency_name: String,
-    /// The purpose in words.
-    pub purpose_description: String,
-    /// The signed consent receipt (C2SP signed note), for granted artefacts.
-    pub receipt: Option<String>,
-}
-
 /// A decrypted record with names.
 #[derive(Debug)]
 pub struct RecordView {
@@ -189,7 +140,7 @@ pub struct CitizenExport {
     pub history: History,
 }
 
-fn bad_id(kind: &'static str, e: impl std::fmt::Display) -> VaultError {
+pub(super) fn bad_id(kind: &'static str, e: impl std::fmt::Display) -> VaultError {
     VaultError::bad(kind, e.to_string())
 }
 
@@ -197,7 +148,7 @@ pub(super) fn citizen_id(s: &str) -> Result<CitizenId, VaultError> {
     CitizenId::new(s).map_err(|e| bad_id("invalid_citizen", e))
 }
 
-fn check_text(what: &str, t: &Option<String>) -> Result<(), VaultError> {
+pub(super) fn check_text(what: &str, t: &Option<String>) -> Result<(), VaultError> {
     match t {
         Some(s) if s.len() > MAX_TEXT || s.chars().any(char::is_control) => Err(VaultError::bad(
             "invalid_text",
@@ -207,7 +158,7 @@ fn check_text(what: &str, t: &Option<String>) -> Result<(), VaultError> {
     }
 }
 
-fn field_names(fields: &[String]) -> Result<Vec<FieldName>, VaultError> {
+pub(super) fn field_names(fields: &[String]) -> Result<Vec<FieldName>, VaultError> {
     if fields.is_empty() {
         return Err(VaultError::bad("invalid_fields", "name at least one field"));
     }
@@ -222,7 +173,7 @@ fn field_names(fields: &[String]) -> Result<Vec<FieldName>, VaultError> {
         .collect()
 }
 
-fn parse_time(what: &str, s: &str) -> Result<Timestamp, VaultError> {
+pub(super) fn parse_time(what: &str, s: &str) -> Result<Timestamp, VaultError> {
     Timestamp::parse(s).map_err(|e| VaultError::bad("invalid_time", format!("{what}: {e}")))
 }
 
@@ -239,63 +190,18 @@ pub(super) fn record_err(e: RecordError) -> VaultError {
     }
 }
 
-fn random_consent_id() -> Result<ConsentId, VaultError> {
-    let mut b = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| VaultError::internal("the system random generator failed"))?;
-    Ok(ConsentId::from_bytes(b))
-}
-
-fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
-    let mut k = citizen.as_str().as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(&id.to_bytes());
-    k
-}
-
-pub(super) fn consent_prefix(citizen: &CitizenId) -> (Vec<u8>, Vec<u8>) {
-    let mut start = citizen.as_str().as_bytes().to_vec();
-    start.push(0);
-    let mut end = citizen.as_str().as_bytes().to_vec();
-    end.push(1);
-    (start, end)
-}
-
-pub(super) fn load_consents(
-    store: &dyn Storage,
-    citizen: &CitizenId,
-) -> Result<Vec<ConsentArtefact>, VaultError> {
-    let (start, end) = consent_prefix(citizen);
-    store
-        .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
-        .into_iter()
-        .map(|(_, v)| Ok(codec::decode("consent artefact", CONSENT_FORMAT, &v)?))
-        .collect()
-}
-
-fn actor(kind: ActorKind, id: &str) -> Actor {
+pub(super) fn actor(kind: ActorKind, id: &str) -> Actor {
     Actor {
         kind,
         id: id.to_owned(),
     }
 }
 
-fn citizen_actor() -> Actor {
+pub(super) fn citizen_actor() -> Actor {
     actor(ActorKind::Citizen, "")
 }
 
 impl Tx<'_> {
-    fn put_consent(&mut self, a: &ConsentArtefact) -> Result<(), VaultError> {
-        let citizen = citizen_id(a.citizen().as_str())?;
-        self.batch.put(
-            Tree::Consents,
-            consent_key(&citizen, a.id()),
-            codec::encode("consent artefact", CONSENT_FORMAT, a)?,
-        );
-        Ok(())
-    }
-
     /// The citizen's subject tag, creating their keys when `create` (refused writes and
     /// reads never create keys for a citizen the vault does not know).
     pub(super) fn tag(
@@ -319,33 +225,37 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Stages a record write by `agency` ([`Records::stage_put`](crate::records::Records::stage_put)).
+    pub(super) fn stage_put(
+        &mut self,
+        citizen: &CitizenId,
+        category: &Category,
+        fields: Vec<(String, Plaintext)>,
+        agency: &str,
+        now: Timestamp,
+    ) -> Result<PutOutcome, RecordError> {
+        self.vault.unsealed.records().stage_put(
+            &*self.vault.store,
+            &mut self.batch,
+            citizen,
+            category,
+            fields,
+            agency,
+            now,
+        )
+    }
+}
+
 impl Vault {
-    fn agency_name(&self, id: &str) -> String {
+    pub(super) fn agency_name(&self, id: &str) -> String {
         AgencyId::new(id)
             .ok()
             .and_then(|a| self.policy.agency(&a).map(|a| a.name.clone()))
             .unwrap_or_else(|| id.to_owned())
     }
 
-    fn view(&self, a: ConsentArtefact, now: Timestamp) -> ConsentView {
-        let status = a.status_at(now);
-        let receipt = a
-            .granted_at()
-            .and_then(|_| self.receipt_signer.sign(&a.receipt_text()).ok());
-        ConsentView {
-            status: status_code(status).to_owned(),
-            agency_name: self.agency_name(a.agency().as_str()),
-            purpose_description: self
-                .policy
-                .purpose(a.purpose())
-                .map(|p| p.description.clone())
-                .unwrap_or_default(),
-            receipt,
-            artefact: a,
-        }
-    }
-
-    fn refuse_erased(&self, citizen: &CitizenId) -> Result<(), VaultError> {
+    pub(super) fn refuse_erased(&self, citizen: &CitizenId) -> Result<(), VaultError> {
         match self
             .unsealed
             .records()
@@ -393,18 +303,7 @@ impl Vault {
                 return Ok(None);
             }
             let out = tx
-                .vault
-                .unsealed
-                .records()
-                .stage_put(
-                    &*tx.vault.store,
-                    &mut tx.batch,
-                    &citizen,
-                    &category,
-                    fields,
-                    agency,
-                    now,
-                )
+                .stage_put(&citizen, &category, fields, agency, now)
                 .map_err(record_err)?;
             draft.subject = Some(SubjectTag(out.subject_tag));
             tx.entry(draft);
@@ -479,42 +378,19 @@ impl Vault {
             let read = records
                 .read_sealed(tx.store(), &citizen, &request.fields)
                 .map_err(record_err)?;
-            let mut released: Vec<FieldName> = Vec::new();
-            let mut withheld: Vec<(String, String)> = Vec::new();
-            let mut bases: BTreeSet<&'static str> = BTreeSet::new();
-            let mut references: Vec<String> = Vec::new();
-            let mut used: Vec<ConsentId> = Vec::new();
-            for d in &decision.fields {
-                match d.outcome {
-                    Outcome::Released(basis) if read.contains(d.field) => {
-                        released.push(d.field.clone());
-                        bases.insert(basis.legal_basis().code());
-                        match basis {
-                            Basis::Consent { artefact_id } => {
-                                if !used.contains(&artefact_id) {
-                                    used.push(artefact_id);
-                                }
-                            }
-                            Basis::Statutory {
-                                legal_reference, ..
-                            }
-                            | Basis::VitalInterest {
-                                legal_reference, ..
-                            } => {
-                                if !references.iter().any(|r| r == legal_reference) {
-                                    references.push(legal_reference.to_owned());
-                                }
-                            }
-                        }
-                    }
-                    Outcome::Released(_) => {
-                        withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
-                    }
-                    Outcome::Withheld(reason) => {
-                        withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
-                    }
-                }
-            }
+            let AccessEntry {
+                mut draft,
+                released,
+                withheld,
+                used,
+            } = access_entry(
+                &decision,
+                |f| read.contains(f),
+                &request,
+                agency,
+                input.initiator.as_deref(),
+                now_ms,
+            );
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
                     let mut a = a.clone();
@@ -522,48 +398,6 @@ impl Vault {
                     tx.put_consent(&a)?;
                 }
             }
-            let review = decision.obligations.review && !released.is_empty();
-            let mut draft = EntryDraft::new(
-                now_ms,
-                actor(ActorKind::Agency, agency),
-                "access",
-                if released.is_empty() {
-                    "refused"
-                } else if withheld.is_empty() {
-                    "granted"
-                } else {
-                    "partial"
-                },
-            );
-            draft.initiator = input.initiator.clone();
-            draft.processing = Some("disclosure".to_owned());
-            draft.purpose = Some(request.purpose.as_str().to_owned());
-            draft.requested = request
-                .fields
-                .iter()
-                .map(|f| f.as_str().to_owned())
-                .collect();
-            draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
-            draft.withheld = withheld
-                .iter()
-                .map(|(field, reason)| Withheld {
-                    field: field.clone(),
-                    reason: reason.clone(),
-                })
-                .collect();
-            draft.legal_basis = match bases.len() {
-                0 => request.legal_basis.map(|b| b.code().to_owned()),
-                _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
-            };
-            draft.legal_reference = (!references.is_empty()).then(|| references.join("; "));
-            draft.consent_id = (!used.is_empty()).then(|| {
-                used.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
-            draft.justification = input.justification.clone();
-            draft.review = review;
             draft.subject = read
                 .subject_tag(records)
                 .map_err(record_err)?
@@ -622,61 +456,6 @@ impl Vault {
         })
     }
 
-    /// An agency asks a citizen for consent (a pending artefact the citizen answers).
-    pub fn request_consent(
-        &self,
-        agency: &str,
-        input: ConsentRequestInput,
-    ) -> Result<ConsentView, VaultError> {
-        let citizen = citizen_id(&input.citizen)?;
-        let citizen_ref =
-            CitizenRef::new(citizen.as_str()).map_err(|e| bad_id("invalid_citizen", e))?;
-        let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
-        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
-        let fields = field_names(&input.fields)?;
-        let expires_at = parse_time("expires_at", &input.expires_at)?;
-        check_text("initiator", &input.initiator)?;
-        self.policy
-            .check_consent_request(&agency_id, &purpose, &fields)
-            .map_err(|e| VaultError::forbidden("consent_request_refused", e.to_string()))?;
-        self.refuse_erased(&citizen)?;
-        let (now, now_ms) = now_parts();
-        let id = random_consent_id()?;
-        let terms = ConsentTerms {
-            agency: agency_id,
-            purpose,
-            fields,
-            valid_from: now,
-            expires_at,
-            max_uses: None,
-            data_life: None,
-        };
-        let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
-            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
-        let (artefact, _) = self.transact(|tx| {
-            tx.put_consent(&artefact)?;
-            let mut draft = EntryDraft::new(
-                now_ms,
-                actor(ActorKind::Agency, agency),
-                "consent.request",
-                "pending",
-            );
-            draft.initiator = input.initiator.clone();
-            draft.purpose = Some(artefact.purpose().as_str().to_owned());
-            draft.requested = artefact
-                .fields()
-                .iter()
-                .map(|f| f.as_str().to_owned())
-                .collect();
-            draft.legal_basis = Some("consent".to_owned());
-            draft.consent_id = Some(artefact.id().to_string());
-            draft.subject = tx.tag(&citizen, true)?;
-            tx.entry(draft);
-            Ok(artefact)
-        })?;
-        Ok(self.view(artefact, now))
-    }
-
     /// The citizen's records, decrypted. Logged as the citizen's own access.
     pub fn citizen_records(&self, citizen: &str) -> Result<Vec<RecordView>, VaultError> {
         let citizen = citizen_id(citizen)?;
@@ -714,118 +493,6 @@ impl Vault {
             Ok(())
         })?;
         Ok(index)
-    }
-
-    /// The citizen's consents (every status), newest first.
-    pub fn citizen_consents(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        let (now, _) = now_parts();
-        let mut list = load_consents(&*self.store, &citizen)?;
-        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
-        Ok(list
-            .into_iter()
-            .filter(|a| a.granted_at().is_some() || a.status() != ConsentStatus::Pending)
-            .map(|a| self.view(a, now))
-            .collect())
-    }
-
-    /// The citizen's pending consent requests.
-    pub fn citizen_consent_requests(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        let (now, _) = now_parts();
-        let mut list = load_consents(&*self.store, &citizen)?;
-        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
-        Ok(list
-            .into_iter()
-            .filter(|a| a.status_at(now) == ConsentStatus::Pending)
-            .map(|a| self.view(a, now))
-            .collect())
-    }
-
-    /// A citizen grants consent directly.
-    pub fn grant_consent(
-        &self,
-        citizen: &str,
-        input: GrantInput,
-    ) -> Result<ConsentView, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        let citizen_ref =
-            CitizenRef::new(citizen.as_str()).map_err(|e| bad_id("invalid_citizen", e))?;
-        let agency_id = AgencyId::new(&input.agency).map_err(|e| bad_id("invalid_agency", e))?;
-        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
-        let fields = field_names(&input.fields)?;
-        self.policy
-            .check_consent_request(&agency_id, &purpose, &fields)
-            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
-        self.refuse_erased(&citizen)?;
-        let (now, now_ms) = now_parts();
-        let valid_from = match &input.valid_from {
-            Some(v) => parse_time("valid_from", v)?,
-            None => now,
-        };
-        let terms = ConsentTerms {
-            agency: agency_id,
-            purpose,
-            fields,
-            valid_from,
-            expires_at: parse_time("expires_at", &input.expires_at)?,
-            max_uses: input.max_uses,
-            data_life: input.data_life_days.map(|d| u64::from(d) * 86_400),
-        };
-        let id = random_consent_id()?;
-        let artefact = ConsentArtefact::grant_direct(id, citizen_ref, terms, None, now)
-            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
-        let (artefact, _) = self.transact(|tx| {
-            tx.put_consent(&artefact)?;
-            let tag = tx.tag(&citizen, true)?;
-            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag));
-            Ok(artefact)
-        })?;
-        Ok(self.view(artefact, now))
-    }
-
-    fn change_consent(
-        &self,
-        citizen: &str,
-        id: &str,
-        action: &'static str,
-        step: impl FnOnce(&mut ConsentArtefact, Timestamp) -> Result<(), policies::ConsentError>,
-    ) -> Result<ConsentView, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
-        let (now, now_ms) = now_parts();
-        let (artefact, _) = self.transact(|tx| {
-            let Some(bytes) = tx.store().get(Tree::Consents, &consent_key(&citizen, id))? else {
-                return Err(VaultError::NotFound { what: "consent" });
-            };
-            let mut a: ConsentArtefact = codec::decode("consent artefact", CONSENT_FORMAT, &bytes)?;
-            step(&mut a, now)
-                .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
-            tx.put_consent(&a)?;
-            let tag = tx.tag(&citizen, false)?;
-            tx.entry(consent_draft(now_ms, action, &a, tag));
-            Ok(a)
-        })?;
-        Ok(self.view(artefact, now))
-    }
-
-    /// A citizen revokes a consent; effective for the next request.
-    pub fn revoke_consent(&self, citizen: &str, id: &str) -> Result<ConsentView, VaultError> {
-        self.change_consent(citizen, id, "consent.revoke", |a, now| a.revoke(now))
-    }
-
-    /// A citizen approves or denies a pending consent request.
-    pub fn answer_consent_request(
-        &self,
-        citizen: &str,
-        id: &str,
-        approve: bool,
-    ) -> Result<ConsentView, VaultError> {
-        if approve {
-            self.change_consent(citizen, id, "consent.grant", |a, now| a.grant(now))
-        } else {
-            self.change_consent(citizen, id, "consent.deny", |a, now| a.deny(now))
-        }
     }
 
     /// A page of the citizen's own history (newest first), each entry with an inclusion
@@ -898,7 +565,8 @@ impl Vault {
         })
     }
 
-    fn checkpoint_size(&self) -> u64 {
+    /// The tree size of the latest signed checkpoint.
+    pub(super) fn checkpoint_size(&self) -> u64 {
         self.checkpoint
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -931,29 +599,300 @@ impl Vault {
     }
 }
 
-fn consent_draft(
-    now_ms: u64,
-    action: &str,
-    a: &ConsentArtefact,
-    subject: Option<SubjectTag>,
-) -> EntryDraft {
-    let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
-    draft.purpose = Some(a.purpose().as_str().to_owned());
-    draft.requested = a.fields().iter().map(|f| f.as_str().to_owned()).collect();
-    draft.legal_basis = Some("consent".to_owned());
-    draft.consent_id = Some(a.id().to_string());
-    draft.processing = Some("consent".to_owned());
-    draft.subject = subject;
-    draft
+/// The access entry of a decision, and what it releases and withholds.
+#[derive(Debug)]
+pub(super) struct AccessEntry {
+    /// The audit entry, without its subject tag (the caller adds it).
+    pub(super) draft: EntryDraft,
+    /// Fields released: the decision releases them and the read found a value.
+    pub(super) released: Vec<FieldName>,
+    /// Fields withheld and the reason code (`no_data` when the read found no value).
+    pub(super) withheld: Vec<(String, String)>,
+    /// The consent artefacts the release rests on (one use of each to record).
+    pub(super) used: Vec<ConsentId>,
 }
 
-pub(super) fn status_code(s: ConsentStatus) -> &'static str {
-    match s {
-        ConsentStatus::Pending => "pending",
-        ConsentStatus::Active => "active",
-        ConsentStatus::Denied => "denied",
-        ConsentStatus::Revoked => "revoked",
-        ConsentStatus::Expired => "expired",
-        _ => "other",
+/// Builds the access entry of `decision` on `request`: a field the decision releases is
+/// released only if `found` (the read has a value for it), else withheld as `no_data`.
+/// The entry names the legal bases, legal references and consents the releases rest on,
+/// and asks for review when the decision does and something is released.
+pub(super) fn access_entry(
+    decision: &Decision<'_>,
+    found: impl Fn(&FieldName) -> bool,
+    request: &AccessRequest,
+    agency: &str,
+    initiator: Option<&str>,
+    now_ms: u64,
+) -> AccessEntry {
+    let mut released: Vec<FieldName> = Vec::new();
+    let mut withheld: Vec<(String, String)> = Vec::new();
+    let mut bases: BTreeSet<&'static str> = BTreeSet::new();
+    let mut references: Vec<String> = Vec::new();
+    let mut used: Vec<ConsentId> = Vec::new();
+    for d in &decision.fields {
+        match d.outcome {
+            Outcome::Released(basis) if found(d.field) => {
+                released.push(d.field.clone());
+                bases.insert(basis.legal_basis().code());
+                match basis {
+                    Basis::Consent { artefact_id } => {
+                        if !used.contains(&artefact_id) {
+                            used.push(artefact_id);
+                        }
+                    }
+                    Basis::Statutory {
+                        legal_reference, ..
+                    }
+                    | Basis::VitalInterest {
+                        legal_reference, ..
+                    } => {
+                        if !references.iter().any(|r| r == legal_reference) {
+                            references.push(legal_reference.to_owned());
+                        }
+                    }
+                }
+            }
+            Outcome::Released(_) => {
+                withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
+            }
+            Outcome::Withheld(reason) => {
+                withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
+            }
+        }
+    }
+    let review = decision.obligations.review && !released.is_empty();
+    let mut draft = EntryDraft::new(
+        now_ms,
+        actor(ActorKind::Agency, agency),
+        "access",
+        if released.is_empty() {
+            "refused"
+        } else if withheld.is_empty() {
+            "granted"
+        } else {
+            "partial"
+        },
+    );
+    draft.initiator = initiator.map(str::to_owned);
+    draft.processing = Some("disclosure".to_owned());
+    draft.purpose = Some(request.purpose.as_str().to_owned());
+    draft.requested = request
+        .fields
+        .iter()
+        .map(|f| f.as_str().to_owned())
+        .collect();
+    draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
+    draft.withheld = withheld
+        .iter()
+        .map(|(field, reason)| Withheld {
+            field: field.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    draft.legal_basis = match bases.len() {
+        0 => request.legal_basis.map(|b| b.code().to_owned()),
+        _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
+    };
+    draft.legal_reference = (!references.is_empty()).then(|| references.join("; "));
+    draft.consent_id = (!used.is_empty()).then(|| {
+        used.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    draft.justification = request.justification.clone();
+    draft.review = review;
+    AccessEntry {
+        draft,
+        released,
+        withheld,
+        used,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use policies::{FieldDecision, Obligations, Reason, RuleId};
+
+    use super::*;
+
+    fn field(s: &str) -> FieldName {
+        FieldName::new(s).unwrap()
+    }
+
+    fn request(fields: &[FieldName], legal_basis: Option<LegalBasis>) -> AccessRequest {
+        AccessRequest {
+            agency: AgencyId::new("hospital").unwrap(),
+            purpose: PurposeCode::new("emergency_care").unwrap(),
+            fields: fields.to_vec(),
+            legal_basis,
+            justification: None,
+        }
+    }
+
+    fn decision<'a>(outcomes: Vec<(&'a FieldName, Outcome<'a>)>, review: bool) -> Decision<'a> {
+        Decision {
+            fields: outcomes
+                .into_iter()
+                .map(|(field, outcome)| FieldDecision { field, outcome })
+                .collect(),
+            obligations: Obligations {
+                notify_citizen: review,
+                review,
+                delete_by: None,
+            },
+        }
+    }
+
+    fn names(fields: &[FieldName]) -> Vec<&str> {
+        fields.iter().map(FieldName::as_str).collect()
+    }
+
+    #[test]
+    fn released_by_one_consent_names_it_once() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let id = ConsentId::from_bytes([7; 16]);
+        let consent = Outcome::Released(Basis::Consent { artefact_id: id });
+        let d = decision(vec![(&fields[0], consent), (&fields[1], consent)], false);
+        let e = access_entry(
+            &d,
+            |_| true,
+            &request(&fields, None),
+            "hospital",
+            Some("dr who"),
+            42,
+        );
+        assert_eq!(
+            names(&e.released),
+            ["health.blood_type", "health.allergies"]
+        );
+        assert!(e.withheld.is_empty());
+        assert_eq!(e.used, [id]);
+        let draft = e.draft;
+        assert_eq!(draft.decision, "granted");
+        assert_eq!(draft.action, "access");
+        assert_eq!(draft.actor.kind, ActorKind::Agency);
+        assert_eq!(draft.actor.id, "hospital");
+        assert_eq!(draft.initiator.as_deref(), Some("dr who"));
+        assert_eq!(draft.processing.as_deref(), Some("disclosure"));
+        assert_eq!(draft.purpose.as_deref(), Some("emergency_care"));
+        assert_eq!(draft.requested, ["health.blood_type", "health.allergies"]);
+        assert_eq!(draft.released, draft.requested);
+        assert!(draft.withheld.is_empty());
+        assert_eq!(draft.legal_basis.as_deref(), Some("consent"));
+        assert_eq!(draft.consent_id, Some(id.to_string()));
+        assert_eq!(draft.legal_reference, None);
+        assert!(!draft.review);
+        assert_eq!(draft.subject, None);
+    }
+
+    #[test]
+    fn withheld_fields_carry_their_reason_and_make_it_partial() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let id = ConsentId::from_bytes([1; 16]);
+        let d = decision(
+            vec![
+                (
+                    &fields[0],
+                    Outcome::Released(Basis::Consent { artefact_id: id }),
+                ),
+                (&fields[1], Outcome::Withheld(Reason::FieldNotCovered)),
+            ],
+            false,
+        );
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", None, 1);
+        assert_eq!(names(&e.released), ["health.blood_type"]);
+        assert_eq!(
+            e.withheld,
+            [(
+                "health.allergies".to_owned(),
+                "field_not_covered".to_owned()
+            )]
+        );
+        assert_eq!(e.draft.decision, "partial");
+        assert_eq!(e.draft.withheld.len(), 1);
+        assert_eq!(e.draft.withheld[0].field, "health.allergies");
+        assert_eq!(e.draft.withheld[0].reason, "field_not_covered");
+    }
+
+    #[test]
+    fn a_refusal_releases_nothing_and_logs_the_claimed_basis() {
+        let fields = [field("health.blood_type")];
+        let d = decision(
+            vec![(&fields[0], Outcome::Withheld(Reason::NoStatutoryRule))],
+            false,
+        );
+        let req = request(&fields, Some(LegalBasis::PublicTask));
+        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        assert!(e.released.is_empty());
+        assert!(e.used.is_empty());
+        assert_eq!(e.draft.decision, "refused");
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("public_task"));
+        assert_eq!(e.draft.consent_id, None);
+        assert!(e.draft.released.is_empty());
+    }
+
+    #[test]
+    fn a_released_field_without_a_value_is_withheld_as_no_data() {
+        let fields = [field("health.blood_type"), field("health.allergies")];
+        let rule = RuleId::new("care_law").unwrap();
+        let statutory = Outcome::Released(Basis::Statutory {
+            rule_id: &rule,
+            legal_basis: LegalBasis::LegalObligation,
+            legal_reference: "Care Act s. 4",
+        });
+        let d = decision(
+            vec![(&fields[0], statutory), (&fields[1], statutory)],
+            false,
+        );
+        let found = |f: &FieldName| f.as_str() == "health.blood_type";
+        let e = access_entry(&d, found, &request(&fields, None), "hospital", None, 1);
+        assert_eq!(names(&e.released), ["health.blood_type"]);
+        assert_eq!(
+            e.withheld,
+            [("health.allergies".to_owned(), "no_data".to_owned())]
+        );
+        assert_eq!(e.draft.decision, "partial");
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
+        assert_eq!(e.draft.legal_reference.as_deref(), Some("Care Act s. 4"));
+
+        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", None, 1);
+        assert!(none.released.is_empty());
+        assert_eq!(none.draft.decision, "refused");
+        assert_eq!(none.draft.legal_basis, None);
+        assert_eq!(none.draft.legal_reference, None);
+    }
+
+    #[test]
+    fn break_glass_asks_for_review_only_when_something_is_released() {
+        let fields = [field("health.blood_type")];
+        let rule = RuleId::new("emergency").unwrap();
+        let glass = Outcome::Released(Basis::VitalInterest {
+            rule_id: &rule,
+            legal_reference: "Art. 6(1)(d) GDPR",
+        });
+        let d = decision(vec![(&fields[0], glass)], true);
+        let mut req = request(&fields, Some(LegalBasis::VitalInterest));
+        req.justification = Some("unconscious patient".to_owned());
+        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        assert_eq!(e.draft.decision, "granted");
+        assert!(e.draft.review);
+        assert_eq!(e.draft.legal_basis.as_deref(), Some("vital_interest"));
+        assert_eq!(
+            e.draft.legal_reference.as_deref(),
+            Some("Art. 6(1)(d) GDPR")
+        );
+        assert_eq!(
+            e.draft.justification.as_deref(),
+            Some("unconscious patient")
+        );
+
+        let nothing = access_entry(&d, |_| false, &req, "hospital", None, 1);
+        assert_eq!(nothing.draft.decision, "refused");
+        assert!(!nothing.draft.review);
+        assert_eq!(
+            nothing.withheld,
+            [("health.blood_type".to_owned(), "no_data".to_owned())]
+        );
     }
 }

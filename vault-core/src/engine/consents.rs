@@ -1,0 +1,357 @@
+//! Consent operations: an agency's request, the citizen's direct grant, revocation and
+//! answer, the citizen's lists, and the consent artefacts' storage (`Tree::Consents`, key:
+//! citizen id `|| 0x00 ||` artefact id).
+
+use audit::{ActorKind, EntryDraft, SubjectTag};
+use policies::{
+    AgencyId, CitizenRef, ConsentArtefact, ConsentId, ConsentStatus, ConsentTerms, FieldName,
+    PurposeCode, Timestamp,
+};
+use ring::rand::SecureRandom;
+
+use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
+use super::{now_parts, Tx, Vault, VaultError};
+use crate::codec;
+use crate::envelope::CitizenId;
+use crate::records::{citizen_key, citizen_prefix};
+use crate::storage::{Storage, Tree};
+
+const CONSENT_FORMAT: u8 = 1;
+
+/// An agency's consent request.
+#[derive(Clone, Debug)]
+pub struct ConsentRequestInput {
+    /// Citizen id.
+    pub citizen: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Fields asked for.
+    pub fields: Vec<String>,
+    /// When the consent would end (RFC 3339).
+    pub expires_at: String,
+    /// The official who asked.
+    pub initiator: Option<String>,
+}
+
+/// A citizen's direct grant.
+#[derive(Clone, Debug)]
+pub struct GrantInput {
+    /// Agency id.
+    pub agency: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Fields.
+    pub fields: Vec<String>,
+    /// End of validity (RFC 3339).
+    pub expires_at: String,
+    /// Start of validity (RFC 3339; default now).
+    pub valid_from: Option<String>,
+    /// Most uses.
+    pub max_uses: Option<u32>,
+    /// How long the agency may keep what it receives.
+    pub data_life_days: Option<u32>,
+}
+
+/// A consent artefact with the words people read and its signed receipt.
+#[derive(Clone, Debug)]
+pub struct ConsentView {
+    /// The artefact.
+    pub artefact: ConsentArtefact,
+    /// Its status now (`expired` computed at read time).
+    pub status: String,
+    /// The agency's name.
+    pub agency_name: String,
+    /// The purpose in words.
+    pub purpose_description: String,
+    /// The signed consent receipt (C2SP signed note), for granted artefacts.
+    pub receipt: Option<String>,
+}
+
+/// The parties and terms a consent request and a direct grant both name, validated.
+struct Parties {
+    citizen: CitizenId,
+    citizen_ref: CitizenRef,
+    agency: AgencyId,
+    purpose: PurposeCode,
+    fields: Vec<FieldName>,
+}
+
+fn parties(
+    citizen: &str,
+    agency: &str,
+    purpose: &str,
+    fields: &[String],
+) -> Result<Parties, VaultError> {
+    let citizen = citizen_id(citizen)?;
+    Ok(Parties {
+        citizen_ref: CitizenRef::new(citizen.as_str()).map_err(|e| bad_id("invalid_citizen", e))?,
+        citizen,
+        agency: AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?,
+        purpose: PurposeCode::new(purpose).map_err(|e| bad_id("invalid_purpose", e))?,
+        fields: field_names(fields)?,
+    })
+}
+
+fn random_consent_id() -> Result<ConsentId, VaultError> {
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| VaultError::internal("the system random generator failed"))?;
+    Ok(ConsentId::from_bytes(b))
+}
+
+fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
+    citizen_key(citizen, &id.to_bytes())
+}
+
+pub(super) fn load_consents(
+    store: &dyn Storage,
+    citizen: &CitizenId,
+) -> Result<Vec<ConsentArtefact>, VaultError> {
+    let (start, end) = citizen_prefix(citizen);
+    store
+        .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| Ok(codec::decode("consent artefact", CONSENT_FORMAT, &v)?))
+        .collect()
+}
+
+impl Tx<'_> {
+    /// Stages the deletion of every consent artefact of the citizen.
+    pub(super) fn delete_consents(&mut self, citizen: &CitizenId) -> Result<(), VaultError> {
+        let (start, end) = citizen_prefix(citizen);
+        for (k, _) in self
+            .store()
+            .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+        {
+            self.batch.delete(Tree::Consents, k);
+        }
+        Ok(())
+    }
+
+    pub(super) fn put_consent(&mut self, a: &ConsentArtefact) -> Result<(), VaultError> {
+        let citizen = citizen_id(a.citizen().as_str())?;
+        self.batch.put(
+            Tree::Consents,
+            consent_key(&citizen, a.id()),
+            codec::encode("consent artefact", CONSENT_FORMAT, a)?,
+        );
+        Ok(())
+    }
+}
+
+impl Vault {
+    pub(super) fn view(&self, a: ConsentArtefact, now: Timestamp) -> ConsentView {
+        let status = a.status_at(now);
+        let receipt = a
+            .granted_at()
+            .and_then(|_| self.receipt_signer.sign(&a.receipt_text()).ok());
+        ConsentView {
+            status: status_code(status).to_owned(),
+            agency_name: self.agency_name(a.agency().as_str()),
+            purpose_description: self
+                .policy
+                .purpose(a.purpose())
+                .map(|p| p.description.clone())
+                .unwrap_or_default(),
+            receipt,
+            artefact: a,
+        }
+    }
+
+    /// An agency asks a citizen for consent (a pending artefact the citizen answers).
+    pub fn request_consent(
+        &self,
+        agency: &str,
+        input: ConsentRequestInput,
+    ) -> Result<ConsentView, VaultError> {
+        let Parties {
+            citizen,
+            citizen_ref,
+            agency: agency_id,
+            purpose,
+            fields,
+        } = parties(&input.citizen, agency, &input.purpose, &input.fields)?;
+        let expires_at = parse_time("expires_at", &input.expires_at)?;
+        check_text("initiator", &input.initiator)?;
+        self.policy
+            .check_consent_request(&agency_id, &purpose, &fields)
+            .map_err(|e| VaultError::forbidden("consent_request_refused", e.to_string()))?;
+        self.refuse_erased(&citizen)?;
+        let (now, now_ms) = now_parts();
+        let id = random_consent_id()?;
+        let terms = ConsentTerms {
+            agency: agency_id,
+            purpose,
+            fields,
+            valid_from: now,
+            expires_at,
+            max_uses: None,
+            data_life: None,
+        };
+        let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        let (artefact, _) = self.transact(|tx| {
+            tx.put_consent(&artefact)?;
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "consent.request",
+                "pending",
+            );
+            draft.initiator = input.initiator.clone();
+            draft.purpose = Some(artefact.purpose().as_str().to_owned());
+            draft.requested = artefact
+                .fields()
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect();
+            draft.legal_basis = Some("consent".to_owned());
+            draft.consent_id = Some(artefact.id().to_string());
+            draft.subject = tx.tag(&citizen, true)?;
+            tx.entry(draft);
+            Ok(artefact)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    /// The citizen's consents (every status), newest first.
+    pub fn citizen_consents(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let (now, _) = now_parts();
+        let mut list = load_consents(&*self.store, &citizen)?;
+        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
+        Ok(list
+            .into_iter()
+            .filter(|a| a.granted_at().is_some() || a.status() != ConsentStatus::Pending)
+            .map(|a| self.view(a, now))
+            .collect())
+    }
+
+    /// The citizen's pending consent requests.
+    pub fn citizen_consent_requests(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let (now, _) = now_parts();
+        let mut list = load_consents(&*self.store, &citizen)?;
+        list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
+        Ok(list
+            .into_iter()
+            .filter(|a| a.status_at(now) == ConsentStatus::Pending)
+            .map(|a| self.view(a, now))
+            .collect())
+    }
+
+    /// A citizen grants consent directly.
+    pub fn grant_consent(
+        &self,
+        citizen: &str,
+        input: GrantInput,
+    ) -> Result<ConsentView, VaultError> {
+        let Parties {
+            citizen,
+            citizen_ref,
+            agency: agency_id,
+            purpose,
+            fields,
+        } = parties(citizen, &input.agency, &input.purpose, &input.fields)?;
+        self.policy
+            .check_consent_request(&agency_id, &purpose, &fields)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        self.refuse_erased(&citizen)?;
+        let (now, now_ms) = now_parts();
+        let valid_from = match &input.valid_from {
+            Some(v) => parse_time("valid_from", v)?,
+            None => now,
+        };
+        let terms = ConsentTerms {
+            agency: agency_id,
+            purpose,
+            fields,
+            valid_from,
+            expires_at: parse_time("expires_at", &input.expires_at)?,
+            max_uses: input.max_uses,
+            data_life: input.data_life_days.map(|d| u64::from(d) * 86_400),
+        };
+        let id = random_consent_id()?;
+        let artefact = ConsentArtefact::grant_direct(id, citizen_ref, terms, None, now)
+            .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
+        let (artefact, _) = self.transact(|tx| {
+            tx.put_consent(&artefact)?;
+            let tag = tx.tag(&citizen, true)?;
+            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag));
+            Ok(artefact)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    fn change_consent(
+        &self,
+        citizen: &str,
+        id: &str,
+        action: &'static str,
+        step: impl FnOnce(&mut ConsentArtefact, Timestamp) -> Result<(), policies::ConsentError>,
+    ) -> Result<ConsentView, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
+        let (now, now_ms) = now_parts();
+        let (artefact, _) = self.transact(|tx| {
+            let Some(bytes) = tx.store().get(Tree::Consents, &consent_key(&citizen, id))? else {
+                return Err(VaultError::NotFound { what: "consent" });
+            };
+            let mut a: ConsentArtefact = codec::decode("consent artefact", CONSENT_FORMAT, &bytes)?;
+            step(&mut a, now)
+                .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
+            tx.put_consent(&a)?;
+            let tag = tx.tag(&citizen, false)?;
+            tx.entry(consent_draft(now_ms, action, &a, tag));
+            Ok(a)
+        })?;
+        Ok(self.view(artefact, now))
+    }
+
+    /// A citizen revokes a consent; effective for the next request.
+    pub fn revoke_consent(&self, citizen: &str, id: &str) -> Result<ConsentView, VaultError> {
+        self.change_consent(citizen, id, "consent.revoke", |a, now| a.revoke(now))
+    }
+
+    /// A citizen approves or denies a pending consent request.
+    pub fn answer_consent_request(
+        &self,
+        citizen: &str,
+        id: &str,
+        approve: bool,
+    ) -> Result<ConsentView, VaultError> {
+        if approve {
+            self.change_consent(citizen, id, "consent.grant", |a, now| a.grant(now))
+        } else {
+            self.change_consent(citizen, id, "consent.deny", |a, now| a.deny(now))
+        }
+    }
+}
+
+fn consent_draft(
+    now_ms: u64,
+    action: &str,
+    a: &ConsentArtefact,
+    subject: Option<SubjectTag>,
+) -> EntryDraft {
+    let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
+    draft.purpose = Some(a.purpose().as_str().to_owned());
+    draft.requested = a.fields().iter().map(|f| f.as_str().to_owned()).collect();
+    draft.legal_basis = Some("consent".to_owned());
+    draft.consent_id = Some(a.id().to_string());
+    draft.processing = Some("consent".to_owned());
+    draft.subject = subject;
+    draft
+}
+
+fn status_code(s: ConsentStatus) -> &'static str {
+    match s {
+        ConsentStatus::Pending => "pending",
+        ConsentStatus::Active => "active",
+        ConsentStatus::Denied => "denied",
+        ConsentStatus::Revoked => "revoked",
+        ConsentStatus::Expired => "expired",
+        _ => "other",
+    }
+}
