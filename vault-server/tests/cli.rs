@@ -5,8 +5,8 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// Every variable the server reads its options from.
-const OPTION_VARS: [&str; 7] = [
+/// Every variable the server reads its options or its passphrase from.
+const VARS: [&str; 7] = [
     "VAULT_DEV",
     "VAULT_DATA_DIR",
     "VAULT_LISTEN",
@@ -19,10 +19,9 @@ const OPTION_VARS: [&str; 7] = [
 /// The server binary with none of its variables inherited from the test's environment.
 fn server() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vault-server"));
-    for v in OPTION_VARS {
+    for v in VARS {
         c.env_remove(v);
     }
-    c.env_remove("RUST_BACKTRACE");
     c
 }
 
