@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use serde::Serialize;
 
 /// Audit log commands.
 #[derive(clap::Subcommand)]
@@ -159,6 +160,24 @@ pub(crate) fn read_key(key: &str) -> anyhow::Result<String> {
     }
 }
 
+/// `audit verify --json` on success.
+#[derive(Serialize)]
+struct Verified<'a> {
+    ok: bool,
+    origin: &'a str,
+    size: u64,
+    root: &'a str,
+}
+
+/// `audit verify --json` on failure: the first bad entry (if the failure has one) and why.
+#[derive(Serialize)]
+struct Failed {
+    ok: bool,
+    index: Option<u64>,
+    code: &'static str,
+    message: String,
+}
+
 fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitCode> {
     let vkey = read_key(key)?;
     let file = File::open(path)
@@ -186,12 +205,14 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
         Ok(s) => {
             let root = hex(&s.root);
             if json {
-                writeln!(
-                    out,
-                    "{{\"ok\":true,\"origin\":{},\"size\":{},\"root\":\"{root}\"}}",
-                    json_string(&s.origin),
-                    s.size
-                )?;
+                let report = Verified {
+                    ok: true,
+                    origin: &s.origin,
+                    size: s.size,
+                    root: &root,
+                };
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
             } else {
                 writeln!(
                     out,
@@ -203,13 +224,14 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
         }
         Err(e) => {
             if json {
-                let index = e.index.map_or("null".to_owned(), |i| i.to_string());
-                writeln!(
-                    out,
-                    "{{\"ok\":false,\"index\":{index},\"code\":{},\"message\":{}}}",
-                    json_string(e.code()),
-                    json_string(&e.to_string())
-                )?;
+                let report = Failed {
+                    ok: false,
+                    index: e.index,
+                    code: e.code(),
+                    message: e.to_string(),
+                };
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
             } else {
                 eprintln!("verification FAILED: {e}");
                 if let Some(i) = e.index {
@@ -225,30 +247,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn json_string(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            c if u32::from(c) < 0x20 => s.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-    }
 
     #[test]
     fn key_is_read_from_a_file_when_prefixed_with_at() {

@@ -143,14 +143,8 @@ enum CitizenCmd {
     Token {
         /// The citizen id.
         citizen: String,
-        /// Days of validity (1-366).
-        #[arg(long, default_value_t = 30)]
-        days: u32,
         #[command(flatten)]
-        conn: client::Conn,
-        /// Print the result as JSON on stdout.
-        #[arg(long)]
-        json: bool,
+        issue: TokenIssue,
     },
 }
 
@@ -160,15 +154,34 @@ enum AuditorCmd {
     Token {
         /// A name for the auditor (shown in the audit log).
         name: String,
-        /// Days of validity (1-366).
-        #[arg(long, default_value_t = 30)]
-        days: u32,
         #[command(flatten)]
-        conn: client::Conn,
-        /// Print the result as JSON on stdout.
-        #[arg(long)]
-        json: bool,
+        issue: TokenIssue,
     },
+}
+
+/// The options of every token issue.
+#[derive(clap::Args)]
+struct TokenIssue {
+    /// Days of validity (1-366).
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    #[command(flatten)]
+    conn: client::Conn,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TokenIssue {
+    /// Issues a token to the `role` holder `holder`, named by the request's `key` field.
+    fn run(self, role: &str, key: &str, holder: &str) -> anyhow::Result<ExitCode> {
+        live_cmd::token(
+            &self.conn,
+            json!({"role": role, key: holder, "valid_days": self.days}),
+            &format!("{role} {holder}"),
+            self.json,
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -209,33 +222,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { data_dir, json } => vault_cmd::status(&data_dir, json),
         Command::Agency { cmd } => live_cmd::agency(cmd),
         Command::Citizen {
-            cmd:
-                CitizenCmd::Token {
-                    citizen,
-                    days,
-                    conn,
-                    json,
-                },
-        } => live_cmd::token(
-            &conn,
-            json!({"role": "citizen", "citizen": citizen, "valid_days": days}),
-            &format!("citizen {citizen}"),
-            json,
-        ),
+            cmd: CitizenCmd::Token { citizen, issue },
+        } => issue.run("citizen", "citizen", &citizen),
         Command::Auditor {
-            cmd:
-                AuditorCmd::Token {
-                    name,
-                    days,
-                    conn,
-                    json,
-                },
-        } => live_cmd::token(
-            &conn,
-            json!({"role": "auditor", "name": name, "valid_days": days}),
-            &format!("auditor {name}"),
-            json,
-        ),
+            cmd: AuditorCmd::Token { name, issue },
+        } => issue.run("auditor", "name", &name),
         Command::Token {
             cmd: TokenCmd::Revoke { id, conn, json },
         } => live_cmd::revoke_token(&conn, &id, json),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use serde::Serialize;
 use vault_core::policies::{PolicyErrors, PolicySet};
 
 /// Checks the policy files in `dir`; prints a summary or every error; exits 1 on errors.
@@ -12,7 +13,7 @@ pub(crate) fn check(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let result = PolicySet::load_dir(dir);
     let ok = result.is_ok();
     let text = if json {
-        render_json(&result)
+        render_json(&result)?
     } else {
         render_text(&result)
     };
@@ -28,17 +29,63 @@ pub(crate) fn check(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What a valid policy set holds.
+#[derive(Serialize)]
+struct Counts {
+    purposes: usize,
+    categories: usize,
+    fields: usize,
+    agencies: usize,
+    statutory_rules: usize,
+    break_glass_rules: usize,
+}
+
+impl Counts {
+    fn of(set: &PolicySet) -> Counts {
+        Counts {
+            purposes: set.purposes().count(),
+            categories: set.categories().count(),
+            fields: set.fields().count(),
+            agencies: set.agencies().count(),
+            statutory_rules: set.statutory_rules().count(),
+            break_glass_rules: set.break_glass_rules().count(),
+        }
+    }
+}
+
+/// `policies check --json`: `ok` first, then the counts of a valid set or every error.
+#[derive(Serialize)]
+struct Report<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    counts: Option<Counts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<ErrorReport<'a>>>,
+}
+
+/// One error of `policies check --json`.
+#[derive(Serialize)]
+struct ErrorReport<'a> {
+    file: &'a str,
+    line: u32,
+    code: &'static str,
+    message: String,
+}
+
 fn render_text(result: &Result<PolicySet, PolicyErrors>) -> String {
     match result {
-        Ok(set) => format!(
-            "ok: purposes {}, categories {}, fields {}, agencies {}, statutory rules {}, break-glass rules {}\n",
-            set.purposes().count(),
-            set.categories().count(),
-            set.fields().count(),
-            set.agencies().count(),
-            set.statutory_rules().count(),
-            set.break_glass_rules().count(),
-        ),
+        Ok(set) => {
+            let c = Counts::of(set);
+            format!(
+                "ok: purposes {}, categories {}, fields {}, agencies {}, statutory rules {}, break-glass rules {}\n",
+                c.purposes,
+                c.categories,
+                c.fields,
+                c.agencies,
+                c.statutory_rules,
+                c.break_glass_rules,
+            )
+        }
         Err(errors) => {
             let mut s = String::new();
             for e in errors.errors() {
@@ -51,57 +98,33 @@ fn render_text(result: &Result<PolicySet, PolicyErrors>) -> String {
     }
 }
 
-fn render_json(result: &Result<PolicySet, PolicyErrors>) -> String {
-    match result {
-        Ok(set) => format!(
-            "{{\"ok\":true,\"purposes\":{},\"categories\":{},\"fields\":{},\"agencies\":{},\"statutory_rules\":{},\"break_glass_rules\":{}}}\n",
-            set.purposes().count(),
-            set.categories().count(),
-            set.fields().count(),
-            set.agencies().count(),
-            set.statutory_rules().count(),
-            set.break_glass_rules().count(),
-        ),
-        Err(errors) => {
-            let mut s = String::from("{\"ok\":false,\"errors\":[");
-            for (i, e) in errors.errors().iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                let _ = write!(
-                    s,
-                    "{{\"file\":{},\"line\":{},\"code\":{},\"message\":{}}}",
-                    json_string(&e.file),
-                    e.line,
-                    json_string(e.kind.code()),
-                    json_string(&e.kind.to_string()),
-                );
-            }
-            s.push_str("]}\n");
-            s
-        }
-    }
-}
-
-/// A JSON string literal (RFC 8259 escaping).
-fn json_string(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", u32::from(c));
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
+fn render_json(result: &Result<PolicySet, PolicyErrors>) -> anyhow::Result<String> {
+    let report = match result {
+        Ok(set) => Report {
+            ok: true,
+            counts: Some(Counts::of(set)),
+            errors: None,
+        },
+        Err(errors) => Report {
+            ok: false,
+            counts: None,
+            errors: Some(
+                errors
+                    .errors()
+                    .iter()
+                    .map(|e| ErrorReport {
+                        file: &e.file,
+                        line: e.line,
+                        code: e.kind.code(),
+                        message: e.kind.to_string(),
+                    })
+                    .collect(),
+            ),
+        },
+    };
+    let mut text = serde_json::to_string(&report)?;
+    text.push('\n');
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -117,7 +140,17 @@ mod tests {
         let result = PolicySet::load_dir(&dir("policies/examples"));
         let text = render_text(&result);
         assert!(text.starts_with("ok: "), "{text}");
-        assert!(render_json(&result).starts_with("{\"ok\":true,"));
+        let c = match &result {
+            Ok(set) => Counts::of(set),
+            Err(e) => panic!("the example set is valid: {e:?}"),
+        };
+        assert_eq!(
+            render_json(&result).expect("renders"),
+            format!(
+                "{{\"ok\":true,\"purposes\":{},\"categories\":{},\"fields\":{},\"agencies\":{},\"statutory_rules\":{},\"break_glass_rules\":{}}}\n",
+                c.purposes, c.categories, c.fields, c.agencies, c.statutory_rules, c.break_glass_rules
+            )
+        );
         assert_eq!(
             check(&dir("policies/examples"), false).expect("runs"),
             ExitCode::SUCCESS
@@ -137,7 +170,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines[3], "3 errors");
-        let json = render_json(&result);
+        let json = render_json(&result).expect("renders");
         assert!(
             json.starts_with("{\"ok\":false,\"errors\":[{\"file\":"),
             "{json}"
@@ -149,14 +182,6 @@ mod tests {
         assert_eq!(
             check(&dir("policies/tests/bad"), true).expect("runs"),
             ExitCode::FAILURE
-        );
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(
-            json_string("a\"b\\c\nd\u{1}é"),
-            "\"a\\\"b\\\\c\\nd\\u0001é\""
         );
     }
 }

@@ -2,12 +2,15 @@
 //! agencies and the operator, bearer tokens for citizens and auditors).
 //!
 //! ```text
-//! vault-server --data-dir DIR [--listen ADDR] [--passphrase-file F] [--enable-echo]
+//! vault-server --data-dir DIR [--listen ADDR] [--passphrase-file FILE] [--enable-echo]
 //!              [--agency-rate REQ_PER_S]
-//! vault-server --dev [--data-dir DIR] [--listen ADDR]
+//! vault-server --dev [--data-dir DIR] [--listen ADDR] [--enable-echo]
+//!              [--agency-rate REQ_PER_S]
 //! ```
-//! Without `--passphrase-file`, the passphrase comes from the `VAULT_PASSPHRASE`
-//! environment variable.
+//! Every option can also be set by its environment variable (`VAULT_DATA_DIR`,
+//! `VAULT_LISTEN`, `VAULT_PASSPHRASE_FILE`, `VAULT_ENABLE_ECHO`, `VAULT_AGENCY_RATE`,
+//! `VAULT_DEV`; `--help` lists them). Without `--passphrase-file`, the passphrase comes from
+//! the `VAULT_PASSPHRASE` environment variable.
 
 mod app;
 mod dev;
@@ -22,10 +25,13 @@ mod views;
 mod web;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use clap::builder::BoolishValueParser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser};
 use vault_core::DataDir;
 use zeroize::Zeroizing;
 
@@ -35,66 +41,94 @@ use zeroize::Zeroizing;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The consent vault's HTTPS server.
+///
+/// Opens the vault in --data-dir, unsealing it with the passphrase from --passphrase-file
+/// or the VAULT_PASSPHRASE environment variable, and serves it over TLS; or, with --dev,
+/// creates and serves a throw-away demo vault.
+#[derive(Parser)]
+#[command(version, args_override_self = true)]
 struct Args {
+    /// Create and serve a throw-away demo vault (demo agencies, citizens, tokens and
+    /// records). NOT FOR PRODUCTION: every credential is written in clear to <data>/dev/.
+    #[arg(long, env = "VAULT_DEV", value_parser = BoolishValueParser::new())]
     dev: bool,
+    /// The data directory; required unless --dev, where it must be new or empty (default:
+    /// a new temporary directory).
+    #[arg(
+        long,
+        env = "VAULT_DATA_DIR",
+        value_name = "DIR",
+        required_unless_present = "dev"
+    )]
     data_dir: Option<PathBuf>,
+    /// The address and port to listen on (port 0: any free port).
+    #[arg(
+        long,
+        env = "VAULT_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8443",
+        value_parser = listen_addr
+    )]
     listen: SocketAddr,
+    /// A file holding the passphrase, trailing newlines ignored (else VAULT_PASSPHRASE).
+    #[arg(long, env = "VAULT_PASSPHRASE_FILE", value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Serve POST /bench/echo, the load generator's route (benchmarks only).
+    #[arg(long, env = "VAULT_ENABLE_ECHO", value_parser = BoolishValueParser::new())]
     enable_echo: bool,
+    /// Requests per second each agency may make (a token bucket; bursts of twice that).
+    #[arg(
+        long,
+        env = "VAULT_AGENCY_RATE",
+        value_name = "REQ_PER_S",
+        default_value_t = 1000.0,
+        allow_negative_numbers = true,
+        value_parser = agency_rate
+    )]
     agency_rate: f64,
 }
 
-const USAGE: &str = "usage: vault-server --data-dir DIR [--listen ADDR] [--passphrase-file FILE] \
-[--enable-echo] [--agency-rate REQ_PER_S]\n       vault-server --dev [--data-dir DIR] [--listen ADDR]";
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        dev: false,
-        data_dir: None,
-        listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-        passphrase_file: None,
-        enable_echo: false,
-        agency_rate: 1000.0,
-    };
-    let mut it = std::env::args_os().skip(1);
-    while let Some(flag) = it.next() {
-        let flag = flag.to_string_lossy().into_owned();
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--dev" => args.dev = true,
-            "--data-dir" => args.data_dir = Some(PathBuf::from(value()?)),
-            "--listen" => {
-                let v = value()?;
-                args.listen = v.to_string_lossy().parse().with_context(|| {
-                    format!("--listen {v:?} is not an address like 127.0.0.1:8443")
-                })?;
-            }
-            "--passphrase-file" => args.passphrase_file = Some(PathBuf::from(value()?)),
-            "--enable-echo" => args.enable_echo = true,
-            "--agency-rate" => {
-                let v = value()?;
-                args.agency_rate = v
-                    .to_string_lossy()
-                    .parse()
-                    .ok()
-                    .filter(|r: &f64| r.is_finite() && *r > 0.0)
-                    .with_context(|| format!("--agency-rate {v:?} must be a positive number"))?;
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
-    Ok(args)
+/// The vault to serve.
+enum Source {
+    /// `--dev`: a new demo vault, in this directory or in a new temporary one.
+    Dev(Option<PathBuf>),
+    /// An existing vault's data directory.
+    Dir(PathBuf),
 }
 
-fn passphrase(args: &Args) -> anyhow::Result<Zeroizing<String>> {
-    if let Some(f) = &args.passphrase_file {
+impl Args {
+    /// The vault to serve; exits with a usage error when there is neither --dev nor
+    /// --data-dir.
+    fn source(&self) -> Source {
+        match (self.dev, &self.data_dir) {
+            (true, dir) => Source::Dev(dir.clone()),
+            (false, Some(dir)) => Source::Dir(dir.clone()),
+            // clap's `required_unless_present` counts VAULT_DEV=0 as --dev given.
+            (false, None) => Args::command()
+                .error(
+                    ErrorKind::MissingRequiredArgument,
+                    "--data-dir is required unless --dev is given",
+                )
+                .exit(),
+        }
+    }
+}
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "not an address and port like 127.0.0.1:8443 or [::1]:8443".to_owned())
+}
+
+fn agency_rate(s: &str) -> Result<f64, String> {
+    s.parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| "must be a positive number of requests per second, e.g. 1000".to_owned())
+}
+
+fn passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(f) = file {
         let text = Zeroizing::new(
             std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read the passphrase file {}", f.display()))?,
@@ -112,6 +146,8 @@ fn passphrase(args: &Args) -> anyhow::Result<Zeroizing<String>> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let source = args.source();
     tls::install_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -120,32 +156,30 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = parse_args()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(args, source))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, source: Source) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = listener.local_addr()?.port();
-    let (vault, dev_report) = if args.dev {
-        let (vault, report) = dev::provision(args.data_dir.clone(), port)?;
-        (vault, Some(report))
-    } else {
-        let dir = args
-            .data_dir
-            .clone()
-            .with_context(|| format!("--data-dir is required outside --dev\n{USAGE}"))?;
-        let pass = passphrase(&args)?;
-        let vault = DataDir::new(&dir)
-            .open(&pass)
-            .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
-        (Arc::new(vault), None)
+    let (vault, dev_report) = match source {
+        Source::Dev(dir) => {
+            let (vault, report) = dev::provision(dir, port)?;
+            (vault, Some(report))
+        }
+        Source::Dir(dir) => {
+            let pass = passphrase(args.passphrase_file.as_deref())?;
+            let vault = DataDir::new(&dir)
+                .open(&pass)
+                .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
+            (Arc::new(vault), None)
+        }
     };
     let (chain, key) = vault
         .server_tls_identity()
@@ -186,5 +220,52 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{Args, Source};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_scripts_command_lines_parse() {
+        // tests/src/lib.rs and scripts/bench-load.
+        let a = Args::try_parse_from([
+            "vault-server",
+            "--dev",
+            "--enable-echo",
+            "--agency-rate",
+            "1000000",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/d",
+        ])
+        .expect("parses");
+        assert!(a.enable_echo);
+        assert_eq!(a.agency_rate, 1_000_000.0);
+        assert_eq!(a.listen.port(), 0);
+        assert!(matches!(a.source(), Source::Dev(Some(d)) if d.as_os_str() == "/tmp/d"));
+        let a = Args::try_parse_from([
+            "vault-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/srv/vault",
+            "--passphrase-file",
+            "/run/pass",
+            "--listen",
+            "[::1]:9443",
+        ])
+        .expect("parses");
+        assert_eq!(a.listen.to_string(), "[::1]:9443", "the last --listen wins");
+        assert!(matches!(a.source(), Source::Dir(d) if d.as_os_str() == "/srv/vault"));
     }
 }

@@ -96,7 +96,7 @@ fn only_the_adapters_know_http_tls_and_clap() {
         ("rustls", &["vault-server", "vault-cli", "tests"]),
         ("reqwest", &["vault-cli", "tests"]),
         ("tokio-rustls", &["vault-server", "tests"]),
-        ("clap", &["vault-cli"]),
+        ("clap", &["vault-server", "vault-cli"]),
         ("sled", &["vault-core", "tests"]),
     ];
     let deps = member_deps(&metadata());
