@@ -1,6 +1,6 @@
 //! Exit codes (documented in `docs/operations.md`) and the error that carries one.
 
-use vault_core::{ErrorKind, OfflineError, VaultError};
+use vault_core::{OfflineError, VaultError};
 
 /// Any failure not listed below (I/O, cannot reach the server, server fault).
 pub(crate) const FAILURE: u8 = 1;
@@ -36,20 +36,19 @@ impl Exit {
 
 /// The exit code for an engine error (offline verbs).
 pub(crate) fn code_of(e: &VaultError) -> u8 {
-    match e.kind() {
-        ErrorKind::Unauthenticated => REFUSED_CREDENTIAL,
-        ErrorKind::BadInput
-        | ErrorKind::Forbidden
-        | ErrorKind::NotFound
-        | ErrorKind::Conflict
-        | ErrorKind::TooLarge => REJECTED,
-        _ => FAILURE,
+    match e {
+        VaultError::Unauthenticated { .. } => REFUSED_CREDENTIAL,
+        VaultError::BadInput { .. }
+        | VaultError::Forbidden { .. }
+        | VaultError::NotFound { .. }
+        | VaultError::Conflict { .. }
+        | VaultError::TooLarge { .. }
+        | VaultError::Erased => REJECTED,
+        VaultError::Unavailable(_)
+        | VaultError::Storage(_)
+        | VaultError::Audit(_)
+        | VaultError::Internal(_) => FAILURE,
     }
-}
-
-/// An engine error as an [`Exit`], prefixed with what was being done.
-pub(crate) fn engine(what: &str, e: VaultError) -> anyhow::Error {
-    Exit::error(code_of(&e), format!("{what}: {e}"))
 }
 
 /// The exit code for an offline (data directory) error: the one table of them.
@@ -67,7 +66,9 @@ pub(crate) fn offline_code(e: &OfflineError) -> u8 {
         | OfflineError::RestoreRefused(_)
         | OfflineError::Backup(_) => REJECTED,
         OfflineError::NotCleaned { cause, .. } => offline_code(cause),
-        OfflineError::Io { .. } | OfflineError::Store(_) => FAILURE,
+        OfflineError::Io { .. } | OfflineError::Store(_) | OfflineError::LogInconsistent { .. } => {
+            FAILURE
+        }
         OfflineError::Vault(e) => code_of(e),
     }
 }

@@ -25,7 +25,7 @@ pub(crate) fn check(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(crate::exit::REJECTED)
     })
 }
 
@@ -181,7 +181,7 @@ mod tests {
         );
         assert_eq!(
             check(&dir("policies/tests/bad"), true).expect("runs"),
-            ExitCode::FAILURE
+            ExitCode::from(crate::exit::REJECTED)
         );
     }
 }

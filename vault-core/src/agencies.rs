@@ -14,7 +14,7 @@ const FORMAT: u8 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinnedCert {
     /// SHA-256 of the certificate's DER.
-    pub fingerprint: [u8; 32],
+    pub fingerprint: Fingerprint,
     /// When it was issued.
     pub issued_at: Timestamp,
     /// When it expires.
@@ -35,7 +35,7 @@ pub struct Enrolment {
 impl Enrolment {
     /// True when `fp` is one of this agency's pins and the enrolment is not revoked.
     pub fn accepts(&self, fp: &Fingerprint) -> bool {
-        self.revoked_at.is_none() && self.certs.iter().any(|c| c.fingerprint == fp.0)
+        self.revoked_at.is_none() && self.certs.iter().any(|c| c.fingerprint == *fp)
     }
 }
 

@@ -261,12 +261,12 @@ secret_key!(
 
 impl TagKey {
     /// The citizen's audit subject tag: HMAC-SHA256 under this key over a fixed label.
-    pub fn subject_tag(&self) -> [u8; 32] {
+    pub fn subject_tag(&self) -> audit::SubjectTag {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret_bytes());
         let tag = ring::hmac::sign(&key, SUBJECT_TAG_LABEL);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
-        out
+        audit::SubjectTag(out)
     }
 }
 

@@ -100,6 +100,14 @@ pub enum OfflineError {
         #[source]
         source: std::io::Error,
     },
+    /// The stored audit log is behind, or forks from, the last checkpoint the vault signed.
+    #[error("refusing to start: the audit log ({size} entries) is not consistent with the last checkpoint this vault signed ({source}); a data directory restored from an old backup must first get the missing entries back (see docs/operations.md)")]
+    LogInconsistent {
+        /// The stored log's size.
+        size: u64,
+        /// What the signer found.
+        source: audit::CheckpointError,
+    },
     /// The store or the key store failed (damaged, unreadable).
     #[error(transparent)]
     Store(DataDirError),

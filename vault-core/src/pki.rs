@@ -72,7 +72,8 @@ impl fmt::Debug for Issued {
 }
 
 /// SHA-256 of a certificate's DER: how the vault pins an enrolled certificate.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {

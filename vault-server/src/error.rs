@@ -88,23 +88,25 @@ impl From<vault_core::OfflineError> for ApiError {
             | E::Backup(_)
             | E::NotCleaned { .. }
             | E::Io { .. }
-            | E::Store(_)) => ApiError::internal(&e),
+            | E::Store(_)
+            | E::LogInconsistent { .. }) => ApiError::internal(&e),
         }
     }
 }
 
+/// The one table of engine errors: each variant's HTTP status.
 impl From<vault_core::VaultError> for ApiError {
     fn from(e: vault_core::VaultError) -> Self {
-        use vault_core::ErrorKind;
-        let status = match e.kind() {
-            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => return ApiError::internal(&e),
+        use vault_core::VaultError as E;
+        let status = match &e {
+            E::BadInput { .. } => StatusCode::BAD_REQUEST,
+            E::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            E::Forbidden { .. } => StatusCode::FORBIDDEN,
+            E::NotFound { .. } | E::Erased => StatusCode::NOT_FOUND,
+            E::Conflict { .. } => StatusCode::CONFLICT,
+            E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Storage(_) | E::Audit(_) | E::Internal(_) => return ApiError::internal(&e),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

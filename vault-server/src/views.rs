@@ -150,7 +150,7 @@ pub(crate) fn enrolments(list: &[Enrolment]) -> Vec<Value> {
                 "agency": e.agency,
                 "revoked_at": e.revoked_at.map(|t| t.to_string()),
                 "certificates": e.certs.iter().map(|c| json!({
-                    "fingerprint": c.fingerprint.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                    "fingerprint": c.fingerprint.to_hex(),
                     "issued_at": c.issued_at.to_string(),
                     "not_after": c.not_after.to_string(),
                 })).collect::<Vec<_>>(),

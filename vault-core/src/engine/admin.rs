@@ -2,9 +2,10 @@
 //! the log's entries and proofs, export and backup.
 
 
-use audit::{ActorKind, Entry, EntryDraft, Hash, SubjectTag};
+use audit::{ActorKind, Entry, EntryDraft, Hash};
 use policies::AgencyId;
 
+use super::error::AuditFailure;
 use super::ops::{citizen_id, record_err};
 use super::secrets::SealedSecret;
 use super::{
@@ -13,6 +14,8 @@ use super::{
 };
 use crate::agencies::{self, Enrolment, PinnedCert};
 use crate::codec;
+use crate::datadir::DataDirError;
+use crate::keys::KeyError;
 use crate::envelope::CitizenId;
 use crate::keys::Passphrase;
 use crate::pki::{Issued, Usage};
@@ -195,7 +198,7 @@ impl Vault {
                 });
             e.revoked_at = None;
             e.certs.push(PinnedCert {
-                fingerprint: fp.0,
+                fingerprint: fp,
                 issued_at: now,
                 not_after,
             });
@@ -208,7 +211,7 @@ impl Vault {
         self.agency_pins
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(fp.0, agency.to_owned());
+            .insert(fp, agency.to_owned());
         Ok(EnrolOutcome {
             agency: agency.to_owned(),
             issued,
@@ -473,7 +476,7 @@ impl Vault {
             };
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.processing = Some("erasure".to_owned());
-            d.subject = out.subject_tag.map(SubjectTag);
+            d.subject = out.subject_tag;
             tx.entry(d);
             Ok(())
         })?;
@@ -523,7 +526,7 @@ impl Vault {
                 d.processing = Some("collection".to_owned());
                 d.initiator = Some(agency.to_owned());
                 d.requested = names;
-                d.subject = Some(SubjectTag(out.subject_tag));
+                d.subject = Some(out.subject_tag);
                 tx.entry(d);
             }
             Ok(())
@@ -548,7 +551,7 @@ impl Vault {
                 .map(u64::from_be_bytes)
                 .map_err(|_| VaultError::internal("malformed leaf key"))?;
             let entry = Entry::decode(&leaf)
-                .map_err(|e| VaultError::Audit(format!("entry {index}: {e}")))?;
+                .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
             out.push(LeafView {
                 index,
                 leaf_hash: audit::leaf_hash(&leaf),
@@ -582,9 +585,9 @@ impl Vault {
         let leaf = self
             .store
             .get(Tree::AuditLeaves, &log::leaf_key(index))?
-            .ok_or_else(|| VaultError::Audit(format!("entry {index} is missing")))?;
+            .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
         let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, size)
-            .map_err(|e| VaultError::Audit(e.to_string()))?;
+            .map_err(VaultError::audit)?;
         Ok((audit::leaf_hash(&leaf), proof))
     }
 
@@ -595,7 +598,7 @@ impl Vault {
             return Err(VaultError::bad("invalid_tree_size", "need 1 <= from <= to"));
         }
         audit::consistency_proof(&log::StoreLog(&*self.store), from, to)
-            .map_err(|e| VaultError::Audit(e.to_string()))
+            .map_err(VaultError::audit)
     }
 
     /// The auditor export of the log up to a freshly signed checkpoint.
@@ -613,7 +616,7 @@ impl Vault {
             &self.log_vkey,
             &mut out,
         )
-        .map_err(|e| VaultError::Audit(e.to_string()))?;
+        .map_err(VaultError::audit)?;
         Ok(out)
     }
 }
@@ -633,10 +636,24 @@ impl Vault {
 
 /// A master key rotation's failure: a refused new passphrase or an unfinished earlier
 /// rotation are the operator's to fix; anything else is internal.
-fn rotation_error(e: crate::datadir::DataDirError) -> VaultError {
-    match e.code() {
-        code @ ("passphrase_too_short" | "weak_passphrase") => VaultError::bad(code, e.to_string()),
-        "rotation_in_progress" => VaultError::conflict("rotation_in_progress", e.to_string()),
-        _ => VaultError::Internal(e.to_string()),
+fn rotation_error(e: DataDirError) -> VaultError {
+    match e {
+        DataDirError::Key(KeyError::PassphraseTooShort { .. }) => {
+            VaultError::bad("passphrase_too_short", e.to_string())
+        }
+        DataDirError::RotationInProgress { .. } => {
+            VaultError::conflict("rotation_in_progress", e.to_string())
+        }
+        DataDirError::Storage(e) => VaultError::from(e),
+        DataDirError::AlreadyInitialised { .. }
+        | DataDirError::NotInitialised { .. }
+        | DataDirError::Key(_)
+        | DataDirError::Records(_)
+        | DataDirError::Codec(_)
+        | DataDirError::KekInUse { .. }
+        | DataDirError::KekSealsSecrets { .. }
+        | DataDirError::KekIsCurrent { .. }
+        | DataDirError::UnknownKek { .. }
+        | DataDirError::Io { .. } => VaultError::internal(e),
     }
 }

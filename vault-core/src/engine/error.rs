@@ -1,31 +1,12 @@
-//! The engine's error: one enum with a stable code per case and a kind that the server
-//! maps to an HTTP status (only the server knows HTTP).
+//! The engine's errors: [`VaultError`] for operations on a running vault, with a stable
+//! code per case. The adapters map each variant to an HTTP status or an exit code in one
+//! exhaustive table each, so a new variant is a compile error there until it is mapped.
+//! Internal and audit failures keep their sources ([`Internal`], [`AuditFailure`]).
 
-/// What kind of failure an error is, for the adapters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The caller sent something malformed.
-    BadInput,
-    /// No or invalid credential.
-    Unauthenticated,
-    /// Refused by policy.
-    Forbidden,
-    /// No such thing (among the caller's own).
-    NotFound,
-    /// Conflicts with the current state.
-    Conflict,
-    /// Larger than allowed.
-    TooLarge,
-    /// The vault cannot serve now (sealed, failed storage).
-    Unavailable,
-    /// A fault of the vault; details go to the log, never to the caller.
-    Internal,
-}
+use crate::storage::StorageError;
 
 /// Why an engine operation failed. Messages never contain citizen data.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum VaultError {
     /// Malformed input, with a stable code.
     #[error("{message}")]
@@ -72,34 +53,115 @@ pub enum VaultError {
     /// The citizen's data was erased.
     #[error("the citizen's data was erased")]
     Erased,
+    /// The store failed earlier and refuses every call until the vault restarts; nothing
+    /// was released.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(StorageError),
     /// Storage failed; the request changed nothing that was acknowledged.
     #[error("storage failed: {0}")]
-    Storage(#[from] crate::storage::StorageError),
+    Storage(StorageError),
     /// The audit log failed; nothing was released.
     #[error("audit log failed: {0}")]
-    Audit(String),
+    Audit(#[from] AuditFailure),
     /// Another internal fault.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] Internal),
+}
+
+/// An internal fault, with its source. Details go to the server log, never to a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// A record or citizen key operation failed.
+    #[error(transparent)]
+    Record(#[from] crate::records::RecordError),
+    /// A key operation failed.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// The certificate authority failed.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// A stored value does not decode.
+    #[error(transparent)]
+    Codec(#[from] crate::codec::CodecError),
+    /// An enrolment record failed.
+    #[error(transparent)]
+    Enrolment(#[from] crate::agencies::EnrolmentError),
+    /// A token record failed.
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
+    /// A signed note failed.
+    #[error(transparent)]
+    Note(#[from] audit::NoteError),
+    /// A consent artefact refused a state change it should have allowed.
+    #[error(transparent)]
+    Consent(#[from] policies::ConsentError),
+    /// A backup could not be written.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    /// A data-directory operation failed.
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    /// A stored value breaks an invariant of the vault (no source error exists).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl From<&str> for Internal {
+    fn from(what: &str) -> Self {
+        Internal::Inconsistent(what.to_owned())
+    }
+}
+
+impl From<String> for Internal {
+    fn from(what: String) -> Self {
+        Internal::Inconsistent(what)
+    }
+}
+
+/// Why the audit log could not be read or appended to.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditFailure {
+    /// Planning or applying an append failed.
+    #[error(transparent)]
+    Append(#[from] audit::AppendError),
+    /// Reading the tree failed.
+    #[error(transparent)]
+    Tree(#[from] audit::TreeError),
+    /// The export could not be written.
+    #[error(transparent)]
+    Export(#[from] audit::export::ExportError),
+    /// A checkpoint could not be signed.
+    #[error(transparent)]
+    Checkpoint(#[from] audit::CheckpointError),
+    /// A stored entry does not decode.
+    #[error("entry {index}: {source}")]
+    Entry {
+        /// Its index.
+        index: u64,
+        /// The decoder's finding.
+        source: audit::EntryError,
+    },
+    /// An entry below the log size is missing.
+    #[error("entry {index} is missing from the log")]
+    Missing {
+        /// Its index.
+        index: u64,
+    },
+    /// The test failpoint refused the append (`test-hooks` only).
+    #[error("audit append failed (test failpoint)")]
+    Failpoint,
+}
+
+impl From<StorageError> for VaultError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Poisoned => VaultError::Unavailable(e),
+            e => VaultError::Storage(e),
+        }
+    }
 }
 
 impl VaultError {
-    /// The kind, for the adapters.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            VaultError::BadInput { .. } => ErrorKind::BadInput,
-            VaultError::Unauthenticated { .. } => ErrorKind::Unauthenticated,
-            VaultError::Forbidden { .. } => ErrorKind::Forbidden,
-            VaultError::NotFound { .. } | VaultError::Erased => ErrorKind::NotFound,
-            VaultError::Conflict { .. } => ErrorKind::Conflict,
-            VaultError::TooLarge { .. } => ErrorKind::TooLarge,
-            VaultError::Storage(crate::storage::StorageError::Poisoned) => ErrorKind::Unavailable,
-            VaultError::Storage(_) | VaultError::Audit(_) | VaultError::Internal(_) => {
-                ErrorKind::Internal
-            }
-        }
-    }
-
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -110,7 +172,7 @@ impl VaultError {
             VaultError::NotFound { .. } => "not_found",
             VaultError::TooLarge { .. } => "too_large",
             VaultError::Erased => "erased",
-            VaultError::Storage(crate::storage::StorageError::Poisoned) => "unavailable",
+            VaultError::Unavailable(_) => "unavailable",
             VaultError::Storage(_) | VaultError::Audit(_) | VaultError::Internal(_) => "internal",
         }
     }
@@ -136,8 +198,14 @@ impl VaultError {
         }
     }
 
-    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
-        VaultError::Internal(e.to_string())
+    /// An internal fault from its source error (or, for a broken invariant, a message).
+    pub(crate) fn internal(e: impl Into<Internal>) -> Self {
+        VaultError::Internal(e.into())
+    }
+
+    /// An audit-log failure from its source error.
+    pub(crate) fn audit(e: impl Into<AuditFailure>) -> Self {
+        VaultError::Audit(e.into())
     }
 }
 
@@ -163,6 +231,6 @@ impl From<super::WriteRejected> for VaultError {
 
 impl From<crate::codec::CodecError> for VaultError {
     fn from(e: crate::codec::CodecError) -> Self {
-        VaultError::Internal(e.to_string())
+        VaultError::Internal(e.into())
     }
 }

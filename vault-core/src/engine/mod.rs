@@ -34,7 +34,7 @@ pub use admin::{
     MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
 pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
-pub use error::{ErrorKind, VaultError};
+pub use error::{AuditFailure, Internal, VaultError};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
@@ -91,7 +91,7 @@ struct EngineConfig {
     ca_cert: Vec<u8>,
     #[serde(with = "crate::serde_bytes")]
     server_cert: Vec<u8>,
-    operator_fp: [u8; 32],
+    operator_fp: Fingerprint,
     ca_key: SealedSecret,
     server_key: SealedSecret,
     log_seed: SealedSecret,
@@ -116,8 +116,8 @@ pub struct Vault {
     ca: Ca,
     server_cert: Vec<u8>,
     server_key: Zeroizing<Vec<u8>>,
-    operator_fp: [u8; 32],
-    agency_pins: RwLock<HashMap<[u8; 32], String>>,
+    operator_fp: Fingerprint,
+    agency_pins: RwLock<HashMap<Fingerprint, String>>,
     fail_audit: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     committer: Committer,
@@ -250,7 +250,7 @@ impl Vault {
             origin: options.origin.clone(),
             ca_cert: ca.cert_der().to_vec(),
             server_cert: server.cert_der.clone(),
-            operator_fp: operator.fingerprint().0,
+            operator_fp: operator.fingerprint(),
             ca_key: SealedSecret::seal(kek, "ca_key", &ca.dangerous_private_key_der())?,
             server_key: SealedSecret::seal(kek, "server_key", server.private_key_der())?,
             log_seed: SealedSecret::seal(kek, "log_seed", log_signer.seed_bytes())?,
@@ -269,7 +269,7 @@ impl Vault {
         let state = LogState::new();
         let plan = state
             .plan(vec![draft])
-            .map_err(|e| VaultError::Audit(e.to_string()))?;
+            .map_err(VaultError::audit)?;
         log::stage_plan(&mut batch, &plan, &[]);
         store.commit(batch)?;
         Ok(InitOutput {
@@ -332,7 +332,7 @@ impl Vault {
         let log_vkey = log_signer.verifier_key();
         let size = log::stored_size(&*store)?;
         let state = LogState::load(&log::StoreLog(&*store), size)
-            .map_err(|e| VaultError::Audit(format!("cannot load the audit log: {e}")))?;
+            .map_err(VaultError::audit)?;
         let last = match store.get(Tree::Meta, log::LAST_CHECKPOINT_KEY)? {
             None => None,
             Some(bytes) => {
@@ -350,12 +350,7 @@ impl Vault {
             size,
             last.as_ref().map(|c| &c.checkpoint),
         )
-        .map_err(|e| {
-            VaultError::Audit(format!(
-                "refusing to start: the audit log ({size} entries) is not consistent with the last checkpoint this vault signed ({e}); \
-                 a data directory restored from an old backup must first get the missing entries back (see docs/operations.md)"
-            ))
-        })?;
+        .map_err(|source| OfflineError::LogInconsistent { size, source })?;
         store.commit({
             let mut b = WriteBatch::new();
             b.put(
@@ -496,7 +491,7 @@ impl Vault {
             size,
             Some(&last),
         )
-        .map_err(|e| VaultError::Audit(e.to_string()))?;
+        .map_err(VaultError::audit)?;
         let mut b = WriteBatch::new();
         b.put(
             Tree::Meta,
@@ -542,12 +537,12 @@ impl Vault {
 
     /// The pin of the operator certificate made at `init` (public: a certificate's hash).
     pub fn operator_fingerprint(&self) -> Fingerprint {
-        Fingerprint(self.operator_fp)
+        self.operator_fp
     }
 
     /// True when `fp` is the operator certificate made at `init`.
     pub fn is_operator(&self, fp: &Fingerprint) -> bool {
-        crate::ct::eq(&fp.0, &self.operator_fp)
+        crate::ct::eq(&fp.0, &self.operator_fp.0)
     }
 
     /// The enrolled, unrevoked agency a client certificate is pinned to.
@@ -555,7 +550,7 @@ impl Vault {
         self.agency_pins
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&fp.0)
+            .get(fp)
             .cloned()
             .ok_or_else(|| VaultError::Unauthenticated {
                 message: "this client certificate is not enrolled for any agency, or the agency was revoked: ask the vault operator".to_owned(),
@@ -621,9 +616,7 @@ impl Vault {
             ..
         } = tx;
         if self.fail_audit.as_ref().is_some_and(|f| f.exists()) {
-            return Err(VaultError::Audit(
-                "audit append failed (test failpoint)".to_owned(),
-            ));
+            return Err(VaultError::audit(AuditFailure::Failpoint));
         }
         let base = state.size();
         let mut subjects: Vec<(u64, SubjectTag)> = Vec::new();
@@ -643,12 +636,12 @@ impl Vault {
         }
         let plan = state
             .plan(drafts)
-            .map_err(|e| VaultError::Audit(e.to_string()))?;
+            .map_err(VaultError::audit)?;
         log::stage_plan(&mut batch, &plan, &subjects);
         let ticket = self.store.apply(batch)?;
         state
             .apply(&plan)
-            .map_err(|e| VaultError::Audit(e.to_string()))?;
+            .map_err(VaultError::audit)?;
         drop(state);
         Ok((out, plan.first_index, ticket))
     }

@@ -11,6 +11,7 @@ use policies::{
 };
 
 use super::consents::{load_consents, ConsentView};
+use super::error::AuditFailure;
 use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
@@ -30,21 +31,54 @@ pub struct WriteOutcome {
     pub audit_index: u64,
 }
 
-/// An agency's access request, as received.
+/// An agency's access request, validated: built only by [`AccessInput::new`], so every id
+/// is parsed and every limit checked before the engine sees it.
 #[derive(Clone, Debug)]
 pub struct AccessInput {
-    /// Citizen id.
-    pub citizen: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Requested fields (`category.field`).
-    pub fields: Vec<String>,
-    /// Claimed legal basis code, if any.
-    pub legal_basis: Option<String>,
-    /// Justification (mandatory for `vital_interest`).
-    pub justification: Option<String>,
-    /// The official who asked.
-    pub initiator: Option<String>,
+    citizen: CitizenId,
+    purpose: PurposeCode,
+    fields: Vec<FieldName>,
+    legal_basis: Option<LegalBasis>,
+    justification: Option<String>,
+    initiator: Option<String>,
+}
+
+impl AccessInput {
+    /// Parses a request as received: the citizen id, the purpose code, 1 to
+    /// [`MAX_REQUEST_FIELDS`] field names (`category.field`), an optional claimed legal
+    /// basis code, and a justification and initiator of at most [`MAX_TEXT`] bytes.
+    pub fn new(
+        citizen: &str,
+        purpose: &str,
+        fields: &[String],
+        legal_basis: Option<&str>,
+        justification: Option<String>,
+        initiator: Option<String>,
+    ) -> Result<Self, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let purpose = PurposeCode::new(purpose).map_err(|e| bad_id("invalid_purpose", e))?;
+        let fields = field_names(fields)?;
+        let legal_basis = legal_basis
+            .map(|b| {
+                LegalBasis::from_code(b).ok_or_else(|| {
+                    VaultError::bad(
+                        "invalid_legal_basis",
+                        "legal_basis must be one of consent, legal_obligation, public_task, vital_interest",
+                    )
+                })
+            })
+            .transpose()?;
+        check_text("justification", &justification)?;
+        check_text("initiator", &initiator)?;
+        Ok(AccessInput {
+            citizen,
+            purpose,
+            fields,
+            legal_basis,
+            justification,
+            initiator,
+        })
+    }
 }
 
 /// The answer to an access request.
@@ -55,7 +89,7 @@ pub struct AccessOutcome {
     /// Released fields and their values.
     pub released: Vec<(String, Plaintext)>,
     /// Withheld fields and the reason code.
-    pub withheld: Vec<(String, String)>,
+    pub withheld: Vec<Withheld>,
     /// The audit entry of the decision.
     pub audit_index: u64,
 }
@@ -66,7 +100,7 @@ pub struct AccessOutcome {
 pub struct PendingAccess {
     citizen: CitizenId,
     released: Vec<FieldName>,
-    withheld: Vec<(String, String)>,
+    withheld: Vec<Withheld>,
     read: FieldRead,
     index: u64,
     ticket: CommitTicket,
@@ -178,15 +212,24 @@ pub(super) fn parse_time(what: &str, s: &str) -> Result<Timestamp, VaultError> {
 }
 
 pub(super) fn record_err(e: RecordError) -> VaultError {
-    match e.code() {
-        "erased" => VaultError::Erased,
-        "invalid_field" | "duplicate_field" | "no_fields" | "invalid_source" => {
-            VaultError::bad(e.code(), e.to_string())
+    match e {
+        RecordError::Erased { .. } => VaultError::Erased,
+        RecordError::InvalidField { .. }
+        | RecordError::DuplicateField { .. }
+        | RecordError::NoFields
+        | RecordError::InvalidSource => VaultError::bad(e.code(), e.to_string()),
+        RecordError::FieldTooLarge { .. } | RecordError::RecordTooLarge { .. } => {
+            VaultError::TooLarge {
+                message: e.to_string(),
+            }
         }
-        "field_too_large" | "record_too_large" => VaultError::TooLarge {
-            message: e.to_string(),
-        },
-        _ => VaultError::Internal(e.to_string()),
+        RecordError::Storage(e) => VaultError::from(e),
+        RecordError::SealLimitTooSmall { .. }
+        | RecordError::FieldIntegrity { .. }
+        | RecordError::UnknownGeneration { .. }
+        | RecordError::Key(_)
+        | RecordError::KekUnavailable { .. }
+        | RecordError::Codec(_) => VaultError::internal(e),
     }
 }
 
@@ -221,7 +264,7 @@ impl Tx<'_> {
                 .subject_tag(self.store(), citizen)
                 .map_err(record_err)?
         };
-        Ok(tag.map(SubjectTag))
+        Ok(tag)
     }
 }
 
@@ -305,7 +348,7 @@ impl Vault {
             let out = tx
                 .stage_put(&citizen, &category, fields, agency, now)
                 .map_err(record_err)?;
-            draft.subject = Some(SubjectTag(out.subject_tag));
+            draft.subject = Some(out.subject_tag);
             tx.entry(draft);
             Ok(Some(out.version))
         })?;
@@ -346,27 +389,21 @@ impl Vault {
         agency: &str,
         input: AccessInput,
     ) -> Result<PendingAccess, VaultError> {
-        let citizen = citizen_id(&input.citizen)?;
-        let purpose = PurposeCode::new(&input.purpose).map_err(|e| bad_id("invalid_purpose", e))?;
-        let fields = field_names(&input.fields)?;
-        let legal_basis = match &input.legal_basis {
-            None => None,
-            Some(b) => Some(LegalBasis::from_code(b).ok_or_else(|| {
-                VaultError::bad(
-                    "invalid_legal_basis",
-                    "legal_basis must be one of consent, legal_obligation, public_task, vital_interest",
-                )
-            })?),
-        };
-        check_text("justification", &input.justification)?;
-        check_text("initiator", &input.initiator)?;
         let agency_id = AgencyId::new(agency).map_err(|e| bad_id("invalid_agency", e))?;
+        let AccessInput {
+            citizen,
+            purpose,
+            fields,
+            legal_basis,
+            justification,
+            initiator,
+        } = input;
         let request = AccessRequest {
             agency: agency_id,
             purpose,
             fields,
             legal_basis,
-            justification: input.justification.clone(),
+            justification,
         };
         let (now, now_ms) = now_parts();
         let records = self.unsealed.records();
@@ -388,7 +425,7 @@ impl Vault {
                 |f| read.contains(f),
                 &request,
                 agency,
-                input.initiator.as_deref(),
+                initiator.as_deref(),
                 now_ms,
             );
             for id in &used {
@@ -400,8 +437,7 @@ impl Vault {
             }
             draft.subject = read
                 .subject_tag(records)
-                .map_err(record_err)?
-                .map(SubjectTag);
+                .map_err(record_err)?;
             tx.entry(draft);
             Ok((released, withheld, read))
         })?;
@@ -445,7 +481,10 @@ impl Vault {
             match value {
                 Some(v) => out_released.push((field.as_str().to_owned(), v)),
                 // Erased or rewritten between the commit and the read: nothing to give.
-                None => out_withheld.push((field.as_str().to_owned(), "no_data".to_owned())),
+                None => out_withheld.push(Withheld {
+                    field: field.as_str().to_owned(),
+                    reason: "no_data".to_owned(),
+                }),
             }
         }
         Ok(AccessOutcome {
@@ -509,8 +548,7 @@ impl Vault {
             .unsealed
             .records()
             .subject_tag(&*self.store, &citizen)
-            .map_err(record_err)?
-            .map(SubjectTag);
+            .map_err(record_err)?;
         self.history_of(tag.as_ref(), start, limit.max(1))
     }
 
@@ -543,12 +581,12 @@ impl Vault {
                 .store
                 .get(Tree::AuditLeaves, &log::leaf_key(index))?
                 .ok_or_else(|| {
-                    VaultError::Audit(format!("entry {index} is missing from the log"))
+                    VaultError::audit(AuditFailure::Missing { index })
                 })?;
             let entry = Entry::decode(&leaf)
-                .map_err(|e| VaultError::Audit(format!("entry {index}: {e}")))?;
+                .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
             let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, tree_size)
-                .map_err(|e| VaultError::Audit(e.to_string()))?;
+                .map_err(VaultError::audit)?;
             entries.push(HistoryEntry {
                 index,
                 leaf,
@@ -584,8 +622,7 @@ impl Vault {
             .unsealed
             .records()
             .subject_tag(&*self.store, &id)
-            .map_err(record_err)?
-            .map(SubjectTag);
+            .map_err(record_err)?;
         Ok(CitizenExport {
             citizen: id.as_str().to_owned(),
             exported_at: now,
@@ -607,7 +644,7 @@ pub(super) struct AccessEntry {
     /// Fields released: the decision releases them and the read found a value.
     pub(super) released: Vec<FieldName>,
     /// Fields withheld and the reason code (`no_data` when the read found no value).
-    pub(super) withheld: Vec<(String, String)>,
+    pub(super) withheld: Vec<Withheld>,
     /// The consent artefacts the release rests on (one use of each to record).
     pub(super) used: Vec<ConsentId>,
 }
@@ -625,7 +662,7 @@ pub(super) fn access_entry(
     now_ms: u64,
 ) -> AccessEntry {
     let mut released: Vec<FieldName> = Vec::new();
-    let mut withheld: Vec<(String, String)> = Vec::new();
+    let mut withheld: Vec<Withheld> = Vec::new();
     let mut bases: BTreeSet<&'static str> = BTreeSet::new();
     let mut references: Vec<String> = Vec::new();
     let mut used: Vec<ConsentId> = Vec::new();
@@ -652,12 +689,14 @@ pub(super) fn access_entry(
                     }
                 }
             }
-            Outcome::Released(_) => {
-                withheld.push((d.field.as_str().to_owned(), "no_data".to_owned()))
-            }
-            Outcome::Withheld(reason) => {
-                withheld.push((d.field.as_str().to_owned(), reason.code().to_owned()))
-            }
+            Outcome::Released(_) => withheld.push(Withheld {
+                field: d.field.as_str().to_owned(),
+                reason: "no_data".to_owned(),
+            }),
+            Outcome::Withheld(reason) => withheld.push(Withheld {
+                field: d.field.as_str().to_owned(),
+                reason: reason.code().to_owned(),
+            }),
         }
     }
     let review = decision.obligations.review && !released.is_empty();
@@ -682,13 +721,7 @@ pub(super) fn access_entry(
         .map(|f| f.as_str().to_owned())
         .collect();
     draft.released = released.iter().map(|f| f.as_str().to_owned()).collect();
-    draft.withheld = withheld
-        .iter()
-        .map(|(field, reason)| Withheld {
-            field: field.clone(),
-            reason: reason.clone(),
-        })
-        .collect();
+    draft.withheld = withheld.to_vec();
     draft.legal_basis = match bases.len() {
         0 => request.legal_basis.map(|b| b.code().to_owned()),
         _ => Some(bases.into_iter().collect::<Vec<_>>().join(",")),
@@ -804,10 +837,7 @@ mod tests {
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
-            [(
-                "health.allergies".to_owned(),
-                "field_not_covered".to_owned()
-            )]
+            [Withheld { field: "health.allergies".to_owned(), reason: "field_not_covered".to_owned() }]
         );
         assert_eq!(e.draft.decision, "partial");
         assert_eq!(e.draft.withheld.len(), 1);
@@ -850,7 +880,7 @@ mod tests {
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
-            [("health.allergies".to_owned(), "no_data".to_owned())]
+            [Withheld { field: "health.allergies".to_owned(), reason: "no_data".to_owned() }]
         );
         assert_eq!(e.draft.decision, "partial");
         assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
@@ -892,7 +922,7 @@ mod tests {
         assert!(!nothing.draft.review);
         assert_eq!(
             nothing.withheld,
-            [("health.blood_type".to_owned(), "no_data".to_owned())]
+            [Withheld { field: "health.blood_type".to_owned(), reason: "no_data".to_owned() }]
         );
     }
 }

@@ -211,7 +211,8 @@ mod tests {
         let p = policy();
         let big = [("full_name", MAX_FIELD_LEN + 1)];
         let many: Vec<(&str, usize)> = (0..=MAX_WRITE_FIELDS).map(|_| ("full_name", 1)).collect();
-        let cases: [(&str, &str, &[(&str, usize)], &str); 9] = [
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, usize)], &'a str);
+        let cases: [Case<'_>; 9] = [
             ("bad id!", "identity", &[("full_name", 1)], "invalid_citizen"),
             ("EE1", "Identity", &[("full_name", 1)], "invalid_category"),
             ("EE1", "identity", &[], "no_fields"),

@@ -74,7 +74,7 @@ impl Records {
         ring: &KeyRing,
         citizen: &CitizenId,
         keys: &CitizenKeys,
-    ) -> Result<[u8; 32], RecordError> {
+    ) -> Result<audit::SubjectTag, RecordError> {
         let kek = ring.get(keys.tag.kek_id)?;
         Ok(keys.tag.unwrap_tag(kek, citizen.as_str())?.subject_tag())
     }
@@ -111,7 +111,7 @@ impl Records {
         store: &dyn Storage,
         batch: &mut WriteBatch,
         citizen: &CitizenId,
-    ) -> Result<[u8; 32], RecordError> {
+    ) -> Result<audit::SubjectTag, RecordError> {
         let ring = self.ring();
         match Self::load_keys(store, Some(batch), citizen)? {
             Some(keys) => Self::tag_of(&ring, citizen, &keys),
@@ -133,7 +133,7 @@ impl Records {
         &self,
         store: &dyn Storage,
         citizen: &CitizenId,
-    ) -> Result<Option<[u8; 32]>, RecordError> {
+    ) -> Result<Option<audit::SubjectTag>, RecordError> {
         let ring = self.ring();
         Self::load_keys(store, None, citizen)?
             .map(|k| Self::tag_of(&ring, citizen, &k))

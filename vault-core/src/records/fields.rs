@@ -87,7 +87,7 @@ impl FieldRead {
     }
 
     /// The citizen's audit subject tag; `None` when the citizen had no keys.
-    pub fn subject_tag(&self, records: &Records) -> Result<Option<[u8; 32]>, RecordError> {
+    pub fn subject_tag(&self, records: &Records) -> Result<Option<audit::SubjectTag>, RecordError> {
         let ring = records.ring();
         self.keys
             .as_ref()

@@ -251,7 +251,7 @@ pub struct PutOutcome {
     /// The record's new version.
     pub version: u64,
     /// The citizen's audit subject tag.
-    pub subject_tag: [u8; 32],
+    pub subject_tag: audit::SubjectTag,
     /// The citizen's keys were created by this write.
     pub created_keys: bool,
     /// An automatic DEK rotation happened: the new generation.
@@ -262,7 +262,7 @@ pub struct PutOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErasureOutcome {
     /// The subject tag the citizen had (for the audit entry of the erasure), if any.
-    pub subject_tag: Option<[u8; 32]>,
+    pub subject_tag: Option<audit::SubjectTag>,
     /// Records deleted.
     pub records_deleted: usize,
 }

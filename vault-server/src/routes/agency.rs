@@ -66,14 +66,14 @@ pub(crate) async fn access(
     Body(body): Body<AccessBody>,
 ) -> Result<Response, ApiError> {
     let agency = caller.agency.clone();
-    let input = AccessInput {
-        citizen: body.citizen,
-        purpose: body.purpose,
-        fields: body.fields,
-        legal_basis: body.legal_basis,
-        justification: body.justification,
-        initiator: body.initiator,
-    };
+    let input = AccessInput::new(
+        &body.citizen,
+        &body.purpose,
+        &body.fields,
+        body.legal_basis.as_deref(),
+        body.justification,
+        body.initiator,
+    )?;
     // The decision (policy evaluation, audit entry applied) is blocking work; the wait for
     // its group-committed fsync is not: no thread is parked per request in flight.
     let vault = app.vault().ok_or_else(crate::app::sealed)?;
@@ -92,7 +92,7 @@ pub(crate) async fn access(
     let withheld: Vec<Value> = out
         .withheld
         .iter()
-        .map(|(field, reason)| json!({"field": field, "reason": reason}))
+        .map(|w| json!({"field": w.field, "reason": w.reason}))
         .collect();
     if out.released.is_empty() {
         app.metrics.decision("refused");
