@@ -134,3 +134,112 @@ fn no_second_crypto_library_under_tls() {
         );
     }
 }
+
+/// vault-core's internal modules: the adapters may name none of them.
+const INTERNAL_MODULES: [&str; 11] = [
+    "agencies", "backup", "codec", "datadir", "engine", "envelope", "keys", "pki", "records",
+    "storage", "tokens",
+];
+
+/// Storage types an adapter must never name (vault-core chooses and builds the store).
+const STORAGE_NAMES: [&str; 7] = [
+    "SledStore",
+    "SledOptions",
+    "WriteBatch",
+    "StorageError",
+    "CommitTicket",
+    "Tree::",
+    "dyn Storage",
+];
+
+/// What in `text` reaches past vault-core's public surface (`Vault`, `DataDir` and their
+/// types at the crate root): an internal module path or a storage type.
+fn reaches_past_the_facade(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for m in INTERNAL_MODULES {
+        if text.contains(&format!("vault_core::{m}::"))
+            || text.contains(&format!("vault_core::{m};"))
+        {
+            found.push(format!("vault_core::{m}"));
+        }
+    }
+    for name in STORAGE_NAMES {
+        if text.contains(name) {
+            found.push(name.to_owned());
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("source directory readable") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_facade_check_finds_what_it_looks_for() {
+    assert_eq!(
+        reaches_past_the_facade("use vault_core::storage::sled::SledStore;"),
+        ["vault_core::storage", "SledStore"]
+    );
+    assert_eq!(
+        reaches_past_the_facade("let b = WriteBatch::new(); b.put(Tree::Meta, k, v);"),
+        ["WriteBatch", "Tree::"]
+    );
+    assert!(reaches_past_the_facade("use vault_core::{DataDir, Vault, VaultError};").is_empty());
+}
+
+#[test]
+fn the_adapters_use_only_the_vault_core_facade() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for adapter in ["vault-server", "vault-cli"] {
+        for sub in ["src", "tests"] {
+            let dir = root.join(adapter).join(sub);
+            if dir.exists() {
+                rust_files(&dir, &mut files);
+            }
+        }
+    }
+    assert!(
+        files.len() > 20,
+        "the adapters' sources were found: {files:?}"
+    );
+    let mut faults = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("source readable");
+        for name in reaches_past_the_facade(&text) {
+            faults.push(format!("{} names {name}", file.display()));
+        }
+    }
+    assert!(
+        faults.is_empty(),
+        "the adapters reach past vault-core's public surface (Vault, DataDir and the \
+         types at its root); add what they need to that surface instead:\n{}",
+        faults.join("\n")
+    );
+    // Nor may they switch the internals on: test-hooks is for tests only.
+    let meta = metadata();
+    for pkg in meta["packages"].as_array().expect("packages is an array") {
+        let name = pkg["name"].as_str().unwrap_or_default();
+        if name != "vault-server" && name != "vault-cli" {
+            continue;
+        }
+        for dep in pkg["dependencies"].as_array().expect("dependencies") {
+            let normal = dep["kind"].is_null();
+            if dep["name"] == "vault-core" && normal {
+                let features = dep["features"].as_array().expect("features");
+                assert!(
+                    features.iter().all(|f| f != "test-hooks"),
+                    "{name} enables vault-core's test-hooks in a normal dependency"
+                );
+            }
+        }
+    }
+}
