@@ -12,7 +12,6 @@ use crate::storage::{Storage, StorageError, Tree, WriteBatch};
 
 const MAGIC: &[u8; 4] = b"CVBK";
 const VERSION: u8 = 1;
-const PAGE: usize = 4096;
 /// Writes per commit while restoring.
 const RESTORE_BATCH: usize = 2048;
 
@@ -49,19 +48,7 @@ pub fn write(store: &dyn Storage, mut out: impl Write) -> Result<(), BackupError
     emit(MAGIC)?;
     emit(&[VERSION])?;
     for tree in Tree::ALL {
-        let mut entries = Vec::new();
-        let mut start = Vec::new();
-        loop {
-            let page = store.scan(tree, &start, None, PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            start = last.clone();
-            start.push(0);
-            let more = page.len() == PAGE;
-            entries.extend(page);
-            if !more {
-                break;
-            }
-        }
+        let entries = crate::storage::scan_all(store, tree).collect::<Result<Vec<_>, _>>()?;
         let name = tree.name().as_bytes();
         let mut head =
             vec![u8::try_from(name.len()).map_err(|_| BackupError::Invalid("tree name"))?];

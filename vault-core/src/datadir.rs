@@ -431,17 +431,9 @@ pub fn status_of(store: &dyn Storage) -> Result<Status, DataDirError> {
     let current = read_u32(store, KEK_CURRENT)?;
     let (citizens, erased, wraps) = Records::key_census(store)?;
     let mut records = 0u64;
-    let mut start = Vec::new();
-    loop {
-        let page = store.scan(Tree::Records, &start, None, 1024)?;
-        records += page.len() as u64;
-        match page.last() {
-            Some((k, _)) if page.len() == 1024 => {
-                start = k.clone();
-                start.push(0);
-            }
-            _ => break,
-        }
+    for item in crate::storage::scan_all(store, Tree::Records) {
+        item?;
+        records += 1;
     }
     Ok(Status {
         format_version: VAULT_FORMAT_VERSION,
@@ -632,6 +624,9 @@ impl Unsealed {
     }
 }
 
+/// Entries copied per commit by `compact`.
+const COMPACT_BATCH: usize = 512;
+
 /// What `compact` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactReport {
@@ -684,27 +679,17 @@ pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
     let dst = SledStore::create(&tmp)?;
     let mut entries = 0u64;
     for tree in Tree::ALL {
-        let mut start = Vec::new();
-        loop {
-            let page = src.scan(tree, &start, None, 512)?;
-            let full = page.len() == 512;
-            let next = page.last().map(|(k, _)| {
-                let mut n = k.clone();
-                n.push(0);
-                n
-            });
-            let mut batch = WriteBatch::new();
-            for (k, v) in page {
-                batch.put(tree, k, v);
-                entries += 1;
+        let mut batch = WriteBatch::new();
+        for item in crate::storage::scan_all(&src, tree) {
+            let (k, v) = item?;
+            batch.put(tree, k, v);
+            entries += 1;
+            if batch.len() == COMPACT_BATCH {
+                dst.commit(std::mem::take(&mut batch))?;
             }
-            if !batch.is_empty() {
-                dst.commit(batch)?;
-            }
-            match next {
-                Some(n) if full => start = n,
-                _ => break,
-            }
+        }
+        if !batch.is_empty() {
+            dst.commit(batch)?;
         }
     }
     drop(src);

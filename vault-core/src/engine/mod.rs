@@ -444,7 +444,8 @@ impl Vault {
             }
             let Some(vault) = weak.upgrade() else { return };
             if let Err(e) = vault.sign_if_grown() {
-                // Logged by the adapter's subscriber if any; never fatal to serving.
+                // To the process's stderr (the server's log); never fatal to serving: the
+                // next tick tries again.
                 eprintln!("checkpoint signing failed: {e}");
             }
         });
@@ -456,14 +457,7 @@ impl Vault {
     }
 
     fn sign_if_grown(&self) -> Result<(), VaultError> {
-        let size = self.audit_size();
-        let signed = self
-            .checkpoint
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .checkpoint
-            .size;
-        if size > signed {
+        if self.audit_size() > self.checkpoint_size() {
             self.sign_checkpoint_now()?;
         }
         Ok(())
