@@ -8,7 +8,6 @@
 use std::fmt;
 
 pub mod sled;
-pub mod wal;
 
 pub use self::sled::{SledOptions, SledStore};
 

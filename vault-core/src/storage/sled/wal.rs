@@ -30,7 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{Tree, Write};
+use crate::storage::{Tree, Write};
 
 /// The log's file name inside the store directory.
 pub const WAL_FILE: &str = "vault.wal";

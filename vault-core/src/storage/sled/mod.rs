@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::wal::{self, Wal, WAL_FILE, WAL_START_KEY};
-use super::{CommitTicket, Entries, Storage, StorageError, Tree, Write, WriteBatch};
+pub mod wal;
+
+use self::wal::{Wal, WAL_FILE, WAL_START_KEY};
+use crate::storage::{CommitTicket, Entries, Storage, StorageError, Tree, Write, WriteBatch};
 
 /// Size of sled's log segments (and IO buffers) in the stores this module creates. Fixed at
 /// creation: sled records it in `conf` and refuses to open with another value.
