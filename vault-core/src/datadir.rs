@@ -469,8 +469,9 @@ impl Unsealed {
         (ring.ids(), ring.current().id())
     }
 
-    /// DANGEROUS, tests only: copies of the raw bytes of every unsealed KEK, so that a test
+    /// DANGEROUS, tests only (feature `test-hooks`): copies of the raw bytes of every unsealed KEK, so that a test
     /// can search the data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_kek_bytes(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
         let ring = self.records.ring();
         ring.ids()

@@ -271,23 +271,26 @@ impl TagKey {
 }
 
 impl Dek {
-    /// DANGEROUS, tests only: a copy of the raw key bytes, so that a test can search a
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes, so that a test can search a
     /// data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }
 }
 
 impl Kek {
-    /// DANGEROUS, tests only: a copy of the raw key bytes, so that a test can search a
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes, so that a test can search a
     /// data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }
 }
 
 impl TagKey {
-    /// DANGEROUS, tests only: a copy of the raw key bytes.
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }

@@ -17,6 +17,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use policies::{Category, FieldName, Timestamp};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "test-hooks")]
 use zeroize::Zeroizing;
 
 use crate::codec::{self, CodecError};
@@ -1265,8 +1266,9 @@ impl Records {
         Ok((active, erased, per_kek))
     }
 
-    /// DANGEROUS, tests only: copies of the citizen's raw DEK and tag-key bytes, so that a
+    /// DANGEROUS, tests only (feature `test-hooks`): copies of the citizen's raw DEK and tag-key bytes, so that a
     /// test can search a data directory for them after erasure. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_key_bytes(
         &self,
         store: &dyn Storage,
@@ -1290,8 +1292,9 @@ impl Records {
         Ok(out)
     }
 
-    /// DANGEROUS, tests only: the stored (wrapped) key record and record values of the
+    /// DANGEROUS, tests only (feature `test-hooks`): the stored (wrapped) key record and record values of the
     /// citizen, raw, so that a test can search a data directory for them after erasure.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_stored_bytes(
         store: &dyn Storage,
         citizen: &CitizenId,
