@@ -111,6 +111,17 @@ struct Group {
     batches: Vec<(u64, WriteBatch)>,
 }
 
+/// Wakes and removes the waiters whose ticket is at or below `durable`.
+fn release<T>(waiters: &mut Vec<(u64, T)>, durable: u64, wake: impl Fn(&T)) {
+    waiters.retain(|(ticket, waiter)| {
+        let covered = *ticket <= durable;
+        if covered {
+            wake(waiter);
+        }
+        !covered
+    });
+}
+
 /// A ticket that this store did not hand out.
 #[derive(Debug, thiserror::Error)]
 #[error("commit ticket {0} was not issued by this store")]
@@ -302,22 +313,8 @@ impl GroupCommit {
             }
             state.durable = state.durable.max(group.target);
             let durable = state.durable;
-            state.wakers.retain(|(t, w)| {
-                if *t <= durable {
-                    w.wake_by_ref();
-                    false
-                } else {
-                    true
-                }
-            });
-            state.parked.retain(|(t, thread)| {
-                if *t <= durable {
-                    thread.unpark();
-                    false
-                } else {
-                    true
-                }
-            });
+            release(&mut state.wakers, durable, Waker::wake_by_ref);
+            release(&mut state.parked, durable, std::thread::Thread::unpark);
             drop(state);
             // 2. The backend finishes the group. This thread stays the leader until it has,
             // so groups reach the backend in ticket order.

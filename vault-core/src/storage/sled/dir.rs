@@ -447,13 +447,8 @@ impl SledStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::{SledStore, Storage, Tree, WriteBatch};
-
-    fn put(tree: Tree, k: &[u8], v: &[u8]) -> WriteBatch {
-        let mut b = WriteBatch::new();
-        b.put(tree, k, v);
-        b
-    }
+    use super::super::tests::put;
+    use crate::storage::{SledStore, Storage, Tree};
 
     #[test]
     fn commit_then_reopen_keeps_data() {

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::*;
 use crate::storage::group::GROUP_BYTES;
 
-fn put(tree: Tree, k: &[u8], v: &[u8]) -> WriteBatch {
+/// A batch of one put.
+pub(super) fn put(tree: Tree, k: &[u8], v: &[u8]) -> WriteBatch {
     let mut b = WriteBatch::new();
     b.put(tree, k, v);
     b
@@ -165,7 +166,7 @@ fn a_ticket_from_another_store_is_refused_not_waited_for() {
 }
 
 #[test]
-fn concurrent_commits_share_flushes() {
+fn concurrent_commits_share_log_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::create(dir.path().join("s")).unwrap();
     let before = store.durability_steps();
@@ -187,7 +188,7 @@ fn concurrent_commits_share_flushes() {
     let commits = u64::from(threads * per_thread);
     assert!(
         steps >= 1 && steps < commits,
-        "{steps} flushes for {commits} commits"
+        "{steps} log syncs for {commits} commits"
     );
     let all = store
         .scan(Tree::AuditLeaves, b"", None, usize::MAX)
@@ -291,7 +292,7 @@ fn a_group_is_capped_and_the_rest_goes_in_the_next_one() {
     assert_eq!(
         store.durability_steps() - before,
         2,
-        "two groups, two flushes"
+        "two groups, two log records"
     );
     assert!(store.group.is_settled());
     let all = store.scan(Tree::Records, b"", None, usize::MAX).unwrap();
@@ -341,7 +342,7 @@ fn an_async_waiter_is_woken_by_the_step_that_covers_it_and_not_before() {
 }
 
 #[test]
-fn a_failed_flush_releases_every_waiter_with_an_error() {
+fn a_failed_durability_step_releases_every_waiter_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::create(dir.path().join("s")).unwrap();
     store.dangerous_fail_next_durability(1);

@@ -1,10 +1,9 @@
 //! The sled backend's write-ahead log (store format 2, `docs/storage.md`).
 //!
-//! A durability step writes every queued batch as **one record** at the end of the log file
-//! `vault.wal` and runs `fdatasync` on it: that is the commit. sled receives the same writes
-//! afterwards as plain inserts (no sled transaction, no `Db::flush` on the commit path: in
-//! sled 0.34 each of those rolls its IO buffer and wakes its whole IO thread pool). When
-//! the log is full, a checkpoint makes sled durable (`Db::flush` + `fsync` of `db`),
+//! A durability step writes its group of batches as **one record** at the end of the log
+//! file `vault.wal` and runs `fdatasync` on it: that is the commit. sled receives the same
+//! writes afterwards as plain inserts (no sled transaction and no `Db::flush` on the commit
+//! path; why: `docs/storage.md`, "The write-ahead log"). When the log is full, a checkpoint makes sled durable (`Db::flush` + `fsync` of `db`),
 //! records in sled where the log starts again, and the next record is written at offset 0.
 //! At open, every record from that start on is replayed into sled, in order, then
 //! checkpointed.
