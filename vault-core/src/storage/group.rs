@@ -38,13 +38,12 @@ pub(crate) type NetWrites<'b> = BTreeMap<(Tree, &'b [u8]), Option<&'b [u8]>>;
 
 /// The net effect of batches in order: the last write of each key, in key order.
 pub(crate) fn net_writes<'b>(batches: impl Iterator<Item = &'b WriteBatch>) -> NetWrites<'b> {
-    batches
-        .flat_map(WriteBatch::writes)
-        .map(|write| {
-            let (tree, key, value) = write.parts();
-            ((tree, key), value)
-        })
-        .collect()
+    let mut net = BTreeMap::new();
+    for write in batches.flat_map(WriteBatch::writes) {
+        let (tree, key, value) = write.parts();
+        net.insert((tree, key), value);
+    }
+    net
 }
 
 /// A leader takes queued batches in groups of at most this many bytes of keys and values
