@@ -13,13 +13,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// Path of a workspace binary, built once per test process with the same cargo and
-/// profile as the tests (so `cargo test` alone is enough).
+/// profile as the tests (so `cargo test` alone is enough), with vault-core's test hooks
+/// (the failpoints some tests arm in the server process).
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--locked", "-p", "vault-server", "-p", "vault-cli"])
+            .args(["--features", "vault-core/test-hooks"])
             .current_dir(&root)
             .status()
             .expect("cargo runs");

@@ -465,13 +465,15 @@ impl Unsealed {
     }
 
     /// The unsealed KEK ids and the current one.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn kek_ids(&self) -> (Vec<u32>, u32) {
         let ring = self.records.ring();
         (ring.ids(), ring.current().id())
     }
 
-    /// DANGEROUS, tests only: copies of the raw bytes of every unsealed KEK, so that a test
+    /// DANGEROUS, tests only (feature `test-hooks`): copies of the raw bytes of every unsealed KEK, so that a test
     /// can search the data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_kek_bytes(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
         let ring = self.records.ring();
         ring.ids()

@@ -211,6 +211,7 @@ macro_rules! secret_key {
 
         impl $name {
             #[doc = $id_doc]
+            #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
             pub fn id(&self) -> u32 {
                 self.id
             }
@@ -271,23 +272,26 @@ impl TagKey {
 }
 
 impl Dek {
-    /// DANGEROUS, tests only: a copy of the raw key bytes, so that a test can search a
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes, so that a test can search a
     /// data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }
 }
 
 impl Kek {
-    /// DANGEROUS, tests only: a copy of the raw key bytes, so that a test can search a
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes, so that a test can search a
     /// data directory for them. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }
 }
 
 impl TagKey {
-    /// DANGEROUS, tests only: a copy of the raw key bytes.
+    /// DANGEROUS, tests only (feature `test-hooks`): a copy of the raw key bytes.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_copy_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.bytes.to_vec())
     }

@@ -243,3 +243,42 @@ fn the_adapters_use_only_the_vault_core_facade() {
         }
     }
 }
+
+/// The names of the test-only failpoint variables (vault-core's feature `test-hooks`): a
+/// release server built without the feature reads none of them, so none is in it.
+const FAILPOINT_NAMES: [&str; 3] = [
+    "VAULT_DANGEROUS_FAILPOINT",
+    "VAULT_DANGEROUS_FAILPOINTS",
+    "DANGEROUS_FAIL_AUDIT",
+];
+
+#[test]
+fn the_release_server_has_no_test_hooks() {
+    // target/<profile>/deps/suite-xxxx -> target/release/vault-server
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let server = target.join("release").join("vault-server");
+    let bytes = std::fs::read(&server).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the release server {} ({e}): run `cargo build --release -p \
+             vault-server --locked` first (scripts/test does)",
+            server.display()
+        )
+    });
+    let found: Vec<&str> = FAILPOINT_NAMES
+        .into_iter()
+        .filter(|name| bytes.windows(name.len()).any(|w| w == name.as_bytes()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the release server {} contains the test-only failpoint names {found:?}: it was \
+         built with vault-core's feature `test-hooks`; build it without the feature \
+         (`cargo build --release -p vault-server --locked`) and check that no normal \
+         dependency enables it",
+        server.display()
+    );
+}

@@ -50,11 +50,13 @@ use crate::records::RecordOptions;
 use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
 use secrets::SealedSecret;
 
-/// Env variable that, set to `1` at open, arms the test-only audit failpoint: while a file
-/// named [`DANGEROUS_FAIL_AUDIT_FILE`] exists in the data directory, every audit append
-/// fails (so every operation fails closed). Never set it in production.
+/// Env variable that, set to `1` at open, arms the test-only audit failpoint (feature
+/// `test-hooks`): while a file named [`DANGEROUS_FAIL_AUDIT_FILE`] exists in the data
+/// directory, every audit append fails (so every operation fails closed).
+#[cfg(feature = "test-hooks")]
 pub const DANGEROUS_FAILPOINTS_ENV: &str = "VAULT_DANGEROUS_FAILPOINTS";
 /// See [`DANGEROUS_FAILPOINTS_ENV`].
+#[cfg(feature = "test-hooks")]
 pub const DANGEROUS_FAIL_AUDIT_FILE: &str = "DANGEROUS_FAIL_AUDIT";
 
 const META_FORMAT: u8 = 1;
@@ -118,6 +120,8 @@ pub struct Vault {
     server_key: Zeroizing<Vec<u8>>,
     operator_fp: Fingerprint,
     agency_pins: RwLock<HashMap<Fingerprint, String>>,
+    /// The audit failpoint's file, when [`DANGEROUS_FAILPOINTS_ENV`] armed it.
+    #[cfg(feature = "test-hooks")]
     fail_audit: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     committer: Committer,
@@ -368,6 +372,7 @@ impl Vault {
                 }
             }
         }
+        #[cfg(feature = "test-hooks")]
         let fail_audit = (std::env::var(DANGEROUS_FAILPOINTS_ENV).as_deref() == Ok("1"))
             .then(|| dir.join(DANGEROUS_FAIL_AUDIT_FILE));
         Ok(Vault {
@@ -385,6 +390,7 @@ impl Vault {
             server_key,
             operator_fp: config.operator_fp,
             agency_pins: RwLock::new(pins),
+            #[cfg(feature = "test-hooks")]
             fail_audit,
             stop: Arc::new(AtomicBool::new(false)),
             committer: Committer::start(&store),
@@ -609,6 +615,7 @@ impl Vault {
             mut drafts,
             ..
         } = tx;
+        #[cfg(feature = "test-hooks")]
         if self.fail_audit.as_ref().is_some_and(|f| f.exists()) {
             return Err(VaultError::audit(AuditFailure::Failpoint));
         }

@@ -2,6 +2,7 @@
 //! generations, where a citizen stands, and erasure (a tombstone without key material).
 
 use policies::Timestamp;
+#[cfg(feature = "test-hooks")]
 use zeroize::Zeroizing;
 
 use super::{
@@ -193,6 +194,7 @@ impl Records {
 
     /// DANGEROUS, tests only: copies of the citizen's raw DEK and tag-key bytes, so that a
     /// test can search a data directory for them after erasure. Never call this in the vault.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_key_bytes(
         &self,
         store: &dyn Storage,
@@ -218,6 +220,7 @@ impl Records {
 
     /// DANGEROUS, tests only: the stored (wrapped) key record and record values of the
     /// citizen, raw, so that a test can search a data directory for them after erasure.
+    #[cfg(feature = "test-hooks")]
     pub fn dangerous_stored_bytes(
         store: &dyn Storage,
         citizen: &CitizenId,

@@ -456,6 +456,7 @@ impl Records {
     }
 
     /// Every record of the citizen (metadata only), by category.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn list_records(
         &self,
         store: &dyn Storage,

@@ -365,6 +365,7 @@ impl Records {
     }
 
     /// The options in force.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn options(&self) -> &RecordOptions {
         &self.options
     }

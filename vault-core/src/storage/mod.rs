@@ -3,14 +3,21 @@
 //! The trait is shaped for an embedded store (sled, the default) and for a networked SQL
 //! database later (DESIGN.md §8): atomic multi-tree write batches, ordered range scans in
 //! both directions, and an explicit durability step so that concurrent commits share one
-//! flush + fsync (group commit). Nothing here is sled-specific.
+//! sync (group commit). Nothing in this file, `group.rs` or `overlay.rs` is sled-specific:
+//! `group.rs` is the group commit a backend drives with its own "make this group durable"
+//! step, `overlay.rs` the in-memory view of the batches applied but not yet in the backend.
 
 use std::fmt;
 
+#[cfg(feature = "test-hooks")]
+mod failpoints;
+mod group;
+mod overlay;
 pub mod sled;
-pub mod wal;
 
-pub use self::sled::{SledOptions, SledStore};
+pub use self::sled::SledStore;
+#[cfg(feature = "test-hooks")]
+pub use self::sled::SledOptions;
 
 /// Key-value pairs returned by a scan, in scan order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -52,6 +59,11 @@ impl Tree {
         Tree::AuditNodes,
         Tree::AuditSubjects,
     ];
+
+    /// The tree's position in [`Tree::ALL`] (also its byte in a write-ahead log record).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 
     /// The tree's stable name (also its name on disk).
     pub fn name(self) -> &'static str {
@@ -95,6 +107,16 @@ pub enum Write {
         /// The key.
         key: Vec<u8>,
     },
+}
+
+impl Write {
+    /// The tree, the key, and the value (`None`: a delete).
+    pub(crate) fn parts(&self) -> (Tree, &[u8], Option<&[u8]>) {
+        match self {
+            Write::Put { tree, key, value } => (*tree, key, Some(value)),
+            Write::Delete { tree, key } => (*tree, key, None),
+        }
+    }
 }
 
 /// A set of writes over any trees, applied all together or not at all. `Debug` prints
@@ -146,6 +168,7 @@ impl WriteBatch {
     }
 
     /// Appends every write of `other`, after this batch's own.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn extend(&mut self, other: WriteBatch) {
         self.writes.extend(other.writes);
     }
@@ -175,7 +198,7 @@ pub struct CommitTicket(pub(crate) u64);
 /// A batch becomes visible to readers when [`Storage::apply`] returns and durable (it
 /// survives a crash or power loss) when [`Storage::wait_durable`] returns for its ticket;
 /// durability covers every batch applied before it, so concurrent callers share one
-/// flush + fsync. Callers acknowledge nothing before `wait_durable` returns. After a
+/// sync. Callers acknowledge nothing before `wait_durable` returns. After a
 /// failed durability step the store refuses every further call: what is in memory may no
 /// longer match the disk, and only a restart (which reads the disk) is safe.
 pub trait Storage: Send + Sync {
@@ -288,6 +311,19 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// A [`StorageError::Backend`] for `operation`.
+    pub(crate) fn backend(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StorageError::Backend {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
 /// Entries read per page by [`scan_all`].
 const SCAN_PAGE: usize = 4096;
 
@@ -336,9 +372,22 @@ impl Iterator for ScanAll<'_> {
     }
 }
 
+/// Locks a mutex of the storage layer. A panic while holding one leaves plain counters,
+/// flags and file offsets behind, each still valid, so a poisoned lock is used as it is.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_index_is_its_position_in_all() {
+        for (i, tree) in Tree::ALL.into_iter().enumerate() {
+            assert_eq!(tree.index(), i, "{tree}");
+        }
+    }
 
     #[test]
     fn batch_debug_shows_trees_and_sizes_not_keys_or_values() {

@@ -89,7 +89,7 @@ fn a_store_written_by_format_1_still_opens_with_its_data() {
     );
     // Opening upgraded it to the current format (a write-ahead log); a write through the
     // log and a reopen keep everything.
-    assert!(dir.join(vault_core::storage::wal::WAL_FILE).is_file());
+    assert!(dir.join(vault_core::storage::sled::wal::WAL_FILE).is_file());
     let mut batch = WriteBatch::new();
     batch.put(Tree::Records, b"citizen/99".to_vec(), record(99));
     store.commit(batch).expect("commit after the upgrade");

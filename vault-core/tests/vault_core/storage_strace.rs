@@ -110,7 +110,7 @@ fn run_under_strace(dir: &Path, skip_durability: bool) -> String {
 fn wal_path(dir: &Path) -> String {
     // strace -y prints the resolved path.
     let dir = dir.canonicalize().expect("canonical store path");
-    dir.join(vault_core::storage::wal::WAL_FILE)
+    dir.join(vault_core::storage::sled::wal::WAL_FILE)
         .to_str()
         .expect("utf-8")
         .to_owned()

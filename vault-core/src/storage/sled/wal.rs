@@ -1,10 +1,9 @@
 //! The sled backend's write-ahead log (store format 2, `docs/storage.md`).
 //!
-//! A durability step writes every queued batch as **one record** at the end of the log file
-//! `vault.wal` and runs `fdatasync` on it: that is the commit. sled receives the same writes
-//! afterwards as plain inserts (no sled transaction, no `Db::flush` on the commit path: in
-//! sled 0.34 each of those rolls its IO buffer and wakes its whole IO thread pool). When
-//! the log is full, a checkpoint makes sled durable (`Db::flush` + `fsync` of `db`),
+//! A durability step writes its group of batches as **one record** at the end of the log
+//! file `vault.wal` and runs `fdatasync` on it: that is the commit. sled receives the same
+//! writes afterwards as plain inserts (no sled transaction and no `Db::flush` on the commit
+//! path; why: `docs/storage.md`, "The write-ahead log"). When the log is full, a checkpoint makes sled durable (`Db::flush` + `fsync` of `db`),
 //! records in sled where the log starts again, and the next record is written at offset 0.
 //! At open, every record from that start on is replayed into sled, in order, then
 //! checkpointed.
@@ -30,7 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{Tree, Write};
+use crate::storage::{Tree, Write};
 
 /// The log's file name inside the store directory.
 pub const WAL_FILE: &str = "vault.wal";
@@ -81,15 +80,16 @@ pub(super) enum WalError {
 }
 
 impl Wal {
-    /// Creates an empty log file (refusing an existing one) and syncs it.
-    pub(super) fn create(dir: &Path, start: u64, capacity: Option<u64>) -> std::io::Result<Self> {
+    /// Creates an empty log file (refusing an existing one) and syncs it; [`Wal::at`] makes
+    /// it a log.
+    pub(super) fn create(dir: &Path) -> std::io::Result<File> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(dir.join(WAL_FILE))?;
         file.sync_all()?;
-        Ok(Self::at(file, start, capacity))
+        Ok(file)
     }
 
     /// Opens the existing log file (read and write); [`Wal::at`] makes it a log.
@@ -147,7 +147,7 @@ impl Wal {
         buf.extend_from_slice(&[0u8; HEADER_LEN]);
         for (tree, key, value) in writes {
             buf.push(if value.is_some() { OP_PUT } else { OP_DELETE });
-            buf.push(tree_byte(tree));
+            buf.push(tree.index() as u8);
             // Keys are at most MAX_KEY_LEN (512) and values MAX_VALUE_LEN (8 KiB): `apply`
             // refuses larger ones before they are queued.
             buf.extend_from_slice(&(key.len() as u16).to_be_bytes());
@@ -181,20 +181,10 @@ impl Wal {
     }
 }
 
-/// A write as the log holds it.
-pub(super) fn logged(write: &Write) -> LoggedWrite<'_> {
-    match write {
-        Write::Put { tree, key, value } => (*tree, key, Some(value)),
-        Write::Delete { tree, key } => (*tree, key, None),
-    }
-}
-
 /// The bytes `write` takes in a record's payload.
 pub(super) fn encoded_len(write: &Write) -> usize {
-    match write {
-        Write::Put { key, value, .. } => 1 + 1 + 2 + key.len() + 4 + value.len(),
-        Write::Delete { key, .. } => 1 + 1 + 2 + key.len(),
-    }
+    let (_, key, value) = write.parts();
+    1 + 1 + 2 + key.len() + value.map_or(0, |v| 4 + v.len())
 }
 
 fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
@@ -202,13 +192,6 @@ fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
     h.update(header);
     h.update(payload);
     h.finalize()
-}
-
-fn tree_byte(tree: Tree) -> u8 {
-    Tree::ALL
-        .iter()
-        .position(|t| *t == tree)
-        .expect("Tree::ALL lists every tree") as u8
 }
 
 /// The records of a log file from offset 0, starting at sequence number `start`, parsed
@@ -293,7 +276,7 @@ mod tests {
     }
 
     fn append(wal: &mut Wal, writes: &[Write]) {
-        wal.encode(writes.iter().map(logged));
+        wal.encode(writes.iter().map(Write::parts));
         wal.write_encoded().expect("write");
     }
 
@@ -304,7 +287,7 @@ mod tests {
     #[test]
     fn records_come_back_in_order_and_a_restart_hides_the_old_ones() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut wal = Wal::create(tmp.path(), 7, None).expect("create");
+        let mut wal = Wal::at(Wal::create(tmp.path()).expect("create"), 7, None);
         let a = vec![put(Tree::Records, b"k1", b"v1"), put(Tree::Meta, b"m", b"")];
         let b = vec![Write::Delete {
             tree: Tree::Records,
@@ -326,7 +309,7 @@ mod tests {
     #[test]
     fn a_torn_or_altered_last_record_ends_the_log() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut wal = Wal::create(tmp.path(), 1, None).expect("create");
+        let mut wal = Wal::at(Wal::create(tmp.path()).expect("create"), 1, None);
         let a = vec![put(Tree::Records, b"k1", b"value one")];
         let b = vec![put(Tree::Records, b"k2", b"value two")];
         append(&mut wal, &a);
@@ -351,7 +334,7 @@ mod tests {
     #[test]
     fn encoded_len_is_what_a_record_payload_takes() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut wal = Wal::create(tmp.path(), 1, None).expect("create");
+        let mut wal = Wal::at(Wal::create(tmp.path()).expect("create"), 1, None);
         let writes = [
             put(Tree::Records, b"key", &[7u8; 300]),
             Write::Delete {
@@ -360,14 +343,14 @@ mod tests {
             },
             put(Tree::AuditLeaves, &[], &[]),
         ];
-        let len = wal.encode(writes.iter().map(logged));
+        let len = wal.encode(writes.iter().map(Write::parts));
         assert_eq!(len, writes.iter().map(encoded_len).sum::<usize>());
     }
 
     #[test]
     fn a_full_log_asks_for_a_checkpoint_and_an_empty_one_takes_any_record() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut wal = Wal::create(tmp.path(), 1, None).expect("create");
+        let mut wal = Wal::at(Wal::create(tmp.path()).expect("create"), 1, None);
         assert!(!wal.is_full_for(MAX_PAYLOAD));
         wal.offset = WAL_CAPACITY - 100;
         assert!(!wal.is_full_for(100 - HEADER_LEN));
