@@ -188,7 +188,10 @@ async fn a_read_with_an_operator_minted_token_names_the_token_in_the_citizens_hi
         .unwrap();
     let own = audit::Entry::decode(&b64(&h["entries"][0]["leaf"])).unwrap();
     assert_eq!(own.action, "citizen.view_records");
-    let own_token = own.initiator.clone().expect("names the citizen's own token");
+    let own_token = own
+        .initiator
+        .clone()
+        .expect("names the citizen's own token");
     assert_ne!(own_token, token_id);
     assert_eq!(own_token.len(), 16, "a token id is 16 hex digits");
 }
