@@ -29,9 +29,9 @@ use zeroize::Zeroizing;
 
 pub use crate::envelope::Plaintext;
 pub use admin::{
-    Bearer, CitizenToken, EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind, LeafView, RotateOutcome,
-    TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
-    MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
+    Bearer, CitizenToken, EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind,
+    LeafView, RotateOutcome, TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS,
+    DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
 pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{AuditFailure, Internal, VaultError};
