@@ -38,11 +38,11 @@ mod serde_bytes;
 pub use agencies::{Enrolment, PinnedCert};
 pub use datadir::{CompactReport, Status};
 pub use engine::{
-    check_write, AccessInput, AccessOutcome, AuditFailure, CheckedWrite, CitizenExport,
-    ConsentRequestInput, ConsentView, EnrolOutcome, ErasureOutcome, GrantInput, History,
-    HistoryEntry, ImportOutcome, ImportRow, InitOptions, InitOutput, Internal, KeyKind, LeafView,
-    PendingAccess, RecordView, RotateOutcome, ServerIdentity, TokenOutcome, TokenRequest, Vault,
-    VaultError, WriteOutcome, WriteRejected, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
+    check_write, AccessInput, AccessOutcome, AuditFailure, Bearer, CheckedWrite, CitizenExport,
+    CitizenToken, ConsentRequestInput, ConsentView, EnrolOutcome, ErasureOutcome, GrantInput,
+    History, HistoryEntry, ImportOutcome, ImportRow, InitOptions, InitOutput, Internal, KeyKind,
+    LeafView, PendingAccess, RecordView, RotateOutcome, ServerIdentity, TokenOutcome, TokenRequest,
+    Vault, VaultError, WriteOutcome, WriteRejected, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
     MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS,
     MAX_WRITE_FIELDS,
 };

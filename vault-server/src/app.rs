@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use vault_core::{Fingerprint, Role, Vault, VaultError};
+use vault_core::{Bearer, CitizenToken, Fingerprint, Vault, VaultError};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -27,6 +27,9 @@ pub(crate) struct AppState {
     pub(crate) decider: Decider,
     /// Kept while sealed, so the operator can still unseal.
     operator: Option<Fingerprint>,
+    /// Failed unseal attempts since the last successful one. A sealed vault has no log to
+    /// write to, so they are counted here and recorded in the next unseal's entry.
+    unseal_failures: Mutex<u64>,
     data_dir: Option<PathBuf>,
 }
 
@@ -36,6 +39,7 @@ impl AppState {
             operator: vault.as_ref().map(|v| v.operator_fingerprint()),
             data_dir: vault.as_ref().map(|v| v.data_dir().to_path_buf()),
             vault: RwLock::new(vault),
+            unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             limiter: RateLimiter::new(agency_rate, agency_burst),
             decider: Decider::start(),
@@ -43,23 +47,41 @@ impl AppState {
     }
 
     /// Seals the vault: it stops serving data (503) and its keys are dropped (zeroized)
-    /// once the requests in flight finish. Returns false if it was sealed already.
-    pub(crate) fn seal(&self) -> bool {
+    /// once the requests in flight finish. Its entry (`vault.seal`) is written first, while
+    /// the vault is still open; sealing goes on even if that entry cannot be written (the
+    /// error is logged), since refusing to seal would keep the keys in memory. Returns
+    /// `None` if it was sealed already, else the entry's index or the append's error
+    /// (blocking: run it off the async threads).
+    pub(crate) fn seal(&self) -> Option<Result<u64, VaultError>> {
         let mut slot = self
             .vault
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match slot.take() {
-            Some(v) => {
-                v.shutdown();
-                true
-            }
-            None => false,
+        let v = slot.take()?;
+        let entry = v.record_seal();
+        if let Err(e) = &entry {
+            tracing::error!(error = %e, "sealed, but the seal's audit entry was not written");
+        }
+        v.shutdown();
+        Some(entry)
+    }
+
+    /// Drops the vault at process exit, without an entry: like the start of the process
+    /// with its passphrase, the end is not an operator's seal.
+    pub(crate) fn close(&self) {
+        let mut slot = self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = slot.take() {
+            v.shutdown();
         }
     }
 
-    /// Unseals the sealed vault with `passphrase` (blocking: run it off the async threads).
-    pub(crate) fn unseal(&self, passphrase: &str) -> Result<(), ApiError> {
+    /// Unseals the sealed vault with `passphrase` (blocking: run it off the async threads);
+    /// returns the index of its entry (`vault.unseal`), which names the failed attempts
+    /// since the last successful unseal.
+    pub(crate) fn unseal(&self, passphrase: &str) -> Result<u64, ApiError> {
         let mut slot = self
             .vault
             .write()
@@ -78,14 +100,27 @@ impl AppState {
                 "this server has no vault to unseal",
             )
         })?;
-        let vault = Arc::new(
-            vault_core::DataDir::new(dir)
-                .open(passphrase)
-                .map_err(ApiError::from)?,
-        );
+        let mut failures = self
+            .unseal_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let vault = match vault_core::DataDir::new(dir).open(passphrase) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                tracing::warn!(failed_attempts = *failures, error = %e, "unseal attempt failed");
+                return Err(ApiError::from(e));
+            }
+        };
+        // Serving starts only once the unseal's entry is durable.
+        let index = vault.record_unseal(*failures).map_err(|e| {
+            vault.shutdown();
+            ApiError::from(e)
+        })?;
+        *failures = 0;
         vault.start_background_signer();
         *slot = Some(vault);
-        Ok(())
+        Ok(index)
     }
 
     /// The unsealed vault, or `None` while sealed.
@@ -224,7 +259,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn token_role(parts: &Parts, app: &App) -> Result<Role, ApiError> {
+fn token_role(parts: &Parts, app: &App) -> Result<Bearer, ApiError> {
     let vault = app.vault().ok_or_else(sealed)?;
     let token = bearer(parts).ok_or_else(|| {
         ApiError::unauthenticated("send your token as `Authorization: Bearer <token>`")
@@ -234,6 +269,8 @@ fn token_role(parts: &Parts, app: &App) -> Result<Role, ApiError> {
 
 /// A citizen, from their bearer token. Only ever their own data.
 pub(crate) struct CitizenCaller {
+    /// The citizen and the token used (entries name the token).
+    pub(crate) token: CitizenToken,
     pub(crate) citizen: String,
 }
 
@@ -242,7 +279,10 @@ impl FromRequestParts<App> for CitizenCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match token_role(parts, app)? {
-            Role::Citizen { citizen } => Ok(CitizenCaller { citizen }),
+            Bearer::Citizen(token) => Ok(CitizenCaller {
+                citizen: token.citizen().to_owned(),
+                token,
+            }),
             _ => Err(ApiError::forbidden(
                 "wrong_role",
                 "this route is for citizens; the token presented is not a citizen's",
@@ -259,7 +299,7 @@ impl FromRequestParts<App> for AuditorCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match token_role(parts, app)? {
-            Role::Auditor { .. } => Ok(AuditorCaller),
+            Bearer::Auditor { .. } => Ok(AuditorCaller),
             _ => Err(ApiError::forbidden(
                 "wrong_role",
                 "this route is for auditors; the token presented is not an auditor's",

@@ -196,7 +196,7 @@ async fn run(args: Args, source: Source) -> anyhow::Result<()> {
         println!("{report}");
     }
     serve::serve(listener, tls, router, shutdown_signal()).await;
-    app.seal();
+    app.close();
     Ok(())
 }
 

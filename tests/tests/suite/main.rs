@@ -7,6 +7,7 @@ mod crash;
 mod dev_mode;
 mod flows;
 mod openapi;
+mod operator_audit;
 mod repo_rules;
 mod seal;
 mod security;

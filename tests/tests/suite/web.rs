@@ -498,6 +498,13 @@ async fn citizen_page_in_a_real_browser() {
             "raw id {raw_id} shown where a name exists"
         );
     }
+    // What was done with a token names it, with its issue date from the verified
+    // `token.issue` entry (the consent approved above used the citizen's token).
+    assert!(
+        history_text.contains("Token used")
+            && history_text.contains("issued by the vault's operator on"),
+        "the token used is not shown:\n{history_text}"
+    );
     let integrity = b.text("#integrity").await.unwrap();
     assert!(
         integrity.contains("Your browser checked the log's signature"),

@@ -55,6 +55,41 @@ pub enum TokenRequest {
     },
 }
 
+/// A citizen as their bearer token authenticated them. Whoever holds the token acts as
+/// the citizen: the citizen, or the operator who issued it and could have kept a copy. So
+/// every entry of what is done with it names the token's public id (its `initiator`), and
+/// the entry of its issue (with the citizen's subject tag) names the same id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CitizenToken {
+    pub(super) citizen: String,
+    pub(super) token_id: String,
+}
+
+impl CitizenToken {
+    /// The citizen's id.
+    pub fn citizen(&self) -> &str {
+        &self.citizen
+    }
+
+    /// The token's public id (16 hex digits).
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+}
+
+/// Who a bearer token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bearer {
+    /// A citizen, with the token used.
+    Citizen(CitizenToken),
+    /// An auditor.
+    Auditor {
+        /// The auditor's label.
+        name: String,
+    },
+}
+
 /// An issued token (the secret is shown once).
 #[derive(Debug)]
 pub struct TokenOutcome {
@@ -282,13 +317,15 @@ impl Vault {
             now.saturating_add(validity_days(days, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS) * 86_400);
         let (token, index) = self.transact(|tx| {
             let mut d = operator_draft(now_ms, "token.issue");
+            let t = tokens::stage_issue(&mut tx.batch, role.clone(), now, expires)
+                .map_err(VaultError::internal)?;
             if let Role::Citizen { citizen } = &role {
                 d.subject = tx.tag(&citizen_id(citizen)?, false)?;
+                // The id that every entry made with this token names.
+                d.initiator = Some(t.record.id.clone());
             } else if let Role::Auditor { name } = &role {
                 d.initiator = Some(name.clone());
             }
-            let t = tokens::stage_issue(&mut tx.batch, role.clone(), now, expires)
-                .map_err(VaultError::internal)?;
             d.consent_id = None;
             tx.entry(d);
             Ok(t)
@@ -443,8 +480,18 @@ impl Vault {
 
     /// Erases a citizen: destroys their keys (crypto-shredding), deletes their ciphertexts,
     /// consents and tokens. The log keeps the fact, under a tag nobody can link any more.
-    pub fn erase_citizen(&self, citizen: &str, by: &str) -> Result<ErasureOutcome, VaultError> {
+    /// `by` is the citizen's token when they ask themselves, `None` when the operator does.
+    pub fn erase_citizen(
+        &self,
+        citizen: &str,
+        by: Option<&CitizenToken>,
+    ) -> Result<ErasureOutcome, VaultError> {
         let id = citizen_id(citizen)?;
+        if by.is_some_and(|t| t.citizen != citizen) {
+            return Err(VaultError::internal(
+                "an erasure by a citizen token names another citizen",
+            ));
+        }
         let (now, now_ms) = now_parts();
         let ((), index) = self.transact(|tx| {
             let out = tx
@@ -463,7 +510,7 @@ impl Vault {
                     tx.batch.delete(Tree::Tokens, key.to_vec());
                 }
             }
-            let actor = if by == "operator" {
+            let actor = if by.is_none() {
                 audit::Actor {
                     kind: ActorKind::Operator,
                     id: "operator".to_owned(),
@@ -475,6 +522,7 @@ impl Vault {
                 }
             };
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
+            d.initiator = by.map(|t| t.token_id.clone());
             d.processing = Some("erasure".to_owned());
             d.subject = out.subject_tag;
             tx.entry(d);
@@ -601,8 +649,14 @@ impl Vault {
             .map_err(VaultError::audit)
     }
 
-    /// The auditor export of the log up to a freshly signed checkpoint.
+    /// The auditor export of the log up to a freshly signed checkpoint. Its entry
+    /// (`audit.export`) is appended first, so the export contains it.
     pub fn audit_export(&self) -> Result<Vec<u8>, VaultError> {
+        let (_, now_ms) = now_parts();
+        self.transact(|tx| {
+            tx.entry(operator_draft(now_ms, "audit.export"));
+            Ok(())
+        })?;
         self.sign_checkpoint_now()?;
         let signed = self
             .checkpoint
@@ -622,15 +676,50 @@ impl Vault {
 }
 
 impl Vault {
-    /// A consistent backup of the whole store (writers wait while it is taken).
+    /// A consistent backup of the whole store (writers wait while it is taken). Its entry
+    /// (`backup`) is the last one of the log the backup holds: the copy is made under the
+    /// same writer lock, right after that entry is applied. The backup is returned only
+    /// once the entry is durable; if the copy fails, the entry stays as the record of a
+    /// failed attempt.
     pub fn backup(&self) -> Result<Vec<u8>, VaultError> {
-        let _writers = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = Vec::new();
-        crate::backup::write(&*self.store, &mut out).map_err(VaultError::internal)?;
-        Ok(out)
+        let (_, now_ms) = now_parts();
+        let ((), _, ticket, copy) = self.transact_applied_then(
+            |tx| {
+                tx.entry(operator_draft(now_ms, "backup"));
+                Ok(())
+            },
+            |store| {
+                let mut out = Vec::new();
+                crate::backup::write(store, &mut out).map(|()| out)
+            },
+        )?;
+        self.store.wait_durable(ticket)?;
+        copy.map_err(VaultError::internal)
+    }
+
+    /// Appends the entry of the operator sealing the vault (`vault.seal`); call it before
+    /// the vault is dropped.
+    pub fn record_seal(&self) -> Result<u64, VaultError> {
+        let (_, now_ms) = now_parts();
+        let ((), index) = self.transact(|tx| {
+            tx.entry(operator_draft(now_ms, "vault.seal"));
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
+    /// Appends the entry of a successful unseal (`vault.unseal`), naming the failed
+    /// attempts since the last successful one (`failed_attempts=N` in `initiator`, also
+    /// when N is 0): a failed attempt opens nothing, so it cannot be an entry of its own.
+    pub fn record_unseal(&self, failed_attempts: u64) -> Result<u64, VaultError> {
+        let (_, now_ms) = now_parts();
+        let ((), index) = self.transact(|tx| {
+            let mut d = operator_draft(now_ms, "vault.unseal");
+            d.initiator = Some(format!("failed_attempts={failed_attempts}"));
+            tx.entry(d);
+            Ok(())
+        })?;
+        Ok(index)
     }
 }
 

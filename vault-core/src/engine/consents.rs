@@ -10,7 +10,7 @@ use policies::{
 use ring::rand::SecureRandom;
 
 use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
-use super::{now_parts, Tx, Vault, VaultError};
+use super::{now_parts, CitizenToken, Tx, Vault, VaultError};
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::records::{citizen_key, citizen_prefix};
@@ -244,9 +244,10 @@ impl Vault {
     /// A citizen grants consent directly.
     pub fn grant_consent(
         &self,
-        citizen: &str,
+        me: &CitizenToken,
         input: GrantInput,
     ) -> Result<ConsentView, VaultError> {
+        let citizen = me.citizen();
         let Parties {
             citizen,
             citizen_ref,
@@ -278,7 +279,7 @@ impl Vault {
         let (artefact, _) = self.transact(|tx| {
             tx.put_consent(&artefact)?;
             let tag = tx.tag(&citizen, true)?;
-            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag));
+            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag, me));
             Ok(artefact)
         })?;
         Ok(self.view(artefact, now))
@@ -286,12 +287,12 @@ impl Vault {
 
     fn change_consent(
         &self,
-        citizen: &str,
+        me: &CitizenToken,
         id: &str,
         action: &'static str,
         step: impl FnOnce(&mut ConsentArtefact, Timestamp) -> Result<(), policies::ConsentError>,
     ) -> Result<ConsentView, VaultError> {
-        let citizen = citizen_id(citizen)?;
+        let citizen = citizen_id(me.citizen())?;
         let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
         let (now, now_ms) = now_parts();
         let (artefact, _) = self.transact(|tx| {
@@ -303,28 +304,28 @@ impl Vault {
                 .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
             tx.put_consent(&a)?;
             let tag = tx.tag(&citizen, false)?;
-            tx.entry(consent_draft(now_ms, action, &a, tag));
+            tx.entry(consent_draft(now_ms, action, &a, tag, me));
             Ok(a)
         })?;
         Ok(self.view(artefact, now))
     }
 
     /// A citizen revokes a consent; effective for the next request.
-    pub fn revoke_consent(&self, citizen: &str, id: &str) -> Result<ConsentView, VaultError> {
-        self.change_consent(citizen, id, "consent.revoke", |a, now| a.revoke(now))
+    pub fn revoke_consent(&self, me: &CitizenToken, id: &str) -> Result<ConsentView, VaultError> {
+        self.change_consent(me, id, "consent.revoke", |a, now| a.revoke(now))
     }
 
     /// A citizen approves or denies a pending consent request.
     pub fn answer_consent_request(
         &self,
-        citizen: &str,
+        me: &CitizenToken,
         id: &str,
         approve: bool,
     ) -> Result<ConsentView, VaultError> {
         if approve {
-            self.change_consent(citizen, id, "consent.grant", |a, now| a.grant(now))
+            self.change_consent(me, id, "consent.grant", |a, now| a.grant(now))
         } else {
-            self.change_consent(citizen, id, "consent.deny", |a, now| a.deny(now))
+            self.change_consent(me, id, "consent.deny", |a, now| a.deny(now))
         }
     }
 }
@@ -334,8 +335,10 @@ fn consent_draft(
     action: &str,
     a: &ConsentArtefact,
     subject: Option<SubjectTag>,
+    me: &CitizenToken,
 ) -> EntryDraft {
     let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
+    draft.initiator = Some(me.token_id().to_owned());
     draft.purpose = Some(a.purpose().as_str().to_owned());
     draft.requested = a.fields().iter().map(|f| f.as_str().to_owned()).collect();
     draft.legal_basis = Some("consent".to_owned());

@@ -29,9 +29,9 @@ use zeroize::Zeroizing;
 
 pub use crate::envelope::Plaintext;
 pub use admin::{
-    EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind, LeafView, RotateOutcome,
-    TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
-    MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
+    Bearer, CitizenToken, EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind,
+    LeafView, RotateOutcome, TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS,
+    DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
 pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{AuditFailure, Internal, VaultError};
@@ -557,11 +557,18 @@ impl Vault {
             })
     }
 
-    /// The role of a bearer token.
-    pub fn authenticate_token(&self, token: &str) -> Result<crate::tokens::Role, VaultError> {
+    /// Who a bearer token speaks for; a citizen's comes with the token's public id, which
+    /// the entries of what is done with it name.
+    pub fn authenticate_token(&self, token: &str) -> Result<Bearer, VaultError> {
         let (now, _) = now_parts();
         match crate::tokens::check(&*self.store, token, now) {
-            Ok(r) => Ok(r.role),
+            Ok(r) => Ok(match r.role {
+                crate::tokens::Role::Citizen { citizen } => Bearer::Citizen(CitizenToken {
+                    citizen,
+                    token_id: r.id,
+                }),
+                crate::tokens::Role::Auditor { name } => Bearer::Auditor { name },
+            }),
             Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
                 message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),
             }),
@@ -603,6 +610,17 @@ impl Vault {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, VaultError>,
     ) -> Result<(T, u64, CommitTicket), VaultError> {
+        let (out, index, ticket, ()) = self.transact_applied_then(f, |_| ())?;
+        Ok((out, index, ticket))
+    }
+
+    /// [`Vault::transact_applied`], then `then` on the store while the writer lock is still
+    /// held: it sees the applied batch and nothing committed after it.
+    fn transact_applied_then<T, U>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, VaultError>,
+        then: impl FnOnce(&dyn Storage) -> U,
+    ) -> Result<(T, u64, CommitTicket, U), VaultError> {
         let mut state = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut tx = Tx {
             vault: self,
@@ -643,8 +661,9 @@ impl Vault {
         state
             .apply(&plan)
             .map_err(VaultError::audit)?;
+        let after = then(&*self.store);
         drop(state);
-        Ok((out, plan.first_index, ticket))
+        Ok((out, plan.first_index, ticket, after))
     }
 }
 

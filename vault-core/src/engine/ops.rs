@@ -12,7 +12,7 @@ use policies::{
 
 use super::consents::{load_consents, ConsentView};
 use super::error::AuditFailure;
-use super::{log, now_parts, Plaintext, Tx, Vault, VaultError};
+use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
 use crate::storage::{CommitTicket, Tree};
@@ -495,11 +495,12 @@ impl Vault {
         })
     }
 
-    /// The citizen's records, decrypted. Logged as the citizen's own access.
-    pub fn citizen_records(&self, citizen: &str) -> Result<Vec<RecordView>, VaultError> {
-        let citizen = citizen_id(citizen)?;
+    /// The citizen's records, decrypted. Logged as the citizen's own access, naming the
+    /// token used.
+    pub fn citizen_records(&self, me: &CitizenToken) -> Result<Vec<RecordView>, VaultError> {
+        let citizen = citizen_id(me.citizen())?;
         self.refuse_erased(&citizen)?;
-        self.citizen_read(&citizen, "citizen.view_records")?;
+        self.citizen_read(&citizen, me, "citizen.view_records")?;
         self.records_of(&citizen)
     }
 
@@ -522,10 +523,16 @@ impl Vault {
             .collect())
     }
 
-    fn citizen_read(&self, citizen: &CitizenId, action: &str) -> Result<u64, VaultError> {
+    fn citizen_read(
+        &self,
+        citizen: &CitizenId,
+        me: &CitizenToken,
+        action: &str,
+    ) -> Result<u64, VaultError> {
         let (_, now_ms) = now_parts();
         let ((), index) = self.transact(|tx| {
             let mut draft = EntryDraft::new(now_ms, citizen_actor(), action, "done");
+            draft.initiator = Some(me.token_id().to_owned());
             draft.processing = Some("consultation".to_owned());
             draft.subject = tx.tag(citizen, false)?;
             tx.entry(draft);
@@ -612,11 +619,12 @@ impl Vault {
             .size
     }
 
-    /// Everything about the citizen: records, consents, the whole history. Logged.
-    pub fn citizen_export(&self, citizen: &str) -> Result<CitizenExport, VaultError> {
-        let id = citizen_id(citizen)?;
+    /// Everything about the citizen: records, consents, the whole history. Logged, naming
+    /// the token used.
+    pub fn citizen_export(&self, me: &CitizenToken) -> Result<CitizenExport, VaultError> {
+        let id = citizen_id(me.citizen())?;
         self.refuse_erased(&id)?;
-        self.citizen_read(&id, "citizen.export")?;
+        self.citizen_read(&id, me, "citizen.export")?;
         let (now, _) = now_parts();
         let tag = self
             .unsealed

@@ -203,7 +203,7 @@ pub(crate) async fn erase(
             "erasure cannot be undone: send \"confirm\": true",
         ));
     }
-    let out = blocking(&app, move |v| v.erase_citizen(&body.citizen, "operator")).await?;
+    let out = blocking(&app, move |v| v.erase_citizen(&body.citizen, None)).await?;
     Ok(Json(
         json!({ "erased": true, "audit_index": out.audit_index }),
     ))

@@ -18,7 +18,7 @@ pub(crate) async fn records(
     State(app): State<App>,
     me: CitizenCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let records = blocking(&app, move |v| v.citizen_records(&me.citizen)).await?;
+    let records = blocking(&app, move |v| v.citizen_records(&me.token)).await?;
     Ok(Json(json!({ "records": views::records(&records)? })))
 }
 
@@ -63,7 +63,7 @@ pub(crate) async fn grant(
         max_uses: body.max_uses,
         data_life_days: body.data_life_days,
     };
-    let view = blocking(&app, move |v| v.grant_consent(&me.citizen, input)).await?;
+    let view = blocking(&app, move |v| v.grant_consent(&me.token, input)).await?;
     Ok((StatusCode::CREATED, Json(views::consent(&view))))
 }
 
@@ -73,7 +73,7 @@ pub(crate) async fn revoke(
     me: CitizenCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = blocking(&app, move |v| v.revoke_consent(&me.citizen, &id)).await?;
+    let view = blocking(&app, move |v| v.revoke_consent(&me.token, &id)).await?;
     Ok(Json(views::consent(&view)))
 }
 
@@ -95,7 +95,7 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let view = blocking(&app, move |v| {
-        v.answer_consent_request(&me.citizen, &id, true)
+        v.answer_consent_request(&me.token, &id, true)
     })
     .await?;
     Ok(Json(views::consent(&view)))
@@ -108,7 +108,7 @@ pub(crate) async fn deny(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let view = blocking(&app, move |v| {
-        v.answer_consent_request(&me.citizen, &id, false)
+        v.answer_consent_request(&me.token, &id, false)
     })
     .await?;
     Ok(Json(views::consent(&view)))
@@ -144,7 +144,7 @@ pub(crate) async fn export(
     State(app): State<App>,
     me: CitizenCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let x = blocking(&app, move |v| v.citizen_export(&me.citizen)).await?;
+    let x = blocking(&app, move |v| v.citizen_export(&me.token)).await?;
     Ok(Json(views::export(&x)?))
 }
 
@@ -167,7 +167,7 @@ pub(crate) async fn erasure(
             "erasure destroys your data and cannot be undone: send {\"confirm\": true}",
         ));
     }
-    let out = blocking(&app, move |v| v.erase_citizen(&me.citizen, "citizen")).await?;
+    let out = blocking(&app, move |v| v.erase_citizen(&me.citizen, Some(&me.token))).await?;
     Ok(Json(
         json!({ "erased": true, "audit_index": out.audit_index }),
     ))

@@ -11,10 +11,20 @@ use super::Body;
 use crate::app::{App, OperatorCaller};
 use crate::error::ApiError;
 
-/// `POST /v1/admin/seal`
-pub(crate) async fn seal(State(app): State<App>, _op: OperatorCaller) -> Json<Value> {
-    let was_unsealed = app.seal();
-    Json(json!({ "sealed": true, "was_unsealed": was_unsealed }))
+/// `POST /v1/admin/seal`: `audit_index` is the seal's entry (null when the vault was
+/// sealed already, or when the entry could not be written: the vault is sealed anyway).
+pub(crate) async fn seal(
+    State(app): State<App>,
+    _op: OperatorCaller,
+) -> Result<Json<Value>, ApiError> {
+    let app2 = app.clone();
+    let entry = tokio::task::spawn_blocking(move || app2.seal())
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let index = entry.as_ref().and_then(|e| e.as_ref().ok().copied());
+    Ok(Json(
+        json!({ "sealed": true, "was_unsealed": entry.is_some(), "audit_index": index }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -31,8 +41,8 @@ pub(crate) async fn unseal(
 ) -> Result<Json<Value>, ApiError> {
     let passphrase = Zeroizing::new(body.passphrase);
     let app2 = app.clone();
-    tokio::task::spawn_blocking(move || app2.unseal(&passphrase))
+    let index = tokio::task::spawn_blocking(move || app2.unseal(&passphrase))
         .await
         .map_err(|e| ApiError::internal(&e))??;
-    Ok(Json(json!({ "sealed": false })))
+    Ok(Json(json!({ "sealed": false, "audit_index": index })))
 }

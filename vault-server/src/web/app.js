@@ -101,6 +101,14 @@
     done: "Done",
   };
 
+  // A citizen entry names the public id of the token used (its `initiator`); the
+  // `token.issue` entry about you names the same id. The date comes from that verified
+  // entry when this page has loaded it.
+  function tokenText(id) {
+    const issue = state.entries.find((it) => it.entry && it.entry.action === "token.issue" && it.entry.initiator === id);
+    return "token " + id + (issue ? ", issued by the vault's operator on " + when(issue.entry.time) : ", issued by the vault's operator");
+  }
+
   function actorText(actor) {
     switch (actor.kind) {
       case "agency":
@@ -121,6 +129,12 @@
   function headline(e) {
     const who = actorText(e.actor);
     switch (e.action) {
+      case "citizen.view_records":
+        return "Your records were read with your token";
+      case "citizen.export":
+        return "All your data was exported with your token";
+      case "token.issue":
+        return who + " issued a token that acts as you";
       case "access":
         return who + " asked for your data";
       case "record.write":
@@ -456,7 +470,13 @@
     if (!it.entry) li.append(el("p", { class: "muted", text: "Shown unverified:" }));
     const dl = el("dl");
     if (e.actor.kind === "agency") detail(dl, "Agency", agencyName(e.actor.id));
-    detail(dl, "Asked by", e.initiator);
+    if (e.actor.kind === "citizen" && e.initiator) {
+      detail(dl, "Token used", tokenText(e.initiator) + " \u2014 whoever holds it (you, or the operator who issued it) acts as you");
+    } else if (e.action === "token.issue") {
+      detail(dl, "Token", e.initiator);
+    } else {
+      detail(dl, "Asked by", e.initiator);
+    }
     detail(dl, "Purpose", purposeText(e.purpose));
     if (e.action === "access") {
       detail(dl, "Fields released", e.released.map(fieldText));
