@@ -246,7 +246,9 @@ pub(super) fn citizen_actor() -> Actor {
 
 impl Tx<'_> {
     /// The citizen's subject tag, creating their keys when `create` (refused writes and
-    /// reads never create keys for a citizen the vault does not know).
+    /// reads never create keys for a citizen the vault does not know). Without `create`, an
+    /// erased citizen has no tag (`None`, like a citizen the vault never knew); with it,
+    /// erasure is an error: keys are never re-created for an erased citizen.
     pub(super) fn tag(
         &mut self,
         citizen: &CitizenId,
@@ -260,11 +262,23 @@ impl Tx<'_> {
                     .map_err(record_err)?,
             )
         } else {
-            records
-                .subject_tag(self.store(), citizen)
-                .map_err(record_err)?
+            match records.subject_tag(self.store(), citizen) {
+                Err(RecordError::Erased { .. }) => None,
+                tag => tag.map_err(record_err)?,
+            }
         };
         Ok(tag)
+    }
+
+    /// True when the citizen was erased (read under the writer lock).
+    pub(super) fn is_erased(&self, citizen: &CitizenId) -> Result<bool, VaultError> {
+        let state = self
+            .vault
+            .unsealed
+            .records()
+            .citizen_state(self.store(), citizen)
+            .map_err(record_err)?;
+        Ok(matches!(state, CitizenState::Erased { .. }))
     }
 }
 
@@ -339,7 +353,9 @@ impl Vault {
             draft.initiator = initiator.clone();
             draft.processing = Some("collection".to_owned());
             draft.requested = names.clone();
-            if !allowed {
+            // A write the vault refuses (not the source, or an erased citizen) is logged
+            // as refused, never creates keys, and gets one answer whatever the reason.
+            if !allowed || tx.is_erased(&citizen)? {
                 draft.decision = "refused".to_owned();
                 draft.subject = tx.tag(&citizen, false)?;
                 tx.entry(draft);
@@ -360,7 +376,7 @@ impl Vault {
             None => Err(VaultError::forbidden(
                 "not_source",
                 format!(
-                    "agency {agency} is not the source of category {category}: it may not write it"
+                    "agency {agency} may not write category {category} of this citizen: only the category's source may, and only while the vault accepts records for the citizen; nothing was stored"
                 ),
             )),
         }
@@ -412,9 +428,12 @@ impl Vault {
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
             // once: what exists, the subject tag, and the values opened after the commit.
-            let read = records
-                .read_sealed(tx.store(), &citizen, &request.fields)
-                .map_err(record_err)?;
+            // An erased citizen reads as one the vault never knew: nothing found, no
+            // subject tag, and the decision is logged like any other.
+            let read = match records.read_sealed(tx.store(), &citizen, &request.fields) {
+                Err(RecordError::Erased { .. }) => crate::records::FieldRead::nothing(&citizen),
+                read => read.map_err(record_err)?,
+            };
             let AccessEntry {
                 mut draft,
                 released,
