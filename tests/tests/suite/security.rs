@@ -382,7 +382,7 @@ async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_log
     };
     // The consent request goes last: for the never-known citizen it creates keys.
     type Probe<'a> = Box<dyn Fn(&str) -> reqwest::RequestBuilder + 'a>;
-    let probes: Vec<(&str, Probe)> = vec![
+    let probes: Vec<(&str, Probe<'_>)> = vec![
         ("access", Box::new(access)),
         ("write by another agency", Box::new(foreign_write)),
         ("consent request", Box::new(consent_request)),
