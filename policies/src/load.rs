@@ -22,6 +22,13 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 /// The longest validity a break-glass rule may grant: 30 days.
 pub const MAX_BREAK_GLASS_SECS: u64 = 30 * 86_400;
 
+/// The longest vocabulary field name (`category.field`), in bytes: the longest an agency
+/// may name in a request, so that every audit entry fits one stored value.
+pub const MAX_FIELD_NAME_LEN: usize = 64;
+
+/// The longest legal reference of a rule, in bytes (it is copied into audit entries).
+pub const MAX_REFERENCE_LEN: usize = 200;
+
 /// One problem in the policy files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,6 +117,16 @@ pub enum PolicyErrorKind {
         /// Which text (`description`, `name`, `reference`).
         what: &'static str,
     },
+    /// A text or name longer than the audit log can carry.
+    #[error("{what} is {len} bytes: at most {max}; shorten it")]
+    TooLong {
+        /// Which text (`field name`, `reference`).
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A category that is not in the vocabulary.
     #[error("unknown category {category}: define it with [[category]] or fix the spelling")]
     UnknownCategory {
@@ -195,6 +212,7 @@ impl PolicyErrorKind {
             PolicyErrorKind::Repeated { .. } => "repeated",
             PolicyErrorKind::EmptyList { .. } => "empty_list",
             PolicyErrorKind::EmptyText { .. } => "empty_text",
+            PolicyErrorKind::TooLong { .. } => "too_long",
             PolicyErrorKind::UnknownCategory { .. } => "unknown_category",
             PolicyErrorKind::UnknownPurpose { .. } => "unknown_purpose",
             PolicyErrorKind::UnknownField { .. } => "unknown_field",
@@ -556,6 +574,17 @@ fn text(f: &Parsed, s: &Spanned<String>, what: &'static str, sink: &mut Sink) ->
             PolicyErrorKind::EmptyText { what },
         );
     }
+    if what == "reference" && t.len() > MAX_REFERENCE_LEN {
+        sink.push(
+            &f.name,
+            f.line(s.span().start),
+            PolicyErrorKind::TooLong {
+                what,
+                len: t.len(),
+                max: MAX_REFERENCE_LEN,
+            },
+        );
+    }
     t.to_owned()
 }
 
@@ -674,6 +703,18 @@ fn define_category(
                 continue;
             }
         };
+        if name.as_str().len() > MAX_FIELD_NAME_LEN {
+            sink.push(
+                &f.name,
+                line,
+                PolicyErrorKind::TooLong {
+                    what: "field name",
+                    len: name.as_str().len(),
+                    max: MAX_FIELD_NAME_LEN,
+                },
+            );
+            continue;
+        }
         let description = text(f, &raw.description, "description", sink);
         let sens = match &raw.sensitivity {
             Some(s) => sensitivity(f, s, sink),
@@ -1047,6 +1088,29 @@ reference = "Emergency Care Act, s. 9"
         );
         assert!(set.may_write(&h, &Category::new("health").expect("cat")));
         assert!(!set.may_write(&h, &Category::new("tax").expect("cat")));
+    }
+
+    #[test]
+    fn field_names_and_references_longer_than_the_log_carries_are_refused() {
+        let long_field = "f".repeat(MAX_FIELD_NAME_LEN - "health.".len() + 1);
+        let long_ref = "r".repeat(MAX_REFERENCE_LEN + 1);
+        let src = MINIMAL
+            .replacen("name = \"insurer\"", &format!("name = \"{long_field}\""), 1)
+            .replacen("Health Care Act, s. 3", &long_ref, 1);
+        let errs = PolicySet::from_sources(&[("min.toml", src.as_str())]).expect_err("too long");
+        let codes: Vec<&str> = errs.errors().iter().map(|e| e.kind.code()).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == "too_long").count(),
+            2,
+            "{errs}"
+        );
+        let ok = "f".repeat(MAX_FIELD_NAME_LEN - "health.".len());
+        let src = MINIMAL
+            .replace("health.insurer", &format!("health.{ok}"))
+            .replacen("name = \"insurer\"", &format!("name = \"{ok}\""), 1)
+            .replacen("Health Care Act, s. 3", &"r".repeat(MAX_REFERENCE_LEN), 1);
+        let set = PolicySet::from_sources(&[("min.toml", src.as_str())]);
+        assert!(set.is_ok(), "{set:?}");
     }
 
     #[test]

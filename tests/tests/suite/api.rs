@@ -329,3 +329,138 @@ async fn metrics_count_responses_decisions_audit_size_and_commit_latency() {
         Some(get(&after, "vault_commit_seconds_count"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_largest_accepted_requests_are_logged_and_one_more_is_a_4xx() {
+    let v = Vault::start_dev().unwrap();
+    let police = v.agency_client("national_police");
+    let registry = v.agency_client("vehicle_registry");
+    let tax = v.agency_client("tax_authority");
+    // 16 well-formed field names of 64 bytes (none in the vocabulary: each is withheld).
+    let names = |n: usize, len: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let head = format!("c{i:02}.");
+                format!("{head}{}", "f".repeat(len - head.len()))
+            })
+            .collect()
+    };
+    let text = |len: usize| "\u{e9}".repeat(len / 2) + &"x".repeat(len % 2);
+    let access = |fields: Vec<String>, justification: String, initiator: String| {
+        police.post(v.at("/v1/access")).json(&json!({
+            "citizen": CITIZEN, "purpose": "road_safety_enforcement", "fields": fields,
+            "legal_basis": "public_task", "justification": justification, "initiator": initiator}))
+    };
+    let consent = |fields: Vec<String>, initiator: String| {
+        tax.post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": CITIZEN, "purpose": "tax_assessment", "fields": fields,
+            "expires_at": "2099-01-01T00:00:00Z", "initiator": initiator}))
+    };
+    let vehicle: Value = json!({
+        "registration": "123 ABC", "make_model": "Skoda Octavia", "insurance_policy": "P-1",
+        "inspection_due": "2028-01-01", "driving_licence_class": "B", "licence_points": "0"});
+    let write = |fields: Value, initiator: String| {
+        registry
+            .put(v.at(&format!("/v1/citizens/{CITIZEN}/records/vehicle")))
+            .json(&json!({"fields": fields, "initiator": initiator}))
+    };
+
+    // The largest accepted: answered (403 refused / 201 / 200) with one entry each.
+    let accepted: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("access", access(names(16, 64), text(1000), text(1000)), 403),
+        (
+            "consent request",
+            consent(vec!["health.blood_type".into()], text(1000)),
+            201,
+        ),
+        ("record write", write(vehicle.clone(), text(1000)), 200),
+    ];
+    for (name, req, want) in accepted {
+        let before = v.audit_size().await.unwrap();
+        let (status, body) = send(req).await.unwrap();
+        assert_eq!(status, want, "{name}: {body}");
+        assert_eq!(
+            v.audit_size().await.unwrap(),
+            before + 1,
+            "{name} is logged"
+        );
+        if name == "access" {
+            assert!(body["audit_index"].is_u64(), "{body}");
+        }
+    }
+
+    // One byte or one item more: the documented 4xx, before evaluation, nothing logged.
+    let mut long_name = names(16, 64);
+    long_name[0].push('g');
+    let mut vehicle_65 = serde_json::Map::new();
+    for i in 0..65 {
+        vehicle_65.insert(format!("f{i}"), json!("x"));
+    }
+    let refused: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "access, 17 fields",
+            access(names(17, 64), text(1000), text(1000)),
+            413,
+            "too_large",
+        ),
+        (
+            "access, 65-byte name",
+            access(long_name.clone(), text(1000), text(1000)),
+            400,
+            "invalid_field",
+        ),
+        (
+            "access, long justification",
+            access(names(16, 64), text(1001), text(1000)),
+            400,
+            "invalid_text",
+        ),
+        (
+            "access, long initiator",
+            access(names(16, 64), text(1000), text(1001)),
+            400,
+            "invalid_text",
+        ),
+        (
+            "consent request, 17 fields",
+            consent(names(17, 64), text(1000)),
+            413,
+            "too_large",
+        ),
+        (
+            "consent request, 65-byte name",
+            consent(long_name, text(1000)),
+            400,
+            "invalid_field",
+        ),
+        (
+            "consent request, long initiator",
+            consent(vec!["health.blood_type".into()], text(1001)),
+            400,
+            "invalid_text",
+        ),
+        (
+            "record write, long initiator",
+            write(vehicle, text(1001)),
+            400,
+            "invalid_text",
+        ),
+        (
+            "record write, 65 fields",
+            write(Value::Object(vehicle_65), text(1000)),
+            413,
+            "too_large",
+        ),
+    ];
+    let before = v.audit_size().await.unwrap();
+    for (name, req, status, code) in refused {
+        let got = send(req).await.unwrap();
+        assert_eq!(got.0, status, "{name}: {}", got.1);
+        assert_eq!(got.1["error"]["code"], code, "{name}: {}", got.1);
+    }
+    assert_eq!(
+        v.audit_size().await.unwrap(),
+        before,
+        "refused before evaluation"
+    );
+}

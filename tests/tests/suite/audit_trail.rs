@@ -193,3 +193,52 @@ async fn when_the_log_cannot_be_written_every_data_route_fails_closed() {
         "no state changed while failing"
     );
 }
+
+/// The size line of a checkpoint note.
+fn note_size(note: &str) -> u64 {
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_entries_lists_only_what_a_signed_checkpoint_covers() {
+    let v = Vault::start_dev().unwrap();
+    let police = v.agency_client("national_police");
+    let list = |index: u64| {
+        v.client()
+            .get(v.at(&format!("/v1/audit/entries?start={index}&limit=1")))
+            .bearer_auth(&v.creds.auditor_token)
+    };
+    // Right after an operation its entry is applied but (until the signer's next tick)
+    // beyond the signed checkpoint: it must not be listed while no checkpoint covers it.
+    let mut unsigned = None;
+    for _ in 0..20 {
+        let (status, body) = send(police.post(v.at("/v1/access")).json(&json!({
+            "citizen": "EE38001010001",
+            "purpose": "road_safety_enforcement",
+            "fields": ["health.blood_type"],
+        })))
+        .await
+        .unwrap();
+        assert_eq!(status, 403, "{body}");
+        let index = body["audit_index"].as_u64().unwrap();
+        let (status, listed) = send(list(index)).await.unwrap();
+        assert_eq!(status, 200, "{listed}");
+        let listed = listed["entries"].as_array().unwrap().len();
+        let signed = note_size(&v.public_text("/v1/audit/checkpoint").await.unwrap());
+        if listed > 0 {
+            assert!(
+                signed > index,
+                "entry {index} listed while the signed checkpoint has size {signed}"
+            );
+        } else if signed <= index {
+            unsigned = Some(index);
+            break;
+        }
+    }
+    let index = unsigned.expect("an entry was seen beyond the signed checkpoint");
+    // Once a checkpoint covers it, it is listed.
+    assert!(v.audit_size().await.unwrap() > index);
+    let (status, listed) = send(list(index)).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(listed["entries"][0]["index"], index, "{listed}");
+}

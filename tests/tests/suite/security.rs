@@ -331,3 +331,115 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
     assert_eq!(vehicle["fields"]["registration"], "123 ABC");
     assert_eq!(vehicle["version"], 1);
 }
+
+/// The shape of an answer: its top-level keys and, for an error, its code.
+fn answer_shape(status: u16, body: &Value) -> (u16, Value, Vec<String>) {
+    let keys = body
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    (status, body["error"]["code"].clone(), keys)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_logged() {
+    let v = Vault::start_dev().unwrap();
+    let (erased, never) = ("EE-ERASED-1", "EE-NEVER-KNOWN-1");
+    let police = v.agency_client("national_police");
+    let registry = v.agency_client("vehicle_registry");
+    let tax = v.agency_client("tax_authority");
+    let (status, body) = send(
+        registry
+            .put(v.at(&format!("/v1/citizens/{erased}/records/vehicle")))
+            .json(&json!({"fields": {"registration": "555 ERA"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        v.operator_client()
+            .post(v.at("/v1/admin/erase"))
+            .json(&json!({"citizen": erased, "confirm": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let access = |c: &str| {
+        police.post(v.at("/v1/access")).json(&json!({
+            "citizen": c, "purpose": "road_safety_enforcement",
+            "fields": ["vehicle.registration"], "legal_basis": "public_task"}))
+    };
+    let foreign_write = |c: &str| {
+        police
+            .put(v.at(&format!("/v1/citizens/{c}/records/vehicle")))
+            .json(&json!({"fields": {"registration": "666 XYZ"}}))
+    };
+    let consent_request = |c: &str| {
+        tax.post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": c, "purpose": "tax_assessment", "fields": ["health.blood_type"],
+            "expires_at": "2099-01-01T00:00:00Z"}))
+    };
+    // The consent request goes last: for the never-known citizen it creates keys.
+    type Probe<'a> = Box<dyn Fn(&str) -> reqwest::RequestBuilder + 'a>;
+    let probes: Vec<(&str, Probe<'_>)> = vec![
+        ("access", Box::new(access)),
+        ("write by another agency", Box::new(foreign_write)),
+        ("consent request", Box::new(consent_request)),
+    ];
+    let auditor = v.client();
+    let last_entry = |size: u64| {
+        auditor
+            .get(v.at(&format!("/v1/audit/entries?start={}&limit=1", size - 1)))
+            .bearer_auth(&v.creds.auditor_token)
+    };
+    for (name, probe) in &probes {
+        let mut answers = Vec::new();
+        for c in [erased, never] {
+            let before = v.audit_size().await.unwrap();
+            let (status, body) = send(probe(c)).await.unwrap();
+            let after = v.audit_size().await.unwrap();
+            assert_eq!(after, before + 1, "{name} for {c}: one entry ({body})");
+            assert!(!body.to_string().contains("erased"), "{name}: {body}");
+            if c == erased {
+                let (_, entry) = send(last_entry(after)).await.unwrap();
+                assert_eq!(
+                    entry["entries"][0]["entry"]["subject"],
+                    Value::Null,
+                    "{name}: no subject tag, no key re-created"
+                );
+            }
+            answers.push((answer_shape(status, &body), body));
+        }
+        assert_eq!(answers[0].0, answers[1].0, "{name}: {answers:?}");
+        if *name == "access" {
+            assert_eq!(answers[0].1["withheld"], answers[1].1["withheld"]);
+            assert_eq!(answers[0].0 .0, 403);
+        }
+    }
+
+    // The category's source writing for the erased citizen: refused like a foreign write,
+    // logged, and no key is re-created (the entry has no subject tag).
+    let before = v.audit_size().await.unwrap();
+    let (status, body) = send(
+        registry
+            .put(v.at(&format!("/v1/citizens/{erased}/records/vehicle")))
+            .json(&json!({"fields": {"registration": "777 NEW"}})),
+    )
+    .await
+    .unwrap();
+    let after = v.audit_size().await.unwrap();
+    assert_eq!(after, before + 1, "the refused write is logged: {body}");
+    let (status2, body2) = send(foreign_write(never)).await.unwrap();
+    assert_eq!(
+        answer_shape(status, &body),
+        answer_shape(status2, &body2),
+        "{body} / {body2}"
+    );
+    let (_, entry) = send(last_entry(after)).await.unwrap();
+    assert_eq!(entry["entries"][0]["entry"]["decision"], "refused");
+    assert_eq!(entry["entries"][0]["entry"]["subject"], Value::Null);
+    // Still nothing to release: no record was re-created.
+    let (status, body) = send(access(erased)).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+}

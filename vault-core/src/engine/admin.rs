@@ -585,9 +585,13 @@ impl Vault {
         })
     }
 
-    /// Entries `start..start+limit` of the log, for auditors.
+    /// Entries `start..start+limit` of the log, for auditors, bounded by the latest signed
+    /// checkpoint's size: only entries a signed checkpoint covers (durable) are listed.
     pub fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<LeafView>, VaultError> {
-        let end = start.saturating_add(limit).min(self.audit_size());
+        let end = start.saturating_add(limit).min(self.checkpoint_size());
+        if start >= end {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for (k, leaf) in self.store.scan(
             Tree::AuditLeaves,

@@ -177,7 +177,6 @@ impl Vault {
         self.policy
             .check_consent_request(&agency_id, &purpose, &fields)
             .map_err(|e| VaultError::forbidden("consent_request_refused", e.to_string()))?;
-        self.refuse_erased(&citizen)?;
         let (now, now_ms) = now_parts();
         let id = random_consent_id()?;
         let terms = ConsentTerms {
@@ -192,12 +191,18 @@ impl Vault {
         let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
             .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
         let (artefact, _) = self.transact(|tx| {
-            tx.put_consent(&artefact)?;
+            // For an erased citizen the request is answered like any other (an agency
+            // learns nothing) but dropped: nothing about the person is stored again, no
+            // key is re-created, and the entry says it was refused.
+            let erased = tx.is_erased(&citizen)?;
+            if !erased {
+                tx.put_consent(&artefact)?;
+            }
             let mut draft = EntryDraft::new(
                 now_ms,
                 actor(ActorKind::Agency, agency),
                 "consent.request",
-                "pending",
+                if erased { "refused" } else { "pending" },
             );
             draft.initiator = input.initiator.clone();
             draft.purpose = Some(artefact.purpose().as_str().to_owned());
@@ -208,7 +213,7 @@ impl Vault {
                 .collect();
             draft.legal_basis = Some("consent".to_owned());
             draft.consent_id = Some(artefact.id().to_string());
-            draft.subject = tx.tag(&citizen, true)?;
+            draft.subject = tx.tag(&citizen, !erased)?;
             tx.entry(draft);
             Ok(artefact)
         })?;

@@ -38,7 +38,7 @@ pub use error::{AuditFailure, Internal, VaultError};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
-    WriteOutcome, MAX_REQUEST_FIELDS, MAX_TEXT,
+    WriteOutcome, MAX_FIELD_NAME_LEN, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
 
 use crate::codec;

@@ -17,10 +17,15 @@ use crate::envelope::CitizenId;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
 use crate::storage::{CommitTicket, Tree};
 
-/// Most fields one access request or consent may name.
-pub const MAX_REQUEST_FIELDS: usize = 64;
-/// Longest justification or initiator text.
+/// Most fields one access request or consent may name. With [`MAX_TEXT`],
+/// [`MAX_FIELD_NAME_LEN`] and the policy files' own bounds, every audit entry fits one
+/// stored value (`tests::the_largest_entries_fit_one_stored_value`).
+pub const MAX_REQUEST_FIELDS: usize = 16;
+/// Longest justification or initiator text, in bytes.
 pub const MAX_TEXT: usize = 1000;
+/// Longest field name (`category.field`) a request may name, in bytes; the vocabulary's
+/// own names are no longer.
+pub const MAX_FIELD_NAME_LEN: usize = policies::load::MAX_FIELD_NAME_LEN;
 
 /// The result of a record write.
 #[derive(Clone, Debug)]
@@ -203,7 +208,15 @@ pub(super) fn field_names(fields: &[String]) -> Result<Vec<FieldName>, VaultErro
     }
     fields
         .iter()
-        .map(|f| FieldName::new(f).map_err(|e| bad_id("invalid_field", e)))
+        .map(|f| {
+            if f.len() > MAX_FIELD_NAME_LEN {
+                return Err(VaultError::bad(
+                    "invalid_field",
+                    format!("a field name is at most {MAX_FIELD_NAME_LEN} bytes (`category.field`); no field of the vocabulary is longer"),
+                ));
+            }
+            FieldName::new(f).map_err(|e| bad_id("invalid_field", e))
+        })
         .collect()
 }
 
@@ -246,7 +259,9 @@ pub(super) fn citizen_actor() -> Actor {
 
 impl Tx<'_> {
     /// The citizen's subject tag, creating their keys when `create` (refused writes and
-    /// reads never create keys for a citizen the vault does not know).
+    /// reads never create keys for a citizen the vault does not know). Without `create`, an
+    /// erased citizen has no tag (`None`, like a citizen the vault never knew); with it,
+    /// erasure is an error: keys are never re-created for an erased citizen.
     pub(super) fn tag(
         &mut self,
         citizen: &CitizenId,
@@ -260,11 +275,23 @@ impl Tx<'_> {
                     .map_err(record_err)?,
             )
         } else {
-            records
-                .subject_tag(self.store(), citizen)
-                .map_err(record_err)?
+            match records.subject_tag(self.store(), citizen) {
+                Err(RecordError::Erased { .. }) => None,
+                tag => tag.map_err(record_err)?,
+            }
         };
         Ok(tag)
+    }
+
+    /// True when the citizen was erased (read under the writer lock).
+    pub(super) fn is_erased(&self, citizen: &CitizenId) -> Result<bool, VaultError> {
+        let state = self
+            .vault
+            .unsealed
+            .records()
+            .citizen_state(self.store(), citizen)
+            .map_err(record_err)?;
+        Ok(matches!(state, CitizenState::Erased { .. }))
     }
 }
 
@@ -339,7 +366,9 @@ impl Vault {
             draft.initiator = initiator.clone();
             draft.processing = Some("collection".to_owned());
             draft.requested = names.clone();
-            if !allowed {
+            // A write the vault refuses (not the source, or an erased citizen) is logged
+            // as refused, never creates keys, and gets one answer whatever the reason.
+            if !allowed || tx.is_erased(&citizen)? {
                 draft.decision = "refused".to_owned();
                 draft.subject = tx.tag(&citizen, false)?;
                 tx.entry(draft);
@@ -360,7 +389,7 @@ impl Vault {
             None => Err(VaultError::forbidden(
                 "not_source",
                 format!(
-                    "agency {agency} is not the source of category {category}: it may not write it"
+                    "agency {agency} may not write category {category} of this citizen: only the category's source may, and only while the vault accepts records for the citizen; nothing was stored"
                 ),
             )),
         }
@@ -412,9 +441,12 @@ impl Vault {
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
             // once: what exists, the subject tag, and the values opened after the commit.
-            let read = records
-                .read_sealed(tx.store(), &citizen, &request.fields)
-                .map_err(record_err)?;
+            // An erased citizen reads as one the vault never knew: nothing found, no
+            // subject tag, and the decision is logged like any other.
+            let read = match records.read_sealed(tx.store(), &citizen, &request.fields) {
+                Err(RecordError::Erased { .. }) => FieldRead::nothing(&citizen),
+                read => read.map_err(record_err)?,
+            };
             let AccessEntry {
                 mut draft,
                 released,
@@ -932,5 +964,128 @@ mod tests {
             nothing.withheld,
             [Withheld { field: "health.blood_type".to_owned(), reason: "no_data".to_owned() }]
         );
+    }
+
+    /// The leaf of `draft` with the largest index, time and subject the log can give it.
+    fn leaf_len(mut draft: EntryDraft) -> usize {
+        draft.time_ms = u64::MAX;
+        draft.subject = Some(SubjectTag([0xff; 32]));
+        draft.subject_prev = Some(u64::MAX - 1);
+        Entry {
+            index: u64::MAX,
+            prev: [0xff; 32],
+            body: draft,
+        }
+        .encode()
+        .expect("the worst-case entry is a valid entry")
+        .len()
+    }
+
+    /// `n` distinct field names of exactly [`MAX_FIELD_NAME_LEN`] bytes.
+    fn longest_fields(n: usize) -> Vec<FieldName> {
+        (0..n)
+            .map(|i| {
+                let name = format!("c{i:02}.");
+                field(&format!("{name}{}", "f".repeat(MAX_FIELD_NAME_LEN - name.len())))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_largest_entries_fit_one_stored_value() {
+        let max = crate::storage::sled::MAX_VALUE_LEN;
+        let text = "\u{2603}".repeat(MAX_TEXT / 3) + "x";
+        assert_eq!(text.len(), MAX_TEXT);
+        let agency = "a".repeat(policies::ids::MAX_ID_LEN);
+        let fields = longest_fields(MAX_REQUEST_FIELDS);
+        let mut req = AccessRequest {
+            agency: AgencyId::new(&agency).unwrap(),
+            purpose: PurposeCode::new(&"p".repeat(policies::ids::MAX_ID_LEN)).unwrap(),
+            fields: fields.clone(),
+            legal_basis: Some(LegalBasis::LegalObligation),
+            justification: Some(text.clone()),
+        };
+        // Access: every field withheld for the longest reason, released on a distinct
+        // consent each, or released under a distinct statutory rule of the longest
+        // reference (the policy files' bound) each.
+        let longest_reason = Reason::ConsentNotYetValid;
+        for r in [
+            Reason::AgencyUnknown,
+            Reason::PurposeNotAllowed,
+            Reason::JustificationMissing,
+            Reason::UnknownField,
+            Reason::FieldRepeated,
+            Reason::NoConsent,
+            Reason::FieldNotCovered,
+            Reason::ConsentPending,
+            Reason::ConsentDenied,
+            Reason::ConsentSuperseded,
+            Reason::ConsentRevoked,
+            Reason::ConsentExpired,
+            Reason::UsesExhausted,
+            Reason::NoStatutoryRule,
+            Reason::NoBreakGlassRule,
+        ] {
+            assert!(r.code().len() <= longest_reason.code().len());
+        }
+        let rule = RuleId::new("rule").unwrap();
+        let references: Vec<String> = (0..MAX_REQUEST_FIELDS)
+            .map(|i| format!("{i:02}{}", "r".repeat(policies::load::MAX_REFERENCE_LEN - 2)))
+            .collect();
+        let outcome = |kind: usize, i: usize| match kind {
+            0 => Outcome::Withheld(longest_reason),
+            1 => Outcome::Released(Basis::Consent {
+                artefact_id: ConsentId::from_bytes([i as u8; 16]),
+            }),
+            2 => Outcome::Released(Basis::Statutory {
+                rule_id: &rule,
+                legal_basis: LegalBasis::LegalObligation,
+                legal_reference: references[i].as_str(),
+            }),
+            _ => Outcome::Released(Basis::VitalInterest {
+                rule_id: &rule,
+                legal_reference: references[i].as_str(),
+            }),
+        };
+        for kind in 0..4 {
+            let d = decision(
+                fields.iter().enumerate().map(|(i, f)| (f, outcome(kind, i))).collect(),
+                true,
+            );
+            let e = access_entry(&d, |_| true, &req, &agency, Some(&text), 0);
+            let len = leaf_len(e.draft);
+            assert!(len <= max, "access entry of {len} bytes > {max}");
+        }
+        // Every basis at once (the longest legal_basis list).
+        let mixed: Vec<_> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f, outcome(1 + i % 3, i)))
+            .collect();
+        let e = access_entry(&decision(mixed, true), |_| true, &req, &agency, Some(&text), 0);
+        let len = leaf_len(e.draft);
+        assert!(len <= max, "access entry of {len} bytes > {max}");
+
+        // A record write (or import row) of the most fields, with the longest initiator.
+        let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "record.write", "refused");
+        d.initiator = Some(text.clone());
+        d.processing = Some("collection".to_owned());
+        d.requested = longest_fields(super::super::writes::MAX_WRITE_FIELDS)
+            .iter()
+            .map(|f| f.as_str().to_owned())
+            .collect();
+        let len = leaf_len(d);
+        assert!(len <= max, "write entry of {len} bytes > {max}");
+
+        // A consent request (and a citizen's grant: the same terms, no free text).
+        req.justification = None;
+        let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "consent.request", "pending");
+        d.initiator = Some(text.clone());
+        d.purpose = Some(req.purpose.as_str().to_owned());
+        d.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
+        d.legal_basis = Some("consent".to_owned());
+        d.consent_id = Some(ConsentId::from_bytes([0xff; 16]).to_string());
+        let len = leaf_len(d);
+        assert!(len <= max, "consent entry of {len} bytes > {max}");
     }
 }

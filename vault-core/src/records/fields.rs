@@ -79,6 +79,16 @@ impl std::fmt::Debug for FieldRead {
 }
 
 impl FieldRead {
+    /// A read that found nothing: no keys, no record (what an erased citizen gives an
+    /// agency, exactly like a citizen the vault never knew).
+    pub fn nothing(citizen: &CitizenId) -> Self {
+        FieldRead {
+            citizen: citizen.clone(),
+            keys: None,
+            records: BTreeMap::new(),
+        }
+    }
+
     /// True when the read found a stored value for `field`.
     pub fn contains(&self, field: &FieldName) -> bool {
         self.records
