@@ -869,17 +869,24 @@ async fn citizen_page_in_a_real_browser() {
 
 /// Waits for a finished download whose name starts with `prefix`.
 async fn wait_for_file(dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    // Chromium may create the file under its final name before it has written it: wait
+    // until it is non-empty and its size held for one poll.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen: Option<(PathBuf, u64)> = None;
     loop {
         for e in std::fs::read_dir(dir)? {
             let p = e?.path();
             let name = p.file_name().unwrap_or_default().to_string_lossy();
             if name.starts_with(prefix) && !name.ends_with(".crdownload") {
-                return Ok(p);
+                let len = std::fs::metadata(&p)?.len();
+                if len > 0 && seen.as_ref() == Some(&(p.clone(), len)) {
+                    return Ok(p);
+                }
+                seen = Some((p, len));
             }
         }
         if Instant::now() > deadline {
-            bail!("no download starting with {prefix} in {}", dir.display());
+            bail!("no complete download starting with {prefix} in {}", dir.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
