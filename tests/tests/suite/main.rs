@@ -8,6 +8,7 @@ mod dev_mode;
 mod flows;
 mod openapi;
 mod repo_rules;
+mod revocation;
 mod seal;
 mod security;
 mod web;
