@@ -41,11 +41,22 @@ pub(crate) enum AgencyCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke an agency: every certificate of it is refused at once, also on open
-    /// connections.
+    /// Revoke an agency (every certificate of it), or with --fingerprint one certificate
+    /// only:
+    /// refused at once, also on open connections, and for good (a new enrolment issues a
+    /// new certificate and revokes nothing back).
     Revoke {
         /// The agency id.
-        id: String,
+        #[arg(
+            required_unless_present = "fingerprint",
+            conflicts_with = "fingerprint"
+        )]
+        id: Option<String>,
+        /// Revoke only the certificate with this SHA-256 fingerprint (as `agency list`
+        /// shows it); the agency's other certificates stay valid (`--cert` names the
+        /// operator's own certificate file).
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
         #[command(flatten)]
         conn: Conn,
         /// Print the result as JSON on stdout.
@@ -145,8 +156,14 @@ pub(crate) fn agency(cmd: AgencyCmd) -> anyhow::Result<ExitCode> {
                 };
                 println!("{}\t{state}", a["agency"].as_str().unwrap_or("?"));
                 for c in a["certificates"].as_array().into_iter().flatten() {
+                    let state = match (c["state"].as_str(), c["revoked_at"].as_str()) {
+                        (Some("revoked"), Some(t)) => format!("REVOKED at {t}"),
+                        (Some("expired"), _) => "EXPIRED".to_owned(),
+                        (Some(s), _) => s.to_owned(),
+                        (None, _) => "?".to_owned(),
+                    };
                     println!(
-                        "  certificate {} issued {} valid until {}",
+                        "  certificate {} issued {} valid until {}\t{state}",
                         c["fingerprint"].as_str().unwrap_or("?"),
                         c["issued_at"].as_str().unwrap_or("?"),
                         c["not_after"].as_str().unwrap_or("?")
@@ -155,8 +172,34 @@ pub(crate) fn agency(cmd: AgencyCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AgencyCmd::Revoke { id, conn, json } => {
-            let id = agency_id(&id)?;
+        AgencyCmd::Revoke {
+            fingerprint: Some(fp),
+            conn,
+            json,
+            ..
+        } => {
+            let v = Client::operator(&conn)?.post_json(
+                &format!("/v1/admin/certificates/{}/revoke", segment(&fp)),
+                &json!({}),
+                "certificate revocation",
+            )?;
+            let agency = str_of(&v, "agency")?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "agency": agency, "fingerprint": fp, "audit_index": v["audit_index"]})
+                );
+            } else {
+                println!(
+                    "revoked certificate {fp} of {agency}: refused from now on; the agency's \
+                     other certificates stay valid (audit entry {})",
+                    v["audit_index"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgencyCmd::Revoke { id, conn, json, .. } => {
+            let id = agency_id(id.as_deref().unwrap_or_default())?;
             let v = Client::operator(&conn)?.post_json(
                 &format!("/v1/admin/agencies/{}/revoke", segment(id.as_str())),
                 &json!({}),

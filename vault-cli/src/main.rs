@@ -1,7 +1,7 @@
 //! `vault-cli`: operator and auditor command line.
 //!
 //! Offline verbs work on a stopped data directory (`init`, `status`, `unseal`, `keys
-//! rotate --data-dir`, `keys retire|compact`, `restore`) or on files (`audit verify`,
+//! rotate --data-dir`, `keys retire|compact`, `operator rotate-cert`, `restore`) or on files (`audit verify`,
 //! `policies check`); live verbs talk to the running server over mutual TLS with the
 //! operator certificate (sled admits one process per data directory). Exit codes: see
 //! `exit.rs` and docs/operations.md.
@@ -69,7 +69,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Agencies: enrol (issue a client certificate), list, revoke (live).
+    /// The operator certificate: replace it (offline).
+    Operator {
+        #[command(subcommand)]
+        cmd: vault_cmd::OperatorCmd,
+    },
+    /// Agencies: enrol (issue a client certificate), list, revoke an agency or one
+    /// certificate (live).
     Agency {
         #[command(subcommand)]
         cmd: live_cmd::AgencyCmd,
@@ -220,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => vault_cmd::unseal(&data_dir, passphrase_file.as_deref(), json),
         Command::Status { data_dir, json } => vault_cmd::status(&data_dir, json),
+        Command::Operator { cmd } => vault_cmd::operator(cmd),
         Command::Agency { cmd } => live_cmd::agency(cmd),
         Command::Citizen {
             cmd: CitizenCmd::Token { citizen, issue },

@@ -255,3 +255,71 @@ pub(crate) fn unseal(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `vault-cli operator ...` (offline).
+#[derive(clap::Subcommand)]
+pub(crate) enum OperatorCmd {
+    /// Issue a new operator certificate and pin it in place of the current one, which the
+    /// server refuses from its next start on (the vault must be stopped; audited). Writes
+    /// <OUT>/operator.pem and <OUT>/operator.key (mode 0600); existing files are never
+    /// replaced.
+    RotateCert {
+        /// The data directory of the stopped vault.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The directory to write the new certificate and key to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A file holding the passphrase (else VAULT_PASSPHRASE).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs an `operator` subcommand.
+pub(crate) fn operator(cmd: OperatorCmd) -> anyhow::Result<ExitCode> {
+    let OperatorCmd::RotateCert {
+        data_dir,
+        out,
+        passphrase_file,
+        json,
+    } = cmd;
+    let passphrase = files::read_passphrase(passphrase_file.as_deref())?;
+    let (cert_path, key_path) = (out.join("operator.pem"), out.join("operator.key"));
+    files::must_not_exist(&cert_path)?;
+    files::must_not_exist(&key_path)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (issued, index) = DataDir::new(&data_dir)
+        .replace_operator_cert(&passphrase)
+        .map_err(|e| {
+            exit::offline(
+                &format!(
+                    "cannot replace the operator certificate of {}",
+                    data_dir.display()
+                ),
+                e,
+            )
+        })?;
+    files::write_new(&key_path, issued.private_key_pem().as_bytes(), Mode::Secret)?;
+    files::write_new(&cert_path, issued.cert_pem.as_bytes(), Mode::Public)?;
+    let fp = issued.fingerprint().to_hex();
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "operator_certificate": cert_path, "operator_key": key_path,
+                   "operator_fingerprint": fp, "audit_index": index})
+        );
+    } else {
+        println!(
+            "new operator certificate {} (SHA-256 {fp}), key {} (mode 0600); the previous \
+             operator certificate is refused from the server's next start on (audit entry \
+             {index})",
+            cert_path.display(),
+            key_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

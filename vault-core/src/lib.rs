@@ -35,7 +35,7 @@ mod ct;
 mod offline;
 mod serde_bytes;
 
-pub use agencies::{Enrolment, PinnedCert};
+pub use agencies::{CertState, Enrolment, PinnedCert};
 pub use datadir::{CompactReport, Status};
 pub use engine::{
     check_write, AccessInput, AccessOutcome, AuditFailure, Bearer, CheckedWrite, CitizenExport,

@@ -15,6 +15,7 @@ use policies::{PolicyErrors, PolicySet};
 use crate::datadir::{self, CompactReport, DataDirError, Status};
 use crate::engine::{InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
 use crate::keys::{KeyError, Passphrase};
+use crate::pki::Issued;
 use crate::storage::sled::SledStore;
 use crate::storage::{self, StorageError, Tree};
 
@@ -375,6 +376,16 @@ impl DataDir {
     ) -> Result<RotateOutcome, OfflineError> {
         let vault = self.open(passphrase)?;
         let out = vault.rotate_kek_with_new_passphrase(new_passphrase);
+        vault.shutdown();
+        Ok(out?)
+    }
+
+    /// Issues a new operator certificate (signed by the vault CA) and pins it in place of
+    /// the current one, which the server refuses from its next start on; the replacement
+    /// is an audit entry. Returns the certificate and key (shown once) and the entry.
+    pub fn replace_operator_cert(&self, passphrase: &str) -> Result<(Issued, u64), OfflineError> {
+        let vault = self.open(passphrase)?;
+        let out = vault.replace_operator_cert();
         vault.shutdown();
         Ok(out?)
     }

@@ -49,6 +49,10 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
             get(admin::list_agencies).post(admin::enrol),
         )
         .route("/v1/admin/agencies/{id}/revoke", post(admin::revoke_agency))
+        .route(
+            "/v1/admin/certificates/{fingerprint}/revoke",
+            post(admin::revoke_certificate),
+        )
         .route("/v1/admin/tokens", post(admin::issue_token))
         .route("/v1/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/v1/admin/keys/rotate", post(admin::rotate))

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use vault_core::audit::Entry;
-use vault_core::Enrolment;
+use vault_core::policies::Timestamp;
+use vault_core::{CertState, Enrolment};
 use vault_core::{CitizenExport, ConsentView, History, Plaintext, RecordView};
 
 use crate::error::ApiError;
@@ -143,7 +144,7 @@ pub(crate) fn export(x: &CitizenExport) -> Result<Value, ApiError> {
 }
 
 /// Enrolments for the operator.
-pub(crate) fn enrolments(list: &[Enrolment]) -> Vec<Value> {
+pub(crate) fn enrolments(list: &[Enrolment], now: Timestamp) -> Vec<Value> {
     list.iter()
         .map(|e| {
             json!({
@@ -153,6 +154,12 @@ pub(crate) fn enrolments(list: &[Enrolment]) -> Vec<Value> {
                     "fingerprint": c.fingerprint.to_hex(),
                     "issued_at": c.issued_at.to_string(),
                     "not_after": c.not_after.to_string(),
+                    "state": match c.state_at(now) {
+                        CertState::Active => "active",
+                        CertState::Revoked(_) => "revoked",
+                        CertState::Expired(_) => "expired",
+                    },
+                    "revoked_at": c.revoked_at.map(|t| t.to_string()),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -9,6 +9,7 @@ mod flows;
 mod openapi;
 mod operator_audit;
 mod repo_rules;
+mod revocation;
 mod seal;
 mod security;
 mod web;

@@ -886,7 +886,10 @@ async fn wait_for_file(dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
             }
         }
         if Instant::now() > deadline {
-            bail!("no complete download starting with {prefix} in {}", dir.display());
+            bail!(
+                "no complete download starting with {prefix} in {}",
+                dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

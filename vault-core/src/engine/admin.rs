@@ -12,13 +12,13 @@ use super::{
     log, now_parts, to_system_time, EngineConfig, Plaintext, Vault, VaultError, ENGINE_KEY,
     META_FORMAT,
 };
-use crate::agencies::{self, Enrolment, PinnedCert};
+use crate::agencies::{self, Enrolment, Pin, PinnedCert};
 use crate::codec;
 use crate::datadir::DataDirError;
 use crate::keys::KeyError;
 use crate::envelope::CitizenId;
 use crate::keys::Passphrase;
-use crate::pki::{Issued, Usage};
+use crate::pki::{Fingerprint, Issued, Usage};
 use crate::records::{in_batches, Progress};
 use crate::storage::{Tree, WriteBatch};
 use crate::tokens::{self, IssuedToken, Role};
@@ -182,6 +182,8 @@ pub const DEFAULT_AGENCY_CERT_DAYS: u32 = 365;
 /// Longest validity of an agency certificate, in days (the CA/Browser Forum's former
 /// 825-day ceiling for TLS certificates).
 pub const MAX_AGENCY_CERT_DAYS: u32 = 825;
+/// Days an operator certificate is valid (as the one made at `init`).
+pub(crate) const OPERATOR_CERT_DAYS: u64 = 2 * 365;
 /// Days a token is valid when the operator names none.
 pub const DEFAULT_TOKEN_DAYS: u32 = 30;
 /// Longest validity of a token, in days.
@@ -231,11 +233,14 @@ impl Vault {
                     certs: Vec::new(),
                     revoked_at: None,
                 });
+            // The agency is active again through its new certificate only: certificates
+            // revoked earlier stay revoked.
             e.revoked_at = None;
             e.certs.push(PinnedCert {
                 fingerprint: fp,
                 issued_at: now,
                 not_after,
+                revoked_at: None,
             });
             agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.enrol");
@@ -246,7 +251,13 @@ impl Vault {
         self.agency_pins
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(fp, agency.to_owned());
+            .insert(
+                fp,
+                Pin {
+                    agency: agency.to_owned(),
+                    not_after,
+                },
+            );
         Ok(EnrolOutcome {
             agency: agency.to_owned(),
             issued,
@@ -260,7 +271,8 @@ impl Vault {
         agencies::list(&*self.store).map_err(VaultError::internal)
     }
 
-    /// Revokes an agency: every certificate of it is refused from the next request on.
+    /// Revokes an agency: every certificate of it is revoked for good and refused from the
+    /// next request on; a later enrolment issues a new certificate and revokes nothing back.
     pub fn revoke_agency(&self, agency: &str) -> Result<u64, VaultError> {
         let (now, now_ms) = now_parts();
         let (fps, index) = self.transact(|tx| {
@@ -271,6 +283,9 @@ impl Vault {
                 });
             };
             e.revoked_at = Some(now);
+            for c in &mut e.certs {
+                c.revoked_at.get_or_insert(now);
+            }
             agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.revoke");
             d.initiator = Some(agency.to_owned());
@@ -285,6 +300,89 @@ impl Vault {
             pins.remove(&fp);
         }
         Ok(index)
+    }
+
+    /// Revokes one agency certificate by its SHA-256 fingerprint (hex), for good, without
+    /// revoking the agency: its other certificates stay valid. Returns the agency and the
+    /// audit entry.
+    pub fn revoke_certificate(&self, fingerprint: &str) -> Result<(String, u64), VaultError> {
+        let fp = Fingerprint::from_hex(fingerprint).ok_or_else(|| {
+            VaultError::bad(
+                "invalid_fingerprint",
+                "give the certificate's SHA-256 fingerprint as 64 hex digits (`vault-cli agency list` shows them)",
+            )
+        })?;
+        let (now, now_ms) = now_parts();
+        let (agency, index) = self.transact(|tx| {
+            let found = agencies::list(tx.store())
+                .map_err(VaultError::internal)?
+                .into_iter()
+                .find(|e| e.certs.iter().any(|c| c.fingerprint == fp));
+            let Some(mut e) = found else {
+                return Err(VaultError::NotFound {
+                    what: "agency certificate",
+                });
+            };
+            for c in e.certs.iter_mut().filter(|c| c.fingerprint == fp) {
+                if let Some(t) = c.revoked_at {
+                    return Err(VaultError::conflict(
+                        "already_revoked",
+                        format!("certificate {fp} of {} was already revoked at {t}", e.agency),
+                    ));
+                }
+                c.revoked_at = Some(now);
+            }
+            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            let mut d = operator_draft(now_ms, "agency.revoke_cert");
+            d.initiator = Some(format!("{} certificate {fp}", e.agency));
+            tx.entry(d);
+            Ok(e.agency)
+        })?;
+        self.agency_pins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&fp);
+        Ok((agency, index))
+    }
+
+    /// Issues a new operator certificate and pins it in place of the current one, which is
+    /// refused from the commit on. Reached offline through
+    /// [`crate::DataDir::replace_operator_cert`]: the running vault keeps the pin it
+    /// opened with until it is closed.
+    pub(crate) fn replace_operator_cert(&self) -> Result<(Issued, u64), VaultError> {
+        let (now, now_ms) = now_parts();
+        let issued = self
+            .ca
+            .issue(
+                Usage::Client,
+                "vault operator",
+                &[],
+                to_system_time(now),
+                to_system_time(now.saturating_add(OPERATOR_CERT_DAYS * 86_400)),
+            )
+            .map_err(VaultError::internal)?;
+        let new_fp = issued.fingerprint();
+        let ((), index) = self.transact(|tx| {
+            let bytes = tx
+                .store()
+                .get(Tree::Meta, ENGINE_KEY)?
+                .ok_or_else(|| VaultError::internal("the engine configuration is missing"))?;
+            let mut config: EngineConfig =
+                codec::decode("engine config", META_FORMAT, &bytes).map_err(VaultError::internal)?;
+            let old_fp = config.operator_fp;
+            config.operator_fp = new_fp;
+            tx.batch.put(
+                Tree::Meta,
+                ENGINE_KEY,
+                codec::encode("engine config", META_FORMAT, &config)
+                    .map_err(VaultError::internal)?,
+            );
+            let mut d = operator_draft(now_ms, "operator.replace_cert");
+            d.initiator = Some(format!("certificate {new_fp} replaces {old_fp}"));
+            tx.entry(d);
+            Ok(())
+        })?;
+        Ok((issued, index))
     }
 
     /// Issues a citizen or auditor token.
@@ -748,5 +846,93 @@ fn rotation_error(e: DataDirError) -> VaultError {
         | DataDirError::KekIsCurrent { .. }
         | DataDirError::UnknownKek { .. }
         | DataDirError::Io { .. } => VaultError::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use policies::Timestamp;
+
+    use crate::{DataDir, InitOptions, VaultError};
+
+    const PASS: &str = "correct horse battery staple revoked";
+
+    fn init() -> (tempfile::TempDir, DataDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("data"));
+        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+        dir.init(
+            PASS,
+            &policies,
+            InitOptions {
+                hostnames: vec!["localhost".to_owned()],
+                origin: "test.example/log".to_owned(),
+                dangerous_kdf_iterations: Some(10_000),
+            },
+        )
+        .unwrap();
+        (tmp, dir)
+    }
+
+    fn refused(r: Result<String, VaultError>) -> bool {
+        matches!(r, Err(VaultError::Unauthenticated { .. }))
+    }
+
+    #[test]
+    fn a_pin_is_refused_from_its_not_after_on() {
+        let (_tmp, dir) = init();
+        let vault = dir.open(PASS).unwrap();
+        let out = vault.enrol_agency("civil_registry", Some(1)).unwrap();
+        let fp = out.issued.fingerprint();
+        let cert = &vault.list_agencies().unwrap()[0].certs[0];
+        let before = Timestamp::from_unix_seconds(cert.not_after.unix_seconds() - 1);
+        assert_eq!(
+            vault.authenticate_agency_at(&fp, before).unwrap(),
+            "civil_registry"
+        );
+        assert!(refused(vault.authenticate_agency_at(&fp, cert.not_after)));
+        vault.shutdown();
+    }
+
+    #[test]
+    fn a_revoked_certificate_stays_revoked_after_re_enrolment_and_reopen() {
+        let (_tmp, dir) = init();
+        let vault = dir.open(PASS).unwrap();
+        let old = vault.enrol_agency("civil_registry", None).unwrap();
+        let old_fp = old.issued.fingerprint();
+        vault.revoke_agency("civil_registry").unwrap();
+        let new = vault.enrol_agency("civil_registry", None).unwrap();
+        let new_fp = new.issued.fingerprint();
+        assert!(refused(vault.authenticate_agency(&old_fp)));
+        assert!(vault.authenticate_agency(&new_fp).is_ok());
+        // Roll over: a third certificate, then the second revoked alone.
+        let third = vault.enrol_agency("civil_registry", None).unwrap();
+        let (agency, _) = vault.revoke_certificate(&new_fp.to_hex()).unwrap();
+        assert_eq!(agency, "civil_registry");
+        assert!(matches!(
+            vault.revoke_certificate(&new_fp.to_hex()),
+            Err(VaultError::Conflict { .. })
+        ));
+        vault.shutdown();
+        drop(vault);
+        let vault = dir.open(PASS).unwrap();
+        assert!(refused(vault.authenticate_agency(&old_fp)));
+        assert!(refused(vault.authenticate_agency(&new_fp)));
+        assert!(vault.authenticate_agency(&third.issued.fingerprint()).is_ok());
+        vault.shutdown();
+    }
+
+    #[test]
+    fn the_replaced_operator_certificate_is_refused() {
+        let (_tmp, dir) = init();
+        let vault = dir.open(PASS).unwrap();
+        let old = vault.operator_fingerprint();
+        vault.shutdown();
+        drop(vault);
+        let (issued, _) = dir.replace_operator_cert(PASS).unwrap();
+        let vault = dir.open(PASS).unwrap();
+        assert!(!vault.is_operator(&old));
+        assert!(vault.is_operator(&issued.fingerprint()));
+        vault.shutdown();
     }
 }

@@ -119,7 +119,7 @@ pub struct Vault {
     server_cert: Vec<u8>,
     server_key: Zeroizing<Vec<u8>>,
     operator_fp: Fingerprint,
-    agency_pins: RwLock<HashMap<Fingerprint, String>>,
+    agency_pins: RwLock<HashMap<Fingerprint, crate::agencies::Pin>>,
     /// The audit failpoint's file, when [`DANGEROUS_FAILPOINTS_ENV`] armed it.
     #[cfg(feature = "test-hooks")]
     fail_audit: Option<PathBuf>,
@@ -366,11 +366,7 @@ impl Vault {
         })?;
         let mut pins = HashMap::new();
         for e in crate::agencies::list(&*store).map_err(VaultError::internal)? {
-            if e.revoked_at.is_none() {
-                for c in &e.certs {
-                    pins.insert(c.fingerprint, e.agency.clone());
-                }
-            }
+            pins.extend(e.live_pins());
         }
         #[cfg(feature = "test-hooks")]
         let fail_audit = (std::env::var(DANGEROUS_FAILPOINTS_ENV).as_deref() == Ok("1"))
@@ -545,16 +541,33 @@ impl Vault {
         crate::ct::eq(&fp.0, &self.operator_fp.0)
     }
 
-    /// The enrolled, unrevoked agency a client certificate is pinned to.
+    /// The agency a client certificate is pinned to, if the certificate is neither
+    /// revoked nor expired now (checked on every request, so an open connection is
+    /// refused from its next request).
     pub fn authenticate_agency(&self, fp: &Fingerprint) -> Result<String, VaultError> {
-        self.agency_pins
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(fp)
-            .cloned()
-            .ok_or_else(|| VaultError::Unauthenticated {
-                message: "this client certificate is not enrolled for any agency, or the agency was revoked: ask the vault operator".to_owned(),
-            })
+        self.authenticate_agency_at(fp, now_parts().0)
+    }
+
+    /// [`Vault::authenticate_agency`] at `now`.
+    pub(crate) fn authenticate_agency_at(
+        &self,
+        fp: &Fingerprint,
+        now: Timestamp,
+    ) -> Result<String, VaultError> {
+        let pins = self.agency_pins.read().unwrap_or_else(PoisonError::into_inner);
+        let refusal = match pins.get(fp).map(|p| p.check(now)) {
+            Some(Ok(agency)) => return Ok(agency.to_owned()),
+            Some(Err(r)) => r,
+            None => crate::agencies::PinRefusal::Unknown,
+        };
+        Err(VaultError::Unauthenticated {
+            message: match refusal {
+                crate::agencies::PinRefusal::Expired(t) => format!(
+                    "this client certificate expired at {t}: ask the vault operator to enrol the agency again"
+                ),
+                crate::agencies::PinRefusal::Unknown => "this client certificate is not enrolled for any agency, or it was revoked: ask the vault operator".to_owned(),
+            },
+        })
     }
 
     /// Who a bearer token speaks for; a citizen's comes with the token's public id, which

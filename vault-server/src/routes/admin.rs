@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use vault_core::policies::Timestamp;
 use vault_core::{CitizenId, ImportRow, KeyKind, TokenRequest};
 
 use super::{Body, Path};
@@ -49,7 +50,13 @@ pub(crate) async fn list_agencies(
     _op: OperatorCaller,
 ) -> Result<Json<Value>, ApiError> {
     let list = blocking(&app, |v| v.list_agencies()).await?;
-    Ok(Json(json!({ "agencies": views::enrolments(&list) })))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Ok(Json(json!({
+        "agencies": views::enrolments(&list, Timestamp::from_unix_seconds(now))
+    })))
 }
 
 /// `POST /v1/admin/agencies/{id}/revoke`: refused at once, also on open connections.
@@ -60,6 +67,19 @@ pub(crate) async fn revoke_agency(
 ) -> Result<Json<Value>, ApiError> {
     let index = blocking(&app, move |v| v.revoke_agency(&id)).await?;
     Ok(Json(json!({ "revoked": true, "audit_index": index })))
+}
+
+/// `POST /v1/admin/certificates/{fingerprint}/revoke`: revokes one agency certificate for
+/// good, without revoking the agency; refused at once, also on open connections.
+pub(crate) async fn revoke_certificate(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Path(fingerprint): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (agency, index) = blocking(&app, move |v| v.revoke_certificate(&fingerprint)).await?;
+    Ok(Json(
+        json!({ "revoked": true, "agency": agency, "audit_index": index }),
+    ))
 }
 
 #[derive(Deserialize)]
