@@ -379,3 +379,39 @@ impl Vault {
         Ok((export, out))
     }
 }
+
+/// A `vault-server` process on a data directory (not `--dev`), killed when dropped; `.1` is
+/// its URL.
+pub struct Server(pub Child, pub String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `vault-server --data-dir DIR` with `passphrase` and waits until it listens.
+pub fn start_server(dir: &Path, passphrase: &str) -> Server {
+    let mut child = Command::new(binary("vault-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("VAULT_PASSPHRASE", passphrase)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vault-server starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server listens within 60 s");
+    Server(child, url)
+}

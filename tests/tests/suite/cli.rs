@@ -1,13 +1,11 @@
 //! `vault-cli`'s live verbs against the real server over mutual TLS, and its offline
 //! `restore` into a new data directory that the real server then serves.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use tests::{binary, send, Vault};
+use tests::{binary, send, start_server, Vault};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -314,39 +312,6 @@ async fn tokens_import_erase() {
         "{}",
         text(&out.stdout)
     );
-}
-
-/// A `vault-server` on a restored data directory.
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(dir: &Path, passphrase: &str) -> Server {
-    let mut child = Command::new(binary("vault-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir", s(dir)])
-        .env("VAULT_PASSPHRASE", passphrase)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("restored server listens");
-    Server(child, url)
 }
 
 #[tokio::test(flavor = "multi_thread")]
