@@ -27,6 +27,7 @@ mod web;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::BoolishValueParser;
@@ -87,6 +88,30 @@ struct Args {
         value_parser = agency_rate
     )]
     agency_rate: f64,
+    /// Open client connections at most; more are closed as soon as they are accepted.
+    /// Keep it below the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "VAULT_MAX_CONNECTIONS", value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// TLS handshakes in progress at most; a connection over it is closed before its
+    /// handshake starts.
+    #[arg(long, env = "VAULT_MAX_HANDSHAKES", value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_handshakes: u32,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, env = "VAULT_HANDSHAKE_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    handshake_timeout: u64,
+    /// Seconds a client has to send a request head, counted from when the connection waits
+    /// for it: also the longest a keep-alive connection stays idle.
+    #[arg(long, env = "VAULT_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds from a request's head to its answer, the body included; after it the vault
+    /// answers 408 and closes the connection.
+    #[arg(long, env = "VAULT_REQUEST_TIMEOUT", value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
 }
 
 /// The vault to serve.
@@ -195,7 +220,14 @@ async fn run(args: Args, source: Source) -> anyhow::Result<()> {
     if let Some(report) = dev_report {
         println!("{report}");
     }
-    serve::serve(listener, tls, router, shutdown_signal()).await;
+    let limits = serve::Limits {
+        max_connections: args.max_connections as usize,
+        max_handshakes: args.max_handshakes as usize,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    serve::serve(listener, tls, router, limits, shutdown_signal()).await;
     app.close();
     Ok(())
 }

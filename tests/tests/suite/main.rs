@@ -3,6 +3,7 @@
 mod api;
 mod audit_trail;
 mod cli;
+mod connections;
 mod crash;
 mod dev_mode;
 mod flows;
