@@ -181,7 +181,9 @@ fn commitment_vectors() -> Vec<Value> {
 
 /// The invalid vectors of version 4 only (its commitments and its size).
 fn invalid_v4_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
-    let base = encode_entry(&in_version_4(citizen())).expect("valid");
+    let mut e = sample();
+    e.justification = Some("unconscious patient".into());
+    let base = encode_entry(&in_version_4(e)).expect("valid");
     let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
     let mut add = |name: &str, bytes: Vec<u8>, fault| {
         out.push((format!("v4-{name}"), bytes, fault));
@@ -212,7 +214,7 @@ fn invalid_v4_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
     );
     add(
         "version-4-in-20-items",
-        encode_as(&citizen(), ARRAY_VERSION)
+        encode_as(&sample(), ARRAY_VERSION)
             .map(|b| with_value(&b, "v", b"\x04"))
             .expect("valid"),
         "version-form",
