@@ -1,12 +1,15 @@
-//! Audit entries (format version 3; version 2 is still read): what one log leaf records.
+//! Audit entries (format version 4; versions 2 and 3 are still read): what one log leaf
+//! records.
 
+use crate::commitment::Commitment;
 use crate::hash::Hash;
 
-/// The entry format version written by this crate: a CBOR array of the fields. The
-/// reader also accepts version 2 (the same fields as a map with integer keys, written
-/// before version 3); version 1 (text keys) was used only before the first release and
-/// is not read.
-pub const ENTRY_VERSION: u64 = 3;
+/// The entry format version written by this crate: a CBOR array of 21 items, with a
+/// commitment in place of each caller-supplied free text. The reader also accepts version
+/// 3 (an array of 20 items, the justification in clear, no `official`) and version 2 (the
+/// fields of version 3 as a map with integer keys); version 1 (text keys) was used only
+/// before the first release and is not read.
+pub const ENTRY_VERSION: u64 = 4;
 
 /// Upper bound on the encoded size of one entry.
 pub const MAX_ENTRY_LEN: usize = 1 << 20;
@@ -90,7 +93,7 @@ pub struct Withheld {
     pub reason: String,
 }
 
-/// One entry of the log, as stored (the same fields in format versions 2 and 3): the
+/// One entry of the log, as stored (the fields of format versions 2 to 4): the
 /// draft's fields, read through `Deref` (`entry.action`), and the two the log assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -123,7 +126,9 @@ pub struct EntryDraft {
     pub time_ms: u64,
     /// Who acted.
     pub actor: Actor,
-    /// The official behind an agency request.
+    /// A reference the vault writes itself (a token id, an agency id, a certificate
+    /// fingerprint, `kek 3`, ...). In versions 2 and 3 it also held the official a caller
+    /// named; version 4 carries that as the commitment `official`.
     pub initiator: Option<String>,
     /// What happened ("record.write", "access", "consent.grant", ...).
     pub action: String,
@@ -145,8 +150,13 @@ pub struct EntryDraft {
     pub consent_id: Option<String>,
     /// Outcome ("granted", "partial", "refused", "done").
     pub decision: String,
-    /// Justification given by the requester.
+    /// The justification in clear, as versions 2 and 3 carried it; the encoder (version
+    /// 4) refuses it: set `justification_commitment` instead.
     pub justification: Option<String>,
+    /// Version 4: the commitment to the justification a caller gave (item 18).
+    pub justification_commitment: Option<Commitment>,
+    /// Version 4: the commitment to the official a caller named (item 20).
+    pub official: Option<Commitment>,
     /// Flagged for human review (e.g. break-glass).
     pub review: bool,
     /// The subject tag, if the entry is about a citizen.
@@ -173,6 +183,8 @@ impl EntryDraft {
             consent_id: None,
             decision: decision.to_owned(),
             justification: None,
+            justification_commitment: None,
+            official: None,
             review: false,
             subject: None,
             subject_prev: None,
@@ -185,7 +197,7 @@ impl EntryDraft {
 #[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a canonical CBOR entry of a known version.
-    #[error("entry bytes are not a canonical entry of version 2 or 3: {reason}")]
+    #[error("entry bytes are not a canonical entry of version 2, 3 or 4: {reason}")]
     Malformed {
         /// What the decoder found.
         reason: String,
@@ -215,12 +227,13 @@ impl Entry {
         Self { index, prev, body }
     }
 
-    /// The canonical encoding (the leaf bytes), in format version 3.
+    /// The canonical encoding (the leaf bytes), in format version 4. A justification in
+    /// clear (`justification`) is refused: version 4 carries only commitments.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         crate::codec::encode_entry(self)
     }
 
-    /// Strictly decodes leaf bytes of version 3 or 2: missing, extra or (in version 2)
+    /// Strictly decodes leaf bytes of version 4, 3 or 2: missing, extra or (in version 2)
     /// unknown keys, trailing bytes, non-canonical encodings, a version in the other's
     /// form and other versions are rejected.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {

@@ -6,6 +6,7 @@
 //! [`LogRead`] and [`AppendPlan`]. Formats are documented in `docs/audit-log.md`.
 
 mod codec;
+mod commitment;
 mod entry;
 pub mod export;
 mod hash;
@@ -17,6 +18,7 @@ mod tree;
 #[cfg(test)]
 mod testvectors;
 
+pub use commitment::{Commitment, TextField, COMMITMENT_LABEL, SALT_LEN};
 pub use entry::{
     Actor, ActorKind, Entry, EntryDraft, EntryError, SubjectTag, Withheld, ENTRY_VERSION,
     MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,

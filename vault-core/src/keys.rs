@@ -37,6 +37,8 @@ pub const KDF_PBKDF2_SHA256: &str = "pbkdf2-hmac-sha256";
 const KEK_AD_LABEL: &[u8] = b"vault-kek-v1";
 const WRAP_AD_LABEL: &[u8] = b"vault-wrap-v1";
 const SUBJECT_TAG_LABEL: &[u8] = b"vault-subject-tag-v1";
+/// HMAC label of a citizen's note key (derived from the tag key).
+const NOTE_KEY_LABEL: &[u8] = b"vault-audit-note-key-v1";
 
 /// Why a key operation failed. Never carries key bytes or citizen data.
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +262,37 @@ secret_key!(
     "TagKey"
 );
 
+/// A citizen's note key: seals the free texts of the audit entries about the citizen
+/// (`engine::notes`). Derived from the tag key ([`TagKey::note_key`]), so erasure, which
+/// destroys the tag key, destroys it too; never stored. Zeroized on drop.
+pub struct NoteKey {
+    bytes: Box<Zeroizing<[u8; KEY_LEN]>>,
+}
+
+impl NoteKey {
+    /// The raw key bytes, for the cipher that uses them (never store or log them).
+    pub(crate) fn secret_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for NoteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NoteKey")
+    }
+}
+
 impl TagKey {
+    /// The citizen's note key: HMAC-SHA256 under this key over its own label (another
+    /// label than the subject tag's, so the tag, which is public, reveals nothing of it).
+    pub fn note_key(&self) -> NoteKey {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret_bytes());
+        let derived = ring::hmac::sign(&key, NOTE_KEY_LABEL);
+        let mut bytes = Box::new(Zeroizing::new([0u8; KEY_LEN]));
+        bytes.copy_from_slice(derived.as_ref());
+        NoteKey { bytes }
+    }
+
     /// The citizen's audit subject tag: HMAC-SHA256 under this key over a fixed label.
     pub fn subject_tag(&self) -> audit::SubjectTag {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret_bytes());

@@ -108,6 +108,8 @@ pub(crate) fn entry(e: &Entry) -> Value {
         "consent_id": e.consent_id,
         "decision": e.decision,
         "justification": e.justification,
+        "justification_commitment": e.justification_commitment.as_ref().map(|c| hex(&c.0)),
+        "official": e.official.as_ref().map(|c| hex(&c.0)),
         "review": e.review,
         "subject": e.subject.as_ref().map(|t| hex(&t.0)),
         "subject_prev": e.subject_prev,
@@ -126,6 +128,11 @@ pub(crate) fn history(h: &History) -> Value {
             "leaf": b64(&e.leaf),
             "proof": e.proof.iter().map(|p| b64(p)).collect::<Vec<_>>(),
             "entry": entry(&e.entry),
+            "texts": e.texts.iter().map(|t| json!({
+                "field": t.field.as_str(),
+                "text": t.text,
+                "salt": t.salt.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "next": h.next,
     })

@@ -53,8 +53,9 @@ function asJson(m) {
     legal_reference: m.legal_reference,
     consent_id: m.consent_id,
     decision: m.decision,
-    justification: m.justification,
+    justification: m.v === 4 && m.justification !== null ? hexOf(m.justification) : m.justification,
     review: m.review,
+    official: m.official === null ? null : hexOf(m.official),
   };
 }
 
@@ -89,8 +90,18 @@ for (const t of corpus.invalid) {
   }
 }
 
+// The commitments: the page's WebCrypto recomputation matches each vector.
+for (const t of corpus.commitments) {
+  const got = hexOf(await globalThis.vaultCbor.textCommitment(t.field, bytesOf(t.salt_hex), t.text));
+  if (got !== t.commitment_hex) {
+    failures.push(`commitment to ${JSON.stringify(t.text)}: computed ${got}, expected ${t.commitment_hex}`);
+  }
+}
+if (corpus.commitments.length === 0) failures.push("the corpus has no commitment vector");
+
 for (const f of failures) console.log("FAIL " + f);
-const total = corpus.valid.length + corpus.invalid.length;
+const total = corpus.valid.length + corpus.invalid.length + corpus.commitments.length;
 console.log(`${total - failures.length} of ${total} vectors judged as the corpus says ` +
-  `(${corpus.valid.length} valid, ${corpus.invalid.length} invalid)`);
+  `(${corpus.valid.length} valid, ${corpus.invalid.length} invalid, ` +
+  `${corpus.commitments.length} commitments)`);
 process.exit(failures.length === 0 ? 0 : 1);

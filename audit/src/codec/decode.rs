@@ -1,6 +1,7 @@
 //! The owning decode: an [`Entry`] from leaf bytes, through the strict reader.
 
 use super::reader::{decode_view, Fault, Items, Map, Reader};
+use crate::commitment::Commitment;
 use crate::entry::{Actor, Entry, EntryDraft, EntryError, SubjectTag, Withheld};
 
 /// An owned copy of text bytes the reader has checked.
@@ -32,7 +33,7 @@ fn owned_withheld<const KEYED: bool>(items: Items<'_>) -> Result<Vec<Withheld>, 
         .collect()
 }
 
-/// Strictly decodes an entry of either version.
+/// Strictly decodes an entry of any version read.
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
     let (w, kind) = decode_view(bytes)?;
     let withheld = if w.keyed {
@@ -61,6 +62,8 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
             consent_id: owned_opt(w.consent_id)?,
             decision: owned(w.decision)?,
             justification: owned_opt(w.justification)?,
+            justification_commitment: w.justification_commitment.map(|c| Commitment(*c)),
+            official: w.official.map(|c| Commitment(*c)),
             review: w.review,
             subject: w.subject.map(|t| SubjectTag(*t)),
             subject_prev: w.subject_prev,

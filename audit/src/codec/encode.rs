@@ -1,4 +1,4 @@
-//! The encoder: an entry's wire form and its version-3 bytes (through `serde_cbor`).
+//! The encoder: an entry's wire form and its version-4 bytes (through `serde_cbor`).
 
 #[cfg(test)]
 use serde::de::{Deserializer, Visitor};
@@ -10,6 +10,9 @@ use serde::Serialize;
 use super::rules::{ListCheck, Rules};
 use super::too_large;
 use crate::entry::{ActorKind, Entry, EntryError, ENTRY_VERSION, MAX_ENTRY_LEN};
+
+/// The entry format version that is an array of 20 items (still read, never written).
+pub(super) const ARRAY_VERSION: u64 = 3;
 
 /// 32 bytes as a CBOR byte string.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,8 @@ impl<'de> Deserialize<'de> for B32 {
 
 // The derived `Serialize` of the wire structs (tests only) is the version-2 map form in
 // `serde_cbor`'s packed format (a field's key is its position); the encoder writes the
-// version-3 array form through `AsArray`. The derived `Deserialize` reads both forms.
+// array forms (version 3, and version 4 with its commitments) through `AsArray`. The
+// derived `Deserialize` reads versions 2 and 3 (it skips the commitments).
 
 #[cfg_attr(test, derive(Serialize, Deserialize))]
 #[cfg_attr(test, serde(deny_unknown_fields))]
@@ -62,7 +66,7 @@ pub(super) struct WireWithheld<'a> {
     pub(super) reason: &'a str,
 }
 
-/// Field position = array item (v3) = integer key (v2) = canonical order. Do not reorder:
+/// Field position = array item (v3, v4) = integer key (v2) = canonical order. Do not reorder:
 /// the reader (`Reader::entry`), `AsArray` and `docs/audit-log.md` use these numbers.
 #[cfg_attr(test, derive(Serialize, Deserialize))]
 #[cfg_attr(test, serde(deny_unknown_fields))]
@@ -95,12 +99,20 @@ pub(super) struct WireEntry<'a> {
     #[cfg_attr(test, serde(borrow))]
     pub(super) consent_id: Option<&'a str>,
     pub(super) decision: &'a str,
+    /// Versions 2 and 3: the justification in clear.
     #[cfg_attr(test, serde(borrow))]
     pub(super) justification: Option<&'a str>,
     pub(super) review: bool,
+    /// Version 4: item 18, in place of `justification`.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) justification_commitment: Option<B32>,
+    /// Version 4: item 20.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) official: Option<B32>,
 }
 
-/// A wire struct serialised in the version-3 form: a CBOR array of its fields in order.
+/// A wire struct serialised in an array form: a CBOR array of its fields in order (for
+/// an entry, 21 items if its `v` is 4, else the 20 of version 3).
 pub(super) struct AsArray<'a, T>(pub(super) &'a T);
 
 impl Serialize for AsArray<'_, WireActor<'_>> {
@@ -134,7 +146,8 @@ impl Serialize for AsArray<'_, Vec<WireWithheld<'_>>> {
 impl Serialize for AsArray<'_, WireEntry<'_>> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let w = self.0;
-        let mut t = s.serialize_tuple(20)?;
+        let wide = w.v == ENTRY_VERSION;
+        let mut t = s.serialize_tuple(if wide { 21 } else { 20 })?;
         t.serialize_element(&w.v)?;
         t.serialize_element(&w.index)?;
         t.serialize_element(&w.time)?;
@@ -153,18 +166,28 @@ impl Serialize for AsArray<'_, WireEntry<'_>> {
         t.serialize_element(&w.legal_reference)?;
         t.serialize_element(&w.consent_id)?;
         t.serialize_element(w.decision)?;
-        t.serialize_element(&w.justification)?;
+        if wide {
+            t.serialize_element(&w.justification_commitment)?;
+        } else {
+            t.serialize_element(&w.justification)?;
+        }
         t.serialize_element(&w.review)?;
+        if wide {
+            t.serialize_element(&w.official)?;
+        }
         t.end()
     }
 }
 
 impl<'a> WireEntry<'a> {
-    /// The rules of this entry in the map form (`keyed`, version 2) or the array form.
+    /// The rules of this entry in the map form (`keyed`, version 2) or the array form (of
+    /// 21 items if its `v` is 4, as `AsArray` writes it).
     pub(super) fn rules(&self, keyed: bool) -> Rules<'a> {
         Rules {
             v: self.v,
             keyed,
+            wide: !keyed && self.v == ENTRY_VERSION,
+            has_commitments: self.justification_commitment.is_some() || self.official.is_some(),
             actor_kind: ActorKind::parse(self.actor.kind),
             actor_id: self.actor.id.as_bytes(),
             action: self.action.as_bytes(),
@@ -218,6 +241,8 @@ pub(super) fn to_wire(e: &Entry) -> WireEntry<'_> {
         subject_prev: e.subject_prev,
         justification: e.justification.as_deref(),
         legal_reference: e.legal_reference.as_deref(),
+        justification_commitment: e.justification_commitment.map(|c| B32(c.0)),
+        official: e.official.map(|c| B32(c.0)),
     }
 }
 
@@ -237,7 +262,7 @@ pub(super) fn write_cbor(value: &impl Serialize, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Writes `w` in the version-3 form (the array), whatever its `v`.
+/// Writes `w` in an array form (of 21 items if its `v` is 4, else 20).
 pub(super) fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
     write_cbor(&AsArray(w), out)
 }

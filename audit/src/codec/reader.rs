@@ -26,9 +26,9 @@ pub(super) const NULL: u8 = 0xf6;
 pub(super) const MAP_HEAD: u8 = 0xa0;
 pub(super) const ARRAY_HEAD: u8 = 0x80;
 
-/// The names of an entry's fields by position: the array item in version 3, the key in
-/// version 2 (`docs/audit-log.md`).
-pub(super) const ENTRY_FIELDS: [&str; 20] = [
+/// The names of an entry's fields by position: the array item in versions 3 and 4, the
+/// key in version 2 (`docs/audit-log.md`); `official` is only in version 4.
+pub(super) const ENTRY_FIELDS: [&str; 21] = [
     "v",
     "index",
     "time",
@@ -49,6 +49,7 @@ pub(super) const ENTRY_FIELDS: [&str; 20] = [
     "decision",
     "justification",
     "review",
+    "official",
 ];
 
 /// Which structure (array in version 3, map in version 2) a field belongs to.
@@ -84,7 +85,8 @@ pub(super) enum Fault {
     /// The expected key of version 2 (its map and number; one byte each, so that results
     /// stay small).
     Key(Map, u8),
-    /// Neither a map of 20 pairs (version 2) nor an array of 20 items (version 3).
+    /// Neither a map of 20 pairs (version 2) nor an array of 20 (version 3) or 21 items
+    /// (version 4).
     Entry,
     Map(u8),
     Array(u8),
@@ -109,7 +111,7 @@ impl Fault {
                 format!("expected the key {key} (`{}`) next", map.field_name(key))
             }
             Fault::Entry => "expected a map of 20 pairs (version 2) or an array of 20 items \
-                             (version 3)"
+                             (version 3) or 21 items (version 4)"
                 .into(),
             Fault::Map(pairs) => format!("expected a map of {pairs} pairs"),
             Fault::Array(items) => format!("expected an array of {items} items"),
@@ -216,6 +218,10 @@ pub(super) struct View<'a> {
     pub(super) subject_prev: Option<u64>,
     pub(super) justification: Option<&'a [u8]>,
     pub(super) legal_reference: Option<&'a [u8]>,
+    /// Read in the array form of 21 items (version 4).
+    pub(super) wide: bool,
+    pub(super) justification_commitment: Option<&'a [u8; 32]>,
+    pub(super) official: Option<&'a [u8; 32]>,
 }
 
 /// What a [`View`] holds before the reader fills it in.
@@ -247,6 +253,9 @@ impl View<'_> {
             subject_prev: None,
             justification: None,
             legal_reference: None,
+            wide: false,
+            justification_commitment: None,
+            official: None,
         }
     }
 }
@@ -476,12 +485,13 @@ impl<'a> Reader<'a> {
         Ok(Items { len, bytes })
     }
 
-    /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2, else
-    /// an array of 20 items) and nothing after it, into `w` and the three lists' checks.
+    /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2; an
+    /// array of 21 items if `WIDE`, version 4; else an array of 20 items) and nothing after
+    /// it, into `w` and the three lists' checks.
     /// Out-parameters, not a returned `(View, [ListCheck; 3])`: moving those aggregates
     /// through `Result`s was the decoder's hottest work (stack copies, unaligned reloads).
     #[inline(always)]
-    fn entry<const KEYED: bool>(
+    fn entry<const KEYED: bool, const WIDE: bool>(
         mut self,
         w: &mut View<'a>,
         checks: &mut [ListCheck; 3],
@@ -489,6 +499,7 @@ impl<'a> Reader<'a> {
         const E: Map = Map::Entry;
         let [requested_check, released_check, withheld_check] = checks;
         w.keyed = KEYED;
+        w.wide = WIDE;
         w.v = self.field::<KEYED, _>(E, 0, Self::uint)?;
         w.index = self.field::<KEYED, _>(E, 1, Self::uint)?;
         w.time = self.field::<KEYED, _>(E, 2, Self::uint)?;
@@ -521,8 +532,15 @@ impl<'a> Reader<'a> {
         w.legal_reference = self.field::<KEYED, _>(E, 15, Self::opt_text)?;
         w.consent_id = self.field::<KEYED, _>(E, 16, Self::opt_text)?;
         w.decision = self.field::<KEYED, _>(E, 17, Self::text)?;
-        w.justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
+        if WIDE {
+            w.justification_commitment = self.field::<KEYED, _>(E, 18, Self::opt_subject)?;
+        } else {
+            w.justification = self.field::<KEYED, _>(E, 18, Self::opt_text)?;
+        }
         w.review = self.field::<KEYED, _>(E, 19, Self::bool)?;
+        if WIDE {
+            w.official = self.field::<KEYED, _>(E, 20, Self::opt_subject)?;
+        }
         if !self.rest.is_empty() {
             return Err(Fault::Trailing.into());
         }
@@ -544,11 +562,14 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
         ListCheck::new("withheld", 0),
     ];
     match bytes.split_first() {
+        Some((&head, rest)) if head == ARRAY_HEAD + 21 => {
+            Reader::new(rest).entry::<false, true>(&mut w, &mut checks)
+        }
         Some((&head, rest)) if head == ARRAY_HEAD + 20 => {
-            Reader::new(rest).entry::<false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<false, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == MAP_HEAD + 20 => {
-            Reader::new(rest).entry::<true>(&mut w, &mut checks)
+            Reader::new(rest).entry::<true, false>(&mut w, &mut checks)
         }
         Some(_) => Err(Fault::Entry.into()),
         None => Err(Fault::EndsEarly.into()),
@@ -557,6 +578,8 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
     let kind = Rules {
         v: w.v,
         keyed: w.keyed,
+        wide: w.wide,
+        has_commitments: w.justification_commitment.is_some() || w.official.is_some(),
         actor_kind: std::str::from_utf8(w.actor_kind)
             .ok()
             .and_then(ActorKind::parse),

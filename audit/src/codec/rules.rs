@@ -4,6 +4,7 @@
 //! unit.
 
 use super::encode::WireWithheld;
+use super::encode::ARRAY_VERSION;
 use super::MAP_VERSION;
 use crate::entry::{ActorKind, EntryError, ENTRY_VERSION, MAX_LIST_LEN, MAX_TEXT_LEN};
 /// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
@@ -110,6 +111,10 @@ pub(super) struct Rules<'a> {
     pub(super) v: u64,
     /// The entry is a map (the version-2 form), not an array.
     pub(super) keyed: bool,
+    /// The entry is an array of 21 items (the version-4 form), not of 20.
+    pub(super) wide: bool,
+    /// A commitment (`justification` or `official` of version 4) is present.
+    pub(super) has_commitments: bool,
     pub(super) actor_kind: Option<ActorKind>,
     pub(super) actor_id: &'a [u8],
     pub(super) action: &'a [u8],
@@ -134,12 +139,15 @@ impl Rules<'_> {
     /// returns the actor kind.
     #[inline]
     pub(super) fn check(self) -> Result<ActorKind, Broken> {
-        match (self.v, self.keyed) {
-            (MAP_VERSION, true) | (ENTRY_VERSION, false) => {}
-            (MAP_VERSION | ENTRY_VERSION, _) => {
+        match (self.v, self.keyed, self.wide) {
+            (MAP_VERSION, true, false)
+            | (ARRAY_VERSION, false, false)
+            | (ENTRY_VERSION, false, true) => {}
+            (MAP_VERSION | ARRAY_VERSION | ENTRY_VERSION, _, _) => {
                 return Err(Broken {
                     field: "v",
-                    rule: "not in its version's form (version 2 is a map, version 3 an array)",
+                    rule: "not in its version's form (version 2 is a map, version 3 an array \
+                           of 20 items, version 4 an array of 21)",
                 })
             }
             _ => {
@@ -172,6 +180,18 @@ impl Rules<'_> {
         opt("legal_reference", self.legal_reference)?;
         opt("consent_id", self.consent_id)?;
         opt("justification", self.justification)?;
+        if self.wide && self.justification.is_some() {
+            return Err(Broken {
+                field: "justification",
+                rule: "version 4 carries a commitment to the justification, never its text",
+            });
+        }
+        if !self.wide && self.has_commitments {
+            return Err(Broken {
+                field: "justification",
+                rule: "only version 4 carries commitments",
+            });
+        }
         self.requested.result()?;
         self.released.result()?;
         self.withheld.result()?;

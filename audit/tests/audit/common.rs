@@ -9,8 +9,8 @@ mod support;
 use support::add_access_request;
 
 use audit::{
-    leaf_hash, node_hash, sign_checkpoint, Actor, ActorKind, EntryDraft, Hash, LogRead, LogState,
-    MemStore, NoteSigner, SignedCheckpoint, StoreError, SubjectTag, Withheld,
+    leaf_hash, node_hash, sign_checkpoint, Actor, ActorKind, Commitment, EntryDraft, Hash, LogRead,
+    LogState, MemStore, NoteSigner, SignedCheckpoint, StoreError, SubjectTag, TextField, Withheld,
 };
 
 /// The Go test key of golang.org/x/mod/sumdb/note (PeterNeumann).
@@ -56,10 +56,16 @@ pub(crate) fn draft(i: u64, seed: u8, subjects: &mut HashMap<SubjectTag, u64>) -
     }
     if i % 10 == 3 {
         d.legal_reference = Some("Act 12 s.4".into());
-        d.justification = Some("emergency".into());
+        d.justification_commitment = Some(emergency_commitment(seed));
         d.review = true;
     }
     d
+}
+
+/// The commitment the drafts carry for the justification "emergency" (version 4): salt
+/// `[seed; 32]`.
+pub(crate) fn emergency_commitment(seed: u8) -> Commitment {
+    Commitment::to_text(TextField::Justification, &[seed; 32], "emergency")
 }
 
 /// A log of `n` entries appended in batches of `batch`.
@@ -181,7 +187,7 @@ impl LogRead for LeafStore {
 }
 
 /// The version-2 log of [`v2_export`] continued by this code with `more` entries (so in
-/// version 3; the drafts continue `draft(i, 0, ..)`, subject chains cross the upgrade),
+/// version 4; the drafts continue `draft(i, 0, ..)`, subject chains cross the upgrade),
 /// and its signed export.
 pub(crate) fn mixed_export(more: u64) -> (Vec<u8>, String, LeafStore) {
     let (v2_file, _) = v2_export();

@@ -1,5 +1,5 @@
 //! The tamper suite: every single-bit flip of an export of 100+ entries (and of a log of
-//! version-2 entries continued in version 3), every deletion, duplication and reordering
+//! version-2 entries continued in version 4), every deletion, duplication and reordering
 //! of an entry, splices from another log and truncations are detected, with the first bad
 //! entry named.
 
@@ -30,7 +30,7 @@ fn every_single_bit_flip_is_detected_at_the_right_place() {
     every_bit_flip_is_detected(&file, &vkey);
 }
 
-/// Version-2 entries (written before the upgrade), then version-3 ones: a flip in either
+/// Version-2 entries (written before the upgrade), then version-4 ones: a flip in either
 /// kind of entry is found, at its entry.
 #[test]
 fn every_single_bit_flip_of_a_mixed_version_export_is_detected_at_the_right_place() {
@@ -130,7 +130,7 @@ fn deletions_duplications_and_reorderings_name_the_first_bad_entry() {
     }
 }
 
-/// Around the upgrade (entries 0..12 in version 2, then version 3): a deleted or swapped
+/// Around the upgrade (entries 0..12 in version 2, then version 4): a deleted or swapped
 /// entry is named, whichever version it and its neighbour are in.
 #[test]
 fn edits_at_the_version_upgrade_name_the_first_bad_entry() {

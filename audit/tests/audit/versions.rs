@@ -1,18 +1,20 @@
 //! Entry format versions across an upgrade: a log written in version 2 (the checked-in
-//! export of `testdata/entry-v2/`) still verifies, holds the same entries as the version-3
-//! log of the same drafts, and verifies when this code continues it in version 3.
+//! export of `testdata/entry-v2/`) still verifies, holds the same entries as the version-4
+//! log of the same drafts (but for the justification, a commitment in version 4), and
+//! verifies when this code continues it in version 4.
 
 use audit::export::verify;
 use audit::{leaf_hash, Entry, LogRead, ENTRY_VERSION};
 
-use crate::common::{build_log, leaves, mixed_export, signer, v2_export};
+use crate::common::{build_log, emergency_commitment, leaves, mixed_export, signer, v2_export};
 
 /// The entry's leaf bytes form: 0xb4 (a map of 20 pairs) in version 2, 0x94 (an array of
-/// 20 items) in version 3.
+/// 20 items) in version 3, 0x95 (an array of 21 items) in version 4.
 fn version_of(leaf: &[u8]) -> u64 {
     match leaf[0] {
         0xb4 => 2,
         0x94 => 3,
+        0x95 => 4,
         other => panic!("unexpected head {other:#04x}"),
     }
 }
@@ -29,25 +31,35 @@ fn a_version_2_export_written_before_version_3_still_verifies() {
     assert_eq!(s.size, 12);
     let old = leaves(file);
     assert!(old.iter().all(|l| version_of(l) == 2));
-    // The same drafts appended now: version 3, and the same entries but for `prev` (the
-    // hash chain runs over other bytes).
-    assert_eq!(ENTRY_VERSION, 3);
+    // The same drafts appended now: version 4, and the same entries but for `prev` (the
+    // hash chain runs over other bytes) and the justification, which version 4 carries
+    // only as a commitment.
+    assert_eq!(ENTRY_VERSION, 4);
     let (store, _) = build_log(12, 0, 17);
+    let mut justified = 0;
     for (i, leaf) in old.iter().enumerate() {
         let new = store.leaf_bytes(i as u64).expect("stored");
-        assert_eq!(version_of(new), 3);
+        assert_eq!(version_of(new), 4);
         let mut was = Entry::decode(leaf).expect("a v2 leaf decodes");
-        let mut now = Entry::decode(new).expect("a v3 leaf decodes");
-        assert_eq!(leaf.len() - new.len(), 22 + 2 * now.withheld.len());
+        let mut now = Entry::decode(new).expect("a v4 leaf decodes");
         assert_eq!(was.index, i as u64);
+        if let Some(text) = was.justification.take() {
+            assert_eq!(text, "emergency");
+            assert_eq!(
+                now.justification_commitment.take(),
+                Some(emergency_commitment(0))
+            );
+            justified += 1;
+        }
         was.prev = [0; 32];
         now.prev = [0; 32];
         assert_eq!(was, now, "entry {i}");
     }
+    assert!(justified > 0, "the fixture has a justification");
 }
 
 #[test]
-fn a_log_of_version_2_then_version_3_entries_verifies() {
+fn a_log_of_version_2_then_version_4_entries_verifies() {
     let (v2_file, _) = v2_export();
     let old = leaves(v2_file);
     let (file, vkey, store) = mixed_export(30);
@@ -61,7 +73,7 @@ fn a_log_of_version_2_then_version_3_entries_verifies() {
         old.as_slice(),
         "the v2 leaves are kept byte for byte"
     );
-    assert!(all[12..].iter().all(|l| version_of(l) == 3));
+    assert!(all[12..].iter().all(|l| version_of(l) == 4));
     // The chain and the subject chains run across the upgrade.
     let first_new = Entry::decode(&all[12]).expect("decodes");
     assert_eq!(first_new.prev, leaf_hash(&old[11]));

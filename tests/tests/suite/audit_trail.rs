@@ -242,3 +242,148 @@ async fn audit_entries_lists_only_what_a_signed_checkpoint_covers() {
     assert_eq!(status, 200);
     assert_eq!(listed["entries"][0]["index"], index, "{listed}");
 }
+
+/// A 32-byte salt from its 64 hex digits.
+fn salt_of(hex: &str) -> [u8; 32] {
+    assert_eq!(hex.len(), 64, "{hex}");
+    std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+}
+
+/// True when `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn free_texts_are_only_commitments_in_the_log_and_go_with_erasure() {
+    let v = Vault::start_dev().unwrap();
+    let me = v.citizen(0).0.to_owned();
+    let (official, justification) = (
+        "dr. Saar 91c2",
+        "unconscious patient, suspected overdose 7f3a",
+    );
+    let (clerk, inspector) = ("clerk 55ab", "inspector 3d1e");
+    let stranger_text = "nobody knows this person 8e1b";
+    let hospital = v.agency_client("general_hospital");
+    let (status, body) = send(hospital.post(v.at("/v1/access")).json(&json!({
+        "citizen": me, "purpose": "emergency_care", "fields": ["health.blood_type"],
+        "legal_basis": "vital_interest", "justification": justification, "initiator": official})))
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let access_index = body["audit_index"].as_u64().unwrap();
+    let (status, body) = send(
+        v.agency_client("vehicle_registry")
+            .put(v.at(&format!("/v1/citizens/{me}/records/vehicle")))
+            .json(&json!({"fields": {"inspection_due": "2028-01-01"}, "initiator": clerk})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        v.agency_client("tax_authority")
+            .post(v.at("/v1/consent-requests"))
+            .json(&json!({
+        "citizen": me, "purpose": "tax_assessment", "fields": ["health.blood_type"],
+        "expires_at": "2099-01-01T00:00:00Z", "initiator": inspector})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    // A citizen the vault does not know: the entry has no subject, the text is not kept.
+    let (status, body) = send(hospital.post(v.at("/v1/access")).json(&json!({
+        "citizen": "EE-NOBODY-1", "purpose": "emergency_care", "fields": ["health.blood_type"],
+        "legal_basis": "vital_interest", "justification": stranger_text})))
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    let texts = [official, justification, clerk, inspector, stranger_text];
+
+    // The history returns each text with its salt, and each matches the commitment in
+    // the leaf (as an auditor holding the text checks it).
+    let (status, h) = send(v.as_citizen(0, Method::GET, "/v1/me/access-history?limit=200"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{h}");
+    let entries = h["entries"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for e in entries {
+        let leaf = audit::Entry::decode(&b64(e["leaf"].as_str().unwrap())).unwrap();
+        for t in e["texts"].as_array().unwrap() {
+            let text = t["text"].as_str().unwrap();
+            let salt = salt_of(t["salt"].as_str().unwrap());
+            let (field, commitment) = match t["field"].as_str().unwrap() {
+                "official" => (audit::TextField::Official, leaf.official),
+                "justification" => (
+                    audit::TextField::Justification,
+                    leaf.justification_commitment,
+                ),
+                other => panic!("unknown field {other}"),
+            };
+            assert!(
+                commitment.unwrap().matches(field, &salt, text),
+                "{text} matches its commitment"
+            );
+            seen.push((e["index"].as_u64().unwrap(), text.to_owned()));
+        }
+    }
+    for t in [official, justification] {
+        assert!(
+            seen.contains(&(access_index, t.to_owned())),
+            "{t}: {seen:?}"
+        );
+    }
+    for t in [clerk, inspector] {
+        assert!(seen.iter().any(|(_, s)| s == t), "{t}: {seen:?}");
+    }
+
+    // No leaf holds a free text, and none is stored in clear anywhere in the data dir.
+    let (export, out) = v.export_and_verify().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in texts {
+        assert!(!contains(&export, t), "{t} is in the log");
+    }
+    for f in files_under(&v.data_dir()) {
+        let bytes = std::fs::read(&f).unwrap();
+        for t in texts {
+            assert!(!contains(&bytes, t), "{t} is in clear in {}", f.display());
+        }
+    }
+
+    // After erasure the log still verifies end to end and still holds no text.
+    let (status, body) = send(
+        v.operator_client()
+            .post(v.at("/v1/admin/erase"))
+            .json(&json!({"citizen": me, "confirm": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (export, out) = v.export_and_verify().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in texts {
+        assert!(!contains(&export, t), "{t} is in the log after erasure");
+    }
+}

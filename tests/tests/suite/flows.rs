@@ -180,10 +180,17 @@ async fn break_glass_needs_a_justification_and_is_flagged_at_once() {
         .unwrap();
     assert_eq!(e["entry"]["review"], true);
     assert_eq!(e["entry"]["legal_basis"], "vital_interest");
-    assert!(e["entry"]["justification"]
-        .as_str()
-        .unwrap()
-        .contains("unconscious"));
+    // The leaf carries only a commitment to the justification; the history sends the
+    // text with its salt beside it.
+    assert_eq!(e["entry"]["justification"], Value::Null);
+    assert!(e["entry"]["justification_commitment"].is_string());
+    let texts = e["texts"].as_array().unwrap();
+    let j = texts
+        .iter()
+        .find(|t| t["field"] == "justification")
+        .unwrap();
+    assert!(j["text"].as_str().unwrap().contains("unconscious"));
+    assert_eq!(j["salt"].as_str().unwrap().len(), 64);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -456,6 +456,48 @@ async fn citizen_page_in_a_real_browser() {
     let text = emergency_card["text"].as_str().unwrap();
     assert!(text.contains("for review"), "{text}");
     assert!(text.contains("unconscious patient in A&E"), "{text}");
+    assert!(text.contains("dr. Saar"), "{text}");
+    // The leaf holds only commitments to those texts: the page shows a text only when it
+    // matches the commitment in the verified leaf. An altered text is not shown (the card
+    // says why); the genuine texts are shown again.
+    let checks = b
+        .js(
+            "const [i] = arguments;
+             window.genuineTexts = window.vaultPage.entryTexts(i);
+             const texts = window.vaultPage.entryTexts(i);
+             const j = texts.find((t) => t.field === 'justification');
+             j.text = j.text.replace('A&E', 'the ICU');
+             return window.vaultPage.recheckTexts(i, texts);",
+            json!([emergency_index]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checks, json!({"official": true, "justification": false}));
+    let altered = card_state(&b, emergency_index).await.unwrap();
+    let text = altered["text"].as_str().unwrap();
+    assert!(
+        text.contains("Not shown: the text the vault sent does not match"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("patient in A&E") && !text.contains("the ICU"),
+        "{text}"
+    );
+    assert!(text.contains("dr. Saar"), "{text}");
+    let checks = b
+        .js(
+            "const [i] = arguments;
+             return window.vaultPage.recheckTexts(i, window.genuineTexts);",
+            json!([emergency_index]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checks, json!({"official": true, "justification": true}));
+    let text = card_state(&b, emergency_index).await.unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("unconscious patient in A&E"), "{text}");
     // Every entry the server returned is on the page, verified; no raw ids where a name
     // exists.
     let (_, history) = send(v.as_citizen(0, Method::GET, "/v1/me/access-history?limit=200"))

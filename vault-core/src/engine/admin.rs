@@ -499,7 +499,7 @@ impl Vault {
                     let mut d = operator_draft(now_ms, "key.rotate");
                     d.initiator = Some(format!("kek {key_id}"));
                     if changes_passphrase {
-                        d.justification = Some("passphrase changed".to_owned());
+                        d.processing = Some("passphrase_change".to_owned());
                     }
                     tx.entry(d);
                     Ok(())
@@ -619,6 +619,9 @@ impl Vault {
                     id: String::new(),
                 }
             };
+            if let Some(tag) = &out.subject_tag {
+                log::stage_blank_notes(&*tx.vault.store, &mut tx.batch, tag)?;
+            }
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.initiator = by.map(|t| t.token_id.clone());
             d.processing = Some("erasure".to_owned());

@@ -9,6 +9,7 @@ use policies::{
 };
 use ring::rand::SecureRandom;
 
+use super::notes::CallerTexts;
 use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
 use super::{now_parts, CitizenToken, Tx, Vault, VaultError};
 use crate::codec;
@@ -204,7 +205,6 @@ impl Vault {
                 "consent.request",
                 if erased { "refused" } else { "pending" },
             );
-            draft.initiator = input.initiator.clone();
             draft.purpose = Some(artefact.purpose().as_str().to_owned());
             draft.requested = artefact
                 .fields()
@@ -214,7 +214,12 @@ impl Vault {
             draft.legal_basis = Some("consent".to_owned());
             draft.consent_id = Some(artefact.id().to_string());
             draft.subject = tx.tag(&citizen, !erased)?;
-            tx.entry(draft);
+            let key = tx.subject_keys(&citizen)?.map(|(_, k)| k);
+            let texts = CallerTexts {
+                official: input.initiator.clone(),
+                justification: None,
+            };
+            tx.entry_with_texts(draft, texts, key)?;
             Ok(artefact)
         })?;
         Ok(self.view(artefact, now))

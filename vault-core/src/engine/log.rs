@@ -1,6 +1,7 @@
 //! The audit log inside the vault's store: `audit`'s tree and entries laid out in the
 //! `AuditLeaves`, `AuditNodes` and `AuditSubjects` trees, appended in the same atomic
-//! batch as the change each entry records.
+//! batch as the change each entry records. An `AuditSubjects` row's value is the sealed
+//! note of its entry's free texts (`notes`), or empty.
 
 use audit::{Hash, LogRead, StoreError, SubjectTag};
 
@@ -127,13 +128,14 @@ pub(crate) fn last_about(
         .map(u64::from_be_bytes))
 }
 
-/// The indices of entries about `tag`, newest first, starting at or below `before`.
-pub(crate) fn indices_about(
+/// The entries about `tag`, newest first, starting at or below `before`: each index with
+/// its row's value (the sealed note of its free texts, or empty).
+pub(crate) fn rows_about(
     store: &dyn Storage,
     tag: &SubjectTag,
     before: Option<u64>,
     limit: usize,
-) -> Result<Vec<u64>, crate::engine::VaultError> {
+) -> Result<Vec<(u64, Vec<u8>)>, crate::engine::VaultError> {
     let start = subject_key(tag, 0);
     let end = match before.and_then(|b| b.checked_add(1)) {
         Some(b) => subject_key(tag, b).to_vec(),
@@ -146,16 +148,39 @@ pub(crate) fn indices_about(
     Ok(store
         .scan_rev(Tree::AuditSubjects, &start, Some(&end), limit)?
         .into_iter()
-        .filter_map(|(k, _)| <[u8; 8]>::try_from(&k[32..]).ok().map(u64::from_be_bytes))
+        .filter_map(|(k, v)| {
+            <[u8; 8]>::try_from(&k[32..])
+                .ok()
+                .map(|i| (u64::from_be_bytes(i), v))
+        })
         .collect())
 }
 
+/// Stages the blanking of every sealed note about `tag` (at erasure: the note key dies
+/// with the tag key, so the notes are already unreadable; this also removes the bytes).
+pub(crate) fn stage_blank_notes(
+    store: &dyn Storage,
+    batch: &mut WriteBatch,
+    tag: &SubjectTag,
+) -> Result<(), crate::engine::VaultError> {
+    let start = subject_key(tag, 0);
+    let mut end = tag.0.to_vec();
+    end.push(0xff);
+    for (key, value) in store.scan(Tree::AuditSubjects, &start, Some(&end), usize::MAX)? {
+        if !value.is_empty() {
+            batch.put(Tree::AuditSubjects, key, Vec::new());
+        }
+    }
+    Ok(())
+}
+
 /// Stages an append plan's leaves, its nodes from [`FIRST_STORED_LEVEL`] up (lower ones are
-/// computed from the leaves, [`StoreLog`]), subject index and new size into `batch`.
+/// computed from the leaves, [`StoreLog`]), subject rows (each with its sealed note, or
+/// empty) and new size into `batch`.
 pub(crate) fn stage_plan(
     batch: &mut WriteBatch,
     plan: &audit::AppendPlan,
-    subjects: &[(u64, SubjectTag)],
+    subjects: &[(u64, SubjectTag, Vec<u8>)],
 ) {
     for (index, leaf) in &plan.leaves {
         batch.put(Tree::AuditLeaves, leaf_key(*index).to_vec(), leaf.clone());
@@ -171,11 +196,11 @@ pub(crate) fn stage_plan(
             hash.to_vec(),
         );
     }
-    for (index, tag) in subjects {
+    for (index, tag, note) in subjects {
         batch.put(
             Tree::AuditSubjects,
             subject_key(tag, *index).to_vec(),
-            Vec::new(),
+            note.clone(),
         );
     }
     batch.put(

@@ -10,6 +10,7 @@ mod admin;
 mod consents;
 mod error;
 mod log;
+mod notes;
 mod ops;
 mod secrets;
 mod writes;
@@ -35,6 +36,7 @@ pub use admin::{
 };
 pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{AuditFailure, Internal, VaultError};
+pub use notes::EntryText;
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
@@ -48,6 +50,8 @@ use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
 use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
+use crate::keys::NoteKey;
+use notes::CallerTexts;
 use secrets::SealedSecret;
 
 /// Env variable that, set to `1` at open, arms the test-only audit failpoint (feature
@@ -639,11 +643,13 @@ impl Vault {
             vault: self,
             batch: WriteBatch::new(),
             drafts: Vec::new(),
+            notes: Vec::new(),
         };
         let out = f(&mut tx)?;
         let Tx {
             mut batch,
             mut drafts,
+            notes,
             ..
         } = tx;
         #[cfg(feature = "test-hooks")]
@@ -651,19 +657,24 @@ impl Vault {
             return Err(VaultError::audit(AuditFailure::Failpoint));
         }
         let base = state.size();
-        let mut subjects: Vec<(u64, SubjectTag)> = Vec::new();
-        for (i, d) in drafts.iter_mut().enumerate() {
+        let mut subjects: Vec<(u64, SubjectTag, Vec<u8>)> = Vec::new();
+        for (i, (d, note)) in drafts.iter_mut().zip(&notes).enumerate() {
             if let Some(tag) = d.subject {
                 let in_tx = subjects
                     .iter()
                     .rev()
-                    .find(|(_, t)| *t == tag)
-                    .map(|(i, _)| *i);
+                    .find(|(_, t, _)| *t == tag)
+                    .map(|(i, _, _)| *i);
                 d.subject_prev = match in_tx {
                     Some(i) => Some(i),
                     None => log::last_about(&*self.store, &tag)?,
                 };
-                subjects.push((base + i as u64, tag));
+                let index = base + i as u64;
+                let sealed = match note {
+                    Some((key, texts)) => notes::seal(key, &tag, index, texts)?,
+                    None => Vec::new(),
+                };
+                subjects.push((index, tag, sealed));
             }
         }
         let plan = state
@@ -745,6 +756,8 @@ struct Tx<'a> {
     vault: &'a Vault,
     batch: WriteBatch,
     drafts: Vec<EntryDraft>,
+    /// For each draft, the free texts to seal for its subject, under that subject's key.
+    notes: Vec<Option<(NoteKey, Vec<EntryText>)>>,
 }
 
 impl Tx<'_> {
@@ -754,5 +767,25 @@ impl Tx<'_> {
 
     fn entry(&mut self, draft: EntryDraft) {
         self.drafts.push(draft);
+        self.notes.push(None);
+    }
+
+    /// Appends `draft` with a caller's free texts: the leaf gets their commitments; the
+    /// texts and salts are sealed under `key`, the note key of the draft's subject, in the
+    /// entry's subject row. Without a subject (or a key) only the commitments are kept.
+    fn entry_with_texts(
+        &mut self,
+        mut draft: EntryDraft,
+        texts: CallerTexts,
+        key: Option<NoteKey>,
+    ) -> Result<(), VaultError> {
+        let texts = texts.commit_into(&mut draft)?;
+        let note = match key {
+            Some(key) if draft.subject.is_some() && !texts.is_empty() => Some((key, texts)),
+            _ => None,
+        };
+        self.drafts.push(draft);
+        self.notes.push(note);
+        Ok(())
     }
 }

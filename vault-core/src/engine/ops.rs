@@ -11,9 +11,11 @@ use policies::{
 };
 
 use super::consents::{load_consents, ConsentView};
+use super::notes::{self, CallerTexts, EntryText};
 use super::error::AuditFailure;
 use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
+use crate::keys::NoteKey;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
 use crate::storage::{CommitTicket, Tree};
 
@@ -147,6 +149,10 @@ pub struct HistoryEntry {
     pub proof: Vec<audit::Hash>,
     /// The decoded entry.
     pub entry: Entry,
+    /// The free texts the entry commits to (`official`, `justification`), with their
+    /// salts, opened from the citizen's sealed note: check each against the leaf's
+    /// commitment before trusting it. Empty for an entry without free texts.
+    pub texts: Vec<EntryText>,
 }
 
 /// A page of a citizen's access history.
@@ -283,6 +289,23 @@ impl Tx<'_> {
         Ok(tag)
     }
 
+    /// The citizen's subject tag and note key, as staged so far in this transaction;
+    /// `None` when the citizen has no keys or was erased (nothing is sealed for them).
+    pub(super) fn subject_keys(
+        &self,
+        citizen: &CitizenId,
+    ) -> Result<Option<(SubjectTag, NoteKey)>, VaultError> {
+        match self
+            .vault
+            .unsealed
+            .records()
+            .subject_keys(self.store(), Some(&self.batch), citizen)
+        {
+            Err(RecordError::Erased { .. }) => Ok(None),
+            keys => keys.map_err(record_err),
+        }
+    }
+
     /// True when the citizen was erased (read under the writer lock).
     pub(super) fn is_erased(&self, citizen: &CitizenId) -> Result<bool, VaultError> {
         let state = self
@@ -363,22 +386,27 @@ impl Vault {
                 "record.write",
                 "done",
             );
-            draft.initiator = initiator.clone();
             draft.processing = Some("collection".to_owned());
             draft.requested = names.clone();
+            let texts = CallerTexts {
+                official: initiator.clone(),
+                justification: None,
+            };
             // A write the vault refuses (not the source, or an erased citizen) is logged
             // as refused, never creates keys, and gets one answer whatever the reason.
             if !allowed || tx.is_erased(&citizen)? {
                 draft.decision = "refused".to_owned();
-                draft.subject = tx.tag(&citizen, false)?;
-                tx.entry(draft);
+                let keys = tx.subject_keys(&citizen)?;
+                draft.subject = keys.as_ref().map(|(t, _)| *t);
+                tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
                 return Ok(None);
             }
             let out = tx
                 .stage_put(&citizen, &category, fields, agency, now)
                 .map_err(record_err)?;
             draft.subject = Some(out.subject_tag);
-            tx.entry(draft);
+            let key = tx.subject_keys(&citizen)?.map(|(_, k)| k);
+            tx.entry_with_texts(draft, texts, key)?;
             Ok(Some(out.version))
         })?;
         match version {
@@ -452,14 +480,7 @@ impl Vault {
                 released,
                 withheld,
                 used,
-            } = access_entry(
-                &decision,
-                |f| read.contains(f),
-                &request,
-                agency,
-                initiator.as_deref(),
-                now_ms,
-            );
+            } = access_entry(&decision, |f| read.contains(f), &request, agency, now_ms);
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
                     let mut a = a.clone();
@@ -467,10 +488,16 @@ impl Vault {
                     tx.put_consent(&a)?;
                 }
             }
-            draft.subject = read
-                .subject_tag(records)
-                .map_err(record_err)?;
-            tx.entry(draft);
+            let (tag, key) = read
+                .subject_keys(records)
+                .map_err(record_err)?
+                .map_or((None, None), |(t, k)| (Some(t), Some(k)));
+            draft.subject = tag;
+            let texts = CallerTexts {
+                official: initiator.clone(),
+                justification: request.justification.clone(),
+            };
+            tx.entry_with_texts(draft, texts, key)?;
             Ok((released, withheld, read))
         })?;
         Ok(PendingAccess {
@@ -583,17 +610,18 @@ impl Vault {
     ) -> Result<History, VaultError> {
         let citizen = citizen_id(citizen)?;
         self.refuse_erased(&citizen)?;
-        let tag = self
+        let keys = self
             .unsealed
             .records()
-            .subject_tag(&*self.store, &citizen)
+            .subject_keys(&*self.store, None, &citizen)
             .map_err(record_err)?;
-        self.history_of(tag.as_ref(), start, limit.max(1))
+        self.history_of(keys.as_ref(), start, limit.max(1))
     }
 
+    /// The history of the citizen whose subject tag and note key are `keys`.
     fn history_of(
         &self,
-        tag: Option<&SubjectTag>,
+        keys: Option<&(SubjectTag, NoteKey)>,
         start: Option<u64>,
         limit: usize,
     ) -> Result<History, VaultError> {
@@ -609,13 +637,15 @@ impl Vault {
             (c.note_text.clone(), c.checkpoint.size)
         };
         let before = Some(start.unwrap_or(u64::MAX).min(tree_size.saturating_sub(1)));
-        let mut indices = match (tag, tree_size) {
-            (Some(t), 1..) => log::indices_about(&*self.store, t, before, limit + 1)?,
+        let mut rows = match (keys, tree_size) {
+            (Some((t, _)), 1..) => log::rows_about(&*self.store, t, before, limit + 1)?,
             _ => Vec::new(),
         };
-        let next = (indices.len() > limit).then(|| indices.pop()).flatten();
-        let mut entries = Vec::with_capacity(indices.len());
-        for index in indices {
+        let next = (rows.len() > limit)
+            .then(|| rows.pop().map(|(i, _)| i))
+            .flatten();
+        let mut entries = Vec::with_capacity(rows.len());
+        for (index, note) in rows {
             let leaf = self
                 .store
                 .get(Tree::AuditLeaves, &log::leaf_key(index))?
@@ -626,11 +656,16 @@ impl Vault {
                 .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
             let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, tree_size)
                 .map_err(VaultError::audit)?;
+            let texts = match keys {
+                Some((tag, key)) => notes::open(key, tag, index, &note)?,
+                None => Vec::new(),
+            };
             entries.push(HistoryEntry {
                 index,
                 leaf,
                 proof,
                 entry,
+                texts,
             });
         }
         Ok(History {
@@ -658,10 +693,10 @@ impl Vault {
         self.refuse_erased(&id)?;
         self.citizen_read(&id, me, "citizen.export")?;
         let (now, _) = now_parts();
-        let tag = self
+        let keys = self
             .unsealed
             .records()
-            .subject_tag(&*self.store, &id)
+            .subject_keys(&*self.store, None, &id)
             .map_err(record_err)?;
         Ok(CitizenExport {
             citizen: id.as_str().to_owned(),
@@ -671,7 +706,7 @@ impl Vault {
                 .into_iter()
                 .map(|a| self.view(a, now))
                 .collect(),
-            history: self.history_of(tag.as_ref(), None, usize::MAX / 2)?,
+            history: self.history_of(keys.as_ref(), None, usize::MAX / 2)?,
         })
     }
 }
@@ -692,13 +727,14 @@ pub(super) struct AccessEntry {
 /// Builds the access entry of `decision` on `request`: a field the decision releases is
 /// released only if `found` (the read has a value for it), else withheld as `no_data`.
 /// The entry names the legal bases, legal references and consents the releases rest on,
-/// and asks for review when the decision does and something is released.
+/// and asks for review when the decision does and something is released. The caller's
+/// free texts (official, justification) are not in it: the caller commits them
+/// ([`CallerTexts`]).
 pub(super) fn access_entry(
     decision: &Decision<'_>,
     found: impl Fn(&FieldName) -> bool,
     request: &AccessRequest,
     agency: &str,
-    initiator: Option<&str>,
     now_ms: u64,
 ) -> AccessEntry {
     let mut released: Vec<FieldName> = Vec::new();
@@ -752,7 +788,6 @@ pub(super) fn access_entry(
             "partial"
         },
     );
-    draft.initiator = initiator.map(str::to_owned);
     draft.processing = Some("disclosure".to_owned());
     draft.purpose = Some(request.purpose.as_str().to_owned());
     draft.requested = request
@@ -773,7 +808,6 @@ pub(super) fn access_entry(
             .collect::<Vec<_>>()
             .join(",")
     });
-    draft.justification = request.justification.clone();
     draft.review = review;
     AccessEntry {
         draft,
@@ -827,14 +861,7 @@ mod tests {
         let id = ConsentId::from_bytes([7; 16]);
         let consent = Outcome::Released(Basis::Consent { artefact_id: id });
         let d = decision(vec![(&fields[0], consent), (&fields[1], consent)], false);
-        let e = access_entry(
-            &d,
-            |_| true,
-            &request(&fields, None),
-            "hospital",
-            Some("dr who"),
-            42,
-        );
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 42);
         assert_eq!(
             names(&e.released),
             ["health.blood_type", "health.allergies"]
@@ -846,7 +873,9 @@ mod tests {
         assert_eq!(draft.action, "access");
         assert_eq!(draft.actor.kind, ActorKind::Agency);
         assert_eq!(draft.actor.id, "hospital");
-        assert_eq!(draft.initiator.as_deref(), Some("dr who"));
+        // The caller's free texts are committed by the caller, never put in the draft.
+        assert_eq!(draft.initiator, None);
+        assert_eq!(draft.official, None);
         assert_eq!(draft.processing.as_deref(), Some("disclosure"));
         assert_eq!(draft.purpose.as_deref(), Some("emergency_care"));
         assert_eq!(draft.requested, ["health.blood_type", "health.allergies"]);
@@ -873,7 +902,7 @@ mod tests {
             ],
             false,
         );
-        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", None, 1);
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 1);
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
@@ -893,7 +922,7 @@ mod tests {
             false,
         );
         let req = request(&fields, Some(LegalBasis::PublicTask));
-        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        let e = access_entry(&d, |_| true, &req, "hospital", 1);
         assert!(e.released.is_empty());
         assert!(e.used.is_empty());
         assert_eq!(e.draft.decision, "refused");
@@ -916,7 +945,7 @@ mod tests {
             false,
         );
         let found = |f: &FieldName| f.as_str() == "health.blood_type";
-        let e = access_entry(&d, found, &request(&fields, None), "hospital", None, 1);
+        let e = access_entry(&d, found, &request(&fields, None), "hospital", 1);
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
@@ -926,7 +955,7 @@ mod tests {
         assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
         assert_eq!(e.draft.legal_reference.as_deref(), Some("Care Act s. 4"));
 
-        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", None, 1);
+        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", 1);
         assert!(none.released.is_empty());
         assert_eq!(none.draft.decision, "refused");
         assert_eq!(none.draft.legal_basis, None);
@@ -944,7 +973,7 @@ mod tests {
         let d = decision(vec![(&fields[0], glass)], true);
         let mut req = request(&fields, Some(LegalBasis::VitalInterest));
         req.justification = Some("unconscious patient".to_owned());
-        let e = access_entry(&d, |_| true, &req, "hospital", None, 1);
+        let e = access_entry(&d, |_| true, &req, "hospital", 1);
         assert_eq!(e.draft.decision, "granted");
         assert!(e.draft.review);
         assert_eq!(e.draft.legal_basis.as_deref(), Some("vital_interest"));
@@ -952,12 +981,10 @@ mod tests {
             e.draft.legal_reference.as_deref(),
             Some("Art. 6(1)(d) GDPR")
         );
-        assert_eq!(
-            e.draft.justification.as_deref(),
-            Some("unconscious patient")
-        );
+        assert_eq!(e.draft.justification, None);
+        assert_eq!(e.draft.justification_commitment, None);
 
-        let nothing = access_entry(&d, |_| false, &req, "hospital", None, 1);
+        let nothing = access_entry(&d, |_| false, &req, "hospital", 1);
         assert_eq!(nothing.draft.decision, "refused");
         assert!(!nothing.draft.review);
         assert_eq!(
@@ -979,6 +1006,17 @@ mod tests {
         .encode()
         .expect("the worst-case entry is a valid entry")
         .len()
+    }
+
+    /// `draft` with the caller's texts committed, as the engine logs it.
+    fn committed(mut draft: EntryDraft, official: Option<&str>, justification: Option<&str>) -> EntryDraft {
+        CallerTexts {
+            official: official.map(str::to_owned),
+            justification: justification.map(str::to_owned),
+        }
+        .commit_into(&mut draft)
+        .expect("random salts");
+        draft
     }
 
     /// `n` distinct field names of exactly [`MAX_FIELD_NAME_LEN`] bytes.
@@ -1052,8 +1090,8 @@ mod tests {
                 fields.iter().enumerate().map(|(i, f)| (f, outcome(kind, i))).collect(),
                 true,
             );
-            let e = access_entry(&d, |_| true, &req, &agency, Some(&text), 0);
-            let len = leaf_len(e.draft);
+            let e = access_entry(&d, |_| true, &req, &agency, 0);
+            let len = leaf_len(committed(e.draft, Some(&text), Some(&text)));
             assert!(len <= max, "access entry of {len} bytes > {max}");
         }
         // Every basis at once (the longest legal_basis list).
@@ -1062,30 +1100,28 @@ mod tests {
             .enumerate()
             .map(|(i, f)| (f, outcome(1 + i % 3, i)))
             .collect();
-        let e = access_entry(&decision(mixed, true), |_| true, &req, &agency, Some(&text), 0);
-        let len = leaf_len(e.draft);
+        let e = access_entry(&decision(mixed, true), |_| true, &req, &agency, 0);
+        let len = leaf_len(committed(e.draft, Some(&text), Some(&text)));
         assert!(len <= max, "access entry of {len} bytes > {max}");
 
-        // A record write (or import row) of the most fields, with the longest initiator.
+        // A record write (or import row) of the most fields, with the longest official.
         let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "record.write", "refused");
-        d.initiator = Some(text.clone());
         d.processing = Some("collection".to_owned());
         d.requested = longest_fields(super::super::writes::MAX_WRITE_FIELDS)
             .iter()
             .map(|f| f.as_str().to_owned())
             .collect();
-        let len = leaf_len(d);
+        let len = leaf_len(committed(d, Some(&text), None));
         assert!(len <= max, "write entry of {len} bytes > {max}");
 
         // A consent request (and a citizen's grant: the same terms, no free text).
         req.justification = None;
         let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "consent.request", "pending");
-        d.initiator = Some(text.clone());
         d.purpose = Some(req.purpose.as_str().to_owned());
         d.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
         d.legal_basis = Some("consent".to_owned());
         d.consent_id = Some(ConsentId::from_bytes([0xff; 16]).to_string());
-        let len = leaf_len(d);
+        let len = leaf_len(committed(d, Some(&text), None));
         assert!(len <= max, "consent entry of {len} bytes > {max}");
     }
 }

@@ -10,7 +10,7 @@ use super::{
     ErasureOutcome, Generation, KeyEntry, KeyRing, RecordError, Records,
 };
 use crate::envelope::CitizenId;
-use crate::keys::{Dek, TagKey, WrappedKey};
+use crate::keys::{Dek, NoteKey, TagKey, WrappedKey};
 use crate::storage::{Storage, Tree, Write, WriteBatch};
 
 impl Records {
@@ -76,8 +76,40 @@ impl Records {
         citizen: &CitizenId,
         keys: &CitizenKeys,
     ) -> Result<audit::SubjectTag, RecordError> {
+        Ok(Self::tag_key_of(ring, citizen, keys)?.subject_tag())
+    }
+
+    /// The citizen's subject tag and note key (one unwrap of the tag key).
+    pub(super) fn subject_keys_of(
+        ring: &KeyRing,
+        citizen: &CitizenId,
+        keys: &CitizenKeys,
+    ) -> Result<(audit::SubjectTag, NoteKey), RecordError> {
+        let tag_key = Self::tag_key_of(ring, citizen, keys)?;
+        Ok((tag_key.subject_tag(), tag_key.note_key()))
+    }
+
+    fn tag_key_of(
+        ring: &KeyRing,
+        citizen: &CitizenId,
+        keys: &CitizenKeys,
+    ) -> Result<TagKey, RecordError> {
         let kek = ring.get(keys.tag.kek_id)?;
-        Ok(keys.tag.unwrap_tag(kek, citizen.as_str())?.subject_tag())
+        Ok(keys.tag.unwrap_tag(kek, citizen.as_str())?)
+    }
+
+    /// The citizen's audit subject tag and note key, reading what `batch` stages if given;
+    /// `None` when the citizen has no keys yet; [`RecordError::Erased`] after erasure.
+    pub fn subject_keys(
+        &self,
+        store: &dyn Storage,
+        batch: Option<&WriteBatch>,
+        citizen: &CitizenId,
+    ) -> Result<Option<(audit::SubjectTag, NoteKey)>, RecordError> {
+        let ring = self.ring();
+        Self::load_keys(store, batch, citizen)?
+            .map(|k| Self::subject_keys_of(&ring, citizen, &k))
+            .transpose()
     }
 
     /// Adds a new DEK generation and makes it current.

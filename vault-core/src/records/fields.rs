@@ -12,7 +12,7 @@ use super::{
 };
 use crate::codec;
 use crate::envelope::{self, CitizenId, FieldContext, Plaintext};
-use crate::keys::Dek;
+use crate::keys::{Dek, NoteKey};
 use crate::storage::{Storage, Tree, WriteBatch};
 
 fn full_name(category: &str, field: &str) -> String {
@@ -62,7 +62,7 @@ impl<'a> DekCache<'a> {
 
 /// One read of a citizen's keys and of some of their records, from
 /// [`Records::read_sealed`]. Holds only wrapped keys and ciphertexts: nothing is unwrapped
-/// or decrypted until [`FieldRead::subject_tag`] or [`FieldRead::open`] is called.
+/// or decrypted until [`FieldRead::subject_keys`] or [`FieldRead::open`] is called.
 pub struct FieldRead {
     citizen: CitizenId,
     keys: Option<CitizenKeys>,
@@ -96,12 +96,15 @@ impl FieldRead {
             .is_some_and(|r| r.fields.contains_key(field.field()))
     }
 
-    /// The citizen's audit subject tag; `None` when the citizen had no keys.
-    pub fn subject_tag(&self, records: &Records) -> Result<Option<audit::SubjectTag>, RecordError> {
+    /// The citizen's audit subject tag and note key; `None` when the citizen had no keys.
+    pub fn subject_keys(
+        &self,
+        records: &Records,
+    ) -> Result<Option<(audit::SubjectTag, NoteKey)>, RecordError> {
         let ring = records.ring();
         self.keys
             .as_ref()
-            .map(|k| Records::tag_of(&ring, &self.citizen, k))
+            .map(|k| Records::subject_keys_of(&ring, &self.citizen, k))
             .transpose()
     }
 

@@ -336,6 +336,30 @@
     return { status: "ok", entry };
   }
 
+  // The free texts of a version-4 entry (docs/audit-log.md, "Free texts"): the leaf holds
+  // a commitment to each (items "official" and "justification"), the history sends each
+  // text with its salt. A text is shown only when it hashes to the commitment in the
+  // leaf; otherwise the card says so instead. Returns {field: {ok, text} or {ok, reason}}.
+  const hexBytes = (hex) => Uint8Array.from(hex.match(/../g) || [], (b) => parseInt(b, 16));
+  const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  async function checkTexts(entry, texts) {
+    const out = Object.create(null);
+    if (!entry || entry.v !== 4) return out;
+    for (const field of ["official", "justification"]) {
+      const commitment = entry[field];
+      if (commitment === null) continue;
+      const t = (Array.isArray(texts) ? texts : []).find((x) => x && x.field === field);
+      if (!t || typeof t.text !== "string" || typeof t.salt !== "string" || !/^[0-9a-f]{64}$/.test(t.salt)) {
+        out[field] = { ok: false, reason: "the log holds a commitment to a text the vault did not send" };
+        continue;
+      }
+      const got = await CBOR.textCommitment(field, hexBytes(t.salt), t.text);
+      out[field] = sameBytes(got, commitment) ? { ok: true, text: t.text }
+        : { ok: false, reason: "the text the vault sent does not match the commitment in the log, so it is not shown" };
+    }
+    return out;
+  }
+
   async function loadHistory(start) {
     const q = "/v1/me/access-history?limit=" + PAGE_SIZE + (start === null || start === undefined ? "" : "&start=" + start);
     const h = await api(q);
@@ -358,6 +382,8 @@
         status: "pending",
         reason: null,
         entry: null,
+        texts: raw.texts,
+        textChecks: Object.create(null),
       };
       if (unsupported) {
         item.status = "unavailable";
@@ -380,6 +406,7 @@
           item.unverifiedEntry = null;
         }
       }
+      item.textChecks = await checkTexts(item.entry || item.unverifiedEntry, item.texts);
       state.entries.push(item);
     }
     if (cpFailure && !unsupported && !state.integrityProblems.length) {
@@ -437,6 +464,18 @@
     }
   }
 
+  // A free text of a version-4 entry, shown only when it matched its commitment.
+  function textDetail(dl, term, check) {
+    if (!check) return;
+    dl.append(el("dt", { text: term }));
+    if (check.ok) {
+      dl.append(el("dd", { "data-text-check": "ok" }, check.text));
+    } else {
+      dl.append(el("dd", { class: "text-failed", "data-text-check": "failed", role: "alert" },
+        el("span", { "aria-hidden": "true", text: "\u2717 " }), "Not shown: " + check.reason));
+    }
+  }
+
   function mark(it) {
     if (it.status === "ok") {
       return el("p", { class: "mark ok", "data-verified": "ok" },
@@ -474,6 +513,8 @@
       detail(dl, "Token used", tokenText(e.initiator) + " \u2014 whoever holds it (you, or the operator who issued it) acts as you");
     } else if (e.action === "token.issue") {
       detail(dl, "Token", e.initiator);
+    } else if (e.v === 4 && e.official !== null) {
+      textDetail(dl, "Asked by", it.textChecks.official);
     } else {
       detail(dl, "Asked by", e.initiator);
     }
@@ -492,7 +533,11 @@
     if (e.consent_id && e.action === "access") {
       detail(dl, "Consent used", e.consent_id.split(",").map(consentText));
     }
-    detail(dl, "Justification given", e.justification);
+    if (e.v === 4) {
+      textDetail(dl, "Justification given", it.textChecks.justification);
+    } else {
+      detail(dl, "Justification given", e.justification);
+    }
     detail(dl, "Log entry", "number " + e.index);
     li.append(dl, mark(it));
     return li;
@@ -802,9 +847,26 @@
       } else {
         it.entry = r.entry;
       }
+      it.textChecks = await checkTexts(it.entry || it.unverifiedEntry, it.texts);
       renderHistory();
       renderIntegrity();
       return it.status;
+    },
+    entryTexts: (index) => {
+      const it = state.entries.find((e) => e.index === index);
+      return it && Array.isArray(it.texts) ? it.texts.map((t) => Object.assign({}, t)) : null;
+    },
+    // Re-checks one entry's free texts as if the vault had sent `texts`, and shows the
+    // result on its card: {field: true when shown, false when refused}.
+    recheckTexts: async (index, texts) => {
+      const it = state.entries.find((e) => e.index === index);
+      if (!it) return null;
+      it.texts = texts;
+      it.textChecks = await checkTexts(it.entry || it.unverifiedEntry, texts);
+      renderHistory();
+      const out = {};
+      for (const k of Object.keys(it.textChecks)) out[k] = it.textChecks[k].ok;
+      return out;
     },
   });
 })();

@@ -154,21 +154,27 @@
     return value;
   }
 
-  // The entry of docs/audit-log.md, format version 3: an array of 20 items (the names
+  // The entry of docs/audit-log.md, format version 4: an array of 21 items (the names
   // below, in order), the actor an array [kind, id] and each withheld item an array
-  // [field, reason]. Entries written before version 3 are version 2: the same fields as a
-  // map with the integer keys 0..19 (the actor {0: kind, 1: id}, each withheld item
-  // {0: field, 1: reason}). Each version has one form: a map with v = 3, an array with
-  // v = 2, or an entry of one form holding pairs of the other are rejected. Checks every
-  // item and type and returns the entry with named fields (the same object for both
-  // versions), so the page never shows a field it did not find where the format puts it.
+  // [field, reason]; "justification" and "official" are 32-byte commitments (or null) to
+  // the texts a caller supplied, never the texts. Entries written before version 4 are
+  // version 3: an array of the first 20 items, the justification in clear text, no
+  // "official"; and before that version 2: the fields of version 3 as a map with the
+  // integer keys 0..19 (the actor {0: kind, 1: id}, each withheld item {0: field,
+  // 1: reason}). Each version has one form: a map with v = 3 or 4, an array of 20 items
+  // with v = 4, an array of 21 with v = 3, an array with v = 2, or an entry of one form
+  // holding pairs of the other are rejected. Checks every item and type and returns the
+  // entry with named fields (the same object for every version, "official" null before
+  // version 4), so the page never shows a field it did not find where the format puts it.
   const NAMES = ["v", "index", "time", "prev", "actor", "initiator", "action", "processing",
     "purpose", "subject", "subject_prev", "requested", "released", "withheld", "legal_basis",
     "legal_reference", "consent_id", "decision", "justification", "review"];
+  const NAMES_V4 = NAMES.concat(["official"]);
   const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
-    "justification", "legal_reference"];
-  const FORMS = { 2: "map", 3: "array" };
-  const A_FORM = { map: "a map", array: "an array" };
+    "legal_reference"];
+  const COMMITMENTS = ["justification", "official"];
+  const FORMS = { 2: "map", 3: "array", 4: "array of 21" };
+  const A_FORM = { map: "a map", array: "an array of 20 items", "array of 21": "an array of 21 items" };
 
   // A decoded value of the entry's form with exactly names.length items (an array) or the
   // keys 0..names.length-1 (a map), with its values named.
@@ -203,7 +209,7 @@
   const MAX_LIST_LEN = 1024;
   const ACTOR_KINDS = ["agency", "citizen", "auditor", "operator", "system"];
   const OPTIONAL_TEXTS = ["initiator", "processing", "purpose", "legal_basis",
-    "legal_reference", "consent_id", "justification"];
+    "legal_reference", "consent_id"];
   const utf8Length = (s) => new TextEncoder().encode(s).length;
 
   function broken(field, rule) {
@@ -233,6 +239,7 @@
     for (const k of OPTIONAL_TEXTS) {
       if (m[k] !== null) checkText(k, m[k], false);
     }
+    if (m.v !== 4 && m.justification !== null) checkText("justification", m.justification, false);
     checkList("requested", m.requested, (s) => checkText("requested", s, true));
     checkList("released", m.released, (s) => checkText("released", s, true));
     checkList("withheld", m.withheld, (w) => {
@@ -247,9 +254,10 @@
 
   function decodeEntry(bytes) {
     const top = decode(bytes);
-    const form = Array.isArray(top) ? "array" : "map";
-    const m = named(top, NAMES, "the entry", form);
-    if (m.v !== 2 && m.v !== 3) throw new CborError("version", "unknown entry format version");
+    const wide = Array.isArray(top) && top.length === NAMES_V4.length;
+    const form = Array.isArray(top) ? (wide ? "array of 21" : "array") : "map";
+    const m = named(top, wide ? NAMES_V4 : NAMES, "the entry", Array.isArray(top) ? "array" : "map");
+    if (m.v !== 2 && m.v !== 3 && m.v !== 4) throw new CborError("version", "unknown entry format version");
     if (FORMS[m.v] !== form) {
       throw new CborError("version-form", "an entry of format version " + m.v + " must be " +
         A_FORM[FORMS[m.v]] + ", not " + A_FORM[form]);
@@ -259,12 +267,25 @@
     const isTextList = (x) => Array.isArray(x) && x.every(isText);
     if (!(m.prev instanceof Uint8Array) || m.prev.length !== 32) throw new CborError("wrong-type", "bad prev");
     if (!isUint(m.time) || !isUint(m.index)) throw new CborError("wrong-type", "bad time or index");
-    m.actor = named(m.actor, ["kind", "id"], "the actor", form);
+    const pairForm = form === "map" ? "map" : "array";
+    m.actor = named(m.actor, ["kind", "id"], "the actor", pairForm);
     if (!isText(m.actor.id) || !isText(m.actor.kind)) throw new CborError("wrong-type", "bad actor");
     if (!isText(m.action) || !isText(m.decision)) throw new CborError("wrong-type", "bad action or decision");
     if (typeof m.review !== "boolean") throw new CborError("wrong-type", "bad review flag");
     for (const k of TEXT_OR_NULL) {
       if (m[k] !== null && !isText(m[k])) throw new CborError("wrong-type", "bad " + k);
+    }
+    if (m.v === 4) {
+      for (const k of COMMITMENTS) {
+        if (m[k] !== null && (!(m[k] instanceof Uint8Array) || m[k].length !== 32)) {
+          throw new CborError("wrong-type", "bad " + k + " commitment");
+        }
+      }
+    } else {
+      if (m.justification !== null && !isText(m.justification)) {
+        throw new CborError("wrong-type", "bad justification");
+      }
+      m.official = null;
     }
     if (m.subject !== null && (!(m.subject instanceof Uint8Array) || m.subject.length !== 32)) {
       throw new CborError("wrong-type", "bad subject");
@@ -272,7 +293,7 @@
     if (m.subject_prev !== null && !isUint(m.subject_prev)) throw new CborError("wrong-type", "bad subject_prev");
     if (!isTextList(m.released) || !isTextList(m.requested)) throw new CborError("wrong-type", "bad field list");
     if (!Array.isArray(m.withheld)) throw new CborError("wrong-type", "bad withheld list");
-    m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item", form));
+    m.withheld = m.withheld.map((w) => named(w, ["field", "reason"], "a withheld item", pairForm));
     if (!m.withheld.every((w) => isText(w.field) && isText(w.reason))) {
       throw new CborError("wrong-type", "bad withheld list");
     }
@@ -280,5 +301,22 @@
     return m;
   }
 
-  window.vaultCbor = Object.freeze({ decode, decodeEntry, CborError });
+  // The commitment of docs/audit-log.md ("Free texts") to `text` as the entry field
+  // `field` ("justification" or "official") under `salt` (32 bytes): SHA-256 of the label,
+  // the field name and a NUL, the salt, the text's UTF-8 length (4 bytes, big-endian) and
+  // the text. Resolves to the 32 bytes.
+  const COMMITMENT_LABEL = "vault audit text commitment v1\0";
+  async function textCommitment(field, salt, text) {
+    const enc = new TextEncoder();
+    const label = enc.encode(COMMITMENT_LABEL + field + "\0");
+    const body = enc.encode(text);
+    const buf = new Uint8Array(label.length + salt.length + 4 + body.length);
+    buf.set(label, 0);
+    buf.set(salt, label.length);
+    new DataView(buf.buffer).setUint32(label.length + salt.length, body.length);
+    buf.set(body, label.length + salt.length + 4);
+    return new Uint8Array(await crypto.subtle.digest("SHA-256", buf));
+  }
+
+  window.vaultCbor = Object.freeze({ decode, decodeEntry, textCommitment, CborError });
 })();

@@ -99,6 +99,8 @@ fn any_entry() -> impl Strategy<Value = Entry> {
                     consent_id,
                     decision,
                     justification,
+                    justification_commitment: None,
+                    official: None,
                     review,
                     subject: subject.map(SubjectTag),
                     subject_prev,

@@ -24,7 +24,7 @@ fn trailing_bytes_unknown_versions_and_the_other_versions_form_are_rejected() {
     for v in VERSIONS {
         let mut bytes = encode_as(&sample(), v).unwrap();
         let at = value_at(&bytes, "v");
-        for other in [0x00, 0x01, 0x04, 0x17] {
+        for other in [0x00, 0x01, 0x05, 0x17] {
             let mut b = bytes.clone();
             b[at] = other;
             assert_eq!(
@@ -38,10 +38,10 @@ fn trailing_bytes_unknown_versions_and_the_other_versions_form_are_rejected() {
         }
         // A map carrying v = 3, an array carrying v = 2.
         let mut b = bytes.clone();
-        b[at] = (MAP_VERSION + ENTRY_VERSION - v) as u8;
+        b[at] = (MAP_VERSION + ARRAY_VERSION - v) as u8;
         let want = Err(EntryError::Invalid {
             field: "v",
-            rule: "not in its version's form (version 2 is a map, version 3 an array)",
+            rule: FORM_RULE,
         });
         assert_eq!(decode_entry(&b), want);
         assert_eq!(reference_decode(&b), want);
@@ -59,7 +59,7 @@ fn pairs_must_have_the_form_of_their_entry() {
     let e = sample();
     let (v2, v3) = (
         encode_as(&e, MAP_VERSION).unwrap(),
-        encode_entry(&e).unwrap(),
+        encode_as(&e, ARRAY_VERSION).unwrap(),
     );
     // The v3 entry with the actor as the map {0: kind, 1: id}.
     let at = value_at(&v3, "actor");
@@ -141,7 +141,7 @@ fn malformed_reasons_name_what_was_expected_and_found() {
             found: MAJOR_TEXT
         })
         .to_string(),
-        "entry bytes are not a canonical entry of version 2 or 3: expected an unsigned \
+        "entry bytes are not a canonical entry of version 2, 3 or 4: expected an unsigned \
          integer, found a text string"
     );
     assert_eq!(Reader::new(b"\x18\x17").uint(), Err(Fault::NotShortest));
@@ -160,18 +160,18 @@ fn malformed_reasons_name_what_was_expected_and_found() {
     );
     assert_eq!(
         EntryError::from(Fault::Key(Map::Entry, 2)).to_string(),
-        "entry bytes are not a canonical entry of version 2 or 3: expected the key 2 \
+        "entry bytes are not a canonical entry of version 2, 3 or 4: expected the key 2 \
          (`time`) next"
     );
     // In version 3 a wrong value names its item; in version 2 its key.
-    let bytes = encode_entry(&minimal()).expect("valid");
+    let bytes = encode_as(&minimal(), ARRAY_VERSION).expect("valid");
     let at = value_at(&bytes, "initiator");
     let mut b = bytes.clone();
     b[at] = 0x00;
     assert_eq!(
         decode_entry(&b).map_err(|e| e.to_string()),
         Err(
-            "entry bytes are not a canonical entry of version 2 or 3: item 5 \
+            "entry bytes are not a canonical entry of version 2, 3 or 4: item 5 \
              (`initiator`): expected a text string, found an unsigned integer"
                 .into()
         )
@@ -208,7 +208,7 @@ fn malformed_reasons_name_what_was_expected_and_found() {
         Err(malformed("expected the key 5 (`initiator`) next"))
     );
     // Neither version's head; nothing at all; a byte after the entry.
-    for head in [0xb3, 0xb5, 0x93, 0x95, 0x00, 0xbf, 0x9f] {
+    for head in [0xb3, 0xb5, 0x93, 0x96, 0x00, 0xbf, 0x9f] {
         let mut b = bytes.clone();
         b[0] = head;
         assert_eq!(decode_entry(&b), Err(EntryError::from(Fault::Entry)));

@@ -172,10 +172,10 @@ fn each_field_rule_is_enforced_on_both_sides() {
                 rule: "unknown entry version"
             })
         );
-        let v = if keyed { ENTRY_VERSION } else { MAP_VERSION };
+        let v = if keyed { ARRAY_VERSION } else { MAP_VERSION };
         let want = Err(EntryError::Invalid {
             field: "v",
-            rule: "not in its version's form (version 2 is a map, version 3 an array)",
+            rule: FORM_RULE,
         });
         assert_eq!(decode_entry(&raw_in(&e, v, keyed)), want);
         assert_eq!(reference_decode(&raw_in(&e, v, keyed)), want);

@@ -115,16 +115,113 @@ fn valid_entries() -> Vec<(&'static str, Entry, Option<&'static str>)> {
     all
 }
 
+/// The salt of the corpus's commitments (and of the documented vector): bytes 0..=31.
+fn corpus_salt() -> [u8; 32] {
+    std::array::from_fn(|i| i as u8)
+}
+
+/// `e` as version 4 carries it: its justification as a commitment, and for an agency's
+/// entry the commitment to an official.
+fn in_version_4(mut e: Entry) -> Entry {
+    if let Some(text) = e.justification.take() {
+        e.justification_commitment = Some(Commitment::to_text(
+            TextField::Justification,
+            &corpus_salt(),
+            &text,
+        ));
+    }
+    if e.actor.kind == ActorKind::Agency {
+        e.official = Some(Commitment::to_text(
+            TextField::Official,
+            &corpus_salt(),
+            "officer 4711",
+        ));
+    }
+    e
+}
+
 fn valid_vectors() -> Vec<Valid> {
     let mut out = Vec::new();
-    for v in [ENTRY_VERSION, MAP_VERSION] {
+    for v in [ENTRY_VERSION, ARRAY_VERSION, MAP_VERSION] {
         for (name, entry, js_refuses) in valid_entries() {
+            let entry = if v == ENTRY_VERSION {
+                in_version_4(entry)
+            } else {
+                entry
+            };
             out.push(Valid {
                 js_refuses,
                 ..valid(name, v, entry)
             });
         }
     }
+    out
+}
+
+/// The commitment vectors: field, salt, text and the commitment (`docs/audit-log.md`).
+fn commitment_vectors() -> Vec<Value> {
+    [
+        (TextField::Justification, "unconscious patient"),
+        (TextField::Official, "officer 4711"),
+        (TextField::Official, ""),
+        (TextField::Justification, "Ärztin 名前 ✓"),
+    ]
+    .into_iter()
+    .map(|(field, text)| {
+        let salt = corpus_salt();
+        json!({
+            "field": field.as_str(),
+            "salt_hex": hex::encode(salt),
+            "text": text,
+            "commitment_hex": hex::encode(Commitment::to_text(field, &salt, text).0),
+        })
+    })
+    .collect()
+}
+
+/// The invalid vectors of version 4 only (its commitments and its size).
+fn invalid_v4_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
+    let mut e = sample();
+    e.justification = Some("unconscious patient".into());
+    let base = encode_entry(&in_version_4(e)).expect("valid");
+    let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
+    let mut add = |name: &str, bytes: Vec<u8>, fault| {
+        out.push((format!("v4-{name}"), bytes, fault));
+    };
+    add("truncated", base[..base.len() - 1].to_vec(), "truncated");
+    add("trailing-byte", [&base[..], b"\xf6"].concat(), "trailing");
+    add(
+        "text-where-the-justification-commitment-is",
+        with_value(&base, "justification", b"\x67patient"),
+        "wrong-type",
+    );
+    let mut short = vec![0x58, 31];
+    short.extend([7; 31]);
+    add(
+        "official-of-31-bytes",
+        with_value(&base, "official", &short),
+        "wrong-type",
+    );
+    add(
+        "text-where-the-official-commitment-is",
+        with_value(&base, "official", b"\x66dr who"),
+        "wrong-type",
+    );
+    add(
+        "version-3-in-21-items",
+        with_value(&base, "v", b"\x03"),
+        "version-form",
+    );
+    add(
+        "version-4-in-20-items",
+        encode_as(&sample(), ARRAY_VERSION)
+            .map(|b| with_value(&b, "v", b"\x04"))
+            .expect("valid"),
+        "version-form",
+    );
+    let mut b = [&base[..], b"\xf6"].concat();
+    b[0] += 1;
+    add("entry-of-22", b, "wrong-shape");
     out
 }
 
@@ -150,7 +247,7 @@ fn text_of(len: usize) -> Vec<u8> {
 /// The invalid vectors: name, leaf bytes, expected fault code.
 fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
     let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
-    for v in [ENTRY_VERSION, MAP_VERSION] {
+    for v in [ARRAY_VERSION, MAP_VERSION] {
         let base = encode_as(&sample(), v).expect("valid");
         let mut add = |name: &str, bytes: Vec<u8>, fault| {
             out.push((format!("v{v}-{name}"), bytes, fault));
@@ -188,13 +285,13 @@ fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
             with_value(&base, "time", b"\x1c"),
             "indefinite",
         );
-        let other = MAP_VERSION + ENTRY_VERSION - v;
+        let other = MAP_VERSION + ARRAY_VERSION - v;
         add(
             "version-of-the-other-form",
             with_value(&base, "v", &[other as u8]),
             "version-form",
         );
-        for bad in [1u8, 4] {
+        for bad in [1u8, 5] {
             let name = format!("unknown-version-{bad}");
             add(&name, with_value(&base, "v", &[bad]), "version");
         }
@@ -337,14 +434,16 @@ fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
         let mut b = base[..cut].to_vec();
         b[0] -= 1;
         add("entry-of-19", b, "wrong-shape");
-        let extra_last: &[u8] = if v == MAP_VERSION {
-            b"\x14\x61x"
+        // One more pair is the wrong shape in version 2; one more item (a null) is the
+        // shape of version 4, with v = 3.
+        let (extra_last, fault): (&[u8], _) = if v == MAP_VERSION {
+            (b"\x14\x61x", "wrong-shape")
         } else {
-            b"\x61x"
+            (b"\xf6", "version-form")
         };
         let mut b = [&base[..], extra_last].concat();
         b[0] += 1;
-        add("entry-of-21", b, "wrong-shape");
+        add("entry-of-21", b, fault);
         if v == MAP_VERSION {
             // Key 18 twice (the justification's key where the review's is).
             let mut b = base.clone();
@@ -404,9 +503,19 @@ fn hex_opt(t: Option<SubjectTag>) -> Value {
     t.map_or(Value::Null, |t| hex::encode(t.0).into())
 }
 
+fn commitment_hex(c: Option<Commitment>) -> Value {
+    c.map_or(Value::Null, |c| hex::encode(c.0).into())
+}
+
 /// The decoded form of an entry of version `v` (integers as decimal strings: JSON
-/// numbers cannot hold every u64).
+/// numbers cannot hold every u64; in version 4 `justification` is the commitment's hex,
+/// and `official` is null before version 4).
 fn entry_json(e: &Entry, v: u64) -> Value {
+    let justification = if v == ENTRY_VERSION {
+        commitment_hex(e.justification_commitment)
+    } else {
+        e.justification.clone().into()
+    };
     json!({
         "v": v,
         "index": e.index.to_string(),
@@ -428,8 +537,9 @@ fn entry_json(e: &Entry, v: u64) -> Value {
         "legal_reference": e.legal_reference,
         "consent_id": e.consent_id,
         "decision": e.decision,
-        "justification": e.justification,
+        "justification": justification,
         "review": e.review,
+        "official": commitment_hex(e.official),
     })
 }
 
@@ -450,8 +560,9 @@ fn corpus() -> String {
             o
         })
         .collect();
-    let invalid: Vec<Value> = invalid_vectors()
+    let invalid: Vec<Value> = invalid_v4_vectors()
         .into_iter()
+        .chain(invalid_vectors())
         .map(|(name, leaf, fault)| json!({"name": name, "leaf_hex": hex::encode(leaf), "fault": fault}))
         .collect();
     // One vector a line, so that a diff shows which vectors changed.
@@ -463,9 +574,10 @@ fn corpus() -> String {
             .join(",\n")
     };
     format!(
-        "{{\n  \"valid\": [\n{}\n  ],\n  \"invalid\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"valid\": [\n{}\n  ],\n  \"invalid\": [\n{}\n  ],\n  \"commitments\": [\n{}\n  ]\n}}\n",
         list(valid),
-        list(invalid)
+        list(invalid),
+        list(commitment_vectors())
     )
 }
 
@@ -504,6 +616,22 @@ fn every_vector_of_the_file_is_judged_as_it_says() {
         assert_eq!(entry_json(&e, v), t["entry"], "{name}");
         assert_decodes_to(&leaf, &e);
         assert_eq!(encode_as(&e, v).as_ref(), Ok(&leaf), "{name} re-encodes");
+    }
+    let commitments = file["commitments"].as_array().expect("a commitment list");
+    assert!(!commitments.is_empty(), "the corpus has commitment vectors");
+    for t in commitments {
+        let field = match t["field"].as_str() {
+            Some("official") => TextField::Official,
+            Some("justification") => TextField::Justification,
+            other => panic!("unknown commitment field {other:?}"),
+        };
+        let salt: [u8; 32] = hex::decode(t["salt_hex"].as_str().expect("hex"))
+            .expect("hex")
+            .try_into()
+            .expect("a 32-byte salt");
+        let text = t["text"].as_str().expect("a text");
+        let c = Commitment::to_text(field, &salt, text);
+        assert_eq!(hex::encode(c.0), t["commitment_hex"], "{text}");
     }
     for t in invalid {
         let name = &t["name"];
