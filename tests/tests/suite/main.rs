@@ -2,9 +2,11 @@
 
 mod api;
 mod audit_trail;
+mod backup;
 mod cli;
 mod crash;
 mod dev_mode;
+mod erasure;
 mod flows;
 mod openapi;
 mod operator_audit;
