@@ -1,9 +1,10 @@
 //! Citizens' records, encrypted field by field, and each citizen's keys.
 //!
-//! `Tree::Keys` holds one [`KeyEntry`] per citizen (key: the citizen id): the DEK of each
+//! `Tree::Keys` holds one [`KeyEntry`] per citizen: under the citizen id, the DEK of each
 //! live generation and the subject-tag key, wrapped under a KEK, with a seal counter and a
-//! count of live field ciphertexts per generation; or, after erasure, a tombstone with no
-//! key material. `Tree::Records` holds one record per (citizen, category) (key: citizen id
+//! count of live field ciphertexts per generation; or, after erasure, under the keyed hash
+//! of the id ([`crate::auth::VaultKeys::tombstone_key`]), a tombstone with no key material
+//! and no time. `Tree::Records` holds one record per (citizen, category) (key: citizen id
 //! `|| 0x00 ||` category): version, update time, source and the sealed fields.
 //!
 //! Writes are STAGED into a [`WriteBatch`] so the engine commits a record change together
