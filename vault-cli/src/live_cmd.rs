@@ -315,8 +315,7 @@ pub(crate) fn check_backup(bytes: &[u8]) -> Result<(), &'static str> {
         Ok(a)
     };
     let u32_of = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    loop {
-        let Ok(name_len) = take(1) else { break };
+    while let Ok(name_len) = take(1) {
         let name_len = usize::from(name_len[0]);
         take(name_len)?;
         let c = take(8)?;

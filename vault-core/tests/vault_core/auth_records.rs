@@ -75,7 +75,7 @@ fn tampered<T: std::fmt::Debug>(r: Result<T, impl std::fmt::Display>, kind: &str
 
 /// Runs `edit` on the raw store of the stopped vault.
 fn offline_edit(dir: &Path, edit: impl FnOnce(&dyn Storage) -> WriteBatch) {
-    let store = SledStore::open(&dir.join("store")).unwrap();
+    let store = SledStore::open(dir.join("store")).unwrap();
     let batch = edit(&store);
     store.commit(batch).unwrap();
 }
@@ -222,7 +222,7 @@ fn an_edited_or_added_enrolment_is_refused_at_open() {
     v.enrol_agency("general_hospital", None).unwrap();
     close(v);
     let good = {
-        let s = SledStore::open(&root.join("store")).unwrap();
+        let s = SledStore::open(root.join("store")).unwrap();
         s.get(Tree::Agencies, b"civil_registry").unwrap().unwrap()
     };
 
@@ -387,7 +387,7 @@ fn an_earlier_data_directory_is_refused_until_upgraded_once() {
     let upgrade = v.audit_entries(size, 1).unwrap();
     assert_eq!(upgrade[0].entry.action, "vault.upgrade");
     close(v);
-    let s = SledStore::open(&root.join("store")).unwrap();
+    let s = SledStore::open(root.join("store")).unwrap();
     assert!(s.get(Tree::Keys, b"gone").unwrap().is_none());
     assert_eq!(s.scan(Tree::Keys, &[0], Some(&[1]), 10).unwrap().len(), 1);
 }
