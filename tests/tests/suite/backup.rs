@@ -1,12 +1,17 @@
-//! Backups are authenticated: `vault-cli restore` refuses a backup with any byte changed
-//! (header, trees, end, MAC) or with a record edited and its old-style checksum
-//! recomputed, with its "rejected" exit code and an empty target directory, before
-//! writing anything; the unmodified backup restores.
+//! Backups and security records are authenticated: `vault-cli restore` refuses a backup
+//! with any byte changed (header, trees, end, MAC) or with a record edited and its
+//! old-style checksum recomputed, with its "rejected" exit code and an empty target
+//! directory, before writing anything; the unmodified backup restores. A token record
+//! edited on the stopped data directory to name another citizen is refused by the real
+//! server at its next start.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use tests::{binary, Vault};
+use tests::{binary, send, Vault};
+use vault_core::codec;
+use vault_core::storage::{SledStore, Storage, Tree, WriteBatch};
+use vault_core::tokens::{Role, TokenRecord};
 
 fn restore(v: &Vault, backup: &Path, target: &Path) -> Output {
     Command::new(binary("vault-cli"))
@@ -127,4 +132,39 @@ fn ring_sha256(b: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, b)
         .as_ref()
         .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_edited_offline_to_name_another_citizen_is_refused_by_the_server() {
+    let mut v = Vault::start_dev().unwrap();
+    let (first, token) = v.citizen(0);
+    let (first, token) = (first.to_owned(), token.to_owned());
+    let second = v.citizen(1).0.to_owned();
+    let records = |v: &Vault| send(v.client().get(v.at("/v1/me/records")).bearer_auth(&token));
+    let (status, own) = records(&v).await.unwrap();
+    assert_eq!(status, 200, "{own}");
+    v.kill();
+
+    // The record of the first citizen's token, edited to name the second; its MAC kept.
+    let key = ring_sha256(token.as_bytes());
+    {
+        let store = SledStore::open(v.data_dir().join("store")).unwrap();
+        let stored = store
+            .get(Tree::Tokens, &key)
+            .unwrap()
+            .expect("the token record");
+        let (body, mac) = stored.split_at(stored.len() - 32);
+        let mut rec: TokenRecord = codec::decode("token", 1, body).unwrap();
+        assert_eq!(rec.role, Role::Citizen { citizen: first });
+        rec.role = Role::Citizen { citizen: second };
+        let mut edited = codec::encode("token", 1, &rec).unwrap();
+        edited.extend_from_slice(mac);
+        let mut b = WriteBatch::new();
+        b.put(Tree::Tokens, key, edited);
+        store.commit(b).unwrap();
+    }
+    v.restart().unwrap();
+    let (status, body) = records(&v).await.unwrap();
+    assert_eq!(status, 500, "the edited token reads nothing: {body}");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
 }
