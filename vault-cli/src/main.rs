@@ -39,8 +39,9 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes: 0 ok; 1 failure (I/O, server unreachable or failed); \
 2 usage error or verification failed; 3 credential refused (wrong passphrase, certificate \
-refused); 4 rejected, nothing changed (invalid input, refused request, restore inconsistent \
-with a published checkpoint); 5 import partially committed (the report names the lines).";
+refused); 4 rejected, nothing changed (invalid input, refused request, a backup that is not \
+authentic or inconsistent with a published checkpoint, a data directory that needs \
+`upgrade`); 5 import partially committed (the report names the lines).";
 
 #[derive(Subcommand)]
 enum Command {
