@@ -290,23 +290,42 @@ pub(crate) fn erase(conn: &Conn, citizen: &str, yes: bool, json: bool) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks a backup file's magic, version and trailing SHA-256 (format v1,
-/// `vault-core/src/backup.rs`).
+/// Checks a backup file's magic, version and structure (format v2,
+/// `vault-core/src/backup.rs`): every tree's entries lie inside the file and end exactly
+/// at the trailing 32-byte MAC. The MAC itself needs the vault's keys: `restore` checks it
+/// after the passphrase opens them.
 pub(crate) fn check_backup(bytes: &[u8]) -> Result<(), &'static str> {
-    if bytes.len() < 4 + 1 + 32 {
+    const MAC_LEN: usize = 32;
+    if bytes.len() < 4 + 1 + MAC_LEN {
         return Err("too short");
     }
     if &bytes[..4] != b"CVBK" {
         return Err("not a vault backup (bad magic)");
     }
-    if bytes[4] != 1 {
+    if bytes[4] != 2 {
         return Err("unsupported backup version");
     }
-    let (body, digest) = bytes.split_at(bytes.len() - 32);
-    let actual = ring::digest::digest(&ring::digest::SHA256, body);
-    // A checksum against damage, not a secret: a plain comparison is right here.
-    if actual.as_ref() != digest {
-        return Err("checksum mismatch (damaged or truncated)");
+    let mut buf = &bytes[5..bytes.len() - MAC_LEN];
+    let mut take = |n: usize| -> Result<&[u8], &'static str> {
+        if buf.len() < n {
+            return Err("truncated or damaged");
+        }
+        let (a, b) = buf.split_at(n);
+        buf = b;
+        Ok(a)
+    };
+    let u32_of = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    while let Ok(name_len) = take(1) {
+        let name_len = usize::from(name_len[0]);
+        take(name_len)?;
+        let c = take(8)?;
+        let count = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        for _ in 0..count {
+            let kl = u32_of(take(4)?);
+            take(kl)?;
+            let vl = u32_of(take(4)?);
+            take(vl)?;
+        }
     }
     Ok(())
 }
@@ -323,8 +342,8 @@ pub(crate) fn backup(conn: &Conn, out: &Path, json: bool) -> anyhow::Result<Exit
         println!("{}", json!({"ok": true, "file": out, "bytes": bytes.len()}));
     } else {
         println!(
-            "backup written to {} ({} bytes, checksum verified; mode 0600). Field values stay \
-             encrypted; restore it with `vault-cli restore` into a new directory",
+            "backup written to {} ({} bytes, structure checked; mode 0600). Field values stay \
+             encrypted; `vault-cli restore` checks its MAC and restores it into a new directory",
             out.display(),
             bytes.len()
         );
@@ -338,16 +357,22 @@ mod tests {
 
     #[test]
     fn a_damaged_backup_is_detected() {
-        let mut body = b"CVBK\x01some trees".to_vec();
-        let d = ring::digest::digest(&ring::digest::SHA256, &body);
-        body.extend_from_slice(d.as_ref());
+        let mut body = b"CVBK\x02".to_vec();
+        body.extend_from_slice(&[4]);
+        body.extend_from_slice(b"meta");
+        body.extend_from_slice(&1u64.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(b"k");
+        body.extend_from_slice(&2u32.to_be_bytes());
+        body.extend_from_slice(b"vv");
+        body.extend_from_slice(&[7u8; 32]);
         assert_eq!(check_backup(&body), Ok(()));
         let mut bad = body.clone();
-        bad[6] ^= 1;
+        bad[5] ^= 1;
         assert!(check_backup(&bad).is_err());
         assert!(check_backup(&body[..body.len() - 1]).is_err());
-        let mut v2 = body;
-        v2[4] = 2;
-        assert_eq!(check_backup(&v2), Err("unsupported backup version"));
+        let mut v1 = body;
+        v1[4] = 1;
+        assert_eq!(check_backup(&v1), Err("unsupported backup version"));
     }
 }

@@ -1,6 +1,6 @@
 //! `vault-cli`: operator and auditor command line.
 //!
-//! Offline verbs work on a stopped data directory (`init`, `status`, `unseal`, `keys
+//! Offline verbs work on a stopped data directory (`init`, `status`, `unseal`, `upgrade`, `keys
 //! rotate --data-dir`, `keys retire|compact`, `operator rotate-cert`, `restore`) or on files (`audit verify`,
 //! `policies check`); live verbs talk to the running server over mutual TLS with the
 //! operator certificate (sled admits one process per data directory). Exit codes: see
@@ -39,8 +39,9 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes: 0 ok; 1 failure (I/O, server unreachable or failed); \
 2 usage error or verification failed; 3 credential refused (wrong passphrase, certificate \
-refused); 4 rejected, nothing changed (invalid input, refused request, restore inconsistent \
-with a published checkpoint); 5 import partially committed (the report names the lines).";
+refused); 4 rejected, nothing changed (invalid input, refused request, a backup that is not \
+authentic or inconsistent with a published checkpoint, a data directory that needs \
+`upgrade`); 5 import partially committed (the report names the lines).";
 
 #[derive(Subcommand)]
 enum Command {
@@ -65,6 +66,19 @@ enum Command {
         /// The data directory.
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Authenticate the records of a data directory written by an earlier version, once,
+    /// after installing this one (offline; logged as `vault.upgrade`).
+    Upgrade {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// A file holding the passphrase (else VAULT_PASSPHRASE).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -226,6 +240,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => vault_cmd::unseal(&data_dir, passphrase_file.as_deref(), json),
         Command::Status { data_dir, json } => vault_cmd::status(&data_dir, json),
+        Command::Upgrade {
+            data_dir,
+            passphrase_file,
+            json,
+        } => vault_cmd::upgrade(&data_dir, passphrase_file.as_deref(), json),
         Command::Operator { cmd } => vault_cmd::operator(cmd),
         Command::Agency { cmd } => live_cmd::agency(cmd),
         Command::Citizen {

@@ -279,6 +279,30 @@ pub(crate) enum OperatorCmd {
     },
 }
 
+/// Runs `upgrade`: authenticates the records of a data directory written by an earlier
+/// version.
+pub(crate) fn upgrade(
+    data_dir: &Path,
+    passphrase_file: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let passphrase = files::read_passphrase(passphrase_file)?;
+    let upgraded = DataDir::new(data_dir)
+        .upgrade(&passphrase)
+        .map_err(|e| exit::offline(&format!("cannot upgrade {}", data_dir.display()), e))?;
+    if json {
+        println!("{}", json!({"ok": true, "upgraded": upgraded}));
+    } else if upgraded {
+        println!(
+            "{}: every record is now authenticated (audit entry `vault.upgrade`)",
+            data_dir.display()
+        );
+    } else {
+        println!("{}: already upgraded, nothing changed", data_dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs an `operator` subcommand.
 pub(crate) fn operator(cmd: OperatorCmd) -> anyhow::Result<ExitCode> {
     let OperatorCmd::RotateCert {

@@ -5,6 +5,7 @@
 use policies::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{RecordMac, Tampered};
 use crate::codec::{self, CodecError};
 use crate::pki::Fingerprint;
 use crate::storage::{Storage, StorageError, Tree, WriteBatch};
@@ -131,20 +132,32 @@ pub enum EnrolmentError {
     /// A stored enrolment is not readable.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A stored enrolment fails its authentication check.
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
 }
 
-/// The enrolment of `agency`, if any.
-pub fn get(store: &dyn Storage, agency: &str) -> Result<Option<Enrolment>, EnrolmentError> {
+const KIND: &str = "agency enrolment";
+
+fn decode(mac: &RecordMac, key: &[u8], stored: &[u8]) -> Result<Enrolment, EnrolmentError> {
+    let bytes = mac.open(KIND, Tree::Agencies, key, stored)?;
+    Ok(codec::decode::<Enrolment>(KIND, FORMAT, bytes)?.normalise())
+}
+
+/// The enrolment of `agency`, if any, once its MAC checks.
+pub fn get(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    agency: &str,
+) -> Result<Option<Enrolment>, EnrolmentError> {
     match store.get(Tree::Agencies, agency.as_bytes())? {
         None => Ok(None),
-        Some(bytes) => Ok(Some(
-            codec::decode::<Enrolment>("agency enrolment", FORMAT, &bytes)?.normalise(),
-        )),
+        Some(bytes) => Ok(Some(decode(mac, agency.as_bytes(), &bytes)?)),
     }
 }
 
 /// Every enrolment, by agency id.
-pub fn list(store: &dyn Storage) -> Result<Vec<Enrolment>, EnrolmentError> {
+pub fn list(store: &dyn Storage, mac: &RecordMac) -> Result<Vec<Enrolment>, EnrolmentError> {
     let mut out = Vec::new();
     let mut start = Vec::new();
     loop {
@@ -152,21 +165,27 @@ pub fn list(store: &dyn Storage) -> Result<Vec<Enrolment>, EnrolmentError> {
         let Some((last, _)) = page.last() else { break };
         let mut next = last.clone();
         next.push(0);
-        for (_, v) in page {
-            out.push(codec::decode::<Enrolment>("agency enrolment", FORMAT, &v)?.normalise());
+        for (k, v) in page {
+            let e = decode(mac, &k, &v)?;
+            if e.agency.as_bytes() != k.as_slice() {
+                return Err(Tampered { kind: KIND }.into());
+            }
+            out.push(e);
         }
         start = next;
     }
     Ok(out)
 }
 
-/// Stages `enrolment` into `batch`.
-pub fn stage_put(batch: &mut WriteBatch, enrolment: &Enrolment) -> Result<(), EnrolmentError> {
-    batch.put(
-        Tree::Agencies,
-        enrolment.agency.as_bytes().to_vec(),
-        codec::encode("agency enrolment", FORMAT, enrolment)?,
-    );
+/// Stages `enrolment` into `batch`, with its MAC.
+pub fn stage_put(
+    batch: &mut WriteBatch,
+    mac: &RecordMac,
+    enrolment: &Enrolment,
+) -> Result<(), EnrolmentError> {
+    let key = enrolment.agency.as_bytes();
+    let value = mac.seal(Tree::Agencies, key, codec::encode(KIND, FORMAT, enrolment)?);
+    batch.put(Tree::Agencies, key.to_vec(), value);
     Ok(())
 }
 

@@ -1,17 +1,25 @@
 //! Backups: a consistent copy of every tree of a store in one versioned file, and its
 //! restore into a new data directory. Field values stay sealed under citizens' keys and
-//! those under the sealed master key: a backup is no more readable than the store.
+//! those under the sealed master key: a backup is no more readable than the store. The
+//! file is authenticated: whoever edits it without the vault's keys cannot make it pass.
 //!
-//! Format v1: `b"CVBK" || version u8 (1) || for each tree: name_len u8 || name ||
-//! count u64 BE || (key_len u32 BE || key || value_len u32 BE || value)*` and finally a
-//! SHA-256 of everything before it.
+//! Format v2: `b"CVBK" || version u8 (2) || for each tree: name_len u8 || name ||
+//! count u64 BE || (key_len u32 BE || key || value_len u32 BE || value)*` and finally an
+//! HMAC-SHA256 of everything before it under the backup key
+//! ([`crate::auth::VaultKeys`], derived from the vault key sealed under the KEK in the
+//! engine configuration). A restore parses the file, unseals the master keys it holds
+//! with the passphrase, opens the vault key, checks the MAC, and only then writes.
+//! Format v1 (a plain SHA-256 in place of the MAC) is refused: it is not authenticated.
 
 use std::io::{Read, Write};
+use std::ops::Range;
 
+use crate::auth::{VaultKeys, MAC_LEN};
 use crate::storage::{Storage, StorageError, Tree, WriteBatch};
 
 const MAGIC: &[u8; 4] = b"CVBK";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const UNAUTHENTICATED_VERSION: u8 = 1;
 /// Writes per commit while restoring.
 const RESTORE_BATCH: usize = 2048;
 
@@ -28,6 +36,9 @@ pub enum BackupError {
     /// The file is not a backup this program reads, or it was damaged.
     #[error("not a valid backup: {0}")]
     Invalid(&'static str),
+    /// The file does not authenticate under the keys the passphrase opens.
+    #[error("the backup is not authentic: {0}; nothing was restored. Restore an unmodified backup (check its copy against the original), with the passphrase of the vault it was taken from")]
+    NotAuthentic(String),
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), BackupError> {
@@ -36,10 +47,14 @@ fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Writes every tree of `store` to `out`. The caller keeps writers out meanwhile (the
-/// engine holds its writer lock), so the copy is consistent.
-pub fn write(store: &dyn Storage, mut out: impl Write) -> Result<(), BackupError> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+/// Writes every tree of `store` to `out`, authenticated under `keys`. The caller keeps
+/// writers out meanwhile (the engine holds its writer lock), so the copy is consistent.
+pub fn write(
+    store: &dyn Storage,
+    keys: &VaultKeys,
+    mut out: impl Write,
+) -> Result<(), BackupError> {
+    let mut ctx = keys.backup_mac();
     let mut emit = |bytes: &[u8]| -> Result<(), BackupError> {
         ctx.update(bytes);
         out.write_all(bytes)?;
@@ -64,8 +79,8 @@ pub fn write(store: &dyn Storage, mut out: impl Write) -> Result<(), BackupError
             emit(&item)?;
         }
     }
-    let digest = ctx.finish();
-    out.write_all(digest.as_ref())?;
+    let mac = ctx.sign();
+    out.write_all(mac.as_ref())?;
     Ok(())
 }
 
@@ -83,32 +98,45 @@ fn u32_at(buf: &mut &[u8]) -> Result<usize, BackupError> {
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// Checks a backup file and restores it into `store` (a newly created, empty store),
-/// in batches; the format marker of the new store is kept.
-pub fn restore(mut input: impl Read, store: &dyn Storage) -> Result<u64, BackupError> {
+/// A backup file read whole and parsed, not yet authenticated.
+pub struct ParsedBackup {
+    bytes: Vec<u8>,
+    /// (tree, key range, value range) of every entry, in file order.
+    entries: Vec<(Tree, Range<usize>, Range<usize>)>,
+}
+
+impl std::fmt::Debug for ParsedBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedBackup")
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and parses a backup file (structure only: [`ParsedBackup::authenticate`] checks
+/// its MAC).
+pub fn parse(mut input: impl Read) -> Result<ParsedBackup, BackupError> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
-    if bytes.len() < MAGIC.len() + 1 + 32 {
+    if bytes.len() < MAGIC.len() + 1 + MAC_LEN {
         return Err(BackupError::Invalid("too short"));
     }
-    let (body, digest) = bytes.split_at(bytes.len() - 32);
-    let actual = ring::digest::digest(&ring::digest::SHA256, body);
-    if !crate::ct::eq(actual.as_ref(), digest) {
-        return Err(BackupError::Invalid(
-            "checksum mismatch (damaged or truncated file)",
-        ));
-    }
-    let mut buf = body;
+    let body_len = bytes.len() - MAC_LEN;
+    let mut buf = &bytes[..body_len];
+    let at = |buf: &[u8]| body_len - buf.len();
     if take(&mut buf, 4)? != MAGIC {
         return Err(BackupError::Invalid("not a vault backup (bad magic)"));
     }
-    if take(&mut buf, 1)?[0] != VERSION {
-        return Err(BackupError::Invalid("unsupported backup version"));
+    match take(&mut buf, 1)?[0] {
+        VERSION => {}
+        UNAUTHENTICATED_VERSION => {
+            return Err(BackupError::Invalid(
+                "backup format 1 is not authenticated and is no longer restored: take a new backup with this version (`vault-cli backup`)",
+            ))
+        }
+        _ => return Err(BackupError::Invalid("unsupported backup version")),
     }
-    let mut restored = 0u64;
-    let mut batch = WriteBatch::new();
-    // The init marker goes in last, so a restore cut short is refused as half-initialised.
-    let mut marker: Option<Vec<u8>> = None;
+    let mut entries = Vec::new();
     while !buf.is_empty() {
         let name_len = usize::from(take(&mut buf, 1)?[0]);
         let name = take(&mut buf, name_len)?;
@@ -120,9 +148,57 @@ pub fn restore(mut input: impl Read, store: &dyn Storage) -> Result<u64, BackupE
         let count = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         for _ in 0..count {
             let kl = u32_at(&mut buf)?;
-            let k = take(&mut buf, kl)?;
+            let k_start = at(buf);
+            take(&mut buf, kl)?;
             let vl = u32_at(&mut buf)?;
-            let v = take(&mut buf, vl)?;
+            let v_start = at(buf);
+            take(&mut buf, vl)?;
+            entries.push((tree, k_start..k_start + kl, v_start..v_start + vl));
+        }
+    }
+    Ok(ParsedBackup { bytes, entries })
+}
+
+impl ParsedBackup {
+    /// The entries of the backup's `Meta` tree (unauthenticated until
+    /// [`ParsedBackup::authenticate`]).
+    pub fn meta(&self) -> Vec<(&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .filter(|(t, _, _)| *t == Tree::Meta)
+            .map(|(_, k, v)| (&self.bytes[k.clone()], &self.bytes[v.clone()]))
+            .collect()
+    }
+
+    /// Checks the file's MAC under `keys`.
+    pub fn authenticate(self, keys: &VaultKeys) -> Result<AuthenticBackup, BackupError> {
+        let (body, mac) = self.bytes.split_at(self.bytes.len() - MAC_LEN);
+        if !keys.verify_backup(body, mac) {
+            return Err(BackupError::NotAuthentic(
+                "its MAC does not match its content (the file was modified, truncated or damaged)"
+                    .to_owned(),
+            ));
+        }
+        Ok(AuthenticBackup(self))
+    }
+}
+
+/// A backup whose MAC checked.
+#[derive(Debug)]
+pub struct AuthenticBackup(ParsedBackup);
+
+impl AuthenticBackup {
+    /// Restores the backup into `store` (a newly created, empty store), in batches; the
+    /// format marker of the new store is kept. Returns the entries written.
+    pub fn restore(self, store: &dyn Storage) -> Result<u64, BackupError> {
+        let ParsedBackup { bytes, entries } = self.0;
+        let mut restored = 0u64;
+        let mut batch = WriteBatch::new();
+        // The init marker goes in last, so a restore cut short is refused as
+        // half-initialised.
+        let mut marker: Option<Vec<u8>> = None;
+        for (tree, k, v) in entries {
+            let (k, v) = (&bytes[k], &bytes[v]);
             if tree == Tree::Meta && k == crate::storage::sled::FORMAT_KEY {
                 continue;
             }
@@ -136,15 +212,15 @@ pub fn restore(mut input: impl Read, store: &dyn Storage) -> Result<u64, BackupE
                 store.commit(std::mem::take(&mut batch))?;
             }
         }
+        if !batch.is_empty() {
+            store.commit(batch)?;
+        }
+        let marker = marker.ok_or(BackupError::Invalid(
+            "no init marker: the backup is of a half-initialised vault",
+        ))?;
+        let mut last = WriteBatch::new();
+        last.put(Tree::Meta, crate::datadir::INIT_KEY, marker);
+        store.commit(last)?;
+        Ok(restored + 1)
     }
-    if !batch.is_empty() {
-        store.commit(batch)?;
-    }
-    let marker = marker.ok_or(BackupError::Invalid(
-        "no init marker: the backup is of a half-initialised vault",
-    ))?;
-    let mut last = WriteBatch::new();
-    last.put(Tree::Meta, crate::datadir::INIT_KEY, marker);
-    store.commit(last)?;
-    Ok(restored + 1)
 }

@@ -408,6 +408,36 @@ fn unseal_store(
     })
 }
 
+/// The master keys sealed in `meta` (the `Meta` entries of a backup), opened with
+/// `passphrase`: every sealed KEK, and the current one's id.
+pub(crate) fn keks_of_meta(
+    meta: &[(&[u8], &[u8])],
+    passphrase: &Passphrase,
+) -> Result<KeyRing, DataDirError> {
+    let mut derived: Vec<SealingKey> = Vec::new();
+    let mut keks = Vec::new();
+    let mut current = None;
+    for (k, v) in meta {
+        if *k == KEK_CURRENT {
+            current = Some(codec::decode::<u32>("meta counter", META_FORMAT, v)?);
+        }
+        if !k.starts_with(KEK_PREFIX) {
+            continue;
+        }
+        let sealed: SealedKek = codec::decode("sealed master key", META_FORMAT, v)?;
+        let i = match derived.iter().position(|d| d.params() == &sealed.kdf) {
+            Some(i) => i,
+            None => {
+                derived.push(SealingKey::derive(passphrase, &sealed.kdf)?);
+                derived.len() - 1
+            }
+        };
+        keks.push(sealed.open(&derived[i])?);
+    }
+    let current = current.ok_or(RecordError::KekUnavailable { kek_id: 0 })?;
+    Ok(KeyRing::new(keks, current)?)
+}
+
 /// Reports on the data directory without the passphrase (the vault must not be running:
 /// sled admits one process per directory).
 pub fn status(dir: &Path) -> Result<Status, DataDirError> {

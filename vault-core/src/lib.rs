@@ -30,7 +30,9 @@ macro_rules! internal {
     };
 }
 
-internal!(agencies, backup, codec, datadir, engine, envelope, keys, pki, records, storage, tokens,);
+internal!(
+    agencies, auth, backup, codec, datadir, engine, envelope, keys, pki, records, storage, tokens,
+);
 mod ct;
 mod offline;
 mod serde_bytes;

@@ -390,6 +390,19 @@ impl DataDir {
         Ok(out?)
     }
 
+    /// Upgrades a data directory written before records were authenticated (a stopped
+    /// vault that `open` refuses with `upgrade_required`): creates the vault key, puts a
+    /// MAC on every token, consent artefact, enrolment and on the configuration as they
+    /// are stored now, and rekeys old tombstones, in one commit with the audit entry
+    /// `vault.upgrade`. Returns `false` (and changes nothing) when the directory is
+    /// already upgraded. Run it once, right after installing the version that needs it:
+    /// it vouches for the records as they are.
+    pub fn upgrade(&self, passphrase: &str) -> Result<bool, OfflineError> {
+        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true)?;
+        vault.shutdown();
+        Ok(upgraded)
+    }
+
     /// Deletes the old sealed master key `kek_id` once nothing is sealed or wrapped under
     /// it any more: not the current key, no citizen key, and none of the vault's own
     /// secrets (retiring the key that seals them would make the vault unopenable).
@@ -427,10 +440,10 @@ impl DataDir {
         load_policies(policies)?;
         self.create_empty("restore into a new or empty directory (never over a vault)")?;
         self.undo_on_error(|| {
+            let backup = authenticate_backup(backup, passphrase)?;
             let entries = {
                 let store = SledStore::create(self.store_dir())?;
-                let entries =
-                    crate::backup::restore(backup, &store).map_err(OfflineError::Backup)?;
+                let entries = backup.restore(&store).map_err(OfflineError::Backup)?;
                 if let Some(p) = published {
                     check_extends(&store, &p.checkpoint)?;
                 }
@@ -491,6 +504,39 @@ impl DataDir {
             },
         })
     }
+}
+
+/// Reads `backup` and checks its MAC, before anything is written: the passphrase opens
+/// the master keys the backup holds, they open its vault key, which gives the backup key.
+/// Any failure on the way (a wrong passphrase included: it cannot be told apart from a
+/// modified sealed key) refuses the backup as not authentic.
+fn authenticate_backup(
+    backup: impl Read,
+    passphrase: &str,
+) -> Result<crate::backup::AuthenticBackup, OfflineError> {
+    use crate::backup::BackupError;
+    let parsed = crate::backup::parse(backup).map_err(OfflineError::Backup)?;
+    let not_authentic = |why: String| OfflineError::Backup(BackupError::NotAuthentic(why));
+    let keys = {
+        let meta = parsed.meta();
+        let ring = datadir::keks_of_meta(
+            &meta,
+            &Passphrase::new(passphrase.to_owned()),
+        )
+        .map_err(|e| {
+            not_authentic(format!(
+                "the passphrase does not open its master keys ({e}): the passphrase is wrong or the backup was modified"
+            ))
+        })?;
+        let config = meta
+            .iter()
+            .find(|(k, _)| *k == crate::engine::ENGINE_KEY)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| not_authentic("it holds no engine configuration".to_owned()))?;
+        crate::engine::vault_keys_of_config(config, &ring)
+            .map_err(|e| not_authentic(format!("its engine configuration: {e}")))?
+    };
+    parsed.authenticate(&keys).map_err(OfflineError::Backup)
 }
 
 /// The store was locked by another process, or failed otherwise.

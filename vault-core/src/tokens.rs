@@ -8,6 +8,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::auth::{RecordMac, Tampered};
 use crate::codec::{self, CodecError};
 use crate::storage::{Storage, StorageError, Tree, WriteBatch};
 
@@ -81,6 +82,20 @@ pub enum TokenError {
     /// A stored token record is not readable.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A stored token record fails its authentication check.
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
+}
+
+const KIND: &str = "token";
+
+fn encode(mac: &RecordMac, key: &[u8], record: &TokenRecord) -> Result<Vec<u8>, TokenError> {
+    Ok(mac.seal(Tree::Tokens, key, codec::encode(KIND, FORMAT, record)?))
+}
+
+fn decode(mac: &RecordMac, key: &[u8], stored: &[u8]) -> Result<TokenRecord, TokenError> {
+    let bytes = mac.open(KIND, Tree::Tokens, key, stored)?;
+    Ok(codec::decode(KIND, FORMAT, bytes)?)
 }
 
 fn hash(secret: &[u8]) -> [u8; 32] {
@@ -104,6 +119,7 @@ fn encode_secret(raw: &[u8; 32]) -> Zeroizing<String> {
 /// Creates a token for `role` valid until `expires_at`, staging its record into `batch`.
 pub fn stage_issue(
     batch: &mut WriteBatch,
+    mac: &RecordMac,
     role: Role,
     now: Timestamp,
     expires_at: Timestamp,
@@ -121,17 +137,15 @@ pub fn stage_issue(
         expires_at,
         revoked_at: None,
     };
-    batch.put(
-        Tree::Tokens,
-        key.to_vec(),
-        codec::encode("token", FORMAT, &record)?,
-    );
+    batch.put(Tree::Tokens, key.to_vec(), encode(mac, &key, &record)?);
     Ok(IssuedToken { secret, record })
 }
 
-/// The record of a presented token, if it is well-formed, known, unexpired and unrevoked.
+/// The record of a presented token, if it is well-formed, known, unexpired and unrevoked;
+/// a stored record whose MAC does not check is [`TokenError::Tampered`].
 pub fn check(
     store: &dyn Storage,
+    mac: &RecordMac,
     presented: &str,
     now: Timestamp,
 ) -> Result<TokenRecord, TokenError> {
@@ -144,7 +158,7 @@ pub fn check(
     let Some(bytes) = store.get(Tree::Tokens, &key)? else {
         return Err(TokenError::Invalid);
     };
-    let record: TokenRecord = codec::decode("token", FORMAT, &bytes)?;
+    let record = decode(mac, &key, &bytes)?;
     if record.revoked_at.is_some() || now >= record.expires_at {
         return Err(TokenError::Invalid);
     }
@@ -152,7 +166,10 @@ pub fn check(
 }
 
 /// Every stored token record (for listing and revocation by id).
-pub fn list(store: &dyn Storage) -> Result<Vec<([u8; 32], TokenRecord)>, TokenError> {
+pub fn list(
+    store: &dyn Storage,
+    mac: &RecordMac,
+) -> Result<Vec<([u8; 32], TokenRecord)>, TokenError> {
     let mut out = Vec::new();
     let mut start = Vec::new();
     loop {
@@ -162,9 +179,9 @@ pub fn list(store: &dyn Storage) -> Result<Vec<([u8; 32], TokenRecord)>, TokenEr
         next.push(0);
         for (k, v) in page {
             let Ok(key) = <[u8; 32]>::try_from(k.as_slice()) else {
-                continue;
+                return Err(Tampered { kind: KIND }.into());
             };
-            out.push((key, codec::decode("token", FORMAT, &v)?));
+            out.push((key, decode(mac, &key, &v)?));
         }
         start = next;
     }
@@ -175,6 +192,7 @@ pub fn list(store: &dyn Storage) -> Result<Vec<([u8; 32], TokenRecord)>, TokenEr
 /// returning the records revoked.
 pub fn stage_revoke(
     store: &dyn Storage,
+    mac: &RecordMac,
     batch: &mut WriteBatch,
     id: &str,
     now: Timestamp,
@@ -183,14 +201,10 @@ pub fn stage_revoke(
     if id.len() < 8 {
         return Ok(revoked);
     }
-    for (key, mut record) in list(store)? {
+    for (key, mut record) in list(store, mac)? {
         if record.id.starts_with(id) && record.revoked_at.is_none() {
             record.revoked_at = Some(now);
-            batch.put(
-                Tree::Tokens,
-                key.to_vec(),
-                codec::encode("token", FORMAT, &record)?,
-            );
+            batch.put(Tree::Tokens, key.to_vec(), encode(mac, &key, &record)?);
             revoked.push(record);
         }
     }

@@ -2,10 +2,12 @@
 
 mod api;
 mod audit_trail;
+mod backup;
 mod cli;
 mod connections;
 mod crash;
 mod dev_mode;
+mod erasure;
 mod flows;
 mod openapi;
 mod operator_audit;

@@ -1,4 +1,4 @@
-//! `vault-cli init`, `status`, `unseal`, `keys rotate|retire|compact` on real data
+//! `vault-cli init`, `status`, `unseal`, `upgrade`, `keys rotate|retire|compact` on real data
 //! directories (the server stopped).
 
 use std::path::{Path, PathBuf};
@@ -376,4 +376,19 @@ fn a_master_key_rotation_changes_the_passphrase() {
         Some(new_pass),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn upgrade_on_a_current_directory_changes_nothing() {
+    let root = scratch("upgrade");
+    let data = init(&root);
+    let out = cli(&["upgrade", "--data-dir", s(&data), "--json"], Some(PASS));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["upgraded"], false);
+    let out = cli(
+        &["upgrade", "--data-dir", s(&data)],
+        Some("not the passphrase"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }

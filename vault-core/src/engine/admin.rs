@@ -9,11 +9,10 @@ use super::error::AuditFailure;
 use super::ops::{citizen_id, record_err};
 use super::secrets::SealedSecret;
 use super::{
-    log, now_parts, to_system_time, EngineConfig, Plaintext, Vault, VaultError, ENGINE_KEY,
-    META_FORMAT,
+    encode_config, load_config, log, now_parts, to_system_time, EngineConfig, Plaintext, Vault,
+    VaultError, ENGINE_KEY,
 };
 use crate::agencies::{self, Enrolment, Pin, PinnedCert};
-use crate::codec;
 use crate::datadir::DataDirError;
 use crate::keys::KeyError;
 use crate::envelope::CitizenId;
@@ -226,7 +225,7 @@ impl Vault {
             .map_err(VaultError::internal)?;
         let fp = issued.fingerprint();
         let ((), index) = self.transact(|tx| {
-            let mut e = agencies::get(tx.store(), agency)
+            let mut e = agencies::get(tx.store(), self.keys.records(), agency)
                 .map_err(VaultError::internal)?
                 .unwrap_or(Enrolment {
                     agency: agency.to_owned(),
@@ -242,7 +241,7 @@ impl Vault {
                 not_after,
                 revoked_at: None,
             });
-            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.enrol");
             d.initiator = Some(agency.to_owned());
             tx.entry(d);
@@ -268,7 +267,7 @@ impl Vault {
 
     /// Every enrolment.
     pub fn list_agencies(&self) -> Result<Vec<Enrolment>, VaultError> {
-        agencies::list(&*self.store).map_err(VaultError::internal)
+        agencies::list(&*self.store, self.keys.records()).map_err(VaultError::internal)
     }
 
     /// Revokes an agency: every certificate of it is revoked for good and refused from the
@@ -276,7 +275,7 @@ impl Vault {
     pub fn revoke_agency(&self, agency: &str) -> Result<u64, VaultError> {
         let (now, now_ms) = now_parts();
         let (fps, index) = self.transact(|tx| {
-            let Some(mut e) = agencies::get(tx.store(), agency).map_err(VaultError::internal)?
+            let Some(mut e) = agencies::get(tx.store(), self.keys.records(), agency).map_err(VaultError::internal)?
             else {
                 return Err(VaultError::NotFound {
                     what: "agency enrolment",
@@ -286,7 +285,7 @@ impl Vault {
             for c in &mut e.certs {
                 c.revoked_at.get_or_insert(now);
             }
-            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.revoke");
             d.initiator = Some(agency.to_owned());
             tx.entry(d);
@@ -314,7 +313,7 @@ impl Vault {
         })?;
         let (now, now_ms) = now_parts();
         let (agency, index) = self.transact(|tx| {
-            let found = agencies::list(tx.store())
+            let found = agencies::list(tx.store(), self.keys.records())
                 .map_err(VaultError::internal)?
                 .into_iter()
                 .find(|e| e.certs.iter().any(|c| c.fingerprint == fp));
@@ -332,7 +331,7 @@ impl Vault {
                 }
                 c.revoked_at = Some(now);
             }
-            agencies::stage_put(&mut tx.batch, &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.revoke_cert");
             d.initiator = Some(format!("{} certificate {fp}", e.agency));
             tx.entry(d);
@@ -367,16 +366,13 @@ impl Vault {
                 .store()
                 .get(Tree::Meta, ENGINE_KEY)?
                 .ok_or_else(|| VaultError::internal("the engine configuration is missing"))?;
-            let mut config: EngineConfig =
-                codec::decode("engine config", META_FORMAT, &bytes).map_err(VaultError::internal)?;
+            let ring = self.unsealed.records().ring();
+            let (mut config, _) = load_config(&bytes, &ring)?;
+            drop(ring);
             let old_fp = config.operator_fp;
             config.operator_fp = new_fp;
-            tx.batch.put(
-                Tree::Meta,
-                ENGINE_KEY,
-                codec::encode("engine config", META_FORMAT, &config)
-                    .map_err(VaultError::internal)?,
-            );
+            tx.batch
+                .put(Tree::Meta, ENGINE_KEY, encode_config(&config, &self.keys)?);
             let mut d = operator_draft(now_ms, "operator.replace_cert");
             d.initiator = Some(format!("certificate {new_fp} replaces {old_fp}"));
             tx.entry(d);
@@ -415,7 +411,7 @@ impl Vault {
             now.saturating_add(validity_days(days, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS) * 86_400);
         let (token, index) = self.transact(|tx| {
             let mut d = operator_draft(now_ms, "token.issue");
-            let t = tokens::stage_issue(&mut tx.batch, role.clone(), now, expires)
+            let t = tokens::stage_issue(&mut tx.batch, self.keys.records(), role.clone(), now, expires)
                 .map_err(VaultError::internal)?;
             if let Role::Citizen { citizen } = &role {
                 d.subject = tx.tag(&citizen_id(citizen)?, false)?;
@@ -444,7 +440,7 @@ impl Vault {
         }
         let (now, now_ms) = now_parts();
         let (n, index) = self.transact(|tx| {
-            let revoked = tokens::stage_revoke(&*tx.vault.store, &mut tx.batch, id, now)
+            let revoked = tokens::stage_revoke(&*tx.vault.store, self.keys.records(), &mut tx.batch, id, now)
                 .map_err(VaultError::internal)?;
             if revoked.is_empty() {
                 return Err(VaultError::NotFound { what: "token" });
@@ -556,8 +552,8 @@ impl Vault {
         let Some(bytes) = self.store.get(Tree::Meta, ENGINE_KEY)? else {
             return Err(VaultError::internal("engine config missing"));
         };
-        let mut config: EngineConfig = codec::decode("engine config", META_FORMAT, &bytes)?;
         let ring = self.unsealed.records().ring();
+        let (mut config, _) = load_config(&bytes, &ring)?;
         let current = ring.current();
         let reseal = |s: &SealedSecret, name: &str| -> Result<SealedSecret, VaultError> {
             let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
@@ -568,11 +564,40 @@ impl Vault {
         config.server_key = reseal(&config.server_key, "server_key")?;
         config.log_seed = reseal(&config.log_seed, "log_seed")?;
         config.receipt_seed = reseal(&config.receipt_seed, "receipt_seed")?;
-        batch.put(
-            Tree::Meta,
-            ENGINE_KEY,
-            codec::encode("engine config", META_FORMAT, &config)?,
-        );
+        config.record_key = match &config.record_key {
+            Some(k) => Some(reseal(k, "record_key")?),
+            None => None,
+        };
+        batch.put(Tree::Meta, ENGINE_KEY, encode_config(&config, &self.keys)?);
+        Ok(())
+    }
+
+    /// The upgrade of a data directory written before records were authenticated (see
+    /// [`Vault::open_with`]): `config` (holding the new sealed vault key) with its MAC,
+    /// a MAC on every token, consent artefact and enrolment as stored now, legacy
+    /// tombstones rekeyed; one commit with the entry `vault.upgrade`.
+    pub(super) fn upgrade_records(&self, config: &EngineConfig) -> Result<(), VaultError> {
+        let (_, now_ms) = now_parts();
+        let mac = self.keys.records();
+        self.transact(|tx| {
+            tx.batch
+                .put(Tree::Meta, ENGINE_KEY, encode_config(config, &self.keys)?);
+            for tree in [Tree::Tokens, Tree::Consents, Tree::Agencies] {
+                for item in crate::storage::scan_all(&*self.store, tree) {
+                    let (key, value) = item?;
+                    let sealed = mac.seal(tree, &key, value);
+                    tx.batch.put(tree, key, sealed);
+                }
+            }
+            self.unsealed
+                .records()
+                .stage_upgrade_tombstones(&*self.store, &mut tx.batch)
+                .map_err(record_err)?;
+            let mut d = super::system("vault.upgrade", now_ms);
+            d.processing = Some("administration".to_owned());
+            tx.entry(d);
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -590,16 +615,16 @@ impl Vault {
                 "an erasure by a citizen token names another citizen",
             ));
         }
-        let (now, now_ms) = now_parts();
+        let (_, now_ms) = now_parts();
         let ((), index) = self.transact(|tx| {
             let out = tx
                 .vault
                 .unsealed
                 .records()
-                .stage_erase(&*tx.vault.store, &mut tx.batch, &id, now)
+                .stage_erase(&*tx.vault.store, &mut tx.batch, &id)
                 .map_err(record_err)?;
             tx.delete_consents(&id)?;
-            for (key, rec) in tokens::list(tx.store()).map_err(VaultError::internal)? {
+            for (key, rec) in tokens::list(tx.store(), self.keys.records()).map_err(VaultError::internal)? {
                 if rec.role
                     == (Role::Citizen {
                         citizen: id.as_str().to_owned(),
@@ -795,7 +820,7 @@ impl Vault {
             },
             |store| {
                 let mut out = Vec::new();
-                crate::backup::write(store, &mut out).map(|()| out)
+                crate::backup::write(store, &self.keys, &mut out).map(|()| out)
             },
         )?;
         self.store.wait_durable(ticket)?;

@@ -12,6 +12,7 @@ use ring::rand::SecureRandom;
 use super::notes::CallerTexts;
 use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
 use super::{now_parts, CitizenToken, Tx, Vault, VaultError};
+use crate::auth::RecordMac;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::records::{citizen_key, citizen_prefix};
@@ -105,15 +106,28 @@ fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
     citizen_key(citizen, &id.to_bytes())
 }
 
+const CONSENT_KIND: &str = "consent artefact";
+
+/// A stored artefact, once its MAC (bound to its key) checks.
+fn decode_consent(
+    mac: &RecordMac,
+    key: &[u8],
+    stored: &[u8],
+) -> Result<ConsentArtefact, VaultError> {
+    let bytes = mac.open(CONSENT_KIND, Tree::Consents, key, stored)?;
+    Ok(codec::decode(CONSENT_KIND, CONSENT_FORMAT, bytes)?)
+}
+
 pub(super) fn load_consents(
     store: &dyn Storage,
+    mac: &RecordMac,
     citizen: &CitizenId,
 ) -> Result<Vec<ConsentArtefact>, VaultError> {
     let (start, end) = citizen_prefix(citizen);
     store
         .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
         .into_iter()
-        .map(|(_, v)| Ok(codec::decode("consent artefact", CONSENT_FORMAT, &v)?))
+        .map(|(k, v)| decode_consent(mac, &k, &v))
         .collect()
 }
 
@@ -132,11 +146,13 @@ impl Tx<'_> {
 
     pub(super) fn put_consent(&mut self, a: &ConsentArtefact) -> Result<(), VaultError> {
         let citizen = citizen_id(a.citizen().as_str())?;
-        self.batch.put(
+        let key = consent_key(&citizen, a.id());
+        let value = self.vault.keys.records().seal(
             Tree::Consents,
-            consent_key(&citizen, a.id()),
-            codec::encode("consent artefact", CONSENT_FORMAT, a)?,
+            &key,
+            codec::encode(CONSENT_KIND, CONSENT_FORMAT, a)?,
         );
+        self.batch.put(Tree::Consents, key, value);
         Ok(())
     }
 }
@@ -229,7 +245,7 @@ impl Vault {
     pub fn citizen_consents(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
         let citizen = citizen_id(citizen)?;
         let (now, _) = now_parts();
-        let mut list = load_consents(&*self.store, &citizen)?;
+        let mut list = load_consents(&*self.store, self.keys.records(), &citizen)?;
         list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
         Ok(list
             .into_iter()
@@ -242,7 +258,7 @@ impl Vault {
     pub fn citizen_consent_requests(&self, citizen: &str) -> Result<Vec<ConsentView>, VaultError> {
         let citizen = citizen_id(citizen)?;
         let (now, _) = now_parts();
-        let mut list = load_consents(&*self.store, &citizen)?;
+        let mut list = load_consents(&*self.store, self.keys.records(), &citizen)?;
         list.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
         Ok(list
             .into_iter()
@@ -306,10 +322,11 @@ impl Vault {
         let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
         let (now, now_ms) = now_parts();
         let (artefact, _) = self.transact(|tx| {
-            let Some(bytes) = tx.store().get(Tree::Consents, &consent_key(&citizen, id))? else {
+            let key = consent_key(&citizen, id);
+            let Some(bytes) = tx.store().get(Tree::Consents, &key)? else {
                 return Err(VaultError::NotFound { what: "consent" });
             };
-            let mut a: ConsentArtefact = codec::decode("consent artefact", CONSENT_FORMAT, &bytes)?;
+            let mut a = decode_consent(self.keys.records(), &key, &bytes)?;
             step(&mut a, now)
                 .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
             tx.put_consent(&a)?;

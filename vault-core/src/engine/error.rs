@@ -101,6 +101,9 @@ pub enum Internal {
     /// A data-directory operation failed.
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
+    /// A stored record fails its authentication check (an offline edit).
+    #[error(transparent)]
+    Tampered(#[from] crate::auth::Tampered),
     /// A stored value breaks an invariant of the vault (no source error exists).
     #[error("{0}")]
     Inconsistent(String),
@@ -226,6 +229,12 @@ impl From<super::WriteRejected> for VaultError {
             | W::UnknownField { .. }
             | W::DuplicateField { .. } => VaultError::bad(e.code(), e.to_string()),
         }
+    }
+}
+
+impl From<crate::auth::Tampered> for VaultError {
+    fn from(e: crate::auth::Tampered) -> Self {
+        VaultError::Internal(e.into())
     }
 }
 

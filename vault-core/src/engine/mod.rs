@@ -50,6 +50,7 @@ use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
 use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
+use crate::auth::VaultKeys;
 use crate::keys::NoteKey;
 use notes::CallerTexts;
 use secrets::SealedSecret;
@@ -63,8 +64,13 @@ pub const DANGEROUS_FAILPOINTS_ENV: &str = "VAULT_DANGEROUS_FAILPOINTS";
 #[cfg(feature = "test-hooks")]
 pub const DANGEROUS_FAIL_AUDIT_FILE: &str = "DANGEROUS_FAIL_AUDIT";
 
-const META_FORMAT: u8 = 1;
-const ENGINE_KEY: &[u8] = b"engine.config";
+/// Format of the engine configuration written before records were authenticated
+/// (`[1] || CBOR`, no vault key): opened only by the upgrade.
+const LEGACY_CONFIG_FORMAT: u8 = 1;
+/// Format of the engine configuration: `[2] || CBOR || MAC` ([`crate::auth::RecordMac`]).
+const META_FORMAT: u8 = 2;
+pub(crate) const ENGINE_KEY: &[u8] = b"engine.config";
+const CONFIG_KIND: &str = "engine config";
 const DAY: u64 = 86_400;
 
 /// What `init` needs beyond the passphrase.
@@ -102,6 +108,91 @@ struct EngineConfig {
     server_key: SealedSecret,
     log_seed: SealedSecret,
     receipt_seed: SealedSecret,
+    /// The vault key ([`crate::auth::VaultKeys`]); absent only in a legacy configuration.
+    #[serde(default)]
+    record_key: Option<SealedSecret>,
+}
+
+impl EngineConfig {
+    /// The sealed secrets, by name.
+    fn secrets(&self) -> Vec<(&'static str, &SealedSecret)> {
+        let mut out = vec![
+            ("ca_key", &self.ca_key),
+            ("server_key", &self.server_key),
+            ("log_seed", &self.log_seed),
+            ("receipt_seed", &self.receipt_seed),
+        ];
+        if let Some(k) = &self.record_key {
+            out.push(("record_key", k));
+        }
+        out
+    }
+}
+
+/// The stored engine configuration, WITHOUT checking its MAC, and whether it is a legacy
+/// one (written before records were authenticated).
+fn read_config_unchecked(bytes: &[u8]) -> Result<(EngineConfig, bool), VaultError> {
+    if bytes.first() == Some(&LEGACY_CONFIG_FORMAT) {
+        return Ok((codec::decode(CONFIG_KIND, LEGACY_CONFIG_FORMAT, bytes)?, true));
+    }
+    let body = crate::auth::RecordMac::strip_unchecked(bytes);
+    Ok((codec::decode(CONFIG_KIND, META_FORMAT, body)?, false))
+}
+
+/// Opens the vault key sealed in `config` and derives its keys.
+fn open_vault_keys(
+    config: &EngineConfig,
+    ring: &crate::records::KeyRing,
+) -> Result<Arc<VaultKeys>, VaultError> {
+    let sealed = config.record_key.as_ref().ok_or_else(|| {
+        VaultError::internal(
+            "the engine configuration has no vault key: the data directory is damaged or was tampered with; restore it from a backup",
+        )
+    })?;
+    let kek = ring.get(sealed.kek_id).map_err(VaultError::internal)?;
+    let key = sealed.open(kek, "record_key")?;
+    Ok(Arc::new(VaultKeys::derive(&key)))
+}
+
+/// The engine configuration with its MAC checked, and the vault's derived keys. A legacy
+/// configuration is refused with the upgrade verb to run.
+fn load_config(
+    bytes: &[u8],
+    ring: &crate::records::KeyRing,
+) -> Result<(EngineConfig, Arc<VaultKeys>), VaultError> {
+    let (config, legacy) = read_config_unchecked(bytes)?;
+    if legacy {
+        return Err(upgrade_required());
+    }
+    let keys = open_vault_keys(&config, ring)?;
+    keys.records()
+        .open(CONFIG_KIND, Tree::Meta, ENGINE_KEY, bytes)?;
+    Ok((config, keys))
+}
+
+/// The vault's derived keys from a stored engine configuration (a backup's), with the
+/// configuration's MAC checked.
+pub(crate) fn vault_keys_of_config(
+    bytes: &[u8],
+    ring: &crate::records::KeyRing,
+) -> Result<Arc<VaultKeys>, VaultError> {
+    Ok(load_config(bytes, ring)?.1)
+}
+
+fn upgrade_required() -> VaultError {
+    VaultError::conflict(
+        "upgrade_required",
+        "this data directory was written by an earlier version of the vault, whose records are not authenticated: with the vault stopped, run `vault-cli upgrade --data-dir DIR` once (it authenticates every record as it is now and logs it), then start the vault. If this directory was already upgraded, do not run it: the configuration was tampered with, restore the directory from a backup",
+    )
+}
+
+/// The stored form of `config`, with its MAC.
+fn encode_config(config: &EngineConfig, keys: &VaultKeys) -> Result<Vec<u8>, VaultError> {
+    Ok(keys.records().seal(
+        Tree::Meta,
+        ENGINE_KEY,
+        codec::encode(CONFIG_KIND, META_FORMAT, config)?,
+    ))
 }
 
 /// The server's TLS identity: certificate chain (DER, leaf first) and PKCS#8 key.
@@ -124,6 +215,8 @@ pub struct Vault {
     server_key: Zeroizing<Vec<u8>>,
     operator_fp: Fingerprint,
     agency_pins: RwLock<HashMap<Fingerprint, crate::agencies::Pin>>,
+    /// The keys derived from the vault key: record MACs, tombstones, backups.
+    keys: Arc<VaultKeys>,
     /// The audit failpoint's file, when [`DANGEROUS_FAILPOINTS_ENV`] armed it.
     #[cfg(feature = "test-hooks")]
     fail_audit: Option<PathBuf>,
@@ -168,16 +261,10 @@ pub(crate) fn secrets_sealed_under(store: &dyn Storage) -> Result<Vec<u32>, Vaul
             "the vault configuration is missing (half-initialised store)",
         ));
     };
-    let config: EngineConfig = codec::decode("engine config", META_FORMAT, &bytes)?;
-    Ok([
-        &config.ca_key,
-        &config.server_key,
-        &config.log_seed,
-        &config.receipt_seed,
-    ]
-    .iter()
-    .map(|s| s.kek_id)
-    .collect())
+    // Only which KEKs seal the secrets is read here (a tampered id can only refuse a
+    // retirement, or let one through whose secret then fails to open).
+    let (config, _) = read_config_unchecked(&bytes)?;
+    Ok(config.secrets().iter().map(|(_, s)| s.kek_id).collect())
 }
 
 fn to_system_time(t: Timestamp) -> SystemTime {
@@ -254,6 +341,8 @@ impl Vault {
             .map_err(VaultError::internal)?;
         let ring = unsealed.records().ring();
         let kek = ring.current();
+        let vault_key = crate::auth::generate_vault_key().map_err(VaultError::internal)?;
+        let keys = VaultKeys::derive(&vault_key);
         let config = EngineConfig {
             origin: options.origin.clone(),
             ca_cert: ca.cert_der().to_vec(),
@@ -263,15 +352,12 @@ impl Vault {
             server_key: SealedSecret::seal(kek, "server_key", server.private_key_der())?,
             log_seed: SealedSecret::seal(kek, "log_seed", log_signer.seed_bytes())?,
             receipt_seed: SealedSecret::seal(kek, "receipt_seed", receipt_signer.seed_bytes())?,
+            record_key: Some(SealedSecret::seal(kek, "record_key", &vault_key)?),
         };
         drop(ring);
         let store = unsealed.store().clone();
         let mut batch = WriteBatch::new();
-        batch.put(
-            Tree::Meta,
-            ENGINE_KEY,
-            codec::encode("engine config", META_FORMAT, &config)?,
-        );
+        batch.put(Tree::Meta, ENGINE_KEY, encode_config(&config, &keys)?);
         let mut draft = system("vault.init", now_ms);
         draft.processing = Some("administration".to_owned());
         let state = LogState::new();
@@ -290,6 +376,19 @@ impl Vault {
     /// Opens and unseals the vault in `dir` with `passphrase`, loading its policy files
     /// from `dir/policies`. Reached through [`crate::DataDir::open`].
     pub(crate) fn open(dir: &Path, passphrase: &str) -> Result<Vault, OfflineError> {
+        Self::open_with(dir, passphrase, false).map(|(v, _)| v)
+    }
+
+    /// Opens the vault like [`Vault::open`]; with `upgrade`, a data directory written
+    /// before records were authenticated is upgraded first (a vault key is created, every
+    /// token, consent artefact, enrolment and the configuration get their MAC, tombstones
+    /// keyed by a clear id are rekeyed and lose their time), in one commit with its audit
+    /// entry `vault.upgrade`. Returns whether it upgraded.
+    pub(crate) fn open_with(
+        dir: &Path,
+        passphrase: &str,
+        upgrade: bool,
+    ) -> Result<(Vault, bool), OfflineError> {
         let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|errors| {
             OfflineError::InvalidPolicies {
                 dir: dir.join("policies"),
@@ -302,15 +401,30 @@ impl Vault {
             RecordOptions::default(),
         )?;
         let store = unsealed.store().clone();
-        let config: EngineConfig = match store.get(Tree::Meta, ENGINE_KEY)? {
-            Some(v) => codec::decode("engine config", META_FORMAT, &v)?,
-            None => {
-                return Err(OfflineError::from(datadir::DataDirError::NotInitialised {
-                    path: dir.to_path_buf(),
-                    half: true,
-                }))
-            }
+        let Some(config_bytes) = store.get(Tree::Meta, ENGINE_KEY)? else {
+            return Err(OfflineError::from(datadir::DataDirError::NotInitialised {
+                path: dir.to_path_buf(),
+                half: true,
+            }));
         };
+        let (mut config, legacy) = read_config_unchecked(&config_bytes)?;
+        let keys = if legacy {
+            if !upgrade {
+                return Err(upgrade_required().into());
+            }
+            let vault_key = crate::auth::generate_vault_key().map_err(VaultError::internal)?;
+            let ring = unsealed.records().ring();
+            config.record_key = Some(SealedSecret::seal(
+                ring.current(),
+                "record_key",
+                &vault_key,
+            )?);
+            Arc::new(VaultKeys::derive(&vault_key))
+        } else {
+            let ring = unsealed.records().ring();
+            load_config(&config_bytes, &ring)?.1
+        };
+        unsealed.records().install_vault_keys(keys.clone());
         let open = |s: &SealedSecret, name: &str| -> Result<Zeroizing<Vec<u8>>, VaultError> {
             let ring = unsealed.records().ring();
             let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
@@ -368,14 +482,10 @@ impl Vault {
             );
             b
         })?;
-        let mut pins = HashMap::new();
-        for e in crate::agencies::list(&*store).map_err(VaultError::internal)? {
-            pins.extend(e.live_pins());
-        }
         #[cfg(feature = "test-hooks")]
         let fail_audit = (std::env::var(DANGEROUS_FAILPOINTS_ENV).as_deref() == Ok("1"))
             .then(|| dir.join(DANGEROUS_FAIL_AUDIT_FILE));
-        Ok(Vault {
+        let vault = Vault {
             dir: dir.to_path_buf(),
             unsealed,
             policy,
@@ -386,16 +496,31 @@ impl Vault {
             checkpoint: RwLock::new(checkpoint),
             sign_lock: Mutex::new(()),
             ca,
-            server_cert: config.server_cert,
+            server_cert: config.server_cert.clone(),
             server_key,
             operator_fp: config.operator_fp,
-            agency_pins: RwLock::new(pins),
+            agency_pins: RwLock::new(HashMap::new()),
+            keys,
             #[cfg(feature = "test-hooks")]
             fail_audit,
             stop: Arc::new(AtomicBool::new(false)),
             committer: Committer::start(&store),
             store,
-        })
+        };
+        if legacy {
+            vault.upgrade_records(&config)?;
+        }
+        let mut pins = HashMap::new();
+        for e in crate::agencies::list(&*vault.store, vault.keys.records())
+            .map_err(VaultError::internal)?
+        {
+            pins.extend(e.live_pins());
+        }
+        *vault
+            .agency_pins
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = pins;
+        Ok((vault, legacy))
     }
 
     /// The server's certificate chain (DER, leaf first) and PKCS#8 key.
@@ -578,7 +703,7 @@ impl Vault {
     /// the entries of what is done with it name.
     pub fn authenticate_token(&self, token: &str) -> Result<Bearer, VaultError> {
         let (now, _) = now_parts();
-        match crate::tokens::check(&*self.store, token, now) {
+        match crate::tokens::check(&*self.store, self.keys.records(), token, now) {
             Ok(r) => Ok(match r.role {
                 crate::tokens::Role::Citizen { citizen } => Bearer::Citizen(CitizenToken {
                     citizen,

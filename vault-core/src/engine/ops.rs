@@ -248,6 +248,7 @@ pub(super) fn record_err(e: RecordError) -> VaultError {
         | RecordError::UnknownGeneration { .. }
         | RecordError::Key(_)
         | RecordError::KekUnavailable { .. }
+        | RecordError::VaultKeyUnavailable
         | RecordError::Codec(_) => VaultError::internal(e),
     }
 }
@@ -314,7 +315,7 @@ impl Tx<'_> {
             .records()
             .citizen_state(self.store(), citizen)
             .map_err(record_err)?;
-        Ok(matches!(state, CitizenState::Erased { .. }))
+        Ok(matches!(state, CitizenState::Erased))
     }
 }
 
@@ -355,7 +356,7 @@ impl Vault {
             .citizen_state(&*self.store, citizen)
             .map_err(record_err)?
         {
-            CitizenState::Erased { .. } => Err(VaultError::Erased),
+            CitizenState::Erased => Err(VaultError::Erased),
             _ => Ok(()),
         }
     }
@@ -465,7 +466,7 @@ impl Vault {
         let (now, now_ms) = now_parts();
         let records = self.unsealed.records();
         let ((released, withheld, read), index, ticket) = self.transact_applied(|tx| {
-            let artefacts = load_consents(tx.store(), &citizen)?;
+            let artefacts = load_consents(tx.store(), self.keys.records(), &citizen)?;
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
             // once: what exists, the subject tag, and the values opened after the commit.
@@ -702,7 +703,7 @@ impl Vault {
             citizen: id.as_str().to_owned(),
             exported_at: now,
             records: self.records_of(&id)?,
-            consents: load_consents(&*self.store, &id)?
+            consents: load_consents(&*self.store, self.keys.records(), &id)?
                 .into_iter()
                 .map(|a| self.view(a, now))
                 .collect(),

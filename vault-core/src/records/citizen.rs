@@ -1,7 +1,6 @@
 //! The citizen key lifecycle: creating a citizen's keys, the audit subject tag, new DEK
 //! generations, where a citizen stands, and erasure (a tombstone without key material).
 
-use policies::Timestamp;
 #[cfg(feature = "test-hooks")]
 use zeroize::Zeroizing;
 
@@ -20,33 +19,42 @@ impl Records {
         store: &dyn Storage,
         citizen: &CitizenId,
     ) -> Result<CitizenState, RecordError> {
-        Ok(match store.get(Tree::Keys, citizen.as_str().as_bytes())? {
-            None => CitizenState::Unknown,
-            Some(bytes) => match decode_keys(&bytes)? {
-                KeyEntry::Active(_) => CitizenState::Active,
-                KeyEntry::Erased { erased_at } => CitizenState::Erased { at: erased_at },
-            },
-        })
+        match self.load_keys(store, None, citizen) {
+            Ok(None) => Ok(CitizenState::Unknown),
+            Ok(Some(_)) => Ok(CitizenState::Active),
+            Err(RecordError::Erased { .. }) => Ok(CitizenState::Erased),
+            Err(e) => Err(e),
+        }
     }
 
+    /// The citizen's live keys; `None` when it never had any; [`RecordError::Erased`] when
+    /// a tombstone (keyed by the citizen id's keyed hash, or by the id in clear for one
+    /// written before the upgrade) says they were erased.
     pub(super) fn load_keys(
+        &self,
         store: &dyn Storage,
         batch: Option<&WriteBatch>,
         citizen: &CitizenId,
     ) -> Result<Option<CitizenKeys>, RecordError> {
-        let key = citizen.as_str().as_bytes();
-        let bytes = match batch {
-            Some(b) => staged_get(store, b, Tree::Keys, key)?,
-            None => store.get(Tree::Keys, key)?,
+        let get = |key: &[u8]| match batch {
+            Some(b) => staged_get(store, b, Tree::Keys, key),
+            None => store.get(Tree::Keys, key),
         };
-        match bytes {
-            None => Ok(None),
+        let erased = || RecordError::Erased {
+            citizen: citizen.to_string(),
+        };
+        match get(citizen.as_str().as_bytes())? {
             Some(bytes) => match decode_keys(&bytes)? {
                 KeyEntry::Active(k) => Ok(Some(k)),
-                KeyEntry::Erased { .. } => Err(RecordError::Erased {
-                    citizen: citizen.to_string(),
-                }),
+                KeyEntry::Erased { .. } | KeyEntry::Tombstone => Err(erased()),
             },
+            None => {
+                let tombstone = self.vault_keys()?.tombstone_key(citizen.as_str());
+                match get(&tombstone)? {
+                    None => Ok(None),
+                    Some(_) => Err(erased()),
+                }
+            }
         }
     }
 
@@ -107,7 +115,7 @@ impl Records {
         citizen: &CitizenId,
     ) -> Result<Option<(audit::SubjectTag, NoteKey)>, RecordError> {
         let ring = self.ring();
-        Self::load_keys(store, batch, citizen)?
+        self.load_keys(store, batch, citizen)?
             .map(|k| Self::subject_keys_of(&ring, citizen, &k))
             .transpose()
     }
@@ -146,7 +154,7 @@ impl Records {
         citizen: &CitizenId,
     ) -> Result<audit::SubjectTag, RecordError> {
         let ring = self.ring();
-        match Self::load_keys(store, Some(batch), citizen)? {
+        match self.load_keys(store, Some(batch), citizen)? {
             Some(keys) => Self::tag_of(&ring, citizen, &keys),
             None => {
                 let (keys, tag) = Self::new_keys(&ring, citizen)?;
@@ -168,24 +176,26 @@ impl Records {
         citizen: &CitizenId,
     ) -> Result<Option<audit::SubjectTag>, RecordError> {
         let ring = self.ring();
-        Self::load_keys(store, None, citizen)?
+        self.load_keys(store, None, citizen)?
             .map(|k| Self::tag_of(&ring, citizen, &k))
             .transpose()
     }
 
-    /// Stages the erasure of the citizen: every record deleted, the key record replaced by
-    /// a tombstone holding only the time (crypto-shredding: without the DEKs nothing sealed
-    /// for the citizen can be opened again). Later reads and writes fail with
-    /// [`RecordError::Erased`]. See `docs/keys.md` for what remains in sled's log and in
-    /// older backups, and `datadir::compact` for removing the former.
+    /// Stages the erasure of the citizen: every record and the key record deleted, and a
+    /// tombstone written under the keyed hash of the id (no id, no time, no key material:
+    /// crypto-shredding, without the DEKs nothing sealed for the citizen can be opened
+    /// again, and nothing stored links the id to its subject tag or its erasure entry).
+    /// Later reads and writes fail with [`RecordError::Erased`]. See `docs/keys.md` for
+    /// what remains in sled's files and in older backups, and `datadir::compact` for
+    /// removing the former.
     pub fn stage_erase(
         &self,
         store: &dyn Storage,
         batch: &mut WriteBatch,
         citizen: &CitizenId,
-        now: Timestamp,
     ) -> Result<ErasureOutcome, RecordError> {
-        let keys = Self::load_keys(store, Some(batch), citizen)?;
+        let keys = self.load_keys(store, Some(batch), citizen)?;
+        let tombstone = self.vault_keys()?.tombstone_key(citizen.as_str());
         let subject_tag = match &keys {
             Some(k) => Some(Self::tag_of(&self.ring(), citizen, k)?),
             None => None,
@@ -213,15 +223,38 @@ impl Records {
         for key in pending {
             batch.delete(Tree::Records, key);
         }
-        batch.put(
-            Tree::Keys,
-            citizen.as_str().as_bytes(),
-            encode_keys(&KeyEntry::Erased { erased_at: now })?,
-        );
+        batch.delete(Tree::Keys, citizen.as_str().as_bytes().to_vec());
+        batch.put(Tree::Keys, tombstone, encode_keys(&KeyEntry::Tombstone)?);
         Ok(ErasureOutcome {
             subject_tag,
             records_deleted: deleted,
         })
+    }
+
+    /// Stages the rewrite of every tombstone written before tombstones were keyed by a
+    /// keyed hash (under the citizen id in clear, with the erasure time) as a
+    /// [`KeyEntry::Tombstone`] under the keyed hash; returns how many (the upgrade).
+    pub fn stage_upgrade_tombstones(
+        &self,
+        store: &dyn Storage,
+        batch: &mut WriteBatch,
+    ) -> Result<u64, RecordError> {
+        let keys = self.vault_keys()?;
+        let mut n = 0;
+        for item in crate::storage::scan_all(store, Tree::Keys) {
+            let (key, value) = item?;
+            if let KeyEntry::Erased { .. } = decode_keys(&value)? {
+                let id = String::from_utf8_lossy(&key).into_owned();
+                batch.delete(Tree::Keys, key);
+                batch.put(
+                    Tree::Keys,
+                    keys.tombstone_key(&id),
+                    encode_keys(&KeyEntry::Tombstone)?,
+                );
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// DANGEROUS, tests only: copies of the citizen's raw DEK and tag-key bytes, so that a
@@ -232,7 +265,7 @@ impl Records {
         store: &dyn Storage,
         citizen: &CitizenId,
     ) -> Result<Vec<Zeroizing<Vec<u8>>>, RecordError> {
-        let Some(keys) = Self::load_keys(store, None, citizen)? else {
+        let Some(keys) = self.load_keys(store, None, citizen)? else {
             return Ok(Vec::new());
         };
         let ring = self.ring();

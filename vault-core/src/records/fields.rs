@@ -333,7 +333,7 @@ impl Records {
             new_fields.insert(name, value);
         }
         let ring = self.ring();
-        let (mut keys, created) = match Self::load_keys(store, Some(batch), citizen)? {
+        let (mut keys, created) = match self.load_keys(store, Some(batch), citizen)? {
             Some(k) => (k, false),
             None => (Self::new_keys(&ring, citizen)?.0, true),
         };
@@ -387,7 +387,7 @@ impl Records {
         citizen: &CitizenId,
         wanted: &[FieldName],
     ) -> Result<Vec<(FieldName, Option<Plaintext>)>, RecordError> {
-        let Some(keys) = Self::load_keys(store, None, citizen)? else {
+        let Some(keys) = self.load_keys(store, None, citizen)? else {
             return Ok(wanted.iter().map(|f| (f.clone(), None)).collect());
         };
         let ring = self.ring();
@@ -425,7 +425,7 @@ impl Records {
         citizen: &CitizenId,
         wanted: &[FieldName],
     ) -> Result<FieldRead, RecordError> {
-        let keys = Self::load_keys(store, None, citizen)?;
+        let keys = self.load_keys(store, None, citizen)?;
         let mut records = BTreeMap::new();
         if keys.is_some() {
             for f in wanted {
@@ -475,7 +475,7 @@ impl Records {
         store: &dyn Storage,
         citizen: &CitizenId,
     ) -> Result<Vec<RecordInfo>, RecordError> {
-        if Self::load_keys(store, None, citizen)?.is_none() {
+        if self.load_keys(store, None, citizen)?.is_none() {
             return Ok(Vec::new());
         }
         Ok(Self::scan_records(store, citizen)?
@@ -490,7 +490,7 @@ impl Records {
         store: &dyn Storage,
         citizen: &CitizenId,
     ) -> Result<Vec<RecordView>, RecordError> {
-        let Some(keys) = Self::load_keys(store, None, citizen)? else {
+        let Some(keys) = self.load_keys(store, None, citizen)? else {
             return Ok(Vec::new());
         };
         let ring = self.ring();

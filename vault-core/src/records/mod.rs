@@ -1,9 +1,10 @@
 //! Citizens' records, encrypted field by field, and each citizen's keys.
 //!
-//! `Tree::Keys` holds one [`KeyEntry`] per citizen (key: the citizen id): the DEK of each
+//! `Tree::Keys` holds one [`KeyEntry`] per citizen: under the citizen id, the DEK of each
 //! live generation and the subject-tag key, wrapped under a KEK, with a seal counter and a
-//! count of live field ciphertexts per generation; or, after erasure, a tombstone with no
-//! key material. `Tree::Records` holds one record per (citizen, category) (key: citizen id
+//! count of live field ciphertexts per generation; or, after erasure, under the keyed hash
+//! of the id ([`crate::auth::VaultKeys::tombstone_key`]), a tombstone with no key material
+//! and no time. `Tree::Records` holds one record per (citizen, category) (key: citizen id
 //! `|| 0x00 ||` category): version, update time, source and the sealed fields.
 //!
 //! Writes are STAGED into a [`WriteBatch`] so the engine commits a record change together
@@ -23,11 +24,12 @@ mod keyring;
 mod rotation;
 
 use std::collections::BTreeMap;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use policies::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::VaultKeys;
 use crate::codec::{self, CodecError};
 use crate::envelope::{CitizenId, EnvelopeError, Plaintext};
 use crate::keys::{KeyError, WrappedKey};
@@ -164,6 +166,9 @@ pub enum RecordError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The vault key (which keys tombstones) is not loaded in this handle.
+    #[error("the vault key is not loaded: open the vault with its passphrase first")]
+    VaultKeyUnavailable,
 }
 
 impl RecordError {
@@ -185,6 +190,7 @@ impl RecordError {
             RecordError::KekUnavailable { .. } => "kek_unavailable",
             RecordError::Codec(_) => "corrupt_value",
             RecordError::Storage(_) => "storage",
+            RecordError::VaultKeyUnavailable => "vault_key_unavailable",
         }
     }
 }
@@ -213,8 +219,15 @@ struct CitizenKeys {
 /// What `Tree::Keys` holds for a citizen.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum KeyEntry {
+    /// Under the citizen id.
     Active(CitizenKeys),
+    /// A tombstone written before tombstones were keyed by a keyed hash, under the
+    /// citizen id in clear: still refused, rewritten as [`KeyEntry::Tombstone`] by the
+    /// upgrade (`Records::upgrade_tombstones`).
     Erased { erased_at: Timestamp },
+    /// A tombstone, under [`crate::auth::VaultKeys::tombstone_key`] of the citizen id: no
+    /// id, no time, no key material.
+    Tombstone,
 }
 
 /// A stored record.
@@ -238,11 +251,8 @@ pub enum CitizenState {
     Unknown,
     /// The citizen has keys (and maybe records).
     Active,
-    /// The citizen's data was erased at this instant.
-    Erased {
-        /// When.
-        at: Timestamp,
-    },
+    /// The citizen's data was erased (the tombstone keeps no time).
+    Erased,
 }
 
 /// The result of a staged record write.
@@ -353,6 +363,8 @@ fn decode_record(bytes: &[u8]) -> Result<StoredRecord, RecordError> {
 pub struct Records {
     ring: RwLock<KeyRing>,
     options: RecordOptions,
+    /// The keys derived from the vault key (tombstones), once the engine opened it.
+    vault_keys: OnceLock<Arc<VaultKeys>>,
 }
 
 impl Records {
@@ -361,7 +373,21 @@ impl Records {
         Records {
             ring: RwLock::new(ring),
             options,
+            vault_keys: OnceLock::new(),
         }
+    }
+
+    /// Gives the record store the vault's derived keys (the engine does at open); a
+    /// second call keeps the first keys.
+    pub fn install_vault_keys(&self, keys: Arc<VaultKeys>) {
+        let _ = self.vault_keys.set(keys);
+    }
+
+    fn vault_keys(&self) -> Result<&VaultKeys, RecordError> {
+        self.vault_keys
+            .get()
+            .map(|k| &**k)
+            .ok_or(RecordError::VaultKeyUnavailable)
     }
 
     /// The options in force.

@@ -79,7 +79,7 @@ impl Records {
         citizen: &CitizenId,
         max_records: Option<usize>,
     ) -> Result<Progress, RecordError> {
-        let Some(mut keys) = Self::load_keys(store, None, citizen)? else {
+        let Some(mut keys) = self.load_keys(store, None, citizen)? else {
             return Ok(Progress {
                 moved: 0,
                 done: true,
@@ -233,7 +233,7 @@ impl Records {
                             *per_kek.entry(id).or_insert(0) += 1;
                         }
                     }
-                    KeyEntry::Erased { .. } => erased += 1,
+                    KeyEntry::Erased { .. } | KeyEntry::Tombstone => erased += 1,
                 }
             }
             match next {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use vault_core::auth::VaultKeys;
 use vault_core::datadir::{self, InitOptions, Unsealed};
 use vault_core::envelope::{CitizenId, Plaintext};
 use vault_core::keys::{Passphrase, MIN_KDF_ITERATIONS};
@@ -31,6 +32,7 @@ pub(crate) fn init_at(root: &Path, limit: Option<u64>) -> (PathBuf, Unsealed) {
         options.records.dek_seal_limit = l;
     }
     let vault = datadir::init(&dir, &pass(PASS), options, now()).unwrap();
+    with_vault_keys(&vault);
     (dir, vault)
 }
 
@@ -39,7 +41,16 @@ pub(crate) fn reopen(dir: &Path, limit: Option<u64>) -> Unsealed {
     if let Some(l) = limit {
         options.dek_seal_limit = l;
     }
-    datadir::unseal(dir, &pass(PASS), options).unwrap()
+    let v = datadir::unseal(dir, &pass(PASS), options).unwrap();
+    with_vault_keys(&v);
+    v
+}
+
+/// Gives the record store the vault keys the engine would (a fixed test key: these tests
+/// run below the engine, which keeps the real one sealed in its configuration).
+pub(crate) fn with_vault_keys(v: &Unsealed) {
+    v.records()
+        .install_vault_keys(std::sync::Arc::new(VaultKeys::derive(&[42u8; 32])));
 }
 
 pub(crate) fn cid(s: &str) -> CitizenId {

@@ -1,5 +1,6 @@
 //! vault-core's integration tests: one binary, one module per area.
 
+mod auth_records;
 mod keys_crash;
 mod keys_datadir;
 mod keys_erasure;

@@ -302,7 +302,8 @@ impl SledStore {
         self.data_file
             .sync_all()
             .map_err(|e| StorageError::backend("fsync of the sled data file", e))?;
-        log.restart();
+        log.restart()
+            .map_err(|e| StorageError::backend("emptying the write-ahead log", e))?;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! file `vault.wal` and runs `fdatasync` on it: that is the commit. sled receives the same
 //! writes afterwards as plain inserts (no sled transaction and no `Db::flush` on the commit
 //! path; why: `docs/storage.md`, "The write-ahead log"). When the log is full, a checkpoint makes sled durable (`Db::flush` + `fsync` of `db`),
-//! records in sled where the log starts again, and the next record is written at offset 0.
+//! records in sled where the log starts again, empties the file (no byte of a checkpointed
+//! record stays in it), and the next record is written at offset 0.
 //! At open, every record from that start on is replayed into sled, in order, then
 //! checkpointed.
 //!
@@ -23,7 +24,8 @@
 //! is the end of the log. A record is written only after the one before it was synced, so
 //! a torn record can only be the last one, and it was never acknowledged. Sequence numbers
 //! only grow, across checkpoints too, so a record left over from an earlier pass through
-//! the file (always a smaller number) is never taken for the next one.
+//! the file (a crash between a checkpoint and the truncation: always a smaller number) is
+//! never taken for the next one.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -134,9 +136,14 @@ impl Wal {
         self.offset > 0 && self.offset + (HEADER_LEN + payload_len) as u64 > self.capacity
     }
 
-    /// After a checkpoint that recorded [`Wal::next_seq`] as the start: write from offset 0.
-    pub(super) fn restart(&mut self) {
+    /// After a checkpoint that recorded [`Wal::next_seq`] as the start: empties the file
+    /// (so no byte of a checkpointed record, such as an erased citizen's id, stays in it)
+    /// and writes from offset 0.
+    pub(super) fn restart(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.sync_data()?;
         self.offset = 0;
+        Ok(())
     }
 
     /// Encodes `writes` as the next record into the reused buffer and returns its payload
@@ -298,9 +305,11 @@ mod tests {
         assert_eq!(read_all(tmp.path(), 7), (vec![a.clone(), b.clone()], 9));
         // Another start: the first record is not the expected one, nothing is replayed.
         assert_eq!(read_all(tmp.path(), 9), (vec![], 9));
-        // After a checkpoint the log restarts at 0 with the next number; the second old
-        // record (seq 8) still follows on disk but is never taken for seq 10.
-        wal.restart();
+        // After a checkpoint the file is emptied and the log restarts at 0 with the next
+        // number (an old record left by a crash before the truncation has a smaller
+        // number, never taken for seq 10).
+        wal.restart().expect("restart");
+        assert_eq!(std::fs::metadata(tmp.path().join(WAL_FILE)).expect("meta").len(), 0);
         let c = vec![put(Tree::Keys, b"x", b"short")];
         append(&mut wal, &c);
         assert_eq!(read_all(tmp.path(), 9), (vec![c], 10));
@@ -355,7 +364,7 @@ mod tests {
         wal.offset = WAL_CAPACITY - 100;
         assert!(!wal.is_full_for(100 - HEADER_LEN));
         assert!(wal.is_full_for(101 - HEADER_LEN));
-        wal.restart();
+        wal.restart().expect("restart");
         assert!(!wal.is_full_for(101 - HEADER_LEN));
     }
 }

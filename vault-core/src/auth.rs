@@ -1,0 +1,185 @@
+//! Keys that authenticate what the vault stores and that unlink an erased citizen, all
+//! derived (HKDF-SHA256, one label each) from one random 256-bit vault key, `record_key`,
+//! sealed under the current KEK in the engine configuration like the vault's other
+//! secrets (re-sealed when the KEK rotates; `docs/keys.md`).
+//!
+//! - [`RecordMac`]: HMAC-SHA256 over (tree, key, value) appended to every token, consent
+//!   artefact or request, enrolment and to the engine configuration, so that an offline
+//!   edit (a changed, added or swapped record) is refused at use.
+//! - the tombstone key: HMAC-SHA256 of an erased citizen's id, the only trace of it.
+//! - the backup key: HMAC-SHA256 over a whole backup file.
+
+use ring::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+use crate::keys::{fill_random, KeyError};
+use crate::storage::Tree;
+
+/// Length of every MAC and of the vault key.
+pub const MAC_LEN: usize = 32;
+
+const SALT: &[u8] = b"consent-vault record_key v1";
+const LABEL_RECORDS: &[u8] = b"record-mac";
+const LABEL_TOMBSTONE: &[u8] = b"tombstone";
+const LABEL_BACKUP: &[u8] = b"backup-mac";
+
+/// The first byte of a tombstone's key in `Tree::Keys` (no citizen id starts with it).
+pub const TOMBSTONE_PREFIX: u8 = 0;
+
+/// A stored record failed its authentication check.
+#[derive(Debug, thiserror::Error)]
+#[error("a stored {kind} record fails its authentication check: it was changed, added or moved outside the vault (an offline edit of the data directory or of a backup); stop the vault and restore the data directory from a trusted backup")]
+pub struct Tampered {
+    /// The record kind (`token`, `consent artefact`, `agency enrolment`, `engine config`).
+    pub kind: &'static str,
+}
+
+fn derive(ikm: &[u8], label: &[u8]) -> hmac::Key {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(ikm);
+    let info = [label];
+    // Invariant: one HMAC-SHA256 key length (32 bytes) is far under HKDF's 255 * 32 limit.
+    let okm = prk
+        .expand(&info, hmac::HMAC_SHA256)
+        .expect("HKDF output of one hash length");
+    hmac::Key::from(okm)
+}
+
+/// A fresh random vault key.
+pub fn generate_vault_key() -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let mut k = Zeroizing::new(vec![0u8; MAC_LEN]);
+    fill_random(&mut k)?;
+    Ok(k)
+}
+
+/// The keys derived from the vault key.
+pub struct VaultKeys {
+    records: RecordMac,
+    tombstone: hmac::Key,
+    backup: hmac::Key,
+}
+
+impl std::fmt::Debug for VaultKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultKeys(..)")
+    }
+}
+
+impl VaultKeys {
+    /// Derives every key from the vault key's bytes.
+    pub fn derive(vault_key: &[u8]) -> Self {
+        VaultKeys {
+            records: RecordMac(derive(vault_key, LABEL_RECORDS)),
+            tombstone: derive(vault_key, LABEL_TOMBSTONE),
+            backup: derive(vault_key, LABEL_BACKUP),
+        }
+    }
+
+    /// The record MAC.
+    pub fn records(&self) -> &RecordMac {
+        &self.records
+    }
+
+    /// The key of a citizen's tombstone in `Tree::Keys`: [`TOMBSTONE_PREFIX`] followed by
+    /// HMAC-SHA256(tombstone key, citizen id).
+    pub fn tombstone_key(&self, citizen: &str) -> Vec<u8> {
+        let tag = hmac::sign(&self.tombstone, citizen.as_bytes());
+        let mut k = Vec::with_capacity(1 + MAC_LEN);
+        k.push(TOMBSTONE_PREFIX);
+        k.extend_from_slice(tag.as_ref());
+        k
+    }
+
+    /// The MAC of a backup's bytes.
+    pub fn backup_mac(&self) -> hmac::Context {
+        hmac::Context::with_key(&self.backup)
+    }
+
+    /// Checks a backup's MAC.
+    pub fn verify_backup(&self, body: &[u8], mac: &[u8]) -> bool {
+        hmac::verify(&self.backup, body, mac).is_ok()
+    }
+}
+
+/// Authenticates stored values: `value || HMAC-SHA256(key, tree || len(key) || key ||
+/// value)`, so a value is valid only in its own tree under its own key.
+pub struct RecordMac(hmac::Key);
+
+impl std::fmt::Debug for RecordMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordMac(..)")
+    }
+}
+
+impl RecordMac {
+    fn tag(&self, tree: Tree, key: &[u8], value: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(tree.name().as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&(key.len() as u64).to_be_bytes());
+        ctx.update(key);
+        ctx.update(value);
+        ctx.sign()
+    }
+
+    /// `value` with its MAC appended, to store in `tree` under `key`.
+    pub fn seal(&self, tree: Tree, key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
+        let tag = self.tag(tree, key, &value);
+        value.extend_from_slice(tag.as_ref());
+        value
+    }
+
+    /// The value stored in `tree` under `key`, once its MAC checks.
+    pub fn open<'a>(
+        &self,
+        kind: &'static str,
+        tree: Tree,
+        key: &[u8],
+        stored: &'a [u8],
+    ) -> Result<&'a [u8], Tampered> {
+        let split = stored.len().checked_sub(MAC_LEN).ok_or(Tampered { kind })?;
+        let (value, mac) = stored.split_at(split);
+        if crate::ct::eq(self.tag(tree, key, value).as_ref(), mac) {
+            Ok(value)
+        } else {
+            Err(Tampered { kind })
+        }
+    }
+
+    /// The value of a stored record without checking its MAC (for reading only what a
+    /// check must not depend on, such as which KEK seals a secret).
+    pub fn strip_unchecked(stored: &[u8]) -> &[u8] {
+        &stored[..stored.len().saturating_sub(MAC_LEN)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_opens_only_under_its_own_tree_and_key() {
+        let keys = VaultKeys::derive(&[7u8; 32]);
+        let mac = keys.records();
+        let stored = mac.seal(Tree::Tokens, b"k1", b"value".to_vec());
+        assert_eq!(mac.open("token", Tree::Tokens, b"k1", &stored).unwrap(), b"value");
+        assert!(mac.open("token", Tree::Tokens, b"k2", &stored).is_err());
+        assert!(mac.open("token", Tree::Agencies, b"k1", &stored).is_err());
+        let mut edited = stored.clone();
+        edited[0] ^= 1;
+        assert!(mac.open("token", Tree::Tokens, b"k1", &edited).is_err());
+        assert!(mac.open("token", Tree::Tokens, b"k1", b"short").is_err());
+        let other = VaultKeys::derive(&[8u8; 32]);
+        assert!(other.records().open("token", Tree::Tokens, b"k1", &stored).is_err());
+    }
+
+    #[test]
+    fn tombstone_keys_depend_on_the_key_and_the_id() {
+        let a = VaultKeys::derive(&[7u8; 32]);
+        let b = VaultKeys::derive(&[8u8; 32]);
+        assert_eq!(a.tombstone_key("c-1"), a.tombstone_key("c-1"));
+        assert_ne!(a.tombstone_key("c-1"), a.tombstone_key("c-2"));
+        assert_ne!(a.tombstone_key("c-1"), b.tombstone_key("c-1"));
+        assert_eq!(a.tombstone_key("c-1")[0], TOMBSTONE_PREFIX);
+        assert_eq!(a.tombstone_key("c-1").len(), 1 + MAC_LEN);
+    }
+}
