@@ -1,4 +1,5 @@
-//! The one error shape of the API: `{"error": {"code", "message"}}` with the right status.
+//! The one error shape of the API: `{"error": {"code", "message"}}` with the right status,
+//! and `audit_index` beside `error` when a refused attempt was logged.
 //! 5xx bodies are generic; their details go to the server log only.
 
 use axum::http::StatusCode;
@@ -14,6 +15,8 @@ pub(crate) struct ApiError {
     pub(crate) code: &'static str,
     /// A message for people: what is wrong and what to do.
     pub(crate) message: String,
+    /// The audit entry that records a refused attempt, when one was written.
+    pub(crate) audit_index: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            audit_index: None,
         }
     }
 
@@ -59,7 +63,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(index) = self.audit_index {
+            body["audit_index"] = index.into();
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -108,6 +115,13 @@ impl From<vault_core::VaultError> for ApiError {
             E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Storage(_) | E::Audit(_) | E::Internal(_) => return ApiError::internal(&e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        let audit_index = match &e {
+            E::Forbidden { audit_index, .. } => *audit_index,
+            _ => None,
+        };
+        ApiError {
+            audit_index,
+            ..ApiError::new(status, e.code(), e.to_string())
+        }
     }
 }

@@ -387,3 +387,37 @@ async fn free_texts_are_only_commitments_in_the_log_and_go_with_erasure() {
         assert!(!contains(&export, t), "{t} is in the log after erasure");
     }
 }
+
+/// A consent request the policies refuse is logged like every refused attempt: the 403
+/// names the entry, the log grew by exactly it, and nothing was stored for the citizen.
+#[tokio::test]
+async fn a_consent_request_refused_by_policy_is_logged() {
+    let v = Vault::start_dev().unwrap();
+    let size = v.audit_size().await.unwrap();
+    let (status, body) = send(
+        v.agency_client("tax_authority")
+            .post(v.at("/v1/consent-requests"))
+            .json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "expires_at": "2099-01-01T00:00:00Z", "initiator": "clerk 12"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "consent_request_refused", "{body}");
+    assert_eq!(
+        body["audit_index"], size,
+        "the refusal names its entry: {body}"
+    );
+    assert_eq!(
+        v.audit_size().await.unwrap(),
+        size + 1,
+        "one entry for the attempt"
+    );
+    let (_, pending) = send(v.as_citizen(0, Method::GET, "/v1/me/consent-requests"))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        json!({"requests": []}),
+        "nothing was stored for the citizen"
+    );
+}

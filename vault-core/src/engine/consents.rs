@@ -191,10 +191,35 @@ impl Vault {
         } = parties(&input.citizen, agency, &input.purpose, &input.fields)?;
         let expires_at = parse_time("expires_at", &input.expires_at)?;
         check_text("initiator", &input.initiator)?;
-        self.policy
-            .check_consent_request(&agency_id, &purpose, &fields)
-            .map_err(|e| VaultError::forbidden("consent_request_refused", e.to_string()))?;
         let (now, now_ms) = now_parts();
+        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+            // Logged like every refused attempt; nothing else is stored and no key is
+            // created for a citizen the vault does not know.
+            let ((), index) = self.transact(|tx| {
+                let mut draft = EntryDraft::new(
+                    now_ms,
+                    actor(ActorKind::Agency, agency),
+                    "consent.request",
+                    "refused",
+                );
+                draft.purpose = Some(purpose.as_str().to_owned());
+                draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
+                draft.legal_basis = Some("consent".to_owned());
+                draft.subject = tx.tag(&citizen, false)?;
+                let key = tx.subject_keys(&citizen)?.map(|(_, k)| k);
+                let texts = CallerTexts {
+                    official: input.initiator.clone(),
+                    justification: None,
+                };
+                tx.entry_with_texts(draft, texts, key)?;
+                Ok(())
+            })?;
+            return Err(VaultError::Forbidden {
+                code: "consent_request_refused",
+                message: refusal.to_string(),
+                audit_index: Some(index),
+            });
+        }
         let id = random_consent_id()?;
         let terms = ConsentTerms {
             agency: agency_id,

@@ -29,6 +29,8 @@ pub enum VaultError {
         code: &'static str,
         /// Why, without revealing whether data exists.
         message: String,
+        /// The audit entry that records the refused attempt, when one was written.
+        audit_index: Option<u64>,
     },
     /// Not found among what the caller may see.
     #[error("{what} not found")]
@@ -191,6 +193,7 @@ impl VaultError {
         VaultError::Forbidden {
             code,
             message: message.into(),
+            audit_index: None,
         }
     }
 
