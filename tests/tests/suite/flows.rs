@@ -140,7 +140,17 @@ async fn statutory_rule_releases_without_consent_and_history_names_the_law() {
             .contains("Road Traffic Act"),
         "{e}"
     );
-    assert_eq!(e["entry"]["initiator"], "officer 4711");
+    // The official is a caller's text: the leaf holds its commitment, the history the
+    // text beside it.
+    assert_eq!(e["entry"]["initiator"], Value::Null, "{e}");
+    assert!(e["entry"]["official"].is_string(), "{e}");
+    let official = e["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["field"] == "official")
+        .unwrap();
+    assert_eq!(official["text"], "officer 4711");
     assert_eq!(
         e["entry"]["released"],
         json!(["vehicle.registration", "identity.full_name"])
