@@ -162,6 +162,26 @@ fn serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// OID of the subject key identifier extension (RFC 5280 §4.2.1.2).
+const OID_SUBJECT_KEY_IDENTIFIER: &[u64] = &[2, 5, 29, 14];
+/// OID of the basic constraints extension (RFC 5280 §4.2.1.9).
+const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
+
+/// An end-entity certificate's subject key identifier (the first 160 bits of the SHA-256
+/// of its public key, RFC 7093 §2 method 1) and its basic constraints, critical, with every
+/// field at its DEFAULT and so absent: an empty SEQUENCE (not a CA).
+fn end_entity_extensions(key: &KeyPair) -> Vec<rcgen::CustomExtension> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw());
+    let mut ski = vec![0x04, 20];
+    ski.extend_from_slice(&digest.as_ref()[..20]);
+    let mut basic = rcgen::CustomExtension::from_oid_content(OID_BASIC_CONSTRAINTS, vec![0x30, 0]);
+    basic.set_criticality(true);
+    vec![
+        rcgen::CustomExtension::from_oid_content(OID_SUBJECT_KEY_IDENTIFIER, ski),
+        basic,
+    ]
+}
+
 fn new_key() -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err("generate a key"))
 }
@@ -236,10 +256,14 @@ impl Ca {
                 "not_after must be later than not_before",
             ));
         }
+        let key = new_key()?;
         let mut params =
             CertificateParams::new(dns_names.to_vec()).map_err(cert_err("use the DNS names"))?;
         params.distinguished_name = name(common_name, "consent vault");
-        params.is_ca = IsCa::ExplicitNoCa;
+        // Not a CA, said in canonical DER: `IsCa::ExplicitNoCa` would encode the DEFAULT
+        // `cA FALSE`, which DER forbids and strict parsers refuse.
+        params.is_ca = IsCa::NoCa;
+        params.custom_extensions = end_entity_extensions(&key);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![match usage {
             Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
@@ -249,7 +273,6 @@ impl Ca {
         params.not_before = to_offset(not_before)?;
         params.not_after = to_offset(not_after)?;
         params.serial_number = Some(serial()?);
-        let key = new_key()?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .map_err(cert_err("sign the certificate"))?;
@@ -296,6 +319,35 @@ mod tests {
         assert_eq!(Fingerprint::from_hex(&f.to_hex()), Some(f));
         assert_eq!(Fingerprint::from_hex("zz"), None);
         assert_eq!(Fingerprint::from_hex(&"g".repeat(64)), None);
+    }
+
+    /// Every certificate the CA issues is canonical DER in the one place rcgen was not: the
+    /// basic constraints of an end entity carry no encoded DEFAULT (`cA FALSE`).
+    #[test]
+    fn issued_certificates_encode_no_default_values() {
+        let now = SystemTime::now();
+        let ca = Ca::generate("test CA", now, DAY).unwrap();
+        for usage in [Usage::Client, Usage::Server] {
+            let leaf = ca
+                .issue(usage, "x", &["localhost".to_owned()], now, now + DAY)
+                .unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&leaf.cert_der).unwrap();
+            let basic = cert
+                .extensions()
+                .iter()
+                .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS)
+                .expect("basic constraints present");
+            assert!(basic.critical);
+            assert_eq!(basic.value, [0x30, 0x00], "an empty SEQUENCE: not a CA, DEFAULT omitted");
+            let bc = cert.basic_constraints().unwrap().unwrap().value;
+            assert!(!bc.ca);
+            assert!(cert
+                .extensions()
+                .iter()
+                .any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER));
+        }
+        let (_, root) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        assert!(root.basic_constraints().unwrap().unwrap().value.ca);
     }
 
     #[test]

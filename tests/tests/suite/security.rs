@@ -443,3 +443,44 @@ async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_log
     let (status, body) = send(access(erased)).await.unwrap();
     assert_eq!(status, 403, "{body}");
 }
+
+/// Every certificate the vault issues (its CA, the server's, the operator's, each
+/// agency's) is canonical DER: Python's `cryptography`, a strict DER parser built on
+/// rust-asn1 that refuses an encoded DEFAULT value, reads every extension of each.
+#[tokio::test]
+async fn every_issued_certificate_is_strict_der() {
+    let v = Vault::start_dev().unwrap();
+    let port = v.url.rsplit(':').next().unwrap().to_owned();
+    let mut files = vec![v.creds.ca_cert.clone(), v.creds.operator.cert.clone()];
+    files.extend(v.creds.agencies.iter().map(|a| a.cert.clone()));
+    let script = r#"
+import ssl, sys
+from cryptography import x509
+pems = [open(p, "rb").read() for p in sys.argv[2:]]
+pems.append(ssl.get_server_certificate(("localhost", int(sys.argv[1]))).encode())
+for pem in pems:
+    cert = x509.load_pem_x509_certificate(pem)
+    list(cert.extensions)
+    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    print(cert.subject.rfc4514_string(), "CA" if bc.ca else "end entity")
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&port)
+        .args(&files)
+        .output()
+        .expect("python3 runs (scripts/test installs the cryptography package)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "a certificate is not strict DER: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), files.len() + 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("end entity").count(),
+        files.len(),
+        "{stdout}"
+    );
+}
