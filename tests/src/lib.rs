@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -155,6 +155,34 @@ impl Vault {
             url,
             creds,
         })
+    }
+
+    /// Runs `vault-cli` against this server as its operator (server, CA, certificate and
+    /// passphrase from the environment variables it reads).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(None, args)
+    }
+
+    /// Like [`Vault::cli`], presenting the operator certificate and key in `operator`
+    /// (`operator.pem`, `operator.key`) instead of the dev ones when given.
+    pub fn cli_as(&self, operator: Option<&Path>, args: &[&str]) -> Output {
+        let (cert, key) = match operator {
+            Some(d) => (d.join("operator.pem"), d.join("operator.key")),
+            None => (
+                self.creds.operator.cert.clone(),
+                self.creds.operator.key.clone(),
+            ),
+        };
+        Command::new(binary("vault-cli"))
+            .args(args)
+            .env("VAULT_SERVER", &self.url)
+            .env("VAULT_CA", &self.creds.ca_cert)
+            .env("VAULT_CERT", cert)
+            .env("VAULT_KEY", key)
+            .env("VAULT_PASSPHRASE", &self.creds.passphrase)
+            .env_remove("VAULT_POLICIES")
+            .output()
+            .expect("runs vault-cli")
     }
 
     /// The server's process id, while it runs.

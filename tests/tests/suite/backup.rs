@@ -41,15 +41,7 @@ fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
 async fn a_modified_backup_is_rejected_before_anything_is_written() {
     let v = Vault::start_dev().unwrap();
     let backup = v.dir.path().join("vault.backup");
-    let out = Command::new(binary("vault-cli"))
-        .args(["backup", "--out"])
-        .arg(&backup)
-        .env("VAULT_SERVER", &v.url)
-        .env("VAULT_CA", &v.creds.ca_cert)
-        .env("VAULT_CERT", &v.creds.operator.cert)
-        .env("VAULT_KEY", &v.creds.operator.key)
-        .output()
-        .unwrap();
+    let out = v.cli(&["backup", "--out", backup.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",

@@ -15,20 +15,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Runs `vault-cli` as the operator of `v` (connection from the environment variables).
-fn cli(v: &Vault, args: &[&str]) -> Output {
-    Command::new(binary("vault-cli"))
-        .args(args)
-        .env("VAULT_SERVER", &v.url)
-        .env("VAULT_CA", &v.creds.ca_cert)
-        .env("VAULT_CERT", &v.creds.operator.cert)
-        .env("VAULT_KEY", &v.creds.operator.key)
-        .env("VAULT_PASSPHRASE", &v.creds.passphrase)
-        .env_remove("VAULT_POLICIES")
-        .output()
-        .expect("runs vault-cli")
-}
-
 fn ok_json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -49,19 +35,16 @@ async fn records(v: &Vault, token: &str) -> (u16, Value) {
 async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
     let v = Vault::start_dev().unwrap();
     let out_dir = v.dir.path().join("enrolled");
-    let e = ok_json(&cli(
-        &v,
-        &[
-            "agency",
-            "enrol",
-            "civil_registry",
-            "--out",
-            s(&out_dir),
-            "--days",
-            "30",
-            "--json",
-        ],
-    ));
+    let e = ok_json(&v.cli(&[
+        "agency",
+        "enrol",
+        "civil_registry",
+        "--out",
+        s(&out_dir),
+        "--days",
+        "30",
+        "--json",
+    ]));
     assert_eq!(e["agency"], "civil_registry");
     let cert = out_dir.join("civil_registry.pem");
     let key = out_dir.join("civil_registry.key");
@@ -82,13 +65,13 @@ async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
     .unwrap();
     assert!(status == 200 || status == 201, "{status} {body}");
     // Listed, then revoked: refused at once.
-    let list = ok_json(&cli(&v, &["agency", "list", "--json"]));
+    let list = ok_json(&v.cli(&["agency", "list", "--json"]));
     assert!(list["agencies"]
         .as_array()
         .unwrap()
         .iter()
         .any(|a| a["agency"] == "civil_registry" && a["revoked_at"].is_null()));
-    ok_json(&cli(&v, &["agency", "revoke", "civil_registry", "--json"]));
+    ok_json(&v.cli(&["agency", "revoke", "civil_registry", "--json"]));
     let (status, _) = send(
         agency
             .put(v.at("/v1/citizens/CLI-E1/records/identity"))
@@ -98,10 +81,7 @@ async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
     .unwrap_or((0, Value::Null));
     assert!(!(200..300).contains(&status), "revoked agency got {status}");
     // An agency outside the registry is refused with the server's reason and exit 4.
-    let out = cli(
-        &v,
-        &["agency", "enrol", "no_such_agency", "--out", s(&out_dir)],
-    );
+    let out = v.cli(&["agency", "enrol", "no_such_agency", "--out", s(&out_dir)]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("unknown_agency"),
@@ -137,18 +117,12 @@ async fn enrol_writes_a_working_certificate_and_revoke_refuses_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_import_erase() {
     let v = Vault::start_dev().unwrap();
-    let t = ok_json(&cli(
-        &v,
-        &["citizen", "token", "CLI-C1", "--days", "2", "--json"],
-    ));
+    let t = ok_json(&v.cli(&["citizen", "token", "CLI-C1", "--days", "2", "--json"]));
     let token = t["token"].as_str().unwrap().to_owned();
     let (status, body) = records(&v, &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["records"], json!([]));
-    let a = ok_json(&cli(
-        &v,
-        &["auditor", "token", "external auditor", "--json"],
-    ));
+    let a = ok_json(&v.cli(&["auditor", "token", "external auditor", "--json"]));
     let (status, _) = send(
         v.client()
             .get(v.at("/v1/audit/entries?start=0&limit=2"))
@@ -166,17 +140,14 @@ async fn tokens_import_erase() {
         "citizen,category,field,value\nCLI-C1,identity,full_name,Imported Person\nCLI-C1,identity,favourite_colour,blue\n",
     )
     .unwrap();
-    let out = cli(
-        &v,
-        &[
-            "import",
-            s(&bad),
-            "--agency",
-            "civil_registry",
-            "--policies",
-            s(&policies),
-        ],
-    );
+    let out = v.cli(&[
+        "import",
+        s(&bad),
+        "--agency",
+        "civil_registry",
+        "--policies",
+        s(&policies),
+    ]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(":3: field identity.favourite_colour is not in the vocabulary"),
@@ -196,18 +167,15 @@ async fn tokens_import_erase() {
         csv.push_str(&format!("CLI-BULK-{i},contact,email,p{i}@example.org\n"));
     }
     std::fs::write(&good, csv).unwrap();
-    let r = ok_json(&cli(
-        &v,
-        &[
-            "import",
-            s(&good),
-            "--agency",
-            "civil_registry",
-            "--policies",
-            s(&policies),
-            "--json",
-        ],
-    ));
+    let r = ok_json(&v.cli(&[
+        "import",
+        s(&good),
+        "--agency",
+        "civil_registry",
+        "--policies",
+        s(&policies),
+        "--json",
+    ]));
     assert_eq!(r["records"], 601);
     assert_eq!(r["chunks"], 2);
     let (_, body) = records(&v, &token).await;
@@ -219,10 +187,10 @@ async fn tokens_import_erase() {
     );
 
     // Erasure: refused without --yes, then done; the citizen's token stops working.
-    let out = cli(&v, &["erase", "CLI-C1"]);
+    let out = v.cli(&["erase", "CLI-C1"]);
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(records(&v, &token).await.0, 200);
-    ok_json(&cli(&v, &["erase", "CLI-C1", "--yes", "--json"]));
+    ok_json(&v.cli(&["erase", "CLI-C1", "--yes", "--json"]));
     assert_eq!(records(&v, &token).await.0, 401);
 
     // The server refuses what it alone can know (here: a row for the erased citizen in the
@@ -234,17 +202,14 @@ async fn tokens_import_erase() {
     }
     csv.push_str("CLI-C1,contact,email,erased@example.org\n");
     std::fs::write(&partial, csv).unwrap();
-    let out = cli(
-        &v,
-        &[
-            "import",
-            s(&partial),
-            "--agency",
-            "civil_registry",
-            "--policies",
-            s(&policies),
-        ],
-    );
+    let out = v.cli(&[
+        "import",
+        s(&partial),
+        "--agency",
+        "civil_registry",
+        "--policies",
+        s(&policies),
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -253,54 +218,42 @@ async fn tokens_import_erase() {
     );
 
     // Live key rotations.
-    let k = ok_json(&cli(
-        &v,
-        &[
-            "keys",
-            "rotate",
-            "--kind",
-            "dek",
-            "--citizen",
-            "CLI-BULK-1",
-            "--json",
-        ],
-    ));
+    let k = ok_json(&v.cli(&[
+        "keys",
+        "rotate",
+        "--kind",
+        "dek",
+        "--citizen",
+        "CLI-BULK-1",
+        "--json",
+    ]));
     assert_eq!(k["ok"], true);
 
     // The log the CLI produced verifies offline.
     let export = v.dir.path().join("log.export");
-    ok_json(&cli(
-        &v,
-        &["audit", "export", "--out", s(&export), "--json"],
-    ));
+    ok_json(&v.cli(&["audit", "export", "--out", s(&export), "--json"]));
     let key = v.dir.path().join("log.vkey");
     let cp = v.dir.path().join("checkpoint.txt");
     // The verifier key is served publicly; keep it as a file like an auditor would.
     let vkey = v.public_text("/v1/audit/key").await.unwrap();
     std::fs::write(&key, vkey.trim()).unwrap();
-    let c = ok_json(&cli(
-        &v,
-        &[
-            "audit",
-            "checkpoint",
-            "--log-key",
-            &format!("@{}", s(&key)),
-            "--out",
-            s(&cp),
-            "--json",
-        ],
-    ));
+    let c = ok_json(&v.cli(&[
+        "audit",
+        "checkpoint",
+        "--log-key",
+        &format!("@{}", s(&key)),
+        "--out",
+        s(&cp),
+        "--json",
+    ]));
     assert_eq!(c["verified"], true);
-    let out = cli(
-        &v,
-        &[
-            "audit",
-            "verify",
-            s(&export),
-            "--key",
-            &format!("@{}", s(&key)),
-        ],
-    );
+    let out = v.cli(&[
+        "audit",
+        "verify",
+        s(&export),
+        "--key",
+        &format!("@{}", s(&key)),
+    ]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -327,12 +280,9 @@ async fn backup_restore_serves_the_data_and_refuses_a_newer_published_checkpoint
     // The checkpoint auditors hold when the backup is taken.
     v.audit_size().await.unwrap();
     let held = v.dir.path().join("held.checkpoint");
-    ok_json(&cli(
-        &v,
-        &["audit", "checkpoint", "--out", s(&held), "--json"],
-    ));
+    ok_json(&v.cli(&["audit", "checkpoint", "--out", s(&held), "--json"]));
     let backup = v.dir.path().join("vault.backup");
-    let b = ok_json(&cli(&v, &["backup", "--out", s(&backup), "--json"]));
+    let b = ok_json(&v.cli(&["backup", "--out", s(&backup), "--json"]));
     assert!(b["bytes"].as_u64().unwrap() > 0);
 
     // The log grows and a newer checkpoint is published.
@@ -347,28 +297,22 @@ async fn backup_restore_serves_the_data_and_refuses_a_newer_published_checkpoint
     assert!(status == 200 || status == 201);
     v.audit_size().await.unwrap();
     let newer = v.dir.path().join("newer.checkpoint");
-    ok_json(&cli(
-        &v,
-        &["audit", "checkpoint", "--out", s(&newer), "--json"],
-    ));
+    ok_json(&v.cli(&["audit", "checkpoint", "--out", s(&newer), "--json"]));
 
     let policies = v.data_dir().join("policies");
     let restored = v.dir.path().join("restored");
     // Against the newer checkpoint: refused, and nothing left behind.
-    let out = cli(
-        &v,
-        &[
-            "restore",
-            "--backup",
-            s(&backup),
-            "--data-dir",
-            s(&restored),
-            "--policies",
-            s(&policies),
-            "--published-checkpoint",
-            s(&newer),
-        ],
-    );
+    let out = v.cli(&[
+        "restore",
+        "--backup",
+        s(&backup),
+        "--data-dir",
+        s(&restored),
+        "--policies",
+        s(&policies),
+        "--published-checkpoint",
+        s(&newer),
+    ]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("refusing to restore"),
@@ -384,43 +328,34 @@ async fn backup_restore_serves_the_data_and_refuses_a_newer_published_checkpoint
     let other = Vault::start_dev().unwrap();
     other.audit_size().await.unwrap();
     let foreign = v.dir.path().join("foreign.checkpoint");
-    ok_json(&cli(
-        &other,
-        &["audit", "checkpoint", "--out", s(&foreign), "--json"],
-    ));
+    ok_json(&other.cli(&["audit", "checkpoint", "--out", s(&foreign), "--json"]));
     drop(other);
-    let out = cli(
-        &v,
-        &[
-            "restore",
-            "--backup",
-            s(&backup),
-            "--data-dir",
-            s(&restored),
-            "--policies",
-            s(&policies),
-            "--published-checkpoint",
-            s(&foreign),
-        ],
-    );
+    let out = v.cli(&[
+        "restore",
+        "--backup",
+        s(&backup),
+        "--data-dir",
+        s(&restored),
+        "--policies",
+        s(&policies),
+        "--published-checkpoint",
+        s(&foreign),
+    ]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
 
     // Against the checkpoint held at backup time: restored, and served by a real server.
-    let r = ok_json(&cli(
-        &v,
-        &[
-            "restore",
-            "--backup",
-            s(&backup),
-            "--data-dir",
-            s(&restored),
-            "--policies",
-            s(&policies),
-            "--published-checkpoint",
-            s(&held),
-            "--json",
-        ],
-    ));
+    let r = ok_json(&v.cli(&[
+        "restore",
+        "--backup",
+        s(&backup),
+        "--data-dir",
+        s(&restored),
+        "--policies",
+        s(&policies),
+        "--published-checkpoint",
+        s(&held),
+        "--json",
+    ]));
     assert_eq!(r["ok"], true);
     let server = start_server(&restored, &v.creds.passphrase);
     let client = tests::client(&v.creds.ca_cert, None).unwrap();

@@ -168,15 +168,7 @@ async fn erasure_leaves_no_id_time_or_tag_in_the_store_its_log_or_a_backup() {
 
     // A backup taken afterwards.
     let backup = v.dir.path().join("after-erasure.backup");
-    let out = Command::new(binary("vault-cli"))
-        .args(["backup", "--out"])
-        .arg(&backup)
-        .env("VAULT_SERVER", &v.url)
-        .env("VAULT_CA", &v.creds.ca_cert)
-        .env("VAULT_CERT", &v.creds.operator.cert)
-        .env("VAULT_KEY", &v.creds.operator.key)
-        .output()
-        .unwrap();
+    let out = v.cli(&["backup", "--out", backup.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",

@@ -3,32 +3,13 @@
 //! revoked without the agency; a replaced operator certificate is refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
-use tests::{binary, send, start_server, Vault};
+use tests::{send, start_server, Vault};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Runs `vault-cli` as the operator of `v`, with `operator` as its certificate directory
-/// (`operator.pem`, `operator.key`) or the dev one.
-fn cli_as(v: &Vault, operator: Option<&Path>, args: &[&str]) -> Output {
-    let (cert, key) = match operator {
-        Some(d) => (d.join("operator.pem"), d.join("operator.key")),
-        None => (v.creds.operator.cert.clone(), v.creds.operator.key.clone()),
-    };
-    Command::new(binary("vault-cli"))
-        .args(args)
-        .env("VAULT_SERVER", &v.url)
-        .env("VAULT_CA", &v.creds.ca_cert)
-        .env("VAULT_CERT", cert)
-        .env("VAULT_KEY", key)
-        .env("VAULT_PASSPHRASE", &v.creds.passphrase)
-        .env_remove("VAULT_POLICIES")
-        .output()
-        .expect("runs vault-cli")
 }
 
 fn ok_json(out: &Output) -> Value {
@@ -65,8 +46,7 @@ fn client_of(v: &Vault, dir: &Path, name: &str) -> reqwest::Client {
 
 /// Enrols the police again into `dir`; returns the new certificate's fingerprint.
 fn enrol_police(v: &Vault, dir: &Path) -> String {
-    let e = ok_json(&cli_as(
-        v,
+    let e = ok_json(&v.cli_as(
         None,
         &[
             "agency",
@@ -82,7 +62,7 @@ fn enrol_police(v: &Vault, dir: &Path) -> String {
 
 /// The police certificates' states by fingerprint, from `vault-cli agency list`.
 fn police_states(v: &Vault, operator: Option<&Path>) -> Vec<(String, String)> {
-    let list = ok_json(&cli_as(v, operator, &["agency", "list", "--json"]));
+    let list = ok_json(&v.cli_as(operator, &["agency", "list", "--json"]));
     let police = list["agencies"]
         .as_array()
         .unwrap()
@@ -110,11 +90,7 @@ async fn a_revoked_certificate_stays_refused_after_re_enrolment_restart_and_rest
     assert_eq!(police_asks(&old, &v.url).await, 200);
 
     // Revoke the agency, then enrol it again: only the new certificate works.
-    ok_json(&cli_as(
-        &v,
-        None,
-        &["agency", "revoke", "national_police", "--json"],
-    ));
+    ok_json(&v.cli_as(None, &["agency", "revoke", "national_police", "--json"]));
     assert_eq!(police_asks(&old, &v.url).await, 401);
     let second_dir = v.dir.path().join("second");
     let second_fp = enrol_police(&v, &second_dir);
@@ -141,8 +117,7 @@ async fn a_revoked_certificate_stays_refused_after_re_enrolment_restart_and_rest
         200,
         "both valid until one is revoked"
     );
-    let r = ok_json(&cli_as(
-        &v,
+    let r = ok_json(&v.cli_as(
         None,
         &["agency", "revoke", "--fingerprint", &second_fp, "--json"],
     ));
@@ -158,7 +133,7 @@ async fn a_revoked_certificate_stays_refused_after_re_enrolment_restart_and_rest
     assert_eq!(states[0].1, "revoked");
     assert_eq!(states[1], (second_fp.clone(), "revoked".to_owned()));
     assert_eq!(states[2], (third_fp.clone(), "active".to_owned()));
-    let again = cli_as(&v, None, &["agency", "revoke", "--fingerprint", &second_fp]);
+    let again = v.cli_as(None, &["agency", "revoke", "--fingerprint", &second_fp]);
     assert_eq!(
         again.status.code(),
         Some(4),
@@ -183,21 +158,12 @@ async fn a_revoked_certificate_stays_refused_after_re_enrolment_restart_and_rest
     // Backup, restore into a new directory, serve it: the same.
     v.audit_size().await.unwrap();
     let held = v.dir.path().join("held.checkpoint");
-    ok_json(&cli_as(
-        &v,
-        None,
-        &["audit", "checkpoint", "--out", s(&held), "--json"],
-    ));
+    ok_json(&v.cli_as(None, &["audit", "checkpoint", "--out", s(&held), "--json"]));
     let backup = v.dir.path().join("vault.backup");
-    ok_json(&cli_as(
-        &v,
-        None,
-        &["backup", "--out", s(&backup), "--json"],
-    ));
+    ok_json(&v.cli_as(None, &["backup", "--out", s(&backup), "--json"]));
     let restored = v.dir.path().join("restored");
     let policies = v.data_dir().join("policies");
-    ok_json(&cli_as(
-        &v,
+    ok_json(&v.cli_as(
         None,
         &[
             "restore",
@@ -227,8 +193,7 @@ async fn a_replaced_operator_certificate_is_refused() {
     let mut v = Vault::start_dev().unwrap();
     v.kill();
     let new_dir: PathBuf = v.dir.path().join("operator2");
-    let out = ok_json(&cli_as(
-        &v,
+    let out = ok_json(&v.cli_as(
         None,
         &[
             "operator",
@@ -250,8 +215,7 @@ async fn a_replaced_operator_certificate_is_refused() {
 
     // Both kinds of event are in the log.
     let police_fp = states[0].0.clone();
-    ok_json(&cli_as(
-        &v,
+    ok_json(&v.cli_as(
         Some(&new_dir),
         &["agency", "revoke", "--fingerprint", &police_fp, "--json"],
     ));
