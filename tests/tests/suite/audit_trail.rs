@@ -421,3 +421,40 @@ async fn a_consent_request_refused_by_policy_is_logged() {
         "nothing was stored for the citizen"
     );
 }
+
+/// A panic inside the store's durability step (a bug in a backend) cannot hang the vault:
+/// the request that hit it fails, nothing is released, every later data request answers
+/// 503 at once, and `/healthz` says the store failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_commit_fails_closed_and_healthz_says_so() {
+    let v = Vault::start_dev_with(&[("VAULT_DANGEROUS_FAILPOINTS", "1")]).unwrap();
+    std::fs::write(
+        v.data_dir()
+            .join(vault_core::engine::DANGEROUS_PANIC_DURABILITY_FILE),
+        b"",
+    )
+    .unwrap();
+    let police = v.agency_client("national_police");
+    let ask = json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration", "identity.full_name"], "legal_basis": "public_task"});
+    for attempt in 0..3 {
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            police.post(v.at("/v1/access")).json(&ask).send(),
+        )
+        .await
+        .expect("the request hung after the durability step panicked")
+        .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(status >= 500, "attempt {attempt}: {status} {text}");
+        if attempt > 0 {
+            assert_eq!(status, 503, "attempt {attempt}: {text}");
+        }
+        for s in ["Mari Tamm", "123 ABC"] {
+            assert!(!text.contains(s), "released {s} from a failed store");
+        }
+    }
+    let (status, body) = send(v.client().get(v.at("/healthz"))).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+}

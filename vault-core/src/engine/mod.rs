@@ -63,6 +63,11 @@ pub const DANGEROUS_FAILPOINTS_ENV: &str = "VAULT_DANGEROUS_FAILPOINTS";
 /// See [`DANGEROUS_FAILPOINTS_ENV`].
 #[cfg(feature = "test-hooks")]
 pub const DANGEROUS_FAIL_AUDIT_FILE: &str = "DANGEROUS_FAIL_AUDIT";
+/// With [`DANGEROUS_FAILPOINTS_ENV`] armed: when a file of this name exists in the data
+/// directory at the start of an operation's commit, it is removed and the store's next
+/// durability step panics (as a bug in a backend would).
+#[cfg(feature = "test-hooks")]
+pub const DANGEROUS_PANIC_DURABILITY_FILE: &str = "DANGEROUS_PANIC_DURABILITY";
 
 /// Format of the engine configuration written before records were authenticated
 /// (`[1] || CBOR`, no vault key): opened only by the upgrade.
@@ -555,6 +560,12 @@ impl Vault {
         &self.policy
     }
 
+    /// False once the store failed (a failed or panicked durability step or write): every
+    /// data operation then answers [`VaultError::Unavailable`] until the server restarts.
+    pub fn is_available(&self) -> bool {
+        !self.store.is_poisoned()
+    }
+
     /// Number of entries in the audit log.
     pub fn audit_size(&self) -> u64 {
         self.writer
@@ -778,8 +789,14 @@ impl Vault {
             ..
         } = tx;
         #[cfg(feature = "test-hooks")]
-        if self.fail_audit.as_ref().is_some_and(|f| f.exists()) {
-            return Err(VaultError::audit(AuditFailure::Failpoint));
+        if let Some(f) = &self.fail_audit {
+            if f.exists() {
+                return Err(VaultError::audit(AuditFailure::Failpoint));
+            }
+            let panic_file = self.dir.join(DANGEROUS_PANIC_DURABILITY_FILE);
+            if std::fs::remove_file(&panic_file).is_ok() {
+                self.store.dangerous_panic_next_durability();
+            }
         }
         let base = state.size();
         let mut subjects: Vec<(u64, SubjectTag, Vec<u8>)> = Vec::new();

@@ -3,14 +3,14 @@
 //! failed fsync would, armed by a test through the store's `dangerous_*` methods or, in a
 //! process a test starts, through [`DANGEROUS_FAILPOINT_ENV`] at open.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::{lock, StorageError};
 
 /// Environment variable read at open: `apply` (every apply fails), `apply-after=N` (every
 /// apply after the first N fails), `durability` (the first durability step fails, which
-/// poisons the store).
+/// poisons the store), `durability-panic` (the first durability step panics).
 pub const DANGEROUS_FAILPOINT_ENV: &str = "VAULT_DANGEROUS_FAILPOINT";
 
 /// A failure injected by a failpoint.
@@ -27,6 +27,8 @@ pub(crate) struct Failpoints {
     succeed_applies_before_failing: Mutex<Option<u64>>,
     /// The next durability steps fail.
     fail_durability: AtomicU64,
+    /// The next durability step panics.
+    panic_durability: AtomicBool,
 }
 
 impl Failpoints {
@@ -38,6 +40,11 @@ impl Failpoints {
     /// The next `n` durability steps fail.
     pub(crate) fn fail_next_durability(&self, n: u64) {
         self.fail_durability.store(n, Ordering::SeqCst);
+    }
+
+    /// The next durability step panics (as a bug in a backend would).
+    pub(crate) fn panic_next_durability(&self) {
+        self.panic_durability.store(true, Ordering::SeqCst);
     }
 
     /// Arms the failpoints named by [`DANGEROUS_FAILPOINT_ENV`], if it is set; an unknown
@@ -54,12 +61,13 @@ impl Failpoints {
         match value {
             "apply" => self.fail_next_applies(u64::MAX),
             "durability" => self.fail_next_durability(1),
+            "durability-panic" => self.panic_next_durability(),
             other => match other.strip_prefix("apply-after=").map(str::parse::<u64>) {
                 Some(Ok(n)) => *lock(&self.succeed_applies_before_failing) = Some(n),
                 _ => {
                     return Err(format!(
                         "{DANGEROUS_FAILPOINT_ENV}={other:?} is not a failpoint (`apply`, \
-                         `apply-after=N`, `durability`): unset it"
+                         `apply-after=N`, `durability`, `durability-panic`): unset it"
                     ))
                 }
             },
@@ -98,6 +106,9 @@ impl Failpoints {
 
     /// Fails if a durability failpoint is armed (and counts it down).
     pub(crate) fn durability(&self) -> Result<(), StorageError> {
+        if self.panic_durability.swap(false, Ordering::SeqCst) {
+            panic!("dangerous test failpoint `durability-panic` triggered");
+        }
         if self
             .fail_durability
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -247,7 +247,8 @@ impl GroupCommit {
         Ok(())
     }
 
-    /// Poisons the store and releases every waiter (they see `Poisoned`).
+    /// Poisons the store and releases every waiter (they see `Poisoned`). Also after a
+    /// panic in the backend ([`unwound`]), so no waiter parks forever behind a dead leader.
     fn fail(&self, state: &mut DurableState) {
         self.poisoned.store(true, Ordering::SeqCst);
         for (_, t) in state.parked.drain(..) {
@@ -300,7 +301,7 @@ impl GroupCommit {
             let made_durable = if group.batches.is_empty() {
                 Ok(())
             } else {
-                backend.make_durable(&net)
+                unwound("making a group durable", || backend.make_durable(&net))
             };
             state = lock(&self.state);
             if let Err(e) = made_durable {
@@ -321,7 +322,7 @@ impl GroupCommit {
             let finished = if group.batches.is_empty() {
                 Ok(())
             } else {
-                backend.after_durable(&net).map(|()| {
+                unwound("finishing a durable group", || backend.after_durable(&net)).map(|()| {
                     self.pending_write()
                         .overlay
                         .settle(group.batches.iter().map(|(_, b)| b), group.target);
@@ -410,3 +411,24 @@ impl GroupCommit {
         pending.queue.is_empty() && pending.overlay.is_empty()
     }
 }
+
+/// A durability step's panic (a bug in a backend) caught and turned into an error, so that
+/// the leader poisons the store and releases every waiter instead of leaving them parked
+/// behind a leader that is gone.
+fn unwound(
+    operation: &'static str,
+    step: impl FnOnce() -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| {
+        Err(StorageError::backend(
+            operation,
+            Panicked("the durability step panicked; the store is poisoned until restarted"),
+        ))
+    })
+}
+
+/// The error of a durability step that panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Panicked(&'static str);
+

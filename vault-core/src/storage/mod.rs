@@ -249,6 +249,15 @@ pub trait Storage: Send + Sync {
         std::task::Poll::Ready(self.wait_durable(ticket))
     }
 
+    /// True once a failed (or panicked) durability step or write poisoned the store: every
+    /// call fails until the process restarts.
+    fn is_poisoned(&self) -> bool;
+
+    /// DANGEROUS, tests only (feature `test-hooks`): the next durability step panics, as a
+    /// bug in a backend would; the store must poison itself and release every waiter.
+    #[cfg(feature = "test-hooks")]
+    fn dangerous_panic_next_durability(&self);
+
     /// Applies `batch` and waits until it is durable.
     fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let ticket = self.apply(batch)?;

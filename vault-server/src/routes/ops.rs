@@ -10,15 +10,23 @@ use serde_json::json;
 
 use crate::app::App;
 
-/// `GET /healthz`: 200 when unsealed and serving, 503 when sealed.
+/// `GET /healthz`: 200 when unsealed and serving; 503 when sealed, or when the store failed.
 pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
-    if app.vault().is_some() {
-        (StatusCode::OK, Json(json!({"status": "ok"})))
-    } else {
-        (
+    match app.vault() {
+        Some(v) if v.is_available() => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failed",
+                "message": "the store failed and refuses every operation; nothing is released: \
+                            read the server log, then restart the server (it recovers the \
+                            store from its write-ahead log)",
+            })),
+        ),
+        None => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "sealed"})),
-        )
+        ),
     }
 }
 

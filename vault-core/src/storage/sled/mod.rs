@@ -386,6 +386,15 @@ impl Durability for SledStore {
 }
 
 impl Storage for SledStore {
+    fn is_poisoned(&self) -> bool {
+        self.group.is_poisoned()
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn dangerous_panic_next_durability(&self) {
+        self.failpoints.panic_next_durability();
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let overlay = self.group.overlay()?;
         if let Some(staged) = overlay.get(tree, key) {

@@ -364,3 +364,29 @@ fn a_failed_durability_step_releases_every_waiter_with_an_error() {
         Err(StorageError::Poisoned)
     ));
 }
+
+#[test]
+fn a_panicking_durability_step_poisons_and_releases_every_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::create(dir.path().join("s")).unwrap());
+    store.dangerous_panic_next_durability();
+    let (done, finished) = std::sync::mpsc::channel();
+    // Detached threads: if one parked forever, the test fails at its timeout, not hangs.
+    for t in 0..16u32 {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let r = store.commit(put(Tree::Records, &t.to_be_bytes(), b"v"));
+            let _ = done.send(r.is_err());
+        });
+    }
+    for _ in 0..16 {
+        let failed = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a committer hung after the durability step panicked");
+        assert!(failed, "a commit was acknowledged by a panicked step");
+    }
+    assert!(matches!(
+        store.commit(put(Tree::Records, b"late", b"v")),
+        Err(StorageError::Poisoned)
+    ));
+}
