@@ -118,6 +118,26 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 16] = [
+        Reason::AgencyUnknown,
+        Reason::PurposeNotAllowed,
+        Reason::JustificationMissing,
+        Reason::UnknownField,
+        Reason::FieldRepeated,
+        Reason::NoConsent,
+        Reason::FieldNotCovered,
+        Reason::ConsentPending,
+        Reason::ConsentDenied,
+        Reason::ConsentSuperseded,
+        Reason::ConsentRevoked,
+        Reason::ConsentExpired,
+        Reason::ConsentNotYetValid,
+        Reason::UsesExhausted,
+        Reason::NoStatutoryRule,
+        Reason::NoBreakGlassRule,
+    ];
+
     /// The stable code (API responses, audit entries).
     pub const fn code(self) -> &'static str {
         match self {
@@ -432,26 +452,9 @@ mod tests {
 
     #[test]
     fn reason_codes_are_distinct() {
-        let all = [
-            Reason::AgencyUnknown,
-            Reason::PurposeNotAllowed,
-            Reason::JustificationMissing,
-            Reason::UnknownField,
-            Reason::FieldRepeated,
-            Reason::NoConsent,
-            Reason::FieldNotCovered,
-            Reason::ConsentPending,
-            Reason::ConsentDenied,
-            Reason::ConsentSuperseded,
-            Reason::ConsentRevoked,
-            Reason::ConsentExpired,
-            Reason::ConsentNotYetValid,
-            Reason::UsesExhausted,
-            Reason::NoStatutoryRule,
-            Reason::NoBreakGlassRule,
-        ];
-        let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
-        assert_eq!(codes.len(), all.len());
+        let codes: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Reason::ALL.len());
     }
 
     #[test]

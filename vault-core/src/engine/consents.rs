@@ -205,13 +205,14 @@ impl Vault {
                 draft.purpose = Some(purpose.as_str().to_owned());
                 draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
                 draft.legal_basis = Some("consent".to_owned());
-                draft.subject = tx.tag(&citizen, false)?;
-                let key = tx.subject_keys(&citizen)?.map(|(_, k)| k);
+                // One read of the citizen's keys gives both the tag and the note key.
+                let keys = tx.subject_keys(&citizen)?;
+                draft.subject = keys.as_ref().map(|(tag, _)| *tag);
                 let texts = CallerTexts {
                     official: input.initiator.clone(),
                     justification: None,
                 };
-                tx.entry_with_texts(draft, texts, key)?;
+                tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
                 Ok(())
             })?;
             return Err(VaultError::Forbidden {

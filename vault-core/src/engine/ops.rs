@@ -1048,23 +1048,7 @@ mod tests {
         // consent each, or released under a distinct statutory rule of the longest
         // reference (the policy files' bound) each.
         let longest_reason = Reason::ConsentNotYetValid;
-        for r in [
-            Reason::AgencyUnknown,
-            Reason::PurposeNotAllowed,
-            Reason::JustificationMissing,
-            Reason::UnknownField,
-            Reason::FieldRepeated,
-            Reason::NoConsent,
-            Reason::FieldNotCovered,
-            Reason::ConsentPending,
-            Reason::ConsentDenied,
-            Reason::ConsentSuperseded,
-            Reason::ConsentRevoked,
-            Reason::ConsentExpired,
-            Reason::UsesExhausted,
-            Reason::NoStatutoryRule,
-            Reason::NoBreakGlassRule,
-        ] {
+        for r in Reason::ALL {
             assert!(r.code().len() <= longest_reason.code().len());
         }
         let rule = RuleId::new("rule").unwrap();
