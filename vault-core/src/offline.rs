@@ -13,7 +13,7 @@ use audit::{Checkpoint, NoteVerifier, SignedCheckpoint};
 use policies::{PolicyErrors, PolicySet};
 
 use crate::datadir::{self, CompactReport, DataDirError, Status};
-use crate::engine::{InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
+use crate::engine::{log, InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
 use crate::keys::{KeyError, Passphrase};
 use crate::pki::Issued;
 use crate::storage::sled::SledStore;
@@ -173,8 +173,8 @@ pub enum RestoreRefusal {
         /// The first missing index.
         index: u64,
     },
-    /// An audit leaf key of the backup is malformed.
-    #[error("the backup holds a malformed audit leaf key")]
+    /// An audit leaf key or leaf block of the backup is malformed.
+    #[error("the backup holds a malformed audit leaf key or leaf block")]
     MalformedLeafKey,
     /// The published checkpoint is not signed by the restored vault's log key.
     #[error("the published checkpoint is not signed by this vault's log key: {reason}")]
@@ -618,19 +618,41 @@ fn check_extends(store: &SledStore, published: &Checkpoint) -> Result<(), Offlin
     let refuse = |r: RestoreRefusal| Err(OfflineError::RestoreRefused(r));
     let mut frontier = audit::Frontier::default();
     let mut root = (published.size == 0).then(audit::empty_root);
-    for item in storage::scan_all(store, Tree::AuditLeaves) {
-        let (key, leaf) = item?;
-        let Ok(index) = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes) else {
-            return refuse(RestoreRefusal::MalformedLeafKey);
-        };
+    let mut push = |index: u64, leaf: &[u8]| {
         if index != frontier.size() {
-            return refuse(RestoreRefusal::Gap {
+            return Err(RestoreRefusal::Gap {
                 index: frontier.size(),
             });
         }
-        frontier.push(audit::leaf_hash(&leaf));
+        frontier.push(audit::leaf_hash(leaf));
         if frontier.size() == published.size {
             root = Some(frontier.root());
+        }
+        Ok(())
+    };
+    // Leaves stored one per key (stores written before leaf blocks) come first, then
+    // the blocks; anything out of order is a gap.
+    for item in storage::scan_all(store, Tree::AuditLeaves) {
+        let (key, leaf) = item?;
+        let Ok(index) = log::key_index(&key) else {
+            return refuse(RestoreRefusal::MalformedLeafKey);
+        };
+        if let Err(r) = push(index, &leaf) {
+            return refuse(r);
+        }
+    }
+    for item in storage::scan_all(store, Tree::AuditBlocks) {
+        let (key, block) = item?;
+        let Ok(start) = log::key_index(&key) else {
+            return refuse(RestoreRefusal::MalformedLeafKey);
+        };
+        for (index, leaf) in (start..).zip(log::block_leaves(&block)) {
+            let Ok(leaf) = leaf else {
+                return refuse(RestoreRefusal::MalformedLeafKey);
+            };
+            if let Err(r) = push(index, leaf) {
+                return refuse(r);
+            }
         }
     }
     if frontier.size() < published.size {

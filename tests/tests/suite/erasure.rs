@@ -80,7 +80,7 @@ fn trees(store: &Path) -> Vec<(Tree, Vec<u8>, Vec<u8>)> {
 fn is_audit(t: Tree) -> bool {
     matches!(
         t,
-        Tree::AuditLeaves | Tree::AuditNodes | Tree::AuditSubjects
+        Tree::AuditLeaves | Tree::AuditBlocks | Tree::AuditNodes | Tree::AuditSubjects
     )
 }
 

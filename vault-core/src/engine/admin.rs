@@ -719,15 +719,14 @@ impl Vault {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for (k, leaf) in self.store.scan(
-            Tree::AuditLeaves,
-            &log::leaf_key(start),
-            Some(&log::leaf_key(end)),
+        let leaves = log::leaves(
+            &*self.store,
+            start,
+            end,
             usize::try_from(limit).unwrap_or(usize::MAX),
-        )? {
-            let index = <[u8; 8]>::try_from(k.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| VaultError::internal("malformed leaf key"))?;
+        )
+        .map_err(log::store_failure)?;
+        for (index, leaf) in leaves {
             let entry = Entry::decode(&leaf)
                 .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
             out.push(LeafView {
@@ -760,9 +759,8 @@ impl Vault {
                 "index must be below tree_size",
             ));
         }
-        let leaf = self
-            .store
-            .get(Tree::AuditLeaves, &log::leaf_key(index))?
+        let leaf = log::leaf(&*self.store, index)
+            .map_err(log::store_failure)?
             .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
         let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, size)
             .map_err(VaultError::audit)?;

@@ -9,7 +9,7 @@
 mod admin;
 mod consents;
 mod error;
-mod log;
+pub(crate) mod log;
 mod notes;
 mod ops;
 mod secrets;
@@ -209,7 +209,7 @@ pub struct Vault {
     unsealed: Unsealed,
     store: Arc<dyn Storage>,
     policy: PolicySet,
-    writer: Mutex<LogState>,
+    writer: Mutex<Writer>,
     log_signer: NoteSigner,
     log_vkey: String,
     receipt_signer: NoteSigner,
@@ -369,7 +369,7 @@ impl Vault {
         let plan = state
             .plan(vec![draft])
             .map_err(VaultError::audit)?;
-        log::stage_plan(&mut batch, &plan, &[]);
+        log::stage_plan(&mut batch, &plan, &[], &log::OpenBlock::at(0))?;
         store.commit(batch)?;
         Ok(InitOutput {
             ca_cert_pem: ca.cert_pem(),
@@ -494,7 +494,11 @@ impl Vault {
             dir: dir.to_path_buf(),
             unsealed,
             policy,
-            writer: Mutex::new(state),
+            writer: Mutex::new(Writer {
+                block: log::OpenBlock::at(state.size()),
+                log: state,
+                latest: log::LatestAbout::default(),
+            }),
             log_signer,
             log_vkey,
             receipt_signer,
@@ -571,6 +575,7 @@ impl Vault {
         self.writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .log
             .size()
     }
 
@@ -798,7 +803,7 @@ impl Vault {
                 self.store.dangerous_panic_next_durability();
             }
         }
-        let base = state.size();
+        let base = state.log.size();
         let mut subjects: Vec<(u64, SubjectTag, Vec<u8>)> = Vec::new();
         for (i, (d, note)) in drafts.iter_mut().zip(&notes).enumerate() {
             if let Some(tag) = d.subject {
@@ -809,7 +814,7 @@ impl Vault {
                     .map(|(i, _, _)| *i);
                 d.subject_prev = match in_tx {
                     Some(i) => Some(i),
-                    None => log::last_about(&*self.store, &tag)?,
+                    None => state.latest.get(&*self.store, &tag)?,
                 };
                 let index = base + i as u64;
                 let sealed = match note {
@@ -820,13 +825,17 @@ impl Vault {
             }
         }
         let plan = state
+            .log
             .plan(drafts)
             .map_err(VaultError::audit)?;
-        log::stage_plan(&mut batch, &plan, &subjects);
+        let block = log::stage_plan(&mut batch, &plan, &subjects, &state.block)?;
         let ticket = self.store.apply(batch)?;
         state
+            .log
             .apply(&plan)
             .map_err(VaultError::audit)?;
+        state.block = block;
+        state.latest.record(&subjects);
         let after = then(&*self.store);
         drop(state);
         Ok((out, plan.first_index, ticket, after))
@@ -891,6 +900,14 @@ impl Drop for Committer {
         lock.lock().unwrap_or_else(PoisonError::into_inner).stop = true;
         cvar.notify_one();
     }
+}
+
+/// What the writer lock guards: the log's right edge, the leaf block being filled, and
+/// the latest entry about recently seen subjects.
+struct Writer {
+    log: LogState,
+    block: log::OpenBlock,
+    latest: log::LatestAbout,
 }
 
 /// One transaction being built under the writer lock.

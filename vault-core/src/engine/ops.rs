@@ -17,7 +17,7 @@ use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
 use crate::keys::NoteKey;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
-use crate::storage::{CommitTicket, Tree};
+use crate::storage::CommitTicket;
 
 /// Most fields one access request or consent may name. With [`MAX_TEXT`],
 /// [`MAX_FIELD_NAME_LEN`] and the policy files' own bounds, every audit entry fits one
@@ -647,12 +647,9 @@ impl Vault {
             .flatten();
         let mut entries = Vec::with_capacity(rows.len());
         for (index, note) in rows {
-            let leaf = self
-                .store
-                .get(Tree::AuditLeaves, &log::leaf_key(index))?
-                .ok_or_else(|| {
-                    VaultError::audit(AuditFailure::Missing { index })
-                })?;
+            let leaf = log::leaf(&*self.store, index)
+                .map_err(log::store_failure)?
+                .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
             let entry = Entry::decode(&leaf)
                 .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
             let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, tree_size)

@@ -38,17 +38,21 @@ pub enum Tree {
     Tokens,
     /// Enrolled agencies and their certificate pins.
     Agencies,
-    /// Audit log leaves, by big-endian index.
+    /// Audit log leaves one per key, by big-endian index: the layout of stores written
+    /// before [`Tree::AuditBlocks`], still read, no longer written.
     AuditLeaves,
     /// Audit log complete-subtree hashes, by (level, index).
     AuditNodes,
     /// Audit log index of each subject's entries, by (subject tag, index).
     AuditSubjects,
+    /// Audit log leaves in blocks of consecutive leaves, by the big-endian index of a
+    /// block's first leaf (`engine/log.rs`).
+    AuditBlocks,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Meta,
         Tree::Keys,
         Tree::Records,
@@ -58,6 +62,7 @@ impl Tree {
         Tree::AuditLeaves,
         Tree::AuditNodes,
         Tree::AuditSubjects,
+        Tree::AuditBlocks,
     ];
 
     /// The tree's position in [`Tree::ALL`] (also its byte in a write-ahead log record).
@@ -77,6 +82,7 @@ impl Tree {
             Tree::AuditLeaves => "audit_leaves",
             Tree::AuditNodes => "audit_nodes",
             Tree::AuditSubjects => "audit_subjects",
+            Tree::AuditBlocks => "audit_blocks",
         }
     }
 }
