@@ -172,3 +172,57 @@ async fn the_stored_server_key_is_dropped_at_seal_and_reloaded_at_unseal() {
         ))
     );
 }
+
+/// The unseal body is read by the route itself (into buffers wiped on drop), not by the
+/// JSON extractor: its rejections keep the API's shapes, and none echoes the passphrase.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unseal_body_is_refused_in_the_api_shapes() {
+    let v = Vault::start_dev().unwrap();
+    let op = v.operator_client();
+    let (status, body) = send(op.post(v.at("/v1/admin/seal"))).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let unseal = v.at("/v1/admin/unseal");
+    let secret = "a passphrase that must not be echoed";
+    for (req, want_status, want_code) in [
+        (
+            op.post(&unseal)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"passphrase": "{secret}""#)),
+            400,
+            "invalid_json",
+        ),
+        (
+            op.post(&unseal)
+                .header("content-type", "text/plain")
+                .body(json!({ "passphrase": secret }).to_string()),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            op.post(&unseal)
+                .json(&json!({ "passphrase": secret, "extra": 1 })),
+            400,
+            "invalid_body",
+        ),
+        (op.post(&unseal).json(&json!({})), 400, "invalid_body"),
+        (
+            op.post(&unseal)
+                .json(&json!({ "passphrase": "x".repeat(70 * 1024) })),
+            413,
+            "too_large",
+        ),
+    ] {
+        let (status, body) = send(req).await.unwrap();
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(body["error"]["code"], want_code, "{body}");
+        assert!(!body.to_string().contains(secret), "{body}");
+    }
+    let (status, body) = send(
+        op.post(&unseal)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(json!({ "passphrase": v.creds.passphrase }).to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}

@@ -119,14 +119,18 @@ async fn secret_body(mut body: axum::body::Body) -> Result<Zeroizing<Vec<u8>>, A
         }
         wipe(chunk);
         if !fits {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the request body is larger than the vault accepts (64 KiB)",
-            ));
+            return Err(too_large());
         }
     }
     Ok(out)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is larger than the vault accepts (64 KiB)",
+    )
 }
 
 /// Zeroes `chunk` if no other handle shares its memory; returns whether it did.
