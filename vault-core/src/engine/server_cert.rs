@@ -15,7 +15,7 @@ use super::{
     encode_config, load_config, now_parts, system, ServerIdentity, Vault, VaultError, DAY,
     ENGINE_KEY,
 };
-use crate::pki::{leaf_validity, Fingerprint, Usage};
+use crate::pki::{leaf_validity, Fingerprint, LeafValidity, Usage};
 use crate::storage::Tree;
 
 /// Days a server certificate is issued for (at `init` and at each renewal).
@@ -41,6 +41,16 @@ fn days(n: u64) -> Duration {
 fn whole_seconds(t: SystemTime) -> SystemTime {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Whether a server certificate with `validity` is to be renewed at `now`: fewer than
+/// `renew_before` remain, or it lives longer than [`MAX_SERVER_CERT_DAYS`].
+fn renewal_due(validity: &LeafValidity, now: SystemTime, renew_before: Duration) -> bool {
+    let lifespan = validity
+        .not_after
+        .duration_since(validity.not_before)
+        .unwrap_or(Duration::ZERO);
+    validity.not_after < now + renew_before || lifespan > days(MAX_SERVER_CERT_DAYS)
 }
 
 impl Vault {
@@ -88,12 +98,7 @@ impl Vault {
             .cert
             .clone();
         let validity = leaf_validity(&current).map_err(VaultError::internal)?;
-        let lifespan = validity
-            .not_after
-            .duration_since(validity.not_before)
-            .unwrap_or(Duration::ZERO);
-        let due = validity.not_after <= now + renew_before || lifespan > days(MAX_SERVER_CERT_DAYS);
-        if !due {
+        if !renewal_due(&validity, now, renew_before) {
             return Ok(None);
         }
         let not_after = now + days(SERVER_CERT_DAYS);
@@ -175,8 +180,8 @@ impl Vault {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::{days, SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
-    use crate::pki::{leaf_validity, Fingerprint};
+    use super::{days, renewal_due, SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
+    use crate::pki::{leaf_validity, Fingerprint, LeafValidity};
     use crate::{DataDir, InitOptions, Vault};
 
     const PASS: &str = "correct horse battery staple renewed";
@@ -284,6 +289,23 @@ mod tests {
         assert_eq!(v.not_after, s.not_after);
         assert!(v.not_before <= SystemTime::now());
         vault.shutdown();
+    }
+
+    #[test]
+    fn a_certificate_is_due_near_its_end_or_when_it_lives_over_366_days() {
+        let start = SystemTime::UNIX_EPOCH + days(20_000);
+        let cert = |lifespan: u64| LeafValidity {
+            not_before: start,
+            not_after: start + days(lifespan),
+            names: Vec::new(),
+        };
+        let before = renew_before();
+        assert!(!renewal_due(&cert(365), start, before));
+        assert!(!renewal_due(&cert(366), start, before));
+        assert!(!renewal_due(&cert(365), start + days(335), before), "30 days left");
+        assert!(renewal_due(&cert(365), start + days(336), before), "29 days left");
+        assert!(renewal_due(&cert(365), start + days(400), before), "expired");
+        assert!(renewal_due(&cert(730), start, before), "an earlier version's 730 days");
     }
 
     fn renew_before() -> Duration {
