@@ -46,7 +46,8 @@ pub use engine::{
     KeyKind, LeafView, PendingAccess, RecordView, RotateOutcome, ServerIdentity, TokenOutcome,
     TokenRequest, Vault, VaultError, WriteOutcome, WriteRejected, DEFAULT_AGENCY_CERT_DAYS,
     DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS,
-    MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS, MAX_WRITE_FIELDS,
+    MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS, MAX_WRITE_FIELDS, SERVER_CERT_DAYS,
+    SERVER_CERT_RENEW_BEFORE_DAYS,
 };
 pub use envelope::{CitizenId, Plaintext};
 pub use offline::{

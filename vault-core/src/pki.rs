@@ -285,6 +285,38 @@ impl Ca {
     }
 }
 
+/// What renewing a leaf certificate needs from it: its validity period and the DNS names
+/// and IP addresses it is valid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeafValidity {
+    /// Start of the validity period.
+    pub not_before: SystemTime,
+    /// End of the validity period.
+    pub not_after: SystemTime,
+    /// The subject alternative names (DNS names and IP addresses), as text.
+    pub names: Vec<String>,
+}
+
+/// Reads `cert_der`'s validity period and names.
+pub fn leaf_validity(cert_der: &[u8]) -> Result<LeafValidity, PkiError> {
+    let params = CertificateParams::from_ca_cert_der(&rustls_pki_types_der(cert_der))
+        .map_err(cert_err("read the certificate"))?;
+    let names = params
+        .subject_alt_names
+        .iter()
+        .filter_map(|san| match san {
+            rcgen::SanType::DnsName(n) => Some(n.as_str().to_owned()),
+            rcgen::SanType::IpAddress(ip) => Some(ip.to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(LeafValidity {
+        not_before: SystemTime::from(params.not_before),
+        not_after: SystemTime::from(params.not_after),
+        names,
+    })
+}
+
 fn rustls_pki_types_der(der: &[u8]) -> rustls_pki_types::CertificateDer<'static> {
     rustls_pki_types::CertificateDer::from(der.to_vec())
 }
@@ -348,6 +380,21 @@ mod tests {
         }
         let (_, root) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
         assert!(root.basic_constraints().unwrap().unwrap().value.ca);
+    }
+
+    #[test]
+    fn leaf_validity_reads_the_period_and_names() {
+        // A whole second: certificates carry no fractions.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ca = Ca::generate("test CA", now, 400 * DAY).unwrap();
+        let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let leaf = ca
+            .issue(Usage::Server, "s", &names, now, now + 365 * DAY)
+            .unwrap();
+        let v = leaf_validity(&leaf.cert_der).unwrap();
+        assert_eq!(v.not_before, now);
+        assert_eq!(v.not_after, now + 365 * DAY);
+        assert_eq!(v.names, names);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -14,13 +14,24 @@ use vault_core::{Bearer, CitizenToken, Fingerprint, Vault, VaultError};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::serve::PeerCertificate;
+use crate::tls::ServerCert;
+
+/// The server renews its certificate when fewer than this remain before it expires.
+pub(crate) const RENEW_BEFORE: Duration =
+    Duration::from_secs(vault_core::SERVER_CERT_RENEW_BEFORE_DAYS * 86_400);
+/// How often the running server checks whether its certificate is due for renewal.
+pub(crate) const RENEW_CHECK_EVERY: Duration = Duration::from_secs(86_400);
 
 /// The state every handler sees.
 pub(crate) type App = Arc<AppState>;
 
 /// Process-wide state.
 pub(crate) struct AppState {
+    /// The only long-lived handle on the vault: sealing drops it, and with it every key.
     vault: RwLock<Option<Arc<Vault>>>,
+    /// What TLS answers with: the stored server certificate and key while unsealed, the
+    /// sealed-mode ones (a key never stored, made at seal) while sealed.
+    pub(crate) server_cert: Arc<ServerCert>,
     pub(crate) metrics: Metrics,
     limiter: RateLimiter,
     /// Runs access decisions.
@@ -34,8 +45,14 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(vault: Option<Arc<Vault>>, agency_rate: f64, agency_burst: f64) -> App {
+    pub(crate) fn new(
+        vault: Option<Arc<Vault>>,
+        server_cert: Arc<ServerCert>,
+        agency_rate: f64,
+        agency_burst: f64,
+    ) -> App {
         Arc::new(AppState {
+            server_cert,
             operator: vault.as_ref().map(|v| v.operator_fingerprint()),
             data_dir: vault.as_ref().map(|v| v.data_dir().to_path_buf()),
             vault: RwLock::new(vault),
@@ -47,20 +64,32 @@ impl AppState {
     }
 
     /// Seals the vault: it stops serving data (503) and its keys are dropped (zeroized)
-    /// once the requests in flight finish. Its entry (`vault.seal`) is written first, while
-    /// the vault is still open; sealing goes on even if that entry cannot be written (the
-    /// error is logged), since refusing to seal would keep the keys in memory. Returns
-    /// `None` if it was sealed already, else the entry's index or the append's error
-    /// (blocking: run it off the async threads).
+    /// once the requests in flight finish. TLS answers from then on with the sealed-mode
+    /// certificate (a new key, never stored), so the stored server key goes with the
+    /// vault. Its entry (`vault.seal`, naming the sealed-mode certificate) is written
+    /// first, while the vault is still open; sealing goes on even if that entry cannot be
+    /// written (the error is logged), since refusing to seal would keep the keys in memory.
+    /// Returns `None` if it was sealed already, else the entry's index or the append's
+    /// error (blocking: run it off the async threads).
     pub(crate) fn seal(&self) -> Option<Result<u64, VaultError>> {
         let mut slot = self
             .vault
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let v = slot.take()?;
-        let entry = v.record_seal();
+        let sealed_cert = v.sealed_server_identity();
+        let entry = v.record_seal(sealed_cert.as_ref().ok().map(|(_, fp)| fp));
         if let Err(e) = &entry {
             tracing::error!(error = %e, "sealed, but the seal's audit entry was not written");
+        }
+        let swapped = sealed_cert
+            .map_err(anyhow::Error::from)
+            .and_then(|(identity, _)| self.server_cert.replace(identity));
+        if let Err(e) = swapped {
+            tracing::error!(
+                error = %e,
+                "sealed, but no sealed-mode certificate could be made: the stored server key stays in memory until the next unseal"
+            );
         }
         v.shutdown();
         Some(entry)
@@ -118,9 +147,39 @@ impl AppState {
             ApiError::from(e)
         })?;
         *failures = 0;
+        renew_server_cert(&vault, RENEW_BEFORE);
+        if let Err(e) = vault
+            .server_tls_identity()
+            .map_err(anyhow::Error::from)
+            .and_then(|identity| self.server_cert.replace(identity))
+        {
+            tracing::error!(error = %e, "unsealed, but TLS still answers with the sealed-mode certificate");
+        }
         vault.start_background_signer();
         *slot = Some(vault);
         Ok(index)
+    }
+
+    /// Renews the server certificate if fewer than `renew_before` remain (see
+    /// [`Vault::renew_server_cert_if_due`]) and answers new handshakes with the new one;
+    /// returns the renewal's entry, if any. Does nothing while sealed (the unseal renews).
+    /// Blocking: run it off the async threads.
+    pub(crate) fn renew_server_cert(&self, renew_before: Duration) -> Option<u64> {
+        // Held until the swap, so a seal cannot come between and be undone by it.
+        let slot = self
+            .vault
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let vault = slot.as_ref()?;
+        let index = renew_server_cert(vault, renew_before)?;
+        if let Err(e) = vault
+            .server_tls_identity()
+            .map_err(anyhow::Error::from)
+            .and_then(|identity| self.server_cert.replace(identity))
+        {
+            tracing::error!(error = %e, "the renewed server certificate is not in use");
+        }
+        Some(index)
     }
 
     /// The unsealed vault, or `None` while sealed.
@@ -129,6 +188,34 @@ impl AppState {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+}
+
+/// Renews `vault`'s server certificate if due; returns the renewal's entry. A failure is
+/// logged, not fatal: the current certificate stays in use and the next check tries again.
+pub(crate) fn renew_server_cert(vault: &Vault, renew_before: Duration) -> Option<u64> {
+    match vault.renew_server_cert_if_due(renew_before) {
+        Ok(Some(index)) => {
+            tracing::info!(audit_index = index, "server certificate renewed");
+            Some(index)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "the server certificate is due for renewal, but renewing it failed: the current one stays in use; the next check retries");
+            None
+        }
+    }
+}
+
+/// Checks every `every` whether the server certificate is due for renewal
+/// ([`AppState::renew_server_cert`]); runs until the process ends.
+pub(crate) async fn renew_server_cert_periodically(app: App, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let app = app.clone();
+        let _ = tokio::task::spawn_blocking(move || app.renew_server_cert(RENEW_BEFORE)).await;
     }
 }
 
@@ -341,5 +428,70 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use vault_core::Fingerprint;
+
+    use super::AppState;
+    use crate::tls::ServerCert;
+
+    const DEV_PASSPHRASE: &str = "dev-only-passphrase-not-for-production";
+
+    fn stored_cert(vault: &vault_core::Vault) -> Fingerprint {
+        Fingerprint::of(&vault.server_tls_identity().unwrap().0[0])
+    }
+
+    #[test]
+    fn sealing_drops_the_vault_and_the_stored_server_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vault, _) = crate::dev::provision(Some(tmp.path().join("data")), 0).unwrap();
+        let stored = stored_cert(&vault);
+        let cert = ServerCert::new(vault.server_tls_identity().unwrap()).unwrap();
+        let app = AppState::new(Some(vault), cert, 1000.0, 2000.0);
+        let weak = Arc::downgrade(&app.vault().unwrap());
+        assert_eq!(app.server_cert.fingerprint(), stored);
+
+        let entry = app.seal().expect("was unsealed");
+        entry.expect("the seal's entry is written");
+        // Nothing holds the vault any more: its keys (CA, log, receipt, vault key, master
+        // keys, the stored server key) are dropped.
+        assert_eq!(
+            weak.strong_count(),
+            0,
+            "the sealed state still holds the vault"
+        );
+        assert!(app.vault().is_none());
+        // TLS answers with the sealed-mode certificate, not the stored one.
+        let sealed = app.server_cert.fingerprint();
+        assert_ne!(sealed, stored);
+
+        app.unseal(DEV_PASSPHRASE).unwrap();
+        // The stored certificate and key are reloaded from the store at unseal.
+        let vault = app.vault().unwrap();
+        assert_eq!(weak.strong_count(), 0, "a new vault, not the sealed one");
+        assert_eq!(stored_cert(&vault), stored);
+        assert_eq!(app.server_cert.fingerprint(), stored);
+        drop(vault);
+
+        // A renewal replaces what new handshakes get.
+        assert_eq!(
+            app.renew_server_cert(super::RENEW_BEFORE),
+            None,
+            "a new certificate is not due"
+        );
+        let index = app
+            .renew_server_cert(Duration::from_secs(400 * 86_400))
+            .expect("renewed: fewer than 400 days remain");
+        let renewed = app.server_cert.fingerprint();
+        assert_ne!(renewed, stored);
+        assert_eq!(renewed, stored_cert(&app.vault().unwrap()));
+        assert!(index > 0);
+        app.close();
     }
 }

@@ -10,7 +10,8 @@
 //! Every option can also be set by its environment variable (`VAULT_DATA_DIR`,
 //! `VAULT_LISTEN`, `VAULT_PASSPHRASE_FILE`, `VAULT_ENABLE_ECHO`, `VAULT_AGENCY_RATE`,
 //! `VAULT_DEV`; `--help` lists them). Without `--passphrase-file`, the passphrase comes from
-//! the `VAULT_PASSPHRASE` environment variable.
+//! the `VAULT_PASSPHRASE` environment variable, which the server removes from its
+//! environment at start (before any thread starts), whether it uses it or not.
 
 mod app;
 mod dev;
@@ -152,7 +153,24 @@ fn agency_rate(s: &str) -> Result<f64, String> {
         .ok_or_else(|| "must be a positive number of requests per second, e.g. 1000".to_owned())
 }
 
-fn passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
+/// The environment variable the passphrase is read from without `--passphrase-file`.
+const PASSPHRASE_ENV: &str = "VAULT_PASSPHRASE";
+
+/// Reads the environment variable `name` and removes it from the process's environment,
+/// so that nothing later (a thread, a child process) finds it there. Linux keeps showing
+/// the environment the process started with in `/proc/<pid>/environ` (a copy the C
+/// library does not rewrite and safe Rust cannot wipe): a passphrase file is the safer
+/// way to pass it.
+fn take_env(name: &str) -> Option<Zeroizing<String>> {
+    let value = std::env::var(name).ok().map(Zeroizing::new);
+    std::env::remove_var(name);
+    value
+}
+
+fn passphrase(
+    file: Option<&Path>,
+    from_env: Option<Zeroizing<String>>,
+) -> anyhow::Result<Zeroizing<String>> {
     if let Some(f) = file {
         let text = Zeroizing::new(
             std::fs::read_to_string(f)
@@ -162,9 +180,9 @@ fn passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
             text.trim_end_matches(['\n', '\r']).to_owned(),
         ));
     }
-    match std::env::var("VAULT_PASSPHRASE") {
-        Ok(p) => Ok(Zeroizing::new(p)),
-        Err(_) => bail!(
+    match from_env {
+        Some(p) => Ok(p),
+        None => bail!(
             "no passphrase: set VAULT_PASSPHRASE or pass --passphrase-file to unseal the vault"
         ),
     }
@@ -173,6 +191,13 @@ fn passphrase(file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let source = args.source();
+    // Taken while the process has one thread: removing a variable races with any other
+    // thread reading the environment.
+    let from_env = take_env(PASSPHRASE_ENV);
+    let pass = match source {
+        Source::Dir(_) => Some(passphrase(args.passphrase_file.as_deref(), from_env)?),
+        Source::Dev(_) => None,
+    };
     tls::install_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -185,10 +210,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, source))
+    runtime.block_on(run(args, source, pass))
 }
 
-async fn run(args: Args, source: Source) -> anyhow::Result<()> {
+async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -199,21 +224,33 @@ async fn run(args: Args, source: Source) -> anyhow::Result<()> {
             (vault, Some(report))
         }
         Source::Dir(dir) => {
-            let pass = passphrase(args.passphrase_file.as_deref())?;
+            let pass = pass.context("no passphrase was read for the data directory")?;
             let vault = DataDir::new(&dir)
                 .open(&pass)
                 .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
             (Arc::new(vault), None)
         }
     };
-    let (chain, key) = vault
-        .server_tls_identity()
-        .context("the server TLS identity")?;
-    let tls = tls::server_config(chain, key.to_vec(), vault.ca_cert_der())?;
+    app::renew_server_cert(&vault, app::RENEW_BEFORE);
+    let server_cert = tls::ServerCert::new(
+        vault
+            .server_tls_identity()
+            .context("the server TLS identity")?,
+    )?;
+    let tls = tls::server_config(server_cert.clone(), vault.ca_cert_der())?;
     vault.start_background_signer();
     // The app state holds the only long-lived handle: sealing must be able to drop the
     // vault (and close its store) so that an unseal can open it again.
-    let app = app::AppState::new(Some(vault), args.agency_rate, args.agency_rate * 2.0);
+    let app = app::AppState::new(
+        Some(vault),
+        server_cert,
+        args.agency_rate,
+        args.agency_rate * 2.0,
+    );
+    tokio::spawn(app::renew_server_cert_periodically(
+        app.clone(),
+        app::RENEW_CHECK_EVERY,
+    ));
     let router = router::router(app.clone(), args.enable_echo);
     // Tests and scripts wait for this exact line.
     println!("listening on https://localhost:{port}");
@@ -259,7 +296,19 @@ async fn shutdown_signal() {
 mod tests {
     use clap::{CommandFactory as _, Parser as _};
 
-    use super::{Args, Source};
+    use super::{take_env, Args, Source};
+
+    #[test]
+    fn the_passphrase_variable_is_gone_once_read() {
+        let name = "VAULT_TEST_TAKE_ENV_PASSPHRASE";
+        std::env::set_var(name, "a passphrase of the test");
+        assert_eq!(
+            take_env(name).as_deref().map(String::as_str),
+            Some("a passphrase of the test")
+        );
+        assert!(std::env::var_os(name).is_none());
+        assert!(take_env(name).is_none());
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

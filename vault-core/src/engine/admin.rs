@@ -825,12 +825,16 @@ impl Vault {
         copy.map_err(VaultError::internal)
     }
 
-    /// Appends the entry of the operator sealing the vault (`vault.seal`); call it before
-    /// the vault is dropped.
-    pub fn record_seal(&self) -> Result<u64, VaultError> {
+    /// Appends the entry of the operator sealing the vault (`vault.seal`), naming the
+    /// sealed-mode server certificate (`sealed-mode certificate <fingerprint>` in
+    /// `initiator`, from [`Vault::sealed_server_identity`]) when there is one; call it
+    /// before the vault is dropped.
+    pub fn record_seal(&self, sealed_cert: Option<&Fingerprint>) -> Result<u64, VaultError> {
         let (_, now_ms) = now_parts();
         let ((), index) = self.transact(|tx| {
-            tx.entry(operator_draft(now_ms, "vault.seal"));
+            let mut d = operator_draft(now_ms, "vault.seal");
+            d.initiator = sealed_cert.map(|fp| format!("sealed-mode certificate {fp}"));
+            tx.entry(d);
             Ok(())
         })?;
         Ok(index)

@@ -13,6 +13,7 @@ pub(crate) mod log;
 mod notes;
 mod ops;
 mod secrets;
+mod server_cert;
 mod writes;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use admin::{
 pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
 pub use error::{AuditFailure, Internal, VaultError};
 pub use notes::EntryText;
+pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
@@ -54,6 +56,7 @@ use crate::auth::VaultKeys;
 use crate::keys::NoteKey;
 use notes::CallerTexts;
 use secrets::SealedSecret;
+use server_cert::ServerTls;
 
 /// Env variable that, set to `1` at open, arms the test-only audit failpoint (feature
 /// `test-hooks`): while a file named [`DANGEROUS_FAIL_AUDIT_FILE`] exists in the data
@@ -216,8 +219,10 @@ pub struct Vault {
     checkpoint: RwLock<SignedCheckpoint>,
     sign_lock: Mutex<()>,
     ca: Ca,
-    server_cert: Vec<u8>,
-    server_key: Zeroizing<Vec<u8>>,
+    /// The server certificate and key, replaced by a renewal.
+    server_tls: RwLock<ServerTls>,
+    /// Serialises server certificate renewals.
+    renew_lock: Mutex<()>,
     operator_fp: Fingerprint,
     agency_pins: RwLock<HashMap<Fingerprint, crate::agencies::Pin>>,
     /// The keys derived from the vault key: record MACs, tombstones, backups.
@@ -329,7 +334,7 @@ impl Vault {
                 "consent vault server",
                 &options.hostnames,
                 start,
-                start + Duration::from_secs(2 * 365 * DAY),
+                start + Duration::from_secs(SERVER_CERT_DAYS * DAY),
             )
             .map_err(VaultError::internal)?;
         let operator = ca
@@ -505,8 +510,11 @@ impl Vault {
             checkpoint: RwLock::new(checkpoint),
             sign_lock: Mutex::new(()),
             ca,
-            server_cert: config.server_cert.clone(),
-            server_key,
+            server_tls: RwLock::new(ServerTls {
+                cert: config.server_cert.clone(),
+                key: server_key,
+            }),
+            renew_lock: Mutex::new(()),
             operator_fp: config.operator_fp,
             agency_pins: RwLock::new(HashMap::new()),
             keys,
@@ -530,14 +538,6 @@ impl Vault {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = pins;
         Ok((vault, legacy))
-    }
-
-    /// The server's certificate chain (DER, leaf first) and PKCS#8 key.
-    pub fn server_tls_identity(&self) -> Result<ServerIdentity, VaultError> {
-        Ok((
-            vec![self.server_cert.clone(), self.ca.cert_der().to_vec()],
-            self.server_key.clone(),
-        ))
     }
 
     /// The vault CA certificate (DER): the trust anchor for client certificates.
