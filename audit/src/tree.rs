@@ -236,8 +236,6 @@ pub struct AppendPlan {
     pub nodes: Vec<(u8, u64, Hash)>,
     /// The log size after the append.
     pub size: u64,
-    /// The tree root after the append.
-    pub root: Hash,
     frontier: Frontier,
     last_leaf: Hash,
 }
@@ -247,6 +245,14 @@ pub struct AppendPlan {
 pub struct LogState {
     frontier: Frontier,
     last_leaf: Hash,
+}
+
+impl AppendPlan {
+    /// The root of the log once the plan is applied (computed on demand: most appends
+    /// never need it).
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
 }
 
 impl LogState {
@@ -317,7 +323,6 @@ impl LogState {
             leaves,
             nodes,
             size: frontier.size(),
-            root: frontier.root(),
             frontier,
             last_leaf,
         })
