@@ -24,6 +24,7 @@ use crate::keys::{
 use crate::records::{
     in_batches, KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH,
 };
+use crate::storage::sled::SledOptions;
 use crate::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
 
 /// Version of the data directory layout described in `docs/keys.md`.
@@ -337,10 +338,21 @@ pub fn init(
 /// Unseals the data directory `dir` with `passphrase`. Writes nothing; a wrong
 /// passphrase is refused from the check file before the store is even opened, so it
 /// leaves every file as it was.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn unseal(
     dir: &Path,
     passphrase: &Passphrase,
     options: RecordOptions,
+) -> Result<Unsealed, DataDirError> {
+    unseal_with(dir, passphrase, options, &SledOptions::default())
+}
+
+/// [`unseal`], opening the store with `store`'s options.
+pub fn unseal_with(
+    dir: &Path,
+    passphrase: &Passphrase,
+    options: RecordOptions,
+    store: &SledOptions,
 ) -> Result<Unsealed, DataDirError> {
     if !dir.join("conf").exists() {
         return Err(DataDirError::NotInitialised {
@@ -349,18 +361,18 @@ pub fn unseal(
         });
     }
     let derived = precheck(dir, passphrase)?;
-    let store: Arc<dyn Storage> = Arc::new(open_initialised(dir)?);
+    let store: Arc<dyn Storage> = Arc::new(open_initialised(dir, store)?);
     unseal_store(dir, store, passphrase, derived, options)
 }
 
-fn open_initialised(dir: &Path) -> Result<SledStore, DataDirError> {
+fn open_initialised(dir: &Path, options: &SledOptions) -> Result<SledStore, DataDirError> {
     if !dir.join("conf").exists() {
         return Err(DataDirError::NotInitialised {
             path: dir.to_path_buf(),
             half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
         });
     }
-    let store = SledStore::open(dir)?;
+    let store = SledStore::open_with(dir, options.clone())?;
     if store.get(Tree::Meta, INIT_KEY)?.is_none() {
         return Err(DataDirError::NotInitialised {
             path: dir.to_path_buf(),
@@ -704,7 +716,7 @@ pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
         // Interrupted before the old store was deleted: it still holds what was erased.
         std::fs::remove_dir_all(&old).map_err(io("remove the leftover", &old))?;
     }
-    let src = open_initialised(dir)?;
+    let src = open_initialised(dir, &SledOptions::default())?;
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io("remove the leftover", &tmp))?;
     }

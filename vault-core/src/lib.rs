@@ -55,4 +55,5 @@ pub use offline::{
     UnsealReport,
 };
 pub use pki::{Fingerprint, Issued};
+pub use storage::sled::DEFAULT_CACHE_BYTES;
 pub use tokens::{IssuedToken, Role};

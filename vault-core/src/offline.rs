@@ -16,7 +16,7 @@ use crate::datadir::{self, CompactReport, DataDirError, Status};
 use crate::engine::{log, InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
 use crate::keys::{KeyError, Passphrase};
 use crate::pki::Issued;
-use crate::storage::sled::SledStore;
+use crate::storage::sled::{SledOptions, SledStore};
 use crate::storage::{self, StorageError, Tree};
 
 /// The store's folder inside a data directory.
@@ -271,12 +271,24 @@ pub struct RestoreOutcome {
 #[derive(Clone, Debug)]
 pub struct DataDir {
     dir: PathBuf,
+    /// How the store is opened (its cache size).
+    store: SledOptions,
 }
 
 impl DataDir {
     /// The data directory at `dir` (nothing is read until an operation runs).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DataDir { dir: dir.into() }
+        DataDir {
+            dir: dir.into(),
+            store: SledOptions::default(),
+        }
+    }
+
+    /// The same directory, whose store [`DataDir::open`] opens with a page cache of at most
+    /// `bytes` (default [`crate::DEFAULT_CACHE_BYTES`]).
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.store.cache_bytes = Some(bytes);
+        self
     }
 
     /// Its path.
@@ -324,7 +336,7 @@ impl DataDir {
 
     /// Opens and unseals the vault with `passphrase`, loading its policy files.
     pub fn open(&self, passphrase: &str) -> Result<Vault, OfflineError> {
-        Vault::open(&self.dir, passphrase)
+        Vault::open(&self.dir, passphrase, &self.store)
     }
 
     /// The store's state, read without the passphrase, and whether its policy files load.
@@ -398,7 +410,7 @@ impl DataDir {
     /// already upgraded. Run it once, right after installing the version that needs it:
     /// it vouches for the records as they are.
     pub fn upgrade(&self, passphrase: &str) -> Result<bool, OfflineError> {
-        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true)?;
+        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true, &self.store)?;
         vault.shutdown();
         Ok(upgraded)
     }
@@ -407,10 +419,11 @@ impl DataDir {
     /// it any more: not the current key, no citizen key, and none of the vault's own
     /// secrets (retiring the key that seals them would make the vault unopenable).
     pub fn retire_kek(&self, passphrase: &str, kek_id: u32) -> Result<(), OfflineError> {
-        let unsealed = datadir::unseal(
+        let unsealed = datadir::unseal_with(
             &self.store_dir(),
             &Passphrase::new(passphrase.to_owned()),
             Default::default(),
+            &self.store,
         )?;
         let sealed = crate::engine::secrets_sealed_under(&**unsealed.store())?;
         Ok(unsealed.retire_kek(kek_id, &sealed)?)

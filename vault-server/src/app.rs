@@ -42,6 +42,8 @@ pub(crate) struct AppState {
     /// write to, so they are counted here and recorded in the next unseal's entry.
     unseal_failures: Mutex<u64>,
     data_dir: Option<PathBuf>,
+    /// The store's page cache size for an unseal (`--cache-mb`).
+    cache_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             server_cert,
             operator: vault.as_ref().map(|v| v.operator_fingerprint()),
             data_dir: vault.as_ref().map(|v| v.data_dir().to_path_buf()),
+            cache_bytes: vault_core::DEFAULT_CACHE_BYTES.into(),
             vault: RwLock::new(vault),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
@@ -133,7 +136,11 @@ impl AppState {
             .unseal_failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let vault = match vault_core::DataDir::new(dir).open(passphrase) {
+        let cache = self.cache_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let vault = match vault_core::DataDir::new(dir)
+            .with_cache_bytes(cache)
+            .open(passphrase)
+        {
             Ok(v) => Arc::new(v),
             Err(e) => {
                 *failures = failures.saturating_add(1);
@@ -180,6 +187,12 @@ impl AppState {
             tracing::error!(error = %e, "the renewed server certificate is not in use");
         }
         Some(index)
+    }
+
+    /// The store's page cache size for later unseals (the first open is the caller's).
+    pub(crate) fn set_cache_bytes(&self, bytes: u64) {
+        self.cache_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The unsealed vault, or `None` while sealed.
@@ -450,7 +463,12 @@ mod tests {
     #[test]
     fn sealing_drops_the_vault_and_the_stored_server_key() {
         let tmp = tempfile::tempdir().unwrap();
-        let (vault, _) = crate::dev::provision(Some(tmp.path().join("data")), 0).unwrap();
+        let (vault, _) = crate::dev::provision(
+            Some(tmp.path().join("data")),
+            0,
+            vault_core::DEFAULT_CACHE_BYTES,
+        )
+        .unwrap();
         let stored = stored_cert(&vault);
         let cert = ServerCert::new(vault.server_tls_identity().unwrap()).unwrap();
         let app = AppState::new(Some(vault), cert, 1000.0, 2000.0);

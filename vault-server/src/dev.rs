@@ -105,6 +105,7 @@ fn fresh_dir(requested: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub(crate) fn provision(
     requested: Option<PathBuf>,
     port: u16,
+    cache_bytes: u64,
 ) -> anyhow::Result<(Arc<Vault>, String)> {
     let dir = fresh_dir(requested)?;
     // The embedded policy files go through a folder of their own, which init copies into
@@ -118,7 +119,7 @@ pub(crate) fn provision(
         write(&policy_src.join(name), text.as_bytes())?;
     }
     let passphrase = "dev-only-passphrase-not-for-production".to_owned();
-    let data_dir = DataDir::new(&dir);
+    let data_dir = DataDir::new(&dir).with_cache_bytes(cache_bytes);
     let init = data_dir.init(
         &passphrase,
         &policy_src,

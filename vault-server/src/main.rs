@@ -113,6 +113,11 @@ struct Args {
     #[arg(long, env = "VAULT_REQUEST_TIMEOUT", value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout: u64,
+    /// MiB of memory the store's page cache may use (sled's cache; the server's memory is
+    /// this plus about 60 MB). A larger cache serves more of a big store from memory.
+    #[arg(long, env = "VAULT_CACHE_MB", value_name = "MIB", default_value_t = vault_core::DEFAULT_CACHE_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    cache_mb: u64,
 }
 
 /// The vault to serve.
@@ -218,14 +223,16 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = listener.local_addr()?.port();
+    let cache_bytes = args.cache_mb << 20;
     let (vault, dev_report) = match source {
         Source::Dev(dir) => {
-            let (vault, report) = dev::provision(dir, port)?;
+            let (vault, report) = dev::provision(dir, port, cache_bytes)?;
             (vault, Some(report))
         }
         Source::Dir(dir) => {
             let pass = pass.context("no passphrase was read for the data directory")?;
             let vault = DataDir::new(&dir)
+                .with_cache_bytes(cache_bytes)
                 .open(&pass)
                 .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
             (Arc::new(vault), None)
@@ -247,6 +254,7 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         args.agency_rate,
         args.agency_rate * 2.0,
     );
+    app.set_cache_bytes(cache_bytes);
     tokio::spawn(app::renew_server_cert_periodically(
         app.clone(),
         app::RENEW_CHECK_EVERY,

@@ -51,6 +51,7 @@ use crate::datadir::{self, Unsealed};
 use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
+use crate::storage::sled::SledOptions;
 use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
 use crate::auth::VaultKeys;
 use crate::keys::NoteKey;
@@ -385,8 +386,12 @@ impl Vault {
 
     /// Opens and unseals the vault in `dir` with `passphrase`, loading its policy files
     /// from `dir/policies`. Reached through [`crate::DataDir::open`].
-    pub(crate) fn open(dir: &Path, passphrase: &str) -> Result<Vault, OfflineError> {
-        Self::open_with(dir, passphrase, false).map(|(v, _)| v)
+    pub(crate) fn open(
+        dir: &Path,
+        passphrase: &str,
+        store: &SledOptions,
+    ) -> Result<Vault, OfflineError> {
+        Self::open_with(dir, passphrase, false, store).map(|(v, _)| v)
     }
 
     /// Opens the vault like [`Vault::open`]; with `upgrade`, a data directory written
@@ -398,6 +403,7 @@ impl Vault {
         dir: &Path,
         passphrase: &str,
         upgrade: bool,
+        store: &SledOptions,
     ) -> Result<(Vault, bool), OfflineError> {
         let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|errors| {
             OfflineError::InvalidPolicies {
@@ -405,10 +411,11 @@ impl Vault {
                 errors,
             }
         })?;
-        let unsealed = datadir::unseal(
+        let unsealed = datadir::unseal_with(
             &dir.join("store"),
             &Passphrase::new(passphrase.to_owned()),
             RecordOptions::default(),
+            store,
         )?;
         let store = unsealed.store().clone();
         let Some(config_bytes) = store.get(Tree::Meta, ENGINE_KEY)? else {

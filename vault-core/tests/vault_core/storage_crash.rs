@@ -74,6 +74,7 @@ fn writer_process() {
         wal_capacity: std::env::var(ENV_WAL_CAPACITY)
             .ok()
             .and_then(|v| v.parse().ok()),
+        ..SledOptions::default()
     };
     let threads: u64 = std::env::var(ENV_THREADS)
         .ok()

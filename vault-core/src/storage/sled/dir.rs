@@ -11,7 +11,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use super::wal::{Wal, WAL_FILE, WAL_START_KEY};
-use super::{SledOptions, SledStore};
+use super::{SledOptions, SledStore, DEFAULT_CACHE_BYTES};
 use crate::storage::{lock, StorageError, Tree, WriteBatch};
 
 /// Size of sled's log segments (and IO buffers) in the stores this module creates. Fixed at
@@ -88,7 +88,7 @@ pub(super) fn unusable(path: &Path, reason: impl Into<String>) -> StorageError {
     }
 }
 
-fn sled_config(dir: &Path) -> sled::Config {
+fn sled_config(dir: &Path, options: &SledOptions) -> sled::Config {
     // sled's background thread would flush and fsync every 500 ms; the store makes sled
     // durable itself, at checkpoints, so it is off (and must be off for the
     // skip-durability variant to lose data).
@@ -97,6 +97,7 @@ fn sled_config(dir: &Path) -> sled::Config {
         .segment_size(SEGMENT_SIZE)
         .flush_every_ms(None)
         .mode(sled::Mode::HighThroughput)
+        .cache_capacity(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
 }
 
 /// Runs a sled call that may panic on a damaged directory and turns a panic into an error.
@@ -150,10 +151,10 @@ fn check_sled_conf(dir: &Path) -> Result<(), StorageError> {
 /// Opens sled on an existing directory. sled releases its file lock only once its
 /// background threads let go of the database, shortly after the last handle is dropped, so
 /// a lock conflict is retried for a moment before being reported.
-fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
+fn open_sled(dir: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let error = match catch_unwind(AssertUnwindSafe(|| sled_config(dir).open())) {
+        let error = match catch_unwind(AssertUnwindSafe(|| sled_config(dir, options).open())) {
             Ok(Ok(db)) => return Ok(db),
             Ok(Err(e)) => e,
             Err(_) => {
@@ -248,7 +249,7 @@ impl SledStore {
             Err(e) => return Err(unusable(dir, format!("cannot read the directory: {e}"))),
         }
         let db = no_panic(dir, "creating the sled database", || {
-            sled_config(dir).create_new(true).open()
+            sled_config(dir, &options).create_new(true).open()
         })?;
         let mut store_id = [0u8; 16];
         ring::rand::SystemRandom::new()
@@ -312,7 +313,7 @@ impl SledStore {
             return Err(unusable(dir, reason));
         }
         check_sled_conf(dir)?;
-        let db = open_sled(dir)?;
+        let db = open_sled(dir, &options)?;
         let has_meta_tree = db
             .tree_names()
             .iter()

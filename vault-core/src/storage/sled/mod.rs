@@ -71,7 +71,14 @@ pub struct SledOptions {
     /// The write-ahead log is checkpointed before it would grow past this many bytes
     /// (default [`wal::WAL_CAPACITY`]; tests pass a small one to run many checkpoints).
     pub wal_capacity: Option<u64>,
+    /// The most memory sled's page cache may hold, in bytes (default
+    /// [`DEFAULT_CACHE_BYTES`]).
+    pub cache_bytes: Option<u64>,
 }
+
+/// sled's page cache size unless set: sled's own default (1 GiB) grows a server's memory
+/// with its store; this keeps the whole server well under 256 MB (`docs/benchmarks.md`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// The sled backend of [`Storage`]. Share it behind an `Arc`. Its `Debug` prints only the
 /// path and store id (sled's own `Debug` would dump every tree).
