@@ -4,8 +4,9 @@
 //! [`Overlay`] that every read sees. [`GroupCommit::wait_durable`] makes tickets durable:
 //! one thread at a time becomes the leader, takes the queued batches (a group), has the
 //! backend make their net writes durable ([`Durability::make_durable`]), releases every
-//! waiter the group covers, then lets the backend finish ([`Durability::after_durable`])
-//! and drops the group from the overlay. Waiters park (threads) or register a waker
+//! waiter the group covers, lets go of the lead (a parked waiter may lead the next group
+//! at once), then lets the backend finish ([`Durability::after_durable`], groups one at a
+//! time in ticket order) and drops the group from the overlay. Waiters park (threads) or register a waker
 //! ([`GroupCommit::poll_durable`]) with their ticket and are woken only by the step that
 //! covers them. A failed step poisons the store: every later call returns
 //! [`StorageError::Poisoned`].
@@ -19,17 +20,19 @@ use std::time::{Duration, Instant};
 use super::overlay::Overlay;
 use super::{lock, CommitTicket, StorageError, Tree, WriteBatch};
 
-/// What a backend does with a group of batches. The group commit calls it from one leader
-/// at a time, for groups in ticket order, and never for an empty group.
+/// What a backend does with a group of batches. The group commit calls `make_durable` from
+/// one leader at a time, for groups in ticket order, and never for an empty group.
 pub(crate) trait Durability {
     /// Makes `writes` (the net effect of the group's batches, in key order) durable, all or
     /// nothing: once it returns `Ok`, the group's waiters are released. An error poisons
     /// the store.
     fn make_durable(&self, writes: &NetWrites<'_>) -> Result<(), StorageError>;
 
-    /// Runs after the group's waiters are released and before the next group's
-    /// [`Durability::make_durable`]; reads see the group through the overlay until it
-    /// returns. An error poisons the store (the group stays durable).
+    /// Runs after the group's waiters are released, for groups in ticket order, one at a
+    /// time; the next group's [`Durability::make_durable`] may run at the same time, on
+    /// another thread ([`GroupCommit::wait_finished`] waits for this). Reads see the group
+    /// through the overlay until it returns. An error poisons the store (the group stays
+    /// durable).
     fn after_durable(&self, writes: &NetWrites<'_>) -> Result<(), StorageError>;
 }
 
@@ -156,6 +159,10 @@ pub(crate) struct GroupCommit {
     applying: AtomicU64,
     /// Groups made durable so far.
     steps: AtomicU64,
+    /// Held by the thread finishing a durable group (`after_durable`), taken while it still
+    /// leads: groups are finished one at a time, in ticket order, while the next leader
+    /// already makes its own group durable.
+    finish_turn: Mutex<()>,
 }
 
 impl GroupCommit {
@@ -317,8 +324,17 @@ impl GroupCommit {
             release(&mut state.wakers, durable, Waker::wake_by_ref);
             release(&mut state.parked, durable, std::thread::Thread::unpark);
             drop(state);
-            // 2. The backend finishes the group. This thread stays the leader until it has,
-            // so groups reach the backend in ticket order.
+            // 2. The backend finishes the group. The turn is taken while this thread still
+            // leads, so groups reach the backend in ticket order; then the lead is let go,
+            // and a waiter still parked makes the next group durable while this thread
+            // finishes this one.
+            let turn = lock(&self.finish_turn);
+            state = lock(&self.state);
+            state.leading = false;
+            if let Some((_, next)) = state.parked.first() {
+                next.unpark();
+            }
+            drop(state);
             let finished = if group.batches.is_empty() {
                 Ok(())
             } else {
@@ -328,8 +344,8 @@ impl GroupCommit {
                         .settle(group.batches.iter().map(|(_, b)| b), group.target);
                 })
             };
+            drop(turn);
             state = lock(&self.state);
-            state.leading = false;
             if let Err(e) = finished {
                 // What the backend holds is unknown; the group is durable, and a restart
                 // recovers it.
@@ -340,13 +356,14 @@ impl GroupCommit {
                     Err(e)
                 };
             }
-            // If this thread is done, hand the lead to one waiter still parked (this
-            // thread leads again itself otherwise).
-            if state.durable >= ticket.0 && !state.parked.is_empty() {
-                let (_, next) = state.parked.swap_remove(0);
-                next.unpark();
-            }
         }
+    }
+
+    /// Returns once every group made durable so far has been finished by the backend
+    /// ([`Durability::after_durable`]). A backend calls it from `make_durable` before work
+    /// that needs every earlier group in place (the sled backend's checkpoint).
+    pub(crate) fn wait_finished(&self) {
+        drop(lock(&self.finish_turn));
     }
 
     /// `Ready` once `ticket` is durable (or the store is poisoned), else registers `waker`

@@ -7,7 +7,8 @@
 //!   a batch is visible to reads at once (through the overlay) and queued; one leader at a
 //!   time makes a group durable by writing it as **one record** of the store's write-ahead
 //!   log (`wal.rs`) and `fdatasync`ing it, releases every waiter whose batch was in that
-//!   record or an earlier one, and then writes the same writes into sled as plain inserts.
+//!   record or an earlier one, lets the next leader start, and then writes the same writes
+//!   into sled as plain inserts (groups in order, one at a time).
 //!   A record is replayed whole at open, so a batch is recovered whole or not at all. sled
 //!   is made durable (`Db::flush`, which on Linux only issues `sync_file_range`, then
 //!   `fsync` of the sled data file `db`) only at checkpoints, when the log is full;
@@ -110,6 +111,7 @@ impl Drop for SledStore {
             return;
         }
         if self.group.wait_durable(self.group.issued(), &*self).is_ok() {
+            self.group.wait_finished();
             let _ = self.checkpoint(&mut lock(&self.wal));
         }
     }
@@ -297,8 +299,9 @@ impl SledStore {
     /// Makes sled durable and restarts the log at offset 0: records in sled where the log
     /// starts again, then `Db::flush` (sled writes its IO buffers to `db`, on Linux with
     /// `sync_file_range`, which is not a barrier for metadata or the disk cache) and
-    /// `fsync` of `db`. Only called when every logged record is in sled (a leader writes
-    /// its group into sled before it lets go), so nothing in the log is needed after it.
+    /// `fsync` of `db`. Only called when every logged record is in sled (the caller waits
+    /// for the groups being finished, [`GroupCommit::wait_finished`]), so nothing in the log
+    /// is needed after it.
     fn checkpoint(&self, log: &mut Wal) -> Result<(), StorageError> {
         self.db
             .insert(wal::WAL_START_KEY, &log.next_seq().to_be_bytes())
@@ -377,6 +380,8 @@ impl Durability for SledStore {
                 .map(|((tree, key), value)| (*tree, *key, *value)),
         );
         if log.is_full_for(len) {
+            // Every logged group must be in sled before the log restarts.
+            self.group.wait_finished();
             self.checkpoint(&mut log)?;
         }
         log.write_encoded()
