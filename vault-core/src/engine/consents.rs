@@ -11,7 +11,7 @@ use ring::rand::SecureRandom;
 
 use super::notes::CallerTexts;
 use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
-use super::{now_parts, CitizenToken, Tx, Vault, VaultError};
+use super::{now_parts, CitizenToken, ConsentLimit, Tx, Vault, VaultError};
 use crate::auth::RecordMac;
 use crate::codec;
 use crate::envelope::CitizenId;
@@ -19,6 +19,14 @@ use crate::records::{citizen_key, citizen_prefix};
 use crate::storage::{Storage, Tree};
 
 const CONSENT_FORMAT: u8 = 1;
+
+/// Pending consent requests an agency may have for one citizen at a time; a request over
+/// it is refused (and logged) until the citizen answers one or one expires.
+pub const MAX_PENDING_REQUESTS: usize = 20;
+
+/// How far ahead, in days, a consent request's `expires_at` may be. A pending request
+/// lives until it is answered or expires, so this also bounds how long it waits.
+pub const MAX_CONSENT_REQUEST_DAYS: u32 = 366;
 
 /// An agency's consent request.
 #[derive(Clone, Debug)]
@@ -131,6 +139,20 @@ pub(super) fn load_consents(
         .collect()
 }
 
+/// The requests of `like`'s agency still pending for `citizen` at `now`.
+fn pending_requests(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    citizen: &CitizenId,
+    like: &ConsentArtefact,
+    now: Timestamp,
+) -> Result<usize, VaultError> {
+    Ok(load_consents(store, mac, citizen)?
+        .iter()
+        .filter(|a| a.agency() == like.agency() && a.status_at(now) == ConsentStatus::Pending)
+        .count())
+}
+
 impl Tx<'_> {
     /// Stages the deletion of every consent artefact of the citizen.
     pub(super) fn delete_consents(&mut self, citizen: &CitizenId) -> Result<(), VaultError> {
@@ -192,40 +214,51 @@ impl Vault {
         let expires_at = parse_time("expires_at", &input.expires_at)?;
         check_text("initiator", &input.initiator)?;
         let (now, now_ms) = now_parts();
-        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+        let refused_draft = |tx: &mut Tx<'_>| -> Result<(), VaultError> {
             // Logged like every refused attempt; nothing else is stored and no key is
             // created for a citizen the vault does not know.
-            let ((), index) = self.transact(|tx| {
-                let mut draft = EntryDraft::new(
-                    now_ms,
-                    actor(ActorKind::Agency, agency),
-                    "consent.request",
-                    "refused",
-                );
-                draft.purpose = Some(purpose.as_str().to_owned());
-                draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
-                draft.legal_basis = Some("consent".to_owned());
-                // One read of the citizen's keys gives both the tag and the note key.
-                let keys = tx.subject_keys(&citizen)?;
-                draft.subject = keys.as_ref().map(|(tag, _)| *tag);
-                let texts = CallerTexts {
-                    official: input.initiator.clone(),
-                    justification: None,
-                };
-                tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
-                Ok(())
-            })?;
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "consent.request",
+                "refused",
+            );
+            draft.purpose = Some(purpose.as_str().to_owned());
+            draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
+            draft.legal_basis = Some("consent".to_owned());
+            // One read of the citizen's keys gives both the tag and the note key.
+            let keys = tx.subject_keys(&citizen)?;
+            draft.subject = keys.as_ref().map(|(tag, _)| *tag);
+            let texts = CallerTexts {
+                official: input.initiator.clone(),
+                justification: None,
+            };
+            tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
+            Ok(())
+        };
+        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+            let ((), index) = self.transact(|tx| refused_draft(tx))?;
             return Err(VaultError::Forbidden {
                 code: "consent_request_refused",
                 message: refusal.to_string(),
                 audit_index: Some(index),
             });
         }
+        let latest = now.saturating_add(u64::from(MAX_CONSENT_REQUEST_DAYS) * 86_400);
+        if expires_at > latest {
+            let ((), index) = self.transact(|tx| refused_draft(tx))?;
+            return Err(VaultError::ConsentLimit {
+                limit: ConsentLimit::ExpiresTooLate {
+                    max_days: MAX_CONSENT_REQUEST_DAYS,
+                },
+                audit_index: Some(index),
+            });
+        }
         let id = random_consent_id()?;
         let terms = ConsentTerms {
             agency: agency_id,
-            purpose,
-            fields,
+            purpose: purpose.clone(),
+            fields: fields.clone(),
             valid_from: now,
             expires_at,
             max_uses: None,
@@ -233,7 +266,13 @@ impl Vault {
         };
         let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
             .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
-        let (artefact, _) = self.transact(|tx| {
+        let (stored, index) = self.transact(|tx| {
+            // Counted under the writer lock, so concurrent requests cannot pass the cap.
+            let pending = pending_requests(tx.store(), self.keys.records(), &citizen, &artefact, now)?;
+            if pending >= MAX_PENDING_REQUESTS {
+                refused_draft(tx)?;
+                return Ok(None);
+            }
             // For an erased citizen the request is answered like any other (an agency
             // learns nothing) but dropped: nothing about the person is stored again, no
             // key is re-created, and the entry says it was refused.
@@ -262,8 +301,16 @@ impl Vault {
                 justification: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
-            Ok(artefact)
+            Ok(Some(artefact))
         })?;
+        let Some(artefact) = stored else {
+            return Err(VaultError::ConsentLimit {
+                limit: ConsentLimit::TooManyPending {
+                    max: MAX_PENDING_REQUESTS,
+                },
+                audit_index: Some(index),
+            });
+        };
         Ok(self.view(artefact, now))
     }
 

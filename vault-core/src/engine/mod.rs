@@ -34,8 +34,10 @@ pub use admin::{
     LeafView, RotateOutcome, TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS,
     DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
-pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
-pub use error::{AuditFailure, Internal, VaultError};
+pub use consents::{
+    ConsentRequestInput, ConsentView, GrantInput, MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
+};
+pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
@@ -720,7 +722,10 @@ impl Vault {
                     citizen,
                     token_id: r.id,
                 }),
-                crate::tokens::Role::Auditor { name } => Bearer::Auditor { name },
+                crate::tokens::Role::Auditor { name } => Bearer::Auditor {
+                    name,
+                    token_id: r.id,
+                },
             }),
             Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
                 message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),

@@ -174,7 +174,7 @@ fn an_edited_or_moved_consent_artefact_is_refused() {
                 citizen: citizen.to_owned(),
                 purpose: "medical_treatment".to_owned(),
                 fields: vec!["health.blood_type".to_owned()],
-                expires_at: "2099-01-01T00:00:00Z".to_owned(),
+                expires_at: crate::days_ahead(90),
                 initiator: None,
             },
         )
@@ -352,7 +352,7 @@ fn an_earlier_data_directory_is_refused_until_upgraded_once() {
             citizen: "alice".to_owned(),
             purpose: "medical_treatment".to_owned(),
             fields: vec!["health.blood_type".to_owned()],
-            expires_at: "2099-01-01T00:00:00Z".to_owned(),
+            expires_at: crate::days_ahead(90),
             initiator: None,
         },
     )
