@@ -45,9 +45,9 @@ pub use engine::{
     ErasureOutcome, GrantInput, History, HistoryEntry, ImportOutcome, ImportRow, InitOptions,
     InitOutput, Internal, KeyKind, LeafView, PendingAccess, RecordView, RotateOutcome,
     ServerIdentity, TokenOutcome, TokenRequest, Vault, VaultError, WriteOutcome, WriteRejected,
-    DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_CONSENT_REQUEST_DAYS,
-    MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS, MAX_PENDING_REQUESTS, MAX_REQUEST_FIELDS, MAX_TEXT,
-    MAX_TOKEN_DAYS, MAX_WRITE_FIELDS,
+    CHECKPOINT_INTERVAL, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS,
+    MAX_CONSENT_REQUEST_DAYS, MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS, MAX_PENDING_REQUESTS,
+    MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS, MAX_WRITE_FIELDS,
 };
 pub use envelope::{CitizenId, Plaintext};
 pub use offline::{

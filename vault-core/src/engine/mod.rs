@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audit::{
     Actor, ActorKind, EntryDraft, LogState, NoteSigner, NoteVerifier, SignedCheckpoint, SubjectTag,
@@ -205,6 +205,19 @@ fn encode_config(config: &EngineConfig, keys: &VaultKeys) -> Result<Vec<u8>, Vau
 /// The server's TLS identity: certificate chain (DER, leaf first) and PKCS#8 key.
 pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
 
+/// The shortest time between two checkpoints signed for readers (history, export, the
+/// background signer); the operator's explicit signing is not held back.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The checkpoint signer's state.
+#[derive(Default)]
+struct Signing {
+    /// When the last checkpoint was signed.
+    last: Option<Instant>,
+    /// Checkpoints signed since open.
+    count: u64,
+}
+
 /// An unsealed vault.
 pub struct Vault {
     dir: PathBuf,
@@ -216,7 +229,8 @@ pub struct Vault {
     log_vkey: String,
     receipt_signer: NoteSigner,
     checkpoint: RwLock<SignedCheckpoint>,
-    sign_lock: Mutex<()>,
+    /// Held while a checkpoint is signed; when the last one was and how many were.
+    sign_lock: Mutex<Signing>,
     ca: Ca,
     server_cert: Vec<u8>,
     server_key: Zeroizing<Vec<u8>>,
@@ -501,7 +515,7 @@ impl Vault {
             log_vkey,
             receipt_signer,
             checkpoint: RwLock::new(checkpoint),
-            sign_lock: Mutex::new(()),
+            sign_lock: Mutex::new(Signing::default()),
             ca,
             server_cert: config.server_cert.clone(),
             server_key,
@@ -601,18 +615,53 @@ impl Vault {
     }
 
     fn sign_if_grown(&self) -> Result<(), VaultError> {
-        if self.audit_size() > self.checkpoint_size() {
-            self.sign_checkpoint_now()?;
-        }
-        Ok(())
+        self.checkpoint_covering(self.audit_size())
     }
 
     /// Signs (and durably records) a checkpoint of the whole log now; returns the note.
     pub fn sign_checkpoint_now(&self) -> Result<String, VaultError> {
-        let _one = self
+        let mut signing = self
             .sign_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.sign_locked(&mut signing)?;
+        Ok(self.latest_checkpoint_text())
+    }
+
+    /// Returns once the latest checkpoint covers the first `size` entries, signing one if
+    /// it does not: at most one per [`CHECKPOINT_INTERVAL`], whatever the read rate. A
+    /// reader that comes sooner waits for the interval's end, and the readers waiting
+    /// meanwhile share the signature it brings.
+    pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<(), VaultError> {
+        if self.checkpoint_size() >= size {
+            return Ok(());
+        }
+        let mut signing = self
+            .sign_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.checkpoint_size() >= size {
+            return Ok(());
+        }
+        if let Some(next) = signing.last.map(|t| t + CHECKPOINT_INTERVAL) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+        self.sign_locked(&mut signing)
+    }
+
+    /// Checkpoints signed since the vault was opened.
+    pub fn checkpoints_signed(&self) -> u64 {
+        self.sign_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
+    }
+
+    /// Signs a checkpoint of the whole log if it grew since the last one.
+    fn sign_locked(&self, signing: &mut Signing) -> Result<(), VaultError> {
         let size = self.audit_size();
         let last = self
             .checkpoint
@@ -621,7 +670,7 @@ impl Vault {
             .checkpoint
             .clone();
         if size == last.size {
-            return Ok(self.latest_checkpoint_text());
+            return Ok(());
         }
         let signed = audit::sign_checkpoint(
             &log::StoreLog(&*self.store),
@@ -637,12 +686,13 @@ impl Vault {
             signed.note_text.as_bytes().to_vec(),
         );
         self.store.commit(b)?;
-        let text = signed.note_text.clone();
         *self
             .checkpoint
             .write()
             .unwrap_or_else(PoisonError::into_inner) = signed;
-        Ok(text)
+        signing.last = Some(Instant::now());
+        signing.count += 1;
+        Ok(())
     }
 
     fn latest_checkpoint_text(&self) -> String {

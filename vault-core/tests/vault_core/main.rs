@@ -1,6 +1,7 @@
 //! vault-core's integration tests: one binary, one module per area.
 
 mod auth_records;
+mod checkpoint_signing;
 mod consent_limits;
 mod keys_crash;
 mod keys_datadir;
