@@ -1,6 +1,12 @@
 //! Consent operations: an agency's request, the citizen's direct grant, revocation and
-//! answer, the citizen's lists, and the consent artefacts' storage (`Tree::Consents`, key:
-//! citizen id `|| 0x00 ||` artefact id).
+//! answer, the citizen's lists, and the consent artefacts' storage (`Tree::Consents`).
+//!
+//! Keys in `Tree::Consents` (ids never hold the bytes 0x00 or 0x01):
+//! - an artefact, sealed with its MAC: citizen id `|| 0x00 ||` artefact id (16 bytes);
+//! - its index entry, value `[1]`: citizen id `|| 0x01 ||` agency `|| 0x00 ||` purpose
+//!   `|| 0x00 ||` artefact id, so an access decision reads only the artefacts of the
+//!   requesting agency and purpose. A store written before the index has it built once
+//!   at open ([`build_index`], marked by `consent_index` in `Tree::Meta`).
 
 use audit::{ActorKind, EntryDraft, SubjectTag};
 use policies::{
@@ -16,7 +22,7 @@ use crate::auth::RecordMac;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::records::{citizen_key, citizen_prefix};
-use crate::storage::{Storage, Tree};
+use crate::storage::{Storage, Tree, WriteBatch};
 
 const CONSENT_FORMAT: u8 = 1;
 
@@ -114,6 +120,107 @@ fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
     citizen_key(citizen, &id.to_bytes())
 }
 
+/// The `Tree::Meta` key whose presence says every artefact has its index entry.
+const INDEX_MARKER: &[u8] = b"consent_index";
+
+/// The index prefix of `citizen`'s artefacts for `agency` (and `purpose`, if given).
+fn index_prefix(citizen: &str, agency: &str, purpose: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(citizen.len() + agency.len() + 80);
+    k.extend_from_slice(citizen.as_bytes());
+    k.push(1);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    if let Some(p) = purpose {
+        k.extend_from_slice(p.as_bytes());
+        k.push(0);
+    }
+    k
+}
+
+fn index_key(a: &ConsentArtefact) -> Vec<u8> {
+    let mut k = index_prefix(
+        a.citizen().as_str(),
+        a.agency().as_str(),
+        Some(a.purpose().as_str()),
+    );
+    k.extend_from_slice(&a.id().to_bytes());
+    k
+}
+
+/// The end (exclusive) of the range of keys starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    // The prefix ends with a separator (0x00 or 0x01), so this never overflows.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// `citizen`'s artefacts for `agency` (and `purpose`, if given), through the index.
+pub(super) fn load_consents_of(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    citizen: &CitizenId,
+    agency: &AgencyId,
+    purpose: Option<&PurposeCode>,
+) -> Result<Vec<ConsentArtefact>, VaultError> {
+    let prefix = index_prefix(
+        citizen.as_str(),
+        agency.as_str(),
+        purpose.map(PurposeCode::as_str),
+    );
+    let mut out = Vec::new();
+    for (k, _) in store.scan(Tree::Consents, &prefix, Some(&prefix_end(&prefix)), usize::MAX)? {
+        let id = k
+            .len()
+            .checked_sub(16)
+            .and_then(|at| <[u8; 16]>::try_from(&k[at..]).ok())
+            .map(ConsentId::from_bytes)
+            .ok_or_else(|| VaultError::internal("a consent index key is too short"))?;
+        let key = consent_key(citizen, id);
+        let Some(bytes) = store.get(Tree::Consents, &key)? else {
+            return Err(VaultError::internal(
+                "the consent index names an artefact that is not stored",
+            ));
+        };
+        let a = decode_consent(mac, &key, &bytes)?;
+        // The index is not authenticated: the artefact's own terms decide.
+        if a.agency() == agency && purpose.is_none_or(|p| a.purpose() == p) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the index of a store written before it (every artefact's index entry), once:
+/// `Tree::Meta` then holds [`INDEX_MARKER`]. Idempotent, so an interrupted build is simply
+/// done again at the next open.
+pub(super) fn build_index(store: &dyn Storage, mac: &RecordMac) -> Result<(), VaultError> {
+    if store.get(Tree::Meta, INDEX_MARKER)?.is_some() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::new();
+    let mut staged = 0usize;
+    for item in crate::storage::scan_all(store, Tree::Consents) {
+        let (key, value) = item?;
+        // Artefact keys have 0x00 after the citizen id; index keys 0x01.
+        if key.iter().find(|b| **b <= 1) != Some(&0) {
+            continue;
+        }
+        let a = decode_consent(mac, &key, &value)?;
+        batch.put(Tree::Consents, index_key(&a), vec![1]);
+        staged += 1;
+        if staged == 1000 {
+            store.commit(std::mem::take(&mut batch))?;
+            staged = 0;
+        }
+    }
+    batch.put(Tree::Meta, INDEX_MARKER, vec![1]);
+    store.commit(batch)?;
+    Ok(())
+}
+
 const CONSENT_KIND: &str = "consent artefact";
 
 /// A stored artefact, once its MAC (bound to its key) checks.
@@ -147,9 +254,9 @@ fn pending_requests(
     like: &ConsentArtefact,
     now: Timestamp,
 ) -> Result<usize, VaultError> {
-    Ok(load_consents(store, mac, citizen)?
+    Ok(load_consents_of(store, mac, citizen, like.agency(), None)?
         .iter()
-        .filter(|a| a.agency() == like.agency() && a.status_at(now) == ConsentStatus::Pending)
+        .filter(|a| a.status_at(now) == ConsentStatus::Pending)
         .count())
 }
 
@@ -160,6 +267,15 @@ impl Tx<'_> {
         for (k, _) in self
             .store()
             .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+        {
+            self.batch.delete(Tree::Consents, k);
+        }
+        // And their index entries: citizen id `|| 0x01 ||` ...
+        let mut start = citizen.as_str().as_bytes().to_vec();
+        start.push(1);
+        for (k, _) in self
+            .store()
+            .scan(Tree::Consents, &start, Some(&prefix_end(&start)), usize::MAX)?
         {
             self.batch.delete(Tree::Consents, k);
         }
@@ -175,6 +291,7 @@ impl Tx<'_> {
             codec::encode(CONSENT_KIND, CONSENT_FORMAT, a)?,
         );
         self.batch.put(Tree::Consents, key, value);
+        self.batch.put(Tree::Consents, index_key(a), vec![1]);
         Ok(())
     }
 }

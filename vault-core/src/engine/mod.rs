@@ -531,6 +531,7 @@ impl Vault {
         if legacy {
             vault.upgrade_records(&config)?;
         }
+        consents::build_index(&*vault.store, vault.keys.records())?;
         let mut pins = HashMap::new();
         for e in crate::agencies::list(&*vault.store, vault.keys.records())
             .map_err(VaultError::internal)?

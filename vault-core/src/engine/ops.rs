@@ -10,7 +10,7 @@ use policies::{
     Outcome, PurposeCode, Timestamp,
 };
 
-use super::consents::{load_consents, ConsentView};
+use super::consents::{load_consents, load_consents_of, ConsentView};
 use super::notes::{self, CallerTexts, EntryText};
 use super::error::AuditFailure;
 use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
@@ -466,7 +466,13 @@ impl Vault {
         let (now, now_ms) = now_parts();
         let records = self.unsealed.records();
         let ((released, withheld, read), index, ticket) = self.transact_applied(|tx| {
-            let artefacts = load_consents(tx.store(), self.keys.records(), &citizen)?;
+            let artefacts = load_consents_of(
+                tx.store(),
+                self.keys.records(),
+                &citizen,
+                &request.agency,
+                Some(&request.purpose),
+            )?;
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
             // once: what exists, the subject tag, and the values opened after the commit.
