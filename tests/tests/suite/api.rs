@@ -324,6 +324,29 @@ async fn consent_requests_have_a_per_agency_quota_and_caps() {
     assert!(body["audit_index"].is_u64(), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agency_has_at_most_20_pending_requests_per_citizen() {
+    let v = Vault::start_dev_with_args(&["--consent-request-rate", "1000"], &[]).unwrap();
+    let tax = v.agency_client("tax_authority");
+    let ask = |citizen: &str| {
+        tax.post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": citizen, "purpose": "tax_assessment", "fields": ["health.insurer"],
+            "expires_at": crate::days_ahead(30)}))
+    };
+    for _ in 0..vault_core::MAX_PENDING_REQUESTS {
+        let (s, body) = send(ask(CITIZEN)).await.unwrap();
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = send(ask(CITIZEN)).await.unwrap();
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_pending_requests", "{body}");
+    let index = body["audit_index"].as_u64().expect("the refusal is logged");
+    assert!(index < v.audit_size().await.unwrap());
+    // Another citizen is another count.
+    let (s, body) = send(ask("EE49002020002")).await.unwrap();
+    assert_eq!(s, 201, "{body}");
+}
+
 /// Prometheus text -> `name{labels}` -> value.
 fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();

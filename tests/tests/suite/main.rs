@@ -8,6 +8,7 @@ mod connections;
 mod crash;
 mod dev_mode;
 mod erasure;
+mod export_memory;
 mod flows;
 mod openapi;
 mod operator_audit;
