@@ -42,6 +42,7 @@ pub(crate) fn code_of(e: &VaultError) -> u8 {
         | VaultError::Forbidden { .. }
         | VaultError::NotFound { .. }
         | VaultError::Conflict { .. }
+        | VaultError::ConsentLimit { .. }
         | VaultError::TooLarge { .. }
         | VaultError::Erased => REJECTED,
         VaultError::Unavailable(_)

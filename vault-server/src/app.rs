@@ -1,7 +1,6 @@
 //! Shared state, the authentication extractors, and the bridge from async handlers to
 //! the engine's blocking calls (which wait for the group-committed fsync).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use axum::http::{header, StatusCode};
 use vault_core::{Bearer, CitizenToken, Fingerprint, Vault, VaultError};
 
 use crate::error::ApiError;
+use crate::limits::{Quota, Quotas, Rates};
 use crate::metrics::Metrics;
 use crate::serve::PeerCertificate;
 use crate::tls::ServerCert;
@@ -33,7 +33,8 @@ pub(crate) struct AppState {
     /// sealed-mode ones (a key never stored, made at seal) while sealed.
     pub(crate) server_cert: Arc<ServerCert>,
     pub(crate) metrics: Metrics,
-    limiter: RateLimiter,
+    /// Request quotas by caller.
+    pub(crate) quotas: Quotas,
     /// Runs access decisions.
     pub(crate) decider: Decider,
     /// Kept while sealed, so the operator can still unseal.
@@ -50,8 +51,7 @@ impl AppState {
     pub(crate) fn new(
         vault: Option<Arc<Vault>>,
         server_cert: Arc<ServerCert>,
-        agency_rate: f64,
-        agency_burst: f64,
+        rates: Rates,
     ) -> App {
         Arc::new(AppState {
             server_cert,
@@ -61,7 +61,7 @@ impl AppState {
             vault: RwLock::new(vault),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
-            limiter: RateLimiter::new(agency_rate, agency_burst),
+            quotas: Quotas::new(rates),
             decider: Decider::start(),
         })
     }
@@ -325,13 +325,7 @@ impl FromRequestParts<App> for AgencyCaller {
             ));
         };
         let agency = vault.authenticate_agency(&fp).map_err(ApiError::from)?;
-        if !app.limiter.allow(&agency) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests from this agency: slow down and retry",
-            ));
-        }
+        app.quotas.check(Quota::Agency, &agency)?;
         Ok(AgencyCaller { agency })
     }
 }
@@ -379,10 +373,13 @@ impl FromRequestParts<App> for CitizenCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match token_role(parts, app)? {
-            Bearer::Citizen(token) => Ok(CitizenCaller {
-                citizen: token.citizen().to_owned(),
-                token,
-            }),
+            Bearer::Citizen(token) => {
+                app.quotas.check(Quota::Citizen, token.token_id())?;
+                Ok(CitizenCaller {
+                    citizen: token.citizen().to_owned(),
+                    token,
+                })
+            }
             _ => Err(ApiError::forbidden(
                 "wrong_role",
                 "this route is for citizens; the token presented is not a citizen's",
@@ -399,47 +396,14 @@ impl FromRequestParts<App> for AuditorCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match token_role(parts, app)? {
-            Bearer::Auditor { .. } => Ok(AuditorCaller),
+            Bearer::Auditor { token_id, .. } => {
+                app.quotas.check(Quota::Auditor, &token_id)?;
+                Ok(AuditorCaller)
+            }
             _ => Err(ApiError::forbidden(
                 "wrong_role",
                 "this route is for auditors; the token presented is not an auditor's",
             )),
-        }
-    }
-}
-
-/// Per-agency token buckets.
-struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    fn new(rate: f64, burst: f64) -> Self {
-        RateLimiter {
-            rate,
-            burst,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn allow(&self, agency: &str) -> bool {
-        let now = Instant::now();
-        let mut buckets = match self.buckets.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let (tokens, last) = buckets
-            .entry(agency.to_owned())
-            .or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }
@@ -471,7 +435,13 @@ mod tests {
         .unwrap();
         let stored = stored_cert(&vault);
         let cert = ServerCert::new(vault.server_tls_identity().unwrap()).unwrap();
-        let app = AppState::new(Some(vault), cert, 1000.0, 2000.0);
+        let rates = crate::limits::Rates {
+            agency: 1000.0,
+            consent_request: 10.0,
+            citizen: 20.0,
+            auditor: 100.0,
+        };
+        let app = AppState::new(Some(vault), cert, rates);
         let weak = Arc::downgrade(&app.vault().unwrap());
         assert_eq!(app.server_cert.fingerprint(), stored);
 

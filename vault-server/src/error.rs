@@ -17,6 +17,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// The audit entry that records a refused attempt, when one was written.
     pub(crate) audit_index: Option<u64>,
+    /// Seconds to wait before retrying (`Retry-After`), for a 429 answer.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,15 @@ impl ApiError {
             code,
             message: message.into(),
             audit_index: None,
+            retry_after: None,
+        }
+    }
+
+    /// The same error with a `Retry-After` header of `seconds`.
+    pub(crate) fn with_retry_after(self, seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -67,7 +78,12 @@ impl IntoResponse for ApiError {
         if let Some(index) = self.audit_index {
             body["audit_index"] = index.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        res
     }
 }
 
@@ -111,12 +127,16 @@ impl From<vault_core::VaultError> for ApiError {
             E::Forbidden { .. } => StatusCode::FORBIDDEN,
             E::NotFound { .. } | E::Erased => StatusCode::NOT_FOUND,
             E::Conflict { .. } => StatusCode::CONFLICT,
+            E::ConsentLimit { limit, .. } => match limit {
+                vault_core::ConsentLimit::TooManyPending { .. } => StatusCode::CONFLICT,
+                vault_core::ConsentLimit::ExpiresTooLate { .. } => StatusCode::BAD_REQUEST,
+            },
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Storage(_) | E::Audit(_) | E::Internal(_) => return ApiError::internal(&e),
         };
         let audit_index = match &e {
-            E::Forbidden { audit_index, .. } => *audit_index,
+            E::Forbidden { audit_index, .. } | E::ConsentLimit { audit_index, .. } => *audit_index,
             _ => None,
         };
         ApiError {

@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! vault-server --data-dir DIR [--listen ADDR] [--passphrase-file FILE] [--enable-echo]
-//!              [--agency-rate REQ_PER_S]
+//!              [--agency-rate REQ_PER_S] [--consent-request-rate REQ_PER_S]
+//!              [--citizen-rate REQ_PER_S] [--auditor-rate REQ_PER_S]
 //! vault-server --dev [--data-dir DIR] [--listen ADDR] [--enable-echo]
-//!              [--agency-rate REQ_PER_S]
+//!              [--agency-rate REQ_PER_S] ...
 //! ```
 //! Every option can also be set by its environment variable (`VAULT_DATA_DIR`,
 //! `VAULT_LISTEN`, `VAULT_PASSPHRASE_FILE`, `VAULT_ENABLE_ECHO`, `VAULT_AGENCY_RATE`,
+//! `VAULT_CONSENT_REQUEST_RATE`, `VAULT_CITIZEN_RATE`, `VAULT_AUDITOR_RATE`,
 //! `VAULT_DEV`; `--help` lists them). Without `--passphrase-file`, the passphrase comes from
 //! the `VAULT_PASSPHRASE` environment variable, which the server removes from its
 //! environment at start (before any thread starts), whether it uses it or not.
@@ -16,6 +18,7 @@
 mod app;
 mod dev;
 mod error;
+mod limits;
 mod metrics;
 mod openapi;
 mod router;
@@ -89,6 +92,39 @@ struct Args {
         value_parser = agency_rate
     )]
     agency_rate: f64,
+    /// Consent requests per second each agency may make, on top of --agency-rate (a token
+    /// bucket; bursts of twice that).
+    #[arg(
+        long,
+        env = "VAULT_CONSENT_REQUEST_RATE",
+        value_name = "REQ_PER_S",
+        default_value_t = 10.0,
+        allow_negative_numbers = true,
+        value_parser = agency_rate
+    )]
+    consent_request_rate: f64,
+    /// Requests per second each citizen token may make (a token bucket; bursts of twice
+    /// that).
+    #[arg(
+        long,
+        env = "VAULT_CITIZEN_RATE",
+        value_name = "REQ_PER_S",
+        default_value_t = 20.0,
+        allow_negative_numbers = true,
+        value_parser = agency_rate
+    )]
+    citizen_rate: f64,
+    /// Requests per second each auditor token may make (a token bucket; bursts of twice
+    /// that).
+    #[arg(
+        long,
+        env = "VAULT_AUDITOR_RATE",
+        value_name = "REQ_PER_S",
+        default_value_t = 100.0,
+        allow_negative_numbers = true,
+        value_parser = agency_rate
+    )]
+    auditor_rate: f64,
     /// Open client connections at most; more are closed as soon as they are accepted.
     /// Keep it below the process's open-file limit (`ulimit -n`).
     #[arg(long, env = "VAULT_MAX_CONNECTIONS", value_name = "N", default_value_t = 4096,
@@ -151,6 +187,7 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "not an address and port like 127.0.0.1:8443 or [::1]:8443".to_owned())
 }
 
+/// A request rate: a positive, finite number of requests per second.
 fn agency_rate(s: &str) -> Result<f64, String> {
     s.parse()
         .ok()
@@ -248,12 +285,13 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
     vault.start_background_signer();
     // The app state holds the only long-lived handle: sealing must be able to drop the
     // vault (and close its store) so that an unseal can open it again.
-    let app = app::AppState::new(
-        Some(vault),
-        server_cert,
-        args.agency_rate,
-        args.agency_rate * 2.0,
-    );
+    let rates = limits::Rates {
+        agency: args.agency_rate,
+        consent_request: args.consent_request_rate,
+        citizen: args.citizen_rate,
+        auditor: args.auditor_rate,
+    };
+    let app = app::AppState::new(Some(vault), server_cert, rates);
     app.set_cache_bytes(cache_bytes);
     tokio::spawn(app::renew_server_cert_periodically(
         app.clone(),

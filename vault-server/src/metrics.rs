@@ -1,5 +1,6 @@
 //! Prometheus counters: requests by status, decisions by outcome, engine call latency;
-//! the audit log size and commit latency come from the engine at scrape time.
+//! the audit log size, the checkpoints signed and commit latency come from the engine at
+//! scrape time.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub(crate) fn render(&self, audit_size: Option<u64>) -> String {
+    pub(crate) fn render(
+        &self,
+        audit_size: Option<u64>,
+        checkpoints_signed: Option<u64>,
+    ) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -82,6 +87,16 @@ impl Metrics {
         let _ = writeln!(s, "# HELP vault_audit_log_size Entries in the audit log.");
         let _ = writeln!(s, "# TYPE vault_audit_log_size gauge");
         let _ = writeln!(s, "vault_audit_log_size {}", audit_size.unwrap_or(0));
+        let _ = writeln!(
+            s,
+            "# HELP vault_checkpoints_signed_total Checkpoints signed since the vault was unsealed."
+        );
+        let _ = writeln!(s, "# TYPE vault_checkpoints_signed_total counter");
+        let _ = writeln!(
+            s,
+            "vault_checkpoints_signed_total {}",
+            checkpoints_signed.unwrap_or(0)
+        );
         let _ = writeln!(
             s,
             "# HELP vault_commit_seconds Engine operations (evaluation, audit append, durable group commit)."

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use vault_core::audit::Entry;
 use vault_core::policies::Timestamp;
 use vault_core::{CertState, Enrolment};
-use vault_core::{CitizenExport, ConsentView, History, Plaintext, RecordView};
+use vault_core::{CitizenExport, ConsentView, History, HistoryEntry, Plaintext, RecordView};
 
 use crate::error::ApiError;
 
@@ -123,31 +123,43 @@ pub(crate) fn history(h: &History) -> Value {
         "checkpoint": h.checkpoint,
         "key": h.key,
         "tree_size": h.tree_size,
-        "entries": h.entries.iter().map(|e| json!({
-            "index": e.index,
-            "leaf": b64(&e.leaf),
-            "proof": e.proof.iter().map(|p| b64(p)).collect::<Vec<_>>(),
-            "entry": entry(&e.entry),
-            "texts": e.texts.iter().map(|t| json!({
-                "field": t.field.as_str(),
-                "text": t.text,
-                "salt": t.salt.iter().map(|x| format!("{x:02x}")).collect::<String>(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "entries": h.entries.iter().map(history_entry).collect::<Vec<_>>(),
         "next": h.next,
     })
 }
 
-/// Everything about a citizen.
-pub(crate) fn export(x: &CitizenExport) -> Result<Value, ApiError> {
-    Ok(json!({
-        "format": "consent-vault-citizen-export/v1",
-        "citizen": x.citizen,
-        "exported_at": x.exported_at.to_string(),
-        "records": records(&x.records)?,
-        "consents": x.consents.iter().map(consent).collect::<Vec<_>>(),
-        "access_history": history(&x.history),
-    }))
+/// One history entry with its proof.
+pub(crate) fn history_entry(e: &HistoryEntry) -> Value {
+    json!({
+        "index": e.index,
+        "leaf": b64(&e.leaf),
+        "proof": e.proof.iter().map(|p| b64(p)).collect::<Vec<_>>(),
+        "entry": entry(&e.entry),
+        "texts": e.texts.iter().map(|t| json!({
+            "field": t.field.as_str(),
+            "text": t.text,
+            "salt": t.salt.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The text of everything about a citizen around the history's entries: what comes
+/// before the first entry and what follows the last. The whole is one JSON object with
+/// `access_history` shaped like a history page (`next` null); the entries between are
+/// [`history_entry`] values separated by commas.
+pub(crate) fn export_frame(x: &CitizenExport) -> Result<(String, &'static str), ApiError> {
+    let text = |v: Value| serde_json::to_string(&v).map_err(|e| ApiError::internal(&e));
+    let head = format!(
+        "{{\"format\":\"consent-vault-citizen-export/v1\",\"citizen\":{},\"exported_at\":{},\"records\":{},\"consents\":{},\"access_history\":{{\"checkpoint\":{},\"key\":{},\"tree_size\":{},\"entries\":[",
+        text(json!(x.citizen))?,
+        text(json!(x.exported_at.to_string()))?,
+        text(records(&x.records)?.into())?,
+        text(x.consents.iter().map(consent).collect::<Vec<_>>().into())?,
+        text(json!(x.checkpoint))?,
+        text(json!(x.key))?,
+        x.tree_size,
+    );
+    Ok((head, "],\"next\":null}}"))
 }
 
 /// Enrolments for the operator.

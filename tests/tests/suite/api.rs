@@ -222,6 +222,131 @@ async fn agency_rate_limit_answers_429_after_the_burst_per_agency() {
     assert_eq!(s, 200, "{body}");
 }
 
+/// Sends requests until one is refused; returns how many passed and the refusal.
+async fn until_limited(
+    mut make: impl FnMut() -> reqwest::RequestBuilder,
+    at_most: usize,
+) -> (usize, reqwest::Response) {
+    for passed in 0..at_most {
+        let resp = make().send().await.unwrap();
+        if resp.status() == 429 {
+            return (passed, resp);
+        }
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    panic!("no 429 after {at_most} requests");
+}
+
+/// The `Retry-After` of a 429 answer (whole seconds), after checking its JSON error.
+async fn retry_after(resp: reqwest::Response) -> u64 {
+    let secs: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After is whole seconds");
+    let body: Value = resp.json().await.unwrap();
+    assert_error((429, body), 429, "rate_limited");
+    secs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn citizen_and_auditor_tokens_have_their_own_quotas_with_retry_after() {
+    // 2 requests/s per token, bursts of 4.
+    let v =
+        Vault::start_dev_with_args(&["--citizen-rate", "2", "--auditor-rate", "2"], &[]).unwrap();
+    let (passed, refused) =
+        until_limited(|| v.as_citizen(0, Method::GET, "/v1/me/consents"), 20).await;
+    assert!((4..=5).contains(&passed), "burst of 4: {passed} passed");
+    assert_eq!(retry_after(refused).await, 1);
+    // Per token: another citizen is not held back, nor is an auditor.
+    let (s, body) = send(v.as_citizen(1, Method::GET, "/v1/me/consents"))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{body}");
+    let auditor = || {
+        v.client()
+            .get(v.at("/v1/audit/entries?limit=1"))
+            .bearer_auth(&v.creds.auditor_token)
+    };
+    let (passed, refused) = until_limited(auditor, 20).await;
+    assert!((4..=5).contains(&passed), "burst of 4: {passed} passed");
+    assert_eq!(retry_after(refused).await, 1);
+    // Refilled after the Retry-After.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, body) = send(v.as_citizen(0, Method::GET, "/v1/me/consents"))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{body}");
+    // An unknown token is refused before it is counted or gets a bucket.
+    let (s, _) = send(
+        v.client()
+            .get(v.at("/v1/me/consents"))
+            .bearer_auth("cv_not-a-real-token"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_requests_have_a_per_agency_quota_and_caps() {
+    // 1 consent request/s per agency, bursts of 2.
+    let v = Vault::start_dev_with_args(&["--consent-request-rate", "1"], &[]).unwrap();
+    let tax = v.agency_client("tax_authority");
+    let ask = |citizen: &str, days: u64| {
+        tax.post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": citizen, "purpose": "tax_assessment", "fields": ["health.insurer"],
+            "expires_at": crate::days_ahead(days)}))
+    };
+    let (passed, refused) = until_limited(|| ask(CITIZEN, 30), 20).await;
+    assert!((2..=3).contains(&passed), "burst of 2: {passed} passed");
+    assert!(retry_after(refused).await >= 1);
+    // Only consent requests: the agency's other routes still pass.
+    let (s, body) = send(
+        v.agency_client("national_police")
+            .post(v.at("/v1/access"))
+            .json(&police_request()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200, "{body}");
+
+    // expires_at at most MAX_CONSENT_REQUEST_DAYS ahead; the refusal is logged.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, body) = send(ask(
+        CITIZEN,
+        u64::from(vault_core::MAX_CONSENT_REQUEST_DAYS) + 2,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["code"], "expires_too_late", "{body}");
+    assert!(body["audit_index"].is_u64(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agency_has_at_most_20_pending_requests_per_citizen() {
+    let v = Vault::start_dev_with_args(&["--consent-request-rate", "1000"], &[]).unwrap();
+    let tax = v.agency_client("tax_authority");
+    let ask = |citizen: &str| {
+        tax.post(v.at("/v1/consent-requests")).json(&json!({
+            "citizen": citizen, "purpose": "tax_assessment", "fields": ["health.insurer"],
+            "expires_at": crate::days_ahead(30)}))
+    };
+    for _ in 0..vault_core::MAX_PENDING_REQUESTS {
+        let (s, body) = send(ask(CITIZEN)).await.unwrap();
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = send(ask(CITIZEN)).await.unwrap();
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_pending_requests", "{body}");
+    let index = body["audit_index"].as_u64().expect("the refusal is logged");
+    assert!(index < v.audit_size().await.unwrap());
+    // Another citizen is another count.
+    let (s, body) = send(ask("EE49002020002")).await.unwrap();
+    assert_eq!(s, 201, "{body}");
+}
+
 /// Prometheus text -> `name{labels}` -> value.
 fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -354,7 +479,7 @@ async fn the_largest_accepted_requests_are_logged_and_one_more_is_a_4xx() {
     let consent = |fields: Vec<String>, initiator: String| {
         tax.post(v.at("/v1/consent-requests")).json(&json!({
             "citizen": CITIZEN, "purpose": "tax_assessment", "fields": fields,
-            "expires_at": "2099-01-01T00:00:00Z", "initiator": initiator}))
+            "expires_at": crate::days_ahead(90), "initiator": initiator}))
     };
     let vehicle: Value = json!({
         "registration": "123 ABC", "make_model": "Skoda Octavia", "insurance_policy": "P-1",

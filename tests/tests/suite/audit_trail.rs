@@ -153,7 +153,7 @@ async fn when_the_log_cannot_be_written_every_data_route_fails_closed() {
     let calls: Vec<(&str, reqwest::RequestBuilder)> = vec![
         ("statutory access", police.post(v.at("/v1/access")).json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration", "identity.full_name"], "legal_basis": "public_task"}))),
         ("write", v.agency_client("vehicle_registry").put(v.at("/v1/citizens/EE38001010001/records/vehicle")).json(&json!({"fields": {"registration": "666 EVL"}}))),
-        ("consent request", v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({"citizen": "EE38001010001", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": "2099-01-01T00:00:00Z"}))),
+        ("consent request", v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({"citizen": "EE38001010001", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": crate::days_ahead(90)}))),
         ("records", v.as_citizen(0, Method::GET, "/v1/me/records")),
         ("export", v.as_citizen(0, Method::GET, "/v1/me/export")),
         ("grant", v.as_citizen(0, Method::POST, "/v1/me/consents").json(&json!({"agency": "tax_authority", "purpose": "tax_assessment", "fields": ["health.insurer"], "expires_at": "2099-01-01T00:00:00Z"}))),
@@ -299,7 +299,7 @@ async fn free_texts_are_only_commitments_in_the_log_and_go_with_erasure() {
             .post(v.at("/v1/consent-requests"))
             .json(&json!({
         "citizen": me, "purpose": "tax_assessment", "fields": ["health.blood_type"],
-        "expires_at": "2099-01-01T00:00:00Z", "initiator": inspector})),
+        "expires_at": crate::days_ahead(90), "initiator": inspector})),
     )
     .await
     .unwrap();
@@ -397,7 +397,7 @@ async fn a_consent_request_refused_by_policy_is_logged() {
     let (status, body) = send(
         v.agency_client("tax_authority")
             .post(v.at("/v1/consent-requests"))
-            .json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "expires_at": "2099-01-01T00:00:00Z", "initiator": "clerk 12"})),
+            .json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "expires_at": crate::days_ahead(90), "initiator": "clerk 12"})),
     )
     .await
     .unwrap();

@@ -118,7 +118,7 @@ async fn erasure_leaves_no_id_time_or_tag_in_the_store_its_log_or_a_backup() {
             .post(v.at("/v1/consent-requests"))
             .json(&json!({"citizen": citizen, "purpose": "medical_treatment",
                           "fields": ["health.blood_type"],
-                          "expires_at": "2099-01-01T00:00:00Z"})),
+                          "expires_at": crate::days_ahead(90)})),
     )
     .await
     .unwrap();

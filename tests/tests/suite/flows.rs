@@ -45,7 +45,7 @@ async fn consent_lifecycle_releases_exactly_the_consented_fields() {
     // The agency asks for consent to one field; the citizen approves.
     let (status, req) = send(tax.post(v.at("/v1/consent-requests")).json(&json!({
         "citizen": CITIZEN, "purpose": "tax_assessment", "fields": ["health.blood_type"],
-        "expires_at": "2099-01-01T00:00:00Z"
+        "expires_at": crate::days_ahead(90)
     })))
     .await
     .unwrap();

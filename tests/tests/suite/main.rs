@@ -8,6 +8,7 @@ mod connections;
 mod crash;
 mod dev_mode;
 mod erasure;
+mod export_memory;
 mod flows;
 mod openapi;
 mod operator_audit;
@@ -16,3 +17,13 @@ mod revocation;
 mod seal;
 mod security;
 mod web;
+
+/// The RFC 3339 instant `days` days from now (consent requests may end at most
+/// `vault_core::MAX_CONSENT_REQUEST_DAYS` ahead).
+fn days_ahead(days: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    vault_core::policies::Timestamp::from_unix_seconds(now + days * 86_400).to_string()
+}

@@ -600,7 +600,7 @@ async fn live_answers_validate_against_their_documented_schemas() {
         "/v1/consent-requests",
         tax.post(v.at("/v1/consent-requests")).json(&json!({
             "citizen": CITIZEN, "purpose": "tax_assessment", "fields": ["health.blood_type"],
-            "expires_at": "2099-01-01T00:00:00Z"
+            "expires_at": crate::days_ahead(90)
         })),
         201
     );

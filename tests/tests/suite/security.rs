@@ -187,7 +187,7 @@ async fn agency_b_replaying_agency_a_gets_zero_bytes_of_citizen_data() {
             format!("/v1/citizens/{citizen}/records/police"),
             json!({"fields": {"open_case": "none"}}),
         ));
-        requests.push((Method::POST, "/v1/consent-requests".into(), json!({"citizen": citizen, "purpose": "criminal_investigation", "fields": ["health.blood_type"], "expires_at": "2099-01-01T00:00:00Z"})));
+        requests.push((Method::POST, "/v1/consent-requests".into(), json!({"citizen": citizen, "purpose": "criminal_investigation", "fields": ["health.blood_type"], "expires_at": crate::days_ahead(90)})));
     }
     let mut a_got_data = false;
     for (m, path, body) in &requests {
@@ -265,7 +265,7 @@ async fn a_citizen_token_only_ever_reaches_its_own_citizen() {
     assert_eq!(status, 401);
     // Another citizen's consent id is simply not found.
     let (status, req) = send(v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({
-        "citizen": "EE49002020002", "purpose": "tax_assessment", "fields": ["health.blood_type"], "expires_at": "2099-01-01T00:00:00Z"
+        "citizen": "EE49002020002", "purpose": "tax_assessment", "fields": ["health.blood_type"], "expires_at": crate::days_ahead(90)
     }))).await.unwrap();
     assert_eq!(status, 201);
     let id = req["id"].as_str().unwrap();
@@ -302,7 +302,7 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
             "expires_at": "2099-01-01T00:00:00Z", "id": "00000000000000000000000000000000"})), "consent with id"),
         (v.agency_client("tax_authority").post(v.at("/v1/consent-requests")).json(&json!({
             "citizen": "EE38001010001", "purpose": "tax_assessment", "fields": ["health.blood_type"],
-            "expires_at": "2099-01-01T00:00:00Z", "status": "active"})), "consent request with status"),
+            "expires_at": crate::days_ahead(90), "status": "active"})), "consent request with status"),
         (v.as_citizen(0, Method::POST, "/v1/me/erasure").json(&json!({"confirm": true, "citizen": "EE49002020002"})), "erasure naming another citizen"),
     ];
     for (req, name) in cases {
@@ -378,7 +378,7 @@ async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_log
     let consent_request = |c: &str| {
         tax.post(v.at("/v1/consent-requests")).json(&json!({
             "citizen": c, "purpose": "tax_assessment", "fields": ["health.blood_type"],
-            "expires_at": "2099-01-01T00:00:00Z"}))
+            "expires_at": crate::days_ahead(90)}))
     };
     // The consent request goes last: for the never-known citizen it creates keys.
     type Probe<'a> = Box<dyn Fn(&str) -> reqwest::RequestBuilder + 'a>;

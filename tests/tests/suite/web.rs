@@ -382,7 +382,7 @@ async fn citizen_page_in_a_real_browser() {
         &tax,
         v.at("/v1/consent-requests"),
         json!({"citizen": me, "purpose": "tax_assessment", "fields": ["health.blood_type"],
-               "expires_at": "2099-01-01T00:00:00Z"}),
+               "expires_at": crate::days_ahead(90)}),
     )
     .await
     .unwrap();
@@ -392,7 +392,7 @@ async fn citizen_page_in_a_real_browser() {
         &hospital,
         v.at("/v1/consent-requests"),
         json!({"citizen": me, "purpose": "medical_treatment", "fields": ["health.allergies"],
-               "expires_at": "2099-01-01T00:00:00Z"}),
+               "expires_at": crate::days_ahead(90)}),
     )
     .await
     .unwrap();

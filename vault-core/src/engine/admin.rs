@@ -86,6 +86,8 @@ pub enum Bearer {
     Auditor {
         /// The auditor's label.
         name: String,
+        /// The token's public id (16 hex digits).
+        token_id: String,
     },
 }
 

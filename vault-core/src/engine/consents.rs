@@ -1,6 +1,12 @@
 //! Consent operations: an agency's request, the citizen's direct grant, revocation and
-//! answer, the citizen's lists, and the consent artefacts' storage (`Tree::Consents`, key:
-//! citizen id `|| 0x00 ||` artefact id).
+//! answer, the citizen's lists, and the consent artefacts' storage (`Tree::Consents`).
+//!
+//! Keys in `Tree::Consents` (ids never hold the bytes 0x00 or 0x01):
+//! - an artefact, sealed with its MAC: citizen id `|| 0x00 ||` artefact id (16 bytes);
+//! - its index entry, value `[1]`: citizen id `|| 0x01 ||` agency `|| 0x00 ||` purpose
+//!   `|| 0x00 ||` artefact id, so an access decision reads only the artefacts of the
+//!   requesting agency and purpose. A store written before the index has it built once
+//!   at open ([`build_index`], marked by `consent_index` in `Tree::Meta`).
 
 use audit::{ActorKind, EntryDraft, SubjectTag};
 use policies::{
@@ -11,14 +17,22 @@ use ring::rand::SecureRandom;
 
 use super::notes::CallerTexts;
 use super::ops::{actor, bad_id, check_text, citizen_actor, citizen_id, field_names, parse_time};
-use super::{now_parts, CitizenToken, Tx, Vault, VaultError};
+use super::{now_parts, CitizenToken, ConsentLimit, Tx, Vault, VaultError};
 use crate::auth::RecordMac;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::records::{citizen_key, citizen_prefix};
-use crate::storage::{Storage, Tree};
+use crate::storage::{Storage, Tree, WriteBatch};
 
 const CONSENT_FORMAT: u8 = 1;
+
+/// Pending consent requests an agency may have for one citizen at a time; a request over
+/// it is refused (and logged) until the citizen answers one or one expires.
+pub const MAX_PENDING_REQUESTS: usize = 20;
+
+/// How far ahead, in days, a consent request's `expires_at` may be. A pending request
+/// lives until it is answered or expires, so this also bounds how long it waits.
+pub const MAX_CONSENT_REQUEST_DAYS: u32 = 366;
 
 /// An agency's consent request.
 #[derive(Clone, Debug)]
@@ -106,6 +120,107 @@ fn consent_key(citizen: &CitizenId, id: ConsentId) -> Vec<u8> {
     citizen_key(citizen, &id.to_bytes())
 }
 
+/// The `Tree::Meta` key whose presence says every artefact has its index entry.
+const INDEX_MARKER: &[u8] = b"consent_index";
+
+/// The index prefix of `citizen`'s artefacts for `agency` (and `purpose`, if given).
+fn index_prefix(citizen: &str, agency: &str, purpose: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(citizen.len() + agency.len() + 80);
+    k.extend_from_slice(citizen.as_bytes());
+    k.push(1);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    if let Some(p) = purpose {
+        k.extend_from_slice(p.as_bytes());
+        k.push(0);
+    }
+    k
+}
+
+fn index_key(a: &ConsentArtefact) -> Vec<u8> {
+    let mut k = index_prefix(
+        a.citizen().as_str(),
+        a.agency().as_str(),
+        Some(a.purpose().as_str()),
+    );
+    k.extend_from_slice(&a.id().to_bytes());
+    k
+}
+
+/// The end (exclusive) of the range of keys starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    // The prefix ends with a separator (0x00 or 0x01), so this never overflows.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// `citizen`'s artefacts for `agency` (and `purpose`, if given), through the index.
+pub(super) fn load_consents_of(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    citizen: &CitizenId,
+    agency: &AgencyId,
+    purpose: Option<&PurposeCode>,
+) -> Result<Vec<ConsentArtefact>, VaultError> {
+    let prefix = index_prefix(
+        citizen.as_str(),
+        agency.as_str(),
+        purpose.map(PurposeCode::as_str),
+    );
+    let mut out = Vec::new();
+    for (k, _) in store.scan(Tree::Consents, &prefix, Some(&prefix_end(&prefix)), usize::MAX)? {
+        let id = k
+            .len()
+            .checked_sub(16)
+            .and_then(|at| <[u8; 16]>::try_from(&k[at..]).ok())
+            .map(ConsentId::from_bytes)
+            .ok_or_else(|| VaultError::internal("a consent index key is too short"))?;
+        let key = consent_key(citizen, id);
+        let Some(bytes) = store.get(Tree::Consents, &key)? else {
+            return Err(VaultError::internal(
+                "the consent index names an artefact that is not stored",
+            ));
+        };
+        let a = decode_consent(mac, &key, &bytes)?;
+        // The index is not authenticated: the artefact's own terms decide.
+        if a.agency() == agency && purpose.is_none_or(|p| a.purpose() == p) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the index of a store written before it (every artefact's index entry), once:
+/// `Tree::Meta` then holds [`INDEX_MARKER`]. Idempotent, so an interrupted build is simply
+/// done again at the next open.
+pub(super) fn build_index(store: &dyn Storage, mac: &RecordMac) -> Result<(), VaultError> {
+    if store.get(Tree::Meta, INDEX_MARKER)?.is_some() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::new();
+    let mut staged = 0usize;
+    for item in crate::storage::scan_all(store, Tree::Consents) {
+        let (key, value) = item?;
+        // Artefact keys have 0x00 after the citizen id; index keys 0x01.
+        if key.iter().find(|b| **b <= 1) != Some(&0) {
+            continue;
+        }
+        let a = decode_consent(mac, &key, &value)?;
+        batch.put(Tree::Consents, index_key(&a), vec![1]);
+        staged += 1;
+        if staged == 1000 {
+            store.commit(std::mem::take(&mut batch))?;
+            staged = 0;
+        }
+    }
+    batch.put(Tree::Meta, INDEX_MARKER, vec![1]);
+    store.commit(batch)?;
+    Ok(())
+}
+
 const CONSENT_KIND: &str = "consent artefact";
 
 /// A stored artefact, once its MAC (bound to its key) checks.
@@ -131,6 +246,20 @@ pub(super) fn load_consents(
         .collect()
 }
 
+/// The requests of `like`'s agency still pending for `citizen` at `now`.
+fn pending_requests(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    citizen: &CitizenId,
+    like: &ConsentArtefact,
+    now: Timestamp,
+) -> Result<usize, VaultError> {
+    Ok(load_consents_of(store, mac, citizen, like.agency(), None)?
+        .iter()
+        .filter(|a| a.status_at(now) == ConsentStatus::Pending)
+        .count())
+}
+
 impl Tx<'_> {
     /// Stages the deletion of every consent artefact of the citizen.
     pub(super) fn delete_consents(&mut self, citizen: &CitizenId) -> Result<(), VaultError> {
@@ -138,6 +267,15 @@ impl Tx<'_> {
         for (k, _) in self
             .store()
             .scan(Tree::Consents, &start, Some(&end), usize::MAX)?
+        {
+            self.batch.delete(Tree::Consents, k);
+        }
+        // And their index entries: citizen id `|| 0x01 ||` ...
+        let mut start = citizen.as_str().as_bytes().to_vec();
+        start.push(1);
+        for (k, _) in self
+            .store()
+            .scan(Tree::Consents, &start, Some(&prefix_end(&start)), usize::MAX)?
         {
             self.batch.delete(Tree::Consents, k);
         }
@@ -153,6 +291,7 @@ impl Tx<'_> {
             codec::encode(CONSENT_KIND, CONSENT_FORMAT, a)?,
         );
         self.batch.put(Tree::Consents, key, value);
+        self.batch.put(Tree::Consents, index_key(a), vec![1]);
         Ok(())
     }
 }
@@ -192,40 +331,51 @@ impl Vault {
         let expires_at = parse_time("expires_at", &input.expires_at)?;
         check_text("initiator", &input.initiator)?;
         let (now, now_ms) = now_parts();
-        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+        let refused_draft = |tx: &mut Tx<'_>| -> Result<(), VaultError> {
             // Logged like every refused attempt; nothing else is stored and no key is
             // created for a citizen the vault does not know.
-            let ((), index) = self.transact(|tx| {
-                let mut draft = EntryDraft::new(
-                    now_ms,
-                    actor(ActorKind::Agency, agency),
-                    "consent.request",
-                    "refused",
-                );
-                draft.purpose = Some(purpose.as_str().to_owned());
-                draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
-                draft.legal_basis = Some("consent".to_owned());
-                // One read of the citizen's keys gives both the tag and the note key.
-                let keys = tx.subject_keys(&citizen)?;
-                draft.subject = keys.as_ref().map(|(tag, _)| *tag);
-                let texts = CallerTexts {
-                    official: input.initiator.clone(),
-                    justification: None,
-                };
-                tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
-                Ok(())
-            })?;
+            let mut draft = EntryDraft::new(
+                now_ms,
+                actor(ActorKind::Agency, agency),
+                "consent.request",
+                "refused",
+            );
+            draft.purpose = Some(purpose.as_str().to_owned());
+            draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
+            draft.legal_basis = Some("consent".to_owned());
+            // One read of the citizen's keys gives both the tag and the note key.
+            let keys = tx.subject_keys(&citizen)?;
+            draft.subject = keys.as_ref().map(|(tag, _)| *tag);
+            let texts = CallerTexts {
+                official: input.initiator.clone(),
+                justification: None,
+            };
+            tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
+            Ok(())
+        };
+        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+            let ((), index) = self.transact(|tx| refused_draft(tx))?;
             return Err(VaultError::Forbidden {
                 code: "consent_request_refused",
                 message: refusal.to_string(),
                 audit_index: Some(index),
             });
         }
+        let latest = now.saturating_add(u64::from(MAX_CONSENT_REQUEST_DAYS) * 86_400);
+        if expires_at > latest {
+            let ((), index) = self.transact(|tx| refused_draft(tx))?;
+            return Err(VaultError::ConsentLimit {
+                limit: ConsentLimit::ExpiresTooLate {
+                    max_days: MAX_CONSENT_REQUEST_DAYS,
+                },
+                audit_index: Some(index),
+            });
+        }
         let id = random_consent_id()?;
         let terms = ConsentTerms {
             agency: agency_id,
-            purpose,
-            fields,
+            purpose: purpose.clone(),
+            fields: fields.clone(),
             valid_from: now,
             expires_at,
             max_uses: None,
@@ -233,7 +383,13 @@ impl Vault {
         };
         let artefact = ConsentArtefact::request(id, citizen_ref, terms, None, now)
             .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
-        let (artefact, _) = self.transact(|tx| {
+        let (stored, index) = self.transact(|tx| {
+            // Counted under the writer lock, so concurrent requests cannot pass the cap.
+            let pending = pending_requests(tx.store(), self.keys.records(), &citizen, &artefact, now)?;
+            if pending >= MAX_PENDING_REQUESTS {
+                refused_draft(tx)?;
+                return Ok(None);
+            }
             // For an erased citizen the request is answered like any other (an agency
             // learns nothing) but dropped: nothing about the person is stored again, no
             // key is re-created, and the entry says it was refused.
@@ -262,8 +418,16 @@ impl Vault {
                 justification: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
-            Ok(artefact)
+            Ok(Some(artefact))
         })?;
+        let Some(artefact) = stored else {
+            return Err(VaultError::ConsentLimit {
+                limit: ConsentLimit::TooManyPending {
+                    max: MAX_PENDING_REQUESTS,
+                },
+                audit_index: Some(index),
+            });
+        };
         Ok(self.view(artefact, now))
     }
 

@@ -46,6 +46,14 @@ pub enum VaultError {
         /// What is in the way.
         message: String,
     },
+    /// A consent request over one of the vault's caps; the refused attempt is logged.
+    #[error("{limit}")]
+    ConsentLimit {
+        /// Which cap.
+        limit: ConsentLimit,
+        /// The audit entry that records the refused request.
+        audit_index: Option<u64>,
+    },
     /// Too large.
     #[error("{message}")]
     TooLarge {
@@ -68,6 +76,33 @@ pub enum VaultError {
     /// Another internal fault.
     #[error("internal error: {0}")]
     Internal(#[from] Internal),
+}
+
+/// The caps on an agency's consent requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentLimit {
+    /// The agency already has this many pending requests for the citizen.
+    #[error("this agency already has {max} pending consent requests for this citizen: wait for the citizen's answers, or for the requests to expire, before asking again")]
+    TooManyPending {
+        /// The cap.
+        max: usize,
+    },
+    /// `expires_at` is further ahead than the cap.
+    #[error("expires_at is more than {max_days} days ahead: ask for a consent that ends sooner")]
+    ExpiresTooLate {
+        /// The cap, in days from now.
+        max_days: u32,
+    },
+}
+
+impl ConsentLimit {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConsentLimit::TooManyPending { .. } => "too_many_pending_requests",
+            ConsentLimit::ExpiresTooLate { .. } => "expires_too_late",
+        }
+    }
 }
 
 /// An internal fault, with its source. Details go to the server log, never to a caller.
@@ -175,6 +210,7 @@ impl VaultError {
             | VaultError::Conflict { code, .. } => code,
             VaultError::Unauthenticated { .. } => "unauthenticated",
             VaultError::NotFound { .. } => "not_found",
+            VaultError::ConsentLimit { limit, .. } => limit.code(),
             VaultError::TooLarge { .. } => "too_large",
             VaultError::Erased => "erased",
             VaultError::Unavailable(_) => "unavailable",

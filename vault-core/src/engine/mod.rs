@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audit::{
     Actor, ActorKind, EntryDraft, LogState, NoteSigner, NoteVerifier, SignedCheckpoint, SubjectTag,
@@ -35,8 +35,10 @@ pub use admin::{
     LeafView, RotateOutcome, TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS,
     DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
-pub use consents::{ConsentRequestInput, ConsentView, GrantInput};
-pub use error::{AuditFailure, Internal, VaultError};
+pub use consents::{
+    ConsentRequestInput, ConsentView, GrantInput, MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
+};
+pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
@@ -207,6 +209,19 @@ fn encode_config(config: &EngineConfig, keys: &VaultKeys) -> Result<Vec<u8>, Vau
 /// The server's TLS identity: certificate chain (DER, leaf first) and PKCS#8 key.
 pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
 
+/// The shortest time between two checkpoints signed for readers (history, export, the
+/// background signer); the operator's explicit signing is not held back.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The checkpoint signer's state.
+#[derive(Default)]
+struct Signing {
+    /// When the last checkpoint was signed.
+    last: Option<Instant>,
+    /// Checkpoints signed since open.
+    count: u64,
+}
+
 /// An unsealed vault.
 pub struct Vault {
     dir: PathBuf,
@@ -218,7 +233,8 @@ pub struct Vault {
     log_vkey: String,
     receipt_signer: NoteSigner,
     checkpoint: RwLock<SignedCheckpoint>,
-    sign_lock: Mutex<()>,
+    /// Held while a checkpoint is signed; when the last one was and how many were.
+    sign_lock: Mutex<Signing>,
     ca: Ca,
     /// The server certificate and key, replaced by a renewal.
     server_tls: RwLock<ServerTls>,
@@ -515,7 +531,7 @@ impl Vault {
             log_vkey,
             receipt_signer,
             checkpoint: RwLock::new(checkpoint),
-            sign_lock: Mutex::new(()),
+            sign_lock: Mutex::new(Signing::default()),
             ca,
             server_tls: RwLock::new(ServerTls {
                 cert: config.server_cert.clone(),
@@ -534,6 +550,7 @@ impl Vault {
         if legacy {
             vault.upgrade_records(&config)?;
         }
+        consents::build_index(&*vault.store, vault.keys.records())?;
         let mut pins = HashMap::new();
         for e in crate::agencies::list(&*vault.store, vault.keys.records())
             .map_err(VaultError::internal)?
@@ -611,18 +628,53 @@ impl Vault {
     }
 
     fn sign_if_grown(&self) -> Result<(), VaultError> {
-        if self.audit_size() > self.checkpoint_size() {
-            self.sign_checkpoint_now()?;
-        }
-        Ok(())
+        self.checkpoint_covering(self.audit_size())
     }
 
     /// Signs (and durably records) a checkpoint of the whole log now; returns the note.
     pub fn sign_checkpoint_now(&self) -> Result<String, VaultError> {
-        let _one = self
+        let mut signing = self
             .sign_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.sign_locked(&mut signing)?;
+        Ok(self.latest_checkpoint_text())
+    }
+
+    /// Returns once the latest checkpoint covers the first `size` entries, signing one if
+    /// it does not: at most one per [`CHECKPOINT_INTERVAL`], whatever the read rate. A
+    /// reader that comes sooner waits for the interval's end, and the readers waiting
+    /// meanwhile share the signature it brings.
+    pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<(), VaultError> {
+        if self.checkpoint_size() >= size {
+            return Ok(());
+        }
+        let mut signing = self
+            .sign_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.checkpoint_size() >= size {
+            return Ok(());
+        }
+        if let Some(next) = signing.last.map(|t| t + CHECKPOINT_INTERVAL) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+        self.sign_locked(&mut signing)
+    }
+
+    /// Checkpoints signed since the vault was opened.
+    pub fn checkpoints_signed(&self) -> u64 {
+        self.sign_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
+    }
+
+    /// Signs a checkpoint of the whole log if it grew since the last one.
+    fn sign_locked(&self, signing: &mut Signing) -> Result<(), VaultError> {
         let size = self.audit_size();
         let last = self
             .checkpoint
@@ -631,7 +683,7 @@ impl Vault {
             .checkpoint
             .clone();
         if size == last.size {
-            return Ok(self.latest_checkpoint_text());
+            return Ok(());
         }
         let signed = audit::sign_checkpoint(
             &log::StoreLog(&*self.store),
@@ -647,12 +699,13 @@ impl Vault {
             signed.note_text.as_bytes().to_vec(),
         );
         self.store.commit(b)?;
-        let text = signed.note_text.clone();
         *self
             .checkpoint
             .write()
             .unwrap_or_else(PoisonError::into_inner) = signed;
-        Ok(text)
+        signing.last = Some(Instant::now());
+        signing.count += 1;
+        Ok(())
     }
 
     fn latest_checkpoint_text(&self) -> String {
@@ -732,7 +785,10 @@ impl Vault {
                     citizen,
                     token_id: r.id,
                 }),
-                crate::tokens::Role::Auditor { name } => Bearer::Auditor { name },
+                crate::tokens::Role::Auditor { name } => Bearer::Auditor {
+                    name,
+                    token_id: r.id,
+                },
             }),
             Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
                 message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),

@@ -10,7 +10,7 @@ use policies::{
     Outcome, PurposeCode, Timestamp,
 };
 
-use super::consents::{load_consents, ConsentView};
+use super::consents::{load_consents, load_consents_of, ConsentView};
 use super::notes::{self, CallerTexts, EntryText};
 use super::error::AuditFailure;
 use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
@@ -170,7 +170,8 @@ pub struct History {
     pub next: Option<u64>,
 }
 
-/// Everything the vault holds about a citizen.
+/// Everything the vault holds about a citizen; its history is read page by page
+/// ([`Vault::export_history_page`]).
 #[derive(Debug)]
 pub struct CitizenExport {
     /// Citizen id.
@@ -181,8 +182,14 @@ pub struct CitizenExport {
     pub records: Vec<RecordView>,
     /// Consents and requests.
     pub consents: Vec<ConsentView>,
-    /// The whole access history.
-    pub history: History,
+    /// The signed checkpoint every proof of the history is against.
+    pub checkpoint: String,
+    /// The log's verifier key.
+    pub key: String,
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The citizen's subject tag and note key (`None`: the vault holds no history of them).
+    subject: Option<(SubjectTag, NoteKey)>,
 }
 
 pub(super) fn bad_id(kind: &'static str, e: impl std::fmt::Display) -> VaultError {
@@ -466,7 +473,13 @@ impl Vault {
         let (now, now_ms) = now_parts();
         let records = self.unsealed.records();
         let ((released, withheld, read), index, ticket) = self.transact_applied(|tx| {
-            let artefacts = load_consents(tx.store(), self.keys.records(), &citizen)?;
+            let artefacts = load_consents_of(
+                tx.store(),
+                self.keys.records(),
+                &citizen,
+                &request.agency,
+                Some(&request.purpose),
+            )?;
             let decision = evaluate(&self.policy, &request, &artefacts, now);
             // Only the requested categories are read (not every record of the citizen),
             // once: what exists, the subject tag, and the values opened after the commit.
@@ -626,9 +639,15 @@ impl Vault {
         start: Option<u64>,
         limit: usize,
     ) -> Result<History, VaultError> {
-        // Make sure the checkpoint covers every entry we return.
-        if self.audit_size() > self.checkpoint_size() {
-            self.sign_checkpoint_now()?;
+        // A checkpoint that covers the citizen's newest entry of the page covers them all.
+        let newest = match keys {
+            Some((t, _)) => log::rows_about(&*self.store, t, start, 1)?
+                .first()
+                .map(|(i, _)| i + 1),
+            None => None,
+        };
+        if let Some(size) = newest {
+            self.checkpoint_covering(size)?;
         }
         let (checkpoint, tree_size) = {
             let c = self
@@ -637,6 +656,26 @@ impl Vault {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             (c.note_text.clone(), c.checkpoint.size)
         };
+        let (entries, next) = self.history_page(keys, start, limit, tree_size)?;
+        Ok(History {
+            checkpoint,
+            key: self.log_vkey.clone(),
+            tree_size,
+            entries,
+            next,
+        })
+    }
+
+    /// Up to `limit` entries about the citizen whose subject tag and note key are `keys`,
+    /// newest first from `start` (inclusive; `None`: the newest), each with its proof
+    /// against the checkpoint of `tree_size`; and the `start` of the next page.
+    fn history_page(
+        &self,
+        keys: Option<&(SubjectTag, NoteKey)>,
+        start: Option<u64>,
+        limit: usize,
+        tree_size: u64,
+    ) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
         let before = Some(start.unwrap_or(u64::MAX).min(tree_size.saturating_sub(1)));
         let mut rows = match (keys, tree_size) {
             (Some((t, _)), 1..) => log::rows_about(&*self.store, t, before, limit + 1)?,
@@ -666,13 +705,7 @@ impl Vault {
                 texts,
             });
         }
-        Ok(History {
-            checkpoint,
-            key: self.log_vkey.clone(),
-            tree_size,
-            entries,
-            next,
-        })
+        Ok((entries, next))
     }
 
     /// The tree size of the latest signed checkpoint.
@@ -684,18 +717,28 @@ impl Vault {
             .size
     }
 
-    /// Everything about the citizen: records, consents, the whole history. Logged, naming
-    /// the token used.
+    /// Everything about the citizen: records, consents, and the history's head (its
+    /// checkpoint); the history itself is read page by page with
+    /// [`Vault::export_history_page`], so an export's memory does not grow with it.
+    /// Logged, naming the token used; the history covers that entry.
     pub fn citizen_export(&self, me: &CitizenToken) -> Result<CitizenExport, VaultError> {
         let id = citizen_id(me.citizen())?;
         self.refuse_erased(&id)?;
-        self.citizen_read(&id, me, "citizen.export")?;
+        let logged = self.citizen_read(&id, me, "citizen.export")?;
+        self.checkpoint_covering(logged + 1)?;
         let (now, _) = now_parts();
         let keys = self
             .unsealed
             .records()
             .subject_keys(&*self.store, None, &id)
             .map_err(record_err)?;
+        let (checkpoint, tree_size) = {
+            let c = self
+                .checkpoint
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (c.note_text.clone(), c.checkpoint.size)
+        };
         Ok(CitizenExport {
             citizen: id.as_str().to_owned(),
             exported_at: now,
@@ -704,8 +747,28 @@ impl Vault {
                 .into_iter()
                 .map(|a| self.view(a, now))
                 .collect(),
-            history: self.history_of(keys.as_ref(), None, usize::MAX / 2)?,
+            checkpoint,
+            key: self.log_vkey.clone(),
+            tree_size,
+            subject: keys,
         })
+    }
+
+    /// A page of an export's history: up to `limit` (at least 1) entries newest first from
+    /// `start` (`None`: the newest), each with its proof against the export's checkpoint;
+    /// and the `start` of the next page, `None` after the last.
+    pub fn export_history_page(
+        &self,
+        export: &CitizenExport,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
+        self.history_page(
+            export.subject.as_ref(),
+            start,
+            limit.max(1),
+            export.tree_size,
+        )
     }
 }
 

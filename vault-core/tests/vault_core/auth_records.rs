@@ -174,7 +174,7 @@ fn an_edited_or_moved_consent_artefact_is_refused() {
                 citizen: citizen.to_owned(),
                 purpose: "medical_treatment".to_owned(),
                 fields: vec!["health.blood_type".to_owned()],
-                expires_at: "2099-01-01T00:00:00Z".to_owned(),
+                expires_at: crate::days_ahead(90),
                 initiator: None,
             },
         )
@@ -299,9 +299,15 @@ fn make_legacy(root: &Path, erased: &str) {
         let mut b = WriteBatch::new();
         for tree in [Tree::Tokens, Tree::Consents, Tree::Agencies] {
             for (k, v) in s.scan(tree, &[], None, usize::MAX).unwrap() {
+                // Stores of that age had no consent index (built at open since).
+                if tree == Tree::Consents && k.iter().find(|b| **b <= 1) == Some(&1) {
+                    b.delete(tree, k);
+                    continue;
+                }
                 b.put(tree, k, strip(&v).to_vec());
             }
         }
+        b.delete(Tree::Meta, b"consent_index".to_vec());
         let stored = s.get(Tree::Meta, b"engine.config").unwrap().unwrap();
         let mut config: Value = codec::decode("engine config", 2, strip(&stored)).unwrap();
         if let Value::Map(m) = &mut config {
@@ -352,7 +358,7 @@ fn an_earlier_data_directory_is_refused_until_upgraded_once() {
             citizen: "alice".to_owned(),
             purpose: "medical_treatment".to_owned(),
             fields: vec!["health.blood_type".to_owned()],
-            expires_at: "2099-01-01T00:00:00Z".to_owned(),
+            expires_at: crate::days_ahead(90),
             initiator: None,
         },
     )

@@ -139,6 +139,8 @@ pub(crate) async fn consent_request(
     caller: AgencyCaller,
     Body(body): Body<ConsentRequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    app.quotas
+        .check(crate::limits::Quota::ConsentRequest, &caller.agency)?;
     let agency = caller.agency.clone();
     let input = ConsentRequestInput {
         citizen: body.citizen,

@@ -1,15 +1,17 @@
 //! Citizen routes (bearer token). A citizen token only ever reaches its own citizen: the
 //! citizen id comes from the token, never from the request.
 
+use axum::body::{Body as ResponseBody, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vault_core::GrantInput;
 
 use super::{Body, Path, Query};
-use crate::app::{blocking, App, CitizenCaller};
+use crate::app::{blocking, sealed, App, CitizenCaller};
 use crate::error::ApiError;
 use crate::views;
 
@@ -139,13 +141,62 @@ pub(crate) async fn history(
     Ok(Json(views::history(&h)))
 }
 
-/// `GET /v1/me/export`: everything the vault holds about the citizen.
+/// History entries per page of a streamed export.
+const EXPORT_PAGE: usize = 256;
+
+/// `GET /v1/me/export`: everything the vault holds about the citizen, streamed: the
+/// history is read, proved and sent a page at a time, so the server's memory does not grow
+/// with it. A failure after the first bytes, or a seal, cuts the body short (the log says
+/// why).
 pub(crate) async fn export(
     State(app): State<App>,
     me: CitizenCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let x = blocking(&app, move |v| v.citizen_export(&me.token)).await?;
-    Ok(Json(views::export(&x)?))
+    let (head, tail) = views::export_frame(&x)?;
+    let vault = app.vault().ok_or_else(sealed)?;
+    // Two pages in flight at most: the reader waits for the client.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::task::spawn_blocking(move || {
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
+            return;
+        }
+        let mut start = None;
+        let mut first = true;
+        loop {
+            // A seal stops the export at the next page, so that it drops the vault's keys.
+            if app.vault().is_none() {
+                let _ = tx.blocking_send(Err(std::io::Error::other("the vault was sealed")));
+                return;
+            }
+            let (entries, next) = match vault.export_history_page(&x, start, EXPORT_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "a citizen export failed after its first bytes");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("the export failed")));
+                    return;
+                }
+            };
+            let mut chunk = String::new();
+            for e in &entries {
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(&views::history_entry(e).to_string());
+            }
+            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return; // The client went away.
+            }
+            match next {
+                Some(n) => start = Some(n),
+                None => break,
+            }
+        }
+        let _ = tx.blocking_send(Ok(Bytes::from_static(tail.as_bytes())));
+    });
+    let body = ResponseBody::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -32,10 +32,12 @@ pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    let audit_size = app.vault().map(|v| v.audit_size());
+    let vault = app.vault();
+    let audit_size = vault.as_ref().map(|v| v.audit_size());
+    let signed = vault.as_ref().map(|v| v.checkpoints_signed());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(audit_size),
+        app.metrics.render(audit_size, signed),
     )
 }
 
