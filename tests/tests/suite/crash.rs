@@ -128,23 +128,40 @@ async fn verify(v: &Vault, acks: &Arc<Mutex<Acks>>) {
             "writer {w}: acknowledged value {n} lost, found {stored}"
         );
     }
+    // Read as an auditor would, a page at a time (one request per entry would be
+    // throttled by the auditor quota).
     let auditor = v.client();
-    for (index, action) in entries {
+    let wanted: std::collections::BTreeMap<u64, &str> = entries.into_iter().collect();
+    let mut next = wanted.keys().next().copied();
+    while let Some(start) = next {
         assert!(
-            index < size,
-            "acknowledged entry {index} beyond the log size {size}"
+            start < size,
+            "acknowledged entry {start} beyond the log size {size}"
         );
         let (status, body) = send(
             auditor
-                .get(v.at(&format!("/v1/audit/entries?start={index}&limit=1")))
+                .get(v.at(&format!("/v1/audit/entries?start={start}&limit=1000")))
                 .bearer_auth(&v.creds.auditor_token),
         )
         .await
         .unwrap();
-        assert_eq!(status, 200);
-        assert_eq!(
-            body["entries"][0]["entry"]["action"], action,
-            "entry {index}"
-        );
+        assert_eq!(status, 200, "{body}");
+        let page = body["entries"].as_array().expect("a page of entries");
+        assert!(!page.is_empty(), "no entry listed at {start}: {body}");
+        let mut seen = std::collections::HashMap::new();
+        for e in page {
+            seen.insert(
+                e["index"].as_u64().expect("index"),
+                e["entry"]["action"].clone(),
+            );
+        }
+        let page_end = start + page.len() as u64;
+        for (index, action) in wanted.range(start..page_end) {
+            assert_eq!(seen.get(index), Some(&json!(action)), "entry {index}");
+        }
+        next = wanted
+            .range(page_end.max(start + 1)..)
+            .next()
+            .map(|(i, _)| *i);
     }
 }
