@@ -10,26 +10,14 @@ use vault_core::codec;
 use vault_core::storage::{SledStore, Storage, Tree, WriteBatch};
 use vault_core::tokens::{Role, TokenRecord};
 use vault_core::{
-    Bearer, CitizenToken, ConsentRequestInput, DataDir, InitOptions, OfflineError, TokenRequest,
-    Vault, VaultError,
+    Bearer, CitizenToken, ConsentRequestInput, DataDir, OfflineError, TokenRequest, Vault,
+    VaultError,
 };
 
 const PASS: &str = "correct horse battery staple records";
 
 fn init(root: &Path) -> DataDir {
-    let dir = DataDir::new(root.join("data"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
-    dir
+    crate::init_data_dir(root, PASS)
 }
 
 fn token(v: &Vault, citizen: &str) -> String {

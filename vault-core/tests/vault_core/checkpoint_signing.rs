@@ -4,26 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vault_core::{
-    Bearer, ConsentRequestInput, DataDir, InitOptions, TokenRequest, Vault, CHECKPOINT_INTERVAL,
-};
+use vault_core::{Bearer, ConsentRequestInput, TokenRequest, Vault, CHECKPOINT_INTERVAL};
 
 const PASS: &str = "correct horse battery staple signing";
 
 fn open(root: &Path) -> Vault {
-    let dir = DataDir::new(root.join("data"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
-    dir.open(PASS).unwrap()
+    crate::init_data_dir(root, PASS).open(PASS).unwrap()
 }
 
 #[test]

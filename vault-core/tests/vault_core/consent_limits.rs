@@ -6,26 +6,14 @@
 use std::path::Path;
 
 use vault_core::{
-    Bearer, ConsentLimit, ConsentRequestInput, DataDir, InitOptions, TokenRequest, Vault,
-    VaultError, MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
+    Bearer, ConsentLimit, ConsentRequestInput, DataDir, TokenRequest, Vault, VaultError,
+    MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
 };
 
 const PASS: &str = "correct horse battery staple limits";
 
 fn open(root: &Path) -> Vault {
-    let dir = DataDir::new(root.join("data"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
-    dir.open(PASS).unwrap()
+    crate::init_data_dir(root, PASS).open(PASS).unwrap()
 }
 
 fn request(v: &Vault, agency: &str, citizen: &str, days: u64) -> Result<String, VaultError> {

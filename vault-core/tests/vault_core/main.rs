@@ -25,3 +25,21 @@ fn days_ahead(days: u64) -> String {
         .as_secs();
     vault_core::policies::Timestamp::from_unix_seconds(now + days * 86_400).to_string()
 }
+
+/// A data directory initialised under `root` with the example policies and `passphrase`
+/// (a fast KDF), not opened.
+fn init_data_dir(root: &std::path::Path, passphrase: &str) -> vault_core::DataDir {
+    let dir = vault_core::DataDir::new(root.join("data"));
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    dir.init(
+        passphrase,
+        &policies,
+        vault_core::InitOptions {
+            hostnames: vec!["localhost".to_owned()],
+            origin: "test.example/log".to_owned(),
+            dangerous_kdf_iterations: Some(10_000),
+        },
+    )
+    .unwrap();
+    dir
+}
