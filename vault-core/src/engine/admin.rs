@@ -764,7 +764,7 @@ impl Vault {
         let leaf = log::leaf(&*self.store, index)
             .map_err(log::store_failure)?
             .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
-        let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, size)
+        let proof = audit::inclusion_proof(&log::StoreLog::new(&*self.store), index, size)
             .map_err(VaultError::audit)?;
         Ok((audit::leaf_hash(&leaf), proof))
     }
@@ -775,7 +775,7 @@ impl Vault {
         if from == 0 || from > to {
             return Err(VaultError::bad("invalid_tree_size", "need 1 <= from <= to"));
         }
-        audit::consistency_proof(&log::StoreLog(&*self.store), from, to)
+        audit::consistency_proof(&log::StoreLog::new(&*self.store), from, to)
             .map_err(VaultError::audit)
     }
 
@@ -795,7 +795,7 @@ impl Vault {
             .clone();
         let mut out = Vec::new();
         audit::export::write(
-            &log::StoreLog(&*self.store),
+            &log::StoreLog::new(&*self.store),
             &signed,
             &self.log_vkey,
             &mut out,

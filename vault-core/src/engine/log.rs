@@ -213,8 +213,41 @@ pub(crate) fn leaves(
 /// from the leaves ([`StoreLog`]).
 pub(crate) const FIRST_STORED_LEVEL: u8 = 4;
 
-/// [`LogRead`] over the vault's store.
-pub(crate) struct StoreLog<'a>(pub(crate) &'a dyn Storage);
+/// [`LogRead`] over the vault's store. It keeps the last leaf block it read, so reading
+/// leaves in order (an export, a proof's leaves) reads each block once: a block's leaves
+/// never change, a block only gains leaves at its end, and a leaf past the kept ones is
+/// read again from the store.
+pub(crate) struct StoreLog<'a> {
+    store: &'a dyn Storage,
+    block: std::cell::RefCell<Option<(u64, Vec<u8>)>>,
+}
+
+impl<'a> StoreLog<'a> {
+    pub(crate) fn new(store: &'a dyn Storage) -> Self {
+        Self {
+            store,
+            block: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Leaf `index` from the kept block, if it holds it.
+    fn kept_leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let kept = self.block.borrow();
+        let Some((start, value)) = kept.as_ref() else {
+            return Ok(None);
+        };
+        let Some(offset) = index.checked_sub(*start) else {
+            return Ok(None);
+        };
+        for (i, leaf) in (0u64..).zip(block_leaves(value)) {
+            let leaf = leaf?;
+            if i == offset {
+                return Ok(Some(leaf.to_vec()));
+            }
+        }
+        Ok(None)
+    }
+}
 
 impl StoreLog<'_> {
     /// The hash of the complete subtree `(level, index)` below [`FIRST_STORED_LEVEL`], from
@@ -227,7 +260,7 @@ impl StoreLog<'_> {
         else {
             return Ok(None);
         };
-        let leaves = leaves(self.0, start, end, span as usize)?;
+        let leaves = leaves(self.store, start, end, span as usize)?;
         if leaves.len() as u64 != span {
             return Ok(None);
         }
@@ -244,7 +277,18 @@ impl StoreLog<'_> {
 
 impl LogRead for StoreLog<'_> {
     fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        leaf(self.0, index)
+        if let Some(leaf) = self.kept_leaf(index)? {
+            return Ok(Some(leaf));
+        }
+        if let Some((start, value)) = block_before(self.store, index)? {
+            *self.block.borrow_mut() = Some((start, value));
+            if let Some(leaf) = self.kept_leaf(index)? {
+                return Ok(Some(leaf));
+            }
+        }
+        self.store
+            .get(Tree::AuditLeaves, &leaf_key(index))
+            .map_err(StoreError::new)
     }
 
     /// Levels below [`FIRST_STORED_LEVEL`] are not stored: such a node is computed from the
@@ -256,7 +300,7 @@ impl LogRead for StoreLog<'_> {
             return self.computed_node(level, index);
         }
         match self
-            .0
+            .store
             .get(Tree::AuditNodes, &node_key(level, index))
             .map_err(StoreError::new)?
         {
@@ -510,9 +554,13 @@ mod tests {
                 state.apply(&plan).unwrap();
                 reference.append(&mut ref_state, drafts).unwrap();
             }
-            let log = StoreLog(&store);
+            let log = StoreLog::new(&store);
             for index in 0..n {
                 prop_assert_eq!(leaf(&store, index).unwrap(), reference.leaf(index).unwrap());
+            }
+            // One reader, forwards then backwards, through the block it keeps.
+            for index in (0..=n).chain((0..=n).rev()) {
+                prop_assert_eq!(log.leaf(index).unwrap(), reference.leaf(index).unwrap());
             }
             prop_assert_eq!(leaf(&store, n).unwrap(), None);
             for start in 0..n {
@@ -568,6 +616,24 @@ mod tests {
         }
         for tag in &tags {
             assert_eq!(latest.get(&store, tag).unwrap(), last_about(&store, tag).unwrap());
+        }
+    }
+
+    /// A reader that kept the open block still reads the leaves appended to it later.
+    #[test]
+    fn a_kept_block_does_not_hide_later_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::create(dir.path().join("s")).unwrap();
+        let (mut state, mut block) = (LogState::new(), OpenBlock::at(0));
+        let log = StoreLog::new(&store);
+        for i in 0u64..10 {
+            let plan = state.plan(vec![draft(i)]).unwrap();
+            let mut batch = WriteBatch::default();
+            block = stage_plan(&mut batch, &plan, &[], &block).unwrap();
+            store.commit(batch).unwrap();
+            state.apply(&plan).unwrap();
+            assert_eq!(log.leaf(i).unwrap().as_deref(), Some(&plan.leaves[0].1[..]));
+            assert_eq!(log.leaf(i + 1).unwrap(), None);
         }
     }
 

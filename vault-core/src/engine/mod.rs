@@ -486,7 +486,7 @@ impl Vault {
                 .map_err(VaultError::internal)?;
         let log_vkey = log_signer.verifier_key();
         let size = log::stored_size(&*store)?;
-        let state = LogState::load(&log::StoreLog(&*store), size)
+        let state = LogState::load(&log::StoreLog::new(&*store), size)
             .map_err(VaultError::audit)?;
         let last = match store.get(Tree::Meta, log::LAST_CHECKPOINT_KEY)? {
             None => None,
@@ -500,7 +500,7 @@ impl Vault {
             }
         };
         let checkpoint = audit::sign_checkpoint(
-            &log::StoreLog(&*store),
+            &log::StoreLog::new(&*store),
             &log_signer,
             size,
             last.as_ref().map(|c| &c.checkpoint),
@@ -686,7 +686,7 @@ impl Vault {
             return Ok(());
         }
         let signed = audit::sign_checkpoint(
-            &log::StoreLog(&*self.store),
+            &log::StoreLog::new(&*self.store),
             &self.log_signer,
             size,
             Some(&last),

@@ -691,7 +691,7 @@ impl Vault {
                 .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
             let entry = Entry::decode(&leaf)
                 .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
-            let proof = audit::inclusion_proof(&log::StoreLog(&*self.store), index, tree_size)
+            let proof = audit::inclusion_proof(&log::StoreLog::new(&*self.store), index, tree_size)
                 .map_err(VaultError::audit)?;
             let texts = match keys {
                 Some((tag, key)) => notes::open(key, tag, index, &note)?,
