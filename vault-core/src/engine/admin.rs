@@ -885,25 +885,12 @@ fn rotation_error(e: DataDirError) -> VaultError {
 mod tests {
     use policies::Timestamp;
 
-    use crate::{DataDir, InitOptions, VaultError};
+    use crate::{DataDir, VaultError};
 
     const PASS: &str = "correct horse battery staple revoked";
 
     fn init() -> (tempfile::TempDir, DataDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path().join("data"));
-        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-        dir.init(
-            PASS,
-            &policies,
-            InitOptions {
-                hostnames: vec!["localhost".to_owned()],
-                origin: "test.example/log".to_owned(),
-                dangerous_kdf_iterations: Some(10_000),
-            },
-        )
-        .unwrap();
-        (tmp, dir)
+        crate::engine::test_data_dir(PASS, &["localhost"])
     }
 
     fn refused(r: Result<String, VaultError>) -> bool {

@@ -1011,3 +1011,26 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+/// A data directory in a new temporary folder, initialised with the example policies, a
+/// fast KDF and `hostnames` on its server certificate (unit tests).
+#[cfg(test)]
+pub(crate) fn test_data_dir(
+    passphrase: &str,
+    hostnames: &[&str],
+) -> (tempfile::TempDir, crate::DataDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::DataDir::new(tmp.path().join("data"));
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    dir.init(
+        passphrase,
+        &policies,
+        InitOptions {
+            hostnames: hostnames.iter().map(|h| (*h).to_owned()).collect(),
+            origin: "test.example/log".to_owned(),
+            dangerous_kdf_iterations: Some(10_000),
+        },
+    )
+    .unwrap();
+    (tmp, dir)
+}

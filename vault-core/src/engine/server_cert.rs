@@ -54,6 +54,16 @@ fn renewal_due(validity: &LeafValidity, now: SystemTime, renew_before: Duration)
 }
 
 impl Vault {
+    /// The stored server certificate's fingerprint, names and validity.
+    fn current_server_cert(&self) -> Result<(Fingerprint, LeafValidity), VaultError> {
+        let tls = self
+            .server_tls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let validity = leaf_validity(&tls.cert).map_err(VaultError::internal)?;
+        Ok((Fingerprint::of(&tls.cert), validity))
+    }
+
     /// The server's certificate chain (DER, leaf first) and PKCS#8 key, as stored (the
     /// latest renewal's).
     pub fn server_tls_identity(&self) -> Result<ServerIdentity, VaultError> {
@@ -91,13 +101,7 @@ impl Vault {
             .renew_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let current = self
-            .server_tls
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .cert
-            .clone();
-        let validity = leaf_validity(&current).map_err(VaultError::internal)?;
+        let (old_fp, validity) = self.current_server_cert()?;
         if !renewal_due(&validity, now, renew_before) {
             return Ok(None);
         }
@@ -106,7 +110,6 @@ impl Vault {
             .ca
             .issue(Usage::Server, SERVER_CN, &validity.names, now, not_after)
             .map_err(VaultError::internal)?;
-        let old_fp = Fingerprint::of(&current);
         let new_fp = issued.fingerprint();
         let (_, now_ms) = now_parts();
         let until = Timestamp::from_unix_seconds(
@@ -153,13 +156,7 @@ impl Vault {
     /// other keys at seal, and reloaded at unseal.
     pub fn sealed_server_identity(&self) -> Result<(ServerIdentity, Fingerprint), VaultError> {
         let now = whole_seconds(SystemTime::now());
-        let current = self
-            .server_tls
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .cert
-            .clone();
-        let validity = leaf_validity(&current).map_err(VaultError::internal)?;
+        let (_, validity) = self.current_server_cert()?;
         let not_after = validity.not_after.max(now + days(1));
         let issued = self
             .ca
@@ -182,25 +179,12 @@ mod tests {
 
     use super::{days, renewal_due, SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
     use crate::pki::{leaf_validity, Fingerprint, LeafValidity};
-    use crate::{DataDir, InitOptions, Vault};
+    use crate::{DataDir, Vault};
 
     const PASS: &str = "correct horse battery staple renewed";
 
     fn init() -> (tempfile::TempDir, DataDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path().join("data"));
-        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-        dir.init(
-            PASS,
-            &policies,
-            InitOptions {
-                hostnames: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
-                origin: "test.example/log".to_owned(),
-                dangerous_kdf_iterations: Some(10_000),
-            },
-        )
-        .unwrap();
-        (tmp, dir)
+        crate::engine::test_data_dir(PASS, &["localhost", "127.0.0.1"])
     }
 
     fn leaf(v: &Vault) -> Vec<u8> {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vault_core::{Bearer, ConsentRequestInput, TokenRequest, Vault, CHECKPOINT_INTERVAL};
+use vault_core::{ConsentRequestInput, Vault, CHECKPOINT_INTERVAL};
 
 const PASS: &str = "correct horse battery staple signing";
 
@@ -16,18 +16,7 @@ fn open(root: &Path) -> Vault {
 fn concurrent_history_reads_share_one_signature_per_interval() {
     let tmp = tempfile::tempdir().unwrap();
     let v = open(tmp.path());
-    let secret = v
-        .issue_token(TokenRequest::Citizen {
-            citizen: "alice".to_owned(),
-            valid_days: Some(30),
-        })
-        .unwrap()
-        .token
-        .secret()
-        .to_owned();
-    let Bearer::Citizen(me) = v.authenticate_token(&secret).unwrap() else {
-        panic!("a citizen token");
-    };
+    let me = crate::citizen_token(&v, "alice");
     // A request makes the citizen known to the vault (their subject tag).
     v.request_consent(
         "general_hospital",

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use vault_core::{
-    Bearer, ConsentLimit, ConsentRequestInput, DataDir, TokenRequest, Vault, VaultError,
-    MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
+    ConsentLimit, ConsentRequestInput, DataDir, Vault, VaultError, MAX_CONSENT_REQUEST_DAYS,
+    MAX_PENDING_REQUESTS,
 };
 
 const PASS: &str = "correct horse battery staple limits";
@@ -72,18 +72,7 @@ fn pending_requests_per_citizen_and_agency_are_capped() {
     request(&v, "tax_authority", "alice", 30).unwrap();
 
     // An answer frees a place.
-    let secret = v
-        .issue_token(TokenRequest::Citizen {
-            citizen: "alice".to_owned(),
-            valid_days: Some(30),
-        })
-        .unwrap()
-        .token
-        .secret()
-        .to_owned();
-    let Bearer::Citizen(me) = v.authenticate_token(&secret).unwrap() else {
-        panic!("a citizen token");
-    };
+    let me = crate::citizen_token(&v, "alice");
     v.answer_consent_request(&me, &ids[0], false).unwrap();
     request(&v, "general_hospital", "alice", 30).unwrap();
     assert!(request(&v, "general_hospital", "alice", 30).is_err());
@@ -155,18 +144,7 @@ fn a_store_without_the_consent_index_gets_it_at_open() {
 fn an_access_decision_finds_the_consent_through_the_index() {
     let tmp = tempfile::tempdir().unwrap();
     let v = open(tmp.path());
-    let secret = v
-        .issue_token(TokenRequest::Citizen {
-            citizen: "alice".to_owned(),
-            valid_days: Some(30),
-        })
-        .unwrap()
-        .token
-        .secret()
-        .to_owned();
-    let Bearer::Citizen(me) = v.authenticate_token(&secret).unwrap() else {
-        panic!("a citizen token");
-    };
+    let me = crate::citizen_token(&v, "alice");
     let id = request(&v, "general_hospital", "alice", 30).unwrap();
     request(&v, "tax_authority", "alice", 30).unwrap();
     v.answer_consent_request(&me, &id, true).unwrap();

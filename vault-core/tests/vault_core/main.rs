@@ -43,3 +43,20 @@ fn init_data_dir(root: &std::path::Path, passphrase: &str) -> vault_core::DataDi
     .unwrap();
     dir
 }
+
+/// A new 30-day token of `citizen`, authenticated.
+fn citizen_token(v: &vault_core::Vault, citizen: &str) -> vault_core::CitizenToken {
+    let secret = v
+        .issue_token(vault_core::TokenRequest::Citizen {
+            citizen: citizen.to_owned(),
+            valid_days: Some(30),
+        })
+        .unwrap()
+        .token
+        .secret()
+        .to_owned();
+    let vault_core::Bearer::Citizen(me) = v.authenticate_token(&secret).unwrap() else {
+        panic!("a citizen token");
+    };
+    me
+}
