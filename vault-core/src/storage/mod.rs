@@ -13,8 +13,10 @@ use std::fmt;
 mod failpoints;
 mod group;
 mod overlay;
+pub mod postgres;
 pub mod sled;
 
+pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 #[cfg(feature = "test-hooks")]
 pub use self::sled::SledOptions;
@@ -316,6 +318,25 @@ pub enum StorageError {
     /// An earlier durability step failed; the store must be reopened.
     #[error("storage is failed after an earlier durability error: restart the vault")]
     Poisoned,
+    /// The store is open read-only (a standby node): it commits nothing.
+    #[error("this node is a standby with a read-only store: writes go to the active node")]
+    ReadOnly,
+    /// Another node took the writer lease: this store commits nothing more.
+    #[error("this node lost the writer lease (epoch {epoch}) to another node: it commits nothing more and must restart as a standby")]
+    LeaseLost {
+        /// This store's lease epoch.
+        epoch: i64,
+    },
+    /// Another node holds the writer lease.
+    #[error("another vault node ({holder}) holds the writer lease of {database} for {remaining_ms} ms more: stop it, or wait and start this node as a standby")]
+    LeaseHeld {
+        /// The other node's name.
+        holder: String,
+        /// How long its lease lasts without renewal, by the database's clock.
+        remaining_ms: i64,
+        /// The database (no password).
+        database: String,
+    },
     /// The directory is not a store this program can open.
     #[error("cannot open store at {path}: {reason}")]
     Unusable {

@@ -14,6 +14,7 @@ mod storage_crash;
 mod storage_fixture;
 mod storage_model;
 mod storage_open;
+mod storage_postgres;
 mod storage_strace;
 
 /// The RFC 3339 instant `days` days from now (consent requests may end at most

@@ -1,6 +1,8 @@
 //! `SledStore` against a `BTreeMap` reference model: batches across trees, deletes, ordered
 //! scans in both directions with bounds and limits, reopen, atomicity of failed batches,
 //! concurrent group commit, and that no value ever reaches sled's unsynced `blobs/` folder.
+//! The model and its checks are shared with the PostgreSQL backend's tests
+//! (`storage_postgres.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,25 +11,25 @@ use proptest::prelude::*;
 use vault_core::storage::sled::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use vault_core::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
 
-type Model = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
+pub(crate) type Model = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
 
 /// A scan to compare: (tree index, start, end, limit).
-type Scan = (usize, Vec<u8>, Option<Vec<u8>>, usize);
+pub(crate) type Scan = (usize, Vec<u8>, Option<Vec<u8>>, usize);
 
-const TREES: [Tree; 3] = [Tree::Records, Tree::AuditLeaves, Tree::Consents];
+pub(crate) const TREES: [Tree; 3] = [Tree::Records, Tree::AuditLeaves, Tree::Consents];
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(crate) enum Op {
     Put(usize, Vec<u8>, Vec<u8>),
     Delete(usize, Vec<u8>),
 }
 
-fn key() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn key() -> impl Strategy<Value = Vec<u8>> {
     // A small alphabet so that puts, deletes and scan bounds collide.
     proptest::collection::vec(0u8..4, 0..4)
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..TREES.len(), key(), proptest::collection::vec(any::<u8>(), 0..20))
             .prop_map(|(t, k, v)| Op::Put(t, k, v)),
@@ -35,7 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn apply_model(model: &mut Model, batch: &[Op]) {
+pub(crate) fn apply_model(model: &mut Model, batch: &[Op]) {
     for op in batch {
         match op {
             Op::Put(t, k, v) => {
@@ -48,7 +50,7 @@ fn apply_model(model: &mut Model, batch: &[Op]) {
     }
 }
 
-fn to_batch(ops: &[Op]) -> WriteBatch {
+pub(crate) fn to_batch(ops: &[Op]) -> WriteBatch {
     let mut batch = WriteBatch::new();
     for op in ops {
         match op {
@@ -81,7 +83,7 @@ fn model_scan(
     }
 }
 
-fn assert_same(store: &SledStore, model: &Model, scans: &[Scan]) {
+pub(crate) fn assert_same(store: &dyn Storage, model: &Model, scans: &[Scan]) {
     for tree in TREES {
         let full = store.scan(tree, b"", None, usize::MAX).expect("scan");
         assert_eq!(full, model_scan(model, tree, b"", None, usize::MAX, false));
