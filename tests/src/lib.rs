@@ -98,6 +98,8 @@ pub struct Vault {
     pub url: String,
     /// The dev credentials.
     pub creds: Credentials,
+    /// The PostgreSQL store's URL (`--store`), if the vault's store is not sled.
+    pub store: Option<String>,
 }
 
 fn wait_for_listening(child: &mut Child) -> anyhow::Result<String> {
@@ -149,11 +151,17 @@ impl Vault {
             &std::fs::read(data.join("dev").join("credentials.json"))
                 .context("reading dev credentials")?,
         )?;
+        let store = args
+            .iter()
+            .position(|a| *a == "--store")
+            .and_then(|i| args.get(i + 1))
+            .map(|s| (*s).to_owned());
         Ok(Vault {
             child: Some(child),
             dir,
             url,
             creds,
+            store,
         })
     }
 
@@ -210,6 +218,7 @@ impl Vault {
         let mut child = Command::new(binary("vault-server"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
+            .args(self.store.iter().flat_map(|s| ["--store", s.as_str()]))
             .env("VAULT_PASSPHRASE", &self.creds.passphrase)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

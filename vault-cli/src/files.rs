@@ -109,3 +109,44 @@ mod tests {
         );
     }
 }
+
+/// Where a data directory's store is, for the offline verbs: the sled store in the
+/// directory unless `--store` names a PostgreSQL database.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct StoreArgs {
+    /// The PostgreSQL database holding the vault's store
+    /// (postgres://user:password@host:5432/database), instead of the sled store in the
+    /// data directory. Prefer the environment variable: a password on the command line is
+    /// visible to every user of the machine.
+    #[arg(long, env = "VAULT_STORE", value_name = "URL", hide_env_values = true)]
+    pub(crate) store: Option<String>,
+    /// The database server's CA certificates (PEM), for TLS; required unless the database
+    /// is on loopback or a Unix socket.
+    #[arg(long, env = "VAULT_STORE_CA", value_name = "FILE", requires = "store")]
+    pub(crate) store_ca: Option<std::path::PathBuf>,
+}
+
+impl StoreArgs {
+    /// The data directory `dir` with this store.
+    pub(crate) fn data_dir(&self, dir: &Path) -> anyhow::Result<vault_core::DataDir> {
+        let data_dir = vault_core::DataDir::new(dir);
+        let Some(url) = &self.store else {
+            return Ok(data_dir);
+        };
+        let ca = self
+            .store_ca
+            .as_ref()
+            .map(|f| {
+                std::fs::read(f)
+                    .with_context(|| format!("cannot read the store CA file {}", f.display()))
+            })
+            .transpose()?;
+        data_dir
+            .on_postgres(
+                url,
+                ca.as_deref(),
+                Some(format!("vault-cli (pid {})", std::process::id())),
+            )
+            .map_err(|e| crate::exit::offline("the store URL", e))
+    }
+}

@@ -54,6 +54,9 @@ pub(crate) enum KeysCmd {
         /// key is re-sealed under it; from then on only it unseals the vault).
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
+        /// Offline: where the store is, when not in the data directory.
+        #[command(flatten)]
+        store: files::StoreArgs,
         #[command(flatten)]
         conn: Conn,
         /// Print the result as JSON on stdout.
@@ -72,6 +75,8 @@ pub(crate) enum KeysCmd {
         /// A file holding the passphrase (else VAULT_PASSPHRASE).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: files::StoreArgs,
     },
     /// Rewrite the store with live entries only, so that erased citizens' wrapped keys and
     /// ciphertexts and retired master keys leave sled's log files. Offline.
@@ -91,6 +96,7 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             data_dir,
             passphrase_file,
             new_passphrase_file,
+            store,
             conn,
             json,
         } => {
@@ -110,7 +116,7 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             let (rotated, key_id, audit_index) = match data_dir {
                 Some(dir) => {
                     let pass = files::read_passphrase(passphrase_file.as_deref())?;
-                    let data_dir = DataDir::new(&dir);
+                    let data_dir = store.data_dir(&dir)?;
                     let out = match &new_passphrase_file {
                         Some(file) => {
                             let new = files::read_passphrase(Some(file))?;
@@ -179,7 +185,8 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             data_dir,
             kek_id,
             passphrase_file,
-        } => retire(&data_dir, kek_id, passphrase_file.as_deref()),
+            store,
+        } => retire(&data_dir, &store, kek_id, passphrase_file.as_deref()),
         KeysCmd::Compact { data_dir } => {
             let report = DataDir::new(&data_dir)
                 .compact()
@@ -196,11 +203,13 @@ pub(crate) fn run(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
 
 fn retire(
     data_dir: &Path,
+    store: &files::StoreArgs,
     kek_id: u32,
     passphrase_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let pass = files::read_passphrase(passphrase_file)?;
-    DataDir::new(data_dir)
+    store
+        .data_dir(data_dir)?
         .retire_kek(&pass, kek_id)
         .map_err(|e| exit::offline(&format!("cannot retire master key {kek_id}"), e))?;
     println!(

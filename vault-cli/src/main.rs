@@ -57,6 +57,8 @@ enum Command {
         /// A file holding the passphrase (else VAULT_PASSPHRASE).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: files::StoreArgs,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -66,6 +68,8 @@ enum Command {
         /// The data directory.
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: files::StoreArgs,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -79,6 +83,8 @@ enum Command {
         /// A file holding the passphrase (else VAULT_PASSPHRASE).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: files::StoreArgs,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -237,14 +243,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal {
             data_dir,
             passphrase_file,
+            store,
             json,
-        } => vault_cmd::unseal(&data_dir, passphrase_file.as_deref(), json),
-        Command::Status { data_dir, json } => vault_cmd::status(&data_dir, json),
+        } => vault_cmd::unseal(&data_dir, &store, passphrase_file.as_deref(), json),
+        Command::Status {
+            data_dir,
+            store,
+            json,
+        } => vault_cmd::status(&data_dir, &store, json),
         Command::Upgrade {
             data_dir,
             passphrase_file,
+            store,
             json,
-        } => vault_cmd::upgrade(&data_dir, passphrase_file.as_deref(), json),
+        } => vault_cmd::upgrade(&data_dir, &store, passphrase_file.as_deref(), json),
         Command::Operator { cmd } => vault_cmd::operator(cmd),
         Command::Agency { cmd } => live_cmd::agency(cmd),
         Command::Citizen {

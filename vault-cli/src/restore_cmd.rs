@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde_json::json;
-use vault_core::{DataDir, OfflineError, PublishedCheckpoint};
+use vault_core::{OfflineError, PublishedCheckpoint};
 
 use crate::exit;
 use crate::files;
@@ -25,6 +25,9 @@ pub(crate) struct RestoreArgs {
     /// The policy files the restored vault enforces (copied to <DIR>/policies).
     #[arg(long, value_name = "DIR")]
     policies: PathBuf,
+    /// Restore into this new, empty PostgreSQL store rather than a sled store in <DIR>.
+    #[command(flatten)]
+    store: crate::files::StoreArgs,
     /// The latest checkpoint published (e.g. saved by `vault-cli audit checkpoint --out`,
     /// or held by an auditor); the restore is refused if the backup's log does not extend it.
     #[arg(
@@ -73,7 +76,9 @@ pub(crate) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     };
     let file = std::fs::File::open(&a.backup)
         .with_context(|| format!("cannot open the backup {}", a.backup.display()))?;
-    let report = DataDir::new(&a.data_dir)
+    let report = a
+        .store
+        .data_dir(&a.data_dir)?
         .restore(
             std::io::BufReader::new(file),
             &a.policies,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::json;
 use vault_core::policies::{PolicyErrors, PolicySet};
-use vault_core::{DataDir, InitOptions, Status};
+use vault_core::{InitOptions, Status};
 
 use crate::exit;
 use crate::files::{self, Mode};
@@ -40,6 +40,8 @@ pub(crate) struct InitArgs {
     /// directories only; never below 10000).
     #[arg(long, alias = "kdf-iterations", value_name = "N")]
     dangerous_kdf_iterations: Option<u32>,
+    #[command(flatten)]
+    store: files::StoreArgs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -56,7 +58,9 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&a.operator_out)
         .with_context(|| format!("cannot create {}", a.operator_out.display()))?;
-    let report = DataDir::new(&a.data_dir)
+    let report = a
+        .store
+        .data_dir(&a.data_dir)?
         .init(
             &passphrase,
             &a.policies,
@@ -195,8 +199,12 @@ fn render_status(dir: &Path, s: &Status, policies: &Result<PolicySet, PolicyErro
 }
 
 /// `vault-cli status`.
-pub(crate) fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let (s, policies) = DataDir::new(data_dir).status().map_err(|e| {
+pub(crate) fn status(
+    data_dir: &Path,
+    store: &files::StoreArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (s, policies) = store.data_dir(data_dir)?.status().map_err(|e| {
         exit::offline(
             &format!("cannot read the status of {}", data_dir.display()),
             e,
@@ -218,11 +226,13 @@ pub(crate) fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 /// checkpoint of its log), reports, and closes it again.
 pub(crate) fn unseal(
     data_dir: &Path,
+    store: &files::StoreArgs,
     passphrase_file: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let passphrase = files::read_passphrase(passphrase_file)?;
-    let r = DataDir::new(data_dir)
+    let r = store
+        .data_dir(data_dir)?
         .check_unseal(&passphrase)
         .map_err(|e| exit::offline(&format!("cannot unseal {}", data_dir.display()), e))?;
     let (size, checkpoint, vkey) = (r.audit_size, &r.checkpoint, &r.log_verifier_key);
@@ -273,6 +283,8 @@ pub(crate) enum OperatorCmd {
         /// A file holding the passphrase (else VAULT_PASSPHRASE).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: files::StoreArgs,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -283,11 +295,13 @@ pub(crate) enum OperatorCmd {
 /// version.
 pub(crate) fn upgrade(
     data_dir: &Path,
+    store: &files::StoreArgs,
     passphrase_file: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let passphrase = files::read_passphrase(passphrase_file)?;
-    let upgraded = DataDir::new(data_dir)
+    let upgraded = store
+        .data_dir(data_dir)?
         .upgrade(&passphrase)
         .map_err(|e| exit::offline(&format!("cannot upgrade {}", data_dir.display()), e))?;
     if json {
@@ -309,6 +323,7 @@ pub(crate) fn operator(cmd: OperatorCmd) -> anyhow::Result<ExitCode> {
         data_dir,
         out,
         passphrase_file,
+        store,
         json,
     } = cmd;
     let passphrase = files::read_passphrase(passphrase_file.as_deref())?;
@@ -316,7 +331,8 @@ pub(crate) fn operator(cmd: OperatorCmd) -> anyhow::Result<ExitCode> {
     files::must_not_exist(&cert_path)?;
     files::must_not_exist(&key_path)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (issued, index) = DataDir::new(&data_dir)
+    let (issued, index) = store
+        .data_dir(&data_dir)?
         .replace_operator_cert(&passphrase)
         .map_err(|e| {
             exit::offline(

@@ -25,7 +25,7 @@ use crate::records::{
     in_batches, KeyRing, Progress, RecordError, RecordOptions, Records, REWRAP_BATCH,
 };
 use crate::storage::sled::SledOptions;
-use crate::storage::{SledStore, Storage, StorageError, Tree, WriteBatch};
+use crate::storage::{SledStore, Storage, StorageError, StoreSpec, Tree, WriteBatch};
 
 /// Version of the data directory layout described in `docs/keys.md`.
 pub const VAULT_FORMAT_VERSION: u8 = 1;
@@ -246,7 +246,8 @@ pub struct Status {
 
 /// An unsealed data directory: the store and the record store holding the KEKs.
 pub struct Unsealed {
-    dir: PathBuf,
+    /// The sled directory holding the passphrase check file (none for PostgreSQL).
+    check_dir: Option<PathBuf>,
     store: Arc<dyn Storage>,
     records: Records,
     sealing: Mutex<SealingKey>,
@@ -287,25 +288,47 @@ fn read_rotation(store: &dyn Storage) -> Result<Option<KekRotation>, DataDirErro
 
 /// Creates a new data directory in `dir` (new or empty): a store, and in one commit the
 /// first KEK sealed under `passphrase` and the init marker.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn init(
     dir: &Path,
     passphrase: &Passphrase,
     options: InitOptions,
     now: Timestamp,
 ) -> Result<Unsealed, DataDirError> {
-    if dir.join("conf").exists() || dir.join("db").exists() {
-        return Err(DataDirError::AlreadyInitialised {
-            path: dir.to_path_buf(),
-        });
+    init_in(&sled_spec(dir, &SledOptions::default()), passphrase, options, now)
+}
+
+fn sled_spec(dir: &Path, options: &SledOptions) -> StoreSpec {
+    StoreSpec::Sled {
+        dir: dir.to_path_buf(),
+        options: options.clone(),
+    }
+}
+
+/// [`init`] of the store `spec` names (a sled directory or a PostgreSQL database).
+pub fn init_in(
+    spec: &StoreSpec,
+    passphrase: &Passphrase,
+    options: InitOptions,
+    now: Timestamp,
+) -> Result<Unsealed, DataDirError> {
+    if let Some(dir) = spec.sled_dir() {
+        if dir.join("conf").exists() || dir.join("db").exists() {
+            return Err(DataDirError::AlreadyInitialised {
+                path: dir.to_path_buf(),
+            });
+        }
     }
     passphrase.check_strength()?;
     let params = KdfParams::generate(options.kdf_iterations)?;
     let sealing = SealingKey::derive(passphrase, &params)?;
     let kek = Kek::generate(1)?;
     let sealed = SealedKek::seal(&kek, &sealing)?;
-    let store: Arc<dyn Storage> = Arc::new(SledStore::create(dir)?);
+    let store = spec.create()?;
     // Before the init commit: a crash in between leaves a half-initialised directory.
-    write_check_file(dir, vec![PassphraseCheck::new(1, &sealing)?])?;
+    if let Some(dir) = spec.sled_dir() {
+        write_check_file(dir, vec![PassphraseCheck::new(1, &sealing)?])?;
+    }
     let mut batch = WriteBatch::new();
     batch.put(
         Tree::Meta,
@@ -328,7 +351,7 @@ pub fn init(
     );
     store.commit(batch)?;
     Ok(Unsealed {
-        dir: dir.to_path_buf(),
+        check_dir: spec.sled_dir().map(Path::to_path_buf),
         store,
         records: Records::new(KeyRing::new(vec![kek], 1)?, options.records),
         sealing: Mutex::new(sealing),
@@ -344,38 +367,47 @@ pub fn unseal(
     passphrase: &Passphrase,
     options: RecordOptions,
 ) -> Result<Unsealed, DataDirError> {
-    unseal_with(dir, passphrase, options, &SledOptions::default())
+    unseal_in(&sled_spec(dir, &SledOptions::default()), passphrase, options)
 }
 
-/// [`unseal`], opening the store with `store`'s options.
-pub fn unseal_with(
-    dir: &Path,
+/// [`unseal`] of the store `spec` names.
+pub fn unseal_in(
+    spec: &StoreSpec,
     passphrase: &Passphrase,
     options: RecordOptions,
-    store: &SledOptions,
 ) -> Result<Unsealed, DataDirError> {
-    if !dir.join("conf").exists() {
-        return Err(DataDirError::NotInitialised {
-            path: dir.to_path_buf(),
-            half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
-        });
-    }
-    let derived = precheck(dir, passphrase)?;
-    let store: Arc<dyn Storage> = Arc::new(open_initialised(dir, store)?);
-    unseal_store(dir, store, passphrase, derived, options)
+    let derived = match spec.sled_dir() {
+        Some(dir) => {
+            not_initialised_unless_sled(dir)?;
+            precheck(dir, passphrase)?
+        }
+        None => Vec::new(),
+    };
+    let store = open_initialised(spec, false)?;
+    unseal_store(spec, store, passphrase, derived, options)
 }
 
-fn open_initialised(dir: &Path, options: &SledOptions) -> Result<SledStore, DataDirError> {
+/// Refuses a directory without a sled store.
+fn not_initialised_unless_sled(dir: &Path) -> Result<(), DataDirError> {
     if !dir.join("conf").exists() {
         return Err(DataDirError::NotInitialised {
             path: dir.to_path_buf(),
             half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
         });
     }
-    let store = SledStore::open_with(dir, options.clone())?;
+    Ok(())
+}
+
+/// Opens the store `spec` names (to read only, with `read`), refusing one without the
+/// init marker.
+fn open_initialised(spec: &StoreSpec, read: bool) -> Result<Arc<dyn Storage>, DataDirError> {
+    if let Some(dir) = spec.sled_dir() {
+        not_initialised_unless_sled(dir)?;
+    }
+    let store = if read { spec.open_to_read()? } else { spec.open()? };
     if store.get(Tree::Meta, INIT_KEY)?.is_none() {
         return Err(DataDirError::NotInitialised {
-            path: dir.to_path_buf(),
+            path: spec.describe().into(),
             half: true,
         });
     }
@@ -383,7 +415,7 @@ fn open_initialised(dir: &Path, options: &SledOptions) -> Result<SledStore, Data
 }
 
 fn unseal_store(
-    dir: &Path,
+    spec: &StoreSpec,
     store: Arc<dyn Storage>,
     passphrase: &Passphrase,
     mut derived: Vec<SealingKey>,
@@ -413,7 +445,7 @@ fn unseal_store(
         .ok_or(RecordError::KekUnavailable { kek_id: current })?;
     let sealing = derived.swap_remove(i);
     Ok(Unsealed {
-        dir: dir.to_path_buf(),
+        check_dir: spec.sled_dir().map(Path::to_path_buf),
         store,
         records: Records::new(KeyRing::new(keks, current)?, options),
         sealing: Mutex::new(sealing),
@@ -453,14 +485,14 @@ pub(crate) fn keks_of_meta(
 /// Reports on the data directory without the passphrase (the vault must not be running:
 /// sled admits one process per directory).
 pub fn status(dir: &Path) -> Result<Status, DataDirError> {
-    if !dir.join("conf").exists() {
-        return Err(DataDirError::NotInitialised {
-            path: dir.to_path_buf(),
-            half: dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()),
-        });
-    }
+    not_initialised_unless_sled(dir)?;
     let store = SledStore::open(dir)?;
     status_of(&store)
+}
+
+/// [`status`] of the store `spec` names (PostgreSQL: read beside a running vault).
+pub fn status_in(spec: &StoreSpec) -> Result<Status, DataDirError> {
+    status_of(&*open_initialised(spec, true)?)
 }
 
 /// [`status`] of an open store.
@@ -578,13 +610,15 @@ impl Unsealed {
             if let Some(new) = &new_sealing {
                 // Both passphrases pass the pre-check until the commit is durable.
                 let current = self.records.ring().current().id();
-                write_check_file(
-                    &self.dir,
-                    vec![
-                        PassphraseCheck::new(current, &sealing)?,
-                        PassphraseCheck::new(next, new)?,
-                    ],
-                )?;
+                if let Some(dir) = &self.check_dir {
+                    write_check_file(
+                        dir,
+                        vec![
+                            PassphraseCheck::new(current, &sealing)?,
+                            PassphraseCheck::new(next, new)?,
+                        ],
+                    )?;
+                }
             }
             let sealed = SealedKek::seal(&kek, key)?;
             batch.put(
@@ -612,7 +646,9 @@ impl Unsealed {
             self.store.commit(batch)?;
             self.records.ring_mut().insert_current(kek);
             if let Some(s) = new_sealing {
-                write_check_file(&self.dir, vec![PassphraseCheck::new(next, &s)?])?;
+                if let Some(dir) = &self.check_dir {
+                    write_check_file(dir, vec![PassphraseCheck::new(next, &s)?])?;
+                }
                 *sealing = s;
             }
         }
@@ -716,7 +752,7 @@ pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
         // Interrupted before the old store was deleted: it still holds what was erased.
         std::fs::remove_dir_all(&old).map_err(io("remove the leftover", &old))?;
     }
-    let src = open_initialised(dir, &SledOptions::default())?;
+    let src = open_initialised(&sled_spec(dir, &SledOptions::default()), false)?;
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io("remove the leftover", &tmp))?;
     }
@@ -724,7 +760,7 @@ pub fn compact(dir: &Path) -> Result<CompactReport, DataDirError> {
     let mut entries = 0u64;
     for tree in Tree::ALL {
         let mut batch = WriteBatch::new();
-        for item in crate::storage::scan_all(&src, tree) {
+        for item in crate::storage::scan_all(&*src, tree) {
             let (k, v) = item?;
             batch.put(tree, k, v);
             entries += 1;

@@ -56,5 +56,7 @@ pub use offline::{
     UnsealReport,
 };
 pub use pki::{Fingerprint, Issued};
+pub use storage::postgres::LeaseInfo;
 pub use storage::sled::DEFAULT_CACHE_BYTES;
+pub use storage::StoreHealth;
 pub use tokens::{IssuedToken, Role};

@@ -16,8 +16,10 @@ use crate::datadir::{self, CompactReport, DataDirError, Status};
 use crate::engine::{log, InitOptions, InitOutput, KeyKind, RotateOutcome, Vault, VaultError};
 use crate::keys::{KeyError, Passphrase};
 use crate::pki::Issued;
-use crate::storage::sled::{SledOptions, SledStore};
+use crate::storage::postgres::{PgOptions, PgTarget};
+use crate::storage::sled::SledOptions;
 use crate::storage::{self, StorageError, Tree};
+use crate::storage::{Storage, StoreSpec};
 
 /// The store's folder inside a data directory.
 const STORE_DIR: &str = "store";
@@ -267,12 +269,20 @@ pub struct RestoreOutcome {
     pub checked_against: Option<u64>,
 }
 
-/// A vault data directory that no process serves.
+/// The file of a data directory whose store is in PostgreSQL: the database's location
+/// without its password, so that a command given the directory alone says where to look.
+const POSTGRES_MARKER: &str = "store-location";
+
+/// A vault data directory that no process serves. Its store is the sled store in
+/// `store/`, or a PostgreSQL database ([`DataDir::on_postgres`]); the policy files are in
+/// `policies/` either way.
 #[derive(Clone, Debug)]
 pub struct DataDir {
     dir: PathBuf,
-    /// How the store is opened (its cache size).
+    /// How the sled store is opened (its cache size).
     store: SledOptions,
+    /// The PostgreSQL database holding the store instead.
+    postgres: Option<(PgTarget, PgOptions)>,
 }
 
 impl DataDir {
@@ -281,6 +291,81 @@ impl DataDir {
         DataDir {
             dir: dir.into(),
             store: SledOptions::default(),
+            postgres: None,
+        }
+    }
+
+    /// The same directory with its store in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host:port/database`); `ca_pem`: the CA certificates of
+    /// the database server, for TLS (required unless the database is on a Unix socket or
+    /// loopback); `node`: the name this process takes the writer lease under.
+    pub fn on_postgres(
+        mut self,
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        node: Option<String>,
+    ) -> Result<Self, OfflineError> {
+        let target = PgTarget::parse(url, ca_pem)?;
+        let mut options = PgOptions::default();
+        if let Some(node) = node {
+            options.node = node;
+        }
+        if let Some(bytes) = self.store.cache_bytes {
+            options.cache_bytes = bytes;
+        }
+        self.postgres = Some((target, options));
+        Ok(self)
+    }
+
+    /// Sets the writer lease's lifetime (PostgreSQL only).
+    pub fn with_lease_ttl(mut self, ttl: std::time::Duration) -> Self {
+        if let Some((_, options)) = &mut self.postgres {
+            options.lease_ttl = ttl;
+            options.wait_for_lease = Some(ttl + std::time::Duration::from_secs(5));
+        }
+        self
+    }
+
+    /// The database of the store, if it is in PostgreSQL (no password).
+    pub fn postgres(&self) -> Option<&PgTarget> {
+        self.postgres.as_ref().map(|(t, _)| t)
+    }
+
+    /// Where the store is, refusing a directory whose store is elsewhere than told.
+    fn spec(&self) -> Result<StoreSpec, OfflineError> {
+        let wrong = |reason: String| {
+            OfflineError::from(StorageError::Unusable {
+                path: self.dir.clone(),
+                reason,
+            })
+        };
+        let marker = self.dir.join(POSTGRES_MARKER);
+        match &self.postgres {
+            None => {
+                if !self.store_dir().exists() {
+                    if let Ok(at) = std::fs::read_to_string(&marker) {
+                        return Err(wrong(format!(
+                            "its store is in PostgreSQL ({}): give the database with --store URL",
+                            at.trim()
+                        )));
+                    }
+                }
+                Ok(StoreSpec::Sled {
+                    dir: self.store_dir(),
+                    options: self.store.clone(),
+                })
+            }
+            Some((target, options)) => {
+                if self.store_dir().exists() {
+                    return Err(wrong(
+                        "its store is the sled store in store/, not a database: leave out --store, or move it with `vault-cli migrate`".to_owned(),
+                    ));
+                }
+                Ok(StoreSpec::Postgres {
+                    target: Box::new(target.clone()),
+                    options: options.clone(),
+                })
+            }
         }
     }
 
@@ -288,6 +373,9 @@ impl DataDir {
     /// `bytes` (default [`crate::DEFAULT_CACHE_BYTES`]).
     pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
         self.store.cache_bytes = Some(bytes);
+        if let Some((_, options)) = &mut self.postgres {
+            options.cache_bytes = bytes;
+        }
         self
     }
 
@@ -325,7 +413,9 @@ impl DataDir {
             let policy_files = copy_policies(policies, &self.policies_dir())?;
             // What the vault will load is what was checked.
             let policy = load_policies(&self.policies_dir())?;
-            let output = Vault::init(&self.dir, passphrase, options)?;
+            let spec = self.spec()?;
+            self.mark_postgres()?;
+            let output = Vault::init(&spec, passphrase, options)?;
             Ok(InitReport {
                 output,
                 policy_files,
@@ -336,19 +426,33 @@ impl DataDir {
 
     /// Opens and unseals the vault with `passphrase`, loading its policy files.
     pub fn open(&self, passphrase: &str) -> Result<Vault, OfflineError> {
-        Vault::open(&self.dir, passphrase, &self.store)
+        Vault::open(&self.dir, passphrase, &self.spec()?)
+    }
+
+    /// Writes the marker naming the database (no password), for a store in PostgreSQL.
+    fn mark_postgres(&self) -> Result<(), OfflineError> {
+        if let Some((target, _)) = &self.postgres {
+            let path = self.dir.join(POSTGRES_MARKER);
+            write_new_synced(&path, format!("{}\n", target.describe()).as_bytes())
+                .map_err(io_error("write", &path))?;
+        }
+        Ok(())
     }
 
     /// The store's state, read without the passphrase, and whether its policy files load.
     pub fn status(&self) -> Result<(Status, Result<PolicySet, PolicyErrors>), OfflineError> {
-        let store = self.store_dir();
-        let status = datadir::status(&store).map_err(|e| busy_or(&store, e))?;
+        let spec = self.spec()?;
+        let status = match spec.sled_dir() {
+            Some(store) => datadir::status(store).map_err(|e| busy_or(store, e))?,
+            None => datadir::status_in(&spec)?,
+        };
         Ok((status, PolicySet::load_dir(&self.policies_dir())))
     }
 
     /// Opens the vault once to prove that `passphrase` unseals it, and closes it again.
     pub fn check_unseal(&self, passphrase: &str) -> Result<UnsealReport, OfflineError> {
-        if !self.store_dir().exists() {
+        if self.postgres.is_none() && !self.store_dir().exists() {
+            self.spec()?;
             return Err(OfflineError::from(DataDirError::NotInitialised {
                 path: self.dir.clone(),
                 half: false,
@@ -410,7 +514,7 @@ impl DataDir {
     /// already upgraded. Run it once, right after installing the version that needs it:
     /// it vouches for the records as they are.
     pub fn upgrade(&self, passphrase: &str) -> Result<bool, OfflineError> {
-        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true, &self.store)?;
+        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true, &self.spec()?)?;
         vault.shutdown();
         Ok(upgraded)
     }
@@ -419,11 +523,10 @@ impl DataDir {
     /// it any more: not the current key, no citizen key, and none of the vault's own
     /// secrets (retiring the key that seals them would make the vault unopenable).
     pub fn retire_kek(&self, passphrase: &str, kek_id: u32) -> Result<(), OfflineError> {
-        let unsealed = datadir::unseal_with(
-            &self.store_dir(),
+        let unsealed = datadir::unseal_in(
+            &self.spec()?,
             &Passphrase::new(passphrase.to_owned()),
             Default::default(),
-            &self.store,
         )?;
         let sealed = crate::engine::secrets_sealed_under(&**unsealed.store())?;
         Ok(unsealed.retire_kek(kek_id, &sealed)?)
@@ -431,6 +534,12 @@ impl DataDir {
 
     /// Rewrites the store with live entries only (see `docs/keys.md`).
     pub fn compact(&self) -> Result<CompactReport, OfflineError> {
+        if let Some((target, _)) = &self.postgres {
+            return Err(OfflineError::from(StorageError::Unusable {
+                path: target.describe().into(),
+                reason: "compaction rewrites a sled store; PostgreSQL reclaims deleted rows itself (VACUUM, docs/operations.md)".to_owned(),
+            }));
+        }
         let store = self.store_dir();
         datadir::compact(&store).map_err(|e| busy_or(&store, e))
     }
@@ -455,10 +564,12 @@ impl DataDir {
         self.undo_on_error(|| {
             let backup = authenticate_backup(backup, passphrase)?;
             let entries = {
-                let store = SledStore::create(self.store_dir())?;
-                let entries = backup.restore(&store).map_err(OfflineError::Backup)?;
+                let spec = self.spec()?;
+                self.mark_postgres()?;
+                let store = spec.create()?;
+                let entries = backup.restore(&*store).map_err(OfflineError::Backup)?;
                 if let Some(p) = published {
-                    check_extends(&store, &p.checkpoint)?;
+                    check_extends(&*store, &p.checkpoint)?;
                 }
                 entries
             };
@@ -627,7 +738,7 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Refuses a restored log that does not extend `published`: the root of its first
 /// `published.size` leaves, from the exact stored leaf bytes, must be the published root.
-fn check_extends(store: &SledStore, published: &Checkpoint) -> Result<(), OfflineError> {
+fn check_extends(store: &dyn Storage, published: &Checkpoint) -> Result<(), OfflineError> {
     let refuse = |r: RestoreRefusal| Err(OfflineError::RestoreRefused(r));
     let mut frontier = audit::Frontier::default();
     let mut root = (published.size == 0).then(audit::empty_root);

@@ -1,7 +1,6 @@
 //! Shared state, the authentication extractors, and the bridge from async handlers to
 //! the engine's blocking calls (which wait for the group-committed fsync).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,9 +41,9 @@ pub(crate) struct AppState {
     /// Failed unseal attempts since the last successful one. A sealed vault has no log to
     /// write to, so they are counted here and recorded in the next unseal's entry.
     unseal_failures: Mutex<u64>,
-    data_dir: Option<PathBuf>,
-    /// The store's page cache size for an unseal (`--cache-mb`).
-    cache_bytes: std::sync::atomic::AtomicU64,
+    /// The data directory an unseal opens, with its store's settings (`--cache-mb`,
+    /// `--store`).
+    data_dir: Mutex<Option<vault_core::DataDir>>,
 }
 
 impl AppState {
@@ -56,8 +55,11 @@ impl AppState {
         Arc::new(AppState {
             server_cert,
             operator: vault.as_ref().map(|v| v.operator_fingerprint()),
-            data_dir: vault.as_ref().map(|v| v.data_dir().to_path_buf()),
-            cache_bytes: vault_core::DEFAULT_CACHE_BYTES.into(),
+            data_dir: Mutex::new(
+                vault
+                    .as_ref()
+                    .map(|v| vault_core::DataDir::new(v.data_dir())),
+            ),
             vault: RwLock::new(vault),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
@@ -125,22 +127,23 @@ impl AppState {
                 "the vault is already unsealed",
             ));
         }
-        let dir = self.data_dir.as_ref().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "no_data_dir",
-                "this server has no vault to unseal",
-            )
-        })?;
+        let dir = self
+            .data_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "no_data_dir",
+                    "this server has no vault to unseal",
+                )
+            })?;
         let mut failures = self
             .unseal_failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cache = self.cache_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        let vault = match vault_core::DataDir::new(dir)
-            .with_cache_bytes(cache)
-            .open(passphrase)
-        {
+        let vault = match dir.open(passphrase) {
             Ok(v) => Arc::new(v),
             Err(e) => {
                 *failures = failures.saturating_add(1);
@@ -189,10 +192,13 @@ impl AppState {
         Some(index)
     }
 
-    /// The store's page cache size for later unseals (the first open is the caller's).
-    pub(crate) fn set_cache_bytes(&self, bytes: u64) {
-        self.cache_bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    /// The data directory later unseals open, with its store's settings (the first open
+    /// is the caller's).
+    pub(crate) fn set_data_dir(&self, dir: vault_core::DataDir) {
+        *self
+            .data_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir);
     }
 
     /// The unsealed vault, or `None` while sealed.
@@ -427,11 +433,9 @@ mod tests {
     #[test]
     fn sealing_drops_the_vault_and_the_stored_server_key() {
         let tmp = tempfile::tempdir().unwrap();
-        let (vault, _) = crate::dev::provision(
-            Some(tmp.path().join("data")),
-            0,
-            vault_core::DEFAULT_CACHE_BYTES,
-        )
+        let (vault, _, _) = crate::dev::provision(Some(tmp.path().join("data")), 0, |dir| {
+            Ok(vault_core::DataDir::new(dir))
+        })
         .unwrap();
         let stored = stored_cert(&vault);
         let cert = ServerCert::new(vault.server_tls_identity().unwrap()).unwrap();

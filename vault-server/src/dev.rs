@@ -105,8 +105,8 @@ fn fresh_dir(requested: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub(crate) fn provision(
     requested: Option<PathBuf>,
     port: u16,
-    cache_bytes: u64,
-) -> anyhow::Result<(Arc<Vault>, String)> {
+    store: impl FnOnce(&std::path::Path) -> anyhow::Result<DataDir>,
+) -> anyhow::Result<(Arc<Vault>, DataDir, String)> {
     let dir = fresh_dir(requested)?;
     // The embedded policy files go through a folder of their own, which init copies into
     // `<dir>/policies` after checking them.
@@ -119,7 +119,7 @@ pub(crate) fn provision(
         write(&policy_src.join(name), text.as_bytes())?;
     }
     let passphrase = "dev-only-passphrase-not-for-production".to_owned();
-    let data_dir = DataDir::new(&dir).with_cache_bytes(cache_bytes);
+    let data_dir = store(&dir)?;
     let init = data_dir.init(
         &passphrase,
         &policy_src,
@@ -244,5 +244,5 @@ pub(crate) fn provision(
     );
     let _ = writeln!(s, "# the operator lists enrolled agencies");
     let _ = writeln!(s, "curl -sS --cacert {d}/ca.pem --cert {d}/operator.pem --key {d}/operator.key {url}/v1/admin/agencies", d = out.display());
-    Ok((vault, s))
+    Ok((vault, data_dir, s))
 }

@@ -154,6 +154,28 @@ struct Args {
     #[arg(long, env = "VAULT_CACHE_MB", value_name = "MIB", default_value_t = vault_core::DEFAULT_CACHE_BYTES >> 20,
           value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
     cache_mb: u64,
+    /// The PostgreSQL database holding the vault's store
+    /// (`postgres://user:password@host:5432/database`), instead of the sled store in the
+    /// data directory. Several servers may use one database: one is active (it holds the
+    /// writer lease), the others wait to take over (docs/operations.md, "Running several
+    /// nodes"). Prefer the environment variable: a URL's password on the command line is
+    /// visible to every user of the machine.
+    #[arg(long, env = "VAULT_STORE", value_name = "URL", hide_env_values = true)]
+    store: Option<String>,
+    /// The CA certificates (PEM) of the database server: the connection is TLS and the
+    /// server's certificate is checked against them. Required unless the database is on
+    /// loopback or a Unix socket.
+    #[arg(long, env = "VAULT_STORE_CA", value_name = "FILE", requires = "store")]
+    store_ca: Option<PathBuf>,
+    /// The name this node takes the writer lease under, shown to the other nodes and in
+    /// /healthz (default: this server's address).
+    #[arg(long, env = "VAULT_NODE_NAME", value_name = "NAME", requires = "store")]
+    node_name: Option<String>,
+    /// Seconds the writer lease lasts without renewal: how long a failed active node keeps
+    /// the others from taking over.
+    #[arg(long, env = "VAULT_LEASE_TTL", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=600), requires = "store")]
+    lease_ttl: u64,
 }
 
 /// The vault to serve.
@@ -261,18 +283,19 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = listener.local_addr()?.port();
     let cache_bytes = args.cache_mb << 20;
-    let (vault, dev_report) = match source {
+    let (vault, data_dir, dev_report) = match source {
         Source::Dev(dir) => {
-            let (vault, report) = dev::provision(dir, port, cache_bytes)?;
-            (vault, Some(report))
+            let (vault, data_dir, report) =
+                dev::provision(dir, port, |dir| data_dir(&args, dir, cache_bytes, port))?;
+            (vault, Some(data_dir), Some(report))
         }
         Source::Dir(dir) => {
             let pass = pass.context("no passphrase was read for the data directory")?;
-            let vault = DataDir::new(&dir)
-                .with_cache_bytes(cache_bytes)
+            let data_dir = data_dir(&args, &dir, cache_bytes, port)?;
+            let vault = data_dir
                 .open(&pass)
                 .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
-            (Arc::new(vault), None)
+            (Arc::new(vault), Some(data_dir), None)
         }
     };
     app::renew_server_cert(&vault, app::RENEW_BEFORE);
@@ -292,7 +315,9 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         auditor: args.auditor_rate,
     };
     let app = app::AppState::new(Some(vault), server_cert, rates);
-    app.set_cache_bytes(cache_bytes);
+    if let Some(data_dir) = data_dir {
+        app.set_data_dir(data_dir);
+    }
     tokio::spawn(app::renew_server_cert_periodically(
         app.clone(),
         app::RENEW_CHECK_EVERY,
@@ -313,6 +338,29 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
     serve::serve(listener, tls, router, limits, shutdown_signal()).await;
     app.close();
     Ok(())
+}
+
+/// The data directory `dir` with the store settings of `args`.
+fn data_dir(args: &Args, dir: &Path, cache_bytes: u64, port: u16) -> anyhow::Result<DataDir> {
+    let data_dir = DataDir::new(dir).with_cache_bytes(cache_bytes);
+    let Some(url) = &args.store else {
+        return Ok(data_dir);
+    };
+    let ca = args
+        .store_ca
+        .as_ref()
+        .map(|f| {
+            std::fs::read(f)
+                .with_context(|| format!("cannot read the store CA file {}", f.display()))
+        })
+        .transpose()?;
+    let node = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| format!("{}:{port} (pid {})", args.listen.ip(), std::process::id()));
+    Ok(data_dir
+        .on_postgres(url, ca.as_deref(), Some(node))?
+        .with_lease_ttl(Duration::from_secs(args.lease_ttl)))
 }
 
 async fn shutdown_signal() {

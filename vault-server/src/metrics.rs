@@ -54,6 +54,7 @@ impl Metrics {
         &self,
         audit_size: Option<u64>,
         checkpoints_signed: Option<u64>,
+        store: Option<&vault_core::StoreHealth>,
     ) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -118,6 +119,19 @@ impl Metrics {
             self.call_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(s, "vault_commit_seconds_count {count}");
+        if let Some(lease) = store.and_then(|h| h.lease.as_ref()) {
+            let _ = writeln!(s, "# HELP vault_store_active 1 while this node holds the writer lease of its PostgreSQL store.");
+            let _ = writeln!(s, "# TYPE vault_store_active gauge");
+            let _ = writeln!(s, "vault_store_active {}", u8::from(lease.valid));
+            let _ = writeln!(s, "# HELP vault_store_lease_epoch The writer lease's epoch (one more at every takeover).");
+            let _ = writeln!(s, "# TYPE vault_store_lease_epoch gauge");
+            let _ = writeln!(s, "vault_store_lease_epoch {}", lease.epoch);
+        }
+        if let Some(rtt) = store.and_then(|h| h.round_trip) {
+            let _ = writeln!(s, "# HELP vault_store_round_trip_seconds The database's round trip for a trivial query, measured at this scrape.");
+            let _ = writeln!(s, "# TYPE vault_store_round_trip_seconds gauge");
+            let _ = writeln!(s, "vault_store_round_trip_seconds {}", rtt.as_secs_f64());
+        }
         s
     }
 }

@@ -9,6 +9,11 @@ use reqwest::Method;
 use serde_json::json;
 use tests::{binary, send, Vault};
 
+crate::pg::on_both_stores!(
+    every_data_answer_has_exactly_one_entry_and_the_log_verifies,
+    audit_entries_lists_only_what_a_signed_checkpoint_covers,
+);
+
 fn b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
@@ -17,9 +22,7 @@ fn hash(s: &serde_json::Value) -> audit::Hash {
     b64(s.as_str().unwrap()).try_into().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies() {
-    let v = Vault::start_dev().unwrap();
+async fn every_data_answer_has_exactly_one_entry_and_the_log_verifies(v: Vault) {
     let police = v.agency_client("national_police");
     let registry = v.agency_client("vehicle_registry");
     let requests: Vec<(&str, reqwest::RequestBuilder)> = vec![
@@ -199,9 +202,7 @@ fn note_size(note: &str) -> u64 {
     note.lines().nth(1).unwrap().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn audit_entries_lists_only_what_a_signed_checkpoint_covers() {
-    let v = Vault::start_dev().unwrap();
+async fn audit_entries_lists_only_what_a_signed_checkpoint_covers(v: Vault) {
     let police = v.agency_client("national_police");
     let list = |index: u64| {
         v.client()
@@ -427,7 +428,20 @@ async fn a_consent_request_refused_by_policy_is_logged() {
 /// 503 at once, and `/healthz` says the store failed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_commit_fails_closed_and_healthz_says_so() {
-    let v = Vault::start_dev_with(&[("VAULT_DANGEROUS_FAILPOINTS", "1")]).unwrap();
+    panicking_commit(Vault::start_dev_with(&[("VAULT_DANGEROUS_FAILPOINTS", "1")]).unwrap()).await;
+}
+
+/// The same with the store in PostgreSQL: the commit transaction's leader panics.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_commit_on_postgres_fails_closed_and_healthz_says_so() {
+    panicking_commit(crate::pg::start_dev_on_postgres_with(&[(
+        "VAULT_DANGEROUS_FAILPOINTS",
+        "1",
+    )]))
+    .await;
+}
+
+async fn panicking_commit(v: Vault) {
     std::fs::write(
         v.data_dir()
             .join(vault_core::engine::DANGEROUS_PANIC_DURABILITY_FILE),

@@ -5,15 +5,20 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tests::{send, Vault};
 
+crate::pg::on_both_stores!(
+    consent_lifecycle_releases_exactly_the_consented_fields,
+    statutory_rule_releases_without_consent_and_history_names_the_law,
+    break_glass_needs_a_justification_and_is_flagged_at_once,
+    agency_writes_only_its_own_categories_and_the_citizen_sees_the_new_value,
+);
+
 const CITIZEN: &str = "EE38001010001";
 
 fn history_entries(h: &Value) -> Vec<Value> {
     h["entries"].as_array().cloned().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn consent_lifecycle_releases_exactly_the_consented_fields() {
-    let v = Vault::start_dev().unwrap();
+async fn consent_lifecycle_releases_exactly_the_consented_fields(v: Vault) {
     let tax = v.agency_client("tax_authority");
     let ask = json!({"citizen": CITIZEN, "purpose": "tax_assessment", "fields": ["health.blood_type", "health.allergies"]});
 
@@ -104,9 +109,7 @@ async fn consent_lifecycle_releases_exactly_the_consented_fields() {
     assert_eq!(body["withheld"][0]["reason"], "consent_revoked");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn statutory_rule_releases_without_consent_and_history_names_the_law() {
-    let v = Vault::start_dev().unwrap();
+async fn statutory_rule_releases_without_consent_and_history_names_the_law(v: Vault) {
     let (status, body) = send(
         v.agency_client("national_police")
             .post(v.at("/v1/access"))
@@ -157,9 +160,7 @@ async fn statutory_rule_releases_without_consent_and_history_names_the_law() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn break_glass_needs_a_justification_and_is_flagged_at_once() {
-    let v = Vault::start_dev().unwrap();
+async fn break_glass_needs_a_justification_and_is_flagged_at_once(v: Vault) {
     let hospital = v.agency_client("general_hospital");
     let mut ask = json!({
         "citizen": CITIZEN, "purpose": "emergency_care", "fields": ["health.blood_type", "health.allergies"],
@@ -203,9 +204,7 @@ async fn break_glass_needs_a_justification_and_is_flagged_at_once() {
     assert_eq!(j["salt"].as_str().unwrap().len(), 64);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn agency_writes_only_its_own_categories_and_the_citizen_sees_the_new_value() {
-    let v = Vault::start_dev().unwrap();
+async fn agency_writes_only_its_own_categories_and_the_citizen_sees_the_new_value(v: Vault) {
     let (status, body) = send(
         v.agency_client("vehicle_registry")
             .put(v.at(&format!("/v1/citizens/{CITIZEN}/records/vehicle")))

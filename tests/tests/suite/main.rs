@@ -12,6 +12,7 @@ mod export_memory;
 mod flows;
 mod openapi;
 mod operator_audit;
+mod pg;
 mod repo_rules;
 mod revocation;
 mod seal;

@@ -53,7 +53,7 @@ use crate::datadir::{self, Unsealed};
 use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
-use crate::storage::sled::SledOptions;
+use crate::storage::StoreSpec;
 use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
 use crate::auth::VaultKeys;
 use crate::keys::NoteKey;
@@ -303,7 +303,7 @@ impl Vault {
     /// key, the CA, the server and operator certificates, the log and receipt signing keys,
     /// and the log's first entry. Reached through [`crate::DataDir::init`].
     pub(crate) fn init(
-        dir: &Path,
+        spec: &StoreSpec,
         passphrase: &str,
         options: InitOptions,
     ) -> Result<InitOutput, OfflineError> {
@@ -332,8 +332,8 @@ impl Vault {
         if let Some(i) = options.dangerous_kdf_iterations {
             init_options.kdf_iterations = i;
         }
-        let unsealed = datadir::init(
-            &dir.join("store"),
+        let unsealed = datadir::init_in(
+            spec,
             &Passphrase::new(passphrase.to_owned()),
             init_options,
             now,
@@ -405,7 +405,7 @@ impl Vault {
     pub(crate) fn open(
         dir: &Path,
         passphrase: &str,
-        store: &SledOptions,
+        store: &StoreSpec,
     ) -> Result<Vault, OfflineError> {
         Self::open_with(dir, passphrase, false, store).map(|(v, _)| v)
     }
@@ -419,7 +419,7 @@ impl Vault {
         dir: &Path,
         passphrase: &str,
         upgrade: bool,
-        store: &SledOptions,
+        store: &StoreSpec,
     ) -> Result<(Vault, bool), OfflineError> {
         let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|errors| {
             OfflineError::InvalidPolicies {
@@ -427,11 +427,10 @@ impl Vault {
                 errors,
             }
         })?;
-        let unsealed = datadir::unseal_with(
-            &dir.join("store"),
+        let unsealed = datadir::unseal_in(
+            store,
             &Passphrase::new(passphrase.to_owned()),
             RecordOptions::default(),
-            store,
         )?;
         let store = unsealed.store().clone();
         let Some(config_bytes) = store.get(Tree::Meta, ENGINE_KEY)? else {
@@ -592,6 +591,11 @@ impl Vault {
     /// data operation then answers [`VaultError::Unavailable`] until the server restarts.
     pub fn is_available(&self) -> bool {
         !self.store.is_poisoned()
+    }
+
+    /// The store's backend, its writer lease and round trip (PostgreSQL), for health checks.
+    pub fn store_health(&self) -> crate::StoreHealth {
+        self.store.health()
     }
 
     /// Number of entries in the audit log.

@@ -17,9 +17,78 @@ pub mod postgres;
 pub mod sled;
 
 pub use self::postgres::PgStore;
-pub use self::sled::SledStore;
-#[cfg(feature = "test-hooks")]
-pub use self::sled::SledOptions;
+pub use self::sled::{SledOptions, SledStore};
+
+/// Where a vault's store is and how to open it: the sled directory (the default) or a
+/// PostgreSQL database (`docs/storage.md`).
+#[derive(Clone, Debug)]
+pub enum StoreSpec {
+    /// The embedded store in `dir`.
+    Sled {
+        /// The store's directory (`<data dir>/store`).
+        dir: std::path::PathBuf,
+        /// Cache size and test switches.
+        options: SledOptions,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// The database (its URL, parsed, and its TLS set-up).
+        target: Box<postgres::PgTarget>,
+        /// The lease's name and timing.
+        options: postgres::PgOptions,
+    },
+}
+
+impl StoreSpec {
+    /// Creates a new store (refused where one exists).
+    pub fn create(&self) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
+        Ok(match self {
+            StoreSpec::Sled { dir, .. } => std::sync::Arc::new(SledStore::create(dir)?),
+            StoreSpec::Postgres { target, options } => {
+                std::sync::Arc::new(PgStore::create((**target).clone(), options.clone())?)
+            }
+        })
+    }
+
+    /// Opens the existing store for writing (PostgreSQL: takes the writer lease).
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
+        Ok(match self {
+            StoreSpec::Sled { dir, options } => {
+                std::sync::Arc::new(SledStore::open_with(dir, options.clone())?)
+            }
+            StoreSpec::Postgres { target, options } => {
+                std::sync::Arc::new(PgStore::open((**target).clone(), options.clone())?)
+            }
+        })
+    }
+
+    /// Opens the existing store to read it (PostgreSQL: without the lease, beside a
+    /// running vault; sled: the same as [`StoreSpec::open`], one process at a time).
+    pub fn open_to_read(&self) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
+        match self {
+            StoreSpec::Sled { .. } => self.open(),
+            StoreSpec::Postgres { target, .. } => {
+                Ok(std::sync::Arc::new(PgStore::open_read_only((**target).clone())?))
+            }
+        }
+    }
+
+    /// The sled directory, where the passphrase check file lives beside the store.
+    pub fn sled_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreSpec::Sled { dir, .. } => Some(dir),
+            StoreSpec::Postgres { .. } => None,
+        }
+    }
+
+    /// The store's location for messages (a directory, or a URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSpec::Sled { dir, .. } => dir.display().to_string(),
+            StoreSpec::Postgres { target, .. } => target.describe().to_owned(),
+        }
+    }
+}
 
 /// Key-value pairs returned by a scan, in scan order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -261,6 +330,15 @@ pub trait Storage: Send + Sync {
     /// call fails until the process restarts.
     fn is_poisoned(&self) -> bool;
 
+    /// What the backend tells about itself for health checks and metrics.
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            backend: "sled",
+            lease: None,
+            round_trip: None,
+        }
+    }
+
     /// DANGEROUS, tests only (feature `test-hooks`): the next durability step panics, as a
     /// bug in a backend would; the store must poison itself and release every waiter.
     #[cfg(feature = "test-hooks")]
@@ -271,6 +349,17 @@ pub trait Storage: Send + Sync {
         let ticket = self.apply(batch)?;
         self.wait_durable(ticket)
     }
+}
+
+/// A store's backend, and for PostgreSQL its writer lease and the database's round trip.
+#[derive(Clone, Debug)]
+pub struct StoreHealth {
+    /// `sled` or `postgres`.
+    pub backend: &'static str,
+    /// The writer lease this store holds (PostgreSQL).
+    pub lease: Option<postgres::LeaseInfo>,
+    /// The time a trivial query took just now (PostgreSQL; `None` when it failed).
+    pub round_trip: Option<std::time::Duration>,
 }
 
 /// What can go wrong in the storage layer.

@@ -10,17 +10,48 @@ use serde_json::json;
 
 use crate::app::App;
 
+/// The store part of /healthz: the backend, and for PostgreSQL the node's lease and the
+/// database's round trip.
+pub(crate) fn store_json(health: &vault_core::StoreHealth) -> serde_json::Value {
+    let mut store = json!({"backend": health.backend});
+    if let Some(lease) = &health.lease {
+        store["node"] = json!(lease.holder);
+        store["lease_epoch"] = json!(lease.epoch);
+        store["active"] = json!(lease.valid);
+    }
+    if let Some(rtt) = health.round_trip {
+        store["db_round_trip_ms"] = json!(rtt.as_secs_f64() * 1000.0);
+    }
+    store
+}
+
 /// `GET /healthz`: 200 when unsealed and serving; 503 when sealed, or when the store failed.
+/// Blocking (a PostgreSQL store measures its round trip): runs off the async threads.
 pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
-    match app.vault() {
-        Some(v) if v.is_available() => (StatusCode::OK, Json(json!({"status": "ok"}))),
+    let vault = app.vault();
+    let health = match &vault {
+        Some(v) => {
+            let v = v.clone();
+            tokio::task::spawn_blocking(move || v.store_health())
+                .await
+                .ok()
+        }
+        None => None,
+    };
+    match vault {
+        Some(v) if v.is_available() => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "store": health.as_ref().map(store_json)})),
+        ),
         Some(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "status": "failed",
-                "message": "the store failed and refuses every operation; nothing is released: \
-                            read the server log, then restart the server (it recovers the \
-                            store from its write-ahead log)",
+                "store": health.as_ref().map(store_json),
+                "message": "the store failed or lost its writer lease and refuses every \
+                            operation; nothing is released: read the server log, then restart \
+                            the server (a sled store recovers from its write-ahead log; a node \
+                            on PostgreSQL reloads the log from the database)",
             })),
         ),
         None => (
@@ -35,9 +66,18 @@ pub(crate) async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let vault = app.vault();
     let audit_size = vault.as_ref().map(|v| v.audit_size());
     let signed = vault.as_ref().map(|v| v.checkpoints_signed());
+    let health = match &vault {
+        Some(v) => {
+            let v = v.clone();
+            tokio::task::spawn_blocking(move || v.store_health())
+                .await
+                .ok()
+        }
+        None => None,
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(audit_size, signed),
+        app.metrics.render(audit_size, signed, health.as_ref()),
     )
 }
 

@@ -28,8 +28,8 @@ impl std::fmt::Debug for PgTarget {
     }
 }
 
-/// True for a store URL (`postgres://` or `postgresql://`) rather than a directory.
-pub fn is_url(store: &str) -> bool {
+/// True for a store URL (`postgres://` or `postgresql://`).
+fn is_url(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 

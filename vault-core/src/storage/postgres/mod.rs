@@ -33,16 +33,19 @@ use super::overlay::merge;
 use super::sled::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use super::{lock, CommitTicket, Entries, Storage, StorageError, Tree, WriteBatch};
 
+mod cache;
 mod connect;
 mod lease;
 mod schema;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
 
-pub use self::connect::{is_url, PgTarget};
+pub use self::connect::PgTarget;
 pub use self::lease::{LeaseInfo, DEFAULT_LEASE_TTL};
+#[cfg(feature = "test-hooks")]
 pub use self::schema::SCHEMA_VERSION;
 
+use self::cache::ReadCache;
 use self::lease::Lease;
 
 /// The largest batch (bytes of keys and values) one commit takes: the sled backend's.
@@ -62,6 +65,9 @@ pub struct PgOptions {
     /// The name the lease is taken under, shown to the other nodes and operators (the
     /// node's address, say).
     pub node: String,
+    /// The most memory the writer's read cache may hold, in bytes (default
+    /// [`super::sled::DEFAULT_CACHE_BYTES`]).
+    pub cache_bytes: u64,
 }
 
 impl Default for PgOptions {
@@ -70,6 +76,7 @@ impl Default for PgOptions {
             lease_ttl: DEFAULT_LEASE_TTL,
             wait_for_lease: Some(DEFAULT_LEASE_TTL + Duration::from_secs(5)),
             node: format!("vault process {}", std::process::id()),
+            cache_bytes: super::sled::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -116,7 +123,10 @@ struct Conn {
 /// the database's host, port and name, never the password.
 pub struct PgStore {
     target: PgTarget,
-    rt: tokio::runtime::Runtime,
+    /// The runtime driving the connections; taken at drop and shut down without waiting
+    /// (dropping a runtime inside another one's async context would panic).
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
     /// Read connections, each replaced when found closed.
     readers: Vec<Mutex<Option<Arc<Conn>>>>,
     next_reader: AtomicUsize,
@@ -124,6 +134,9 @@ pub struct PgStore {
     writer: Mutex<Option<Client>>,
     /// The lease this store holds; `None`: a read-only store (commits are refused).
     lease: Option<Arc<Lease>>,
+    /// The writer's read cache (none without the lease: another process writes).
+    cache: Option<ReadCache>,
+    #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
     store_id: [u8; 16],
     group: GroupCommit,
     #[cfg(feature = "test-hooks")]
@@ -156,6 +169,9 @@ impl Drop for PgStore {
                     let _ = futures_executor::block_on(lease.release(client));
                 }
             }
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -215,7 +231,11 @@ impl PgStore {
         } else {
             None
         };
+        let cache = lease
+            .is_some()
+            .then(|| ReadCache::new(usize::try_from(options.cache_bytes).unwrap_or(usize::MAX)));
         let store = Self {
+            cache,
             readers: (0..READ_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next_reader: AtomicUsize::new(0),
             writer: Mutex::new(writer.then_some(client)),
@@ -225,7 +245,8 @@ impl PgStore {
             #[cfg(feature = "test-hooks")]
             failpoints: Default::default(),
             target,
-            rt,
+            handle,
+            rt: Some(rt),
         };
         #[cfg(feature = "test-hooks")]
         store
@@ -235,12 +256,8 @@ impl PgStore {
         Ok(store)
     }
 
-    /// The database this store is in (no password).
-    pub fn target(&self) -> &PgTarget {
-        &self.target
-    }
-
     /// The random id given to the store at creation.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn store_id(&self) -> [u8; 16] {
         self.store_id
     }
@@ -251,6 +268,7 @@ impl PgStore {
     }
 
     /// How many durability steps (commit transactions) this handle has run.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn durability_steps(&self) -> u64 {
         self.group.steps()
     }
@@ -295,7 +313,7 @@ impl PgStore {
             return Ok(conn.clone());
         }
         *slot = None;
-        let client = self.target.connect(self.rt.handle())?;
+        let client = self.target.connect(&self.handle)?;
         let statements = futures_executor::block_on(Statements::prepare(&client))
             .map_err(pg("preparing the read statements"))?;
         let conn = Arc::new(Conn { client, statements });
@@ -348,7 +366,21 @@ impl PgStore {
         let overlay = self.group.overlay()?;
         // Queued writes in the range can hide at most as many of the database's rows.
         let hidden = overlay.range(tree, start, upper).count();
-        let want = i64::try_from(limit.saturating_add(hidden)).unwrap_or(i64::MAX);
+        let want_rows = limit.saturating_add(hidden);
+        let ticket = match self.cache.as_ref().map(|c| c.scan(tree, start, end, reverse, want_rows)) {
+            Some(Ok(rows)) => {
+                let base = rows.into_iter().map(Ok);
+                let staged = overlay.range(tree, start, upper);
+                return if reverse {
+                    merge(base, staged.rev(), limit, true)
+                } else {
+                    merge(base, staged, limit, false)
+                };
+            }
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+        let want = i64::try_from(want_rows).unwrap_or(i64::MAX);
         let conn = self.reader()?;
         let s = &conn.statements;
         let tree_id = tree_id(tree);
@@ -373,11 +405,18 @@ impl PgStore {
             }
         })
         .map_err(pg("scanning"))?;
-        let base = rows.into_iter().map(|row| {
-            let key: Vec<u8> = row.try_get(0).map_err(pg("decoding a scanned key"))?;
-            let value: Vec<u8> = row.try_get(1).map_err(pg("decoding a scanned value"))?;
-            Ok((key, value))
-        });
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                let key: Vec<u8> = row.try_get(0).map_err(pg("decoding a scanned key"))?;
+                let value: Vec<u8> = row.try_get(1).map_err(pg("decoding a scanned value"))?;
+                Ok((key, value))
+            })
+            .collect::<Result<Entries, StorageError>>()?;
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.fill_scan(ticket, tree, start, end, reverse, want_rows, &rows);
+        }
+        let base = rows.into_iter().map(Ok);
         let staged = overlay.range(tree, start, upper);
         if reverse {
             merge(base, staged.rev(), limit, true)
@@ -474,7 +513,10 @@ impl Durability for PgStore {
         })
     }
 
-    fn after_durable(&self, _writes: &NetWrites<'_>) -> Result<(), StorageError> {
+    fn after_durable(&self, writes: &NetWrites<'_>) -> Result<(), StorageError> {
+        if let Some(cache) = &self.cache {
+            cache.committed(writes);
+        }
         Ok(())
     }
 }
@@ -489,19 +531,37 @@ impl Storage for PgStore {
         self.failpoints.panic_next_durability();
     }
 
+    fn health(&self) -> super::StoreHealth {
+        super::StoreHealth {
+            backend: "postgres",
+            lease: self.lease(),
+            round_trip: self.round_trip().ok(),
+        }
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let overlay = self.group.overlay()?;
         if let Some(staged) = overlay.get(tree, key) {
             return Ok(staged);
         }
+        let ticket = match self.cache.as_ref().map(|c| c.get(tree, key)) {
+            Some(Ok(hit)) => return Ok(hit),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
         let conn = self.reader()?;
         let row = futures_executor::block_on(
             conn.client
                 .query_opt(&conn.statements.get, &[&tree_id(tree), &key]),
         )
         .map_err(pg("reading"))?;
-        row.map(|row| row.try_get(0).map_err(pg("decoding a value")))
-            .transpose()
+        let value = row
+            .map(|row| row.try_get(0).map_err(pg("decoding a value")))
+            .transpose()?;
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.fill_get(ticket, tree, key, value.clone());
+        }
+        Ok(value)
     }
 
     fn scan(
