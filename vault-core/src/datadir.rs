@@ -387,6 +387,16 @@ pub fn unseal_in(
     unseal_store(spec, store, passphrase, derived, options)
 }
 
+/// [`unseal_in`] over a store opened to read only (PostgreSQL: without the writer lease).
+pub fn unseal_read_only(
+    spec: &StoreSpec,
+    passphrase: &Passphrase,
+    options: RecordOptions,
+) -> Result<Unsealed, DataDirError> {
+    let store = open_initialised(spec, true)?;
+    unseal_store(spec, store, passphrase, Vec::new(), options)
+}
+
 /// Refuses a directory without a sled store.
 fn not_initialised_unless_sled(dir: &Path) -> Result<(), DataDirError> {
     if !dir.join("conf").exists() {

@@ -119,6 +119,27 @@ pub enum OfflineError {
     Vault(#[from] VaultError),
 }
 
+impl OfflineError {
+    /// The node holding the writer lease, when this failed because another node of a vault
+    /// on PostgreSQL is active.
+    pub fn lease_holder(&self) -> Option<&str> {
+        if let OfflineError::Store(DataDirError::Storage(StorageError::LeaseHeld {
+            holder, ..
+        })) = self
+        {
+            return Some(holder);
+        }
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = e {
+            if let Some(StorageError::LeaseHeld { holder, .. }) = err.downcast_ref() {
+                return Some(holder);
+            }
+            e = err.source();
+        }
+        None
+    }
+}
+
 impl From<DataDirError> for OfflineError {
     fn from(e: DataDirError) -> Self {
         match e {
@@ -313,8 +334,49 @@ impl DataDir {
         if let Some(bytes) = self.store.cache_bytes {
             options.cache_bytes = bytes;
         }
+        options.cas_keys = vec![(
+            Tree::Meta,
+            crate::engine::log::LAST_CHECKPOINT_KEY.to_vec(),
+            "the last published checkpoint",
+        )];
         self.postgres = Some((target, options));
         Ok(self)
+    }
+
+    /// How long opening waits for another node's writer lease to expire before it fails
+    /// with the holder's name (PostgreSQL only; `None`: not at all).
+    pub fn with_lease_wait(mut self, wait: Option<std::time::Duration>) -> Self {
+        if let Some((_, options)) = &mut self.postgres {
+            options.wait_for_lease = wait;
+        }
+        self
+    }
+
+    /// The server's stored TLS identity (certificate chain and key), read without taking
+    /// the writer lease: what a standby node answers TLS with while another node is active.
+    /// PostgreSQL only.
+    pub fn stored_server_identity(
+        &self,
+        passphrase: &str,
+    ) -> Result<crate::ServerIdentity, OfflineError> {
+        let spec = match self.spec()? {
+            StoreSpec::Postgres { target, .. } => StoreSpec::Postgres {
+                target,
+                options: PgOptions::default(),
+            },
+            StoreSpec::Sled { dir, .. } => {
+                return Err(OfflineError::from(StorageError::Unusable {
+                    path: dir,
+                    reason: "only a vault on PostgreSQL has standby nodes".to_owned(),
+                }))
+            }
+        };
+        let unsealed = datadir::unseal_read_only(
+            &spec,
+            &Passphrase::new(passphrase.to_owned()),
+            Default::default(),
+        )?;
+        Ok(crate::engine::stored_server_identity(&unsealed)?)
     }
 
     /// Sets the writer lease's lifetime (PostgreSQL only).

@@ -44,6 +44,8 @@ pub(crate) struct AppState {
     /// The data directory an unseal opens, with its store's settings (`--cache-mb`,
     /// `--store`).
     data_dir: Mutex<Option<vault_core::DataDir>>,
+    /// A vault on PostgreSQL: this node's role among several (`cluster.rs`).
+    pub(crate) cluster: crate::cluster::Cluster,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
                     .map(|v| vault_core::DataDir::new(v.data_dir())),
             ),
             vault: RwLock::new(vault),
+            cluster: Default::default(),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             quotas: Quotas::new(rates),
@@ -82,6 +85,8 @@ impl AppState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let v = slot.take()?;
+        // A node on PostgreSQL forgets its passphrase: sealed, it takes nothing over.
+        self.cluster.forget_passphrase();
         let sealed_cert = v.sealed_server_identity();
         let entry = v.record_seal(sealed_cert.as_ref().ok().map(|(_, fp)| fp));
         if let Err(e) = &entry {
@@ -145,6 +150,12 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let vault = match dir.open(passphrase) {
             Ok(v) => Arc::new(v),
+            Err(e) if e.lease_holder().is_some() => {
+                // Another node is active: this one waits as its standby.
+                let holder = e.lease_holder().unwrap_or_default().to_owned();
+                self.cluster.standby(passphrase, &holder);
+                return Err(crate::cluster::standby_error(&holder));
+            }
             Err(e) => {
                 *failures = failures.saturating_add(1);
                 tracing::warn!(failed_attempts = *failures, error = %e, "unseal attempt failed");
@@ -166,6 +177,9 @@ impl AppState {
             tracing::error!(error = %e, "unsealed, but TLS still answers with the sealed-mode certificate");
         }
         vault.start_background_signer();
+        if dir.postgres().is_some() {
+            self.cluster.active(passphrase);
+        }
         *slot = Some(vault);
         Ok(index)
     }
@@ -207,6 +221,50 @@ impl AppState {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The vault, or the answer for a node that serves none: sealed, or a standby.
+    pub(crate) fn serving(&self) -> Result<Arc<Vault>, ApiError> {
+        self.vault().ok_or_else(|| match self.cluster.standby_of() {
+            Some(active) => crate::cluster::standby_error(&active),
+            None => sealed(),
+        })
+    }
+
+    /// The data directory unseals and takeovers open.
+    pub(crate) fn data_dir(&self) -> Option<vault_core::DataDir> {
+        self.data_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs `vault` as the one served (a takeover), unless one is installed already;
+    /// returns whether it was.
+    pub(crate) fn install(&self, vault: Arc<Vault>) -> bool {
+        let mut slot = self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(vault);
+        true
+    }
+
+    /// Removes the vault served, if it is `failed` (a step down); requests in flight keep
+    /// their handle until they finish.
+    pub(crate) fn remove_failed(&self, failed: &Arc<Vault>) -> bool {
+        let mut slot = self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|v| Arc::ptr_eq(v, failed)) {
+            *slot = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -252,7 +310,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
 {
-    let vault = app.vault().ok_or_else(sealed)?;
+    let vault = app.serving()?;
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || f(&vault))
         .await
@@ -323,7 +381,7 @@ impl FromRequestParts<App> for AgencyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let vault = app.vault().ok_or_else(sealed)?;
+        let vault = app.serving()?;
         let Some(PeerCertificate(Some(fp))) = parts.extensions.get::<PeerCertificate>().copied()
         else {
             return Err(ApiError::unauthenticated(
@@ -343,9 +401,14 @@ impl FromRequestParts<App> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        // The pin is kept while sealed: the operator must be able to unseal.
+        // The served vault's pin (a node that took over learns it then); the pin is kept
+        // while sealed: the operator must be able to unseal.
+        let pinned = app
+            .vault()
+            .map(|v| v.operator_fingerprint())
+            .or(app.operator);
         match parts.extensions.get::<PeerCertificate>().copied() {
-            Some(PeerCertificate(Some(fp))) if Some(fp) == app.operator => Ok(OperatorCaller),
+            Some(PeerCertificate(Some(fp))) if Some(fp) == pinned => Ok(OperatorCaller),
             _ => Err(ApiError::unauthenticated(
                 "admin routes need the operator client certificate made by `vault-cli init`",
             )),
@@ -360,7 +423,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 fn token_role(parts: &Parts, app: &App) -> Result<Bearer, ApiError> {
-    let vault = app.vault().ok_or_else(sealed)?;
+    let vault = app.serving()?;
     let token = bearer(parts).ok_or_else(|| {
         ApiError::unauthenticated("send your token as `Authorization: Bearer <token>`")
     })?;

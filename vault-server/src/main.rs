@@ -16,6 +16,7 @@
 //! environment at start (before any thread starts), whether it uses it or not.
 
 mod app;
+mod cluster;
 mod dev;
 mod error;
 mod limits;
@@ -287,25 +288,55 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         Source::Dev(dir) => {
             let (vault, data_dir, report) =
                 dev::provision(dir, port, |dir| data_dir(&args, dir, cache_bytes, port))?;
-            (vault, Some(data_dir), Some(report))
+            (Some(vault), Some(data_dir), Some(report))
         }
         Source::Dir(dir) => {
-            let pass = pass.context("no passphrase was read for the data directory")?;
-            let data_dir = data_dir(&args, &dir, cache_bytes, port)?;
-            let vault = data_dir
-                .open(&pass)
-                .with_context(|| format!("cannot open the vault at {}", dir.display()))?;
-            (Arc::new(vault), Some(data_dir), None)
+            let pass = pass
+                .as_ref()
+                .context("no passphrase was read for the data directory")?;
+            // Another node's live lease makes this one a standby at once (`cluster.rs`).
+            let data_dir = data_dir(&args, &dir, cache_bytes, port)?.with_lease_wait(None);
+            match data_dir.open(pass) {
+                Ok(vault) => (Some(Arc::new(vault)), Some(data_dir), None),
+                Err(e) if e.lease_holder().is_some() => {
+                    eprintln!(
+                        "another node ({}) is active: this node starts as its standby",
+                        e.lease_holder().unwrap_or_default()
+                    );
+                    (None, Some(data_dir), None)
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("cannot open the vault at {}", dir.display()))
+                }
+            }
         }
     };
-    app::renew_server_cert(&vault, app::RENEW_BEFORE);
-    let server_cert = tls::ServerCert::new(
-        vault
-            .server_tls_identity()
-            .context("the server TLS identity")?,
-    )?;
-    let tls = tls::server_config(server_cert.clone(), vault.ca_cert_der())?;
-    vault.start_background_signer();
+    let identity = match &vault {
+        Some(vault) => {
+            app::renew_server_cert(vault, app::RENEW_BEFORE);
+            vault
+                .server_tls_identity()
+                .context("the server TLS identity")?
+        }
+        None => data_dir
+            .as_ref()
+            .context("a standby has a data directory")?
+            .stored_server_identity(pass.as_ref().context("a standby has a passphrase")?)
+            .context("the stored server TLS identity")?,
+    };
+    // The chain is the server certificate, then the vault CA, which also signs the
+    // agencies' and the operator's client certificates.
+    let ca = identity
+        .0
+        .get(1)
+        .cloned()
+        .context("the stored server certificate chain has no CA certificate")?;
+    let server_cert = tls::ServerCert::new(identity)?;
+    let tls = tls::server_config(server_cert.clone(), &ca)?;
+    if let Some(vault) = &vault {
+        vault.start_background_signer();
+    }
     // The app state holds the only long-lived handle: sealing must be able to drop the
     // vault (and close its store) so that an unseal can open it again.
     let rates = limits::Rates {
@@ -314,8 +345,18 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         citizen: args.citizen_rate,
         auditor: args.auditor_rate,
     };
-    let app = app::AppState::new(Some(vault), server_cert, rates);
+    let active = vault.is_some();
+    let app = app::AppState::new(vault, server_cert, rates);
     if let Some(data_dir) = data_dir {
+        if data_dir.postgres().is_some() {
+            if let Some(pass) = &pass {
+                match active {
+                    true => app.cluster.active(pass),
+                    false => app.cluster.standby(pass, "unknown yet"),
+                }
+            }
+            tokio::spawn(cluster::supervise(app.clone()));
+        }
         app.set_data_dir(data_dir);
     }
     tokio::spawn(app::renew_server_cert_periodically(

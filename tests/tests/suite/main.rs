@@ -9,6 +9,7 @@ mod crash;
 mod dev_mode;
 mod erasure;
 mod export_memory;
+mod failover;
 mod flows;
 mod openapi;
 mod operator_audit;

@@ -195,7 +195,10 @@ pub enum AuditFailure {
 impl From<StorageError> for VaultError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Poisoned => VaultError::Unavailable(e),
+            StorageError::Poisoned
+            | StorageError::ReadOnly
+            | StorageError::LeaseLost { .. }
+            | StorageError::Conflict { .. } => VaultError::Unavailable(e),
             e => VaultError::Storage(e),
         }
     }

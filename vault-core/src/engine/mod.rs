@@ -40,6 +40,7 @@ pub use consents::{
 };
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
+pub(crate) use server_cert::stored_server_identity;
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
@@ -54,7 +55,7 @@ use crate::keys::Passphrase;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
 use crate::storage::StoreSpec;
-use crate::storage::{CommitTicket, Storage, Tree, WriteBatch};
+use crate::storage::{CommitTicket, Storage, StorageError, Tree, WriteBatch};
 use crate::auth::VaultKeys;
 use crate::keys::NoteKey;
 use notes::CallerTexts;
@@ -598,6 +599,24 @@ impl Vault {
         self.store.health()
     }
 
+    /// Records that this node became the active one of a vault on PostgreSQL (it took
+    /// the writer lease): the entry `vault.activate`, naming the node and the lease epoch.
+    pub fn record_activation(&self) -> Result<u64, VaultError> {
+        let (_, now_ms) = now_parts();
+        let health = self.store.health();
+        let ((), index) = self.transact(|tx| {
+            let mut d = system("vault.activate", now_ms);
+            d.processing = Some("administration".to_owned());
+            d.initiator = health
+                .lease
+                .as_ref()
+                .map(|l| format!("node={} epoch={}", l.holder, l.epoch));
+            tx.entry(d);
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
     /// Number of entries in the audit log.
     pub fn audit_size(&self) -> u64 {
         self.writer
@@ -688,6 +707,11 @@ impl Vault {
             .clone();
         if size == last.size {
             return Ok(());
+        }
+        // A node that lost its writer lease (or may have: a paused process) signs nothing.
+        if !self.store.holds_lease() {
+            let epoch = self.store.health().lease.map_or(0, |l| l.epoch);
+            return Err(VaultError::Unavailable(StorageError::LeaseLost { epoch }));
         }
         let signed = audit::sign_checkpoint(
             &log::StoreLog::new(&*self.store),

@@ -173,6 +173,25 @@ impl Vault {
     }
 }
 
+/// The stored server certificate chain and key of an unsealed data directory, read from
+/// its (authenticated) engine configuration without opening the vault: what a standby
+/// node answers TLS with.
+pub(crate) fn stored_server_identity(
+    unsealed: &crate::datadir::Unsealed,
+) -> Result<ServerIdentity, VaultError> {
+    let bytes = unsealed
+        .store()
+        .get(Tree::Meta, ENGINE_KEY)?
+        .ok_or_else(|| VaultError::internal("the engine configuration is missing"))?;
+    let ring = unsealed.records().ring();
+    let (config, _) = load_config(&bytes, &ring)?;
+    let kek = ring
+        .get(config.server_key.kek_id)
+        .map_err(VaultError::internal)?;
+    let key = config.server_key.open(kek, "server_key")?;
+    Ok((vec![config.server_cert.clone(), config.ca_cert.clone()], key))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};

@@ -330,6 +330,13 @@ pub trait Storage: Send + Sync {
     /// call fails until the process restarts.
     fn is_poisoned(&self) -> bool;
 
+    /// False when this store may no longer publish anything: a PostgreSQL store whose
+    /// writer lease was lost or may have expired (no renewal for its whole lifetime), or
+    /// that holds none. The engine signs no checkpoint then.
+    fn holds_lease(&self) -> bool {
+        true
+    }
+
     /// What the backend tells about itself for health checks and metrics.
     fn health(&self) -> StoreHealth {
         StoreHealth {
@@ -415,6 +422,15 @@ pub enum StorageError {
     LeaseLost {
         /// This store's lease epoch.
         epoch: i64,
+    },
+    /// A compare-and-swap key's stored value is not the one this store last saw: another
+    /// writer changed it. Nothing of the group was committed.
+    #[error("refusing to commit: {tree} {what} in the database is not the one this node last saw; another writer changed it. This node stops writing: restart it")]
+    Conflict {
+        /// The tree.
+        tree: Tree,
+        /// What the key holds.
+        what: &'static str,
     },
     /// Another node holds the writer lease.
     #[error("another vault node ({holder}) holds the writer lease of {database} for {remaining_ms} ms more: stop it, or wait and start this node as a standby")]

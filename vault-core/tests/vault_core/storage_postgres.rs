@@ -248,3 +248,37 @@ fn one(key: &[u8], value: &[u8]) -> WriteBatch {
     batch.put(Tree::Meta, key.to_vec(), value.to_vec());
     batch
 }
+
+/// A compare-and-swap key (the engine's last published checkpoint) changed behind the
+/// writer's back refuses the writer's next commit of it, and nothing of that commit lands.
+#[test]
+fn a_compare_and_swap_key_changed_by_another_writer_refuses_the_commit() {
+    let url = fresh();
+    let options = PgOptions {
+        cas_keys: vec![(Tree::Meta, b"cp".to_vec(), "the last checkpoint")],
+        ..quick("a")
+    };
+    let store = PgStore::create(target(&url), options.clone()).expect("create");
+    store.commit(one(b"cp", b"v1")).expect("first");
+    store.commit(one(b"cp", b"v2")).expect("swap v1 -> v2");
+    let database = url.rsplit('/').next().expect("name");
+    // "other", written by something that is not this store.
+    PgCluster::shared()
+        .sql(
+            database,
+            "UPDATE vault_kv SET value = '\\x6f74686572' WHERE key = '\\x6370'",
+        )
+        .expect("sql");
+    let mut batch = one(b"cp", b"v3");
+    batch.put(Tree::Records, b"r".to_vec(), b"x".to_vec());
+    let err = store.commit(batch).expect_err("conflict");
+    assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("the last checkpoint"), "{err}");
+    drop(store);
+    let store = PgStore::open(target(&url), options).expect("reopen");
+    assert_eq!(
+        store.get(Tree::Meta, b"cp").expect("get"),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(store.get(Tree::Records, b"r").expect("get"), None);
+}

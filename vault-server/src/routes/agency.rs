@@ -76,7 +76,7 @@ pub(crate) async fn access(
     )?;
     // The decision (policy evaluation, audit entry applied) is blocking work; the wait for
     // its group-committed fsync is not: no thread is parked per request in flight.
-    let vault = app.vault().ok_or_else(crate::app::sealed)?;
+    let vault = app.serving()?;
     let started = std::time::Instant::now();
     let decider = vault.clone();
     let decided = app

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use vault_core::GrantInput;
 
 use super::{Body, Path, Query};
-use crate::app::{blocking, sealed, App, CitizenCaller};
+use crate::app::{blocking, App, CitizenCaller};
 use crate::error::ApiError;
 use crate::views;
 
@@ -154,7 +154,7 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let x = blocking(&app, move |v| v.citizen_export(&me.token)).await?;
     let (head, tail) = views::export_frame(&x)?;
-    let vault = app.vault().ok_or_else(sealed)?;
+    let vault = app.serving()?;
     // Two pages in flight at most: the reader waits for the client.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::task::spawn_blocking(move || {

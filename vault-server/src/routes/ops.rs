@@ -25,8 +25,8 @@ pub(crate) fn store_json(health: &vault_core::StoreHealth) -> serde_json::Value 
     store
 }
 
-/// `GET /healthz`: 200 when unsealed and serving; 503 when sealed, or when the store failed.
-/// Blocking (a PostgreSQL store measures its round trip): runs off the async threads.
+/// `GET /healthz`: 200 when unsealed and serving (on PostgreSQL: the active node); 503
+/// when sealed, a standby (naming the active node), or when the store failed. Blocking (a PostgreSQL store measures its round trip): runs off the async threads.
 pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let vault = app.vault();
     let health = match &vault {
@@ -54,10 +54,16 @@ pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
                             on PostgreSQL reloads the log from the database)",
             })),
         ),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "sealed"})),
-        ),
+        None => match app.cluster.standby_of() {
+            Some(active) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "standby", "active_node": active})),
+            ),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "sealed"})),
+            ),
+        },
     }
 }
 

@@ -11,6 +11,9 @@ use crate::storage::StorageError;
 
 /// How long connecting may take before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged by the database's host before the connection
+/// fails.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A PostgreSQL database holding (or to hold) a vault store: its URL, parsed, and the CA
 /// that signs the database server's certificate. `Debug` and [`PgTarget::describe`] show
@@ -63,6 +66,10 @@ impl PgTarget {
             return Err(bad("the URL names no host".into()));
         }
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A database that stops answering (a partition) fails the query in flight instead of
+        // holding a commit for the kernel's default of minutes.
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        config.keepalives_idle(Duration::from_secs(5));
         config.application_name("consent-vault");
         let host = match &config.get_hosts()[0] {
             Host::Tcp(h) => h.clone(),

@@ -68,6 +68,11 @@ pub struct PgOptions {
     /// The most memory the writer's read cache may hold, in bytes (default
     /// [`super::sled::DEFAULT_CACHE_BYTES`]).
     pub cache_bytes: u64,
+    /// Keys written only by compare-and-swap: a commit that writes one checks, in its
+    /// transaction, that the stored value is still the one this store last read or wrote
+    /// (the engine's last published checkpoint), and fails with
+    /// [`StorageError::Conflict`] otherwise. With the name shown in that error.
+    pub cas_keys: Vec<(Tree, Vec<u8>, &'static str)>,
 }
 
 impl Default for PgOptions {
@@ -77,8 +82,28 @@ impl Default for PgOptions {
             wait_for_lease: Some(DEFAULT_LEASE_TTL + Duration::from_secs(5)),
             node: format!("vault process {}", std::process::id()),
             cache_bytes: super::sled::DEFAULT_CACHE_BYTES,
+            cas_keys: Vec::new(),
         }
     }
+}
+
+/// A compare-and-swap key ([`PgOptions::cas_keys`]) and what this store last saw there.
+struct CasKey {
+    tree: Tree,
+    key: Vec<u8>,
+    /// What it holds, for messages.
+    what: &'static str,
+    /// The value last read from the database or committed (`Some(None)`: absent; `None`:
+    /// not seen yet, so not checked).
+    seen: Option<Option<Vec<u8>>>,
+}
+
+/// A compare-and-swap key a commit writes, with the value it must still hold.
+struct Expected {
+    tree: Tree,
+    key: Vec<u8>,
+    what: &'static str,
+    value: Option<Vec<u8>>,
 }
 
 /// The prepared statements of one connection.
@@ -123,9 +148,8 @@ struct Conn {
 /// the database's host, port and name, never the password.
 pub struct PgStore {
     target: PgTarget,
-    /// The runtime driving the connections; taken at drop and shut down without waiting
-    /// (dropping a runtime inside another one's async context would panic).
-    rt: Option<tokio::runtime::Runtime>,
+    /// The runtime driving the connections.
+    _rt: OwnedRuntime,
     handle: tokio::runtime::Handle,
     /// Read connections, each replaced when found closed.
     readers: Vec<Mutex<Option<Arc<Conn>>>>,
@@ -136,6 +160,9 @@ pub struct PgStore {
     lease: Option<Arc<Lease>>,
     /// The writer's read cache (none without the lease: another process writes).
     cache: Option<ReadCache>,
+    /// The compare-and-swap keys, each with the value this store last read from the
+    /// database or committed (`None` inside: absent; outer `None`: not seen yet).
+    cas: Mutex<Vec<CasKey>>,
     #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
     store_id: [u8; 16],
     group: GroupCommit,
@@ -164,13 +191,28 @@ impl Drop for PgStore {
                 self.group.wait_finished();
             }
             lease.stop();
-            if !self.group.is_poisoned() {
+            // Also after a failure: the release names this store's epoch, so it cannot
+            // touch a lease another node took since.
+            if !lease.is_lost() {
                 if let Some(client) = lock(&self.writer).as_ref() {
-                    let _ = futures_executor::block_on(lease.release(client));
+                    let _runtime = self.handle.enter();
+                    let _ = futures_executor::block_on(tokio::time::timeout(
+                        Duration::from_secs(2),
+                        lease.release(client),
+                    ));
                 }
             }
         }
-        if let Some(rt) = self.rt.take() {
+    }
+}
+
+/// The store's runtime, shut down without waiting when dropped: dropping a runtime the
+/// plain way inside another runtime's async context (a server's handler) would panic.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
     }
@@ -207,13 +249,14 @@ impl PgStore {
         create: bool,
         writer: bool,
     ) -> Result<Self, StorageError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("vault-postgres")
             .enable_all()
             .build()
             .map_err(|e| StorageError::backend("starting the database client runtime", e))?;
-        let handle = rt.handle().clone();
+        let handle = runtime.handle().clone();
+        let rt = OwnedRuntime(Some(runtime));
         let client = target.connect(&handle)?;
         let store_id = futures_executor::block_on(schema::migrate(&client, &target, create))?;
         futures_executor::block_on(connect::check_durable_settings(&client, &target))?;
@@ -235,6 +278,18 @@ impl PgStore {
             .is_some()
             .then(|| ReadCache::new(usize::try_from(options.cache_bytes).unwrap_or(usize::MAX)));
         let store = Self {
+            cas: Mutex::new(
+                options
+                    .cas_keys
+                    .iter()
+                    .map(|(tree, key, what)| CasKey {
+                        tree: *tree,
+                        key: key.clone(),
+                        what,
+                        seen: None,
+                    })
+                    .collect(),
+            ),
             cache,
             readers: (0..READ_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next_reader: AtomicUsize::new(0),
@@ -246,7 +301,7 @@ impl PgStore {
             failpoints: Default::default(),
             target,
             handle,
-            rt: Some(rt),
+            _rt: rt,
         };
         #[cfg(feature = "test-hooks")]
         store
@@ -319,6 +374,33 @@ impl PgStore {
         let conn = Arc::new(Conn { client, statements });
         *slot = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Notes what the database holds at a compare-and-swap key, if `key` is one.
+    /// (Stores that never read a key do not check it: the engine reads the last
+    /// checkpoint at open.)
+    fn saw(&self, tree: Tree, key: &[u8], value: Option<&[u8]>) {
+        for c in lock(&self.cas).iter_mut() {
+            if c.tree == tree && c.key == key {
+                c.seen = Some(value.map(<[u8]>::to_vec));
+            }
+        }
+    }
+
+    /// The compare-and-swap keys `writes` touches, with the value each must still hold.
+    fn expectations(&self, writes: &NetWrites<'_>) -> Vec<Expected> {
+        lock(&self.cas)
+            .iter()
+            .filter(|c| writes.contains_key(&(c.tree, c.key.as_slice())))
+            .filter_map(|c| {
+                c.seen.clone().map(|value| Expected {
+                    tree: c.tree,
+                    key: c.key.clone(),
+                    what: c.what,
+                    value,
+                })
+            })
+            .collect()
     }
 
     fn validate(batch: &WriteBatch) -> Result<(), StorageError> {
@@ -426,6 +508,26 @@ impl PgStore {
     }
 }
 
+/// The stored values of the compare-and-swap keys in `expected`, each row locked until the
+/// transaction ends (sent together, pipelined).
+async fn cas_values(
+    txn: &tokio_postgres::Transaction<'_>,
+    expected: &[Expected],
+) -> Result<Vec<Option<Vec<u8>>>, tokio_postgres::Error> {
+    let mut out = Vec::with_capacity(expected.len());
+    // One query per key; there is one compare-and-swap key (the last checkpoint).
+    for e in expected {
+        let row = txn
+            .query_opt(
+                "SELECT value FROM vault_kv WHERE tree = $1 AND key = $2 FOR UPDATE",
+                &[&tree_id(e.tree), &e.key.as_slice()],
+            )
+            .await?;
+        out.push(row.map(|r| r.try_get(0)).transpose()?);
+    }
+    Ok(out)
+}
+
 /// A tree's id in the `tree` column: its position in [`Tree::ALL`], which never changes.
 fn tree_id(tree: Tree) -> i16 {
     // Tree::ALL has 10 entries.
@@ -454,6 +556,7 @@ impl Durability for PgStore {
                 }
             }
         }
+        let expected = self.expectations(writes);
         let mut writer = lock(&self.writer);
         let Some(client) = writer.as_mut() else {
             return Err(StorageError::ReadOnly);
@@ -467,40 +570,68 @@ impl Durability for PgStore {
                 .map_err(pg("starting a commit transaction"))?;
             let put_params: [&(dyn ToSql + Sync); 3] = [&puts.0, &puts.1, &puts.2];
             let delete_params: [&(dyn ToSql + Sync); 2] = [&deletes.0, &deletes.1];
-            // Sent together (pipelined): the lease check, the upserts, the deletes.
-            let (held, _, _) = tokio::try_join!(
-                lease.check_in(&txn),
-                async {
-                    if puts.0.is_empty() {
-                        return Ok(0);
-                    }
-                    txn.execute(
-                        "INSERT INTO vault_kv (tree, key, value) \
-                         SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[]) \
-                         ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                        &put_params,
-                    )
-                    .await
-                },
-                async {
-                    if deletes.0.is_empty() {
-                        return Ok(0);
-                    }
-                    txn.execute(
-                        "DELETE FROM vault_kv WHERE (tree, key) IN \
-                         (SELECT * FROM unnest($1::int2[], $2::bytea[]))",
-                        &delete_params,
-                    )
-                    .await
-                },
-            )
-            .map_err(pg("writing a commit transaction"))?;
-            if !held {
-                let _ = txn.rollback().await;
-                lease.lost();
-                return Err(StorageError::LeaseLost {
-                    epoch: lease.info().epoch,
-                });
+            let outcome = {
+            let upsert = async {
+                if puts.0.is_empty() {
+                    return Ok(0);
+                }
+                txn.execute(
+                    "INSERT INTO vault_kv (tree, key, value) \
+                     SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[]) \
+                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    &put_params,
+                )
+                .await
+            };
+            let delete = async {
+                if deletes.0.is_empty() {
+                    return Ok(0);
+                }
+                txn.execute(
+                    "DELETE FROM vault_kv WHERE (tree, key) IN \
+                     (SELECT * FROM unnest($1::int2[], $2::bytea[]))",
+                    &delete_params,
+                )
+                .await
+            };
+            if expected.is_empty() {
+                // Sent together (pipelined): the lease check, the upserts, the deletes.
+                let (held, _, _) = tokio::try_join!(lease.check_in(&txn), upsert, delete)
+                    .map_err(pg("writing a commit transaction"))?;
+                held.then_some(None)
+            } else {
+                // The lease check and the compare-and-swap keys' stored values first, held
+                // until the commit; then the writes.
+                let (held, stored) = tokio::try_join!(
+                    lease.check_in(&txn),
+                    cas_values(&txn, &expected)
+                )
+                .map_err(pg("checking the lease and the compare-and-swap keys"))?;
+                let conflict = expected
+                    .iter()
+                    .zip(&stored)
+                    .find(|(want, got)| want.value != **got)
+                    .map(|(e, _)| (e.tree, e.what));
+                if held && conflict.is_none() {
+                    tokio::try_join!(upsert, delete)
+                        .map_err(pg("writing a commit transaction"))?;
+                }
+                held.then_some(conflict)
+            }
+            };
+            match outcome {
+                None => {
+                    let _ = txn.rollback().await;
+                    lease.lost();
+                    return Err(StorageError::LeaseLost {
+                        epoch: lease.info().epoch,
+                    });
+                }
+                Some(Some((tree, what))) => {
+                    let _ = txn.rollback().await;
+                    return Err(StorageError::Conflict { tree, what });
+                }
+                Some(None) => {}
             }
             #[cfg(feature = "test-hooks")]
             if let Err(e) = failpoint {
@@ -510,7 +641,13 @@ impl Durability for PgStore {
             txn.commit()
                 .await
                 .map_err(pg("committing (the outcome is unknown; restart the vault)"))
-        })
+        })?;
+        for c in lock(&self.cas).iter_mut() {
+            if let Some(value) = writes.get(&(c.tree, c.key.as_slice())) {
+                c.seen = Some(value.map(<[u8]>::to_vec));
+            }
+        }
+        Ok(())
     }
 
     fn after_durable(&self, writes: &NetWrites<'_>) -> Result<(), StorageError> {
@@ -529,6 +666,10 @@ impl Storage for PgStore {
     #[cfg(feature = "test-hooks")]
     fn dangerous_panic_next_durability(&self) {
         self.failpoints.panic_next_durability();
+    }
+
+    fn holds_lease(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.info().valid)
     }
 
     fn health(&self) -> super::StoreHealth {
@@ -561,6 +702,7 @@ impl Storage for PgStore {
         if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
             cache.fill_get(ticket, tree, key, value.clone());
         }
+        self.saw(tree, key, value.as_deref());
         Ok(value)
     }
 
