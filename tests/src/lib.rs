@@ -435,9 +435,15 @@ impl Drop for Server {
 
 /// Starts `vault-server --data-dir DIR` with `passphrase` and waits until it listens.
 pub fn start_server(dir: &Path, passphrase: &str) -> Server {
+    start_server_with(dir, passphrase, &[])
+}
+
+/// Like [`start_server`], with extra arguments (e.g. `["--store", URL]`).
+pub fn start_server_with(dir: &Path, passphrase: &str, args: &[&str]) -> Server {
     let mut child = Command::new(binary("vault-server"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(args)
         .env("VAULT_PASSPHRASE", passphrase)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -65,6 +65,7 @@ pub(crate) fn offline_code(e: &OfflineError) -> u8 {
         | OfflineError::KeyStateRefused(_)
         | OfflineError::InvalidCheckpoint { .. }
         | OfflineError::RestoreRefused(_)
+        | OfflineError::MigrateRefused(_)
         | OfflineError::Backup(_) => REJECTED,
         OfflineError::NotCleaned { cause, .. } => offline_code(cause),
         OfflineError::Io { .. } | OfflineError::Store(_) | OfflineError::LogInconsistent { .. } => {

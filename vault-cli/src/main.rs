@@ -13,6 +13,7 @@ mod files;
 mod import_cmd;
 mod keys_cmd;
 mod live_cmd;
+mod migrate_cmd;
 mod policies_cmd;
 mod restore_cmd;
 mod vault_cmd;
@@ -137,6 +138,9 @@ enum Command {
     /// Restore a backup into a new data directory, refused if it contradicts a published
     /// checkpoint (offline).
     Restore(restore_cmd::RestoreArgs),
+    /// Move a stopped vault's sled store into a new, empty PostgreSQL database; the log is
+    /// checked end to end before and after (same size and root). Offline.
+    Migrate(migrate_cmd::MigrateArgs),
     /// Erase a citizen: destroy their keys, delete their data, consents and tokens; the log
     /// keeps the fact (live).
     Erase {
@@ -272,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { cmd } => keys_cmd::run(cmd),
         Command::Backup { out, conn, json } => live_cmd::backup(&conn, &out, json),
         Command::Restore(a) => restore_cmd::run(a),
+        Command::Migrate(a) => migrate_cmd::run(a),
         Command::Erase {
             citizen,
             yes,

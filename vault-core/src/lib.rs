@@ -52,8 +52,8 @@ pub use engine::{
 };
 pub use envelope::{CitizenId, Plaintext};
 pub use offline::{
-    DataDir, InitReport, OfflineError, PublishedCheckpoint, RestoreOutcome, RestoreRefusal,
-    UnsealReport,
+    DataDir, InitReport, MigrateReport, OfflineError, PublishedCheckpoint, RestoreOutcome,
+    RestoreRefusal, UnsealReport,
 };
 pub use pki::{Fingerprint, Issued};
 pub use storage::postgres::LeaseInfo;

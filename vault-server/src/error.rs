@@ -108,6 +108,7 @@ impl From<vault_core::OfflineError> for ApiError {
             | E::KeyStateRefused(_)
             | E::InvalidCheckpoint { .. }
             | E::RestoreRefused(_)
+            | E::MigrateRefused(_)
             | E::Backup(_)
             | E::NotCleaned { .. }
             | E::Io { .. }

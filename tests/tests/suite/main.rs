@@ -11,6 +11,7 @@ mod erasure;
 mod export_memory;
 mod failover;
 mod flows;
+mod migrate;
 mod openapi;
 mod operator_audit;
 mod pg;
