@@ -66,6 +66,7 @@ pub(crate) fn offline_code(e: &OfflineError) -> u8 {
         | OfflineError::InvalidCheckpoint { .. }
         | OfflineError::RestoreRefused(_)
         | OfflineError::MigrateRefused(_)
+        | OfflineError::PolicyMismatch { .. }
         | OfflineError::Backup(_) => REJECTED,
         OfflineError::NotCleaned { cause, .. } => offline_code(cause),
         OfflineError::Io { .. } | OfflineError::Store(_) | OfflineError::LogInconsistent { .. } => {

@@ -112,6 +112,15 @@ pub enum OfflineError {
         /// What the signer found.
         source: audit::CheckpointError,
     },
+    /// This node's policy files differ from the set the store records (a vault on
+    /// PostgreSQL, where every node must enforce the same set).
+    #[error("this node's policy files (sha256:{local}) differ from the set the vault enforces (sha256:{stored}): copy the policy files of the other nodes into this data directory's policies/, or adopt these with `vault-server --adopt-policies` (recorded in the log as policies.adopt)")]
+    PolicyMismatch {
+        /// The recorded digest.
+        stored: String,
+        /// This node's.
+        local: String,
+    },
     /// A migration is refused or failed; the source store is unchanged.
     #[error("refusing to migrate: {0}")]
     MigrateRefused(String),
@@ -326,6 +335,8 @@ pub struct DataDir {
     store: SledOptions,
     /// The PostgreSQL database holding the store instead.
     postgres: Option<(PgTarget, PgOptions)>,
+    /// Open adopts this directory's policy files even where the store records others.
+    adopt_policies: bool,
 }
 
 impl DataDir {
@@ -335,7 +346,16 @@ impl DataDir {
             dir: dir.into(),
             store: SledOptions::default(),
             postgres: None,
+            adopt_policies: false,
         }
+    }
+
+    /// The same directory, whose open adopts its policy files when the store records
+    /// another set (a vault on PostgreSQL refuses that otherwise, so that every node
+    /// enforces the same set); the change is the audit entry `policies.adopt`.
+    pub fn with_policy_adoption(mut self, adopt: bool) -> Self {
+        self.adopt_policies = adopt;
+        self
     }
 
     /// The same directory with its store in the PostgreSQL database at `url`
@@ -596,7 +616,8 @@ impl DataDir {
             let policy = load_policies(&self.policies_dir())?;
             let spec = self.spec()?;
             self.mark_postgres()?;
-            let output = Vault::init(&spec, passphrase, options)?;
+            let digest = crate::engine::policy_digest(&self.policies_dir())?;
+            let output = Vault::init(&spec, passphrase, options, &digest)?;
             Ok(InitReport {
                 output,
                 policy_files,
@@ -607,7 +628,7 @@ impl DataDir {
 
     /// Opens and unseals the vault with `passphrase`, loading its policy files.
     pub fn open(&self, passphrase: &str) -> Result<Vault, OfflineError> {
-        Vault::open(&self.dir, passphrase, &self.spec()?)
+        Vault::open(&self.dir, passphrase, &self.spec()?, self.adopt_policies)
     }
 
     /// Writes the marker naming the database (no password), for a store in PostgreSQL.
@@ -695,7 +716,13 @@ impl DataDir {
     /// already upgraded. Run it once, right after installing the version that needs it:
     /// it vouches for the records as they are.
     pub fn upgrade(&self, passphrase: &str) -> Result<bool, OfflineError> {
-        let (vault, upgraded) = Vault::open_with(&self.dir, passphrase, true, &self.spec()?)?;
+        let (vault, upgraded) = Vault::open_with(
+            &self.dir,
+            passphrase,
+            true,
+            &self.spec()?,
+            self.adopt_policies,
+        )?;
         vault.shutdown();
         Ok(upgraded)
     }

@@ -98,6 +98,9 @@ impl From<vault_core::OfflineError> for ApiError {
             e @ E::InvalidPolicies { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_policies", e.to_string())
             }
+            e @ E::PolicyMismatch { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "policy_mismatch", e.to_string())
+            }
             e @ E::NotInitialised(_) => {
                 ApiError::new(StatusCode::CONFLICT, "not_initialised", e.to_string())
             }

@@ -177,6 +177,12 @@ struct Args {
     #[arg(long, env = "VAULT_LEASE_TTL", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(2..=600), requires = "store")]
     lease_ttl: u64,
+    /// Enforce this data directory's policy files even if the vault records another set.
+    /// A vault on PostgreSQL otherwise refuses a node whose policy files differ from the
+    /// set recorded (so that every node enforces the same one); the change is logged
+    /// (`policies.adopt`). Update the files on every node, then restart one with this.
+    #[arg(long, env = "VAULT_ADOPT_POLICIES")]
+    adopt_policies: bool,
 }
 
 /// The vault to serve.
@@ -383,7 +389,9 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
 
 /// The data directory `dir` with the store settings of `args`.
 fn data_dir(args: &Args, dir: &Path, cache_bytes: u64, port: u16) -> anyhow::Result<DataDir> {
-    let data_dir = DataDir::new(dir).with_cache_bytes(cache_bytes);
+    let data_dir = DataDir::new(dir)
+        .with_cache_bytes(cache_bytes)
+        .with_policy_adoption(args.adopt_policies);
     let Some(url) = &args.store else {
         return Ok(data_dir);
     };

@@ -561,3 +561,125 @@ async fn a_database_outage_fails_closed_and_the_node_recovers_by_itself() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     cluster.verify(&nodes[0].url, &acknowledged, &[]).await;
 }
+
+/// Every node enforces the same policy set: a node whose policy files differ from the set
+/// the vault records is refused, until it is told to adopt them, which the log records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_other_policy_files_is_refused_until_told_to_adopt_them() {
+    let cluster = Cluster::provision(crate::pg::new_database());
+    let other = cluster.data.parent().unwrap().join("other-node");
+    std::fs::create_dir_all(other.join("policies")).unwrap();
+    for entry in std::fs::read_dir(cluster.data.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            other.join("policies").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        cluster.data.join("store-location"),
+        other.join("store-location"),
+    )
+    .unwrap();
+    let registry = std::fs::read_dir(other.join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .unwrap();
+    let mut text = std::fs::read_to_string(&registry).unwrap();
+    text.push_str("\n# edited on this node only\n");
+    std::fs::write(&registry, text).unwrap();
+
+    let run = |adopt: bool| {
+        let mut cmd = Command::new(binary("vault-server"));
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-ttl",
+            LEASE_TTL,
+            "--data-dir",
+        ])
+        .arg(&other)
+        .args(["--store", &cluster.store])
+        .env("VAULT_PASSPHRASE", &cluster.passphrase);
+        if adopt {
+            cmd.arg("--adopt-policies");
+        }
+        cmd
+    };
+    // The dev server's lease is still live for up to LEASE_TTL: wait it out, so that
+    // the node opens the vault at once (a standby would only report the refusal in its
+    // /healthz, and keep running).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut child = run(false)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node with other policy files kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let refused = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && refused.contains("differ from the set the vault enforces"),
+        "{refused}"
+    );
+    assert!(refused.contains("--adopt-policies"), "{refused}");
+
+    let mut child = run(true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(|u| u.trim().to_owned()))
+        .expect("listens");
+    let mut node = Node { child, url };
+    assert_eq!(
+        cluster
+            .active(std::slice::from_ref(&node), Duration::from_secs(15))
+            .await,
+        0
+    );
+    let note = cluster
+        .operator
+        .post(format!("{}/v1/admin/checkpoint", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    let page: Value = cluster
+        .public
+        .get(format!(
+            "{}/v1/audit/entries?start=0&limit={size}",
+            node.url
+        ))
+        .bearer_auth(&cluster.auditor_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let adopted = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["action"] == "policies.adopt")
+        .count();
+    assert_eq!(adopted, 1, "{page}");
+    node.kill();
+}

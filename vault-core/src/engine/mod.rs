@@ -82,6 +82,46 @@ const LEGACY_CONFIG_FORMAT: u8 = 1;
 /// Format of the engine configuration: `[2] || CBOR || MAC` ([`crate::auth::RecordMac`]).
 const META_FORMAT: u8 = 2;
 pub(crate) const ENGINE_KEY: &[u8] = b"engine.config";
+
+/// Meta key of the SHA-256 (hex) of the policy files in force ([`policy_digest`]).
+pub(crate) const POLICY_DIGEST_KEY: &[u8] = b"policies.digest";
+
+/// SHA-256 (hex) over the policy files of `dir`, `*.toml` in name order: each name, its
+/// length and its bytes.
+pub(crate) fn policy_digest(dir: &Path) -> Result<String, OfflineError> {
+    let io = |e: std::io::Error| OfflineError::Io {
+        what: "read",
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for path in files {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(&path).map_err(io)?;
+        for part in [name.as_bytes(), &bytes] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
 const CONFIG_KIND: &str = "engine config";
 const DAY: u64 = 86_400;
 
@@ -307,6 +347,7 @@ impl Vault {
         spec: &StoreSpec,
         passphrase: &str,
         options: InitOptions,
+        policy_digest: &str,
     ) -> Result<InitOutput, OfflineError> {
         if options.origin.is_empty()
             || options.origin.len() > 200
@@ -386,6 +427,11 @@ impl Vault {
         let store = unsealed.store().clone();
         let mut batch = WriteBatch::new();
         batch.put(Tree::Meta, ENGINE_KEY, encode_config(&config, &keys)?);
+        batch.put(
+            Tree::Meta,
+            POLICY_DIGEST_KEY,
+            policy_digest.as_bytes().to_vec(),
+        );
         let mut draft = system("vault.init", now_ms);
         draft.processing = Some("administration".to_owned());
         let state = LogState::new();
@@ -407,8 +453,9 @@ impl Vault {
         dir: &Path,
         passphrase: &str,
         store: &StoreSpec,
+        adopt_policies: bool,
     ) -> Result<Vault, OfflineError> {
-        Self::open_with(dir, passphrase, false, store).map(|(v, _)| v)
+        Self::open_with(dir, passphrase, false, store, adopt_policies).map(|(v, _)| v)
     }
 
     /// Opens the vault like [`Vault::open`]; with `upgrade`, a data directory written
@@ -421,7 +468,9 @@ impl Vault {
         passphrase: &str,
         upgrade: bool,
         store: &StoreSpec,
+        adopt_policies: bool,
     ) -> Result<(Vault, bool), OfflineError> {
+        let on_postgres = matches!(store, StoreSpec::Postgres { .. });
         let policy = PolicySet::load_dir(&dir.join("policies")).map_err(|errors| {
             OfflineError::InvalidPolicies {
                 dir: dir.join("policies"),
@@ -561,7 +610,43 @@ impl Vault {
             .agency_pins
             .write()
             .unwrap_or_else(PoisonError::into_inner) = pins;
+        // Several nodes on one database enforce one policy set: a node whose files differ
+        // from the recorded set is refused unless told to adopt its own.
+        let strict = on_postgres && !adopt_policies;
+        vault.record_policy_digest(&dir.join("policies"), strict)?;
         Ok((vault, legacy))
+    }
+
+    /// Records the digest of the policy files in force when it changed, with the entry
+    /// `policies.adopt` naming the new and the old digest. With `strict`, a change is
+    /// refused instead ([`OfflineError::PolicyMismatch`]).
+    fn record_policy_digest(&self, dir: &Path, strict: bool) -> Result<(), OfflineError> {
+        let local = policy_digest(dir)?;
+        let stored = self.store.get(Tree::Meta, POLICY_DIGEST_KEY)?;
+        let stored = stored.map(|s| String::from_utf8_lossy(&s).into_owned());
+        if stored.as_deref() == Some(local.as_str()) {
+            return Ok(());
+        }
+        if let (true, Some(stored)) = (strict, &stored) {
+            return Err(OfflineError::PolicyMismatch {
+                stored: stored.clone(),
+                local,
+            });
+        }
+        let (_, now_ms) = now_parts();
+        self.transact(|tx| {
+            tx.batch
+                .put(Tree::Meta, POLICY_DIGEST_KEY, local.as_bytes().to_vec());
+            let mut d = system("policies.adopt", now_ms);
+            d.processing = Some("administration".to_owned());
+            d.initiator = Some(format!(
+                "policy files sha256:{local} replace {}",
+                stored.as_deref().map_or("none recorded".to_owned(), |s| format!("sha256:{s}"))
+            ));
+            tx.entry(d);
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// The vault CA certificate (DER): the trust anchor for client certificates.
