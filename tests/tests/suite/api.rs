@@ -376,7 +376,10 @@ async fn scrape(v: &Vault) -> BTreeMap<String, f64> {
 async fn metrics_count_responses_decisions_audit_size_and_commit_latency() {
     let v = Vault::start_dev().unwrap();
     let (status, health) = send(v.client().get(v.at("/healthz"))).await.unwrap();
-    assert_eq!((status, health), (200, json!({"status": "ok"})));
+    assert_eq!(
+        (status, health),
+        (200, json!({"status": "ok", "store": {"backend": "sled"}}))
+    );
 
     let before = scrape(&v).await;
     let get = |m: &BTreeMap<String, f64>, k: &str| {

@@ -88,12 +88,19 @@ fn workspace_dependencies_point_one_way() {
 #[test]
 fn only_the_adapters_know_http_tls_and_clap() {
     // (dependency, the only members allowed to name it directly)
-    let rules: [(&str, &[&str]); 7] = [
+    let rules: [(&str, &[&str]); 9] = [
         ("axum", &["vault-server", "tests"]),
         ("hyper", &["vault-server", "tests"]),
         // vault-cli is an adapter too: its live verbs talk to the running server over
-        // mutual TLS (DESIGN.md §1, §7), with reqwest over rustls (ring only).
-        ("rustls", &["vault-server", "vault-cli", "tests"]),
+        // mutual TLS (DESIGN.md §1, §7), with reqwest over rustls (ring only). vault-core's
+        // PostgreSQL backend is a TLS client of the database (its only use: building the
+        // client configuration for tokio-postgres-rustls, `storage/postgres/connect.rs`).
+        (
+            "rustls",
+            &["vault-server", "vault-cli", "vault-core", "tests"],
+        ),
+        ("tokio-postgres", &["vault-core"]),
+        ("tokio-postgres-rustls", &["vault-core"]),
         ("reqwest", &["vault-cli", "tests"]),
         ("tokio-rustls", &["vault-server", "tests"]),
         ("clap", &["vault-server", "vault-cli"]),

@@ -282,3 +282,63 @@ fn a_compare_and_swap_key_changed_by_another_writer_refuses_the_commit() {
     );
     assert_eq!(store.get(Tree::Records, b"r").expect("get"), None);
 }
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1 signed by it (PEM: CA
+/// certificate, server certificate, server key).
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test database CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// With the database server's CA, the store connects over TLS (the cluster rejects plain
+/// TCP clients) and checks the server's certificate: another CA is refused, and so is a
+/// plain connection to a server that is not on loopback (checked in the URL tests).
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let (ca, cert, key) = test_pki();
+    let pg = PgCluster::start_with_tls(&cert, &key).expect("a TLS cluster");
+    pg.sql("postgres", "CREATE DATABASE tls").expect("database");
+    let url = format!("postgres://vault@localhost:{}/tls", pg.port());
+    let target = PgTarget::parse(&url, Some(ca.as_bytes())).expect("target");
+    assert!(
+        target.describe().ends_with("(TLS)"),
+        "{}",
+        target.describe()
+    );
+    let store = PgStore::create(target, quick("a")).expect("create over TLS");
+    store.commit(one(b"k", b"v")).expect("commit over TLS");
+    let tls = pg
+        .query(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND datname = 'tls'",
+        )
+        .expect("query");
+    assert!(tls[0].parse::<u32>().expect("count") >= 1, "{tls:?}");
+    // Without the CA the URL is refused before connecting... to a loopback server it is
+    // allowed in the clear, and this server rejects plain clients.
+    let plain = PgStore::open(PgTarget::parse(&url, None).expect("target"), quick("b"))
+        .expect_err("plain TCP is rejected");
+    assert!(plain.to_string().contains("cannot connect"), "{plain}");
+    // Another CA does not vouch for this server.
+    let (other_ca, _, _) = test_pki();
+    let err = PgStore::open(
+        PgTarget::parse(&url, Some(other_ca.as_bytes())).expect("target"),
+        quick("c"),
+    )
+    .expect_err("unknown issuer");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}

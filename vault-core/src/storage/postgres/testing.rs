@@ -21,6 +21,8 @@ pub struct PgCluster {
     port: u16,
     /// Run PostgreSQL's programs as this user (when this process is root).
     run_as: Option<String>,
+    /// Serve TCP clients over TLS only (`start_with_tls`).
+    tls: bool,
 }
 
 fn bin_dir() -> Result<PathBuf, String> {
@@ -56,6 +58,17 @@ fn free_port() -> Result<u16, String> {
 impl PgCluster {
     /// Creates and starts a new cluster (about a second).
     pub fn start() -> Result<Self, String> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`PgCluster::start`], serving TCP clients over TLS only with the server
+    /// certificate and key `cert_pem`, `key_pem` (plain TCP connections are rejected;
+    /// [`PgCluster::sql`] goes over the Unix socket).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<Self, String> {
+        Self::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(tls: Option<(&str, &str)>) -> Result<Self, String> {
         let bin = bin_dir()?;
         let run_as = (is_root()).then(|| "postgres".to_owned());
         static N: AtomicU32 = AtomicU32::new(0);
@@ -71,6 +84,7 @@ impl PgCluster {
             bin,
             port: 0,
             run_as,
+            tls: tls.is_some(),
         };
         if let Some(user) = &cluster.run_as {
             let status = Command::new("chown")
@@ -95,6 +109,31 @@ impl PgCluster {
                 "--no-sync",
             ],
         )?;
+        if let Some((cert, key)) = tls {
+            let data = cluster.data();
+            let write = |name: &str, text: &str| {
+                let path = data.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            write("server.crt", cert)?;
+            write("server.key", key)?;
+            write(
+                "pg_hba.conf",
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )?;
+            let mut fix = Command::new("chmod");
+            fix.arg("600").arg(data.join("server.key"));
+            fix.status().map_err(|e| format!("chmod: {e}"))?;
+            if let Some(user) = &cluster.run_as {
+                Command::new("chown")
+                    .arg(format!("{user}:{user}"))
+                    .arg(data.join("server.crt"))
+                    .arg(data.join("server.key"))
+                    .arg(data.join("pg_hba.conf"))
+                    .status()
+                    .map_err(|e| format!("chown: {e}"))?;
+            }
+        }
         let mut last = String::new();
         for _ in 0..5 {
             cluster.port = free_port()?;
@@ -160,13 +199,16 @@ impl PgCluster {
 
     /// Starts the server (after [`PgCluster::stop`]).
     pub fn start_server(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c fsync=on -c synchronous_commit=on -c max_connections=200 \
              -c shared_buffers=128MB -c log_min_messages=warning",
             self.port,
             self.root.display()
         );
+        if self.tls {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         self.run(
             "pg_ctl",
             &[
@@ -207,9 +249,19 @@ impl PgCluster {
         Ok(self.url(&name))
     }
 
-    /// Runs `sql` (simple query protocol) in `database`.
+    /// Runs `sql` (simple query protocol) in `database`, over the Unix socket.
     pub fn sql(&self, database: &str, sql: &str) -> Result<(), String> {
-        let url = self.url(database);
+        self.query(database, sql).map(|_| ())
+    }
+
+    /// Runs `sql` in `database` over the Unix socket; returns the first column of every
+    /// row, as text.
+    pub fn query(&self, database: &str, sql: &str) -> Result<Vec<String>, String> {
+        let url = format!(
+            "host={} port={} user=vault dbname={database}",
+            self.root.display(),
+            self.port
+        );
         let sql = sql.to_owned();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -221,7 +273,16 @@ impl PgCluster {
                     .await
                     .map_err(|e| e.to_string())?;
                 tokio::spawn(conn);
-                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+                let rows = client.simple_query(&sql).await.map_err(|e| e.to_string())?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some(r.get(0).unwrap_or_default().to_owned())
+                        }
+                        _ => None,
+                    })
+                    .collect())
             })
         })
         .join()
