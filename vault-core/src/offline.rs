@@ -394,13 +394,10 @@ impl DataDir {
         self
     }
 
-    /// The server's stored TLS identity (certificate chain and key), read without taking
-    /// the writer lease: what a standby node answers TLS with while another node is active.
-    /// PostgreSQL only.
-    pub fn stored_server_identity(
-        &self,
-        passphrase: &str,
-    ) -> Result<crate::ServerIdentity, OfflineError> {
+    /// A standby's read-only view of this vault on PostgreSQL, opened without the writer
+    /// lease: the last published checkpoint, the log's public keys, proofs, and the stored
+    /// server TLS identity the standby answers with. PostgreSQL only.
+    pub fn open_standby(&self, passphrase: &str) -> Result<crate::Standby, OfflineError> {
         let spec = match self.spec()? {
             StoreSpec::Postgres { target, .. } => StoreSpec::Postgres {
                 target,
@@ -418,7 +415,7 @@ impl DataDir {
             &Passphrase::new(passphrase.to_owned()),
             Default::default(),
         )?;
-        Ok(crate::engine::stored_server_identity(&unsealed)?)
+        Ok(crate::Standby::new(&unsealed)?)
     }
 
     /// Moves this stopped vault's sled store into the new, empty PostgreSQL database `to`

@@ -46,6 +46,8 @@ pub(crate) struct AppState {
     data_dir: Mutex<Option<vault_core::DataDir>>,
     /// A vault on PostgreSQL: this node's role among several (`cluster.rs`).
     pub(crate) cluster: crate::cluster::Cluster,
+    /// A standby's read-only view of the log (the public audit routes).
+    standby_view: RwLock<Option<Arc<vault_core::Standby>>>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             ),
             vault: RwLock::new(vault),
             cluster: Default::default(),
+            standby_view: RwLock::new(None),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             quotas: Quotas::new(rates),
@@ -87,6 +90,7 @@ impl AppState {
         let v = slot.take()?;
         // A node on PostgreSQL forgets its passphrase: sealed, it takes nothing over.
         self.cluster.forget_passphrase();
+        self.set_standby_view(None);
         let sealed_cert = v.sealed_server_identity();
         let entry = v.record_seal(sealed_cert.as_ref().ok().map(|(_, fp)| fp));
         if let Err(e) = &entry {
@@ -231,6 +235,38 @@ impl AppState {
         })
     }
 
+    /// The public side of the log: the vault's, or a standby's read-only view of it.
+    pub(crate) fn public_log(&self) -> Result<Arc<dyn vault_core::PublicLog>, ApiError> {
+        if let Some(v) = self.vault() {
+            return Ok(v.public_log());
+        }
+        let view = self
+            .standby_view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match view {
+            Some(view) => Ok(view),
+            None => self.serving().map(|v| v.public_log()),
+        }
+    }
+
+    /// Sets (or drops) the standby's view of the log.
+    pub(crate) fn set_standby_view(&self, view: Option<Arc<vault_core::Standby>>) {
+        *self
+            .standby_view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = view;
+    }
+
+    /// True while this node holds a standby's view of the log.
+    pub(crate) fn has_standby_view(&self) -> bool {
+        self.standby_view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
     /// The data directory unseals and takeovers open.
     pub(crate) fn data_dir(&self) -> Option<vault_core::DataDir> {
         self.data_dir
@@ -302,6 +338,19 @@ pub(crate) fn sealed() -> ApiError {
         "sealed",
         "the vault is sealed: an operator must unseal it (`vault-cli unseal`)",
     )
+}
+
+/// Runs a read of the public log (the vault's, or a standby's view) on the blocking pool.
+pub(crate) async fn public_blocking<T, F>(app: &App, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn vault_core::PublicLog) -> Result<T, VaultError> + Send + 'static,
+{
+    let log = app.public_log()?;
+    tokio::task::spawn_blocking(move || f(&*log))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)
 }
 
 /// Runs an engine operation on the blocking pool and maps its error to the API's shape.

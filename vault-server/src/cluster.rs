@@ -1,6 +1,7 @@
 //! Several nodes on one PostgreSQL store (docs/operations.md, "Running several nodes"):
-//! one is active (its store holds the writer lease), the others are standbys that answer
-//! 503 naming the active node and take over when its lease expires. A node whose store
+//! one is active (its store holds the writer lease), the others are standbys that serve
+//! the public log (checkpoint, keys, proofs) from the database, answer the other routes
+//! 503 naming the active node, and take over when its lease expires. A node whose store
 //! failed or lost the lease steps down to standby by itself and comes back when it gets
 //! the lease again, reloading the log from the database.
 //!
@@ -118,11 +119,20 @@ pub(crate) async fn supervise(app: App) {
 /// One attempt to take the lease and open the vault from the database.
 fn take_over(app: &App, passphrase: &str) {
     let Some(dir) = app.data_dir() else { return };
-    let vault = match dir.with_lease_wait(None).open(passphrase) {
+    let vault = match dir.clone().with_lease_wait(None).open(passphrase) {
         Ok(v) => Arc::new(v),
         Err(e) => {
             match e.lease_holder() {
-                Some(holder) => app.cluster.set_standby_of(holder.to_owned()),
+                Some(holder) => {
+                    app.cluster.set_standby_of(holder.to_owned());
+                    // A standby serves the public log from the database.
+                    if !app.has_standby_view() {
+                        match dir.open_standby(passphrase) {
+                            Ok(view) => app.set_standby_view(Some(Arc::new(view))),
+                            Err(e) => tracing::warn!(error = %e, "no standby view of the log"),
+                        }
+                    }
+                }
                 None => {
                     tracing::warn!(error = %e, "taking over failed; trying again");
                     app.cluster
@@ -151,6 +161,7 @@ fn take_over(app: &App, passphrase: &str) {
     vault.start_background_signer();
     if app.install(vault.clone()) {
         app.cluster.active(passphrase);
+        app.set_standby_view(None);
     } else {
         vault.shutdown();
     }

@@ -290,6 +290,7 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = listener.local_addr()?.port();
     let cache_bytes = args.cache_mb << 20;
+    let mut standby_view: Option<Arc<vault_core::Standby>> = None;
     let (vault, data_dir, dev_report) = match source {
         Source::Dev(dir) => {
             let (vault, data_dir, report) =
@@ -309,6 +310,10 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
                         "another node ({}) is active: this node starts as its standby",
                         e.lease_holder().unwrap_or_default()
                     );
+                    let view = data_dir
+                        .open_standby(pass)
+                        .context("the standby's view of the vault")?;
+                    standby_view = Some(Arc::new(view));
                     (None, Some(data_dir), None)
                 }
                 Err(e) => {
@@ -325,11 +330,10 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
                 .server_tls_identity()
                 .context("the server TLS identity")?
         }
-        None => data_dir
+        None => standby_view
             .as_ref()
-            .context("a standby has a data directory")?
-            .stored_server_identity(pass.as_ref().context("a standby has a passphrase")?)
-            .context("the stored server TLS identity")?,
+            .context("a standby has its view of the vault")?
+            .server_tls_identity(),
     };
     // The chain is the server certificate, then the vault CA, which also signs the
     // agencies' and the operator's client certificates.
@@ -353,6 +357,7 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
     };
     let active = vault.is_some();
     let app = app::AppState::new(vault, server_cert, rates);
+    app.set_standby_view(standby_view);
     if let Some(data_dir) = data_dir {
         if data_dir.postgres().is_some() {
             if let Some(pass) = &pass {

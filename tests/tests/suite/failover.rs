@@ -683,3 +683,124 @@ async fn a_node_with_other_policy_files_is_refused_until_told_to_adopt_them() {
     assert_eq!(adopted, 1, "{page}");
     node.kill();
 }
+
+fn b64_hash(v: &Value) -> audit::Hash {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("base64 text"))
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// A standby serves the public log from the database (the checkpoint the active node
+/// published, the keys, proofs that verify against it) and sends everything else to the
+/// active node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_serves_the_public_log_and_names_the_active_node() {
+    let cluster = Cluster::provision(crate::pg::new_database());
+    let nodes = [cluster.node(), cluster.node()];
+    let a = cluster.active(&nodes, Duration::from_secs(30)).await;
+    let b = 1 - a;
+    for _ in 0..5 {
+        cluster
+            .access(&nodes[a].url)
+            .await
+            .expect("served by the active node");
+    }
+    let note = cluster
+        .operator
+        .post(format!("{}/v1/admin/checkpoint", nodes[a].url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.checkpoint(&nodes[b].url).await.as_deref() != Some(note.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the standby does not serve the checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let key = |url: String| {
+        let public = cluster.public.clone();
+        async move {
+            public
+                .get(format!("{url}/v1/audit/key"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let active_key = key(nodes[a].url.clone()).await;
+    assert_eq!(key(nodes[b].url.clone()).await, active_key);
+    let verifier = audit::NoteVerifier::parse(active_key.trim()).unwrap();
+    let cp = audit::SignedCheckpoint::parse(&note, &verifier)
+        .unwrap()
+        .checkpoint;
+    let proof: Value = cluster
+        .public
+        .get(format!(
+            "{}/v1/audit/proof/inclusion?index=2&tree_size={}",
+            nodes[b].url, cp.size
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hashes: Vec<audit::Hash> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(b64_hash)
+        .collect();
+    audit::verify_inclusion(
+        &b64_hash(&proof["leaf_hash"]),
+        2,
+        cp.size,
+        &hashes,
+        &cp.root,
+    )
+    .expect("the standby's inclusion proof verifies");
+    let proof: Value = cluster
+        .public
+        .get(format!(
+            "{}/v1/audit/proof/consistency?from=1&to={}",
+            nodes[b].url, cp.size
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(proof["hashes"].is_array(), "{proof}");
+    // The data routes name the active node.
+    let resp = cluster
+        .police
+        .post(format!("{}/v1/access", nodes[b].url))
+        .json(&json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "legal_basis": "public_task"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "standby", "{body}");
+    let (_, health) = cluster.health(&nodes[b].url).await.unwrap();
+    let active_name = health["active_node"].as_str().unwrap().to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&active_name),
+        "{body}"
+    );
+}

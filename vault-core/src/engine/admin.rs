@@ -741,42 +741,14 @@ impl Vault {
         Ok(out)
     }
 
-    fn check_size(&self, size: u64) -> Result<(), VaultError> {
-        let signed = self.checkpoint_size();
-        if size == 0 || size > signed {
-            return Err(VaultError::bad(
-                "invalid_tree_size",
-                format!("tree size must be between 1 and the latest signed checkpoint's size ({signed})"),
-            ));
-        }
-        Ok(())
-    }
-
     /// The leaf hash of `index` and its inclusion proof in the tree of `size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(VaultError::bad(
-                "invalid_index",
-                "index must be below tree_size",
-            ));
-        }
-        let leaf = log::leaf(&*self.store, index)
-            .map_err(log::store_failure)?
-            .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
-        let proof = audit::inclusion_proof(&log::StoreLog::new(&*self.store), index, size)
-            .map_err(VaultError::audit)?;
-        Ok((audit::leaf_hash(&leaf), proof))
+        super::standby::inclusion_proof(&*self.store, self.checkpoint_size(), index, size)
     }
 
     /// The consistency proof between two tree sizes.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
-        self.check_size(to)?;
-        if from == 0 || from > to {
-            return Err(VaultError::bad("invalid_tree_size", "need 1 <= from <= to"));
-        }
-        audit::consistency_proof(&log::StoreLog::new(&*self.store), from, to)
-            .map_err(VaultError::audit)
+        super::standby::consistency_proof(&*self.store, self.checkpoint_size(), from, to)
     }
 
     /// The auditor export of the log up to a freshly signed checkpoint. Its entry

@@ -14,6 +14,7 @@ mod notes;
 mod ops;
 mod secrets;
 mod server_cert;
+mod standby;
 mod writes;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ pub use consents::{
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub(crate) use server_cert::stored_server_identity;
+pub use standby::{PublicLog, Standby};
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
 pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
@@ -837,6 +839,11 @@ impl Vault {
     /// The log's note verifier key.
     pub fn log_verifier_key(&self) -> &str {
         &self.log_vkey
+    }
+
+    /// The active node's side of [`PublicLog`] (the same answers a standby gives).
+    pub fn public_log(self: &Arc<Self>) -> Arc<dyn PublicLog> {
+        self.clone()
     }
 
     /// The consent receipts' note verifier key.

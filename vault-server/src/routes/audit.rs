@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Query;
-use crate::app::{blocking, App, AuditorCaller};
+use crate::app::{blocking, public_blocking, App, AuditorCaller};
 use crate::error::ApiError;
 use crate::views;
 
@@ -20,19 +20,19 @@ fn b64(bytes: &[u8]) -> String {
 
 /// `GET /v1/audit/checkpoint` (public): the latest signed checkpoint, `text/plain`.
 pub(crate) async fn checkpoint(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
-    let note = blocking(&app, |v| v.latest_checkpoint()).await?;
+    let note = public_blocking(&app, |log| log.latest_checkpoint()).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
 }
 
 /// `GET /v1/audit/key` (public): the note verifier key, `text/plain`.
 pub(crate) async fn key(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
-    let key = blocking(&app, |v| Ok(v.log_verifier_key().to_owned())).await?;
+    let key = public_blocking(&app, |log| Ok(log.log_verifier_key())).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key))
 }
 
 /// `GET /v1/audit/receipt-key` (public): the verifier key of consent receipts.
 pub(crate) async fn receipt_key(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
-    let key = blocking(&app, |v| Ok(v.receipt_verifier_key())).await?;
+    let key = public_blocking(&app, |log| Ok(log.receipt_verifier_key())).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key))
 }
 
@@ -80,7 +80,7 @@ pub(crate) async fn inclusion(
     Query(q): Query<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (leaf_hash, proof) =
-        blocking(&app, move |v| v.inclusion_proof(q.index, q.tree_size)).await?;
+        public_blocking(&app, move |log| log.inclusion_proof(q.index, q.tree_size)).await?;
     Ok(Json(json!({
         "index": q.index,
         "tree_size": q.tree_size,
@@ -101,7 +101,7 @@ pub(crate) async fn consistency(
     State(app): State<App>,
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let proof = blocking(&app, move |v| v.consistency_proof(q.from, q.to)).await?;
+    let proof = public_blocking(&app, move |log| log.consistency_proof(q.from, q.to)).await?;
     Ok(Json(json!({
         "from": q.from,
         "to": q.to,

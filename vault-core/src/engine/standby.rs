@@ -1,0 +1,190 @@
+//! What a standby node of a vault on PostgreSQL serves without the writer lease: the last
+//! published checkpoint, the log's public keys and proofs against published checkpoints,
+//! read from the database (`docs/operations.md`, "Running several nodes"). Nothing here
+//! writes, and nothing needs a citizen's key.
+
+use std::sync::Arc;
+
+use audit::Hash;
+
+use super::log;
+use super::{load_config, AuditFailure, ServerIdentity, VaultError};
+use crate::datadir::Unsealed;
+use crate::storage::{Storage, Tree};
+
+/// The public side of the audit log, as the active node or a standby serves it.
+pub trait PublicLog: Send + Sync {
+    /// The last published (signed) checkpoint, a C2SP signed note.
+    fn latest_checkpoint(&self) -> Result<String, VaultError>;
+    /// The log's note verifier key.
+    fn log_verifier_key(&self) -> String;
+    /// The consent receipts' note verifier key.
+    fn receipt_verifier_key(&self) -> String;
+    /// The leaf hash of `index` and its inclusion proof in the tree of `size` (at most the
+    /// last published checkpoint's).
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError>;
+    /// The consistency proof between two tree sizes (`to` at most the last published
+    /// checkpoint's).
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError>;
+}
+
+/// A standby's read-only view of a vault on PostgreSQL (from
+/// [`crate::DataDir::open_standby`]).
+pub struct Standby {
+    store: Arc<dyn Storage>,
+    log_vkey: String,
+    receipt_vkey: String,
+    identity: ServerIdentity,
+}
+
+impl std::fmt::Debug for Standby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standby").finish_non_exhaustive()
+    }
+}
+
+impl Standby {
+    /// The view over `unsealed` (a read-only store): its public keys and TLS identity.
+    pub(crate) fn new(unsealed: &Unsealed) -> Result<Self, VaultError> {
+        let store = unsealed.store().clone();
+        let bytes = store
+            .get(Tree::Meta, super::ENGINE_KEY)?
+            .ok_or_else(|| VaultError::internal("the engine configuration is missing"))?;
+        let ring = unsealed.records().ring();
+        let (config, _) = load_config(&bytes, &ring)?;
+        let seed = |s: &super::secrets::SealedSecret, name: &str| {
+            let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
+            let bytes = s.open(kek, name)?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| VaultError::internal(format!("sealed {name} is not 32 bytes")))
+        };
+        let log_signer = audit::NoteSigner::from_seed(&config.origin, &*seed(&config.log_seed, "log_seed")?)
+            .map_err(VaultError::internal)?;
+        let receipt_signer = audit::NoteSigner::from_seed(
+            &format!("{}/receipts", config.origin),
+            &*seed(&config.receipt_seed, "receipt_seed")?,
+        )
+        .map_err(VaultError::internal)?;
+        drop(ring);
+        let identity = super::stored_server_identity(unsealed)?;
+        Ok(Self {
+            store,
+            log_vkey: log_signer.verifier_key(),
+            receipt_vkey: receipt_signer.verifier_key(),
+            identity,
+        })
+    }
+
+    /// The server's stored TLS identity, which a standby answers TLS with.
+    pub fn server_tls_identity(&self) -> ServerIdentity {
+        self.identity.clone()
+    }
+
+    /// The last published checkpoint's size.
+    fn published_size(&self) -> Result<u64, VaultError> {
+        let note = self.latest_checkpoint()?;
+        let size = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| VaultError::internal("the stored checkpoint has no size line"))?;
+        Ok(size)
+    }
+}
+
+impl PublicLog for Standby {
+    fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        let bytes = self
+            .store
+            .get(Tree::Meta, log::LAST_CHECKPOINT_KEY)?
+            .ok_or_else(|| VaultError::internal("no checkpoint was published yet"))?;
+        String::from_utf8(bytes).map_err(|_| VaultError::internal("stored checkpoint is not UTF-8"))
+    }
+
+    fn log_verifier_key(&self) -> String {
+        self.log_vkey.clone()
+    }
+
+    fn receipt_verifier_key(&self) -> String {
+        self.receipt_vkey.clone()
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
+        inclusion_proof(&*self.store, self.published_size()?, index, size)
+    }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
+        consistency_proof(&*self.store, self.published_size()?, from, to)
+    }
+}
+
+/// Refuses a tree size outside 1..=`published`.
+fn check_size(published: u64, size: u64) -> Result<(), VaultError> {
+    if size == 0 || size > published {
+        return Err(VaultError::bad(
+            "invalid_tree_size",
+            format!("tree size must be between 1 and the latest signed checkpoint's size ({published})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The leaf hash of `index` and its inclusion proof in the tree of `size`, read from
+/// `store` whose last published checkpoint has `published` entries.
+pub(super) fn inclusion_proof(
+    store: &dyn Storage,
+    published: u64,
+    index: u64,
+    size: u64,
+) -> Result<(Hash, Vec<Hash>), VaultError> {
+    check_size(published, size)?;
+    if index >= size {
+        return Err(VaultError::bad(
+            "invalid_index",
+            "index must be below tree_size",
+        ));
+    }
+    let leaf = log::leaf(store, index)
+        .map_err(log::store_failure)?
+        .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
+    let proof = audit::inclusion_proof(&log::StoreLog::new(store), index, size)
+        .map_err(VaultError::audit)?;
+    Ok((audit::leaf_hash(&leaf), proof))
+}
+
+/// The consistency proof between two tree sizes, read from `store`.
+pub(super) fn consistency_proof(
+    store: &dyn Storage,
+    published: u64,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, VaultError> {
+    check_size(published, to)?;
+    if from == 0 || from > to {
+        return Err(VaultError::bad("invalid_tree_size", "need 1 <= from <= to"));
+    }
+    audit::consistency_proof(&log::StoreLog::new(store), from, to).map_err(VaultError::audit)
+}
+
+impl PublicLog for super::Vault {
+    fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        super::Vault::latest_checkpoint(self)
+    }
+
+    fn log_verifier_key(&self) -> String {
+        super::Vault::log_verifier_key(self).to_owned()
+    }
+
+    fn receipt_verifier_key(&self) -> String {
+        super::Vault::receipt_verifier_key(self)
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
+        super::Vault::inclusion_proof(self, index, size)
+    }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
+        super::Vault::consistency_proof(self, from, to)
+    }
+}
