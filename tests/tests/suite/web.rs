@@ -343,9 +343,10 @@ async fn post_json(
     send(client.post(url).json(&body)).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn citizen_page_in_a_real_browser() {
-    let v = Vault::start_dev().unwrap();
+// The page's every API call, on a vault with each store.
+crate::pg::on_both_stores!(citizen_page_in_a_real_browser);
+
+async fn citizen_page_in_a_real_browser(v: Vault) {
     let (me, token) = v.citizen(0);
     let (me, token) = (me.to_owned(), token.to_owned());
     let (other, _) = v.citizen(1);
