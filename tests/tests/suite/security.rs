@@ -341,9 +341,11 @@ fn answer_shape(status: u16, body: &Value) -> (u16, Value, Vec<String>) {
     (status, body["error"]["code"].clone(), keys)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_logged() {
-    let v = Vault::start_dev().unwrap();
+crate::pg::on_both_stores!(
+    an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_logged
+);
+
+async fn an_erased_citizen_answers_like_one_never_known_and_every_attempt_is_logged(v: Vault) {
     let (erased, never) = ("EE-ERASED-1", "EE-NEVER-KNOWN-1");
     let police = v.agency_client("national_police");
     let registry = v.agency_client("vehicle_registry");
