@@ -102,7 +102,9 @@ pub struct Vault {
     pub store: Option<String>,
 }
 
-fn wait_for_listening(child: &mut Child) -> anyhow::Result<String> {
+/// Waits (up to 60 s) for a server started with its stdout piped to print
+/// `listening on URL`; returns the URL.
+pub fn wait_for_listening(child: &mut Child) -> anyhow::Result<String> {
     let stdout = child.stdout.take().context("server stdout is piped")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -449,17 +451,26 @@ pub fn start_server_with(dir: &Path, passphrase: &str, args: &[&str]) -> Server 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("vault-server starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server listens within 60 s");
+    let url = wait_for_listening(&mut child).expect("the server listens within 60 s");
     Server(child, url)
+}
+
+/// A base64 hash of a proof or entry answer (`leaf_hash`, an element of `hashes`).
+pub fn hash_of(v: &serde_json::Value) -> audit::Hash {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("a base64 string"))
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// The `hashes` of a proof answer.
+pub fn hashes_of(proof: &serde_json::Value) -> Vec<audit::Hash> {
+    proof["hashes"]
+        .as_array()
+        .expect("hashes is an array")
+        .iter()
+        .map(hash_of)
+        .collect()
 }

@@ -133,18 +133,10 @@ impl StoreArgs {
         let Some(url) = &self.store else {
             return Ok(data_dir);
         };
-        let ca = self
-            .store_ca
-            .as_ref()
-            .map(|f| {
-                std::fs::read(f)
-                    .with_context(|| format!("cannot read the store CA file {}", f.display()))
-            })
-            .transpose()?;
         data_dir
             .on_postgres(
                 url,
-                ca.as_deref(),
+                self.store_ca.as_deref(),
                 Some(format!("vault-cli (pid {})", std::process::id())),
             )
             .map_err(|e| crate::exit::offline("the store URL", e))

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::exit;
@@ -36,19 +35,11 @@ pub(crate) struct MigrateArgs {
 
 /// `vault-cli migrate`.
 pub(crate) fn run(a: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let ca = a
-        .to_ca
-        .as_ref()
-        .map(|f| {
-            std::fs::read(f)
-                .with_context(|| format!("cannot read the store CA file {}", f.display()))
-        })
-        .transpose()?;
     let from = vault_core::DataDir::new(&a.from);
     let to = vault_core::DataDir::new(&a.from)
         .on_postgres(
             &a.to,
-            ca.as_deref(),
+            a.to_ca.as_deref(),
             Some(format!("vault-cli migrate (pid {})", std::process::id())),
         )
         .map_err(|e| exit::offline("the target URL", e))?;

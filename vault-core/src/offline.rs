@@ -359,16 +359,19 @@ impl DataDir {
     }
 
     /// The same directory with its store in the PostgreSQL database at `url`
-    /// (`postgres://user:password@host:port/database`); `ca_pem`: the CA certificates of
-    /// the database server, for TLS (required unless the database is on a Unix socket or
-    /// loopback); `node`: the name this process takes the writer lease under.
+    /// (`postgres://user:password@host:port/database`); `ca_file`: a PEM file of the CA
+    /// certificates of the database server, for TLS (required unless the database is on a
+    /// Unix socket or loopback); `node`: the name this process takes the writer lease under.
     pub fn on_postgres(
         mut self,
         url: &str,
-        ca_pem: Option<&[u8]>,
+        ca_file: Option<&Path>,
         node: Option<String>,
     ) -> Result<Self, OfflineError> {
-        let target = PgTarget::parse(url, ca_pem)?;
+        let ca_pem = ca_file
+            .map(|f| std::fs::read(f).map_err(io_error("read the store CA file", f)))
+            .transpose()?;
+        let target = PgTarget::parse(url, ca_pem.as_deref())?;
         let mut options = PgOptions::default();
         if let Some(node) = node {
             options.node = node;

@@ -400,20 +400,12 @@ fn data_dir(args: &Args, dir: &Path, cache_bytes: u64, port: u16) -> anyhow::Res
     let Some(url) = &args.store else {
         return Ok(data_dir);
     };
-    let ca = args
-        .store_ca
-        .as_ref()
-        .map(|f| {
-            std::fs::read(f)
-                .with_context(|| format!("cannot read the store CA file {}", f.display()))
-        })
-        .transpose()?;
     let node = args
         .node_name
         .clone()
         .unwrap_or_else(|| format!("{}:{port} (pid {})", args.listen.ip(), std::process::id()));
     Ok(data_dir
-        .on_postgres(url, ca.as_deref(), Some(node))?
+        .on_postgres(url, args.store_ca.as_deref(), Some(node))?
         .with_lease_ttl(Duration::from_secs(args.lease_ttl)))
 }
 

@@ -5,14 +5,13 @@
 //!
 //! `VAULT_TEST_FAILOVER_KILLS` sets the number of kills (default 20).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::{binary, client, Vault};
+use tests::{binary, client, hash_of, hashes_of, wait_for_listening, Vault};
 use vault_core::storage::postgres::testing::PgCluster;
 
 /// Lease lifetime of the nodes under test: a failover takes about this long.
@@ -41,18 +40,7 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("vault-server starts");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the node listens within 60 s");
+        let url = wait_for_listening(&mut child).expect("the node listens");
         Node { child, url }
     }
 
@@ -124,6 +112,18 @@ impl Cluster {
 
     fn node(&self) -> Node {
         Node::start(&self.data, &self.store, &self.passphrase)
+    }
+
+    /// A public GET answered with JSON.
+    async fn get_json(&self, url: String) -> Value {
+        self.public
+            .get(url)
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON")
     }
 
     /// `/healthz` of `url`: its status code and body (`None`: unreachable).
@@ -300,30 +300,12 @@ impl Cluster {
                 continue;
             }
             let proof: Value = self
-                .public
-                .get(format!(
+                .get_json(format!(
                     "{url}/v1/audit/proof/consistency?from={}&to={}",
                     cp.size, last.size
                 ))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let hashes: Vec<audit::Hash> = proof["hashes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    use base64::Engine as _;
-                    base64::engine::general_purpose::STANDARD
-                        .decode(h.as_str().unwrap())
-                        .unwrap()
-                        .try_into()
-                        .unwrap()
-                })
-                .collect();
+                .await;
+            let hashes = hashes_of(&proof);
             audit::verify_consistency(cp.size, last.size, &cp.root, &last.root, &hashes)
                 .unwrap_or_else(|e| panic!("checkpoint of {} forks from the log: {e}", cp.size));
         }
@@ -638,12 +620,7 @@ async fn a_node_with_other_policy_files_is_refused_until_told_to_adopt_them() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(|u| u.trim().to_owned()))
-        .expect("listens");
+    let url = wait_for_listening(&mut child).expect("listens");
     let mut node = Node { child, url };
     assert_eq!(
         cluster
@@ -682,15 +659,6 @@ async fn a_node_with_other_policy_files_is_refused_until_told_to_adopt_them() {
         .count();
     assert_eq!(adopted, 1, "{page}");
     node.kill();
-}
-
-fn b64_hash(v: &Value) -> audit::Hash {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().expect("base64 text"))
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes")
 }
 
 /// A standby serves the public log from the database (the checkpoint the active node
@@ -745,43 +713,25 @@ async fn a_standby_serves_the_public_log_and_names_the_active_node() {
         .unwrap()
         .checkpoint;
     let proof: Value = cluster
-        .public
-        .get(format!(
+        .get_json(format!(
             "{}/v1/audit/proof/inclusion?index=2&tree_size={}",
             nodes[b].url, cp.size
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let hashes: Vec<audit::Hash> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(b64_hash)
-        .collect();
+        .await;
     audit::verify_inclusion(
-        &b64_hash(&proof["leaf_hash"]),
+        &hash_of(&proof["leaf_hash"]),
         2,
         cp.size,
-        &hashes,
+        &hashes_of(&proof),
         &cp.root,
     )
     .expect("the standby's inclusion proof verifies");
     let proof: Value = cluster
-        .public
-        .get(format!(
+        .get_json(format!(
             "{}/v1/audit/proof/consistency?from=1&to={}",
             nodes[b].url, cp.size
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(proof["hashes"].is_array(), "{proof}");
     // The data routes name the active node.
     let resp = cluster

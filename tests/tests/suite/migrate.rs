@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::{json, Value};
-use tests::{binary, send, start_server_with, Vault};
+use tests::{binary, hashes_of, send, start_server_with, Vault};
 
 async fn police_access(v: &Vault) -> u16 {
     let ask = json!({"citizen": "EE38001010001", "purpose": "road_safety_enforcement", "fields": ["vehicle.registration"], "legal_basis": "public_task"});
@@ -86,21 +86,14 @@ async fn a_sled_vault_migrates_into_postgres_with_the_same_log() {
     ))))
     .await
     .unwrap();
-    let hashes: Vec<vault_core::audit::Hash> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    vault_core::audit::verify_consistency(old.size, new.size, &old.root, &new.root, &hashes)
-        .unwrap();
+    vault_core::audit::verify_consistency(
+        old.size,
+        new.size,
+        &old.root,
+        &new.root,
+        &hashes_of(&proof),
+    )
+    .unwrap();
     let (_, out) = v.export_and_verify().await.unwrap();
     assert!(
         out.status.success(),

@@ -25,19 +25,21 @@ pub(crate) fn store_json(health: &vault_core::StoreHealth) -> serde_json::Value 
     store
 }
 
+/// The store's health, measured off the async threads (a PostgreSQL store times a query).
+async fn store_health(
+    vault: Option<std::sync::Arc<vault_core::Vault>>,
+) -> Option<vault_core::StoreHealth> {
+    let v = vault?;
+    tokio::task::spawn_blocking(move || v.store_health())
+        .await
+        .ok()
+}
+
 /// `GET /healthz`: 200 when unsealed and serving (on PostgreSQL: the active node); 503
-/// when sealed, a standby (naming the active node), or when the store failed. Blocking (a PostgreSQL store measures its round trip): runs off the async threads.
+/// when sealed, a standby (naming the active node), or when the store failed.
 pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let vault = app.vault();
-    let health = match &vault {
-        Some(v) => {
-            let v = v.clone();
-            tokio::task::spawn_blocking(move || v.store_health())
-                .await
-                .ok()
-        }
-        None => None,
-    };
+    let health = store_health(vault.clone()).await;
     match vault {
         Some(v) if v.is_available() => (
             StatusCode::OK,
@@ -72,15 +74,7 @@ pub(crate) async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let vault = app.vault();
     let audit_size = vault.as_ref().map(|v| v.audit_size());
     let signed = vault.as_ref().map(|v| v.checkpoints_signed());
-    let health = match &vault {
-        Some(v) => {
-            let v = v.clone();
-            tokio::task::spawn_blocking(move || v.store_health())
-                .await
-                .ok()
-        }
-        None => None,
-    };
+    let health = store_health(vault.clone()).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(audit_size, signed, health.as_ref()),
