@@ -418,7 +418,7 @@ impl DataDir {
             &Passphrase::new(passphrase.to_owned()),
             Default::default(),
         )?;
-        Ok(crate::Standby::new(&unsealed)?)
+        Ok(crate::Standby::new(unsealed)?)
     }
 
     /// Moves this stopped vault's sled store into the new, empty PostgreSQL database `to`

@@ -1,7 +1,8 @@
 //! Several nodes on one PostgreSQL store (docs/operations.md, "Running several nodes"):
 //! one is active (its store holds the writer lease), the others are standbys that serve
-//! the public log (checkpoint, keys, proofs) from the database, answer the other routes
-//! 503 naming the active node, and take over when its lease expires. A node whose store
+//! the read-only routes (checkpoint, keys, proofs, a citizen's history) from the database,
+//! answer the other routes 503 naming the active node, and take over when its lease
+//! expires. A node whose store
 //! failed or lost the lease steps down to standby by itself and comes back when it gets
 //! the lease again, reloading the log from the database.
 //!

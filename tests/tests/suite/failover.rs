@@ -85,7 +85,7 @@ struct Cluster {
     operator: reqwest::Client,
     auditor_token: String,
     /// Keeps the data directory.
-    _dev: Vault,
+    dev: Vault,
 }
 
 impl Cluster {
@@ -106,7 +106,7 @@ impl Cluster {
             operator: client(&dev.creds.ca_cert, Some((&op.cert, &op.key))).expect("client"),
             auditor_token: dev.creds.auditor_token.clone(),
             store,
-            _dev: dev,
+            dev,
         }
     }
 
@@ -670,11 +670,14 @@ async fn a_standby_serves_the_public_log_and_names_the_active_node() {
     let nodes = [cluster.node(), cluster.node()];
     let a = cluster.active(&nodes, Duration::from_secs(30)).await;
     let b = 1 - a;
+    let mut accessed = Vec::new();
     for _ in 0..5 {
-        cluster
-            .access(&nodes[a].url)
-            .await
-            .expect("served by the active node");
+        accessed.push(
+            cluster
+                .access(&nodes[a].url)
+                .await
+                .expect("served by the active node"),
+        );
     }
     let note = cluster
         .operator
@@ -733,6 +736,54 @@ async fn a_standby_serves_the_public_log_and_names_the_active_node() {
         ))
         .await;
     assert!(proof["hashes"].is_array(), "{proof}");
+    // The citizen's history, read from the database, with proofs against that checkpoint.
+    let token = cluster.dev.citizen(0).1.to_owned();
+    let history: Value = cluster
+        .public
+        .get(format!("{}/v1/me/access-history?limit=200", nodes[b].url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["checkpoint"], note.as_str(), "{history}");
+    let entries = history["entries"].as_array().expect("entries");
+    for index in &accessed {
+        let e = entries
+            .iter()
+            .find(|e| e["index"].as_u64() == Some(*index))
+            .unwrap_or_else(|| panic!("access {index} is in the standby's history"));
+        let leaf = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(e["leaf"].as_str().unwrap())
+                .unwrap()
+        };
+        audit::verify_inclusion(
+            &audit::leaf_hash(&leaf),
+            *index,
+            cp.size,
+            &e["proof"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(hash_of)
+                .collect::<Vec<_>>(),
+            &cp.root,
+        )
+        .expect("the history's proof verifies");
+    }
+    // What writes the log (a citizen's records are logged) goes to the active node.
+    let resp = cluster
+        .public
+        .get(format!("{}/v1/me/records", nodes[b].url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
     // The data routes name the active node.
     let resp = cluster
         .police

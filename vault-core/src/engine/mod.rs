@@ -337,6 +337,32 @@ pub(crate) fn secrets_sealed_under(store: &dyn Storage) -> Result<Vec<u32>, Vaul
     Ok(config.secrets().iter().map(|(_, s)| s.kek_id).collect())
 }
 
+/// Who a bearer token speaks for, checked against the tokens in `store`.
+pub(crate) fn authenticate_token(
+    store: &dyn Storage,
+    keys: &VaultKeys,
+    token: &str,
+) -> Result<Bearer, VaultError> {
+    let (now, _) = now_parts();
+    match crate::tokens::check(store, keys.records(), token, now) {
+
+            Ok(r) => Ok(match r.role {
+                crate::tokens::Role::Citizen { citizen } => Bearer::Citizen(CitizenToken {
+                    citizen,
+                    token_id: r.id,
+                }),
+                crate::tokens::Role::Auditor { name } => Bearer::Auditor {
+                    name,
+                    token_id: r.id,
+                },
+            }),
+            Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
+                message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),
+            }),
+            Err(e) => Err(VaultError::internal(e)),
+        }
+    }
+
 fn to_system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(t.unix_seconds())
 }
@@ -898,23 +924,7 @@ impl Vault {
     /// Who a bearer token speaks for; a citizen's comes with the token's public id, which
     /// the entries of what is done with it name.
     pub fn authenticate_token(&self, token: &str) -> Result<Bearer, VaultError> {
-        let (now, _) = now_parts();
-        match crate::tokens::check(&*self.store, self.keys.records(), token, now) {
-            Ok(r) => Ok(match r.role {
-                crate::tokens::Role::Citizen { citizen } => Bearer::Citizen(CitizenToken {
-                    citizen,
-                    token_id: r.id,
-                }),
-                crate::tokens::Role::Auditor { name } => Bearer::Auditor {
-                    name,
-                    token_id: r.id,
-                },
-            }),
-            Err(crate::tokens::TokenError::Invalid) => Err(VaultError::Unauthenticated {
-                message: "the bearer token is not valid (unknown, expired or revoked): ask the vault operator for a new one".to_owned(),
-            }),
-            Err(e) => Err(VaultError::internal(e)),
-        }
+        authenticate_token(&*self.store, &self.keys, token)
     }
 
     /// Runs `f` under the writer lock, then appends its audit drafts and commits its batch

@@ -17,7 +17,7 @@ use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
 use crate::keys::NoteKey;
 use crate::records::{CitizenState, FieldRead, PutOutcome, RecordError};
-use crate::storage::CommitTicket;
+use crate::storage::{CommitTicket, Storage};
 
 /// Most fields one access request or consent may name. With [`MAX_TEXT`],
 /// [`MAX_FIELD_NAME_LEN`] and the policy files' own bounds, every audit entry fits one
@@ -622,13 +622,7 @@ impl Vault {
         start: Option<u64>,
         limit: usize,
     ) -> Result<History, VaultError> {
-        let citizen = citizen_id(citizen)?;
-        self.refuse_erased(&citizen)?;
-        let keys = self
-            .unsealed
-            .records()
-            .subject_keys(&*self.store, None, &citizen)
-            .map_err(record_err)?;
+        let keys = history_keys(&*self.store, self.unsealed.records(), citizen)?;
         self.history_of(keys.as_ref(), start, limit.max(1))
     }
 
@@ -656,7 +650,7 @@ impl Vault {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             (c.note_text.clone(), c.checkpoint.size)
         };
-        let (entries, next) = self.history_page(keys, start, limit, tree_size)?;
+        let (entries, next) = history_page(&*self.store, keys, start, limit, tree_size)?;
         Ok(History {
             checkpoint,
             key: self.log_vkey.clone(),
@@ -666,9 +660,7 @@ impl Vault {
         })
     }
 
-    /// Up to `limit` entries about the citizen whose subject tag and note key are `keys`,
-    /// newest first from `start` (inclusive; `None`: the newest), each with its proof
-    /// against the checkpoint of `tree_size`; and the `start` of the next page.
+    /// [`history_page`] of this vault's store.
     fn history_page(
         &self,
         keys: Option<&(SubjectTag, NoteKey)>,
@@ -676,36 +668,7 @@ impl Vault {
         limit: usize,
         tree_size: u64,
     ) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
-        let before = Some(start.unwrap_or(u64::MAX).min(tree_size.saturating_sub(1)));
-        let mut rows = match (keys, tree_size) {
-            (Some((t, _)), 1..) => log::rows_about(&*self.store, t, before, limit + 1)?,
-            _ => Vec::new(),
-        };
-        let next = (rows.len() > limit)
-            .then(|| rows.pop().map(|(i, _)| i))
-            .flatten();
-        let mut entries = Vec::with_capacity(rows.len());
-        for (index, note) in rows {
-            let leaf = log::leaf(&*self.store, index)
-                .map_err(log::store_failure)?
-                .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
-            let entry = Entry::decode(&leaf)
-                .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
-            let proof = audit::inclusion_proof(&log::StoreLog::new(&*self.store), index, tree_size)
-                .map_err(VaultError::audit)?;
-            let texts = match keys {
-                Some((tag, key)) => notes::open(key, tag, index, &note)?,
-                None => Vec::new(),
-            };
-            entries.push(HistoryEntry {
-                index,
-                leaf,
-                proof,
-                entry,
-                texts,
-            });
-        }
-        Ok((entries, next))
+        history_page(&*self.store, keys, start, limit, tree_size)
     }
 
     /// The tree size of the latest signed checkpoint.
@@ -876,6 +839,64 @@ pub(super) fn access_entry(
         withheld,
         used,
     }
+}
+
+/// The subject tag and note key of `citizen`'s history (`None`: the vault holds nothing
+/// about them); an erased citizen is refused.
+pub(super) fn history_keys(
+    store: &dyn Storage,
+    records: &crate::records::Records,
+    citizen: &str,
+) -> Result<Option<(SubjectTag, NoteKey)>, VaultError> {
+    let citizen = citizen_id(citizen)?;
+    if let CitizenState::Erased = records.citizen_state(store, &citizen).map_err(record_err)? {
+        return Err(VaultError::Erased);
+    }
+    records
+        .subject_keys(store, None, &citizen)
+        .map_err(record_err)
+}
+
+/// Up to `limit` entries about the citizen whose subject tag and note key are `keys`,
+/// newest first from `start` (inclusive; `None`: the newest), each with its proof against
+/// the checkpoint of `tree_size`; and the `start` of the next page.
+pub(super) fn history_page(
+    store: &dyn Storage,
+    keys: Option<&(SubjectTag, NoteKey)>,
+    start: Option<u64>,
+    limit: usize,
+    tree_size: u64,
+) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
+    let before = Some(start.unwrap_or(u64::MAX).min(tree_size.saturating_sub(1)));
+    let mut rows = match (keys, tree_size) {
+        (Some((t, _)), 1..) => log::rows_about(store, t, before, limit + 1)?,
+        _ => Vec::new(),
+    };
+    let next = (rows.len() > limit)
+        .then(|| rows.pop().map(|(i, _)| i))
+        .flatten();
+    let mut entries = Vec::with_capacity(rows.len());
+    for (index, note) in rows {
+        let leaf = log::leaf(store, index)
+            .map_err(log::store_failure)?
+            .ok_or_else(|| VaultError::audit(AuditFailure::Missing { index }))?;
+        let entry = Entry::decode(&leaf)
+            .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
+        let proof = audit::inclusion_proof(&log::StoreLog::new(store), index, tree_size)
+            .map_err(VaultError::audit)?;
+        let texts = match keys {
+            Some((tag, key)) => notes::open(key, tag, index, &note)?,
+            None => Vec::new(),
+        };
+        entries.push(HistoryEntry {
+            index,
+            leaf,
+            proof,
+            entry,
+            texts,
+        });
+    }
+    Ok((entries, next))
 }
 
 #[cfg(test)]

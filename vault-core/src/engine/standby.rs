@@ -12,8 +12,20 @@ use super::{load_config, AuditFailure, ServerIdentity, VaultError};
 use crate::datadir::Unsealed;
 use crate::storage::{Storage, Tree};
 
-/// The public side of the audit log, as the active node or a standby serves it.
+/// What the active node and a standby both serve: the public side of the audit log, and
+/// a citizen's history (read-only; proofs against the last published checkpoint).
 pub trait PublicLog: Send + Sync {
+    /// Who a bearer token speaks for.
+    fn authenticate_token(&self, token: &str) -> Result<super::Bearer, VaultError>;
+    /// A page of a citizen's own history, newest first, each entry with an inclusion proof
+    /// against one published checkpoint (a standby's: the last one the active node
+    /// published, at most a signing interval behind).
+    fn access_history(
+        &self,
+        citizen: &str,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<super::History, VaultError>;
     /// The last published (signed) checkpoint, a C2SP signed note.
     fn latest_checkpoint(&self) -> Result<String, VaultError>;
     /// The log's note verifier key.
@@ -32,6 +44,8 @@ pub trait PublicLog: Send + Sync {
 /// [`crate::DataDir::open_standby`]).
 pub struct Standby {
     store: Arc<dyn Storage>,
+    unsealed: Unsealed,
+    keys: Arc<super::VaultKeys>,
     log_vkey: String,
     receipt_vkey: String,
     identity: ServerIdentity,
@@ -45,13 +59,13 @@ impl std::fmt::Debug for Standby {
 
 impl Standby {
     /// The view over `unsealed` (a read-only store): its public keys and TLS identity.
-    pub(crate) fn new(unsealed: &Unsealed) -> Result<Self, VaultError> {
+    pub(crate) fn new(unsealed: Unsealed) -> Result<Self, VaultError> {
         let store = unsealed.store().clone();
         let bytes = store
             .get(Tree::Meta, super::ENGINE_KEY)?
             .ok_or_else(|| VaultError::internal("the engine configuration is missing"))?;
         let ring = unsealed.records().ring();
-        let (config, _) = load_config(&bytes, &ring)?;
+        let (config, keys) = load_config(&bytes, &ring)?;
         let seed = |s: &super::secrets::SealedSecret, name: &str| {
             let kek = ring.get(s.kek_id).map_err(VaultError::internal)?;
             let bytes = s.open(kek, name)?;
@@ -67,9 +81,12 @@ impl Standby {
         )
         .map_err(VaultError::internal)?;
         drop(ring);
-        let identity = super::stored_server_identity(unsealed)?;
+        let identity = super::stored_server_identity(&unsealed)?;
+        unsealed.records().install_vault_keys(keys.clone());
         Ok(Self {
             store,
+            unsealed,
+            keys,
             log_vkey: log_signer.verifier_key(),
             receipt_vkey: receipt_signer.verifier_key(),
             identity,
@@ -94,6 +111,34 @@ impl Standby {
 }
 
 impl PublicLog for Standby {
+    fn authenticate_token(&self, token: &str) -> Result<super::Bearer, VaultError> {
+        super::authenticate_token(&*self.store, &self.keys, token)
+    }
+
+    fn access_history(
+        &self,
+        citizen: &str,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<super::History, VaultError> {
+        let keys = super::ops::history_keys(&*self.store, self.unsealed.records(), citizen)?;
+        let note = self.latest_checkpoint()?;
+        let verifier = audit::NoteVerifier::parse(&self.log_vkey).map_err(VaultError::internal)?;
+        let tree_size = audit::SignedCheckpoint::parse(&note, &verifier)
+            .map_err(|e| VaultError::internal(format!("the stored checkpoint does not verify: {e}")))?
+            .checkpoint
+            .size;
+        let (entries, next) =
+            super::ops::history_page(&*self.store, keys.as_ref(), start, limit.max(1), tree_size)?;
+        Ok(super::History {
+            checkpoint: note,
+            key: self.log_vkey.clone(),
+            tree_size,
+            entries,
+            next,
+        })
+    }
+
     fn latest_checkpoint(&self) -> Result<String, VaultError> {
         let bytes = self
             .store
@@ -168,6 +213,19 @@ pub(super) fn consistency_proof(
 }
 
 impl PublicLog for super::Vault {
+    fn authenticate_token(&self, token: &str) -> Result<super::Bearer, VaultError> {
+        super::Vault::authenticate_token(self, token)
+    }
+
+    fn access_history(
+        &self,
+        citizen: &str,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<super::History, VaultError> {
+        super::Vault::access_history(self, citizen, start, limit)
+    }
+
     fn latest_checkpoint(&self) -> Result<String, VaultError> {
         super::Vault::latest_checkpoint(self)
     }

@@ -134,8 +134,9 @@ pub(crate) async fn history(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
-    let h = blocking(&app, move |v| {
-        v.access_history(&me.citizen, page.start, limit)
+    // Read-only: a standby serves it too, from the database.
+    let h = crate::app::public_blocking(&app, move |log| {
+        log.access_history(&me.citizen, page.start, limit)
     })
     .await?;
     Ok(Json(views::history(&h)))
