@@ -775,6 +775,25 @@ async fn a_standby_serves_the_public_log_and_names_the_active_node() {
         )
         .expect("the history's proof verifies");
     }
+    // The auditor's listing, read from the database up to that checkpoint.
+    let listed: Value = cluster
+        .public
+        .get(format!(
+            "{}/v1/audit/entries?start=0&limit={}",
+            nodes[b].url, cp.size
+        ))
+        .bearer_auth(&cluster.auditor_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["entries"].as_array().map(Vec::len),
+        Some(cp.size as usize),
+        "{listed}"
+    );
     // What writes the log (a citizen's records are logged) goes to the active node.
     let resp = cluster
         .public

@@ -5,7 +5,6 @@
 use audit::{ActorKind, Entry, EntryDraft, Hash};
 use policies::AgencyId;
 
-use super::error::AuditFailure;
 use super::ops::{citizen_id, record_err};
 use super::secrets::SealedSecret;
 use super::{
@@ -716,29 +715,7 @@ impl Vault {
     /// Entries `start..start+limit` of the log, for auditors, bounded by the latest signed
     /// checkpoint's size: only entries a signed checkpoint covers (durable) are listed.
     pub fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<LeafView>, VaultError> {
-        let end = start.saturating_add(limit).min(self.checkpoint_size());
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        let leaves = log::leaves(
-            &*self.store,
-            start,
-            end,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        )
-        .map_err(log::store_failure)?;
-        for (index, leaf) in leaves {
-            let entry = Entry::decode(&leaf)
-                .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
-            out.push(LeafView {
-                index,
-                leaf_hash: audit::leaf_hash(&leaf),
-                leaf,
-                entry,
-            });
-        }
-        Ok(out)
+        super::standby::audit_entries(&*self.store, self.checkpoint_size(), start, limit)
     }
 
     /// The leaf hash of `index` and its inclusion proof in the tree of `size`.

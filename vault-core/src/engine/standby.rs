@@ -38,6 +38,9 @@ pub trait PublicLog: Send + Sync {
     /// The consistency proof between two tree sizes (`to` at most the last published
     /// checkpoint's).
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError>;
+    /// Entries `start..start+limit` of the log, for auditors, bounded by the last published
+    /// checkpoint's size.
+    fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError>;
 }
 
 /// A standby's read-only view of a vault on PostgreSQL (from
@@ -162,6 +165,38 @@ impl PublicLog for Standby {
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
         consistency_proof(&*self.store, self.published_size()?, from, to)
     }
+
+    fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError> {
+        audit_entries(&*self.store, self.published_size()?, start, limit)
+    }
+}
+
+/// Entries `start..start+limit` of the log in `store`, bounded by `published` (the last
+/// signed checkpoint's size): only entries a signed checkpoint covers are listed.
+pub(super) fn audit_entries(
+    store: &dyn Storage,
+    published: u64,
+    start: u64,
+    limit: u64,
+) -> Result<Vec<super::LeafView>, VaultError> {
+    let end = start.saturating_add(limit).min(published);
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let leaves = log::leaves(store, start, end, usize::try_from(limit).unwrap_or(usize::MAX))
+        .map_err(log::store_failure)?;
+    let mut out = Vec::with_capacity(leaves.len());
+    for (index, leaf) in leaves {
+        let entry = audit::Entry::decode(&leaf)
+            .map_err(|source| VaultError::audit(AuditFailure::Entry { index, source }))?;
+        out.push(super::LeafView {
+            index,
+            leaf_hash: audit::leaf_hash(&leaf),
+            leaf,
+            entry,
+        });
+    }
+    Ok(out)
 }
 
 /// Refuses a tree size outside 1..=`published`.
@@ -244,5 +279,9 @@ impl PublicLog for super::Vault {
 
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
         super::Vault::consistency_proof(self, from, to)
+    }
+
+    fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError> {
+        super::Vault::audit_entries(self, start, limit)
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Query;
-use crate::app::{blocking, public_blocking, App, AuditorCaller};
+use crate::app::{public_blocking, App, AuditorCaller};
 use crate::error::ApiError;
 use crate::views;
 
@@ -52,7 +52,7 @@ pub(crate) async fn entries(
     Query(q): Query<EntriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let list = blocking(&app, move |v| v.audit_entries(q.start, limit)).await?;
+    let list = public_blocking(&app, move |log| log.audit_entries(q.start, limit)).await?;
     let entries: Vec<Value> = list
         .iter()
         .map(|e| {
