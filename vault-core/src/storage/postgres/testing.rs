@@ -72,7 +72,13 @@ impl PgCluster {
         let bin = bin_dir()?;
         let run_as = (is_root()).then(|| "postgres".to_owned());
         static N: AtomicU32 = AtomicU32::new(0);
-        let root = std::env::temp_dir().join(format!(
+        // PostgreSQL's user must reach the cluster's directory: under root, a TMPDIR of
+        // root's own (mode 0700) would not do, so /tmp is used.
+        let base = match &run_as {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
+        let root = base.join(format!(
             "vault-pg-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
