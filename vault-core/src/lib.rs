@@ -34,6 +34,7 @@ internal!(
     agencies, auth, backup, codec, datadir, engine, envelope, keys, pki, records, storage, tokens,
 );
 mod ct;
+mod migrate;
 mod offline;
 mod serde_bytes;
 
@@ -51,9 +52,10 @@ pub use engine::{
     SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS,
 };
 pub use envelope::{CitizenId, Plaintext};
+pub use migrate::MigrateReport;
 pub use offline::{
-    DataDir, InitReport, MigrateReport, OfflineError, PublishedCheckpoint, RestoreOutcome,
-    RestoreRefusal, UnsealReport,
+    DataDir, InitReport, OfflineError, PublishedCheckpoint, RestoreOutcome, RestoreRefusal,
+    UnsealReport,
 };
 pub use pki::{Fingerprint, Issued};
 pub use storage::postgres::LeaseInfo;

@@ -8,7 +8,6 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use audit::{Checkpoint, NoteVerifier, SignedCheckpoint};
 use policies::{PolicyErrors, PolicySet};
@@ -136,20 +135,13 @@ impl OfflineError {
     /// The node holding the writer lease, when this failed because another node of a vault
     /// on PostgreSQL is active.
     pub fn lease_holder(&self) -> Option<&str> {
-        if let OfflineError::Store(DataDirError::Storage(StorageError::LeaseHeld {
-            holder, ..
-        })) = self
-        {
-            return Some(holder);
+        // A store's errors reach here only as `Store(Storage(..))` (`From` below).
+        match self {
+            OfflineError::Store(DataDirError::Storage(StorageError::LeaseHeld {
+                holder, ..
+            })) => Some(holder),
+            _ => None,
         }
-        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(err) = e {
-            if let Some(StorageError::LeaseHeld { holder, .. }) = err.downcast_ref() {
-                return Some(holder);
-            }
-            e = err.source();
-        }
-        None
     }
 }
 
@@ -307,24 +299,6 @@ pub struct RestoreOutcome {
 /// without its password, so that a command given the directory alone says where to look.
 const POSTGRES_MARKER: &str = "store-location";
 
-/// What a migration did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MigrateReport {
-    /// Entries copied, over all trees.
-    pub entries: u64,
-    /// The audit log's size, the same before and after.
-    pub audit_size: u64,
-    /// Its root (base64, as in a checkpoint), the same before and after.
-    pub root: String,
-    /// The size of the last signed checkpoint, which the log was checked to extend.
-    pub checkpoint_size: Option<u64>,
-    /// Where the sled store was moved (kept until the operator deletes it).
-    pub kept: PathBuf,
-}
-
-/// Entries copied per commit by a migration.
-const MIGRATE_BATCH: usize = 1024;
-
 /// A vault data directory that no process serves. Its store is the sled store in
 /// `store/`, or a PostgreSQL database ([`DataDir::on_postgres`]); the policy files are in
 /// `policies/` either way.
@@ -421,94 +395,9 @@ impl DataDir {
         Ok(crate::Standby::new(unsealed)?)
     }
 
-    /// Moves this stopped vault's sled store into the new, empty PostgreSQL database `to`
-    /// (this directory [`DataDir::on_postgres`]): the log is read from the exact stored
-    /// leaves and checked to extend the last checkpoint the vault signed, every tree is
-    /// copied, the copy's log is read back and must have the same size and root, and
-    /// only then is `store/` renamed to `store.migrated` (kept for the operator to delete
-    /// once the vault runs on PostgreSQL) and the directory marked as on PostgreSQL. Any
-    /// refusal or failure before the rename leaves the directory as it was (the database
-    /// may then hold a partial copy: drop its tables before trying again). Needs no
-    /// passphrase: the values move as they are stored, encrypted.
-    pub fn migrate(&self, to: &DataDir) -> Result<MigrateReport, OfflineError> {
-        let StoreSpec::Sled { dir: from_dir, .. } = self.spec()? else {
-            return Err(OfflineError::MigrateRefused(
-                "the source must be a data directory with a sled store (no --store)".to_owned(),
-            ));
-        };
-        let to_spec @ StoreSpec::Postgres { .. } = to.spec_for_migration()? else {
-            return Err(OfflineError::MigrateRefused(
-                "the target must be a PostgreSQL database (--to postgres://...)".to_owned(),
-            ));
-        };
-        let source: Arc<dyn Storage> = Arc::new(
-            crate::storage::SledStore::open(&from_dir)
-                .map_err(|e| busy_or(&from_dir, DataDirError::Storage(e)))?,
-        );
-        if source.get(Tree::Meta, datadir::INIT_KEY)?.is_none() {
-            return Err(OfflineError::from(DataDirError::NotInitialised {
-                path: self.dir.clone(),
-                half: true,
-            }));
-        }
-        let checkpoint = stored_checkpoint(&*source)?;
-        let (before, _) = log_frontier(&*source, 0)?;
-        if let Some(cp) = &checkpoint {
-            check_extends(&*source, cp)?;
-        }
-        let target = to_spec.create()?;
-        let mut entries = 0u64;
-        for tree in Tree::ALL {
-            let mut batch = storage::WriteBatch::new();
-            for item in storage::scan_all(&*source, tree) {
-                let (k, v) = item?;
-                batch.put(tree, k, v);
-                entries += 1;
-                if batch.len() == MIGRATE_BATCH {
-                    target.commit(std::mem::take(&mut batch))?;
-                }
-            }
-            if !batch.is_empty() {
-                target.commit(batch)?;
-            }
-        }
-        let (after, _) = log_frontier(&*target, 0)?;
-        if after.size() != before.size() || after.root() != before.root() {
-            return Err(OfflineError::MigrateRefused(format!(
-                "the copy's log ({} entries) differs from the source's ({} entries): the source is unchanged; drop the database's vault tables and try again",
-                after.size(),
-                before.size()
-            )));
-        }
-        for tree in Tree::ALL {
-            let a = storage::scan_all(&*source, tree).count();
-            let b = storage::scan_all(&*target, tree).count();
-            if a != b {
-                return Err(OfflineError::MigrateRefused(format!(
-                    "the copy's {tree} has {b} entries, the source's {a}: the source is unchanged"
-                )));
-            }
-        }
-        drop(target);
-        drop(source);
-        let kept = self.dir.join("store.migrated");
-        std::fs::rename(&from_dir, &kept).map_err(io_error("move aside", &from_dir))?;
-        to.mark_postgres()?;
-        Ok(MigrateReport {
-            entries,
-            audit_size: after.size(),
-            root: {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.encode(after.root())
-            },
-            checkpoint_size: checkpoint.map(|c| c.size),
-            kept,
-        })
-    }
-
     /// [`DataDir::spec`] of a migration's target: the directory still holds the sled
     /// store it migrates from.
-    fn spec_for_migration(&self) -> Result<StoreSpec, OfflineError> {
+    pub(crate) fn spec_for_migration(&self) -> Result<StoreSpec, OfflineError> {
         match &self.postgres {
             Some((target, options)) => Ok(StoreSpec::Postgres {
                 target: Box::new(target.clone()),
@@ -533,7 +422,7 @@ impl DataDir {
     }
 
     /// Where the store is, refusing a directory whose store is elsewhere than told.
-    fn spec(&self) -> Result<StoreSpec, OfflineError> {
+    pub(crate) fn spec(&self) -> Result<StoreSpec, OfflineError> {
         let wrong = |reason: String| {
             OfflineError::from(StorageError::Unusable {
                 path: self.dir.clone(),
@@ -632,7 +521,7 @@ impl DataDir {
     }
 
     /// Writes the marker naming the database (no password), for a store in PostgreSQL.
-    fn mark_postgres(&self) -> Result<(), OfflineError> {
+    pub(crate) fn mark_postgres(&self) -> Result<(), OfflineError> {
         if let Some((target, _)) = &self.postgres {
             let path = self.dir.join(POSTGRES_MARKER);
             write_new_synced(&path, format!("{}\n", target.describe()).as_bytes())
@@ -872,7 +761,7 @@ fn authenticate_backup(
 }
 
 /// The store was locked by another process, or failed otherwise.
-fn busy_or(store: &Path, e: DataDirError) -> OfflineError {
+pub(crate) fn busy_or(store: &Path, e: DataDirError) -> OfflineError {
     let locked = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
         e.source()
     })
@@ -888,7 +777,10 @@ fn busy_or(store: &Path, e: DataDirError) -> OfflineError {
     }
 }
 
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
+pub(crate) fn io_error(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> OfflineError {
     let path = path.to_path_buf();
     move |source| OfflineError::Io { what, path, source }
 }
@@ -947,7 +839,7 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 /// The log's leaves read in index order from the exact stored bytes: its frontier, and the
 /// root of its first `prefix` leaves if it has that many. Refuses a gap or a malformed
 /// leaf key or block.
-fn log_frontier(
+pub(crate) fn log_frontier(
     store: &dyn Storage,
     prefix: u64,
 ) -> Result<(audit::Frontier, Option<audit::Hash>), OfflineError> {
@@ -996,7 +888,10 @@ fn log_frontier(
 
 /// Refuses a restored log that does not extend `published`: the root of its first
 /// `published.size` leaves, from the exact stored leaf bytes, must be the published root.
-fn check_extends(store: &dyn Storage, published: &Checkpoint) -> Result<(), OfflineError> {
+pub(crate) fn check_extends(
+    store: &dyn Storage,
+    published: &Checkpoint,
+) -> Result<(), OfflineError> {
     let refuse = |r: RestoreRefusal| Err(OfflineError::RestoreRefused(r));
     let (frontier, root) = log_frontier(store, published.size)?;
     if frontier.size() < published.size {
@@ -1011,18 +906,4 @@ fn check_extends(store: &dyn Storage, published: &Checkpoint) -> Result<(), Offl
         });
     }
     Ok(())
-}
-
-/// The last checkpoint a store's vault signed (its body; the signature is the vault's,
-/// checked by whoever holds the key), if it signed one.
-fn stored_checkpoint(store: &dyn Storage) -> Result<Option<Checkpoint>, OfflineError> {
-    let Some(note) = store.get(Tree::Meta, log::LAST_CHECKPOINT_KEY)? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&note);
-    let body = text.split("\n\n").next().unwrap_or_default();
-    let checkpoint = Checkpoint::parse(&format!("{body}\n")).map_err(|e| {
-        OfflineError::MigrateRefused(format!("the stored checkpoint does not parse ({e})"))
-    })?;
-    Ok(Some(checkpoint))
 }

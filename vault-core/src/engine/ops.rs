@@ -357,15 +357,7 @@ impl Vault {
     }
 
     pub(super) fn refuse_erased(&self, citizen: &CitizenId) -> Result<(), VaultError> {
-        match self
-            .unsealed
-            .records()
-            .citizen_state(&*self.store, citizen)
-            .map_err(record_err)?
-        {
-            CitizenState::Erased => Err(VaultError::Erased),
-            _ => Ok(()),
-        }
+        refuse_erased(&*self.store, self.unsealed.records(), citizen)
     }
 
     /// An agency writes a category of a citizen's record it is the source of. A refused
@@ -660,17 +652,6 @@ impl Vault {
         })
     }
 
-    /// [`history_page`] of this vault's store.
-    fn history_page(
-        &self,
-        keys: Option<&(SubjectTag, NoteKey)>,
-        start: Option<u64>,
-        limit: usize,
-        tree_size: u64,
-    ) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
-        history_page(&*self.store, keys, start, limit, tree_size)
-    }
-
     /// The tree size of the latest signed checkpoint.
     pub(super) fn checkpoint_size(&self) -> u64 {
         self.checkpoint
@@ -726,7 +707,8 @@ impl Vault {
         start: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<HistoryEntry>, Option<u64>), VaultError> {
-        self.history_page(
+        history_page(
+            &*self.store,
             export.subject.as_ref(),
             start,
             limit.max(1),
@@ -841,6 +823,18 @@ pub(super) fn access_entry(
     }
 }
 
+/// Refuses an erased citizen ([`VaultError::Erased`]).
+fn refuse_erased(
+    store: &dyn Storage,
+    records: &crate::records::Records,
+    citizen: &CitizenId,
+) -> Result<(), VaultError> {
+    match records.citizen_state(store, citizen).map_err(record_err)? {
+        CitizenState::Erased => Err(VaultError::Erased),
+        _ => Ok(()),
+    }
+}
+
 /// The subject tag and note key of `citizen`'s history (`None`: the vault holds nothing
 /// about them); an erased citizen is refused.
 pub(super) fn history_keys(
@@ -849,9 +843,7 @@ pub(super) fn history_keys(
     citizen: &str,
 ) -> Result<Option<(SubjectTag, NoteKey)>, VaultError> {
     let citizen = citizen_id(citizen)?;
-    if let CitizenState::Erased = records.citizen_state(store, &citizen).map_err(record_err)? {
-        return Err(VaultError::Erased);
-    }
+    refuse_erased(store, records, &citizen)?;
     records
         .subject_keys(store, None, &citizen)
         .map_err(record_err)

@@ -87,7 +87,9 @@ impl Default for PgOptions {
     }
 }
 
-/// A compare-and-swap key ([`PgOptions::cas_keys`]) and what this store last saw there.
+/// A compare-and-swap key ([`PgOptions::cas_keys`]) and what this store last saw there
+/// (in a commit's expectations: the value the key must still hold).
+#[derive(Clone)]
 struct CasKey {
     tree: Tree,
     key: Vec<u8>,
@@ -96,14 +98,6 @@ struct CasKey {
     /// The value last read from the database or committed (`Some(None)`: absent; `None`:
     /// not seen yet, so not checked).
     seen: Option<Option<Vec<u8>>>,
-}
-
-/// A compare-and-swap key a commit writes, with the value it must still hold.
-struct Expected {
-    tree: Tree,
-    key: Vec<u8>,
-    what: &'static str,
-    value: Option<Vec<u8>>,
 }
 
 /// The prepared statements of one connection.
@@ -387,19 +381,13 @@ impl PgStore {
         }
     }
 
-    /// The compare-and-swap keys `writes` touches, with the value each must still hold.
-    fn expectations(&self, writes: &NetWrites<'_>) -> Vec<Expected> {
+    /// The compare-and-swap keys `writes` touches and this store has seen: each must
+    /// still hold its `seen` value.
+    fn expectations(&self, writes: &NetWrites<'_>) -> Vec<CasKey> {
         lock(&self.cas)
             .iter()
-            .filter(|c| writes.contains_key(&(c.tree, c.key.as_slice())))
-            .filter_map(|c| {
-                c.seen.clone().map(|value| Expected {
-                    tree: c.tree,
-                    key: c.key.clone(),
-                    what: c.what,
-                    value,
-                })
-            })
+            .filter(|c| c.seen.is_some() && writes.contains_key(&(c.tree, c.key.as_slice())))
+            .cloned()
             .collect()
     }
 
@@ -449,20 +437,38 @@ impl PgStore {
         // Queued writes in the range can hide at most as many of the database's rows.
         let hidden = overlay.range(tree, start, upper).count();
         let want_rows = limit.saturating_add(hidden);
-        let ticket = match self.cache.as_ref().map(|c| c.scan(tree, start, end, reverse, want_rows)) {
-            Some(Ok(rows)) => {
-                let base = rows.into_iter().map(Ok);
-                let staged = overlay.range(tree, start, upper);
-                return if reverse {
-                    merge(base, staged.rev(), limit, true)
-                } else {
-                    merge(base, staged, limit, false)
-                };
+        let rows = match self
+            .cache
+            .as_ref()
+            .map(|c| (c, c.scan(tree, start, end, reverse, want_rows)))
+        {
+            Some((_, Ok(rows))) => rows,
+            Some((cache, Err(ticket))) => {
+                let rows = self.scan_rows(tree, start, end, reverse, want_rows)?;
+                cache.fill_scan(ticket, tree, start, end, reverse, want_rows, &rows);
+                rows
             }
-            Some(Err(ticket)) => Some(ticket),
-            None => None,
+            None => self.scan_rows(tree, start, end, reverse, want_rows)?,
         };
-        let want = i64::try_from(want_rows).unwrap_or(i64::MAX);
+        let base = rows.into_iter().map(Ok);
+        let staged = overlay.range(tree, start, upper);
+        if reverse {
+            merge(base, staged.rev(), limit, true)
+        } else {
+            merge(base, staged, limit, false)
+        }
+    }
+
+    /// Up to `want` rows of `tree` from the database in `start..end`, in scan order.
+    fn scan_rows(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        want: usize,
+    ) -> Result<Entries, StorageError> {
+        let want = i64::try_from(want).unwrap_or(i64::MAX);
         let conn = self.reader()?;
         let s = &conn.statements;
         let tree_id = tree_id(tree);
@@ -487,24 +493,13 @@ impl PgStore {
             }
         })
         .map_err(pg("scanning"))?;
-        let rows = rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 let key: Vec<u8> = row.try_get(0).map_err(pg("decoding a scanned key"))?;
                 let value: Vec<u8> = row.try_get(1).map_err(pg("decoding a scanned value"))?;
                 Ok((key, value))
             })
-            .collect::<Result<Entries, StorageError>>()?;
-        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
-            cache.fill_scan(ticket, tree, start, end, reverse, want_rows, &rows);
-        }
-        let base = rows.into_iter().map(Ok);
-        let staged = overlay.range(tree, start, upper);
-        if reverse {
-            merge(base, staged.rev(), limit, true)
-        } else {
-            merge(base, staged, limit, false)
-        }
+            .collect()
     }
 }
 
@@ -512,7 +507,7 @@ impl PgStore {
 /// transaction ends (sent together, pipelined).
 async fn cas_values(
     txn: &tokio_postgres::Transaction<'_>,
-    expected: &[Expected],
+    expected: &[CasKey],
 ) -> Result<Vec<Option<Vec<u8>>>, tokio_postgres::Error> {
     let mut out = Vec::with_capacity(expected.len());
     // One query per key; there is one compare-and-swap key (the last checkpoint).
@@ -610,7 +605,7 @@ impl Durability for PgStore {
                 let conflict = expected
                     .iter()
                     .zip(&stored)
-                    .find(|(want, got)| want.value != **got)
+                    .find(|(want, got)| want.seen.as_ref() != Some(*got))
                     .map(|(e, _)| (e.tree, e.what));
                 if held && conflict.is_none() {
                     tokio::try_join!(upsert, delete)
