@@ -7,6 +7,7 @@
 
 mod codec;
 mod commitment;
+pub mod cosignature;
 mod entry;
 pub mod export;
 mod hash;
@@ -14,22 +15,26 @@ mod note;
 mod proof;
 mod subjects;
 mod tree;
+pub mod witness;
+pub mod witness_policy;
 
 #[cfg(test)]
 mod testvectors;
 
 pub use commitment::{Commitment, TextField, COMMITMENT_LABEL, SALT_LEN};
+pub use cosignature::{CosignatureSigner, CosignatureVerifier};
 pub use entry::{
     Actor, ActorKind, Entry, EntryDraft, EntryError, SubjectTag, Withheld, ENTRY_VERSION,
     MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
 };
 pub use hash::{empty_root, leaf_hash, node_hash, Frontier, Hash, HASH_LEN};
 pub use note::{
-    key_id, sign_checkpoint, Checkpoint, CheckpointError, NoteError, NoteSigner, NoteVerifier,
-    SignedCheckpoint,
+    key_id, sign_checkpoint, split_note, Checkpoint, CheckpointError, NoteError, NoteSigner,
+    NoteVerifier, SignatureLine, SignedCheckpoint,
 };
 pub use proof::{parse_hash, verify_consistency, verify_inclusion, ProofError};
 pub use tree::{
     consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState, MemStore,
     StoreError, TreeError,
 };
+pub use witness_policy::{PolicyError, WitnessPolicy, WitnessedCheckpoint};

@@ -14,7 +14,7 @@ use crate::tree::{root, LogRead, TreeError};
 /// The signature type byte of Ed25519 in C2SP signed notes.
 const ALG_ED25519: u8 = 0x01;
 /// The signature line prefix: an em dash (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// The most signature lines a note may carry.
 const MAX_SIGNATURES: usize = 100;
 /// The largest note accepted.
@@ -102,7 +102,7 @@ impl NoteError {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('+') && !name.chars().any(char::is_whitespace)
 }
 
@@ -228,7 +228,7 @@ impl NoteSigner {
     }
 }
 
-fn parse_hex_id(s: &str) -> Option<u32> {
+pub(crate) fn parse_hex_id(s: &str) -> Option<u32> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -281,58 +281,22 @@ impl NoteVerifier {
         self.id
     }
 
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public
+    }
+
     /// Verifies a note and returns its text. Signatures by other keys are ignored; the
     /// note must carry a valid signature by this key.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        if note.len() > MAX_NOTE_LEN {
-            return Err(NoteError::Malformed {
-                reason: "note larger than 1 MiB",
-            });
-        }
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed {
-            reason: "no blank line before the signatures",
-        })?;
-        let (text, sigs) = (&note[..=split], &note[split + 2..]);
-        if !valid_text(text) {
-            return Err(NoteError::BadText);
-        }
-        let Some(sigs) = sigs.strip_suffix('\n') else {
-            return Err(NoteError::Malformed {
-                reason: "signature block must end with a newline",
-            });
-        };
+        let (text, lines) = split_note(note)?;
         let mut verified = false;
-        for (n, line) in sigs.split('\n').enumerate() {
-            if n >= MAX_SIGNATURES {
-                return Err(NoteError::Malformed {
-                    reason: "more than 100 signatures",
-                });
-            }
-            let body = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed {
-                reason: "signature line does not start with an em dash and a space",
-            })?;
-            let (name, b64) = body.split_once(' ').ok_or(NoteError::Malformed {
-                reason: "signature line has no space between name and signature",
-            })?;
-            if !valid_name(name) {
-                return Err(NoteError::Malformed {
-                    reason: "signature line has an invalid key name",
-                });
-            }
-            let blob = B64.decode(b64).map_err(|_| NoteError::Malformed {
-                reason: "signature is not base64",
-            })?;
-            if blob.len() < 5 {
-                return Err(NoteError::Malformed {
-                    reason: "signature too short",
-                });
-            }
-            let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
-            if name != self.name || id != self.id {
+        for line in lines {
+            if line.name != self.name || line.key_id != self.id {
                 continue;
             }
             UnparsedPublicKey::new(&ED25519, &self.public)
-                .verify(text.as_bytes(), &blob[4..])
+                .verify(text.as_bytes(), &line.signature)
                 .map_err(|_| NoteError::BadSignature {
                     name: self.name.clone(),
                 })?;
@@ -346,6 +310,75 @@ impl NoteVerifier {
             })
         }
     }
+}
+
+/// One signature line of a note: `— <name> base64(key id || signature)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureLine<'a> {
+    /// The key name.
+    pub name: &'a str,
+    /// The key id (the first 4 bytes of the decoded blob).
+    pub key_id: u32,
+    /// The rest of the blob: a signature, or a cosignature's timestamp and signature.
+    pub signature: Vec<u8>,
+}
+
+/// Splits `note` into its text and its signature lines (C2SP signed-note), checking form
+/// only: at most 1 MiB, the text UTF-8 without control characters but newlines and ending
+/// in a newline, then a blank line and 1 to 100 well-formed signature lines.
+pub fn split_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
+    if note.len() > MAX_NOTE_LEN {
+        return Err(NoteError::Malformed {
+            reason: "note larger than 1 MiB",
+        });
+    }
+    let split = note.rfind("\n\n").ok_or(NoteError::Malformed {
+        reason: "no blank line before the signatures",
+    })?;
+    let (text, sigs) = (&note[..=split], &note[split + 2..]);
+    if !valid_text(text) {
+        return Err(NoteError::BadText);
+    }
+    let Some(sigs) = sigs.strip_suffix('\n') else {
+        return Err(NoteError::Malformed {
+            reason: "signature block must end with a newline",
+        });
+    };
+    let mut lines = Vec::new();
+    for (n, line) in sigs.split('\n').enumerate() {
+        if n >= MAX_SIGNATURES {
+            return Err(NoteError::Malformed {
+                reason: "more than 100 signatures",
+            });
+        }
+        let body = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed {
+            reason: "signature line does not start with an em dash and a space",
+        })?;
+        let (name, b64) = body.split_once(' ').ok_or(NoteError::Malformed {
+            reason: "signature line has no space between name and signature",
+        })?;
+        if !valid_name(name) {
+            return Err(NoteError::Malformed {
+                reason: "signature line has an invalid key name",
+            });
+        }
+        let mut blob = B64.decode(b64).map_err(|_| NoteError::Malformed {
+            reason: "signature is not base64",
+        })?;
+        if blob.len() < 5 {
+            return Err(NoteError::Malformed {
+                reason: "signature too short",
+            });
+        }
+        let key_id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+        blob.drain(..4);
+        lines.push(SignatureLine {
+            name,
+            key_id,
+            signature: blob,
+        });
+    }
+    Ok((text, lines))
 }
 
 /// A C2SP tlog-checkpoint body.
