@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) cluster: crate::cluster::Cluster,
     /// A standby's read-only view of the log (the public audit routes).
     standby_view: RwLock<Option<Arc<vault_core::Standby>>>,
+    /// The witness policy and cosigning state (`--witness-policy`), if any.
+    witnessing: std::sync::OnceLock<Arc<crate::witness::Witnessing>>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             vault: RwLock::new(vault),
             cluster: Default::default(),
             standby_view: RwLock::new(None),
+            witnessing: std::sync::OnceLock::new(),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             quotas: Quotas::new(rates),
@@ -249,6 +252,16 @@ impl AppState {
             Some(view) => Ok(view),
             None => self.serving().map(|v| v.public_log()),
         }
+    }
+
+    /// Sets the witness policy (once, at start).
+    pub(crate) fn set_witnessing(&self, w: Arc<crate::witness::Witnessing>) {
+        let _ = self.witnessing.set(w);
+    }
+
+    /// The witness policy and cosigning state, if the server has a witness policy.
+    pub(crate) fn witnessing(&self) -> Option<&Arc<crate::witness::Witnessing>> {
+        self.witnessing.get()
     }
 
     /// Sets (or drops) the standby's view of the log.

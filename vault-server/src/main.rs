@@ -28,6 +28,7 @@ mod serve;
 mod tls;
 mod views;
 mod web;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,24 @@ struct Args {
     /// (`policies.adopt`). Update the files on every node, then restart one with this.
     #[arg(long, env = "VAULT_ADOPT_POLICIES")]
     adopt_policies: bool,
+    /// The witness policy (C2SP tlog-policy: `witness <name> <vkey> <url>`, `group`,
+    /// `quorum`): the active node submits each new checkpoint to these witnesses and
+    /// publishes it at /v1/audit/checkpoint only once their cosignatures meet the quorum
+    /// (docs/witness.md). Give every node the same file.
+    #[arg(long, env = "VAULT_WITNESS_POLICY", value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
+    /// The CA certificates (PEM) of the witnesses' TLS servers (for https:// witnesses).
+    #[arg(
+        long,
+        env = "VAULT_WITNESS_CA",
+        value_name = "FILE",
+        requires = "witness_policy"
+    )]
+    witness_ca: Option<PathBuf>,
+    /// Seconds a witness has to answer a submission.
+    #[arg(long, env = "VAULT_WITNESS_TIMEOUT", value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    witness_timeout: u64,
 }
 
 /// The vault to serve.
@@ -369,6 +388,20 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
             tokio::spawn(cluster::supervise(app.clone()));
         }
         app.set_data_dir(data_dir);
+    }
+    if let Some(path) = &args.witness_policy {
+        let vkey = app
+            .public_log()
+            .map_err(|e| anyhow::anyhow!(e.message))?
+            .log_verifier_key();
+        let w = Arc::new(witness::Witnessing::load(
+            path,
+            &vkey,
+            args.witness_ca.as_deref(),
+            Duration::from_secs(args.witness_timeout),
+        )?);
+        app.set_witnessing(w.clone());
+        tokio::spawn(w.run(app.clone()));
     }
     tokio::spawn(app::renew_server_cert_periodically(
         app.clone(),

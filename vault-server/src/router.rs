@@ -40,6 +40,7 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
         .route("/v1/me/erasure", post(citizen::erasure))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/witness-policy", get(audit::witness_policy))
         .route("/v1/audit/receipt-key", get(audit::receipt_key))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))

@@ -731,21 +731,50 @@ impl Vault {
     /// The auditor export of the log up to a freshly signed checkpoint. Its entry
     /// (`audit.export`) is appended first, so the export contains it.
     pub fn audit_export(&self) -> Result<Vec<u8>, VaultError> {
+        self.begin_audit_export()?;
+        let signed = self
+            .checkpoint
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.write_audit_export(&signed)
+    }
+
+    /// Appends the `audit.export` entry and signs a checkpoint covering it; returns that
+    /// checkpoint's size. With witnesses, the export then waits for a witnessed checkpoint
+    /// of at least that size ([`Vault::witnessed_audit_export`]).
+    pub fn begin_audit_export(&self) -> Result<u64, VaultError> {
         let (_, now_ms) = now_parts();
         self.transact(|tx| {
             tx.entry(operator_draft(now_ms, "audit.export"));
             Ok(())
         })?;
         self.sign_checkpoint_now()?;
-        let signed = self
-            .checkpoint
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        Ok(self.checkpoint_size())
+    }
+
+    /// The auditor export of the log up to the last checkpoint published with a quorum of
+    /// witness cosignatures, which the export carries (`vault-cli audit verify --policy`).
+    pub fn witnessed_audit_export(&self) -> Result<Vec<u8>, VaultError> {
+        let note = self.witnessed_checkpoint().ok_or_else(|| {
+            VaultError::conflict(
+                "not_witnessed",
+                "no checkpoint has reached the witness quorum yet: see /healthz and the server \
+                 log for the witnesses' answers, then try again",
+            )
+        })?;
+        let verifier = audit::NoteVerifier::parse(&self.log_vkey).map_err(VaultError::internal)?;
+        let signed = audit::SignedCheckpoint::parse(&note, &verifier).map_err(|e| {
+            VaultError::internal(format!("the witnessed checkpoint does not verify: {e}"))
+        })?;
+        self.write_audit_export(&signed)
+    }
+
+    fn write_audit_export(&self, signed: &audit::SignedCheckpoint) -> Result<Vec<u8>, VaultError> {
         let mut out = Vec::new();
         audit::export::write(
             &log::StoreLog::new(&*self.store),
-            &signed,
+            signed,
             &self.log_vkey,
             &mut out,
         )

@@ -17,6 +17,9 @@ use crate::storage::{Storage, Tree, WriteBatch};
 pub(crate) const LOG_SIZE_KEY: &[u8] = b"log.size";
 /// Meta key of the last signed checkpoint (the note text).
 pub(crate) const LAST_CHECKPOINT_KEY: &[u8] = b"log.last_checkpoint";
+/// The last checkpoint published with its witnesses' cosignatures (a quorum of the witness
+/// policy): the note, signed by the log and cosigned.
+pub(crate) const WITNESSED_CHECKPOINT_KEY: &[u8] = b"log.witnessed_checkpoint";
 
 pub(crate) fn leaf_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

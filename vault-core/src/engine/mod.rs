@@ -276,6 +276,11 @@ pub struct Vault {
     log_vkey: String,
     receipt_signer: NoteSigner,
     checkpoint: RwLock<SignedCheckpoint>,
+    /// When `checkpoint` was signed (`None`: before this process signed one).
+    signed_at: Mutex<Option<Instant>>,
+    /// The last checkpoint published with a quorum of witness cosignatures: its size and
+    /// note.
+    witnessed: RwLock<Option<(u64, String)>>,
     /// Held while a checkpoint is signed; when the last one was and how many were.
     sign_lock: Mutex<Signing>,
     ca: Ca,
@@ -576,6 +581,20 @@ impl Vault {
                 })?)
             }
         };
+        let witnessed = match store.get(Tree::Meta, log::WITNESSED_CHECKPOINT_KEY)? {
+            None => None,
+            Some(bytes) => {
+                let note = String::from_utf8(bytes)
+                    .map_err(|_| VaultError::internal("stored witnessed checkpoint is not UTF-8"))?;
+                let verifier = NoteVerifier::parse(&log_vkey).map_err(VaultError::internal)?;
+                let c = SignedCheckpoint::parse(&note, &verifier).map_err(|e| {
+                    VaultError::internal(format!(
+                        "the stored witnessed checkpoint does not verify: {e}"
+                    ))
+                })?;
+                Some((c.checkpoint.size, note))
+            }
+        };
         let checkpoint = audit::sign_checkpoint(
             &log::StoreLog::new(&*store),
             &log_signer,
@@ -608,6 +627,8 @@ impl Vault {
             log_vkey,
             receipt_signer,
             checkpoint: RwLock::new(checkpoint),
+            signed_at: Mutex::new(None),
+            witnessed: RwLock::new(witnessed),
             sign_lock: Mutex::new(Signing::default()),
             ca,
             server_tls: RwLock::new(ServerTls {
@@ -844,7 +865,12 @@ impl Vault {
             .checkpoint
             .write()
             .unwrap_or_else(PoisonError::into_inner) = signed;
-        signing.last = Some(Instant::now());
+        let now = Instant::now();
+        *self
+            .signed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now);
+        signing.last = Some(now);
         signing.count += 1;
         Ok(())
     }
@@ -860,6 +886,92 @@ impl Vault {
     /// The latest signed checkpoint (note text).
     pub fn latest_checkpoint(&self) -> Result<String, VaultError> {
         Ok(self.latest_checkpoint_text())
+    }
+
+    /// The latest signed checkpoint and when this process signed it (`None`: signed
+    /// before this process started).
+    pub fn latest_checkpoint_signed_at(&self) -> (String, Option<Instant>) {
+        let at = *self
+            .signed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (self.latest_checkpoint_text(), at)
+    }
+
+    /// The last checkpoint published with a quorum of witness cosignatures, if any.
+    pub fn witnessed_checkpoint(&self) -> Option<String> {
+        self.witnessed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, note)| note.clone())
+    }
+
+    /// Publishes `note`, a checkpoint of this log with its witnesses' cosignatures, once
+    /// they meet `policy`'s quorum: the note must be signed by this log, its tree must be
+    /// this log's at that size (no fork), and its size at least the last published one's
+    /// (no rollback). Durable before it returns; a node without the writer lease publishes
+    /// nothing.
+    pub fn publish_witnessed(
+        &self,
+        note: &str,
+        policy: &audit::WitnessPolicy,
+    ) -> Result<audit::WitnessedCheckpoint, VaultError> {
+        let own = NoteVerifier::parse(&self.log_vkey).map_err(VaultError::internal)?;
+        let signed = SignedCheckpoint::parse(note, &own).map_err(|e| {
+            VaultError::bad("not_this_log", format!("the checkpoint is not this log's: {e}"))
+        })?;
+        let witnessed = policy.check(note).map_err(|e| {
+            VaultError::bad(
+                "bad_cosignature",
+                format!("the checkpoint fails the witness policy: {e}"),
+            )
+        })?;
+        if !witnessed.quorum_met {
+            return Err(VaultError::conflict(
+                "below_quorum",
+                format!(
+                    "cosigned by {} ({}), below the witness policy's quorum",
+                    witnessed.cosigned_by.len(),
+                    witnessed.cosigned_by.join(", ")
+                ),
+            ));
+        }
+        let c = &signed.checkpoint;
+        if c.size > self.audit_size()
+            || audit::root(&log::StoreLog::new(&*self.store), c.size).map_err(VaultError::audit)?
+                != c.root
+        {
+            return Err(VaultError::conflict(
+                "not_this_tree",
+                format!("the checkpoint of size {} is not this log's tree", c.size),
+            ));
+        }
+        let mut slot = self.witnessed.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some((size, _)) = slot.as_ref() {
+            if *size > c.size {
+                return Err(VaultError::conflict(
+                    "rollback",
+                    format!(
+                        "a checkpoint of size {size} is published already; {} is older",
+                        c.size
+                    ),
+                ));
+            }
+        }
+        if !self.store.holds_lease() {
+            let epoch = self.store.health().lease.map_or(0, |l| l.epoch);
+            return Err(VaultError::Unavailable(StorageError::LeaseLost { epoch }));
+        }
+        let mut b = WriteBatch::new();
+        b.put(
+            Tree::Meta,
+            log::WITNESSED_CHECKPOINT_KEY,
+            note.as_bytes().to_vec(),
+        );
+        self.store.commit(b)?;
+        *slot = Some((c.size, note.to_owned()));
+        Ok(witnessed)
     }
 
     /// The log's note verifier key.

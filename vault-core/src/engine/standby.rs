@@ -28,6 +28,8 @@ pub trait PublicLog: Send + Sync {
     ) -> Result<super::History, VaultError>;
     /// The last published (signed) checkpoint, a C2SP signed note.
     fn latest_checkpoint(&self) -> Result<String, VaultError>;
+    /// The last checkpoint published with a quorum of witness cosignatures, if any.
+    fn witnessed_checkpoint(&self) -> Result<Option<String>, VaultError>;
     /// The log's note verifier key.
     fn log_verifier_key(&self) -> String;
     /// The consent receipts' note verifier key.
@@ -150,6 +152,16 @@ impl PublicLog for Standby {
         String::from_utf8(bytes).map_err(|_| VaultError::internal("stored checkpoint is not UTF-8"))
     }
 
+    fn witnessed_checkpoint(&self) -> Result<Option<String>, VaultError> {
+        self.store
+            .get(Tree::Meta, log::WITNESSED_CHECKPOINT_KEY)?
+            .map(|b| {
+                String::from_utf8(b)
+                    .map_err(|_| VaultError::internal("stored witnessed checkpoint is not UTF-8"))
+            })
+            .transpose()
+    }
+
     fn log_verifier_key(&self) -> String {
         self.log_vkey.clone()
     }
@@ -263,6 +275,10 @@ impl PublicLog for super::Vault {
 
     fn latest_checkpoint(&self) -> Result<String, VaultError> {
         super::Vault::latest_checkpoint(self)
+    }
+
+    fn witnessed_checkpoint(&self) -> Result<Option<String>, VaultError> {
+        Ok(super::Vault::witnessed_checkpoint(self))
     }
 
     fn log_verifier_key(&self) -> String {

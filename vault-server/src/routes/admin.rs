@@ -185,14 +185,36 @@ pub(crate) async fn sign_checkpoint(
 }
 
 /// `GET /v1/admin/audit/export`: the auditor export file (leaves + signed checkpoint +
-/// verifier key), `application/octet-stream`.
+/// verifier key), `application/octet-stream`. With a witness policy, the export ends at
+/// the latest witnessed checkpoint and carries its cosignatures: the server waits up to
+/// [`EXPORT_WITNESS_WAIT`] for one covering the export's own entry, else exports up to
+/// the latest witnessed one.
 pub(crate) async fn audit_export(
     State(app): State<App>,
     _op: OperatorCaller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bytes = blocking(&app, |v| v.audit_export()).await?;
+    let bytes = if app.witnessing().is_some_and(|w| w.required()) {
+        let size = blocking(&app, |v| v.begin_audit_export()).await?;
+        let deadline = tokio::time::Instant::now() + EXPORT_WITNESS_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let witnessed = app
+                .serving()?
+                .witnessed_checkpoint()
+                .and_then(|n| n.lines().nth(1).and_then(|l| l.parse::<u64>().ok()));
+            if witnessed.is_some_and(|w| w >= size) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        blocking(&app, |v| v.witnessed_audit_export()).await?
+    } else {
+        blocking(&app, |v| v.audit_export()).await?
+    };
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }
+
+/// How long an audit export waits for its entry to be witnessed.
+pub(crate) const EXPORT_WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `GET /v1/admin/backup`: a consistent backup of the whole store (still encrypted: field
 /// values under citizens' keys, keys under the sealed master key).

@@ -2,7 +2,7 @@
 //! proofs. Proofs are hashes only and public; entries need an auditor token.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use base64::Engine as _;
@@ -18,10 +18,51 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `GET /v1/audit/checkpoint` (public): the latest signed checkpoint, `text/plain`.
+/// `GET /v1/audit/checkpoint` (public): the latest published checkpoint, `text/plain`:
+/// with a witness policy, the latest one whose cosignatures meet its quorum (503
+/// `not_witnessed` before the first); without, the latest signed one.
 pub(crate) async fn checkpoint(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
-    let note = public_blocking(&app, |log| log.latest_checkpoint()).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+    let note = published_checkpoint(&app).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    ))
+}
+
+/// The checkpoint `/v1/audit/checkpoint` publishes.
+pub(crate) async fn published_checkpoint(app: &App) -> Result<String, ApiError> {
+    if app.witnessing().is_some_and(|w| w.required()) {
+        let note = public_blocking(app, |log| log.witnessed_checkpoint()).await?;
+        return note.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_witnessed",
+                "no checkpoint has reached the witness quorum yet: the vault keeps submitting \
+                 (see /healthz); try again later",
+            )
+            .with_retry_after(5)
+        });
+    }
+    public_blocking(app, |log| log.latest_checkpoint()).await
+}
+
+/// `GET /v1/audit/witness-policy` (public): the witness policy (C2SP tlog-policy) the
+/// published checkpoints meet, `text/plain`; 404 `no_witness_policy` without one.
+pub(crate) async fn witness_policy(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
+    let w = app.witnessing().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_witness_policy",
+            "this vault publishes its checkpoints without witnesses",
+        )
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        w.published_policy().to_owned(),
+    ))
 }
 
 /// `GET /v1/audit/key` (public): the note verifier key, `text/plain`.

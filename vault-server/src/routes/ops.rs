@@ -40,10 +40,15 @@ async fn store_health(
 pub(crate) async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let vault = app.vault();
     let health = store_health(vault.clone()).await;
+    let witnessing = app.witnessing().map(|w| w.health());
     match vault {
         Some(v) if v.is_available() => (
             StatusCode::OK,
-            Json(json!({"status": "ok", "store": health.as_ref().map(store_json)})),
+            Json(json!({
+                "status": "ok",
+                "store": health.as_ref().map(store_json),
+                "witnessing": witnessing,
+            })),
         ),
         Some(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -75,10 +80,11 @@ pub(crate) async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let audit_size = vault.as_ref().map(|v| v.audit_size());
     let signed = vault.as_ref().map(|v| v.checkpoints_signed());
     let health = store_health(vault.clone()).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(audit_size, signed, health.as_ref()),
-    )
+    let mut text = app.metrics.render(audit_size, signed, health.as_ref());
+    if let Some(w) = app.witnessing() {
+        w.render_metrics(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// `GET /openapi.json`
