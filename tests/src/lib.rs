@@ -21,13 +21,14 @@ pub fn binary(name: &str) -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--locked", "-p", "vault-server", "-p", "vault-cli"])
+            .args(["-p", "vault-witness"])
             .args(["--features", "vault-core/test-hooks"])
             .current_dir(&root)
             .status()
             .expect("cargo runs");
         assert!(
             status.success(),
-            "building vault-server and vault-cli failed"
+            "building vault-server, vault-cli and vault-witness failed"
         );
         // target/<profile>/deps/tests-xxxx -> target/<profile>
         let exe = std::env::current_exe().expect("test executable path");
@@ -216,11 +217,17 @@ impl Vault {
     /// Starts the server again on the same data directory (not dev mode: it unseals with
     /// the dev passphrase), on a new free port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.restart_with_args(&[])
+    }
+
+    /// Like [`Vault::restart`], with extra command-line arguments for the server.
+    pub fn restart_with_args(&mut self, args: &[&str]) -> anyhow::Result<()> {
         self.kill();
         let mut child = Command::new(binary("vault-server"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .args(self.store.iter().flat_map(|s| ["--store", s.as_str()]))
+            .args(args)
             .env("VAULT_PASSPHRASE", &self.creds.passphrase)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -23,6 +23,11 @@ pub(crate) enum AuditCmd {
         /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
         #[arg(long)]
         key: String,
+        /// A witness policy (C2SP tlog-policy, e.g. the vault's `/v1/audit/witness-policy`
+        /// checked against what the witnesses publish): the export's checkpoint must carry
+        /// cosignatures meeting its quorum.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -38,6 +43,10 @@ pub(crate) enum AuditCmd {
         /// Save the checkpoint to this new file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// A witness policy (C2SP tlog-policy): the checkpoint must carry cosignatures
+        /// meeting its quorum (requires --log-key).
+        #[arg(long, value_name = "FILE", requires = "log_key")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         conn: crate::client::Conn,
         /// Print the result as JSON on stdout.
@@ -61,21 +70,70 @@ pub(crate) enum AuditCmd {
 /// Runs an audit command.
 pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCmd::Verify { export, key, json } => verify(&export, &key, json),
+        AuditCmd::Verify {
+            export,
+            key,
+            policy,
+            json,
+        } => verify(&export, &key, policy.as_deref(), json),
         AuditCmd::Checkpoint {
             log_key,
             out,
+            policy,
             conn,
             json,
-        } => checkpoint(&conn, log_key.as_deref(), out.as_deref(), json),
+        } => checkpoint(
+            &conn,
+            log_key.as_deref(),
+            out.as_deref(),
+            policy.as_deref(),
+            json,
+        ),
         AuditCmd::Export { out, conn, json } => export(&conn, &out, json),
     }
+}
+
+/// Checks `note` against the witness policy in `path` for the log key `vkey`: a policy
+/// without a `log` line is taken for this log; one with `log` lines must list it.
+fn witnessed(
+    note: &str,
+    path: &std::path::Path,
+    vkey: &str,
+) -> anyhow::Result<Result<audit::WitnessedCheckpoint, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the witness policy {}", path.display()))?;
+    let mut policy = audit::WitnessPolicy::parse(&text)
+        .with_context(|| format!("the witness policy {}", path.display()))?;
+    let own = audit::NoteVerifier::parse(vkey).context("the verifier key does not parse")?;
+    if policy.logs().is_empty() {
+        policy = audit::WitnessPolicy::parse(&format!("log {vkey}\n{text}"))
+            .with_context(|| format!("the witness policy {}", path.display()))?;
+    } else if !policy
+        .logs()
+        .iter()
+        .any(|l| l.verifier.public_key() == own.public_key())
+    {
+        anyhow::bail!(
+            "the witness policy {} does not list the log key given with --key",
+            path.display()
+        );
+    }
+    Ok(match policy.check(note) {
+        Ok(w) if w.quorum_met => Ok(w),
+        Ok(w) => Err(format!(
+            "the checkpoint is cosigned by {} witness(es) of the policy ({}), below its quorum",
+            w.cosigned_by.len(),
+            w.cosigned_by.join(", ")
+        )),
+        Err(e) => Err(format!("the checkpoint fails the witness policy: {e}")),
+    })
 }
 
 fn checkpoint(
     conn: &crate::client::Conn,
     key: Option<&str>,
     out: Option<&std::path::Path>,
+    policy: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     if let Some(out) = out {
@@ -106,6 +164,16 @@ fn checkpoint(
             audit::Checkpoint::parse(&body).context("the server's checkpoint does not parse")?
         }
     };
+    let mut witnesses = None;
+    if let (Some(path), Some(k)) = (policy, key) {
+        match witnessed(&note, path, &read_key(k)?)? {
+            Ok(w) => witnesses = Some(w.cosigned_by),
+            Err(reason) => {
+                eprintln!("verification FAILED: {reason}");
+                return Ok(ExitCode::from(crate::exit::VERIFY_FAILED));
+            }
+        }
+    }
     if let Some(out) = out {
         crate::files::write_new(out, note.as_bytes(), crate::files::Mode::Public)?;
     }
@@ -115,7 +183,8 @@ fn checkpoint(
             stdout,
             "{}",
             serde_json::json!({"origin": checkpoint.origin, "size": checkpoint.size,
-                "root": hex(&checkpoint.root), "verified": key.is_some(), "note": note})
+                "root": hex(&checkpoint.root), "verified": key.is_some(),
+                "witnesses": witnesses, "note": note})
         )?;
     } else {
         write!(stdout, "{note}")?;
@@ -167,6 +236,9 @@ struct Verified<'a> {
     origin: &'a str,
     size: u64,
     root: &'a str,
+    /// With --policy: the witnesses whose cosignatures verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    witnesses: Option<Vec<String>>,
 }
 
 /// `audit verify --json` on failure: the first bad entry (if the failure has one) and why.
@@ -178,7 +250,12 @@ struct Failed {
     message: String,
 }
 
-fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn verify(
+    path: &std::path::Path,
+    key: &str,
+    policy: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let vkey = read_key(key)?;
     let file = File::open(path)
         .with_context(|| format!("cannot open the export file {}", path.display()))?;
@@ -201,6 +278,27 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
     }
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
+    let witnesses = match (&result, policy) {
+        (Ok(s), Some(p)) => match witnessed(&s.note_text, p, &vkey)? {
+            Ok(w) => Some(w.cosigned_by),
+            Err(reason) => {
+                if json {
+                    let report = Failed {
+                        ok: false,
+                        index: None,
+                        code: "audit.witness.below_quorum",
+                        message: reason,
+                    };
+                    serde_json::to_writer(&mut out, &report)?;
+                    writeln!(out)?;
+                } else {
+                    eprintln!("verification FAILED: {reason}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => None,
+    };
     match result {
         Ok(s) => {
             let root = hex(&s.root);
@@ -210,6 +308,7 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
                     origin: &s.origin,
                     size: s.size,
                     root: &root,
+                    witnesses,
                 };
                 serde_json::to_writer(&mut out, &report)?;
                 writeln!(out)?;
@@ -219,6 +318,14 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
                     "ok: {} entries of {} verified against the signed checkpoint (root {root}) in {secs:.1} s",
                     s.size, s.origin
                 )?;
+                if let Some(w) = witnesses {
+                    writeln!(
+                        out,
+                        "witnessed: cosigned by {} ({}), meeting the policy's quorum",
+                        w.len(),
+                        w.join(", ")
+                    )?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

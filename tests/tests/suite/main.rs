@@ -20,6 +20,7 @@ mod revocation;
 mod seal;
 mod security;
 mod web;
+mod witness;
 
 /// The RFC 3339 instant `days` days from now (consent requests may end at most
 /// `vault_core::MAX_CONSENT_REQUEST_DAYS` ahead).

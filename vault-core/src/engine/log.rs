@@ -315,6 +315,30 @@ impl LogRead for StoreLog<'_> {
     }
 }
 
+/// DANGEROUS, tests only (feature `test-hooks`): forgets the whole audit log of `store`
+/// (every leaf, subtree hash and subject row, the size and the last signed checkpoint), as
+/// whoever holds the store could to rewrite history: the vault opened on it starts a new
+/// log, a fork of the one its witnesses have seen. The last witnessed checkpoint is kept,
+/// as such a forger would keep it to look witnessed.
+#[cfg(feature = "test-hooks")]
+pub fn dangerous_forget_log(store: &dyn Storage) -> Result<(), crate::storage::StorageError> {
+    let mut b = crate::storage::WriteBatch::new();
+    for tree in [
+        Tree::AuditLeaves,
+        Tree::AuditNodes,
+        Tree::AuditSubjects,
+        Tree::AuditBlocks,
+    ] {
+        for row in crate::storage::scan_all(store, tree) {
+            b.delete(tree, row?.0);
+        }
+    }
+    for key in [LOG_SIZE_KEY, LAST_CHECKPOINT_KEY] {
+        b.delete(Tree::Meta, key.to_vec());
+    }
+    store.commit(b)
+}
+
 /// The stored log size (0 for a new log).
 pub(crate) fn stored_size(store: &dyn Storage) -> Result<u64, crate::engine::VaultError> {
     match store.get(Tree::Meta, LOG_SIZE_KEY)? {

@@ -10,6 +10,8 @@ mod admin;
 mod consents;
 mod error;
 pub(crate) mod log;
+#[cfg(feature = "test-hooks")]
+pub use log::dangerous_forget_log;
 mod notes;
 mod ops;
 mod secrets;
