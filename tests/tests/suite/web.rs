@@ -54,7 +54,7 @@ fn free_port() -> u16 {
 }
 
 /// A WebDriver session on a chromedriver process of its own, with a fresh profile.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     session: String,
@@ -63,7 +63,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start(downloads: &Path) -> anyhow::Result<Browser> {
+    pub(crate) async fn start(downloads: &Path) -> anyhow::Result<Browser> {
         let (Some(chrome), Some(driver)) = (chromium(), find_program(&["chromedriver"])) else {
             bail!(
                 "the browser test needs Chromium and chromedriver (Debian packages `chromium` \
@@ -162,13 +162,13 @@ impl Browser {
             .await
     }
 
-    async fn goto(&self, url: &str) -> anyhow::Result<()> {
+    pub(crate) async fn goto(&self, url: &str) -> anyhow::Result<()> {
         self.cmd(Method::POST, "/url", json!({ "url": url }))
             .await
             .map(drop)
     }
 
-    async fn find(&self, css: &str) -> anyhow::Result<String> {
+    pub(crate) async fn find(&self, css: &str) -> anyhow::Result<String> {
         let v = self
             .cmd(
                 Method::POST,
@@ -183,7 +183,7 @@ impl Browser {
             .ok_or_else(|| anyhow!("no element for {css}"))
     }
 
-    async fn click(&self, css: &str) -> anyhow::Result<()> {
+    pub(crate) async fn click(&self, css: &str) -> anyhow::Result<()> {
         let e = self.find(css).await?;
         self.cmd(Method::POST, &format!("/element/{e}/click"), json!({}))
             .await
@@ -191,7 +191,7 @@ impl Browser {
             .map(drop)
     }
 
-    async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
         let e = self.find(css).await?;
         self.cmd(
             Method::POST,
@@ -204,7 +204,7 @@ impl Browser {
 
     /// Runs `script` (a function body; `arguments` as usual) and returns its value; a
     /// returned promise is awaited.
-    async fn js(&self, script: &str, args: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn js(&self, script: &str, args: Value) -> anyhow::Result<Value> {
         self.cmd(
             Method::POST,
             "/execute/sync",
@@ -214,7 +214,12 @@ impl Browser {
     }
 
     /// Waits until `script` returns true.
-    async fn wait_for(&self, what: &str, script: &str, args: Value) -> anyhow::Result<()> {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        script: &str,
+        args: Value,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.js(script, args.clone()).await? == true {
@@ -231,7 +236,7 @@ impl Browser {
         }
     }
 
-    async fn text(&self, css: &str) -> anyhow::Result<String> {
+    pub(crate) async fn text(&self, css: &str) -> anyhow::Result<String> {
         let v = self
             .js(
                 "const n = document.querySelector(arguments[0]); return n ? n.innerText : null",

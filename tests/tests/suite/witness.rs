@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::json;
 use tests::{binary, Vault};
+
+use crate::web::Browser;
 use vault_core::audit::WitnessPolicy;
 use vault_core::pki::{Ca, Usage};
 
@@ -292,6 +295,16 @@ async fn a_two_of_three_quorum_publishes_witnessed_checkpoints_and_survives_a_de
         .unwrap();
     assert!(checked.quorum_met, "{checked:?}");
 
+    // The citizen's page checks the cosignatures against the published policy and says,
+    // in words, who vouched for the log.
+    let (text, role) = page_integrity(&v).await;
+    assert!(
+        text.contains("independent witnesses (witness")
+            && text.contains("confirmed this is the same log everyone sees"),
+        "{text}"
+    );
+    assert_eq!(role, None, "{text}");
+
     // The log grows; each new checkpoint is witnessed.
     add_entries(&v, 5).await;
     let size = v.audit_size().await.unwrap();
@@ -428,6 +441,14 @@ async fn a_log_rewritten_offline_is_refused_by_every_witness() {
             "each witness refuses the fork: {health}"
         );
     }
+    // The citizen's page warns: what it is shown is not the log the witnesses confirmed.
+    let (text, role) = page_integrity(&v).await;
+    assert!(
+        text.contains("NOT the one its witnesses confirmed"),
+        "{text}"
+    );
+    assert_eq!(role.as_deref(), Some("alert"), "{text}");
+
     // What a reader checks: the fork is not consistent with the witnessed checkpoint.
     let history = v
         .as_citizen(0, reqwest::Method::GET, "/v1/me/access-history?limit=1")
@@ -466,4 +487,29 @@ async fn a_log_rewritten_offline_is_refused_by_every_witness() {
         &proof
     )
     .is_err());
+}
+
+/// The citizen page's integrity notice after signing in as citizen 0.
+async fn page_integrity(v: &Vault) -> (String, Option<String>) {
+    let downloads = tempfile::tempdir().unwrap();
+    let b = Browser::start(downloads.path()).await.unwrap();
+    b.goto(&v.at("/")).await.unwrap();
+    b.type_into("#token", v.citizen(0).1).await.unwrap();
+    b.click("#signin-form button[type=submit]").await.unwrap();
+    b.wait_for(
+        "the history to load",
+        "return document.body.dataset.ready === 'true'",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    let text = b.text("#integrity").await.unwrap();
+    let role = b
+        .js(
+            "return document.getElementById('integrity').getAttribute('role')",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    (text, role.as_str().map(str::to_owned))
 }

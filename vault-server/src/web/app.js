@@ -212,6 +212,23 @@
     return body;
   }
 
+  // The text of a public route, or null when it answers 404.
+  async function publicText(path) {
+    const res = await fetch(path, { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" });
+    if (res.status === 404) return null;
+    const body = await res.text();
+    if (!res.ok) {
+      let msg = "the vault answered " + res.status;
+      try {
+        msg = JSON.parse(body).error.message || msg;
+      } catch (e) {
+        // Not the API's error shape: keep the status.
+      }
+      throw new ApiError(res.status, msg);
+    }
+    return body;
+  }
+
   // ---------- downloads (object URLs; nothing leaves the browser) ----------
 
   function download(filename, text, type) {
@@ -281,6 +298,61 @@
     return { size: cp.size, root: cp.root, keyId: cp.keyId };
   }
 
+  // Checks who vouched for the log: the published checkpoint's cosignatures against the
+  // published witness policy, and that the checkpoint the history was proven against is
+  // consistent with it (the same log the witnesses saw).
+  async function checkWitnesses(cp, key) {
+    let policyText;
+    try {
+      policyText = await publicText("/v1/audit/witness-policy");
+    } catch (e) {
+      state.witness = { problem: "the witness policy could not be read (" + e.message + ")" };
+      return;
+    }
+    if (policyText === null) {
+      state.witness = { none: true };
+      return;
+    }
+    let w;
+    try {
+      const note = await publicText("/v1/audit/checkpoint");
+      if (note === null) throw new V.VerifyError("no published checkpoint");
+      w = await V.witnessed(note, policyText, key);
+    } catch (e) {
+      state.witness = null;
+      integrityProblem("No checkpoint of this log confirmed by its witnesses could be checked (" + e.message +
+        "). Nobody independent has vouched that you see the same log as everyone else.");
+      return;
+    }
+    if (w.needsWitnesses && !w.quorumMet) {
+      integrityProblem("The published checkpoint is cosigned by " + w.cosignedBy.length + " of the " + w.witnesses +
+        " witnesses, fewer than the vault's own policy requires. Nobody independent has vouched for this log.");
+      return;
+    }
+    const wRoot = V.b64encode(w.root);
+    const hRoot = V.b64encode(cp.root);
+    let r = { ok: wRoot === hRoot || w.size !== cp.size, reason: "same size, another root" };
+    if (r.ok && w.size !== cp.size) {
+      const [from, to, fromRoot, toRoot] = w.size < cp.size ? [w.size, cp.size, wRoot, hRoot] : [cp.size, w.size, hRoot, wRoot];
+      if (from === 0) {
+        r = { ok: true };
+      } else {
+        try {
+          const proof = await api("/v1/audit/proof/consistency?from=" + from + "&to=" + to);
+          r = await V.consistency({ from, to, fromRoot, toRoot, proof: proof.hashes });
+        } catch (e) {
+          r = { ok: false, reason: e.message };
+        }
+      }
+    }
+    if (!r.ok) {
+      integrityProblem("The log shown to you is NOT the one its witnesses confirmed (" + r.reason +
+        "). The vault may be showing you a different history: keep this page and contact the data protection authority.");
+      return;
+    }
+    state.witness = { names: w.cosignedBy, size: w.size, behind: Math.max(0, cp.size - w.size) };
+  }
+
   function renderIntegrity() {
     const box = $("integrity");
     box.replaceChildren();
@@ -308,6 +380,17 @@
     text += last.grewFrom === null ? ". This is your first visit from this browser: later visits check that the log only grew."
       : ", and that it only grew since your last visit (from " + last.grewFrom + " entries).";
     text += " " + ok + " of your entries verified" + (failed ? ", " + failed + " FAILED." : ".");
+    const w = state.witness;
+    if (w && w.names) {
+      const n = w.names.length;
+      text += " " + (n === 1 ? "1 independent witness" : n + " independent witnesses") + " (" + w.names.join(", ") +
+        ") confirmed this is the same log everyone sees" +
+        (w.behind ? " (up to entry " + w.size + "; the " + w.behind + " newer entries await their confirmation)." : ".");
+    } else if (w && w.none) {
+      text += " This vault has no independent witnesses: only the vault itself vouches that everyone sees the same log.";
+    } else if (w && w.problem) {
+      text += " Who vouched for the log could not be checked: " + w.problem + ".";
+    }
     if (failed) box.className = "notice warning";
     box.append(el("span", { text }));
   }
@@ -411,6 +494,9 @@
     }
     if (cpFailure && !unsupported && !state.integrityProblems.length) {
       integrityProblem("The log's signed checkpoint did not verify: " + cpFailure + ".");
+    }
+    if (cp && !unsupported && state.witness === undefined) {
+      await checkWitnesses(cp, h.key);
     }
     state.next = h.next === null || h.next === undefined ? null : h.next;
     fillFilters();
@@ -666,6 +752,7 @@
   async function refresh() {
     state.entries = [];
     state.checkpoints = [];
+    state.witness = undefined;
     state.next = null;
     await loadConsents();
     await loadHistory(null);
@@ -702,6 +789,7 @@
     state.consents = [];
     state.requests = [];
     state.checkpoints = [];
+    state.witness = undefined;
     state.integrityProblems = [];
     for (const id of ["history-list", "consents-active", "consents-expired", "consents-revoked", "requests-list", "integrity"]) {
       $(id).replaceChildren();

@@ -257,6 +257,111 @@
     return { origin: cp.origin, size: cp.size, root: cp.root, keyId: hex(key.id) };
   }
 
+
+  // ---------- witnesses (C2SP tlog-cosignature v1, tlog-policy) ----------
+
+  // A witness key `<name>+<8 hex>+<base64(0x04 || 32-byte key)>`, its id checked.
+  async function parseCosignatureKey(text) {
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(String(text).trim());
+    if (!m) throw new VerifyError("a witness key in the policy is malformed");
+    const [, name, idHex, keyB64] = m;
+    const raw = b64decode(keyB64);
+    if (raw.length !== 33 || raw[0] !== 0x04) throw new VerifyError("a witness key is not a cosignature/v1 key");
+    const id = (await sha256(concat(enc.encode(name), Uint8Array.of(0x0a), raw))).slice(0, 4);
+    if (hex(id) !== idHex) throw new VerifyError("a witness key's id does not match the key");
+    return { name, id, publicKey: raw.slice(1) };
+  }
+
+  // A C2SP tlog-policy: `log`, `witness <name> <vkey> [url]`, `group <name> all|any|k
+  // <member>...`, `quorum <name>|none`; groups and the quorum name earlier definitions.
+  async function parsePolicy(text) {
+    const policy = { logs: [], witnesses: [], groups: new Map(), quorum: undefined };
+    const defined = (n) => policy.witnesses.some((w) => w.label === n) || policy.groups.has(n);
+    for (const raw of String(text).split("\n")) {
+      const words = raw.split(/[ \t]+/).filter((w) => w !== "");
+      if (!words.length || words[0].startsWith("#")) continue;
+      const [kw, ...rest] = words;
+      if (kw === "log") {
+        if (rest.length < 1 || rest.length > 2) throw new VerifyError("malformed log line in the witness policy");
+        policy.logs.push(rest[0]);
+      } else if (kw === "witness") {
+        if (rest.length < 2 || rest.length > 3 || rest[0] === "none" || defined(rest[0])) {
+          throw new VerifyError("malformed witness line in the witness policy");
+        }
+        const key = await parseCosignatureKey(rest[1]);
+        policy.witnesses.push(Object.assign({ label: rest[0] }, key));
+      } else if (kw === "group") {
+        if (rest.length < 3 || rest[0] === "none" || defined(rest[0])) throw new VerifyError("malformed group line in the witness policy");
+        const members = rest.slice(2);
+        if (!members.every(defined) || new Set(members).size !== members.length) {
+          throw new VerifyError("a group of the witness policy names an unknown member");
+        }
+        let k;
+        if (rest[1] === "all") k = members.length;
+        else if (rest[1] === "any") k = 1;
+        else if (/^[1-9][0-9]*$/.test(rest[1]) && Number(rest[1]) <= members.length) k = Number(rest[1]);
+        else throw new VerifyError("a group of the witness policy has a bad threshold");
+        policy.groups.set(rest[0], { k, members });
+      } else if (kw === "quorum") {
+        if (rest.length !== 1 || policy.quorum !== undefined) throw new VerifyError("the witness policy needs exactly one quorum line");
+        if (rest[0] !== "none" && !defined(rest[0])) throw new VerifyError("the witness policy's quorum names nothing defined");
+        policy.quorum = rest[0] === "none" ? null : rest[0];
+      } else {
+        throw new VerifyError("unknown line in the witness policy");
+      }
+    }
+    if (policy.quorum === undefined) throw new VerifyError("the witness policy has no quorum line");
+    return policy;
+  }
+
+  function quorumMet(policy, cosigned) {
+    const met = (name, depth) => {
+      const g = policy.groups.get(name);
+      if (!g) return cosigned.has(name);
+      if (depth > 64) return false;
+      return g.members.filter((m) => met(m, depth + 1)).length >= g.k;
+    };
+    return policy.quorum === null || met(policy.quorum, 0);
+  }
+
+  // Checks a published checkpoint: the log's signature with `logKeyText`, then each
+  // witness's cosignature/v1 (Ed25519 over "cosignature/v1\ntime T\n" + the note's text).
+  // Returns {size, root, cosignedBy: [witness names], quorumMet, witnesses: n}.
+  async function witnessed(note, policyText, logKeyText) {
+    const policy = await parsePolicy(policyText);
+    if (policy.logs.length && !policy.logs.some((l) => l.trim() === String(logKeyText).trim())) {
+      throw new VerifyError("the witness policy is for another log");
+    }
+    const cp = await checkpoint(note, logKeyText);
+    const split = note.lastIndexOf("\n\n");
+    const text = note.slice(0, split + 1);
+    const lines = note.slice(split + 2, -1).split("\n");
+    const cosignedBy = [];
+    for (const w of policy.witnesses) {
+      const cryptoKey = await subtle.importKey("raw", w.publicKey, { name: "Ed25519" }, false, ["verify"]);
+      for (const line of lines) {
+        const fields = line.slice(2).split(" ");
+        const sig = b64decode(fields[1]);
+        if (fields[0] !== w.name || !equal(sig.slice(0, 4), w.id)) continue;
+        if (sig.length !== 76) throw new VerifyError("the cosignature of " + w.name + " has the wrong length");
+        let time = 0n;
+        for (const b of sig.slice(4, 12)) time = (time << 8n) | BigInt(b);
+        const msg = enc.encode("cosignature/v1\ntime " + time.toString() + "\n" + text);
+        const ok = await subtle.verify({ name: "Ed25519" }, cryptoKey, sig.slice(12), msg);
+        if (!ok) throw new VerifyError("the cosignature of " + w.name + " is not valid");
+        if (!cosignedBy.includes(w.label)) cosignedBy.push(w.label);
+      }
+    }
+    return {
+      size: cp.size,
+      root: cp.root,
+      cosignedBy: cosignedBy.map((label) => policy.witnesses.find((w) => w.label === label).name),
+      quorumMet: quorumMet(policy, new Set(cosignedBy)),
+      witnesses: policy.witnesses.length,
+      needsWitnesses: policy.quorum !== null,
+    };
+  }
+
   window.vaultVerify = Object.freeze({
     VerifyError,
     b64decode,
@@ -272,5 +377,7 @@
     verifyNote,
     parseCheckpoint,
     checkpoint,
+    parsePolicy,
+    witnessed,
   });
 })();
