@@ -13,6 +13,7 @@ mod hash;
 mod note;
 mod proof;
 mod subjects;
+pub mod tiles;
 mod tree;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use note::{
     SignedCheckpoint,
 };
 pub use proof::{parse_hash, verify_consistency, verify_inclusion, ProofError};
+pub use tiles::{TileError, TileId, TileLevel, TilePathError};
 pub use tree::{
     consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState, MemStore,
     StoreError, TreeError,
