@@ -19,6 +19,7 @@ mod repo_rules;
 mod revocation;
 mod seal;
 mod security;
+mod tiles;
 mod web;
 
 /// The RFC 3339 instant `days` days from now (consent requests may end at most
