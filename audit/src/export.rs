@@ -19,7 +19,8 @@ pub const MAX_VKEY_LEN: usize = 4096;
 /// The longest checkpoint note accepted in a file.
 pub const MAX_NOTE_LEN: usize = 65536;
 
-const PROGRESS_EVERY: u64 = 1 << 16;
+/// How often (in entries) the verifiers report progress.
+pub(crate) const PROGRESS_EVERY: u64 = 1 << 16;
 
 /// Why an export could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +172,28 @@ pub enum VerifyErrorKind {
     /// The operating system's random generator failed (it keys the subject table).
     #[error("the operating system's random generator failed; try again")]
     Random,
+    /// A resource of a tiled log could not be fetched (`tiles::verify`).
+    #[error("fetching {path} failed: {message}")]
+    Fetch {
+        /// The resource's path under the log's prefix.
+        path: String,
+        /// What the fetch function reported.
+        message: String,
+    },
+    /// A tile, entry bundle or checkpoint of a tiled log is malformed.
+    #[error("{path} is malformed: {reason}")]
+    BadTile {
+        /// The resource's path under the log's prefix.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The entry's leaf hash differs from its hash in the level-0 tile.
+    #[error("the entry's leaf hash differs from its hash in the level-0 tile: the entry bundle or the tile was altered")]
+    TileMismatch,
+    /// The hash tiles of levels 1 and up do not give the signed root (the entries do).
+    #[error("the hash tiles do not add up to the signed root, although the entries do: the server serves inconsistent tiles")]
+    TreeTiles,
 }
 
 /// A failed verification: what is wrong and, when it is about an entry, the first bad
@@ -185,14 +208,14 @@ pub struct VerifyError {
 }
 
 impl VerifyError {
-    fn at(index: u64, kind: VerifyErrorKind) -> Self {
+    pub(crate) fn at(index: u64, kind: VerifyErrorKind) -> Self {
         Self {
             index: Some(index),
             kind,
         }
     }
 
-    fn file(kind: VerifyErrorKind) -> Self {
+    pub(crate) fn file(kind: VerifyErrorKind) -> Self {
         Self { index: None, kind }
     }
 
@@ -218,6 +241,10 @@ impl VerifyError {
             K::TrailingData => "audit.verify.trailing_data",
             K::Io(_) => "audit.verify.io",
             K::Random => "audit.verify.random",
+            K::Fetch { .. } => "audit.verify.fetch",
+            K::BadTile { .. } => "audit.verify.bad_tile",
+            K::TileMismatch => "audit.verify.tile_mismatch",
+            K::TreeTiles => "audit.verify.tree_tiles",
         }
     }
 }
@@ -309,7 +336,7 @@ impl Evidence {
     /// The earliest error among the gathered evidence; `alt_root_ok` tells whether the tree
     /// with the first break's `prev` substituted matches the signed root (`None` when the
     /// stream did not reach the end).
-    fn resolve(mut self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
+    fn resolve(&mut self, alt_root_ok: Option<bool>) -> Option<VerifyError> {
         let subject = self.subjects.first_fault().map(|f| {
             VerifyError::at(
                 f.index,
@@ -319,11 +346,11 @@ impl Evidence {
                 },
             )
         });
-        let chain = self.first_break.map(|(j, _)| {
+        let chain = self.first_break.as_ref().map(|(j, _)| {
             if alt_root_ok == Some(true) {
                 VerifyError::at(j - 1, VerifyErrorKind::AlteredEntry)
             } else {
-                VerifyError::at(j, VerifyErrorKind::ChainBreak)
+                VerifyError::at(*j, VerifyErrorKind::ChainBreak)
             }
         });
         match (chain, subject) {
@@ -331,11 +358,109 @@ impl Evidence {
             (c, s) => c.or(s),
         }
     }
+}
 
-    /// An error found at the current entry that stops the stream: earlier evidence (always
+/// The per-entry checks of a log read in index order, whatever carries the leaves (an
+/// export file, tiles): strict decoding, index sequence, hash chain, subject chains and
+/// the root, blaming the first bad entry (`docs/audit-log.md`, "Verification").
+pub(crate) struct LeafChecker {
+    frontier: Frontier,
+    /// The leaf hash of the last entry pushed, not yet in `frontier`.
+    pending: Option<Hash>,
+    evidence: Evidence,
+}
+
+impl LeafChecker {
+    /// A checker for a log starting at entry 0.
+    pub(crate) fn new() -> Result<Self, VerifyError> {
+        Ok(Self {
+            frontier: Frontier::default(),
+            pending: None,
+            evidence: Evidence {
+                first_break: None,
+                subjects: SubjectChains::new()
+                    .map_err(|_| VerifyError::file(VerifyErrorKind::Random))?,
+            },
+        })
+    }
+
+    /// The number of entries pushed so far (the index the next one must carry).
+    pub(crate) fn next_index(&self) -> u64 {
+        self.frontier.size() + u64::from(self.pending.is_some())
+    }
+
+    /// Checks the next entry, `leaf`, whose hash is `hash`. On an error the log is not
+    /// checked further: the error is the earliest one known.
+    pub(crate) fn push(&mut self, leaf: &[u8], hash: Hash) -> Result<(), VerifyError> {
+        let i = self.next_index();
+        let links = match decode_links(leaf) {
+            Ok(l) => l,
+            Err(e) => return Err(self.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
+        };
+        if links.index != i {
+            return Err(self.stop(VerifyError::at(
+                i,
+                VerifyErrorKind::IndexMismatch { found: links.index },
+            )));
+        }
+        let expected_prev = self.pending.unwrap_or([0u8; 32]);
+        let mut new_alt = None;
+        if links.prev != expected_prev {
+            if i == 0 {
+                return Err(VerifyError::at(0, VerifyErrorKind::ChainBreak));
+            }
+            if self.evidence.first_break.is_none() {
+                let mut alt = self.frontier.clone();
+                alt.push(links.prev);
+                new_alt = Some(alt);
+            }
+        }
+        if let Some(tag) = links.subject {
+            self.evidence.subjects.note(tag, i, links.subject_prev);
+        }
+        self.flush_pending();
+        if let Some(alt) = new_alt {
+            self.evidence.first_break = Some((i, alt));
+        }
+        self.pending = Some(hash);
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) {
+        if let Some(h) = self.pending.take() {
+            self.frontier.push(h);
+            if let Some((_, alt)) = &mut self.evidence.first_break {
+                alt.push(h);
+            }
+        }
+    }
+
+    /// An error found at the current entry that stops the check: earlier evidence (always
     /// about earlier entries) is reported first.
-    fn stop(self, err: VerifyError) -> VerifyError {
-        self.resolve(None).unwrap_or(err)
+    pub(crate) fn stop(&mut self, err: VerifyError) -> VerifyError {
+        self.evidence.resolve(None).unwrap_or(err)
+    }
+
+    /// Ends the check once every entry is pushed: the chains' evidence, then the root
+    /// against the signed `want`.
+    pub(crate) fn finish(mut self, want: &Hash) -> Result<(), VerifyError> {
+        self.flush_pending();
+        let count = self.frontier.size();
+        let alt_ok = self
+            .evidence
+            .first_break
+            .as_ref()
+            .map(|(_, alt)| alt.root() == *want);
+        if let Some(err) = self.evidence.resolve(alt_ok) {
+            return Err(err);
+        }
+        if self.frontier.root() != *want {
+            return Err(match count.checked_sub(1) {
+                Some(last) => VerifyError::at(last, VerifyErrorKind::RootMismatch),
+                None => VerifyError::file(VerifyErrorKind::RootMismatch),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -353,23 +478,18 @@ pub fn verify(
     let (signed, count) = read_header(&mut r, &verifier, vkey)?;
     progress(0, count);
 
-    let mut frontier = Frontier::default();
-    let mut pending: Option<Hash> = None;
-    let mut evidence = Evidence {
-        first_break: None,
-        subjects: SubjectChains::new().map_err(|_| VerifyError::file(VerifyErrorKind::Random))?,
-    };
+    let mut checker = LeafChecker::new()?;
     let mut buf = Vec::with_capacity(4096);
     for i in 0..count {
         let mut len4 = [0u8; 4];
         if let Err(e) = read_exact_or(&mut r, &mut len4, || {
             VerifyError::at(i, VerifyErrorKind::Truncated)
         }) {
-            return Err(evidence.stop(e));
+            return Err(checker.stop(e));
         }
         let len = u32::from_be_bytes(len4);
         if len == 0 || len as usize > MAX_ENTRY_LEN {
-            return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::BadLength(len))));
+            return Err(checker.stop(VerifyError::at(i, VerifyErrorKind::BadLength(len))));
         }
         // The leaf is read in place from the reader's buffer when it holds the whole
         // entry (no copy), else copied into `buf`.
@@ -382,45 +502,11 @@ pub fn verify(
             if let Err(e) = read_exact_or(&mut r, &mut buf, || {
                 VerifyError::at(i, VerifyErrorKind::Truncated)
             }) {
-                return Err(evidence.stop(e));
+                return Err(checker.stop(e));
             }
             &buf
         };
-        let links = match decode_links(leaf) {
-            Ok(l) => l,
-            Err(e) => return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
-        };
-        if links.index != i {
-            return Err(evidence.stop(VerifyError::at(
-                i,
-                VerifyErrorKind::IndexMismatch { found: links.index },
-            )));
-        }
-        let expected_prev = pending.unwrap_or([0u8; 32]);
-        let mut new_alt = None;
-        if links.prev != expected_prev {
-            if i == 0 {
-                return Err(VerifyError::at(0, VerifyErrorKind::ChainBreak));
-            }
-            if evidence.first_break.is_none() {
-                let mut alt = frontier.clone();
-                alt.push(links.prev);
-                new_alt = Some(alt);
-            }
-        }
-        if let Some(tag) = links.subject {
-            evidence.subjects.note(tag, i, links.subject_prev);
-        }
-        if let Some(h) = pending {
-            frontier.push(h);
-            if let Some((_, alt)) = &mut evidence.first_break {
-                alt.push(h);
-            }
-        }
-        if let Some(alt) = new_alt {
-            evidence.first_break = Some((i, alt));
-        }
-        pending = Some(leaf_hash(leaf));
+        checker.push(leaf, leaf_hash(leaf))?;
         if in_place {
             r.consume(len);
         }
@@ -431,30 +517,12 @@ pub fn verify(
     let mut extra = [0u8; 1];
     match r.read(&mut extra) {
         Ok(0) => {}
-        Ok(_) => return Err(evidence.stop(VerifyError::at(count, VerifyErrorKind::TrailingData))),
+        Ok(_) => return Err(checker.stop(VerifyError::at(count, VerifyErrorKind::TrailingData))),
         Err(e) => return Err(VerifyError::file(VerifyErrorKind::Io(e))),
-    }
-    if let Some(h) = pending {
-        frontier.push(h);
-        if let Some((_, alt)) = &mut evidence.first_break {
-            alt.push(h);
-        }
     }
     progress(count, count);
     let want = signed.checkpoint.root;
-    let alt_ok = evidence
-        .first_break
-        .as_ref()
-        .map(|(_, alt)| alt.root() == want);
-    if let Some(err) = evidence.resolve(alt_ok) {
-        return Err(err);
-    }
-    if frontier.root() != want {
-        return Err(match count.checked_sub(1) {
-            Some(last) => VerifyError::at(last, VerifyErrorKind::RootMismatch),
-            None => VerifyError::file(VerifyErrorKind::RootMismatch),
-        });
-    }
+    checker.finish(&want)?;
     Ok(Summary {
         origin: signed.checkpoint.origin,
         size: count,

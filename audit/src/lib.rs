@@ -14,6 +14,7 @@ mod hash;
 mod note;
 mod proof;
 mod subjects;
+pub mod tiles;
 mod tree;
 pub mod witness;
 pub mod witness_policy;
@@ -33,6 +34,7 @@ pub use note::{
     NoteVerifier, SignatureLine, SignedCheckpoint,
 };
 pub use proof::{parse_hash, verify_consistency, verify_inclusion, ProofError};
+pub use tiles::{TileError, TileId, TileLevel, TilePathError};
 pub use tree::{
     consistency_proof, inclusion_proof, root, AppendError, AppendPlan, LogRead, LogState, MemStore,
     StoreError, TreeError,

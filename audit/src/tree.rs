@@ -33,6 +33,33 @@ pub trait LogRead {
     fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// The stored hash of a complete subtree, or `None` if it is not (yet) complete.
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError>;
+
+    /// The hashes of the complete subtrees `start..end` at `level`, in order, stopping at
+    /// the first one that is not complete. A backend with range reads overrides this (a
+    /// tile is 256 of them).
+    fn nodes(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::new();
+        for index in start..end {
+            match self.node(level, index)? {
+                Some(h) => out.push(h),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of leaves `start..end`, in order, stopping at the first one the log does
+    /// not hold. A backend with range reads overrides this.
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for index in start..end {
+            match self.leaf(index)? {
+                Some(l) => out.push(l),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Why a root or a proof could not be computed from a store.

@@ -15,16 +15,30 @@ use serde::Serialize;
 /// Audit log commands.
 #[derive(clap::Subcommand)]
 pub(crate) enum AuditCmd {
-    /// Verify an audit export offline: every entry's decoding, the hash chain, the
-    /// subject chains, the Merkle tree, and the checkpoint signature and size.
+    /// Verify an audit export offline, or with --tiles a log served as C2SP tlog-tiles:
+    /// every entry's decoding, the hash chain, the subject chains, the Merkle tree, and
+    /// the checkpoint signature and size.
     Verify {
         /// The export file.
-        export: PathBuf,
+        #[arg(required_unless_present = "tiles", conflicts_with = "tiles")]
+        export: Option<PathBuf>,
+        /// Verify the log served as tiles under this URL (the server's base URL, which
+        /// serves /checkpoint and /tile/...) instead of an export file.
+        #[arg(long, value_name = "URL")]
+        tiles: Option<String>,
+        /// With --tiles: an auditor bearer token, or `@file` holding it (entry bundles need
+        /// one unless the server runs with --public-entries).
+        #[arg(long, value_name = "TOKEN", requires = "tiles")]
+        token: Option<String>,
+        /// With an https --tiles URL: the CA certificate (PEM) that signed the server's
+        /// certificate (the vault's ca.pem).
+        #[arg(long, value_name = "FILE", requires = "tiles")]
+        ca: Option<PathBuf>,
         /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
         #[arg(long)]
         key: String,
         /// A witness policy (C2SP tlog-policy, e.g. the vault's `/v1/audit/witness-policy`
-        /// checked against what the witnesses publish): the export's checkpoint must carry
+        /// checked against what the witnesses publish): the verified checkpoint must carry
         /// cosignatures meeting its quorum.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -72,10 +86,31 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify {
             export,
+            tiles,
+            token,
+            ca,
             key,
             policy,
             json,
-        } => verify(&export, &key, policy.as_deref(), json),
+        } => match (export, tiles) {
+            (_, Some(url)) => {
+                let token = token.as_deref().map(read_key).transpose()?;
+                let fetcher = crate::tiles_cmd::Fetcher::new(&url, token, ca.as_ref())?;
+                verify(&key, policy.as_deref(), json, |vkey, progress| {
+                    Ok(audit::tiles::verify(
+                        vkey,
+                        &mut |p| fetcher.get(p),
+                        progress,
+                    ))
+                })
+            }
+            (Some(path), None) => verify(&key, policy.as_deref(), json, |vkey, progress| {
+                let file = File::open(&path)
+                    .with_context(|| format!("cannot open the export file {}", path.display()))?;
+                Ok(audit::export::verify(file, vkey, progress))
+            }),
+            (None, None) => anyhow::bail!("give an export file or --tiles URL to verify"),
+        },
         AuditCmd::Checkpoint {
             log_key,
             out,
@@ -250,15 +285,18 @@ struct Failed {
     message: String,
 }
 
+/// The outcome of one verification run.
+type Verification = Result<audit::export::Summary, audit::export::VerifyError>;
+
+/// Runs `run(vkey, progress)` (an export's or a tiled log's verifier) and reports; with
+/// `policy`, the verified checkpoint must also meet the witness policy's quorum.
 fn verify(
-    path: &std::path::Path,
     key: &str,
     policy: Option<&std::path::Path>,
     json: bool,
+    run: impl FnOnce(&str, &mut dyn FnMut(u64, u64)) -> anyhow::Result<Verification>,
 ) -> anyhow::Result<ExitCode> {
     let vkey = read_key(key)?;
-    let file = File::open(path)
-        .with_context(|| format!("cannot open the export file {}", path.display()))?;
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut shown = false;
@@ -272,7 +310,7 @@ fn verify(
             let _ = std::io::stderr().flush();
         }
     };
-    let result = audit::export::verify(file, &vkey, &mut progress);
+    let result = run(&vkey, &mut progress)?;
     if shown {
         eprintln!();
     }

@@ -44,6 +44,31 @@ fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
 }
 
+/// A TLS client configuration (ring provider) whose only trust anchors are the
+/// certificates of the PEM file `ca_path` (the vault CA).
+pub(crate) fn tls_trusting(
+    ca_path: &PathBuf,
+) -> anyhow::Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    let ca = read(ca_path, "CA certificate")?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut n = 0;
+    for c in CertificateDer::pem_slice_iter(&ca) {
+        let c = c.with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("{} holds an unusable certificate", ca_path.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        bail!("{} holds no PEM certificate", ca_path.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .with_root_certificates(roots))
+}
+
 impl Client {
     /// A client presenting the operator certificate (every `/v1/admin` route).
     pub(crate) fn operator(conn: &Conn) -> anyhow::Result<Client> {
@@ -67,24 +92,7 @@ impl Client {
             .ca
             .as_ref()
             .context("no CA certificate: give --ca ca.pem or set VAULT_CA")?;
-        let ca = read(ca_path, "CA certificate")?;
-        let mut roots = rustls::RootCertStore::empty();
-        let mut n = 0;
-        for c in CertificateDer::pem_slice_iter(&ca) {
-            let c = c.with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
-            roots
-                .add(c)
-                .with_context(|| format!("{} holds an unusable certificate", ca_path.display()))?;
-            n += 1;
-        }
-        if n == 0 {
-            bail!("{} holds no PEM certificate", ca_path.display());
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS configuration")?
-            .with_root_certificates(roots);
+        let builder = tls_trusting(ca_path)?;
         let tls = match (&conn.cert, &conn.key) {
             (Some(cert_path), Some(key_path)) => {
                 let cert = read(cert_path, "client certificate")?;

@@ -16,6 +16,7 @@ mod live_cmd;
 mod migrate_cmd;
 mod policies_cmd;
 mod restore_cmd;
+mod tiles_cmd;
 mod vault_cmd;
 
 use std::path::PathBuf;

@@ -84,6 +84,12 @@ struct Args {
     /// Serve POST /bench/echo, the load generator's route (benchmarks only).
     #[arg(long, env = "VAULT_ENABLE_ECHO", value_parser = BoolishValueParser::new())]
     enable_echo: bool,
+    /// Serve the audit log's entry bundles (GET /tile/entries/...) to anyone, not only to
+    /// auditors. They hold every entry's pseudonymous subject tag, agency, purpose, fields
+    /// and time: read "What a reader of the tiles learns" in docs/audit-log.md first.
+    /// Hash tiles and /checkpoint are public either way.
+    #[arg(long, env = "VAULT_PUBLIC_ENTRIES", value_parser = BoolishValueParser::new())]
+    public_entries: bool,
     /// Requests per second each agency may make (a token bucket; bursts of twice that).
     #[arg(
         long,
@@ -407,7 +413,7 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         app.clone(),
         app::RENEW_CHECK_EVERY,
     ));
-    let router = router::router(app.clone(), args.enable_echo);
+    let router = router::router(app.clone(), args.enable_echo, args.public_entries);
     // Tests and scripts wait for this exact line.
     println!("listening on https://localhost:{port}");
     if let Some(report) = dev_report {

@@ -15,7 +15,8 @@ use crate::routes::{admin, agency, audit, citizen, ops, seal};
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The application.
-pub(crate) fn router(app: App, enable_echo: bool) -> Router {
+/// `public_entries`: entry bundles (`/tile/entries/...`) need no auditor token.
+pub(crate) fn router(app: App, enable_echo: bool, public_entries: bool) -> Router {
     let mut r = Router::new()
         .route(
             "/v1/citizens/{citizen}/records/{category}",
@@ -64,6 +65,13 @@ pub(crate) fn router(app: App, enable_echo: bool) -> Router {
         .route("/v1/admin/seal", post(seal::seal))
         .route("/v1/admin/unseal", post(seal::unseal))
         .route("/v1/admin/import", post(admin::import))
+        .route("/checkpoint", get(audit::tiles_checkpoint))
+        .route(
+            "/tile/{*path}",
+            get(audit::tile).layer(axum::Extension(audit::EntriesAccess {
+                public: public_entries,
+            })),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi));

@@ -19,6 +19,7 @@ mod repo_rules;
 mod revocation;
 mod seal;
 mod security;
+mod tiles;
 mod web;
 mod witness;
 

@@ -64,7 +64,8 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
             .find('"')
             .expect("the route's path is a string literal");
         let close = open + 1 + args[open + 1..].find('"').expect("closing quote");
-        let path = &args[open + 1..close];
+        // axum's catch-all `{*name}` is OpenAPI's `{name}` (a value holding slashes).
+        let path = &args[open + 1..close].replace("{*", "{");
         let handlers = &args[close + 1..];
         let bytes = handlers.as_bytes();
         for m in HTTP_METHODS {
@@ -73,7 +74,7 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
                 let i = from + i;
                 let before = if i == 0 { b' ' } else { bytes[i - 1] };
                 if !(before.is_ascii_alphanumeric() || before == b'_' || before == b':') {
-                    out.insert((path.to_owned(), m.to_owned()));
+                    out.insert((path.clone(), m.to_owned()));
                 }
                 from = i + m.len();
             }

@@ -723,6 +723,12 @@ impl Vault {
         super::standby::inclusion_proof(&*self.store, self.checkpoint_size(), index, size)
     }
 
+    /// The bytes of a C2SP tlog-tiles tile or entry bundle of the tree of the latest
+    /// signed checkpoint; `None` when that tree does not hold the whole tile.
+    pub fn tile(&self, tile: audit::TileId) -> Result<Option<Vec<u8>>, VaultError> {
+        super::standby::tile(&*self.store, self.checkpoint_size(), tile)
+    }
+
     /// The consistency proof between two tree sizes.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
         super::standby::consistency_proof(&*self.store, self.checkpoint_size(), from, to)

@@ -313,6 +313,66 @@ impl LogRead for StoreLog<'_> {
                 .map_err(|_| StoreError::new("stored subtree hash is not 32 bytes")),
         }
     }
+
+    /// One range scan: of the leaves below [`FIRST_STORED_LEVEL`] (hashed up), of the
+    /// stored nodes above.
+    fn nodes(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        if level < FIRST_STORED_LEVEL {
+            let (Some(first), Some(last)) = (start.checked_shl(level.into()), end.checked_shl(level.into())) else {
+                return Ok(Vec::new());
+            };
+            if first >> level != start || last >> level != end {
+                return Ok(Vec::new());
+            }
+            let leaves = self.leaves(first, last)?;
+            let mut hashes: Vec<Hash> = leaves.iter().map(|v| audit::leaf_hash(v)).collect();
+            // Whole subtrees only: drop the leaves of an incomplete last one.
+            hashes.truncate(hashes.len() >> level << level);
+            for _ in 0..level {
+                hashes = hashes
+                    .chunks_exact(2)
+                    .map(|pair| audit::node_hash(&pair[0], &pair[1]))
+                    .collect();
+            }
+            return Ok(hashes);
+        }
+        let limit = usize::try_from(end - start).unwrap_or(usize::MAX);
+        let rows = self
+            .store
+            .scan(
+                Tree::AuditNodes,
+                &node_key(level, start),
+                Some(&node_key(level, end)),
+                limit,
+            )
+            .map_err(StoreError::new)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, (key, value)) in (start..).zip(rows) {
+            if key[..] != node_key(level, expected)[..] {
+                break;
+            }
+            let hash = <Hash>::try_from(value.as_slice())
+                .map_err(|_| StoreError::new("stored subtree hash is not 32 bytes"))?;
+            out.push(hash);
+        }
+        Ok(out)
+    }
+
+    /// One range scan of the blocks (and of the leaves stored one per key).
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let limit = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for (expected, (index, leaf)) in (start..).zip(leaves(self.store, start, end, limit)?) {
+            if index != expected {
+                break;
+            }
+            out.push(leaf);
+        }
+        Ok(out)
+    }
 }
 
 /// DANGEROUS, tests only (feature `test-hooks`): forgets the whole audit log of `store`

@@ -43,6 +43,9 @@ pub trait PublicLog: Send + Sync {
     /// Entries `start..start+limit` of the log, for auditors, bounded by the last published
     /// checkpoint's size.
     fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError>;
+    /// The bytes of a C2SP tlog-tiles tile or entry bundle of the tree of the last
+    /// published checkpoint; `None` when that tree does not hold the whole tile.
+    fn tile(&self, tile: audit::TileId) -> Result<Option<Vec<u8>>, VaultError>;
 }
 
 /// A standby's read-only view of a vault on PostgreSQL (from
@@ -181,6 +184,28 @@ impl PublicLog for Standby {
     fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError> {
         audit_entries(&*self.store, self.published_size()?, start, limit)
     }
+
+    fn tile(&self, tile: audit::TileId) -> Result<Option<Vec<u8>>, VaultError> {
+        self::tile(&*self.store, self.published_size()?, tile)
+    }
+}
+
+/// The bytes of `tile` read from `store`, if the tree of `published` entries (the last
+/// signed checkpoint's size) holds the whole tile. A tile is read in one range scan
+/// (`StoreLog::nodes`, `StoreLog::leaves`).
+pub(super) fn tile(
+    store: &dyn Storage,
+    published: u64,
+    tile: audit::TileId,
+) -> Result<Option<Vec<u8>>, VaultError> {
+    use audit::TileError as E;
+    match audit::tiles::tile_bytes(&log::StoreLog::new(store), tile, published) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(E::NotInTree { .. }) => Ok(None),
+        Err(E::Tree(e)) => Err(VaultError::audit(e)),
+        Err(E::MissingLeaf { index }) => Err(VaultError::audit(AuditFailure::Missing { index })),
+        Err(e) => Err(VaultError::internal(e.to_string())),
+    }
 }
 
 /// Entries `start..start+limit` of the log in `store`, bounded by `published` (the last
@@ -299,5 +324,9 @@ impl PublicLog for super::Vault {
 
     fn audit_entries(&self, start: u64, limit: u64) -> Result<Vec<super::LeafView>, VaultError> {
         super::Vault::audit_entries(self, start, limit)
+    }
+
+    fn tile(&self, tile: audit::TileId) -> Result<Option<Vec<u8>>, VaultError> {
+        super::Vault::tile(self, tile)
     }
 }

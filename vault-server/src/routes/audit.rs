@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Query;
+use super::{Path, Query};
 use crate::app::{public_blocking, App, AuditorCaller};
 use crate::error::ApiError;
 use crate::views;
@@ -148,4 +148,62 @@ pub(crate) async fn consistency(
         "to": q.to,
         "hashes": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
     })))
+}
+
+/// Whether entry bundles (`/tile/entries/...`) are public (`--public-entries`) or need an
+/// auditor token like `/v1/audit/entries`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EntriesAccess {
+    pub(crate) public: bool,
+}
+
+/// `GET /checkpoint` (public, C2SP tlog-tiles): the published checkpoint, as
+/// `/v1/audit/checkpoint` serves it (with witnesses: the latest witnessed one, with its
+/// cosignatures); not cached (it changes every second while the log grows).
+pub(crate) async fn tiles_checkpoint(
+    State(app): State<App>,
+) -> Result<impl IntoResponse, ApiError> {
+    let note = published_checkpoint(&app).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    ))
+}
+
+/// `GET /tile/{L}/{N}[.p/{W}]` (public) and `GET /tile/entries/{N}[.p/{W}]` (auditor, or
+/// public with `--public-entries`): C2SP tlog-tiles of the tree of the latest signed
+/// checkpoint. The bytes at a path never change (a partial tile's path names its width),
+/// so every tile is cached for a year.
+pub(crate) async fn tile(
+    State(app): State<App>,
+    axum::Extension(access): axum::Extension<EntriesAccess>,
+    Path(path): Path<String>,
+    req: axum::extract::Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = vault_core::audit::TileId::parse(&format!("tile/{path}"))
+        .map_err(|e| ApiError::bad_request("invalid_tile_path", e.to_string()))?;
+    if id.level() == vault_core::audit::TileLevel::Entries && !access.public {
+        let (mut parts, _) = req.into_parts();
+        <AuditorCaller as axum::extract::FromRequestParts<App>>::from_request_parts(
+            &mut parts, &app,
+        )
+        .await?;
+    }
+    let bytes = public_blocking(&app, move |log| log.tile(id)).await?;
+    let Some(bytes) = bytes else {
+        return Err(ApiError::not_found(format!(
+            "{} is not in the tree of the latest signed checkpoint: fetch /checkpoint and request only the tiles its size covers",
+            id.path()
+        )));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    ))
 }
