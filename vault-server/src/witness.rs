@@ -378,7 +378,7 @@ impl Witnessing {
         ws.failures += 1;
         ws.consecutive_failures = ws.consecutive_failures.saturating_add(1);
         let backoff = FIRST_BACKOFF
-            .saturating_mul(1 << ws.consecutive_failures.min(6).saturating_sub(1))
+            .saturating_mul(1 << ws.consecutive_failures.min(7).saturating_sub(1))
             .min(MAX_BACKOFF);
         // Jitter from the clock's nanoseconds: enough to spread retries of many nodes.
         let nanos = SystemTime::now()
