@@ -16,6 +16,7 @@ mod storage_model;
 mod storage_open;
 mod storage_postgres;
 mod storage_strace;
+mod witnessed;
 
 /// The RFC 3339 instant `days` days from now (consent requests may end at most
 /// `vault_core::MAX_CONSENT_REQUEST_DAYS` ahead).
