@@ -5,13 +5,10 @@
 //! text; the signature line's blob is `key id (4) || timestamp (8, big-endian) ||
 //! signature (64)`; the key id is SHA-256(name || 0x0A || 0x04 || public key)[:4].
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use ring::signature::{UnparsedPublicKey, ED25519};
 use zeroize::Zeroizing;
 
-use crate::note::{key_id, parse_hex_id, split_note, valid_name, NoteError, SIG_PREFIX};
+use crate::note::{parse_verifier_key, split_note, Ed25519Key, NoteError};
 
 /// The signature type byte of `cosignature/v1` Ed25519 keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -23,105 +20,54 @@ pub fn cosigned_message(note_text: &str, timestamp: u64) -> String {
 
 /// A witness's Ed25519 cosigning key. The seed is zeroized on drop.
 pub struct CosignatureSigner {
-    name: String,
-    seed: Zeroizing<[u8; 32]>,
-    pair: Ed25519KeyPair,
-    id: u32,
+    key: Ed25519Key,
 }
 
 impl std::fmt::Debug for CosignatureSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CosignatureSigner({}+{:08x})", self.name, self.id)
+        write!(f, "CosignatureSigner({:?})", self.key)
     }
 }
 
 impl CosignatureSigner {
     /// A new random key named `name`.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        SystemRandom::new()
-            .fill(seed.as_mut())
-            .map_err(|_| NoteError::Rng)?;
-        Self::from_seed(name, &seed)
+        Ed25519Key::generate(name, ALG_COSIGNATURE_V1).map(|key| Self { key })
     }
 
     /// The key named `name` with the given Ed25519 seed.
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
-        if !valid_name(name) {
-            return Err(NoteError::BadName);
-        }
-        let pair =
-            Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::BadSigningKey)?;
-        let mut typed = [0u8; 33];
-        typed[0] = ALG_COSIGNATURE_V1;
-        typed[1..].copy_from_slice(pair.public_key().as_ref());
-        Ok(Self {
-            name: name.to_owned(),
-            seed: Zeroizing::new(*seed),
-            id: key_id(name, &typed),
-            pair,
-        })
+        Ed25519Key::from_seed(name, ALG_COSIGNATURE_V1, seed).map(|key| Self { key })
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x04 || seed)>`, the form
     /// [`CosignatureSigner::private_key_string`] writes.
     pub fn from_private_key_string(skey: &str) -> Result<Self, NoteError> {
-        let rest = skey
-            .trim_end()
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::BadSigningKey)?;
-        let (name, rest) = rest.split_once('+').ok_or(NoteError::BadSigningKey)?;
-        let (hex_id, b64) = rest.split_once('+').ok_or(NoteError::BadSigningKey)?;
-        let id = parse_hex_id(hex_id).ok_or(NoteError::BadSigningKey)?;
-        let raw = Zeroizing::new(B64.decode(b64).map_err(|_| NoteError::BadSigningKey)?);
-        if raw.len() != 33 || raw[0] != ALG_COSIGNATURE_V1 {
-            return Err(NoteError::BadSigningKey);
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        seed.copy_from_slice(&raw[1..]);
-        let signer = Self::from_seed(name, &seed)?;
-        if signer.id != id {
-            return Err(NoteError::KeyIdMismatch);
-        }
-        Ok(signer)
+        Ed25519Key::from_private_key_string(skey, ALG_COSIGNATURE_V1).map(|key| Self { key })
     }
 
     /// The private key string (a secret: write it only to a file only its owner reads).
     pub fn private_key_string(&self) -> Zeroizing<String> {
-        let mut typed = Zeroizing::new(Vec::with_capacity(33));
-        typed.push(ALG_COSIGNATURE_V1);
-        typed.extend_from_slice(self.seed.as_ref());
-        Zeroizing::new(format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.id,
-            B64.encode(&*typed)
-        ))
+        self.key.private_key_string()
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.key.name()
     }
 
     /// The verifier key `<name>+<hex id>+<base64(0x04 || public key)>`.
     pub fn verifier_key(&self) -> String {
-        let mut typed = vec![ALG_COSIGNATURE_V1];
-        typed.extend_from_slice(self.pair.public_key().as_ref());
-        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(typed))
+        self.key.verifier_key()
     }
 
     /// The cosignature line (ending in a newline) over a checkpoint's note text at
     /// `timestamp` (POSIX seconds).
     pub fn cosign(&self, note_text: &str, timestamp: u64) -> String {
-        let sig = self
-            .pair
-            .sign(cosigned_message(note_text, timestamp).as_bytes());
-        let mut blob = Vec::with_capacity(76);
-        blob.extend_from_slice(&self.id.to_be_bytes());
-        blob.extend_from_slice(&timestamp.to_be_bytes());
-        blob.extend_from_slice(sig.as_ref());
-        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+        self.key.signature_line(
+            &timestamp.to_be_bytes(),
+            cosigned_message(note_text, timestamp).as_bytes(),
+        )
     }
 }
 
@@ -136,28 +82,8 @@ pub struct CosignatureVerifier {
 impl CosignatureVerifier {
     /// Parses a verifier key `<name>+<8 hex id>+<base64(0x04 || 32-byte key)>`.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let (name, rest) = vkey.split_once('+').ok_or(NoteError::BadVerifierKey)?;
-        let (hex_id, b64) = rest.split_once('+').ok_or(NoteError::BadVerifierKey)?;
-        if !valid_name(name) {
-            return Err(NoteError::BadName);
-        }
-        let id = parse_hex_id(hex_id).ok_or(NoteError::BadVerifierKey)?;
-        let typed = B64.decode(b64).map_err(|_| NoteError::BadVerifierKey)?;
-        if typed.is_empty() {
-            return Err(NoteError::BadVerifierKey);
-        }
-        if key_id(name, &typed) != id {
-            return Err(NoteError::KeyIdMismatch);
-        }
-        if typed[0] != ALG_COSIGNATURE_V1 {
-            return Err(NoteError::UnsupportedKeyType { alg: typed[0] });
-        }
-        let public = <[u8; 32]>::try_from(&typed[1..]).map_err(|_| NoteError::BadVerifierKey)?;
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            public,
-        })
+        let (name, id, public) = parse_verifier_key(vkey, ALG_COSIGNATURE_V1)?;
+        Ok(Self { name, id, public })
     }
 
     /// The key name.

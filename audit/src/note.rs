@@ -123,91 +123,188 @@ pub fn key_id(name: &str, typed_key: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// An Ed25519 note signer. The seed is zeroized on drop and exposed only by
-/// [`NoteSigner::seed_bytes`].
-pub struct NoteSigner {
+/// An Ed25519 key of a signed-note signer, for one signature type byte (0x01 a note
+/// signature, 0x04 a `cosignature/v1`): its name, seed (zeroized on drop), key pair and id.
+pub(crate) struct Ed25519Key {
     name: String,
+    alg: u8,
     seed: Zeroizing<[u8; 32]>,
     pair: Ed25519KeyPair,
     id: u32,
 }
 
-impl std::fmt::Debug for NoteSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NoteSigner({}+{:08x})", self.name, self.id)
-    }
-}
-
-impl NoteSigner {
-    /// A new random key named `name` (the log's origin).
-    pub fn generate(name: &str) -> Result<Self, NoteError> {
+impl Ed25519Key {
+    pub(crate) fn generate(name: &str, alg: u8) -> Result<Self, NoteError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         SystemRandom::new()
             .fill(seed.as_mut())
             .map_err(|_| NoteError::Rng)?;
-        Self::from_seed(name, &seed)
+        Self::from_seed(name, alg, &seed)
     }
 
-    /// The key named `name` with the given 32-byte Ed25519 seed.
-    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
+    pub(crate) fn from_seed(name: &str, alg: u8, seed: &[u8; 32]) -> Result<Self, NoteError> {
         if !valid_name(name) {
             return Err(NoteError::BadName);
         }
         let pair =
             Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::BadSigningKey)?;
         let mut typed = [0u8; 33];
-        typed[0] = ALG_ED25519;
+        typed[0] = alg;
         typed[1..].copy_from_slice(pair.public_key().as_ref());
         Ok(Self {
             name: name.to_owned(),
+            alg,
             seed: Zeroizing::new(*seed),
             id: key_id(name, &typed),
             pair,
         })
     }
 
-    /// Parses a Go-style private key string `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ||
-    /// seed)>` (as written by golang.org/x/mod/sumdb/note).
-    pub fn from_private_key_string(skey: &str) -> Result<Self, NoteError> {
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg || seed)>` (the form of
+    /// golang.org/x/mod/sumdb/note).
+    pub(crate) fn from_private_key_string(skey: &str, alg: u8) -> Result<Self, NoteError> {
         let rest = skey
+            .trim_end()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::BadSigningKey)?;
         let (name, rest) = rest.split_once('+').ok_or(NoteError::BadSigningKey)?;
         let (hex_id, b64) = rest.split_once('+').ok_or(NoteError::BadSigningKey)?;
         let id = parse_hex_id(hex_id).ok_or(NoteError::BadSigningKey)?;
         let raw = Zeroizing::new(B64.decode(b64).map_err(|_| NoteError::BadSigningKey)?);
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        if raw.len() != 33 || raw[0] != alg {
             return Err(NoteError::BadSigningKey);
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&raw[1..]);
-        let signer = Self::from_seed(name, &seed)?;
-        if signer.id != id {
+        let key = Self::from_seed(name, alg, &seed)?;
+        if key.id != id {
             return Err(NoteError::KeyIdMismatch);
         }
-        Ok(signer)
+        Ok(key)
+    }
+
+    pub(crate) fn private_key_string(&self) -> Zeroizing<String> {
+        let mut typed = Zeroizing::new(Vec::with_capacity(33));
+        typed.push(self.alg);
+        typed.extend_from_slice(self.seed.as_ref());
+        Zeroizing::new(format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            B64.encode(&*typed)
+        ))
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
+    /// `<name>+<hex id>+<base64(alg || public key)>`.
+    pub(crate) fn verifier_key(&self) -> String {
+        let mut typed = vec![self.alg];
+        typed.extend_from_slice(self.pair.public_key().as_ref());
+        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(typed))
+    }
+
+    /// A signature line `— <name> base64(id || prefix || Ed25519(message))` (ending in a
+    /// newline): `prefix` is empty for a note signature, the timestamp for a cosignature.
+    pub(crate) fn signature_line(&self, prefix: &[u8], message: &[u8]) -> String {
+        let sig = self.pair.sign(message);
+        let mut blob = Vec::with_capacity(4 + prefix.len() + 64);
+        blob.extend_from_slice(&self.id.to_be_bytes());
+        blob.extend_from_slice(prefix);
+        blob.extend_from_slice(sig.as_ref());
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+impl std::fmt::Debug for Ed25519Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{:08x}", self.name, self.id)
+    }
+}
+
+/// Parses a verifier key `<name>+<8 hex id>+<base64(alg || 32-byte key)>`, checking the id
+/// and the type byte; returns the name, id and public key.
+pub(crate) fn parse_verifier_key(
+    vkey: &str,
+    alg: u8,
+) -> Result<(String, u32, [u8; 32]), NoteError> {
+    let (name, rest) = vkey.split_once('+').ok_or(NoteError::BadVerifierKey)?;
+    let (hex_id, b64) = rest.split_once('+').ok_or(NoteError::BadVerifierKey)?;
+    if !valid_name(name) {
+        return Err(NoteError::BadName);
+    }
+    let id = parse_hex_id(hex_id).ok_or(NoteError::BadVerifierKey)?;
+    let typed = B64.decode(b64).map_err(|_| NoteError::BadVerifierKey)?;
+    if typed.is_empty() {
+        return Err(NoteError::BadVerifierKey);
+    }
+    if key_id(name, &typed) != id {
+        return Err(NoteError::KeyIdMismatch);
+    }
+    if typed[0] != alg {
+        return Err(NoteError::UnsupportedKeyType { alg: typed[0] });
+    }
+    let public = <[u8; 32]>::try_from(&typed[1..]).map_err(|_| NoteError::BadVerifierKey)?;
+    Ok((name.to_owned(), id, public))
+}
+
+/// An Ed25519 note signer. The seed is zeroized on drop and exposed only by
+/// [`NoteSigner::seed_bytes`].
+pub struct NoteSigner {
+    key: Ed25519Key,
+}
+
+impl std::fmt::Debug for NoteSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoteSigner({:?})", self.key)
+    }
+}
+
+impl NoteSigner {
+    /// A new random key named `name` (the log's origin).
+    pub fn generate(name: &str) -> Result<Self, NoteError> {
+        Ed25519Key::generate(name, ALG_ED25519).map(|key| Self { key })
+    }
+
+    /// The key named `name` with the given 32-byte Ed25519 seed.
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
+        Ed25519Key::from_seed(name, ALG_ED25519, seed).map(|key| Self { key })
+    }
+
+    /// Parses a Go-style private key string `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ||
+    /// seed)>` (as written by golang.org/x/mod/sumdb/note).
+    pub fn from_private_key_string(skey: &str) -> Result<Self, NoteError> {
+        Ed25519Key::from_private_key_string(skey, ALG_ED25519).map(|key| Self { key })
     }
 
     /// The seed, for sealing at rest. Handle as a secret.
     pub fn seed_bytes(&self) -> &[u8; 32] {
-        &self.seed
+        self.key.seed()
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.key.name()
     }
 
     /// The key id.
     pub fn key_id(&self) -> u32 {
-        self.id
+        self.key.id()
     }
 
     /// The verifier key string `<name>+<hex id>+<base64(0x01 || public key)>`.
     pub fn verifier_key(&self) -> String {
-        let mut typed = vec![ALG_ED25519];
-        typed.extend_from_slice(self.pair.public_key().as_ref());
-        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(typed))
+        self.key.verifier_key()
     }
 
     /// Signs `text` (UTF-8, no control characters but newlines, ending in a newline) and
@@ -216,14 +313,9 @@ impl NoteSigner {
         if !valid_text(text) {
             return Err(NoteError::BadText);
         }
-        let sig = self.pair.sign(text.as_bytes());
-        let mut blob = Vec::with_capacity(68);
-        blob.extend_from_slice(&self.id.to_be_bytes());
-        blob.extend_from_slice(sig.as_ref());
         Ok(format!(
-            "{text}\n{SIG_PREFIX}{} {}\n",
-            self.name,
-            B64.encode(blob)
+            "{text}\n{}",
+            self.key.signature_line(&[], text.as_bytes())
         ))
     }
 }
@@ -247,28 +339,8 @@ impl NoteVerifier {
     /// Parses a verifier key `<name>+<8 hex id>+<base64(0x01 || 32-byte key)>`, checking
     /// that the id matches.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let (name, rest) = vkey.split_once('+').ok_or(NoteError::BadVerifierKey)?;
-        let (hex_id, b64) = rest.split_once('+').ok_or(NoteError::BadVerifierKey)?;
-        if !valid_name(name) {
-            return Err(NoteError::BadName);
-        }
-        let id = parse_hex_id(hex_id).ok_or(NoteError::BadVerifierKey)?;
-        let typed = B64.decode(b64).map_err(|_| NoteError::BadVerifierKey)?;
-        if typed.is_empty() {
-            return Err(NoteError::BadVerifierKey);
-        }
-        if key_id(name, &typed) != id {
-            return Err(NoteError::KeyIdMismatch);
-        }
-        if typed[0] != ALG_ED25519 {
-            return Err(NoteError::UnsupportedKeyType { alg: typed[0] });
-        }
-        let public = <[u8; 32]>::try_from(&typed[1..]).map_err(|_| NoteError::BadVerifierKey)?;
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            public,
-        })
+        let (name, id, public) = parse_verifier_key(vkey, ALG_ED25519)?;
+        Ok(Self { name, id, public })
     }
 
     /// The key name.

@@ -251,6 +251,25 @@ fn encode_config(config: &EngineConfig, keys: &VaultKeys) -> Result<Vec<u8>, Vau
     ))
 }
 
+/// The checkpoint note stored at `key` in Meta (`what` names it in errors), verified with
+/// the log's key.
+fn stored_checkpoint(
+    store: &dyn Storage,
+    key: &[u8],
+    log_vkey: &str,
+    what: &str,
+) -> Result<Option<SignedCheckpoint>, VaultError> {
+    let Some(bytes) = store.get(Tree::Meta, key)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| VaultError::internal(format!("stored {what} is not UTF-8")))?;
+    let verifier = NoteVerifier::parse(log_vkey).map_err(VaultError::internal)?;
+    SignedCheckpoint::parse(&text, &verifier)
+        .map(Some)
+        .map_err(|e| VaultError::internal(format!("the stored {what} does not verify: {e}")))
+}
+
 /// The server's TLS identity: certificate chain (DER, leaf first) and PKCS#8 key.
 pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
 
@@ -572,31 +591,14 @@ impl Vault {
         let size = log::stored_size(&*store)?;
         let state = LogState::load(&log::StoreLog::new(&*store), size)
             .map_err(VaultError::audit)?;
-        let last = match store.get(Tree::Meta, log::LAST_CHECKPOINT_KEY)? {
-            None => None,
-            Some(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| VaultError::internal("stored checkpoint is not UTF-8"))?;
-                let verifier = NoteVerifier::parse(&log_vkey).map_err(VaultError::internal)?;
-                Some(SignedCheckpoint::parse(&text, &verifier).map_err(|e| {
-                    VaultError::internal(format!("the stored checkpoint does not verify: {e}"))
-                })?)
-            }
-        };
-        let witnessed = match store.get(Tree::Meta, log::WITNESSED_CHECKPOINT_KEY)? {
-            None => None,
-            Some(bytes) => {
-                let note = String::from_utf8(bytes)
-                    .map_err(|_| VaultError::internal("stored witnessed checkpoint is not UTF-8"))?;
-                let verifier = NoteVerifier::parse(&log_vkey).map_err(VaultError::internal)?;
-                let c = SignedCheckpoint::parse(&note, &verifier).map_err(|e| {
-                    VaultError::internal(format!(
-                        "the stored witnessed checkpoint does not verify: {e}"
-                    ))
-                })?;
-                Some((c.checkpoint.size, note))
-            }
-        };
+        let last = stored_checkpoint(&*store, log::LAST_CHECKPOINT_KEY, &log_vkey, "checkpoint")?;
+        let witnessed = stored_checkpoint(
+            &*store,
+            log::WITNESSED_CHECKPOINT_KEY,
+            &log_vkey,
+            "witnessed checkpoint",
+        )?
+        .map(|c| (c.checkpoint.size, c.note_text));
         let checkpoint = audit::sign_checkpoint(
             &log::StoreLog::new(&*store),
             &log_signer,
