@@ -119,3 +119,39 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(origin: &str, size: u64) -> String {
+        format!("{origin}\n{size}\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} {origin} AAAA\n")
+    }
+
+    #[test]
+    fn the_state_survives_a_restart_and_a_half_written_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(s.get("example.com/log").is_none());
+        let state = |size| LogState {
+            latest: WitnessedLog {
+                size,
+                root: [0; 32],
+            },
+            note: note("example.com/log", size),
+        };
+        s.record("example.com/log", state(5)).unwrap();
+        s.record("example.com/log", state(9)).unwrap();
+        // A write that stopped before its rename leaves a temporary file.
+        let name = origin_hash("example.com/log");
+        std::fs::write(dir.path().join(format!("{name}.tmp")), "partial").unwrap();
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.get("example.com/log").unwrap().latest.size, 9);
+        assert_eq!(s.by_hash(&name).unwrap().note, note("example.com/log", 9));
+        assert!(!dir.path().join(format!("{name}.tmp")).exists());
+        // A state file under another log's name is refused, naming the file.
+        std::fs::write(dir.path().join(&name), note("example.com/other", 3)).unwrap();
+        let e = State::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("example.com/other") && e.contains(&name), "{e}");
+    }
+}
