@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     standby_view: RwLock<Option<Arc<vault_core::Standby>>>,
     /// The witness policy and cosigning state (`--witness-policy`), if any.
     witnessing: std::sync::OnceLock<Arc<crate::witness::Witnessing>>,
+    /// Permits for [`public_blocking`] (at most [`PUBLIC_READS`] at once).
+    public_reads: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             cluster: Default::default(),
             standby_view: RwLock::new(None),
             witnessing: std::sync::OnceLock::new(),
+            public_reads: tokio::sync::Semaphore::new(PUBLIC_READS),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             quotas: Quotas::new(rates),
@@ -360,11 +363,23 @@ where
     F: FnOnce(&dyn vault_core::PublicLog) -> Result<T, VaultError> + Send + 'static,
 {
     let log = app.public_log()?;
+    // Anyone may call these routes: at most PUBLIC_READS run at once, the others wait
+    // here (a parked future, not a thread), so a flood of public reads cannot grow the
+    // blocking pool, and with it the per-thread allocator heaps, without bound.
+    let _permit = app
+        .public_reads
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     tokio::task::spawn_blocking(move || f(&*log))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(ApiError::from)
 }
+
+/// Public reads (checkpoint, keys, proofs, tiles, a citizen's history) that run on the
+/// blocking pool at once.
+pub(crate) const PUBLIC_READS: usize = 16;
 
 /// Runs an engine operation on the blocking pool and maps its error to the API's shape.
 pub(crate) async fn blocking<T, F>(app: &App, f: F) -> Result<T, ApiError>
