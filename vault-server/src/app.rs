@@ -52,6 +52,8 @@ pub(crate) struct AppState {
     witnessing: std::sync::OnceLock<Arc<crate::witness::Witnessing>>,
     /// Permits for [`public_blocking`] (at most [`PUBLIC_READS`] at once).
     public_reads: tokio::sync::Semaphore,
+    /// Full tiles already served (their bytes never change).
+    pub(crate) tiles: crate::tile_cache::TileCache,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             standby_view: RwLock::new(None),
             witnessing: std::sync::OnceLock::new(),
             public_reads: tokio::sync::Semaphore::new(PUBLIC_READS),
+            tiles: Default::default(),
             unseal_failures: Mutex::new(0),
             metrics: Metrics::default(),
             quotas: Quotas::new(rates),

@@ -25,6 +25,7 @@ mod openapi;
 mod router;
 mod routes;
 mod serve;
+mod tile_cache;
 mod tls;
 mod views;
 mod web;

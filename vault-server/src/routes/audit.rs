@@ -192,12 +192,20 @@ pub(crate) async fn tile(
         )
         .await?;
     }
-    let bytes = public_blocking(&app, move |log| log.tile(id)).await?;
-    let Some(bytes) = bytes else {
-        return Err(ApiError::not_found(format!(
-            "{} is not in the tree of the latest signed checkpoint: fetch /checkpoint and request only the tiles its size covers",
-            id.path()
-        )));
+    let bytes = match app.tiles.get(&id) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = public_blocking(&app, move |log| log.tile(id)).await?;
+            let Some(bytes) = bytes else {
+                return Err(ApiError::not_found(format!(
+                    "{} is not in the tree of the latest signed checkpoint: fetch /checkpoint and request only the tiles its size covers",
+                    id.path()
+                )));
+            };
+            let bytes = axum::body::Bytes::from(bytes);
+            app.tiles.put(id, bytes.clone());
+            bytes
+        }
     };
     Ok((
         [
