@@ -210,9 +210,9 @@ pub fn check_add_checkpoint<'a>(
     Ok((checkpoint, text))
 }
 
-/// Checks a witness's `add-checkpoint` answer: the lines of `response` that carry a valid
-/// cosignature on `note` by `witness`, ready to append to the note. An answer without one
-/// is an error naming why.
+/// Checks a witness's `add-checkpoint` answer: the lines of `response` that each carry a
+/// valid cosignature on `note` by `witness`, ready to append to the note (other lines, of
+/// other keys or malformed, are dropped). An answer without one is an error naming why.
 pub fn accept_cosignature(
     note: &str,
     response: &str,
@@ -221,17 +221,20 @@ pub fn accept_cosignature(
     if !response.ends_with('\n') || response.len() > MAX_REQUEST_LEN {
         return Err("the answer is not signature lines ending in a newline".into());
     }
-    let joined = format!("{note}{response}");
-    match witness.verify(&joined) {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err("the answer carries no cosignature by the witness's key".into()),
-        Err(e) => return Err(format!("the witness's cosignature does not verify: {e}")),
+    let mut accepted = String::new();
+    let mut last_error = None;
+    for line in response.split_inclusive('\n') {
+        match witness.verify(&format!("{note}{line}")) {
+            Ok(Some(_)) => accepted.push_str(line),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
     }
-    let prefix = format!("\u{2014} {} ", witness.name());
-    Ok(response
-        .split_inclusive('\n')
-        .filter(|l| l.starts_with(&prefix))
-        .collect())
+    match (accepted.is_empty(), last_error) {
+        (false, _) => Ok(accepted),
+        (true, Some(e)) => Err(format!("the witness's cosignature does not verify: {e}")),
+        (true, None) => Err("the answer carries no cosignature by the witness's key".into()),
+    }
 }
 
 #[cfg(test)]
@@ -356,5 +359,8 @@ mod tests {
         let other = CosignatureSigner::from_seed("w.example", &[4; 32]).unwrap();
         assert!(accept_cosignature(&note, &other.cosign(text, 7), &v).is_err());
         assert!(accept_cosignature(&note, "garbage", &v).is_err());
+        // Lines of other keys, or malformed ones, are not passed on.
+        let noisy = format!("{}{line}\u{2014} w.example AAAA\n", other.cosign(text, 7));
+        assert_eq!(accept_cosignature(&note, &noisy, &v), Ok(line.clone()));
     }
 }
