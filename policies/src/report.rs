@@ -71,7 +71,8 @@ pub struct PurposeRecord {
     pub description: String,
     /// Its W3C DPV concept, when the vocabulary names one.
     pub dpv: Option<String>,
-    /// The categories of data the rules for this purpose cover.
+    /// The categories of data the rules for this purpose cover, each special-category
+    /// when one of the fields the rules cover is.
     pub categories: Vec<CategoryRecord>,
     /// The categories of data subjects, derived from the legal bases (the policy files
     /// have no notion of their own).
@@ -195,14 +196,20 @@ impl ProcessingRecord {
     }
 }
 
-fn category_record(set: &PolicySet, id: &str) -> CategoryRecord {
+/// The record of category `id`; special-category when one of `fields` (all its fields
+/// when `None`) is.
+fn category_record(set: &PolicySet, id: &str, fields: Option<&[&FieldName]>) -> CategoryRecord {
     let def = set.categories().find(|c| c.id.as_str() == id);
-    let special = def.is_some_and(|c| {
-        c.fields.iter().any(|f| {
-            set.field(f)
+    let special = |f: &FieldName| {
+        f.category() == id
+            && set
+                .field(f)
                 .is_some_and(|d| d.sensitivity == Sensitivity::SpecialCategory)
-        })
-    });
+    };
+    let special = match fields {
+        Some(fields) => fields.iter().any(|f| special(f)),
+        None => def.is_some_and(|c| c.fields.iter().any(special)),
+    };
     CategoryRecord {
         id: id.to_owned(),
         description: def.map(|c| c.description.clone()).unwrap_or_default(),
@@ -243,7 +250,7 @@ fn controller(set: &PolicySet, agency: &Agency) -> ControllerRecord {
                         max_validity_secs: Some(r.max_validity_secs),
                     }),
             );
-            let categories: BTreeSet<&str> = agency
+            let covered: Vec<&FieldName> = agency
                 .statutory
                 .iter()
                 .filter(|r| &r.purpose == code)
@@ -255,8 +262,8 @@ fn controller(set: &PolicySet, agency: &Agency) -> ControllerRecord {
                         .filter(|r| &r.purpose == code)
                         .flat_map(|r| r.fields.iter()),
                 )
-                .map(FieldName::category)
                 .collect();
+            let categories: BTreeSet<&str> = covered.iter().map(|f| f.category()).collect();
             let mut data_subjects = Vec::new();
             if rules.iter().any(|r| r.kind == RuleKind::Statutory) {
                 data_subjects.push(
@@ -295,7 +302,7 @@ fn controller(set: &PolicySet, agency: &Agency) -> ControllerRecord {
                 dpv: def.and_then(|p| p.dpv.clone()),
                 categories: categories
                     .iter()
-                    .map(|c| category_record(set, c))
+                    .map(|c| category_record(set, c, Some(&covered)))
                     .collect(),
                 data_subjects,
                 rules,
@@ -310,7 +317,7 @@ fn controller(set: &PolicySet, agency: &Agency) -> ControllerRecord {
         source_of: agency
             .writes
             .iter()
-            .map(|c| category_record(set, c.as_str()))
+            .map(|c| category_record(set, c.as_str(), None))
             .collect(),
         purposes,
         recipients: recipients(set, agency),
@@ -500,6 +507,14 @@ mod tests {
             .any(|t| t
                 == "under break-glass rule emergency_medical_access: at most 24h after release"));
         assert!(emergency.categories.iter().all(|c| c.special_category));
+        // Billing covers only the insurer, an ordinary field of the health category.
+        let billing = hospital
+            .purposes
+            .iter()
+            .find(|p| p.code == "health_insurance_billing")
+            .expect("billing");
+        assert!(billing.categories.iter().all(|c| !c.special_category));
+        assert!(hospital.source_of[0].special_category);
         // A consent-only purpose: no rule, no category named, consent stated.
         let research = controller(&r, "health_research_institute");
         assert!(research.purposes[0].rules.is_empty());

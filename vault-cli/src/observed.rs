@@ -330,9 +330,6 @@ enum TapState {
     Stopped,
 }
 
-/// The longest leaf the tap buffers (the verifier refuses longer ones).
-const MAX_LEAF: usize = 1 << 20;
-
 impl<R: Read, F: FnMut(&[u8])> LeafTap<R, F> {
     pub(crate) fn new(inner: R, on_leaf: F) -> Self {
         LeafTap {
@@ -379,7 +376,7 @@ impl<R: Read, F: FnMut(&[u8])> LeafTap<R, F> {
                 // The entry count ends the note item; the leaves follow.
                 TapState::Note(_) => TapState::LeafLen,
                 TapState::LeafLen => match u32::from_be_bytes(tail(0)) as usize {
-                    n if n == 0 || n > MAX_LEAF => TapState::Stopped,
+                    n if n == 0 || n > audit::MAX_ENTRY_LEN => TapState::Stopped,
                     n => TapState::Leaf(n),
                 },
                 TapState::Leaf(_) => {
@@ -388,7 +385,8 @@ impl<R: Read, F: FnMut(&[u8])> LeafTap<R, F> {
                 }
                 TapState::Stopped => TapState::Stopped,
             };
-            if matches!(self.state, TapState::Note(n) if n > 1 << 20) {
+            // The verifier refuses longer notes; the tap buffers none.
+            if matches!(self.state, TapState::Note(n) if n > audit::export::MAX_NOTE_LEN) {
                 self.state = TapState::Stopped;
             }
             self.buf = item;

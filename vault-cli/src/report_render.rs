@@ -151,7 +151,8 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
             .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
             .filter(|(_, r)| r.kind == RuleKind::BreakGlass)
             .collect();
-        if bg.is_empty() {
+        let has_bg = !bg.is_empty();
+        if !has_bg {
             let _ = writeln!(s, "None.\n");
         }
         for (p, rule) in bg {
@@ -165,7 +166,10 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
                 rule.max_validity_secs.map_or_else(|| RETENTION_NOT_DEFINED.to_owned(), format_duration)
             );
         }
-        let _ = writeln!(s, "\n### Recipients of its categories\n");
+        if has_bg {
+            s.push('\n');
+        }
+        let _ = writeln!(s, "### Recipients of its categories\n");
         if c.recipients.is_empty() {
             let _ = writeln!(s, "No statutory or break-glass rule of another agency; others receive its data only with a citizen's consent.\n");
         } else {

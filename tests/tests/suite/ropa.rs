@@ -165,6 +165,10 @@ async fn report_counts_statutory_refused_and_break_glass_accesses_of_a_verified_
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<h2 id=\"observed\">Observed use</h2>"));
     assert!(html.contains("Emergency Medical Care Act 2021"));
+    // Kept for the screenshot in docs/ (docs/policies.md, "Record of processing").
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("ropa-report.html"), &html).unwrap();
 
     // An export that does not verify makes no report (exit 2), and names the problem.
     let mut bytes = std::fs::read(&export).unwrap();
