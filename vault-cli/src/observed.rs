@@ -198,8 +198,8 @@ impl<'a> Counter<'a> {
         }
     }
 
-    /// Counts one entry (entries outside the period and other actions count only as
-    /// entries, or not at all).
+    /// Counts one entry: one outside the period not at all, one of another action than
+    /// `access` only in `entries_in_period`.
     pub(crate) fn push(&mut self, e: &audit::EntryDraft) {
         if !self.period.contains(e.time_ms) {
             return;
