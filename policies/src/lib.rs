@@ -5,6 +5,7 @@
 //!   loaded from TOML files by [`PolicySet::load_dir`] / [`PolicySet::from_sources`].
 //! - [`ConsentArtefact`]: a citizen's consent, its state machine and its receipt text.
 //! - [`evaluate`]: the per-field decision for an [`AccessRequest`].
+//! - [`ProcessingRecord`]: the record of processing activities (GDPR Art. 30) of a set.
 //!
 //! Nothing here reads a clock or does I/O, except the loader reading policy files.
 
@@ -13,6 +14,7 @@ pub mod eval;
 pub mod ids;
 pub mod load;
 pub mod model;
+pub mod report;
 pub mod time;
 
 pub use consent::{
@@ -29,4 +31,5 @@ pub use model::{
     Agency, BreakGlassRule, CategoryDef, ConsentRefusal, FieldDef, PolicySet, Purpose, Sensitivity,
     StatutoryRule,
 };
+pub use report::ProcessingRecord;
 pub use time::{Timestamp, TimestampError};

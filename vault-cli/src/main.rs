@@ -2,7 +2,7 @@
 //!
 //! Offline verbs work on a stopped data directory (`init`, `status`, `unseal`, `upgrade`, `keys
 //! rotate --data-dir`, `keys retire|compact`, `operator rotate-cert`, `restore`) or on files (`audit verify`,
-//! `policies check`); live verbs talk to the running server over mutual TLS with the
+//! `policies check|report`); live verbs talk to the running server over mutual TLS with the
 //! operator certificate (sled admits one process per data directory). Exit codes: see
 //! `exit.rs` and docs/operations.md.
 
@@ -14,7 +14,10 @@ mod import_cmd;
 mod keys_cmd;
 mod live_cmd;
 mod migrate_cmd;
+mod observed;
 mod policies_cmd;
+mod report_cmd;
+mod report_render;
 mod restore_cmd;
 mod tiles_cmd;
 mod vault_cmd;
@@ -240,6 +243,11 @@ enum PoliciesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The record of processing activities (GDPR Art. 30) of the policy files in force:
+    /// per agency, its purposes, data, data subjects, legal bases with the law cited,
+    /// recipients, break-glass provisions and retention; with --export, the observed use
+    /// of each rule in a verified audit export.
+    Report(report_cmd::ReportArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -288,6 +296,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policies {
             cmd: PoliciesCmd::Check { dir, json },
         } => policies_cmd::check(&dir, json),
+        Command::Policies {
+            cmd: PoliciesCmd::Report(a),
+        } => report_cmd::run(a),
     }
 }
 

@@ -17,6 +17,7 @@ mod operator_audit;
 mod pg;
 mod repo_rules;
 mod revocation;
+mod ropa;
 mod seal;
 mod security;
 mod tiles;
