@@ -347,6 +347,19 @@ pub fn verify(
     vkey: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, VerifyError> {
+    verify_each(reader, vkey, progress, &mut |_, _| {})
+}
+
+/// [`verify`], handing each entry's index and exact leaf bytes to `each` once they decoded
+/// strictly and carry their position, in index order. The log is genuine only if the
+/// result is `Ok`: `each` sees entries before the signed root is checked, so a caller
+/// keeps what it learns until then (`vault-cli audit replay`).
+pub fn verify_each(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(u64, &[u8]),
+) -> Result<Summary, VerifyError> {
     let verifier =
         NoteVerifier::parse(vkey).map_err(|e| VerifyError::file(VerifyErrorKind::BadKey(e)))?;
     let mut r = BufReader::with_capacity(1 << 20, reader);
@@ -421,6 +434,7 @@ pub fn verify(
             evidence.first_break = Some((i, alt));
         }
         pending = Some(leaf_hash(leaf));
+        each(i, leaf);
         if in_place {
             r.consume(len);
         }

@@ -2,7 +2,7 @@
 
 use super::reader::{decode_view, Fault, Items, Map, Reader};
 use crate::commitment::Commitment;
-use crate::entry::{Actor, Entry, EntryDraft, EntryError, SubjectTag, Withheld};
+use crate::entry::{Actor, Claim, Entry, EntryDraft, EntryError, SubjectTag, Terms, Withheld};
 
 /// An owned copy of text bytes the reader has checked.
 fn owned(bytes: &[u8]) -> Result<String, Fault> {
@@ -67,6 +67,29 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
             review: w.review,
             subject: w.subject.map(|t| SubjectTag(*t)),
             subject_prev: w.subject_prev,
+            policy_set: w.policy_set.copied(),
+            claim: w
+                .claim
+                .map(|c| -> Result<Claim, Fault> {
+                    Ok(Claim {
+                        legal_basis: owned_opt(c.legal_basis)?,
+                        justified: c.justified,
+                    })
+                })
+                .transpose()?,
+            terms: w
+                .terms
+                .map(|t| -> Result<Terms, Fault> {
+                    Ok(Terms {
+                        agency: owned(t.agency)?,
+                        valid_from: t.valid_from,
+                        expires_at: t.expires_at,
+                        max_uses: t.max_uses,
+                        data_life: t.data_life,
+                        supersedes: owned_opt(t.supersedes)?,
+                    })
+                })
+                .transpose()?,
         },
     })
 }
