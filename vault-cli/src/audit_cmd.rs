@@ -2,6 +2,8 @@
 //! verifier key; names the first bad entry and exits non-zero on any failure.
 //! `vault-cli audit checkpoint` and `audit export`: fetch the signed checkpoint (public)
 //! and the auditor export (operator) from the running server.
+//! `vault-cli audit replay`: verifies an export and replays its access decisions under the
+//! policy sets given (`vault_core::replay_export`); exits non-zero on any finding.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -23,6 +25,26 @@ pub(crate) enum AuditCmd {
         /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
         #[arg(long)]
         key: String,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an audit export offline, then evaluate every access decision in it again
+    /// under the policy set it names (matched by digest among the --policies directories)
+    /// and the consent state rebuilt from the log's consent entries; report every release
+    /// the policy did not allow and every refusal it would have allowed, with the entry
+    /// index. Exit 0: no finding; 6: findings; 2: the export does not verify.
+    Replay {
+        /// The export file.
+        #[arg(long, value_name = "FILE")]
+        export: PathBuf,
+        /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
+        #[arg(long)]
+        key: String,
+        /// A directory of policy files the vault enforced at some time (repeat for each
+        /// set the log names).
+        #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+        policies: Vec<PathBuf>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -62,6 +84,12 @@ pub(crate) enum AuditCmd {
 pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify { export, key, json } => verify(&export, &key, json),
+        AuditCmd::Replay {
+            export,
+            key,
+            policies,
+            json,
+        } => replay(&export, &key, &policies, json),
         AuditCmd::Checkpoint {
             log_key,
             out,
@@ -241,6 +269,108 @@ fn verify(path: &std::path::Path, key: &str, json: bool) -> anyhow::Result<ExitC
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `audit replay --json`: the verified log, the sets given, the counts and the findings.
+#[derive(Serialize)]
+struct Replayed<'a> {
+    ok: bool,
+    origin: &'a str,
+    size: u64,
+    root: &'a str,
+    policy_sets: Vec<serde_json::Value>,
+    decisions: u64,
+    not_replayable: u64,
+    consent_steps: u64,
+    findings: Vec<serde_json::Value>,
+}
+
+fn replay(
+    path: &std::path::Path,
+    key: &str,
+    dirs: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let vkey = read_key(key)?;
+    let mut sets = Vec::new();
+    for dir in dirs {
+        sets.push(vault_core::ReplaySet::load(dir)?);
+    }
+    let given: Vec<serde_json::Value> = sets
+        .iter()
+        .map(|s| serde_json::json!({"dir": s.dir, "digest": hex(&s.digest)}))
+        .collect();
+    let file = File::open(path)
+        .with_context(|| format!("cannot open the export file {}", path.display()))?;
+    let started = Instant::now();
+    let result = vault_core::replay_export(file, &vkey, sets, &mut |_, _| {});
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    let (summary, report) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                let report = Failed {
+                    ok: false,
+                    index: e.index,
+                    code: e.code(),
+                    message: e.to_string(),
+                };
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                eprintln!("verification FAILED, nothing replayed: {e}");
+                if let Some(i) = e.index {
+                    eprintln!("first bad entry: {i}");
+                }
+            }
+            return Ok(ExitCode::from(crate::exit::VERIFY_FAILED));
+        }
+    };
+    let root = hex(&summary.root);
+    if json {
+        let r = Replayed {
+            ok: report.findings.is_empty(),
+            origin: &summary.origin,
+            size: summary.size,
+            root: &root,
+            policy_sets: given,
+            decisions: report.decisions,
+            not_replayable: report.not_replayable,
+            consent_steps: report.consent_steps,
+            findings: report
+                .findings
+                .iter()
+                .map(|f| {
+                    serde_json::json!({"index": f.index, "code": f.kind.code(),
+                        "message": f.kind.to_string()})
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        for f in &report.findings {
+            writeln!(out, "FINDING {f}")?;
+        }
+        let rate = report.decisions as f64 / secs.max(1e-9);
+        writeln!(
+            out,
+            "{}: {} entries of {} verified (root {root}); {} access decisions replayed, {} not replayable (before entry format 5), {} consent steps; {} finding(s) in {secs:.1} s ({rate:.0} decisions/s)",
+            if report.findings.is_empty() { "ok" } else { "FINDINGS" },
+            summary.size,
+            summary.origin,
+            report.decisions,
+            report.not_replayable,
+            report.consent_steps,
+            report.findings.len(),
+        )?;
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::REPLAY_FINDINGS)
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -181,7 +181,12 @@ fn in_version_5(e: Entry) -> Entry {
 
 fn valid_vectors() -> Vec<Valid> {
     let mut out = Vec::new();
-    for v in [ENTRY_VERSION, COMMITMENT_VERSION, ARRAY_VERSION, MAP_VERSION] {
+    for v in [
+        ENTRY_VERSION,
+        COMMITMENT_VERSION,
+        ARRAY_VERSION,
+        MAP_VERSION,
+    ] {
         for (name, entry, js_refuses) in valid_entries() {
             let entry = if v == ENTRY_VERSION {
                 in_version_5(entry)

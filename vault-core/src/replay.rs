@@ -1,0 +1,563 @@
+//! Compliance replay of an audit export (`vault-cli audit replay`): every access decision
+//! of a verified log evaluated again with the pure evaluator, under the policy set the
+//! entry names (found by its digest among the sets given) and the consent state rebuilt
+//! from the log's own consent entries, and compared with what the entry says was released
+//! and withheld, on what basis.
+//!
+//! It lives here, beside the other offline checks, because it needs both `audit` (the
+//! export, the entries) and `policies` (the evaluator), which know nothing of each other;
+//! the entry an access would have made is built by the engine's own pure `access_entry`.
+//!
+//! What counts as a finding (`docs/audit-log.md`, "Compliance replay"): a field released
+//! that the policy did not allow, a field refused that it would have allowed, another
+//! refusal reason, another basis (legal basis, reference, consents used, decision, review),
+//! a decision naming a policy set none of the given sets has or naming none, an entry the
+//! vault could not have written (ids that do not parse), and a consent step the consent
+//! state machine refuses. Decisions the log cannot replay are counted, not reported: those
+//! written before entry format 5 (no claim), and those about a subject whose consent
+//! history begins before format 5 (the log does not hold the terms of its artefacts).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use audit::export::{Summary, VerifyError};
+use audit::{ActorKind, Entry, SubjectTag};
+use policies::{
+    evaluate, AccessRequest, AgencyId, CitizenRef, ConsentArtefact, ConsentId, ConsentTerms,
+    FieldName, LegalBasis, Outcome, PolicySet, PurposeCode, Timestamp,
+};
+
+use crate::engine::{access_entry, hex, policy_set_digest, AccessEntry};
+use crate::offline::OfflineError;
+
+/// A policy set given to the replay, with the directory it was read from.
+#[derive(Debug)]
+pub struct ReplaySet {
+    /// Where its files are.
+    pub dir: PathBuf,
+    /// Its digest ([`crate::policy_set_digest`]).
+    pub digest: [u8; 32],
+    set: PolicySet,
+}
+
+impl ReplaySet {
+    /// Loads and checks the policy files of `dir`, as the vault does at open.
+    pub fn load(dir: &Path) -> Result<Self, OfflineError> {
+        let set = PolicySet::load_dir(dir).map_err(|errors| OfflineError::InvalidPolicies {
+            dir: dir.to_path_buf(),
+            errors,
+        })?;
+        Ok(Self::new(dir.to_path_buf(), set))
+    }
+
+    /// A set already loaded.
+    pub fn new(dir: PathBuf, set: PolicySet) -> Self {
+        Self {
+            dir,
+            digest: policy_set_digest(&set),
+            set,
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// The entry released a field the policy in force did not allow.
+    ReleasedNotAllowed {
+        /// The field.
+        field: String,
+        /// Why the policy withholds it (a reason code).
+        policy_reason: &'static str,
+    },
+    /// The entry withheld a field the policy in force allowed.
+    RefusedButAllowed {
+        /// The field.
+        field: String,
+        /// The reason the entry gives.
+        entry_reason: String,
+    },
+    /// Both withhold the field, for other reasons.
+    ReasonDiffers {
+        /// The field.
+        field: String,
+        /// The entry's reason.
+        entry_reason: String,
+        /// The policy's reason.
+        policy_reason: &'static str,
+    },
+    /// The fields agree but an item saying on what basis does not.
+    BasisDiffers {
+        /// The item (`legal_basis`, `legal_reference`, `consent_id`, `decision`, `review`).
+        item: &'static str,
+        /// What the entry says.
+        entry: String,
+        /// What the replay says.
+        replay: String,
+    },
+    /// The decision names a policy set none of the given sets has.
+    UnknownPolicySet {
+        /// Its digest, hex.
+        digest: String,
+    },
+    /// A decision of entry format 5 that names no policy set.
+    NoPolicySet,
+    /// The entry holds what the vault could not have written.
+    Malformed {
+        /// What.
+        what: String,
+    },
+    /// A consent entry the consent state machine refuses, or one naming an artefact the
+    /// log never created.
+    ConsentStep {
+        /// The artefact.
+        consent_id: String,
+        /// Why.
+        problem: String,
+    },
+}
+
+impl FindingKind {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ReleasedNotAllowed { .. } => "released_not_allowed",
+            Self::RefusedButAllowed { .. } => "refused_but_allowed",
+            Self::ReasonDiffers { .. } => "reason_differs",
+            Self::BasisDiffers { .. } => "basis_differs",
+            Self::UnknownPolicySet { .. } => "unknown_policy_set",
+            Self::NoPolicySet => "no_policy_set",
+            Self::Malformed { .. } => "malformed_decision",
+            Self::ConsentStep { .. } => "consent_step",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ReleasedNotAllowed {
+                field,
+                policy_reason,
+            } => write!(
+                f,
+                "released {field}, which the policy in force did not allow ({policy_reason})"
+            ),
+            Self::RefusedButAllowed {
+                field,
+                entry_reason,
+            } => write!(
+                f,
+                "withheld {field} ({entry_reason}), which the policy in force allowed"
+            ),
+            Self::ReasonDiffers {
+                field,
+                entry_reason,
+                policy_reason,
+            } => write!(
+                f,
+                "withheld {field} as {entry_reason}, the policy in force says {policy_reason}"
+            ),
+            Self::BasisDiffers {
+                item,
+                entry,
+                replay,
+            } => write!(f, "{item} is {entry}, the replay gives {replay}"),
+            Self::UnknownPolicySet { digest } => write!(
+                f,
+                "made under policy set sha256:{digest}, which none of the given policy directories holds: add that set with --policies"
+            ),
+            Self::NoPolicySet => write!(f, "a decision that names no policy set"),
+            Self::Malformed { what } => write!(f, "not a decision the vault writes: {what}"),
+            Self::ConsentStep {
+                consent_id,
+                problem,
+            } => write!(f, "consent {consent_id}: {problem}"),
+        }
+    }
+}
+
+/// One finding: the entry and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The entry's index.
+    pub index: u64,
+    /// What.
+    pub kind: FindingKind,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "entry {}: {}", self.index, self.kind)
+    }
+}
+
+/// The outcome of a replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Access decisions evaluated again.
+    pub decisions: u64,
+    /// Access decisions that cannot be replayed (written before entry format 5, or about
+    /// a subject whose consent history begins before it).
+    pub not_replayable: u64,
+    /// Consent entries applied to the rebuilt consent state.
+    pub consent_steps: u64,
+    /// Every finding, in entry order.
+    pub findings: Vec<Finding>,
+}
+
+/// A subject's consent artefacts, ordered as the vault's index reads them: by agency,
+/// purpose, then id bytes, so one request's artefacts are one contiguous run.
+#[derive(Default)]
+struct Artefacts(Vec<ConsentArtefact>);
+
+impl Artefacts {
+    fn order(a: &ConsentArtefact) -> (&str, &str, [u8; 16]) {
+        (a.agency().as_str(), a.purpose().as_str(), a.id().to_bytes())
+    }
+
+    fn insert(&mut self, a: ConsentArtefact) {
+        let at = self.0.partition_point(|x| Self::order(x) < Self::order(&a));
+        self.0.insert(at, a);
+    }
+
+    fn find(&mut self, id: ConsentId) -> Option<&mut ConsentArtefact> {
+        self.0.iter_mut().find(|a| a.id() == id)
+    }
+
+    fn of(&self, agency: &AgencyId, purpose: &PurposeCode) -> &[ConsentArtefact] {
+        let key = (agency.as_str(), purpose.as_str());
+        let start = self
+            .0
+            .partition_point(|a| (a.agency().as_str(), a.purpose().as_str()) < key);
+        let len = self.0[start..]
+            .iter()
+            .take_while(|a| (a.agency().as_str(), a.purpose().as_str()) == key)
+            .count();
+        &self.0[start..start + len]
+    }
+}
+
+/// The replay's state: the sets by digest, the consent state rebuilt so far, the report.
+pub struct Replay {
+    sets: HashMap<[u8; 32], PolicySet>,
+    consents: HashMap<SubjectTag, Artefacts>,
+    /// Subjects with consent entries written before format 5.
+    legacy: HashSet<SubjectTag>,
+    report: ReplayReport,
+}
+
+/// An id parsed from an entry, or the finding that it does not parse.
+fn parse<T, E>(
+    what: &str,
+    s: &str,
+    f: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, FindingKind> {
+    f(s).map_err(|_| FindingKind::Malformed {
+        what: format!("{what} {s:?} does not parse"),
+    })
+}
+
+fn citizen_ref(tag: &SubjectTag) -> CitizenRef {
+    CitizenRef::new(&hex(&tag.0)).expect("64 hex digits are a valid citizen reference")
+}
+
+fn or_none(s: Option<&str>) -> String {
+    s.map_or_else(|| "none".to_owned(), |s| format!("{s:?}"))
+}
+
+impl Replay {
+    /// A replay under these sets (found by their digests).
+    pub fn new(sets: impl IntoIterator<Item = ReplaySet>) -> Self {
+        Self {
+            sets: sets.into_iter().map(|s| (s.digest, s.set)).collect(),
+            consents: HashMap::new(),
+            legacy: HashSet::new(),
+            report: ReplayReport::default(),
+        }
+    }
+
+    /// Takes the next entry of the log (in index order), given as its leaf bytes. A leaf
+    /// that does not decode is not judged here: the verifier refuses the whole log.
+    pub fn leaf(&mut self, index: u64, leaf: &[u8]) {
+        if let Ok(e) = Entry::decode(leaf) {
+            self.entry(index, &e);
+        }
+    }
+
+    /// Takes the next entry of the log (in index order).
+    pub fn entry(&mut self, index: u64, e: &Entry) {
+        self.report.entries += 1;
+        let found = match e.action.as_str() {
+            "access" => self.access(index, e),
+            "consent.request" | "consent.grant" | "consent.revoke" | "consent.deny" => {
+                self.consent(e)
+            }
+            "erasure" => {
+                if let Some(tag) = e.subject {
+                    self.consents.remove(&tag);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(kind) = found {
+            self.report.findings.push(Finding { index, kind });
+        }
+    }
+
+    /// The report, once every entry was given.
+    pub fn finish(self) -> ReplayReport {
+        self.report
+    }
+
+    fn now(e: &Entry) -> Timestamp {
+        Timestamp::from_unix_seconds(e.time_ms / 1000)
+    }
+
+    fn consent(&mut self, e: &Entry) -> Result<(), FindingKind> {
+        let Some(tag) = e.subject else {
+            return Ok(());
+        };
+        let (Some(terms), Some(id)) = (&e.terms, &e.consent_id) else {
+            // A refused request stores nothing; an entry before format 5 has no terms.
+            if e.claim.is_none() && e.policy_set.is_none() && e.decision != "refused" {
+                self.legacy.insert(tag);
+            }
+            return Ok(());
+        };
+        self.report.consent_steps += 1;
+        let now = Self::now(e);
+        let id_parsed = parse("consent_id", id, ConsentId::parse)?;
+        let step = |problem: String| FindingKind::ConsentStep {
+            consent_id: id.clone(),
+            problem,
+        };
+        let artefacts = self.consents.entry(tag).or_default();
+        if let Some(a) = artefacts.find(id_parsed) {
+            let done = match e.action.as_str() {
+                "consent.grant" => a.grant(now),
+                "consent.revoke" => a.revoke(now),
+                "consent.deny" => a.deny(now),
+                _ => {
+                    return Err(step(
+                        "requested again under an id the log already holds".to_owned(),
+                    ))
+                }
+            };
+            return done.map_err(|err| step(err.to_string()));
+        }
+        let direct = match e.action.as_str() {
+            "consent.request" => false,
+            "consent.grant" => true,
+            _ if self.legacy.contains(&tag) => return Ok(()),
+            _ => return Err(step("names an artefact the log never created".to_owned())),
+        };
+        let supersedes = terms
+            .supersedes
+            .as_deref()
+            .map(|s| parse("terms.supersedes", s, ConsentId::parse))
+            .transpose()?;
+        let old = supersedes.and_then(|s| artefacts.find(s).map(|a| a.clone()));
+        let terms = ConsentTerms {
+            agency: parse("terms.agency", &terms.agency, AgencyId::new)?,
+            purpose: parse(
+                "purpose",
+                e.purpose.as_deref().unwrap_or_default(),
+                PurposeCode::new,
+            )?,
+            fields: e
+                .requested
+                .iter()
+                .map(|f| parse("field", f, FieldName::new))
+                .collect::<Result<_, _>>()?,
+            valid_from: Timestamp::from_unix_seconds(terms.valid_from),
+            expires_at: Timestamp::from_unix_seconds(terms.expires_at),
+            max_uses: terms
+                .max_uses
+                .map(|n| parse("terms.max_uses", &n.to_string(), str::parse::<u32>))
+                .transpose()?,
+            data_life: terms.data_life,
+        };
+        let create = if direct {
+            ConsentArtefact::grant_direct
+        } else {
+            ConsentArtefact::request
+        };
+        let a = create(id_parsed, citizen_ref(&tag), terms, old.as_ref(), now)
+            .map_err(|err| step(err.to_string()))?;
+        artefacts.insert(a);
+        Ok(())
+    }
+
+    fn access(&mut self, index: u64, e: &Entry) -> Result<(), FindingKind> {
+        let Some(claim) = &e.claim else {
+            self.report.not_replayable += 1;
+            return Ok(());
+        };
+        let digest = e.policy_set.ok_or(FindingKind::NoPolicySet)?;
+        let Some(set) = self.sets.get(&digest) else {
+            return Err(FindingKind::UnknownPolicySet {
+                digest: hex(&digest),
+            });
+        };
+        if e.subject.is_some_and(|t| self.legacy.contains(&t)) {
+            self.report.not_replayable += 1;
+            return Ok(());
+        }
+        if e.actor.kind != ActorKind::Agency {
+            return Err(FindingKind::Malformed {
+                what: "an access by another actor than an agency".to_owned(),
+            });
+        }
+        let request = AccessRequest {
+            agency: parse("agency", &e.actor.id, AgencyId::new)?,
+            purpose: parse(
+                "purpose",
+                e.purpose.as_deref().unwrap_or_default(),
+                PurposeCode::new,
+            )?,
+            fields: e
+                .requested
+                .iter()
+                .map(|f| parse("field", f, FieldName::new))
+                .collect::<Result<_, _>>()?,
+            legal_basis: claim
+                .legal_basis
+                .as_deref()
+                .map(|b| {
+                    parse("claimed legal basis", b, |b| {
+                        LegalBasis::from_code(b).ok_or(())
+                    })
+                })
+                .transpose()?,
+            // Only whether it is blank counts for the evaluation.
+            justification: claim.justified.then(|| "justified".to_owned()),
+        };
+        self.report.decisions += 1;
+        let now = Self::now(e);
+        let artefacts = match e.subject.and_then(|t| self.consents.get(&t)) {
+            Some(a) => a.of(&request.agency, &request.purpose),
+            None => &[],
+        };
+        let decision = evaluate(set, &request, artefacts, now);
+        let released = |f: &str| e.released.iter().any(|r| r == f);
+        let withheld = |f: &str| {
+            e.withheld
+                .iter()
+                .find(|w| w.field == f)
+                .map(|w| w.reason.as_str())
+        };
+        let mut found = Vec::new();
+        let mut note = |k: FindingKind| found.push(k);
+        for d in &decision.fields {
+            let field = d.field.as_str();
+            match d.outcome {
+                Outcome::Released(_) if released(field) || withheld(field) == Some("no_data") => {}
+                Outcome::Released(_) => note(FindingKind::RefusedButAllowed {
+                    field: field.to_owned(),
+                    entry_reason: withheld(field).unwrap_or("not listed").to_owned(),
+                }),
+                Outcome::Withheld(r) if released(field) => note(FindingKind::ReleasedNotAllowed {
+                    field: field.to_owned(),
+                    policy_reason: r.code(),
+                }),
+                Outcome::Withheld(r) if withheld(field) != Some(r.code()) => {
+                    note(FindingKind::ReasonDiffers {
+                        field: field.to_owned(),
+                        entry_reason: withheld(field).unwrap_or("not listed").to_owned(),
+                        policy_reason: r.code(),
+                    })
+                }
+                Outcome::Withheld(_) => {}
+            }
+        }
+        for f in &e.released {
+            if !e.requested.contains(f) {
+                note(FindingKind::ReleasedNotAllowed {
+                    field: f.clone(),
+                    policy_reason: "not_requested",
+                });
+            }
+        }
+        let fields_agree = found.is_empty();
+        let mut note = |k: FindingKind| found.push(k);
+        if fields_agree {
+            let AccessEntry { draft, .. } = access_entry(
+                &decision,
+                |f| withheld(f.as_str()) != Some("no_data"),
+                &request,
+                &e.actor.id,
+                e.time_ms,
+            );
+            let items: [(&'static str, Option<&str>, Option<&str>); 4] = [
+                (
+                    "legal_basis",
+                    e.legal_basis.as_deref(),
+                    draft.legal_basis.as_deref(),
+                ),
+                (
+                    "legal_reference",
+                    e.legal_reference.as_deref(),
+                    draft.legal_reference.as_deref(),
+                ),
+                (
+                    "consent_id",
+                    e.consent_id.as_deref(),
+                    draft.consent_id.as_deref(),
+                ),
+                ("decision", Some(&e.decision), Some(&draft.decision)),
+            ];
+            for (item, entry, replay) in items {
+                if entry != replay {
+                    note(FindingKind::BasisDiffers {
+                        item,
+                        entry: or_none(entry),
+                        replay: or_none(replay),
+                    });
+                }
+            }
+            if e.review != draft.review {
+                note(FindingKind::BasisDiffers {
+                    item: "review",
+                    entry: e.review.to_string(),
+                    replay: draft.review.to_string(),
+                });
+            }
+        }
+        // The uses the vault recorded: those of the artefacts the entry names.
+        if let (Some(ids), Some(tag)) = (&e.consent_id, e.subject) {
+            if let Some(artefacts) = self.consents.get_mut(&tag) {
+                for id in ids.split(',') {
+                    if let Some(a) = ConsentId::parse(id).ok().and_then(|id| artefacts.find(id)) {
+                        // A use the state machine refuses was already reported above.
+                        let _ = a.record_use(now);
+                    }
+                }
+            }
+        }
+        self.report
+            .findings
+            .extend(found.into_iter().map(|kind| Finding { index, kind }));
+        Ok(())
+    }
+}
+
+/// Verifies the export against the trusted key `vkey` (as `audit verify` does) and, in the
+/// same pass, replays every access decision in it under `sets`. The report is returned
+/// only for a log that verified.
+pub fn replay_export(
+    reader: impl Read,
+    vkey: &str,
+    sets: Vec<ReplaySet>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Summary, ReplayReport), VerifyError> {
+    let mut replay = Replay::new(sets);
+    let summary =
+        audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| replay.leaf(i, leaf))?;
+    Ok((summary, replay.finish()))
+}
