@@ -30,10 +30,11 @@ pub(crate) enum AuditCmd {
         json: bool,
     },
     /// Verify an audit export offline, then evaluate every access decision in it again
-    /// under the policy set it names (matched by digest among the --policies directories)
-    /// and the consent state rebuilt from the log's consent entries; report every release
-    /// the policy did not allow and every refusal it would have allowed, with the entry
-    /// index. Exit 0: no finding; 6: findings; 2: the export does not verify.
+    /// under the policy set it names (matched by digest among the --policies directories;
+    /// with --against, under that one set whatever set it names) and the consent state
+    /// rebuilt from the log's consent entries; report every release the policy did not
+    /// allow and every refusal it would have allowed, with the entry index. Exit 0: no
+    /// finding; 6: findings; 2: the export does not verify.
     Replay {
         /// The export file.
         #[arg(long, value_name = "FILE")]
@@ -42,9 +43,13 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         key: String,
         /// A directory of policy files the vault enforced at some time (repeat for each
-        /// set the log names).
-        #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+        /// set the log names; a decision naming none of them is a finding).
+        #[arg(long, value_name = "DIR", num_args = 1.., required_unless_present = "against", conflicts_with = "against")]
         policies: Vec<PathBuf>,
+        /// Judge every decision under this one policy set (e.g. the published one), not
+        /// the set each decision names.
+        #[arg(long, value_name = "DIR")]
+        against: Option<PathBuf>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -88,8 +93,9 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             export,
             key,
             policies,
+            against,
             json,
-        } => replay(&export, &key, &policies, json),
+        } => replay(&export, &key, &policies, against.as_deref(), json),
         AuditCmd::Checkpoint {
             log_key,
             out,
@@ -289,11 +295,12 @@ fn replay(
     path: &std::path::Path,
     key: &str,
     dirs: &[PathBuf],
+    against: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let vkey = read_key(key)?;
     let mut sets = Vec::new();
-    for dir in dirs {
+    for dir in dirs.iter().map(PathBuf::as_path).chain(against) {
         sets.push(vault_core::ReplaySet::load(dir)?);
     }
     let given: Vec<serde_json::Value> = sets
@@ -303,7 +310,11 @@ fn replay(
     let file = File::open(path)
         .with_context(|| format!("cannot open the export file {}", path.display()))?;
     let started = Instant::now();
-    let result = vault_core::replay_export(file, &vkey, sets, &mut |_, _| {});
+    let replay = match (against, sets.pop()) {
+        (Some(_), Some(set)) => vault_core::Replay::against(set),
+        (_, last) => vault_core::Replay::new(sets.into_iter().chain(last)),
+    };
+    let result = vault_core::replay_export(file, &vkey, replay, &mut |_, _| {});
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     let (summary, report) = match result {

@@ -245,6 +245,9 @@ impl Artefacts {
 /// The replay's state: the sets by digest, the consent state rebuilt so far, the report.
 pub struct Replay {
     sets: HashMap<[u8; 32], PolicySet>,
+    /// The one set every decision is judged under, whatever set it names (an audit
+    /// against the published policy rather than the one the vault ran).
+    against: Option<PolicySet>,
     consents: HashMap<SubjectTag, Artefacts>,
     /// Subjects with consent entries written before format 5.
     legacy: HashSet<SubjectTag>,
@@ -275,10 +278,18 @@ impl Replay {
     pub fn new(sets: impl IntoIterator<Item = ReplaySet>) -> Self {
         Self {
             sets: sets.into_iter().map(|s| (s.digest, s.set)).collect(),
+            against: None,
             consents: HashMap::new(),
             legacy: HashSet::new(),
             report: ReplayReport::default(),
         }
+    }
+
+    /// A replay that judges every decision under `set`, whatever set the decision names.
+    pub fn against(set: ReplaySet) -> Self {
+        let mut r = Self::new([]);
+        r.against = Some(set.set);
+        r
     }
 
     /// Takes the next entry of the log (in index order), given as its leaf bytes. A leaf
@@ -399,11 +410,16 @@ impl Replay {
             self.report.not_replayable += 1;
             return Ok(());
         };
-        let digest = e.policy_set.ok_or(FindingKind::NoPolicySet)?;
-        let Some(set) = self.sets.get(&digest) else {
-            return Err(FindingKind::UnknownPolicySet {
-                digest: hex(&digest),
-            });
+        let set = match &self.against {
+            Some(set) => set,
+            None => {
+                let digest = e.policy_set.ok_or(FindingKind::NoPolicySet)?;
+                self.sets
+                    .get(&digest)
+                    .ok_or_else(|| FindingKind::UnknownPolicySet {
+                        digest: hex(&digest),
+                    })?
+            }
         };
         if e.subject.is_some_and(|t| self.legacy.contains(&t)) {
             self.report.not_replayable += 1;
@@ -548,15 +564,15 @@ impl Replay {
 }
 
 /// Verifies the export against the trusted key `vkey` (as `audit verify` does) and, in the
-/// same pass, replays every access decision in it under `sets`. The report is returned
-/// only for a log that verified.
+/// same pass, replays every access decision in it with `replay` ([`Replay::new`] to judge
+/// each decision under the set it names, [`Replay::against`] under one set). The report
+/// is returned only for a log that verified.
 pub fn replay_export(
     reader: impl Read,
     vkey: &str,
-    sets: Vec<ReplaySet>,
+    mut replay: Replay,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Summary, ReplayReport), VerifyError> {
-    let mut replay = Replay::new(sets);
     let summary =
         audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| replay.leaf(i, leaf))?;
     Ok((summary, replay.finish()))
