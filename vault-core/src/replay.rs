@@ -28,7 +28,7 @@ use policies::{
     FieldName, LegalBasis, Outcome, PolicySet, PurposeCode, Timestamp,
 };
 
-use crate::engine::{access_entry, hex, policy_set_digest, AccessEntry};
+use crate::engine::{hex, policy_set_digest};
 use crate::offline::OfflineError;
 
 /// A policy set given to the replay, with the directory it was read from.
@@ -500,48 +500,12 @@ impl Replay {
                 });
             }
         }
-        let fields_agree = found.is_empty();
-        let mut note = |k: FindingKind| found.push(k);
-        if fields_agree {
-            let AccessEntry { draft, .. } = access_entry(
-                &decision,
-                |f| withheld(f.as_str()) != Some("no_data"),
-                &request,
-                &e.actor.id,
-                e.time_ms,
-            );
-            let items: [(&'static str, Option<&str>, Option<&str>); 4] = [
-                (
-                    "legal_basis",
-                    e.legal_basis.as_deref(),
-                    draft.legal_basis.as_deref(),
-                ),
-                (
-                    "legal_reference",
-                    e.legal_reference.as_deref(),
-                    draft.legal_reference.as_deref(),
-                ),
-                (
-                    "consent_id",
-                    e.consent_id.as_deref(),
-                    draft.consent_id.as_deref(),
-                ),
-                ("decision", Some(&e.decision), Some(&draft.decision)),
-            ];
-            for (item, entry, replay) in items {
-                if entry != replay {
-                    note(FindingKind::BasisDiffers {
-                        item,
-                        entry: or_none(entry),
-                        replay: or_none(replay),
-                    });
-                }
-            }
-            if e.review != draft.review {
-                note(FindingKind::BasisDiffers {
-                    item: "review",
-                    entry: e.review.to_string(),
-                    replay: draft.review.to_string(),
+        if found.is_empty() {
+            for (item, entry, replay) in basis_items(&decision, e, &request, &withheld) {
+                found.push(FindingKind::BasisDiffers {
+                    item,
+                    entry,
+                    replay,
                 });
             }
         }
@@ -563,6 +527,136 @@ impl Replay {
     }
 }
 
+/// The legal bases in the order the engine lists them (`access_entry`: sorted codes).
+const BASES: [LegalBasis; 4] = [
+    LegalBasis::Consent,
+    LegalBasis::LegalObligation,
+    LegalBasis::PublicTask,
+    LegalBasis::VitalInterest,
+];
+
+/// The items of the entry that say on what basis (`legal_basis`, `legal_reference`,
+/// `consent_id`, `decision`, `review`) that differ from what the engine's `access_entry`
+/// writes for `decision`: `(item, entry's, replay's)`. The same rules as `access_entry`,
+/// without building an entry (a replay does this for every decision; the unit tests hold
+/// the two to the same answers).
+fn basis_items<'e>(
+    decision: &policies::Decision<'_>,
+    e: &'e Entry,
+    request: &AccessRequest,
+    withheld: &dyn Fn(&str) -> Option<&'e str>,
+) -> Vec<(&'static str, String, String)> {
+    let mut bases = [false; 4];
+    let mut references: Vec<&str> = Vec::new();
+    let mut used: Vec<ConsentId> = Vec::new();
+    let (mut released, mut not_released) = (0usize, 0usize);
+    for d in &decision.fields {
+        match d.outcome {
+            Outcome::Released(basis) if withheld(d.field.as_str()) != Some("no_data") => {
+                released += 1;
+                let b = basis.legal_basis();
+                if let Some(i) = BASES.iter().position(|x| *x == b) {
+                    bases[i] = true;
+                }
+                match basis {
+                    policies::Basis::Consent { artefact_id } => {
+                        if !used.contains(&artefact_id) {
+                            used.push(artefact_id);
+                        }
+                    }
+                    policies::Basis::Statutory {
+                        legal_reference, ..
+                    }
+                    | policies::Basis::VitalInterest {
+                        legal_reference, ..
+                    } => {
+                        if !references.contains(&legal_reference) {
+                            references.push(legal_reference);
+                        }
+                    }
+                }
+            }
+            _ => not_released += 1,
+        }
+    }
+    let mut out = Vec::new();
+    let codes = || {
+        BASES
+            .iter()
+            .zip(bases)
+            .filter(|(_, on)| *on)
+            .map(|(b, _)| b.code())
+    };
+    let basis_ok = match (released, e.legal_basis.as_deref()) {
+        (0, entry) => entry == request.legal_basis.map(|b| b.code()),
+        (_, Some(entry)) => entry.split(',').eq(codes()),
+        (_, None) => false,
+    };
+    if !basis_ok {
+        let replay = if released == 0 {
+            request.legal_basis.map(|b| b.code().to_owned())
+        } else {
+            Some(codes().collect::<Vec<_>>().join(","))
+        };
+        out.push((
+            "legal_basis",
+            or_none(e.legal_basis.as_deref()),
+            or_none(replay.as_deref()),
+        ));
+    }
+    let reference_ok = match (references.as_slice(), e.legal_reference.as_deref()) {
+        ([], None) => true,
+        ([one], Some(entry)) => *one == entry,
+        (many, Some(entry)) if many.len() > 1 => entry == many.join("; "),
+        _ => false,
+    };
+    if !reference_ok {
+        let replay = (!references.is_empty()).then(|| references.join("; "));
+        out.push((
+            "legal_reference",
+            or_none(e.legal_reference.as_deref()),
+            or_none(replay.as_deref()),
+        ));
+    }
+    let consents_ok = match e.consent_id.as_deref() {
+        None => used.is_empty(),
+        Some(ids) => ids
+            .split(',')
+            .map(|id| ConsentId::parse(id).ok())
+            .eq(used.iter().map(|u| Some(*u))),
+    };
+    if !consents_ok {
+        let replay = (!used.is_empty()).then(|| {
+            used.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        out.push((
+            "consent_id",
+            or_none(e.consent_id.as_deref()),
+            or_none(replay.as_deref()),
+        ));
+    }
+    let outcome = match (released, not_released) {
+        (0, _) => "refused",
+        (_, 0) => "granted",
+        _ => "partial",
+    };
+    if e.decision != outcome {
+        out.push((
+            "decision",
+            or_none(Some(&e.decision)),
+            or_none(Some(outcome)),
+        ));
+    }
+    let review = decision.obligations.review && released > 0;
+    if e.review != review {
+        out.push(("review", e.review.to_string(), review.to_string()));
+    }
+    out
+}
+
 /// Verifies the export against the trusted key `vkey` (as `audit verify` does) and, in the
 /// same pass, replays every access decision in it with `replay` ([`Replay::new`] to judge
 /// each decision under the set it names, [`Replay::against`] under one set). The report
@@ -576,4 +670,337 @@ pub fn replay_export(
     let summary =
         audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| replay.leaf(i, leaf))?;
     Ok((summary, replay.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit::{Actor, EntryDraft};
+
+    const T0: u64 = 1_767_225_600;
+
+    fn examples() -> PolicySet {
+        PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples"))
+            .expect("the example set loads")
+    }
+
+    /// A vault in miniature: the engine's pure pieces (the evaluator, `access_entry`, the
+    /// artefacts' state machine) writing the entries the engine writes, for one citizen.
+    struct World {
+        set: PolicySet,
+        digest: [u8; 32],
+        tag: SubjectTag,
+        artefacts: Vec<ConsentArtefact>,
+        entries: Vec<Entry>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let set = examples();
+            Self {
+                digest: policy_set_digest(&set),
+                set,
+                tag: SubjectTag([7; 32]),
+                artefacts: Vec::new(),
+                entries: Vec::new(),
+            }
+        }
+
+        fn push(&mut self, d: EntryDraft) -> u64 {
+            let index = self.entries.len() as u64;
+            self.entries.push(Entry {
+                index,
+                prev: [0; 32],
+                body: d,
+            });
+            index
+        }
+
+        fn consent_entry(&mut self, action: &str, a: &ConsentArtefact, secs: u64) -> u64 {
+            let mut d = EntryDraft::new(
+                secs * 1000,
+                Actor {
+                    kind: ActorKind::Citizen,
+                    id: String::new(),
+                },
+                action,
+                "done",
+            );
+            d.purpose = Some(a.purpose().as_str().to_owned());
+            d.requested = a.fields().iter().map(|f| f.as_str().to_owned()).collect();
+            d.consent_id = Some(a.id().to_string());
+            d.subject = Some(self.tag);
+            d.policy_set = Some(self.digest);
+            d.terms = Some(crate::engine::terms_item(a));
+            self.push(d)
+        }
+
+        fn grant(
+            &mut self,
+            id: u8,
+            agency: &str,
+            purpose: &str,
+            fields: &[&str],
+            secs: u64,
+            until: u64,
+        ) -> u64 {
+            let terms = ConsentTerms {
+                agency: AgencyId::new(agency).unwrap(),
+                purpose: PurposeCode::new(purpose).unwrap(),
+                fields: fields.iter().map(|f| FieldName::new(f).unwrap()).collect(),
+                valid_from: Timestamp::from_unix_seconds(secs),
+                expires_at: Timestamp::from_unix_seconds(until),
+                max_uses: Some(2),
+                data_life: None,
+            };
+            let a = ConsentArtefact::grant_direct(
+                ConsentId::from_bytes([id; 16]),
+                citizen_ref(&self.tag),
+                terms,
+                None,
+                Timestamp::from_unix_seconds(secs),
+            )
+            .unwrap();
+            self.artefacts.push(a.clone());
+            self.consent_entry("consent.grant", &a, secs)
+        }
+
+        fn revoke(&mut self, id: u8, secs: u64) -> u64 {
+            let a = self
+                .artefacts
+                .iter_mut()
+                .find(|a| a.id() == ConsentId::from_bytes([id; 16]))
+                .unwrap();
+            a.revoke(Timestamp::from_unix_seconds(secs)).unwrap();
+            let a = a.clone();
+            self.consent_entry("consent.revoke", &a, secs)
+        }
+
+        fn access(
+            &mut self,
+            agency: &str,
+            purpose: &str,
+            fields: &[&str],
+            basis: Option<LegalBasis>,
+            secs: u64,
+        ) -> u64 {
+            let request = AccessRequest {
+                agency: AgencyId::new(agency).unwrap(),
+                purpose: PurposeCode::new(purpose).unwrap(),
+                fields: fields.iter().map(|f| FieldName::new(f).unwrap()).collect(),
+                legal_basis: basis,
+                justification: None,
+            };
+            let now = Timestamp::from_unix_seconds(secs);
+            let mut mine: Vec<ConsentArtefact> = self
+                .artefacts
+                .iter()
+                .filter(|a| a.agency() == &request.agency && a.purpose() == &request.purpose)
+                .cloned()
+                .collect();
+            mine.sort_by_key(|a| a.id().to_bytes());
+            let decision = evaluate(&self.set, &request, &mine, now);
+            // The citizen holds no value for the allergies field (`no_data`).
+            let built = crate::engine::access_entry(
+                &decision,
+                |f| f.as_str() != "health.allergies",
+                &request,
+                agency,
+                secs * 1000,
+            );
+            for id in &built.used {
+                if let Some(a) = self.artefacts.iter_mut().find(|a| a.id() == *id) {
+                    a.record_use(now).unwrap();
+                }
+            }
+            let mut d = built.draft;
+            d.subject = Some(self.tag);
+            d.policy_set = Some(self.digest);
+            self.push(d)
+        }
+
+        fn replay(&self, set: PolicySet) -> ReplayReport {
+            let mut r = Replay::new([ReplaySet::new(PathBuf::from("examples"), set)]);
+            for e in &self.entries {
+                r.entry(e.index, e);
+            }
+            r.finish()
+        }
+    }
+
+    fn at(report: &ReplayReport) -> Vec<(u64, &'static str)> {
+        report
+            .findings
+            .iter()
+            .map(|f| (f.index, f.kind.code()))
+            .collect()
+    }
+
+    #[test]
+    fn decisions_the_engine_makes_replay_clean_and_each_change_is_found_where_it_acts() {
+        let mut w = World::new();
+        let ask = [
+            "health.blood_type",
+            "health.allergies",
+            "health.vaccinations",
+        ];
+        let none = w.access("tax_authority", "tax_assessment", &ask, None, T0);
+        w.grant(
+            1,
+            "tax_authority",
+            "tax_assessment",
+            &ask[..2],
+            T0 + 10,
+            T0 + 1000,
+        );
+        let first = w.access("tax_authority", "tax_assessment", &ask, None, T0 + 20);
+        let second = w.access(
+            "tax_authority",
+            "tax_assessment",
+            &ask,
+            Some(LegalBasis::Consent),
+            T0 + 30,
+        );
+        let exhausted = w.access("tax_authority", "tax_assessment", &ask, None, T0 + 40);
+        w.grant(
+            2,
+            "tax_authority",
+            "tax_assessment",
+            &ask[..1],
+            T0 + 50,
+            T0 + 100,
+        );
+        let second_consent = w.access("tax_authority", "tax_assessment", &ask, None, T0 + 60);
+        w.revoke(2, T0 + 70);
+        let revoked = w.access("tax_authority", "tax_assessment", &ask, None, T0 + 80);
+        let expired = w.access("tax_authority", "tax_assessment", &ask, None, T0 + 2000);
+        let statute = w.access(
+            "national_police",
+            "road_safety_enforcement",
+            &[
+                "vehicle.registration",
+                "identity.full_name",
+                "health.blood_type",
+            ],
+            Some(LegalBasis::PublicTask),
+            T0 + 90,
+        );
+        let wrong_claim = w.access(
+            "national_police",
+            "road_safety_enforcement",
+            &["vehicle.registration"],
+            Some(LegalBasis::LegalObligation),
+            T0 + 95,
+        );
+        let report = w.replay(examples());
+        assert_eq!(at(&report), [], "{:#?}", report.findings);
+        assert_eq!(report.decisions, 9);
+        assert_eq!(report.consent_steps, 3);
+        let _ = (none, wrong_claim);
+
+        // A release the log claims but the policy did not allow.
+        let mut forged = World {
+            entries: w.entries.clone(),
+            ..World::new()
+        };
+        let e = &mut forged.entries[revoked as usize].body;
+        e.released.push("health.blood_type".into());
+        e.withheld.retain(|x| x.field != "health.blood_type");
+        assert_eq!(
+            at(&forged.replay(examples())),
+            [(revoked, "released_not_allowed")]
+        );
+
+        // The grant's fields altered: the decisions of that agency for that purpose change.
+        let mut altered = World {
+            entries: w.entries.clone(),
+            ..World::new()
+        };
+        altered.entries[1].body.requested = vec!["health.blood_type".into()];
+        let found = at(&altered.replay(examples()));
+        // (allergies, which the citizen holds no value for, is now withheld as not covered
+        // instead of `no_data`, in every later decision of the agency for the purpose).
+        let later = [first, second, exhausted, second_consent, revoked, expired];
+        assert_eq!(found, later.map(|i| (i, "reason_differs")));
+
+        // The basis an entry names, changed alone.
+        let mut relabelled = World {
+            entries: w.entries.clone(),
+            ..World::new()
+        };
+        relabelled.entries[statute as usize].body.legal_basis = Some("legal_obligation".into());
+        assert_eq!(
+            at(&relabelled.replay(examples())),
+            [(statute, "basis_differs")]
+        );
+    }
+
+    #[test]
+    fn a_set_without_a_statutory_rule_finds_the_releases_that_rested_on_it() {
+        let mut w = World::new();
+        let statute = w.access(
+            "national_police",
+            "road_safety_enforcement",
+            &["vehicle.registration"],
+            None,
+            T0,
+        );
+        let other = w.access(
+            "tax_authority",
+            "tax_assessment",
+            &["identity.full_name"],
+            None,
+            T0 + 1,
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        for (_, text) in &mut files {
+            if let Some(start) = text.find("[[agency.statutory]]\nid = \"police_roadside_check\"") {
+                let end = start + 1 + text[start + 1..].find("[[agency").unwrap();
+                text.replace_range(start..end, "");
+            }
+        }
+        let trimmed = PolicySet::from_sources(&files).unwrap();
+        let mut r = Replay::against(ReplaySet::new(PathBuf::from("trimmed"), trimmed));
+        for e in &w.entries {
+            r.entry(e.index, e);
+        }
+        let report = r.finish();
+        assert_eq!(at(&report), [(statute, "released_not_allowed")]);
+        let _ = other;
+        // Under --policies the trimmed set matches no decision's digest.
+        let report = w.replay(PolicySet::from_sources(&files).unwrap());
+        assert_eq!(
+            at(&report),
+            [
+                (statute, "unknown_policy_set"),
+                (other, "unknown_policy_set")
+            ]
+        );
+    }
+
+    #[test]
+    fn decisions_before_format_5_are_counted_not_judged() {
+        let mut w = World::new();
+        let i = w.access(
+            "tax_authority",
+            "tax_assessment",
+            &["identity.full_name"],
+            None,
+            T0,
+        );
+        w.entries[i as usize].body.claim = None;
+        w.entries[i as usize].body.policy_set = None;
+        let report = w.replay(examples());
+        assert_eq!((report.decisions, report.not_replayable), (0, 1));
+        assert_eq!(at(&report), []);
+    }
 }

@@ -41,7 +41,10 @@ pub use consents::{
 };
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
-pub(crate) use ops::{access_entry, AccessEntry};
+#[cfg(test)]
+pub(crate) use consents::terms_item;
+#[cfg(test)]
+pub(crate) use ops::access_entry;
 pub(crate) use server_cert::stored_server_identity;
 pub use standby::{PublicLog, Standby};
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
