@@ -282,4 +282,11 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
         crate::codec::decode_entry(bytes)
     }
+
+    /// [`Entry::decode`] into this entry, reusing its buffers: a reader of many leaves
+    /// allocates only when one holds more or longer values than those before. On an error
+    /// the entry holds parts of the refused leaf.
+    pub fn decode_into(&mut self, bytes: &[u8]) -> Result<(), EntryError> {
+        crate::codec::decode_entry_into(bytes, self)
+    }
 }

@@ -252,6 +252,40 @@ pub struct Replay {
     /// Subjects with consent entries written before format 5.
     legacy: HashSet<SubjectTag>,
     report: ReplayReport,
+    /// The requests parsed lately: a log repeats a few requests many times.
+    requests: Vec<AccessRequest>,
+}
+
+/// An entry with nothing allocated, to decode into.
+fn empty_entry() -> Entry {
+    Entry {
+        index: 0,
+        prev: [0; 32],
+        body: audit::EntryDraft::new(
+            0,
+            audit::Actor {
+                kind: ActorKind::System,
+                id: String::new(),
+            },
+            "",
+            "",
+        ),
+    }
+}
+
+/// Most requests [`Replay`] keeps parsed.
+const REQUEST_CACHE: usize = 16;
+
+/// Whether `r` is the request entry `e` records.
+fn same_request(r: &AccessRequest, e: &Entry, claim: &audit::Claim) -> bool {
+    r.agency.as_str() == e.actor.id
+        && Some(r.purpose.as_str()) == e.purpose.as_deref()
+        && r.fields
+            .iter()
+            .map(FieldName::as_str)
+            .eq(e.requested.iter().map(String::as_str))
+        && r.legal_basis.map(LegalBasis::code) == claim.legal_basis.as_deref()
+        && r.justification.is_some() == claim.justified
 }
 
 /// An id parsed from an entry, or the finding that it does not parse.
@@ -282,6 +316,7 @@ impl Replay {
             consents: HashMap::new(),
             legacy: HashSet::new(),
             report: ReplayReport::default(),
+            requests: Vec::new(),
         }
     }
 
@@ -290,14 +325,6 @@ impl Replay {
         let mut r = Self::new([]);
         r.against = Some(set.set);
         r
-    }
-
-    /// Takes the next entry of the log (in index order), given as its leaf bytes. A leaf
-    /// that does not decode is not judged here: the verifier refuses the whole log.
-    pub fn leaf(&mut self, index: u64, leaf: &[u8]) {
-        if let Ok(e) = Entry::decode(leaf) {
-            self.entry(index, &e);
-        }
     }
 
     /// Takes the next entry of the log (in index order).
@@ -430,30 +457,42 @@ impl Replay {
                 what: "an access by another actor than an agency".to_owned(),
             });
         }
-        let request = AccessRequest {
-            agency: parse("agency", &e.actor.id, AgencyId::new)?,
-            purpose: parse(
-                "purpose",
-                e.purpose.as_deref().unwrap_or_default(),
-                PurposeCode::new,
-            )?,
-            fields: e
-                .requested
-                .iter()
-                .map(|f| parse("field", f, FieldName::new))
-                .collect::<Result<_, _>>()?,
-            legal_basis: claim
-                .legal_basis
-                .as_deref()
-                .map(|b| {
-                    parse("claimed legal basis", b, |b| {
-                        LegalBasis::from_code(b).ok_or(())
-                    })
-                })
-                .transpose()?,
-            // Only whether it is blank counts for the evaluation.
-            justification: claim.justified.then(|| "justified".to_owned()),
+        let cached = self.requests.iter().position(|r| same_request(r, e, claim));
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let request = AccessRequest {
+                    agency: parse("agency", &e.actor.id, AgencyId::new)?,
+                    purpose: parse(
+                        "purpose",
+                        e.purpose.as_deref().unwrap_or_default(),
+                        PurposeCode::new,
+                    )?,
+                    fields: e
+                        .requested
+                        .iter()
+                        .map(|f| parse("field", f, FieldName::new))
+                        .collect::<Result<_, _>>()?,
+                    legal_basis: claim
+                        .legal_basis
+                        .as_deref()
+                        .map(|b| {
+                            parse("claimed legal basis", b, |b| {
+                                LegalBasis::from_code(b).ok_or(())
+                            })
+                        })
+                        .transpose()?,
+                    // Only whether it is blank counts for the evaluation.
+                    justification: claim.justified.then(|| "justified".to_owned()),
+                };
+                if self.requests.len() == REQUEST_CACHE {
+                    self.requests.remove(0);
+                }
+                self.requests.push(request);
+                self.requests.len() - 1
+            }
         };
+        let request = &self.requests[at];
         self.report.decisions += 1;
         let now = Self::now(e);
         let artefacts = match e.subject.and_then(|t| self.consents.get(&t)) {
@@ -501,7 +540,7 @@ impl Replay {
             }
         }
         if found.is_empty() {
-            for (item, entry, replay) in basis_items(&decision, e, &request, &withheld) {
+            for (item, entry, replay) in basis_items(&decision, e, request, &withheld) {
                 found.push(FindingKind::BasisDiffers {
                     item,
                     entry,
@@ -667,8 +706,14 @@ pub fn replay_export(
     mut replay: Replay,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Summary, ReplayReport), VerifyError> {
-    let summary =
-        audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| replay.leaf(i, leaf))?;
+    let mut scratch = empty_entry();
+    let summary = audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| {
+        // One entry decoded into from leaf to leaf (its buffers reused); a leaf that
+        // does not decode is not judged here: the verifier refuses the whole log.
+        if scratch.decode_into(leaf).is_ok() {
+            replay.entry(i, &scratch);
+        }
+    })?;
     Ok((summary, replay.finish()))
 }
 

@@ -751,11 +751,17 @@ fn every_vector_of_the_file_is_judged_as_it_says() {
         valid.len() >= 36 && invalid.len() >= 70,
         "the corpus is whole"
     );
+    // One entry reused for every valid vector, whatever it held before.
+    let mut scratch =
+        decode_entry(&hex::decode(valid[0]["leaf_hex"].as_str().expect("hex")).expect("hex"))
+            .expect("the first valid vector decodes");
     for t in valid {
         let name = &t["name"];
         let leaf = hex::decode(t["leaf_hex"].as_str().expect("hex")).expect("hex");
         let v = t["entry"]["v"].as_u64().expect("a version");
         let e = decode_entry(&leaf).unwrap_or_else(|err| panic!("{name}: {err}"));
+        decode_entry_into(&leaf, &mut scratch).unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(scratch, e, "{name}: decoded into a reused entry");
         assert_eq!(entry_json(&e, v), t["entry"], "{name}");
         assert_decodes_to(&leaf, &e);
         assert_eq!(encode_as(&e, v).as_ref(), Ok(&leaf), "{name} re-encodes");
