@@ -499,7 +499,7 @@ impl Replay {
             Some(a) => a.of(&request.agency, &request.purpose),
             None => &[],
         };
-        let decision = evaluate(set, &request, artefacts, now);
+        let decision = evaluate(set, request, artefacts, now);
         let released = |f: &str| e.released.iter().any(|r| r == f);
         let withheld = |f: &str| {
             e.withheld
