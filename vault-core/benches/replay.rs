@@ -186,13 +186,21 @@ fn main() {
     let mut decisions = 0;
     // Rounds interleave the two so that load changes on a shared machine hit both alike;
     // each figure is the best of its rounds.
-    for _ in 0..3 {
-        let (s, wall, cpu) = timed(|| {
-            vault_core::audit::export::verify(file.as_slice(), &vkey, &mut |_, _| {})
-                .expect("verifies")
-        });
-        assert_eq!(s.size, n);
-        verify = (verify.0.max(n as f64 / cpu), verify.1.max(n as f64 / wall));
+    // `REPLAY_BENCH_PROFILE=N`: N rounds, the replay only (for `perf record`).
+    let profiling = std::env::var("REPLAY_BENCH_PROFILE").is_ok();
+    let rounds: usize = std::env::var("REPLAY_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..rounds {
+        if !profiling {
+            let (s, wall, cpu) = timed(|| {
+                vault_core::audit::export::verify(file.as_slice(), &vkey, &mut |_, _| {})
+                    .expect("verifies")
+            });
+            assert_eq!(s.size, n);
+            verify = (verify.0.max(n as f64 / cpu), verify.1.max(n as f64 / wall));
+        }
         let sets = vec![ReplaySet::new(dir.clone(), set.clone())];
         let ((_, report), wall, cpu) = timed(|| {
             replay_export(file.as_slice(), &vkey, Replay::new(sets), &mut |_, _| {})
