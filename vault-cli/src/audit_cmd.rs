@@ -310,11 +310,26 @@ fn replay(
     let file = File::open(path)
         .with_context(|| format!("cannot open the export file {}", path.display()))?;
     let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut shown = false;
+    let mut progress = |done: u64, total: u64| {
+        // Progress only for runs long enough to need it, on stderr.
+        if total >= 100_000 && (last_report.elapsed().as_millis() >= 500 || done == total) {
+            last_report = Instant::now();
+            shown = true;
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\rverifying and replaying: {done}/{total} entries ({pct}%)");
+            let _ = std::io::stderr().flush();
+        }
+    };
     let replay = match (against, sets.pop()) {
         (Some(_), Some(set)) => vault_core::Replay::against(set),
         (_, last) => vault_core::Replay::new(sets.into_iter().chain(last)),
     };
-    let result = vault_core::replay_export(file, &vkey, replay, &mut |_, _| {});
+    let result = vault_core::replay_export(file, &vkey, replay, &mut progress);
+    if shown {
+        eprintln!();
+    }
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     let (summary, report) = match result {
