@@ -283,6 +283,24 @@ impl Entry {
         crate::codec::decode_entry(bytes)
     }
 
+    /// An entry with every text empty and nothing allocated: something to
+    /// [`decode_into`](Entry::decode_into).
+    pub fn empty() -> Self {
+        Self {
+            index: 0,
+            prev: [0; 32],
+            body: EntryDraft::new(
+                0,
+                Actor {
+                    kind: ActorKind::System,
+                    id: String::new(),
+                },
+                "",
+                "",
+            ),
+        }
+    }
+
     /// [`Entry::decode`] into this entry, reusing its buffers: a reader of many leaves
     /// allocates only when one holds more or longer values than those before. On an error
     /// the entry holds parts of the refused leaf.

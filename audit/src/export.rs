@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 
-use crate::codec::decode_links;
+use crate::codec::{decode_links, EntryLinks};
+use crate::entry::Entry;
 use crate::entry::{EntryError, MAX_ENTRY_LEN};
 use crate::hash::{leaf_hash, Frontier, Hash};
 use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
@@ -360,6 +361,75 @@ pub fn verify_each(
     progress: &mut dyn FnMut(u64, u64),
     each: &mut dyn FnMut(u64, &[u8]),
 ) -> Result<Summary, VerifyError> {
+    verify_with(reader, vkey, progress, &mut Leaves(each))
+}
+
+/// [`verify`], handing each entry, decoded, to `each` in index order (the same entry
+/// value, its buffers reused from leaf to leaf: copy what is kept). Each leaf is decoded
+/// once, for the verifier and for the caller. As with [`verify_each`], the log is genuine
+/// only if the result is `Ok`.
+pub fn verify_entries(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(&Entry),
+) -> Result<Summary, VerifyError> {
+    let mut entries = Entries {
+        scratch: Entry::empty(),
+        each,
+    };
+    verify_with(reader, vkey, progress, &mut entries)
+}
+
+/// What the verifier does with each leaf: decode what it checks, then hand it on.
+trait Visit {
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError>;
+    fn visit(&mut self, index: u64, leaf: &[u8]);
+}
+
+/// [`verify_each`]'s visitor: the links only, the leaf bytes handed on.
+struct Leaves<'a>(&'a mut dyn FnMut(u64, &[u8]));
+
+impl Visit for Leaves<'_> {
+    #[inline(always)]
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError> {
+        decode_links(leaf)
+    }
+
+    #[inline(always)]
+    fn visit(&mut self, index: u64, leaf: &[u8]) {
+        (self.0)(index, leaf)
+    }
+}
+
+/// [`verify_entries`]'s visitor: the whole entry, decoded once into `scratch`.
+struct Entries<'a> {
+    scratch: Entry,
+    each: &'a mut dyn FnMut(&Entry),
+}
+
+impl Visit for Entries<'_> {
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError> {
+        self.scratch.decode_into(leaf)?;
+        Ok(EntryLinks {
+            index: self.scratch.index,
+            prev: self.scratch.prev,
+            subject: self.scratch.subject,
+            subject_prev: self.scratch.subject_prev,
+        })
+    }
+
+    fn visit(&mut self, _: u64, _: &[u8]) {
+        (self.each)(&self.scratch)
+    }
+}
+
+fn verify_with(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    visitor: &mut impl Visit,
+) -> Result<Summary, VerifyError> {
     let verifier =
         NoteVerifier::parse(vkey).map_err(|e| VerifyError::file(VerifyErrorKind::BadKey(e)))?;
     let mut r = BufReader::with_capacity(1 << 20, reader);
@@ -399,7 +469,7 @@ pub fn verify_each(
             }
             &buf
         };
-        let links = match decode_links(leaf) {
+        let links = match visitor.links(leaf) {
             Ok(l) => l,
             Err(e) => return Err(evidence.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
         };
@@ -434,7 +504,7 @@ pub fn verify_each(
             evidence.first_break = Some((i, alt));
         }
         pending = Some(leaf_hash(leaf));
-        each(i, leaf);
+        visitor.visit(i, leaf);
         if in_place {
             r.consume(len);
         }
@@ -533,6 +603,31 @@ mod tests {
 
     fn run(file: &[u8], vkey: &str) -> Result<Summary, VerifyError> {
         verify(file, vkey, &mut |_, _| {})
+    }
+
+    /// Both visiting verifiers see every entry, in order, as the owning decoder reads its
+    /// leaf, and judge the log as `verify` does.
+    #[test]
+    fn the_visiting_verifiers_hand_on_every_entry_and_judge_alike() {
+        let (file, vkey) = export(40, |_| {});
+        let mut leaves = Vec::new();
+        let each = verify_each(file.as_slice(), &vkey, &mut |_, _| {}, &mut |i, leaf| {
+            leaves.push((i, Entry::decode(leaf).expect("decodes")));
+        });
+        let mut entries = Vec::new();
+        let all = verify_entries(file.as_slice(), &vkey, &mut |_, _| {}, &mut |e| {
+            entries.push((e.index, e.clone()));
+        });
+        let whole = run(&file, &vkey).expect("verifies");
+        assert_eq!(each.expect("verifies"), whole);
+        assert_eq!(all.expect("verifies"), whole);
+        assert_eq!(leaves.len(), 40);
+        assert_eq!(leaves, entries);
+        let (bad, _) = export(40, |e| e[7].action = "y".into());
+        assert_eq!(
+            verify_entries(bad.as_slice(), &vkey, &mut |_, _| {}, &mut |_| {}).map_err(|e| e.index),
+            run(&bad, &vkey).map_err(|e| e.index)
+        );
     }
 
     #[test]

@@ -256,23 +256,6 @@ pub struct Replay {
     requests: Vec<AccessRequest>,
 }
 
-/// An entry with nothing allocated, to decode into.
-fn empty_entry() -> Entry {
-    Entry {
-        index: 0,
-        prev: [0; 32],
-        body: audit::EntryDraft::new(
-            0,
-            audit::Actor {
-                kind: ActorKind::System,
-                id: String::new(),
-            },
-            "",
-            "",
-        ),
-    }
-}
-
 /// Most requests [`Replay`] keeps parsed.
 const REQUEST_CACHE: usize = 16;
 
@@ -706,14 +689,9 @@ pub fn replay_export(
     mut replay: Replay,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Summary, ReplayReport), VerifyError> {
-    let mut scratch = empty_entry();
-    let summary = audit::export::verify_each(reader, vkey, progress, &mut |i, leaf| {
-        // One entry decoded into from leaf to leaf (its buffers reused); a leaf that
-        // does not decode is not judged here: the verifier refuses the whole log.
-        if scratch.decode_into(leaf).is_ok() {
-            replay.entry(i, &scratch);
-        }
-    })?;
+    // Each leaf is decoded once, for the verifier and the replay.
+    let summary =
+        audit::export::verify_entries(reader, vkey, progress, &mut |e| replay.entry(e.index, e))?;
     Ok((summary, replay.finish()))
 }
 
