@@ -668,11 +668,14 @@ impl Vault {
         Ok((vault, legacy))
     }
 
-    /// Records the policy set this open loaded: the entry `policies.load` naming its digest
-    /// (`policy_set`) at every open, or `policies.adopt` naming the new and the old digest
-    /// when the set differs from the one recorded. With `strict`, a change is refused
-    /// instead ([`OfflineError::PolicyMismatch`]). A vault that recorded only its files'
-    /// digest ([`POLICY_DIGEST_KEY`]) keeps its set when the files are the same.
+    /// Records the policy set this open loaded when it differs from the one recorded (at
+    /// init or the last change): the entry `policies.adopt` naming the new digest
+    /// (`policy_set`, and in `initiator` with the old one). An open with the recorded set
+    /// writes no entry: `vault.init` or the last `policies.adopt` names it, and so does
+    /// every decision made under it. With `strict`, a change is refused instead
+    /// ([`OfflineError::PolicyMismatch`]). A vault that recorded only its files' digest
+    /// ([`POLICY_DIGEST_KEY`]) keeps its set when the files are the same, and records the
+    /// set's digest then.
     fn record_policy_digest(&self, dir: &Path, strict: bool) -> Result<(), OfflineError> {
         let local = hex(&self.policy_digest);
         let stored = match self.store.get(Tree::Meta, POLICY_SET_KEY)? {
@@ -690,19 +693,27 @@ impl Vault {
                 local,
             });
         }
+        if same {
+            if self.store.get(Tree::Meta, POLICY_SET_KEY)?.is_none() {
+                let mut b = WriteBatch::new();
+                b.put(Tree::Meta, POLICY_SET_KEY, local.as_bytes().to_vec());
+                self.store.commit(b)?;
+            }
+            return Ok(());
+        }
         let (_, now_ms) = now_parts();
         self.transact(|tx| {
             tx.batch
                 .put(Tree::Meta, POLICY_SET_KEY, local.as_bytes().to_vec());
-            let mut d = system(if same { "policies.load" } else { "policies.adopt" }, now_ms);
+            let mut d = system("policies.adopt", now_ms);
             d.processing = Some("administration".to_owned());
             d.policy_set = Some(self.policy_digest);
-            if !same {
-                d.initiator = Some(format!(
-                    "policy set sha256:{local} replaces {}",
-                    stored.as_deref().map_or("none recorded".to_owned(), |s| format!("sha256:{s}"))
-                ));
-            }
+            d.initiator = Some(format!(
+                "policy set sha256:{local} replaces {}",
+                stored
+                    .as_deref()
+                    .map_or("none recorded".to_owned(), |s| format!("sha256:{s}"))
+            ));
             tx.entry(d);
             Ok(())
         })?;
