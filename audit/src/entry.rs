@@ -1,15 +1,19 @@
-//! Audit entries (format version 4; versions 2 and 3 are still read): what one log leaf
+//! Audit entries (format version 5; versions 2 to 4 are still read): what one log leaf
 //! records.
 
 use crate::commitment::Commitment;
 use crate::hash::Hash;
 
-/// The entry format version written by this crate: a CBOR array of 21 items, with a
-/// commitment in place of each caller-supplied free text. The reader also accepts version
+/// The entry format version written by this crate: a CBOR array of 24 items, version 4's
+/// 21 and the provenance a replay needs (`policy_set`, `claim`, `terms`). The reader also
+/// accepts version 4 (an array of 21 items, commitments in place of free texts), version
 /// 3 (an array of 20 items, the justification in clear, no `official`) and version 2 (the
 /// fields of version 3 as a map with integer keys); version 1 (text keys) was used only
 /// before the first release and is not read.
-pub const ENTRY_VERSION: u64 = 4;
+pub const ENTRY_VERSION: u64 = 5;
+
+/// The first version with commitments in place of free texts (an array of 21 items).
+pub const COMMITMENT_VERSION: u64 = 4;
 
 /// Upper bound on the encoded size of one entry.
 pub const MAX_ENTRY_LEN: usize = 1 << 20;
@@ -93,7 +97,36 @@ pub struct Withheld {
     pub reason: String,
 }
 
-/// One entry of the log, as stored (the fields of format versions 2 to 4): the
+/// What an access request claimed (item 22, version 5): what the evaluation needs of the
+/// request beyond the fields, purpose and agency the entry already names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The legal basis the request claimed (`consent`, `legal_obligation`, ...), if any.
+    pub legal_basis: Option<String>,
+    /// Whether the request gave a non-blank justification.
+    pub justified: bool,
+}
+
+/// The terms of a consent artefact (item 23, version 5), on every consent entry, so a
+/// replay rebuilds the artefact from the log alone (its id is `consent_id`, its purpose
+/// `purpose`, its fields `requested`, its status change the `action`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terms {
+    /// The agency the consent is given to.
+    pub agency: String,
+    /// Start of validity (inclusive), seconds since the Unix epoch.
+    pub valid_from: u64,
+    /// End of validity (exclusive), seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// How many requests it may serve, if limited.
+    pub max_uses: Option<u64>,
+    /// Seconds the agency may keep what it receives, if limited.
+    pub data_life: Option<u64>,
+    /// The id of the artefact it supersedes.
+    pub supersedes: Option<String>,
+}
+
+/// One entry of the log, as stored (the fields of format versions 2 to 5): the
 /// draft's fields, read through `Deref` (`entry.action`), and the two the log assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -163,6 +196,13 @@ pub struct EntryDraft {
     pub subject: Option<SubjectTag>,
     /// Index of the previous entry with the same subject (kept by the engine).
     pub subject_prev: Option<u64>,
+    /// Version 5: the SHA-256 of the canonical form of the policy set in force (item 21),
+    /// on every decision and on the entries that record the set loaded.
+    pub policy_set: Option<Hash>,
+    /// Version 5: what an access request claimed (item 22).
+    pub claim: Option<Claim>,
+    /// Version 5: a consent artefact's terms (item 23).
+    pub terms: Option<Terms>,
 }
 
 impl EntryDraft {
@@ -188,6 +228,9 @@ impl EntryDraft {
             review: false,
             subject: None,
             subject_prev: None,
+            policy_set: None,
+            claim: None,
+            terms: None,
         }
     }
 }
@@ -197,7 +240,7 @@ impl EntryDraft {
 #[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a canonical CBOR entry of a known version.
-    #[error("entry bytes are not a canonical entry of version 2, 3 or 4: {reason}")]
+    #[error("entry bytes are not a canonical entry of version 2, 3, 4 or 5: {reason}")]
     Malformed {
         /// What the decoder found.
         reason: String,
@@ -227,16 +270,41 @@ impl Entry {
         Self { index, prev, body }
     }
 
-    /// The canonical encoding (the leaf bytes), in format version 4. A justification in
-    /// clear (`justification`) is refused: version 4 carries only commitments.
+    /// The canonical encoding (the leaf bytes), in format version 5. A justification in
+    /// clear (`justification`) is refused: versions 4 and 5 carry only commitments.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         crate::codec::encode_entry(self)
     }
 
-    /// Strictly decodes leaf bytes of version 4, 3 or 2: missing, extra or (in version 2)
+    /// Strictly decodes leaf bytes of version 5, 4, 3 or 2: missing, extra or (in version 2)
     /// unknown keys, trailing bytes, non-canonical encodings, a version in the other's
     /// form and other versions are rejected.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
         crate::codec::decode_entry(bytes)
+    }
+
+    /// An entry with every text empty and nothing allocated: something to
+    /// [`decode_into`](Entry::decode_into).
+    pub fn empty() -> Self {
+        Self {
+            index: 0,
+            prev: [0; 32],
+            body: EntryDraft::new(
+                0,
+                Actor {
+                    kind: ActorKind::System,
+                    id: String::new(),
+                },
+                "",
+                "",
+            ),
+        }
+    }
+
+    /// [`Entry::decode`] into this entry, reusing its buffers: a reader of many leaves
+    /// allocates only when one holds more or longer values than those before. On an error
+    /// the entry holds parts of the refused leaf.
+    pub fn decode_into(&mut self, bytes: &[u8]) -> Result<(), EntryError> {
+        crate::codec::decode_entry_into(bytes, self)
     }
 }

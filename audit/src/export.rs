@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 
-use crate::codec::decode_links;
+use crate::codec::{decode_links, EntryLinks};
+use crate::entry::Entry;
 use crate::entry::{EntryError, MAX_ENTRY_LEN};
 use crate::hash::{leaf_hash, Frontier, Hash};
 use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
@@ -392,11 +393,20 @@ impl LeafChecker {
     /// Checks the next entry, `leaf`, whose hash is `hash`. On an error the log is not
     /// checked further: the error is the earliest one known.
     pub(crate) fn push(&mut self, leaf: &[u8], hash: Hash) -> Result<(), VerifyError> {
-        let i = self.next_index();
         let links = match decode_links(leaf) {
             Ok(l) => l,
-            Err(e) => return Err(self.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
+            Err(e) => {
+                let i = self.next_index();
+                return Err(self.stop(VerifyError::at(i, VerifyErrorKind::Decode(e))));
+            }
         };
+        self.push_links(links, hash)
+    }
+
+    /// [`LeafChecker::push`] for an entry already decoded: its links and leaf hash.
+    #[inline(always)]
+    pub(crate) fn push_links(&mut self, links: EntryLinks, hash: Hash) -> Result<(), VerifyError> {
+        let i = self.next_index();
         if links.index != i {
             return Err(self.stop(VerifyError::at(
                 i,
@@ -472,6 +482,88 @@ pub fn verify(
     vkey: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, VerifyError> {
+    verify_each(reader, vkey, progress, &mut |_, _| {})
+}
+
+/// [`verify`], handing each entry's index and exact leaf bytes to `each` once they decoded
+/// strictly and carry their position, in index order. The log is genuine only if the
+/// result is `Ok`: `each` sees entries before the signed root is checked, so a caller
+/// keeps what it learns until then (`vault-cli audit replay`).
+pub fn verify_each(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(u64, &[u8]),
+) -> Result<Summary, VerifyError> {
+    verify_with(reader, vkey, progress, &mut Leaves(each))
+}
+
+/// [`verify`], handing each entry, decoded, to `each` in index order (the same entry
+/// value, its buffers reused from leaf to leaf: copy what is kept). Each leaf is decoded
+/// once, for the verifier and for the caller. As with [`verify_each`], the log is genuine
+/// only if the result is `Ok`.
+pub fn verify_entries(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(&Entry),
+) -> Result<Summary, VerifyError> {
+    let mut entries = Entries {
+        scratch: Entry::empty(),
+        each,
+    };
+    verify_with(reader, vkey, progress, &mut entries)
+}
+
+/// What the verifier does with each leaf: decode what it checks, then hand it on.
+trait Visit {
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError>;
+    fn visit(&mut self, index: u64, leaf: &[u8]);
+}
+
+/// [`verify_each`]'s visitor: the links only, the leaf bytes handed on.
+struct Leaves<'a>(&'a mut dyn FnMut(u64, &[u8]));
+
+impl Visit for Leaves<'_> {
+    #[inline(always)]
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError> {
+        decode_links(leaf)
+    }
+
+    #[inline(always)]
+    fn visit(&mut self, index: u64, leaf: &[u8]) {
+        (self.0)(index, leaf)
+    }
+}
+
+/// [`verify_entries`]'s visitor: the whole entry, decoded once into `scratch`.
+struct Entries<'a> {
+    scratch: Entry,
+    each: &'a mut dyn FnMut(&Entry),
+}
+
+impl Visit for Entries<'_> {
+    fn links(&mut self, leaf: &[u8]) -> Result<EntryLinks, EntryError> {
+        self.scratch.decode_into(leaf)?;
+        Ok(EntryLinks {
+            index: self.scratch.index,
+            prev: self.scratch.prev,
+            subject: self.scratch.subject,
+            subject_prev: self.scratch.subject_prev,
+        })
+    }
+
+    fn visit(&mut self, _: u64, _: &[u8]) {
+        (self.each)(&self.scratch)
+    }
+}
+
+fn verify_with(
+    reader: impl Read,
+    vkey: &str,
+    progress: &mut dyn FnMut(u64, u64),
+    visitor: &mut impl Visit,
+) -> Result<Summary, VerifyError> {
     let verifier =
         NoteVerifier::parse(vkey).map_err(|e| VerifyError::file(VerifyErrorKind::BadKey(e)))?;
     let mut r = BufReader::with_capacity(1 << 20, reader);
@@ -506,7 +598,13 @@ pub fn verify(
             }
             &buf
         };
-        checker.push(leaf, leaf_hash(leaf))?;
+        let i = checker.next_index();
+        let links = match visitor.links(leaf) {
+            Ok(l) => l,
+            Err(e) => return Err(checker.stop(VerifyError::at(i, VerifyErrorKind::Decode(e)))),
+        };
+        checker.push_links(links, leaf_hash(leaf))?;
+        visitor.visit(i, leaf);
         if in_place {
             r.consume(len);
         }
@@ -587,6 +685,31 @@ mod tests {
 
     fn run(file: &[u8], vkey: &str) -> Result<Summary, VerifyError> {
         verify(file, vkey, &mut |_, _| {})
+    }
+
+    /// Both visiting verifiers see every entry, in order, as the owning decoder reads its
+    /// leaf, and judge the log as `verify` does.
+    #[test]
+    fn the_visiting_verifiers_hand_on_every_entry_and_judge_alike() {
+        let (file, vkey) = export(40, |_| {});
+        let mut leaves = Vec::new();
+        let each = verify_each(file.as_slice(), &vkey, &mut |_, _| {}, &mut |i, leaf| {
+            leaves.push((i, Entry::decode(leaf).expect("decodes")));
+        });
+        let mut entries = Vec::new();
+        let all = verify_entries(file.as_slice(), &vkey, &mut |_, _| {}, &mut |e| {
+            entries.push((e.index, e.clone()));
+        });
+        let whole = run(&file, &vkey).expect("verifies");
+        assert_eq!(each.expect("verifies"), whole);
+        assert_eq!(all.expect("verifies"), whole);
+        assert_eq!(leaves.len(), 40);
+        assert_eq!(leaves, entries);
+        let (bad, _) = export(40, |e| e[7].action = "y".into());
+        assert_eq!(
+            verify_entries(bad.as_slice(), &vkey, &mut |_, _| {}, &mut |_| {}).map_err(|e| e.index),
+            run(&bad, &vkey).map_err(|e| e.index)
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ mod testvectors;
 pub use commitment::{Commitment, TextField, COMMITMENT_LABEL, SALT_LEN};
 pub use cosignature::{CosignatureSigner, CosignatureVerifier};
 pub use entry::{
-    Actor, ActorKind, Entry, EntryDraft, EntryError, SubjectTag, Withheld, ENTRY_VERSION,
-    MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
+    Actor, ActorKind, Claim, Entry, EntryDraft, EntryError, SubjectTag, Terms, Withheld,
+    COMMITMENT_VERSION, ENTRY_VERSION, MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
 };
 pub use hash::{empty_root, leaf_hash, node_hash, Frontier, Hash, HASH_LEN};
 pub use note::{

@@ -9,6 +9,7 @@
 //!
 //! Nothing here reads a clock or does I/O, except the loader reading policy files.
 
+pub mod canonical;
 pub mod consent;
 pub mod eval;
 pub mod ids;

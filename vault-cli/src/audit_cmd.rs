@@ -2,6 +2,8 @@
 //! verifier key; names the first bad entry and exits non-zero on any failure.
 //! `vault-cli audit checkpoint` and `audit export`: fetch the signed checkpoint (public)
 //! and the auditor export (operator) from the running server.
+//! `vault-cli audit replay`: verifies an export and replays its access decisions under the
+//! policy sets given (`vault_core::replay_export`); exits non-zero on any finding.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -42,6 +44,31 @@ pub(crate) enum AuditCmd {
         /// cosignatures meeting its quorum.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an audit export offline, then evaluate every access decision in it again
+    /// under the policy set it names (matched by digest among the --policies directories;
+    /// with --against, under that one set whatever set it names) and the consent state
+    /// rebuilt from the log's consent entries; report every release the policy did not
+    /// allow and every refusal it would have allowed, with the entry index. Exit 0: no
+    /// finding; 6: findings; 2: the export does not verify.
+    Replay {
+        /// The export file.
+        #[arg(long, value_name = "FILE")]
+        export: PathBuf,
+        /// The trusted verifier key (`<name>+<hex id>+<base64 key>`), or `@file` holding it.
+        #[arg(long)]
+        key: String,
+        /// A directory of policy files the vault enforced at some time (repeat for each
+        /// set the log names; a decision naming none of them is a finding).
+        #[arg(long, value_name = "DIR", num_args = 1.., required_unless_present = "against", conflicts_with = "against")]
+        policies: Vec<PathBuf>,
+        /// Judge every decision under this one policy set (e.g. the published one), not
+        /// the set each decision names.
+        #[arg(long, value_name = "DIR")]
+        against: Option<PathBuf>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -111,6 +138,13 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             }),
             (None, None) => anyhow::bail!("give an export file or --tiles URL to verify"),
         },
+        AuditCmd::Replay {
+            export,
+            key,
+            policies,
+            against,
+            json,
+        } => replay(&export, &key, &policies, against.as_deref(), json),
         AuditCmd::Checkpoint {
             log_key,
             out,
@@ -386,6 +420,128 @@ fn verify(
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `audit replay --json`: the verified log, the sets given, the counts and the findings.
+#[derive(Serialize)]
+struct Replayed<'a> {
+    ok: bool,
+    origin: &'a str,
+    size: u64,
+    root: &'a str,
+    policy_sets: Vec<serde_json::Value>,
+    decisions: u64,
+    not_replayable: u64,
+    consent_steps: u64,
+    findings: Vec<serde_json::Value>,
+}
+
+fn replay(
+    path: &std::path::Path,
+    key: &str,
+    dirs: &[PathBuf],
+    against: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let vkey = read_key(key)?;
+    let mut sets = Vec::new();
+    for dir in dirs.iter().map(PathBuf::as_path).chain(against) {
+        sets.push(vault_core::ReplaySet::load(dir)?);
+    }
+    let given: Vec<serde_json::Value> = sets
+        .iter()
+        .map(|s| serde_json::json!({"dir": s.dir, "digest": hex(&s.digest)}))
+        .collect();
+    let file = File::open(path)
+        .with_context(|| format!("cannot open the export file {}", path.display()))?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut shown = false;
+    let mut progress = |done: u64, total: u64| {
+        // Progress only for runs long enough to need it, on stderr.
+        if total >= 100_000 && (last_report.elapsed().as_millis() >= 500 || done == total) {
+            last_report = Instant::now();
+            shown = true;
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\rverifying and replaying: {done}/{total} entries ({pct}%)");
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let replay = match (against, sets.pop()) {
+        (Some(_), Some(set)) => vault_core::Replay::against(set),
+        (_, last) => vault_core::Replay::new(sets.into_iter().chain(last)),
+    };
+    let result = vault_core::replay_export(file, &vkey, replay, &mut progress);
+    if shown {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    let (summary, report) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                let report = Failed {
+                    ok: false,
+                    index: e.index,
+                    code: e.code(),
+                    message: e.to_string(),
+                };
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                eprintln!("verification FAILED, nothing replayed: {e}");
+                if let Some(i) = e.index {
+                    eprintln!("first bad entry: {i}");
+                }
+            }
+            return Ok(ExitCode::from(crate::exit::VERIFY_FAILED));
+        }
+    };
+    let root = hex(&summary.root);
+    if json {
+        let r = Replayed {
+            ok: report.findings.is_empty(),
+            origin: &summary.origin,
+            size: summary.size,
+            root: &root,
+            policy_sets: given,
+            decisions: report.decisions,
+            not_replayable: report.not_replayable,
+            consent_steps: report.consent_steps,
+            findings: report
+                .findings
+                .iter()
+                .map(|f| {
+                    serde_json::json!({"index": f.index, "code": f.kind.code(),
+                        "message": f.kind.to_string()})
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        for f in &report.findings {
+            writeln!(out, "FINDING {f}")?;
+        }
+        let rate = report.decisions as f64 / secs.max(1e-9);
+        writeln!(
+            out,
+            "{}: {} entries of {} verified (root {root}); {} access decisions replayed, {} not replayable (before entry format 5), {} consent steps; {} finding(s) in {secs:.1} s ({rate:.0} decisions/s)",
+            if report.findings.is_empty() { "ok" } else { "FINDINGS" },
+            summary.size,
+            summary.origin,
+            report.decisions,
+            report.not_replayable,
+            report.consent_steps,
+            report.findings.len(),
+        )?;
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::REPLAY_FINDINGS)
+    })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -13,6 +13,8 @@ pub(crate) const REFUSED_CREDENTIAL: u8 = 3;
 pub(crate) const REJECTED: u8 = 4;
 /// An import failed after some of its chunks were committed; the report names them.
 pub(crate) const PARTIAL: u8 = 5;
+/// `audit replay` found decisions the policy in force does not explain.
+pub(crate) const REPLAY_FINDINGS: u8 = 6;
 
 /// A failure with its exit code; the message says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -36,17 +36,18 @@ internal!(
 mod ct;
 mod migrate;
 mod offline;
+mod replay;
 mod serde_bytes;
 
 pub use agencies::{CertState, Enrolment, PinnedCert};
 pub use datadir::{CompactReport, Status};
 pub use engine::{
-    check_write, AccessInput, AccessOutcome, AuditFailure, Bearer, CheckedWrite, CitizenExport,
-    CitizenToken, ConsentLimit, ConsentRequestInput, ConsentView, EnrolOutcome, EntryText,
-    ErasureOutcome, GrantInput, History, HistoryEntry, ImportOutcome, ImportRow, InitOptions,
-    InitOutput, Internal, KeyKind, LeafView, PendingAccess, PublicLog, RecordView, RotateOutcome,
-    ServerIdentity, Standby, TokenOutcome, TokenRequest, Vault, VaultError, WriteOutcome,
-    WriteRejected, CHECKPOINT_INTERVAL, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
+    check_write, policy_set_digest, AccessInput, AccessOutcome, AuditFailure, Bearer, CheckedWrite,
+    CitizenExport, CitizenToken, ConsentLimit, ConsentRequestInput, ConsentView, EnrolOutcome,
+    EntryText, ErasureOutcome, GrantInput, History, HistoryEntry, ImportOutcome, ImportRow,
+    InitOptions, InitOutput, Internal, KeyKind, LeafView, PendingAccess, PublicLog, RecordView,
+    RotateOutcome, ServerIdentity, Standby, TokenOutcome, TokenRequest, Vault, VaultError,
+    WriteOutcome, WriteRejected, CHECKPOINT_INTERVAL, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS,
     MAX_AGENCY_CERT_DAYS, MAX_CONSENT_REQUEST_DAYS, MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS,
     MAX_PENDING_REQUESTS, MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS, MAX_WRITE_FIELDS,
     SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS,
@@ -58,6 +59,7 @@ pub use offline::{
     UnsealReport,
 };
 pub use pki::{Fingerprint, Issued};
+pub use replay::{replay_export, Finding, FindingKind, Replay, ReplayReport, ReplaySet};
 pub use storage::postgres::LeaseInfo;
 pub use storage::sled::DEFAULT_CACHE_BYTES;
 pub use storage::StoreHealth;

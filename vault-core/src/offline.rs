@@ -505,8 +505,7 @@ impl DataDir {
             let policy = load_policies(&self.policies_dir())?;
             let spec = self.spec()?;
             self.mark_postgres()?;
-            let digest = crate::engine::policy_digest(&self.policies_dir())?;
-            let output = Vault::init(&spec, passphrase, options, &digest)?;
+            let output = Vault::init(&spec, passphrase, options, &policy)?;
             Ok(InitReport {
                 output,
                 policy_files,

@@ -53,9 +53,19 @@ function asJson(m) {
     legal_reference: m.legal_reference,
     consent_id: m.consent_id,
     decision: m.decision,
-    justification: m.v === 4 && m.justification !== null ? hexOf(m.justification) : m.justification,
+    justification: m.v >= 4 && m.justification !== null ? hexOf(m.justification) : m.justification,
     review: m.review,
     official: m.official === null ? null : hexOf(m.official),
+    policy_set: m.policy_set === null ? null : hexOf(m.policy_set),
+    claim: m.claim === null ? null : { legal_basis: m.claim.legal_basis, justified: m.claim.justified },
+    terms: m.terms === null ? null : {
+      agency: m.terms.agency,
+      valid_from: decimal(m.terms.valid_from),
+      expires_at: decimal(m.terms.expires_at),
+      max_uses: decimal(m.terms.max_uses),
+      data_life: decimal(m.terms.data_life),
+      supersedes: m.terms.supersedes,
+    },
   };
 }
 

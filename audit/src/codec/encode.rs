@@ -1,4 +1,4 @@
-//! The encoder: an entry's wire form and its version-4 bytes (through `serde_cbor`).
+//! The encoder: an entry's wire form and its version-5 bytes (through `serde_cbor`).
 
 #[cfg(test)]
 use serde::de::{Deserializer, Visitor};
@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::rules::{ListCheck, Rules};
 use super::too_large;
-use crate::entry::{ActorKind, Entry, EntryError, ENTRY_VERSION, MAX_ENTRY_LEN};
+use crate::entry::{
+    ActorKind, Entry, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_ENTRY_LEN,
+};
 
 /// The entry format version that is an array of 20 items (still read, never written).
 pub(super) const ARRAY_VERSION: u64 = 3;
@@ -66,7 +68,47 @@ pub(super) struct WireWithheld<'a> {
     pub(super) reason: &'a str,
 }
 
-/// Field position = array item (v3, v4) = integer key (v2) = canonical order. Do not reorder:
+/// Item 22 of version 5.
+#[derive(Clone, Copy)]
+pub(super) struct WireClaim<'a> {
+    pub(super) legal_basis: Option<&'a str>,
+    pub(super) justified: bool,
+}
+
+/// Item 23 of version 5.
+#[derive(Clone, Copy)]
+pub(super) struct WireTerms<'a> {
+    pub(super) agency: &'a str,
+    pub(super) valid_from: u64,
+    pub(super) expires_at: u64,
+    pub(super) max_uses: Option<u64>,
+    pub(super) data_life: Option<u64>,
+    pub(super) supersedes: Option<&'a str>,
+}
+
+impl Serialize for WireClaim<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.legal_basis)?;
+        t.serialize_element(&self.justified)?;
+        t.end()
+    }
+}
+
+impl Serialize for WireTerms<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(6)?;
+        t.serialize_element(self.agency)?;
+        t.serialize_element(&self.valid_from)?;
+        t.serialize_element(&self.expires_at)?;
+        t.serialize_element(&self.max_uses)?;
+        t.serialize_element(&self.data_life)?;
+        t.serialize_element(&self.supersedes)?;
+        t.end()
+    }
+}
+
+/// Field position = array item (v3, v4, v5) = integer key (v2) = canonical order. Do not reorder:
 /// the reader (`Reader::entry`), `AsArray` and `docs/audit-log.md` use these numbers.
 #[cfg_attr(test, derive(Serialize, Deserialize))]
 #[cfg_attr(test, serde(deny_unknown_fields))]
@@ -109,10 +151,19 @@ pub(super) struct WireEntry<'a> {
     /// Version 4: item 20.
     #[cfg_attr(test, serde(skip))]
     pub(super) official: Option<B32>,
+    /// Version 5: item 21.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) policy_set: Option<B32>,
+    /// Version 5: item 22.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) claim: Option<WireClaim<'a>>,
+    /// Version 5: item 23.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) terms: Option<WireTerms<'a>>,
 }
 
 /// A wire struct serialised in an array form: a CBOR array of its fields in order (for
-/// an entry, 21 items if its `v` is 4, else the 20 of version 3).
+/// an entry, 24 items if its `v` is 5, 21 if 4, else the 20 of version 3).
 pub(super) struct AsArray<'a, T>(pub(super) &'a T);
 
 impl Serialize for AsArray<'_, WireActor<'_>> {
@@ -146,8 +197,13 @@ impl Serialize for AsArray<'_, Vec<WireWithheld<'_>>> {
 impl Serialize for AsArray<'_, WireEntry<'_>> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let w = self.0;
-        let wide = w.v == ENTRY_VERSION;
-        let mut t = s.serialize_tuple(if wide { 21 } else { 20 })?;
+        let v5 = w.v == ENTRY_VERSION;
+        let wide = v5 || w.v == COMMITMENT_VERSION;
+        let mut t = s.serialize_tuple(match (wide, v5) {
+            (_, true) => 24,
+            (true, false) => 21,
+            _ => 20,
+        })?;
         t.serialize_element(&w.v)?;
         t.serialize_element(&w.index)?;
         t.serialize_element(&w.time)?;
@@ -175,18 +231,30 @@ impl Serialize for AsArray<'_, WireEntry<'_>> {
         if wide {
             t.serialize_element(&w.official)?;
         }
+        if v5 {
+            t.serialize_element(&w.policy_set)?;
+            t.serialize_element(&w.claim)?;
+            t.serialize_element(&w.terms)?;
+        }
         t.end()
     }
 }
 
 impl<'a> WireEntry<'a> {
     /// The rules of this entry in the map form (`keyed`, version 2) or the array form (of
-    /// 21 items if its `v` is 4, as `AsArray` writes it).
+    /// 24 items if its `v` is 5, 21 if 4, as `AsArray` writes it).
     pub(super) fn rules(&self, keyed: bool) -> Rules<'a> {
         Rules {
             v: self.v,
             keyed,
-            wide: !keyed && self.v == ENTRY_VERSION,
+            wide: !keyed && (self.v == ENTRY_VERSION || self.v == COMMITMENT_VERSION),
+            v5: !keyed && self.v == ENTRY_VERSION,
+            claim_basis: self.claim.and_then(|c| c.legal_basis).map(str::as_bytes),
+            terms_agency: self.terms.map(|t| t.agency.as_bytes()),
+            terms_supersedes: self.terms.and_then(|t| t.supersedes).map(str::as_bytes),
+            has_provenance: self.policy_set.is_some()
+                || self.claim.is_some()
+                || self.terms.is_some(),
             has_commitments: self.justification_commitment.is_some() || self.official.is_some(),
             actor_kind: ActorKind::parse(self.actor.kind),
             actor_id: self.actor.id.as_bytes(),
@@ -243,6 +311,19 @@ pub(super) fn to_wire(e: &Entry) -> WireEntry<'_> {
         legal_reference: e.legal_reference.as_deref(),
         justification_commitment: e.justification_commitment.map(|c| B32(c.0)),
         official: e.official.map(|c| B32(c.0)),
+        policy_set: e.policy_set.map(B32),
+        claim: e.claim.as_ref().map(|c| WireClaim {
+            legal_basis: c.legal_basis.as_deref(),
+            justified: c.justified,
+        }),
+        terms: e.terms.as_ref().map(|t| WireTerms {
+            agency: &t.agency,
+            valid_from: t.valid_from,
+            expires_at: t.expires_at,
+            max_uses: t.max_uses,
+            data_life: t.data_life,
+            supersedes: t.supersedes.as_deref(),
+        }),
     }
 }
 
@@ -262,7 +343,7 @@ pub(super) fn write_cbor(value: &impl Serialize, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Writes `w` in an array form (of 21 items if its `v` is 4, else 20).
+/// Writes `w` in an array form (of 24 items if its `v` is 5, 21 if 4, else 20).
 pub(super) fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
     write_cbor(&AsArray(w), out)
 }

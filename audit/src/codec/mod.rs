@@ -37,9 +37,9 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use decode::decode_entry;
+pub(crate) use decode::{decode_entry, decode_entry_into};
 pub(crate) use encode::encode_entry;
-pub(crate) use reader::decode_links;
+pub(crate) use reader::{decode_links, EntryLinks};
 
 use crate::entry::EntryError;
 

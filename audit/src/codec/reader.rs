@@ -26,9 +26,10 @@ pub(super) const NULL: u8 = 0xf6;
 pub(super) const MAP_HEAD: u8 = 0xa0;
 pub(super) const ARRAY_HEAD: u8 = 0x80;
 
-/// The names of an entry's fields by position: the array item in versions 3 and 4, the
-/// key in version 2 (`docs/audit-log.md`); `official` is only in version 4.
-pub(super) const ENTRY_FIELDS: [&str; 21] = [
+/// The names of an entry's fields by position: the array item in versions 3 to 5, the
+/// key in version 2 (`docs/audit-log.md`); `official` is only in versions 4 and 5, the
+/// last three only in version 5.
+pub(super) const ENTRY_FIELDS: [&str; 24] = [
     "v",
     "index",
     "time",
@@ -50,7 +51,13 @@ pub(super) const ENTRY_FIELDS: [&str; 21] = [
     "justification",
     "review",
     "official",
+    "policy_set",
+    "claim",
+    "terms",
 ];
+
+/// The head of a version-5 entry: an array of 24 items (a one-byte length follows 0x98).
+pub(super) const V5_HEAD: [u8; 2] = [0x98, 24];
 
 /// Which structure (array in version 3, map in version 2) a field belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +65,8 @@ pub(super) enum Map {
     Entry,
     Actor,
     Withheld,
+    Claim,
+    Terms,
 }
 
 impl Map {
@@ -66,6 +75,15 @@ impl Map {
             Map::Entry => &ENTRY_FIELDS,
             Map::Actor => &["actor.kind", "actor.id"],
             Map::Withheld => &["withheld.field", "withheld.reason"],
+            Map::Claim => &["claim.legal_basis", "claim.justified"],
+            Map::Terms => &[
+                "terms.agency",
+                "terms.valid_from",
+                "terms.expires_at",
+                "terms.max_uses",
+                "terms.data_life",
+                "terms.supersedes",
+            ],
         };
         names.get(usize::from(position)).copied().unwrap_or("?")
     }
@@ -111,7 +129,7 @@ impl Fault {
                 format!("expected the key {key} (`{}`) next", map.field_name(key))
             }
             Fault::Entry => "expected a map of 20 pairs (version 2) or an array of 20 items \
-                             (version 3) or 21 items (version 4)"
+                             (version 3), 21 items (version 4) or 24 items (version 5)"
                 .into(),
             Fault::Map(pairs) => format!("expected a map of {pairs} pairs"),
             Fault::Array(items) => format!("expected an array of {items} items"),
@@ -222,6 +240,29 @@ pub(super) struct View<'a> {
     pub(super) wide: bool,
     pub(super) justification_commitment: Option<&'a [u8; 32]>,
     pub(super) official: Option<&'a [u8; 32]>,
+    /// Read in the array form of 24 items (version 5).
+    pub(super) v5: bool,
+    pub(super) policy_set: Option<&'a [u8; 32]>,
+    pub(super) claim: Option<ViewClaim<'a>>,
+    pub(super) terms: Option<ViewTerms<'a>>,
+}
+
+/// Item 22 (version 5), borrowed.
+#[derive(Clone, Copy)]
+pub(super) struct ViewClaim<'a> {
+    pub(super) legal_basis: Option<&'a [u8]>,
+    pub(super) justified: bool,
+}
+
+/// Item 23 (version 5), borrowed.
+#[derive(Clone, Copy)]
+pub(super) struct ViewTerms<'a> {
+    pub(super) agency: &'a [u8],
+    pub(super) valid_from: u64,
+    pub(super) expires_at: u64,
+    pub(super) max_uses: Option<u64>,
+    pub(super) data_life: Option<u64>,
+    pub(super) supersedes: Option<&'a [u8]>,
 }
 
 /// What a [`View`] holds before the reader fills it in.
@@ -256,6 +297,10 @@ impl View<'_> {
             wide: false,
             justification_commitment: None,
             official: None,
+            v5: false,
+            policy_set: None,
+            claim: None,
+            terms: None,
         }
     }
 }
@@ -467,6 +512,42 @@ impl<'a> Reader<'a> {
         Ok((a, b))
     }
 
+    /// Item 22: `null` or `[legal_basis (tstr / null), justified (bool)]`.
+    fn claim(&mut self) -> Result<Option<ViewClaim<'a>>, Located> {
+        if self.null() {
+            return Ok(None);
+        }
+        if self.byte().map_err(at::<false>(Map::Entry, 22))? != ARRAY_HEAD + 2 {
+            return Err(at::<false>(Map::Entry, 22)(Fault::Array(2)));
+        }
+        let legal_basis = self.field::<false, _>(Map::Claim, 0, Self::opt_text)?;
+        let justified = self.field::<false, _>(Map::Claim, 1, Self::bool)?;
+        Ok(Some(ViewClaim {
+            legal_basis,
+            justified,
+        }))
+    }
+
+    /// Item 23: `null` or `[agency, valid_from, expires_at, max_uses / null,
+    /// data_life / null, supersedes / null]`.
+    fn terms(&mut self) -> Result<Option<ViewTerms<'a>>, Located> {
+        if self.null() {
+            return Ok(None);
+        }
+        if self.byte().map_err(at::<false>(Map::Entry, 23))? != ARRAY_HEAD + 6 {
+            return Err(at::<false>(Map::Entry, 23)(Fault::Array(6)));
+        }
+        const T: Map = Map::Terms;
+        Ok(Some(ViewTerms {
+            agency: self.field::<false, _>(T, 0, Self::text)?,
+            valid_from: self.field::<false, _>(T, 1, Self::uint)?,
+            expires_at: self.field::<false, _>(T, 2, Self::uint)?,
+            max_uses: self.field::<false, _>(T, 3, Self::opt_uint)?,
+            data_life: self.field::<false, _>(T, 4, Self::opt_uint)?,
+            supersedes: self.field::<false, _>(T, 5, Self::opt_text)?,
+        }))
+    }
+
     #[inline(always)]
     fn withheld<const KEYED: bool>(&mut self, check: &mut ListCheck) -> Result<Items<'a>, Located> {
         if KEYED {
@@ -486,12 +567,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a whole entry after its head (a map of 20 pairs if `KEYED`, version 2; an
-    /// array of 21 items if `WIDE`, version 4; else an array of 20 items) and nothing after
-    /// it, into `w` and the three lists' checks.
+    /// array of 21 items if `WIDE`, version 4, or of 24 if also `V5`; else an array of 20
+    /// items) and nothing after it, into `w` and the three lists' checks.
     /// Out-parameters, not a returned `(View, [ListCheck; 3])`: moving those aggregates
     /// through `Result`s was the decoder's hottest work (stack copies, unaligned reloads).
     #[inline(always)]
-    fn entry<const KEYED: bool, const WIDE: bool>(
+    fn entry<const KEYED: bool, const WIDE: bool, const V5: bool>(
         mut self,
         w: &mut View<'a>,
         checks: &mut [ListCheck; 3],
@@ -500,6 +581,7 @@ impl<'a> Reader<'a> {
         let [requested_check, released_check, withheld_check] = checks;
         w.keyed = KEYED;
         w.wide = WIDE;
+        w.v5 = V5;
         w.v = self.field::<KEYED, _>(E, 0, Self::uint)?;
         w.index = self.field::<KEYED, _>(E, 1, Self::uint)?;
         w.time = self.field::<KEYED, _>(E, 2, Self::uint)?;
@@ -541,6 +623,11 @@ impl<'a> Reader<'a> {
         if WIDE {
             w.official = self.field::<KEYED, _>(E, 20, Self::opt_subject)?;
         }
+        if V5 {
+            w.policy_set = self.field::<KEYED, _>(E, 21, Self::opt_subject)?;
+            w.claim = self.claim()?;
+            w.terms = self.terms()?;
+        }
         if !self.rest.is_empty() {
             return Err(Fault::Trailing.into());
         }
@@ -562,14 +649,18 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
         ListCheck::new("withheld", 0),
     ];
     match bytes.split_first() {
+        Some((_, rest)) if bytes.starts_with(&V5_HEAD) => {
+            Reader::new(rest.get(1..).unwrap_or_default())
+                .entry::<false, true, true>(&mut w, &mut checks)
+        }
         Some((&head, rest)) if head == ARRAY_HEAD + 21 => {
-            Reader::new(rest).entry::<false, true>(&mut w, &mut checks)
+            Reader::new(rest).entry::<false, true, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == ARRAY_HEAD + 20 => {
-            Reader::new(rest).entry::<false, false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<false, false, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == MAP_HEAD + 20 => {
-            Reader::new(rest).entry::<true, false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<true, false, false>(&mut w, &mut checks)
         }
         Some(_) => Err(Fault::Entry.into()),
         None => Err(Fault::EndsEarly.into()),
@@ -579,6 +670,11 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
         v: w.v,
         keyed: w.keyed,
         wide: w.wide,
+        v5: w.v5,
+        claim_basis: w.claim.and_then(|c| c.legal_basis),
+        terms_agency: w.terms.map(|t| t.agency),
+        terms_supersedes: w.terms.and_then(|t| t.supersedes),
+        has_provenance: w.policy_set.is_some() || w.claim.is_some() || w.terms.is_some(),
         has_commitments: w.justification_commitment.is_some() || w.official.is_some(),
         actor_kind: std::str::from_utf8(w.actor_kind)
             .ok()

@@ -6,7 +6,9 @@
 use super::encode::WireWithheld;
 use super::encode::ARRAY_VERSION;
 use super::MAP_VERSION;
-use crate::entry::{ActorKind, EntryError, ENTRY_VERSION, MAX_LIST_LEN, MAX_TEXT_LEN};
+use crate::entry::{
+    ActorKind, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_LIST_LEN, MAX_TEXT_LEN,
+};
 /// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Broken {
@@ -111,8 +113,17 @@ pub(super) struct Rules<'a> {
     pub(super) v: u64,
     /// The entry is a map (the version-2 form), not an array.
     pub(super) keyed: bool,
-    /// The entry is an array of 21 items (the version-4 form), not of 20.
+    /// The entry is an array of 21 items (the version-4 form) or of 24 (version 5), not
+    /// of 20.
     pub(super) wide: bool,
+    /// The entry is an array of 24 items (the version-5 form).
+    pub(super) v5: bool,
+    /// Version 5: the claimed basis (item 22), the consent terms' agency and supersedes
+    /// (item 23), and whether any of items 21 to 23 is present.
+    pub(super) claim_basis: Option<&'a [u8]>,
+    pub(super) terms_agency: Option<&'a [u8]>,
+    pub(super) terms_supersedes: Option<&'a [u8]>,
+    pub(super) has_provenance: bool,
     /// A commitment (`justification` or `official` of version 4) is present.
     pub(super) has_commitments: bool,
     pub(super) actor_kind: Option<ActorKind>,
@@ -139,15 +150,16 @@ impl Rules<'_> {
     /// returns the actor kind.
     #[inline]
     pub(super) fn check(self) -> Result<ActorKind, Broken> {
-        match (self.v, self.keyed, self.wide) {
-            (MAP_VERSION, true, false)
-            | (ARRAY_VERSION, false, false)
-            | (ENTRY_VERSION, false, true) => {}
-            (MAP_VERSION | ARRAY_VERSION | ENTRY_VERSION, _, _) => {
+        match (self.v, self.keyed, self.wide, self.v5) {
+            (MAP_VERSION, true, false, false)
+            | (ARRAY_VERSION, false, false, false)
+            | (COMMITMENT_VERSION, false, true, false)
+            | (ENTRY_VERSION, false, true, true) => {}
+            (MAP_VERSION | ARRAY_VERSION | COMMITMENT_VERSION | ENTRY_VERSION, _, _, _) => {
                 return Err(Broken {
                     field: "v",
                     rule: "not in its version's form (version 2 is a map, version 3 an array \
-                           of 20 items, version 4 an array of 21)",
+                           of 20 items, version 4 an array of 21, version 5 an array of 24)",
                 })
             }
             _ => {
@@ -180,16 +192,27 @@ impl Rules<'_> {
         opt("legal_reference", self.legal_reference)?;
         opt("consent_id", self.consent_id)?;
         opt("justification", self.justification)?;
+        opt("claim.legal_basis", self.claim_basis)?;
+        if let Some(agency) = self.terms_agency {
+            text("terms.agency", agency, true)?;
+        }
+        opt("terms.supersedes", self.terms_supersedes)?;
         if self.wide && self.justification.is_some() {
             return Err(Broken {
                 field: "justification",
-                rule: "version 4 carries a commitment to the justification, never its text",
+                rule: "versions 4 and 5 carry a commitment to the justification, never its text",
             });
         }
         if !self.wide && self.has_commitments {
             return Err(Broken {
                 field: "justification",
-                rule: "only version 4 carries commitments",
+                rule: "only versions 4 and 5 carry commitments",
+            });
+        }
+        if !self.v5 && self.has_provenance {
+            return Err(Broken {
+                field: "policy_set",
+                rule: "only version 5 carries the policy set, claim and terms",
             });
         }
         self.requested.result()?;

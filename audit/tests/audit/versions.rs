@@ -9,12 +9,14 @@ use audit::{leaf_hash, Entry, LogRead, ENTRY_VERSION};
 use crate::common::{build_log, emergency_commitment, leaves, mixed_export, signer, v2_export};
 
 /// The entry's leaf bytes form: 0xb4 (a map of 20 pairs) in version 2, 0x94 (an array of
-/// 20 items) in version 3, 0x95 (an array of 21 items) in version 4.
+/// 20 items) in version 3, 0x95 (an array of 21 items) in version 4, 0x98 0x18 (an array
+/// of 24 items) in version 5.
 fn version_of(leaf: &[u8]) -> u64 {
     match leaf[0] {
         0xb4 => 2,
         0x94 => 3,
         0x95 => 4,
+        0x98 if leaf[1] == 24 => 5,
         other => panic!("unexpected head {other:#04x}"),
     }
 }
@@ -31,17 +33,17 @@ fn a_version_2_export_written_before_version_3_still_verifies() {
     assert_eq!(s.size, 12);
     let old = leaves(file);
     assert!(old.iter().all(|l| version_of(l) == 2));
-    // The same drafts appended now: version 4, and the same entries but for `prev` (the
+    // The same drafts appended now: version 5, and the same entries but for `prev` (the
     // hash chain runs over other bytes) and the justification, which version 4 carries
     // only as a commitment.
-    assert_eq!(ENTRY_VERSION, 4);
+    assert_eq!(ENTRY_VERSION, 5);
     let (store, _) = build_log(12, 0, 17);
     let mut justified = 0;
     for (i, leaf) in old.iter().enumerate() {
         let new = store.leaf_bytes(i as u64).expect("stored");
-        assert_eq!(version_of(new), 4);
+        assert_eq!(version_of(new), 5);
         let mut was = Entry::decode(leaf).expect("a v2 leaf decodes");
-        let mut now = Entry::decode(new).expect("a v4 leaf decodes");
+        let mut now = Entry::decode(new).expect("a v5 leaf decodes");
         assert_eq!(was.index, i as u64);
         if let Some(text) = was.justification.take() {
             assert_eq!(text, "emergency");
@@ -59,7 +61,7 @@ fn a_version_2_export_written_before_version_3_still_verifies() {
 }
 
 #[test]
-fn a_log_of_version_2_then_version_4_entries_verifies() {
+fn a_log_of_version_2_then_version_5_entries_verifies() {
     let (v2_file, _) = v2_export();
     let old = leaves(v2_file);
     let (file, vkey, store) = mixed_export(30);
@@ -73,7 +75,7 @@ fn a_log_of_version_2_then_version_4_entries_verifies() {
         old.as_slice(),
         "the v2 leaves are kept byte for byte"
     );
-    assert!(all[12..].iter().all(|l| version_of(l) == 4));
+    assert!(all[12..].iter().all(|l| version_of(l) == 5));
     // The chain and the subject chains run across the upgrade.
     let first_new = Entry::decode(&all[12]).expect("decodes");
     assert_eq!(first_new.prev, leaf_hash(&old[11]));

@@ -15,6 +15,7 @@ mod migrate;
 mod openapi;
 mod operator_audit;
 mod pg;
+mod replay;
 mod repo_rules;
 mod revocation;
 mod ropa;

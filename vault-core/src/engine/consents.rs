@@ -343,6 +343,7 @@ impl Vault {
             draft.purpose = Some(purpose.as_str().to_owned());
             draft.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
             draft.legal_basis = Some("consent".to_owned());
+            draft.policy_set = Some(self.policy_digest);
             // One read of the citizen's keys gives both the tag and the note key.
             let keys = tx.subject_keys(&citizen)?;
             draft.subject = keys.as_ref().map(|(tag, _)| *tag);
@@ -411,6 +412,8 @@ impl Vault {
                 .collect();
             draft.legal_basis = Some("consent".to_owned());
             draft.consent_id = Some(artefact.id().to_string());
+            draft.policy_set = Some(self.policy_digest);
+            draft.terms = (!erased).then(|| terms_item(&artefact));
             draft.subject = tx.tag(&citizen, !erased)?;
             let key = tx.subject_keys(&citizen)?.map(|(_, k)| k);
             let texts = CallerTexts {
@@ -495,7 +498,9 @@ impl Vault {
         let (artefact, _) = self.transact(|tx| {
             tx.put_consent(&artefact)?;
             let tag = tx.tag(&citizen, true)?;
-            tx.entry(consent_draft(now_ms, "consent.grant", &artefact, tag, me));
+            let mut draft = consent_draft(now_ms, "consent.grant", &artefact, tag, me);
+            draft.policy_set = Some(self.policy_digest);
+            tx.entry(draft);
             Ok(artefact)
         })?;
         Ok(self.view(artefact, now))
@@ -521,7 +526,9 @@ impl Vault {
                 .map_err(|e| VaultError::conflict("invalid_transition", e.to_string()))?;
             tx.put_consent(&a)?;
             let tag = tx.tag(&citizen, false)?;
-            tx.entry(consent_draft(now_ms, action, &a, tag, me));
+            let mut draft = consent_draft(now_ms, action, &a, tag, me);
+            draft.policy_set = Some(self.policy_digest);
+            tx.entry(draft);
             Ok(a)
         })?;
         Ok(self.view(artefact, now))
@@ -562,7 +569,21 @@ fn consent_draft(
     draft.consent_id = Some(a.id().to_string());
     draft.processing = Some("consent".to_owned());
     draft.subject = subject;
+    draft.terms = Some(terms_item(a));
     draft
+}
+
+/// The artefact's terms as a consent entry carries them (item 23), so a replay of the log
+/// rebuilds the artefact from the log alone.
+pub(crate) fn terms_item(a: &ConsentArtefact) -> audit::Terms {
+    audit::Terms {
+        agency: a.agency().as_str().to_owned(),
+        valid_from: a.valid_from().unix_seconds(),
+        expires_at: a.expires_at().unix_seconds(),
+        max_uses: a.max_uses().map(u64::from),
+        data_life: a.data_life(),
+        supersedes: a.supersedes().map(|s| s.to_string()),
+    }
 }
 
 fn status_code(s: ConsentStatus) -> &'static str {

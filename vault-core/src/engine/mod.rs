@@ -43,6 +43,10 @@ pub use consents::{
 };
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
+#[cfg(test)]
+pub(crate) use consents::terms_item;
+#[cfg(test)]
+pub(crate) use ops::access_entry;
 pub(crate) use server_cert::stored_server_identity;
 pub use standby::{PublicLog, Standby};
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
@@ -87,12 +91,30 @@ const LEGACY_CONFIG_FORMAT: u8 = 1;
 const META_FORMAT: u8 = 2;
 pub(crate) const ENGINE_KEY: &[u8] = b"engine.config";
 
-/// Meta key of the SHA-256 (hex) of the policy files in force ([`policy_digest`]).
+/// Meta key of the SHA-256 (hex) of the policy files in force when the vault recorded
+/// their bytes ([`policy_files_digest`]); read only to upgrade to [`POLICY_SET_KEY`].
 pub(crate) const POLICY_DIGEST_KEY: &[u8] = b"policies.digest";
 
+/// Meta key of the digest (hex) of the policy set in force ([`policy_set_digest`]).
+pub(crate) const POLICY_SET_KEY: &[u8] = b"policies.set";
+
+/// The digest of a policy set: SHA-256 of its canonical form
+/// ([`PolicySet::canonical_bytes`]), named by every decision entry (`policy_set`).
+pub fn policy_set_digest(set: &PolicySet) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &set.canonical_bytes()).as_ref());
+    out
+}
+
+/// Lowercase hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 (hex) over the policy files of `dir`, `*.toml` in name order: each name, its
-/// length and its bytes.
-pub(crate) fn policy_digest(dir: &Path) -> Result<String, OfflineError> {
+/// length and its bytes (what [`POLICY_DIGEST_KEY`] held before the set's canonical
+/// digest).
+pub(crate) fn policy_files_digest(dir: &Path) -> Result<String, OfflineError> {
     let io = |e: std::io::Error| OfflineError::Io {
         what: "read",
         path: dir.to_path_buf(),
@@ -292,6 +314,8 @@ pub struct Vault {
     unsealed: Unsealed,
     store: Arc<dyn Storage>,
     policy: PolicySet,
+    /// [`policy_set_digest`] of `policy`.
+    policy_digest: [u8; 32],
     writer: Mutex<Writer>,
     log_signer: NoteSigner,
     log_vkey: String,
@@ -401,7 +425,7 @@ impl Vault {
         spec: &StoreSpec,
         passphrase: &str,
         options: InitOptions,
-        policy_digest: &str,
+        policy: &PolicySet,
     ) -> Result<InitOutput, OfflineError> {
         if options.origin.is_empty()
             || options.origin.len() > 200
@@ -481,13 +505,11 @@ impl Vault {
         let store = unsealed.store().clone();
         let mut batch = WriteBatch::new();
         batch.put(Tree::Meta, ENGINE_KEY, encode_config(&config, &keys)?);
-        batch.put(
-            Tree::Meta,
-            POLICY_DIGEST_KEY,
-            policy_digest.as_bytes().to_vec(),
-        );
+        let digest = policy_set_digest(policy);
+        batch.put(Tree::Meta, POLICY_SET_KEY, hex(&digest).into_bytes());
         let mut draft = system("vault.init", now_ms);
         draft.processing = Some("administration".to_owned());
+        draft.policy_set = Some(digest);
         let state = LogState::new();
         let plan = state
             .plan(vec![draft])
@@ -621,6 +643,7 @@ impl Vault {
         let vault = Vault {
             dir: dir.to_path_buf(),
             unsealed,
+            policy_digest: policy_set_digest(&policy),
             policy,
             writer: Mutex::new(Writer {
                 block: log::OpenBlock::at(state.size()),
@@ -670,36 +693,61 @@ impl Vault {
         Ok((vault, legacy))
     }
 
-    /// Records the digest of the policy files in force when it changed, with the entry
-    /// `policies.adopt` naming the new and the old digest. With `strict`, a change is
-    /// refused instead ([`OfflineError::PolicyMismatch`]).
+    /// Records the policy set this open loaded when it differs from the one recorded (at
+    /// init or the last change): the entry `policies.adopt` naming the new digest
+    /// (`policy_set`, and in `initiator` with the old one). An open with the recorded set
+    /// writes no entry: `vault.init` or the last `policies.adopt` names it, and so does
+    /// every decision made under it. With `strict`, a change is refused instead
+    /// ([`OfflineError::PolicyMismatch`]). A vault that recorded only its files' digest
+    /// ([`POLICY_DIGEST_KEY`]) keeps its set when the files are the same, and records the
+    /// set's digest then.
     fn record_policy_digest(&self, dir: &Path, strict: bool) -> Result<(), OfflineError> {
-        let local = policy_digest(dir)?;
-        let stored = self.store.get(Tree::Meta, POLICY_DIGEST_KEY)?;
-        let stored = stored.map(|s| String::from_utf8_lossy(&s).into_owned());
-        if stored.as_deref() == Some(local.as_str()) {
-            return Ok(());
-        }
-        if let (true, Some(stored)) = (strict, &stored) {
+        let local = hex(&self.policy_digest);
+        let stored = match self.store.get(Tree::Meta, POLICY_SET_KEY)? {
+            Some(s) => Some(String::from_utf8_lossy(&s).into_owned()),
+            None => match self.store.get(Tree::Meta, POLICY_DIGEST_KEY)? {
+                Some(files) if files == policy_files_digest(dir)?.as_bytes() => Some(local.clone()),
+                Some(files) => Some(format!("{} (files)", String::from_utf8_lossy(&files))),
+                None => None,
+            },
+        };
+        let same = stored.as_deref() == Some(local.as_str());
+        if let (false, true, Some(stored)) = (same, strict, &stored) {
             return Err(OfflineError::PolicyMismatch {
                 stored: stored.clone(),
                 local,
             });
         }
+        if same {
+            if self.store.get(Tree::Meta, POLICY_SET_KEY)?.is_none() {
+                let mut b = WriteBatch::new();
+                b.put(Tree::Meta, POLICY_SET_KEY, local.as_bytes().to_vec());
+                self.store.commit(b)?;
+            }
+            return Ok(());
+        }
         let (_, now_ms) = now_parts();
         self.transact(|tx| {
             tx.batch
-                .put(Tree::Meta, POLICY_DIGEST_KEY, local.as_bytes().to_vec());
+                .put(Tree::Meta, POLICY_SET_KEY, local.as_bytes().to_vec());
             let mut d = system("policies.adopt", now_ms);
             d.processing = Some("administration".to_owned());
+            d.policy_set = Some(self.policy_digest);
             d.initiator = Some(format!(
-                "policy files sha256:{local} replace {}",
-                stored.as_deref().map_or("none recorded".to_owned(), |s| format!("sha256:{s}"))
+                "policy set sha256:{local} replaces {}",
+                stored
+                    .as_deref()
+                    .map_or("none recorded".to_owned(), |s| format!("sha256:{s}"))
             ));
             tx.entry(d);
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// The digest of the policy set in force ([`policy_set_digest`]).
+    pub fn policy_digest(&self) -> [u8; 32] {
+        self.policy_digest
     }
 
     /// The vault CA certificate (DER): the trust anchor for client certificates.

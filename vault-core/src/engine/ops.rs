@@ -388,6 +388,7 @@ impl Vault {
             );
             draft.processing = Some("collection".to_owned());
             draft.requested = names.clone();
+            draft.policy_set = Some(self.policy_digest);
             let texts = CallerTexts {
                 official: initiator.clone(),
                 justification: None,
@@ -487,6 +488,7 @@ impl Vault {
                 withheld,
                 used,
             } = access_entry(&decision, |f| read.contains(f), &request, agency, now_ms);
+            draft.policy_set = Some(self.policy_digest);
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
                     let mut a = a.clone();
@@ -719,15 +721,15 @@ impl Vault {
 
 /// The access entry of a decision, and what it releases and withholds.
 #[derive(Debug)]
-pub(super) struct AccessEntry {
+pub(crate) struct AccessEntry {
     /// The audit entry, without its subject tag (the caller adds it).
-    pub(super) draft: EntryDraft,
+    pub(crate) draft: EntryDraft,
     /// Fields released: the decision releases them and the read found a value.
-    pub(super) released: Vec<FieldName>,
+    pub(crate) released: Vec<FieldName>,
     /// Fields withheld and the reason code (`no_data` when the read found no value).
-    pub(super) withheld: Vec<Withheld>,
+    pub(crate) withheld: Vec<Withheld>,
     /// The consent artefacts the release rests on (one use of each to record).
-    pub(super) used: Vec<ConsentId>,
+    pub(crate) used: Vec<ConsentId>,
 }
 
 /// Builds the access entry of `decision` on `request`: a field the decision releases is
@@ -736,7 +738,7 @@ pub(super) struct AccessEntry {
 /// and asks for review when the decision does and something is released. The caller's
 /// free texts (official, justification) are not in it: the caller commits them
 /// ([`CallerTexts`]).
-pub(super) fn access_entry(
+pub(crate) fn access_entry(
     decision: &Decision<'_>,
     found: impl Fn(&FieldName) -> bool,
     request: &AccessRequest,
@@ -815,6 +817,13 @@ pub(super) fn access_entry(
             .join(",")
     });
     draft.review = review;
+    draft.claim = Some(audit::Claim {
+        legal_basis: request.legal_basis.map(|b| b.code().to_owned()),
+        justified: request
+            .justification
+            .as_deref()
+            .is_some_and(|j| !j.trim().is_empty()),
+    });
     AccessEntry {
         draft,
         released,
@@ -1148,7 +1157,8 @@ mod tests {
                 fields.iter().enumerate().map(|(i, f)| (f, outcome(kind, i))).collect(),
                 true,
             );
-            let e = access_entry(&d, |_| true, &req, &agency, 0);
+            let mut e = access_entry(&d, |_| true, &req, &agency, 0);
+            e.draft.policy_set = Some([0xff; 32]);
             let len = leaf_len(committed(e.draft, Some(&text), Some(&text)));
             assert!(len <= max, "access entry of {len} bytes > {max}");
         }
@@ -1179,6 +1189,15 @@ mod tests {
         d.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
         d.legal_basis = Some("consent".to_owned());
         d.consent_id = Some(ConsentId::from_bytes([0xff; 16]).to_string());
+        d.policy_set = Some([0xff; 32]);
+        d.terms = Some(audit::Terms {
+            agency: agency.clone(),
+            valid_from: u64::MAX,
+            expires_at: u64::MAX,
+            max_uses: Some(u64::MAX),
+            data_life: Some(u64::MAX),
+            supersedes: Some(ConsentId::from_bytes([0xff; 16]).to_string()),
+        });
         let len = leaf_len(committed(d, Some(&text), None));
         assert!(len <= max, "consent entry of {len} bytes > {max}");
     }

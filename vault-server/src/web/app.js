@@ -427,7 +427,7 @@
   const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
   async function checkTexts(entry, texts) {
     const out = Object.create(null);
-    if (!entry || entry.v !== 4) return out;
+    if (!entry || entry.v < 4) return out;
     for (const field of ["official", "justification"]) {
       const commitment = entry[field];
       if (commitment === null) continue;
@@ -599,7 +599,7 @@
       detail(dl, "Token used", tokenText(e.initiator) + " \u2014 whoever holds it (you, or the operator who issued it) acts as you");
     } else if (e.action === "token.issue") {
       detail(dl, "Token", e.initiator);
-    } else if (e.v === 4 && e.official !== null) {
+    } else if (e.v >= 4 && e.official !== null) {
       textDetail(dl, "Asked by", it.textChecks.official);
     } else {
       detail(dl, "Asked by", e.initiator);
@@ -619,7 +619,7 @@
     if (e.consent_id && e.action === "access") {
       detail(dl, "Consent used", e.consent_id.split(",").map(consentText));
     }
-    if (e.v === 4) {
+    if (e.v >= 4) {
       textDetail(dl, "Justification given", it.textChecks.justification);
     } else {
       detail(dl, "Justification given", e.justification);

@@ -154,27 +154,34 @@
     return value;
   }
 
-  // The entry of docs/audit-log.md, format version 4: an array of 21 items (the names
+  // The entry of docs/audit-log.md, format version 5: an array of 24 items (the names
   // below, in order), the actor an array [kind, id] and each withheld item an array
   // [field, reason]; "justification" and "official" are 32-byte commitments (or null) to
-  // the texts a caller supplied, never the texts. Entries written before version 4 are
+  // the texts a caller supplied, never the texts; "policy_set" the 32-byte digest of the
+  // policy set in force (or null), "claim" null or [legal basis (text or null), justified
+  // (boolean)], "terms" null or [agency, valid_from, expires_at, max_uses (or null),
+  // data_life (or null), supersedes (text or null)]. Version 4 is its first 21 items.
+  // Entries written before version 4 are
   // version 3: an array of the first 20 items, the justification in clear text, no
   // "official"; and before that version 2: the fields of version 3 as a map with the
   // integer keys 0..19 (the actor {0: kind, 1: id}, each withheld item {0: field,
-  // 1: reason}). Each version has one form: a map with v = 3 or 4, an array of 20 items
-  // with v = 4, an array of 21 with v = 3, an array with v = 2, or an entry of one form
-  // holding pairs of the other are rejected. Checks every item and type and returns the
-  // entry with named fields (the same object for every version, "official" null before
-  // version 4), so the page never shows a field it did not find where the format puts it.
+  // 1: reason}). Each version has one form: a map with v = 3, 4 or 5, an array of another
+  // length than its version's, an array with v = 2, or an entry of one form holding pairs
+  // of the other are rejected. Checks every item and type and returns the entry with named
+  // fields (the same object for every version, "official" null before version 4, the last
+  // three null before version 5), so the page never shows a field it did not find where
+  // the format puts it.
   const NAMES = ["v", "index", "time", "prev", "actor", "initiator", "action", "processing",
     "purpose", "subject", "subject_prev", "requested", "released", "withheld", "legal_basis",
     "legal_reference", "consent_id", "decision", "justification", "review"];
   const NAMES_V4 = NAMES.concat(["official"]);
+  const NAMES_V5 = NAMES_V4.concat(["policy_set", "claim", "terms"]);
   const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
     "legal_reference"];
   const COMMITMENTS = ["justification", "official"];
-  const FORMS = { 2: "map", 3: "array", 4: "array of 21" };
-  const A_FORM = { map: "a map", array: "an array of 20 items", "array of 21": "an array of 21 items" };
+  const FORMS = { 2: "map", 3: "array", 4: "array of 21", 5: "array of 24" };
+  const A_FORM = { map: "a map", array: "an array of 20 items", "array of 21": "an array of 21 items",
+    "array of 24": "an array of 24 items" };
 
   // A decoded value of the entry's form with exactly names.length items (an array) or the
   // keys 0..names.length-1 (a map), with its values named.
@@ -239,7 +246,14 @@
     for (const k of OPTIONAL_TEXTS) {
       if (m[k] !== null) checkText(k, m[k], false);
     }
-    if (m.v !== 4 && m.justification !== null) checkText("justification", m.justification, false);
+    if (m.v < 4 && m.justification !== null) checkText("justification", m.justification, false);
+    if (m.claim !== null && m.claim.legal_basis !== null) {
+      checkText("claim.legal_basis", m.claim.legal_basis, false);
+    }
+    if (m.terms !== null) {
+      checkText("terms.agency", m.terms.agency, true);
+      if (m.terms.supersedes !== null) checkText("terms.supersedes", m.terms.supersedes, false);
+    }
     checkList("requested", m.requested, (s) => checkText("requested", s, true));
     checkList("released", m.released, (s) => checkText("released", s, true));
     checkList("withheld", m.withheld, (w) => {
@@ -254,10 +268,13 @@
 
   function decodeEntry(bytes) {
     const top = decode(bytes);
-    const wide = Array.isArray(top) && top.length === NAMES_V4.length;
-    const form = Array.isArray(top) ? (wide ? "array of 21" : "array") : "map";
-    const m = named(top, wide ? NAMES_V4 : NAMES, "the entry", Array.isArray(top) ? "array" : "map");
-    if (m.v !== 2 && m.v !== 3 && m.v !== 4) throw new CborError("version", "unknown entry format version");
+    const length = Array.isArray(top) ? top.length : 0;
+    const names = length === NAMES_V5.length ? NAMES_V5 : length === NAMES_V4.length ? NAMES_V4 : NAMES;
+    const form = Array.isArray(top)
+      ? (names === NAMES_V5 ? "array of 24" : names === NAMES_V4 ? "array of 21" : "array")
+      : "map";
+    const m = named(top, names, "the entry", Array.isArray(top) ? "array" : "map");
+    if (!(m.v in FORMS)) throw new CborError("version", "unknown entry format version");
     if (FORMS[m.v] !== form) {
       throw new CborError("version-form", "an entry of format version " + m.v + " must be " +
         A_FORM[FORMS[m.v]] + ", not " + A_FORM[form]);
@@ -275,7 +292,7 @@
     for (const k of TEXT_OR_NULL) {
       if (m[k] !== null && !isText(m[k])) throw new CborError("wrong-type", "bad " + k);
     }
-    if (m.v === 4) {
+    if (m.v >= 4) {
       for (const k of COMMITMENTS) {
         if (m[k] !== null && (!(m[k] instanceof Uint8Array) || m[k].length !== 32)) {
           throw new CborError("wrong-type", "bad " + k + " commitment");
@@ -286,6 +303,33 @@
         throw new CborError("wrong-type", "bad justification");
       }
       m.official = null;
+    }
+    if (m.v === 5) {
+      if (m.policy_set !== null && (!(m.policy_set instanceof Uint8Array) || m.policy_set.length !== 32)) {
+        throw new CborError("wrong-type", "bad policy_set");
+      }
+      if (m.claim !== null) {
+        m.claim = named(m.claim, ["legal_basis", "justified"], "the claim", "array");
+        if (m.claim.legal_basis !== null && !isText(m.claim.legal_basis)) {
+          throw new CborError("wrong-type", "bad claim.legal_basis");
+        }
+        if (typeof m.claim.justified !== "boolean") throw new CborError("wrong-type", "bad claim.justified");
+      }
+      if (m.terms !== null) {
+        m.terms = named(m.terms, ["agency", "valid_from", "expires_at", "max_uses", "data_life",
+          "supersedes"], "the terms", "array");
+        const t = m.terms;
+        if (!isText(t.agency) || !isUint(t.valid_from) || !isUint(t.expires_at) ||
+            (t.max_uses !== null && !isUint(t.max_uses)) ||
+            (t.data_life !== null && !isUint(t.data_life)) ||
+            (t.supersedes !== null && !isText(t.supersedes))) {
+          throw new CborError("wrong-type", "bad terms");
+        }
+      }
+    } else {
+      m.policy_set = null;
+      m.claim = null;
+      m.terms = null;
     }
     if (m.subject !== null && (!(m.subject instanceof Uint8Array) || m.subject.length !== 32)) {
       throw new CborError("wrong-type", "bad subject");

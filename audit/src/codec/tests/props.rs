@@ -104,6 +104,9 @@ fn any_entry() -> impl Strategy<Value = Entry> {
                     review,
                     subject: subject.map(SubjectTag),
                     subject_prev,
+                    policy_set: None,
+                    claim: None,
+                    terms: None,
                 },
             }
         })

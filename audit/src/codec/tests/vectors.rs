@@ -140,11 +140,57 @@ fn in_version_4(mut e: Entry) -> Entry {
     e
 }
 
+/// `e` as version 5 carries it: version 4's commitments, and the provenance items: the
+/// policy set and the claim on an agency's entry, the consent terms on a citizen's (every
+/// optional part present) and on the system's (every optional part absent).
+fn in_version_5(e: Entry) -> Entry {
+    let mut e = in_version_4(e);
+    match e.actor.kind {
+        ActorKind::Agency => {
+            e.policy_set = Some([0xab; 32]);
+            e.claim = Some(Claim {
+                legal_basis: e.legal_basis.is_some().then(|| "legal_obligation".into()),
+                justified: e.justification_commitment.is_some(),
+            });
+        }
+        ActorKind::Citizen => {
+            e.terms = Some(Terms {
+                agency: "health_research_institute".into(),
+                valid_from: 1_767_225_600,
+                expires_at: (1 << 53) - 1,
+                max_uses: Some(12),
+                data_life: Some(2_592_000),
+                supersedes: Some("0123456789abcdef0123456789abcdef".into()),
+            });
+        }
+        ActorKind::System => {
+            e.policy_set = Some([0x5a; 32]);
+            e.terms = Some(Terms {
+                agency: "tax_authority".into(),
+                valid_from: 0,
+                expires_at: 1,
+                max_uses: None,
+                data_life: None,
+                supersedes: None,
+            });
+        }
+        _ => {}
+    }
+    e
+}
+
 fn valid_vectors() -> Vec<Valid> {
     let mut out = Vec::new();
-    for v in [ENTRY_VERSION, ARRAY_VERSION, MAP_VERSION] {
+    for v in [
+        ENTRY_VERSION,
+        COMMITMENT_VERSION,
+        ARRAY_VERSION,
+        MAP_VERSION,
+    ] {
         for (name, entry, js_refuses) in valid_entries() {
             let entry = if v == ENTRY_VERSION {
+                in_version_5(entry)
+            } else if v == COMMITMENT_VERSION {
                 in_version_4(entry)
             } else {
                 entry
@@ -179,11 +225,97 @@ fn commitment_vectors() -> Vec<Value> {
     .collect()
 }
 
+/// The invalid vectors of version 5 only (its provenance items and its size).
+fn invalid_v5_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
+    let mut e = sample();
+    e.justification = Some("unconscious patient".into());
+    let mut e = in_version_5(e);
+    e.terms = Some(Terms {
+        agency: "tax_authority".into(),
+        valid_from: 1,
+        expires_at: 2,
+        max_uses: None,
+        data_life: None,
+        supersedes: None,
+    });
+    let base = encode_entry(&e).expect("valid");
+    assert_eq!(base[..2], V5_HEAD);
+    let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
+    let mut add = |name: &str, bytes: Vec<u8>, fault| {
+        out.push((format!("v5-{name}"), bytes, fault));
+    };
+    add("truncated", base[..base.len() - 1].to_vec(), "truncated");
+    add("trailing-byte", [&base[..], b"\xf6"].concat(), "trailing");
+    let mut short = vec![0x58, 31];
+    short.extend([7; 31]);
+    add(
+        "policy-set-of-31-bytes",
+        with_value(&base, "policy_set", &short),
+        "wrong-type",
+    );
+    add(
+        "text-where-the-policy-set-is",
+        with_value(&base, "policy_set", b"\x63abc"),
+        "wrong-type",
+    );
+    add(
+        "claim-of-3-items",
+        with_value(&base, "claim", b"\x83\xf6\xf5\xf5"),
+        "wrong-shape",
+    );
+    add(
+        "claim-justified-null",
+        with_value(&base, "claim", b"\x82\xf6\xf6"),
+        "wrong-type",
+    );
+    add(
+        "claim-basis-a-number",
+        with_value(&base, "claim", b"\x82\x01\xf5"),
+        "wrong-type",
+    );
+    add(
+        "terms-of-5-items",
+        with_value(&base, "terms", b"\x85\x61a\x01\x02\xf6\xf6"),
+        "wrong-shape",
+    );
+    add(
+        "terms-agency-empty",
+        with_value(&base, "terms", b"\x86\x60\x01\x02\xf6\xf6\xf6"),
+        "rule:terms.agency",
+    );
+    add(
+        "terms-valid-from-non-canonical",
+        with_value(&base, "terms", b"\x86\x61a\x18\x01\x02\xf6\xf6\xf6"),
+        "non-canonical",
+    );
+    add(
+        "terms-max-uses-negative",
+        with_value(&base, "terms", b"\x86\x61a\x01\x02\x20\xf6\xf6"),
+        "wrong-type",
+    );
+    add(
+        "version-4-in-24-items",
+        with_value(&base, "v", b"\x04"),
+        "version-form",
+    );
+    add(
+        "version-5-in-21-items",
+        encode_as(&in_version_4(sample()), COMMITMENT_VERSION)
+            .map(|b| with_value(&b, "v", b"\x05"))
+            .expect("valid"),
+        "version-form",
+    );
+    let mut b = [&base[..], b"\xf6"].concat();
+    b[1] += 1;
+    add("entry-of-25", b, "wrong-shape");
+    out
+}
+
 /// The invalid vectors of version 4 only (its commitments and its size).
 fn invalid_v4_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
     let mut e = sample();
     e.justification = Some("unconscious patient".into());
-    let base = encode_entry(&in_version_4(e)).expect("valid");
+    let base = encode_as(&in_version_4(e), COMMITMENT_VERSION).expect("valid");
     let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
     let mut add = |name: &str, bytes: Vec<u8>, fault| {
         out.push((format!("v4-{name}"), bytes, fault));
@@ -291,7 +423,7 @@ fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
             with_value(&base, "v", &[other as u8]),
             "version-form",
         );
-        for bad in [1u8, 5] {
+        for bad in [1u8, 6] {
             let name = format!("unknown-version-{bad}");
             add(&name, with_value(&base, "v", &[bad]), "version");
         }
@@ -511,7 +643,7 @@ fn commitment_hex(c: Option<Commitment>) -> Value {
 /// numbers cannot hold every u64; in version 4 `justification` is the commitment's hex,
 /// and `official` is null before version 4).
 fn entry_json(e: &Entry, v: u64) -> Value {
-    let justification = if v == ENTRY_VERSION {
+    let justification = if v >= COMMITMENT_VERSION {
         commitment_hex(e.justification_commitment)
     } else {
         e.justification.clone().into()
@@ -540,6 +672,16 @@ fn entry_json(e: &Entry, v: u64) -> Value {
         "justification": justification,
         "review": e.review,
         "official": commitment_hex(e.official),
+        "policy_set": e.policy_set.map(hex::encode),
+        "claim": e.claim.as_ref().map(|c| json!({"legal_basis": c.legal_basis, "justified": c.justified})),
+        "terms": e.terms.as_ref().map(|t| json!({
+            "agency": t.agency,
+            "valid_from": t.valid_from.to_string(),
+            "expires_at": t.expires_at.to_string(),
+            "max_uses": t.max_uses.map(|n| n.to_string()),
+            "data_life": t.data_life.map(|n| n.to_string()),
+            "supersedes": t.supersedes,
+        })),
     })
 }
 
@@ -560,8 +702,9 @@ fn corpus() -> String {
             o
         })
         .collect();
-    let invalid: Vec<Value> = invalid_v4_vectors()
+    let invalid: Vec<Value> = invalid_v5_vectors()
         .into_iter()
+        .chain(invalid_v4_vectors())
         .chain(invalid_vectors())
         .map(|(name, leaf, fault)| json!({"name": name, "leaf_hex": hex::encode(leaf), "fault": fault}))
         .collect();
@@ -608,11 +751,17 @@ fn every_vector_of_the_file_is_judged_as_it_says() {
         valid.len() >= 36 && invalid.len() >= 70,
         "the corpus is whole"
     );
+    // One entry reused for every valid vector, whatever it held before.
+    let mut scratch =
+        decode_entry(&hex::decode(valid[0]["leaf_hex"].as_str().expect("hex")).expect("hex"))
+            .expect("the first valid vector decodes");
     for t in valid {
         let name = &t["name"];
         let leaf = hex::decode(t["leaf_hex"].as_str().expect("hex")).expect("hex");
         let v = t["entry"]["v"].as_u64().expect("a version");
         let e = decode_entry(&leaf).unwrap_or_else(|err| panic!("{name}: {err}"));
+        decode_entry_into(&leaf, &mut scratch).unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(scratch, e, "{name}: decoded into a reused entry");
         assert_eq!(entry_json(&e, v), t["entry"], "{name}");
         assert_decodes_to(&leaf, &e);
         assert_eq!(encode_as(&e, v).as_ref(), Ok(&leaf), "{name} re-encodes");

@@ -100,7 +100,7 @@ fn committed(mut e: Entry) -> Entry {
 fn version_4_round_trips_with_commitments_in_items_18_and_20() {
     for e in [sample(), citizen(), minimal(), typical_access()] {
         let e = committed(e);
-        let bytes = encode_entry(&e).expect("valid");
+        let bytes = encode_as(&e, COMMITMENT_VERSION).expect("valid");
         // An array of 21 items, "v" = 4.
         assert_eq!(&bytes[..2], &[0x95, 0x04]);
         assert_decodes_to(&bytes, &e);
@@ -112,7 +112,7 @@ fn version_4_round_trips_with_commitments_in_items_18_and_20() {
         let mut bare = e.clone();
         bare.justification_commitment = None;
         bare.official = None;
-        let bytes = encode_entry(&bare).expect("valid");
+        let bytes = encode_as(&bare, COMMITMENT_VERSION).expect("valid");
         assert_eq!(bytes[value_at(&bytes, "justification")], NULL);
         assert_eq!(*bytes.last().expect("not empty"), NULL);
         assert_decodes_to(&bytes, &bare);
@@ -120,14 +120,14 @@ fn version_4_round_trips_with_commitments_in_items_18_and_20() {
 }
 
 #[test]
-fn version_4_never_writes_a_free_text_and_older_versions_no_commitment() {
+fn versions_4_and_5_never_write_a_free_text_and_older_versions_no_commitment() {
     let e = citizen();
     assert!(e.justification.is_some());
     assert_eq!(
         encode_entry(&e),
         Err(EntryError::Invalid {
             field: "justification",
-            rule: "version 4 carries a commitment to the justification, never its text",
+            rule: "versions 4 and 5 carry a commitment to the justification, never its text",
         })
     );
     let e = committed(citizen());
@@ -136,12 +136,12 @@ fn version_4_never_writes_a_free_text_and_older_versions_no_commitment() {
             encode_as(&e, v),
             Err(EntryError::Invalid {
                 field: "justification",
-                rule: "only version 4 carries commitments",
+                rule: "only versions 4 and 5 carry commitments",
             })
         );
     }
     // A text where a commitment is, a commitment of another length, v = 3 in 21 items.
-    let bytes = encode_entry(&e).expect("valid");
+    let bytes = encode_as(&e, COMMITMENT_VERSION).expect("valid");
     let at = value_at(&bytes, "justification");
     let text = [&bytes[..at], b"\x61j", &bytes[skip(&bytes, at)..]].concat();
     assert!(matches!(
@@ -162,4 +162,41 @@ fn version_4_never_writes_a_free_text_and_older_versions_no_commitment() {
             rule: FORM_RULE
         })
     );
+}
+
+/// Version 5 is version 4 and three more items (the policy set, the claim, the consent
+/// terms), each `null` when absent; version 4 cannot carry them.
+#[test]
+fn version_5_round_trips_with_its_provenance_in_items_21_to_23() {
+    for e in [sample(), citizen(), minimal(), typical_access()] {
+        let mut e = committed(e);
+        let bare = encode_entry(&e).expect("valid");
+        assert_eq!(&bare[..3], &[0x98, 24, 0x05]);
+        assert_eq!(&bare[bare.len() - 3..], &[NULL, NULL, NULL]);
+        assert_decodes_to(&bare, &e);
+        e.policy_set = Some([9; 32]);
+        e.claim = Some(Claim {
+            legal_basis: Some("vital_interest".into()),
+            justified: true,
+        });
+        e.terms = Some(Terms {
+            agency: "general_hospital".into(),
+            valid_from: 1,
+            expires_at: u64::MAX,
+            max_uses: Some(0),
+            data_life: None,
+            supersedes: Some("x".into()),
+        });
+        let bytes = encode_entry(&e).expect("valid");
+        assert_decodes_to(&bytes, &e);
+        let at = value_at(&bytes, "policy_set");
+        assert_eq!(&bytes[at..at + 2], b"\x58\x20");
+        assert_eq!(
+            encode_as(&e, COMMITMENT_VERSION),
+            Err(EntryError::Invalid {
+                field: "policy_set",
+                rule: "only version 5 carries the policy set, claim and terms",
+            })
+        );
+    }
 }
