@@ -564,14 +564,20 @@ async fn a_node_with_other_policy_files_is_refused_until_told_to_adopt_them() {
         other.join("store-location"),
     )
     .unwrap();
-    let registry = std::fs::read_dir(other.join("policies"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "toml"))
-        .unwrap();
-    let mut text = std::fs::read_to_string(&registry).unwrap();
-    text.push_str("\n# edited on this node only\n");
-    std::fs::write(&registry, text).unwrap();
+    // A change of what the set says (a comment would not do: the digest is over the
+    // set's canonical form).
+    let vocabulary = other.join("policies").join("vocabulary.toml");
+    let text = std::fs::read_to_string(&vocabulary).unwrap();
+    assert!(
+        text.contains("description = \""),
+        "the vocabulary has descriptions"
+    );
+    let edited = text.replacen(
+        "description = \"",
+        "description = \"(edited on this node) ",
+        1,
+    );
+    std::fs::write(&vocabulary, edited).unwrap();
 
     let run = |adopt: bool| {
         let mut cmd = Command::new(binary("vault-server"));
