@@ -19,6 +19,8 @@ const SLOW: usize = 2000;
 const WAVE: usize = 200;
 /// The server's request timeout in this test, in seconds.
 const REQUEST_TIMEOUT: u64 = 10;
+/// Handshakes the slow clients had to start again (see `slow_client`).
+static HANDSHAKE_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn port(v: &Vault) -> anyhow::Result<u16> {
     v.url
@@ -69,13 +71,25 @@ async fn slow_client(
     tls: TlsConnector,
     ready: tokio::sync::mpsc::Sender<bool>,
 ) -> anyhow::Result<Ended> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost")?;
-    let mut tls = match tls.connect(name, tcp).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(false).await;
-            bail!("TLS handshake failed: {e}");
+    // A handshake can miss the server's 10 s handshake timeout on a VM whose CPU is
+    // throttled after a long build (200 mutual-TLS handshakes at once on 2 cores): such a
+    // client connects again, at most twice more, so that the test still holds its 2,000
+    // connections open; the retries are counted and printed.
+    let mut attempt = 0;
+    let mut tls = loop {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        match tls.connect(name.clone(), tcp).await {
+            Ok(s) => break s,
+            Err(e) if attempt < 2 => {
+                attempt += 1;
+                HANDSHAKE_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = e;
+            }
+            Err(e) => {
+                let _ = ready.send(false).await;
+                bail!("TLS handshake failed three times: {e}");
+            }
         }
     };
     let _ = ready.send(true).await;
@@ -203,9 +217,10 @@ async fn slow_connections_do_not_starve_an_agency() -> anyhow::Result<()> {
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     eprintln!(
-        "{SLOW} slow connections opened in {opened:?}; {} agency requests during the attack: \
-         p50 {:?}, p99 {p99:?}; server fds {fds_before} before, {peak_fds} at peak; RSS \
-         {rss_before} MiB before, {peak_rss} MiB at peak",
+        "{SLOW} slow connections opened in {opened:?} ({} handshakes started again); {} agency \
+         requests during the attack: p50 {:?}, p99 {p99:?}; server fds {fds_before} before, \
+         {peak_fds} at peak; RSS {rss_before} MiB before, {peak_rss} MiB at peak",
+        HANDSHAKE_RETRIES.load(std::sync::atomic::Ordering::Relaxed),
         latencies.len(),
         latencies[latencies.len() / 2]
     );
