@@ -633,35 +633,12 @@ fn verify_with(
 mod tests {
     use super::*;
     use crate::entry::SubjectTag;
-    use crate::{
-        sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner,
-    };
-    use std::collections::HashMap;
+    use crate::{sign_checkpoint, Entry, MemStore, NoteSigner};
 
     /// An export of `n` entries whose subjects cycle over 3 tags; `edit` may change entries
     /// (re-encoded canonically) before framing.
     fn export(n: u64, edit: impl Fn(&mut Vec<Entry>)) -> (Vec<u8>, String) {
-        let mut store = MemStore::new();
-        let mut state = LogState::new();
-        let mut last = HashMap::new();
-        let drafts: Vec<_> = (0..n)
-            .map(|i| {
-                let mut d = EntryDraft::new(
-                    i,
-                    Actor {
-                        kind: ActorKind::System,
-                        id: "s".into(),
-                    },
-                    "x",
-                    "done",
-                );
-                let tag = SubjectTag([(i % 3) as u8; 32]);
-                d.subject = Some(tag);
-                d.subject_prev = last.insert(tag, i);
-                d
-            })
-            .collect();
-        store.append(&mut state, drafts).expect("appends");
+        let store = crate::testvectors::cycling_log(n);
         let signer = NoteSigner::from_seed("t.example/log", &[3; 32]).expect("key");
         let signed = sign_checkpoint(&store, &signer, n, None).expect("signs");
         let mut file = Vec::new();

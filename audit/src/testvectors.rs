@@ -1,4 +1,4 @@
-//! Test vectors shared by unit tests.
+//! Test vectors and logs shared by unit tests.
 
 /// The RFC 6962 roots for sizes 0..=8 of the standard eight leaves.
 pub(crate) fn rfc6962_roots() -> Vec<crate::Hash> {
@@ -11,4 +11,33 @@ pub(crate) fn rfc6962_roots() -> Vec<crate::Hash> {
             <crate::Hash>::try_from(bytes.as_slice()).expect("vector root is 32 bytes")
         })
         .collect()
+}
+
+/// A log of `n` system entries whose subjects cycle over 3 tags, each with its
+/// `subject_prev`.
+pub(crate) fn cycling_log(n: u64) -> crate::MemStore {
+    let mut store = crate::MemStore::new();
+    let mut state = crate::LogState::new();
+    let mut last = std::collections::HashMap::new();
+    let drafts: Vec<_> = (0..n)
+        .map(|i| {
+            let mut d = crate::EntryDraft::new(
+                i,
+                crate::Actor {
+                    kind: crate::ActorKind::System,
+                    id: "s".into(),
+                },
+                "x",
+                "done",
+            );
+            let tag = crate::SubjectTag([(i % 3) as u8; 32]);
+            d.subject = Some(tag);
+            d.subject_prev = last.insert(tag, i);
+            d
+        })
+        .collect();
+    if n > 0 {
+        store.append(&mut state, drafts).expect("appends");
+    }
+    store
 }

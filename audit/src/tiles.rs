@@ -582,40 +582,14 @@ pub fn verify<E: Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::SubjectTag;
-    use crate::{
-        root, sign_checkpoint, Actor, ActorKind, Entry, EntryDraft, LogState, MemStore, NoteSigner,
-    };
+    use crate::{root, sign_checkpoint, Entry, MemStore, NoteSigner};
     use proptest::prelude::*;
     use std::collections::HashMap;
     use std::sync::OnceLock;
 
     /// A log of `n` entries whose subjects cycle over 3 tags.
     fn log(n: u64) -> MemStore {
-        let mut store = MemStore::new();
-        let mut state = LogState::new();
-        let mut last = HashMap::new();
-        let drafts: Vec<_> = (0..n)
-            .map(|i| {
-                let mut d = EntryDraft::new(
-                    i,
-                    Actor {
-                        kind: ActorKind::System,
-                        id: "s".into(),
-                    },
-                    "x",
-                    "done",
-                );
-                let tag = SubjectTag([(i % 3) as u8; 32]);
-                d.subject = Some(tag);
-                d.subject_prev = last.insert(tag, i);
-                d
-            })
-            .collect();
-        if n > 0 {
-            store.append(&mut state, drafts).expect("appends");
-        }
-        store
+        crate::testvectors::cycling_log(n)
     }
 
     pub(super) fn big_log() -> &'static MemStore {

@@ -319,6 +319,67 @@ struct Failed {
     message: String,
 }
 
+/// Reports a failed verification: as `Failed` JSON on `out`, or in words on stderr after
+/// `headline`, with the first bad entry.
+fn report_failure(
+    out: &mut impl std::io::Write,
+    json: bool,
+    e: &audit::export::VerifyError,
+    headline: &str,
+) -> anyhow::Result<()> {
+    if json {
+        let report = Failed {
+            ok: false,
+            index: e.index,
+            code: e.code(),
+            message: e.to_string(),
+        };
+        serde_json::to_writer(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        eprintln!("{headline}: {e}");
+        if let Some(i) = e.index {
+            eprintln!("first bad entry: {i}");
+        }
+    }
+    Ok(())
+}
+
+/// Progress of a long verification on stderr: only for runs of 100,000 entries or more,
+/// at most twice a second.
+struct Progress {
+    label: &'static str,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            last: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, done: u64, total: u64) {
+        if total >= 100_000 && (self.last.elapsed().as_millis() >= 500 || done == total) {
+            self.last = Instant::now();
+            self.shown = true;
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\r{}: {done}/{total} entries ({pct}%)", self.label);
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    /// Ends the progress line, if one was shown.
+    fn end(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
 /// The outcome of one verification run.
 type Verification = Result<audit::export::Summary, audit::export::VerifyError>;
 
@@ -332,22 +393,9 @@ fn verify(
 ) -> anyhow::Result<ExitCode> {
     let vkey = read_key(key)?;
     let started = Instant::now();
-    let mut last_report = Instant::now();
-    let mut shown = false;
-    let mut progress = |done: u64, total: u64| {
-        // Progress only for runs long enough to need it, on stderr.
-        if total >= 100_000 && (last_report.elapsed().as_millis() >= 500 || done == total) {
-            last_report = Instant::now();
-            shown = true;
-            let pct = (done * 100).checked_div(total).unwrap_or(100);
-            eprint!("\rverifying: {done}/{total} entries ({pct}%)");
-            let _ = std::io::stderr().flush();
-        }
-    };
-    let result = run(&vkey, &mut progress)?;
-    if shown {
-        eprintln!();
-    }
+    let mut progress = Progress::new("verifying");
+    let result = run(&vkey, &mut |done, total| progress.show(done, total))?;
+    progress.end();
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     let witnesses = match (&result, policy) {
@@ -402,21 +450,7 @@ fn verify(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if json {
-                let report = Failed {
-                    ok: false,
-                    index: e.index,
-                    code: e.code(),
-                    message: e.to_string(),
-                };
-                serde_json::to_writer(&mut out, &report)?;
-                writeln!(out)?;
-            } else {
-                eprintln!("verification FAILED: {e}");
-                if let Some(i) = e.index {
-                    eprintln!("first bad entry: {i}");
-                }
-            }
+            report_failure(&mut out, json, &e, "verification FAILED")?;
             Ok(ExitCode::from(2))
         }
     }
@@ -455,46 +489,21 @@ fn replay(
     let file = File::open(path)
         .with_context(|| format!("cannot open the export file {}", path.display()))?;
     let started = Instant::now();
-    let mut last_report = Instant::now();
-    let mut shown = false;
-    let mut progress = |done: u64, total: u64| {
-        // Progress only for runs long enough to need it, on stderr.
-        if total >= 100_000 && (last_report.elapsed().as_millis() >= 500 || done == total) {
-            last_report = Instant::now();
-            shown = true;
-            let pct = (done * 100).checked_div(total).unwrap_or(100);
-            eprint!("\rverifying and replaying: {done}/{total} entries ({pct}%)");
-            let _ = std::io::stderr().flush();
-        }
-    };
+    let mut progress = Progress::new("verifying and replaying");
     let replay = match (against, sets.pop()) {
         (Some(_), Some(set)) => vault_core::Replay::against(set),
         (_, last) => vault_core::Replay::new(sets.into_iter().chain(last)),
     };
-    let result = vault_core::replay_export(file, &vkey, replay, &mut progress);
-    if shown {
-        eprintln!();
-    }
+    let result = vault_core::replay_export(file, &vkey, replay, &mut |done, total| {
+        progress.show(done, total)
+    });
+    progress.end();
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     let (summary, report) = match result {
         Ok(r) => r,
         Err(e) => {
-            if json {
-                let report = Failed {
-                    ok: false,
-                    index: e.index,
-                    code: e.code(),
-                    message: e.to_string(),
-                };
-                serde_json::to_writer(&mut out, &report)?;
-                writeln!(out)?;
-            } else {
-                eprintln!("verification FAILED, nothing replayed: {e}");
-                if let Some(i) = e.index {
-                    eprintln!("first bad entry: {i}");
-                }
-            }
+            report_failure(&mut out, json, &e, "verification FAILED, nothing replayed")?;
             return Ok(ExitCode::from(crate::exit::VERIFY_FAILED));
         }
     };

@@ -282,6 +282,23 @@ fn parse<T, E>(
     })
 }
 
+/// The purpose an entry names, parsed.
+fn entry_purpose(e: &Entry) -> Result<PurposeCode, FindingKind> {
+    parse(
+        "purpose",
+        e.purpose.as_deref().unwrap_or_default(),
+        PurposeCode::new,
+    )
+}
+
+/// The fields an entry requested, parsed.
+fn entry_fields(e: &Entry) -> Result<Vec<FieldName>, FindingKind> {
+    e.requested
+        .iter()
+        .map(|f| parse("field", f, FieldName::new))
+        .collect()
+}
+
 fn citizen_ref(tag: &SubjectTag) -> CitizenRef {
     CitizenRef::new(&hex(&tag.0)).expect("64 hex digits are a valid citizen reference")
 }
@@ -386,16 +403,8 @@ impl Replay {
         let old = supersedes.and_then(|s| artefacts.find(s).map(|a| a.clone()));
         let terms = ConsentTerms {
             agency: parse("terms.agency", &terms.agency, AgencyId::new)?,
-            purpose: parse(
-                "purpose",
-                e.purpose.as_deref().unwrap_or_default(),
-                PurposeCode::new,
-            )?,
-            fields: e
-                .requested
-                .iter()
-                .map(|f| parse("field", f, FieldName::new))
-                .collect::<Result<_, _>>()?,
+            purpose: entry_purpose(e)?,
+            fields: entry_fields(e)?,
             valid_from: Timestamp::from_unix_seconds(terms.valid_from),
             expires_at: Timestamp::from_unix_seconds(terms.expires_at),
             max_uses: terms
@@ -446,16 +455,8 @@ impl Replay {
             None => {
                 let request = AccessRequest {
                     agency: parse("agency", &e.actor.id, AgencyId::new)?,
-                    purpose: parse(
-                        "purpose",
-                        e.purpose.as_deref().unwrap_or_default(),
-                        PurposeCode::new,
-                    )?,
-                    fields: e
-                        .requested
-                        .iter()
-                        .map(|f| parse("field", f, FieldName::new))
-                        .collect::<Result<_, _>>()?,
+                    purpose: entry_purpose(e)?,
+                    fields: entry_fields(e)?,
                     legal_basis: claim
                         .legal_basis
                         .as_deref()
