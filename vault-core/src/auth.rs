@@ -8,6 +8,8 @@
 //!   edit (a changed, added or swapped record) is refused at use.
 //! - the tombstone key: HMAC-SHA256 of an erased citizen's id, the only trace of it.
 //! - the backup key: HMAC-SHA256 over a whole backup file.
+//! - the notification root: HMAC-SHA256 of a generation number gives the seed of that
+//!   generation's Ed25519 notification key (`engine/notify.rs`).
 
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
@@ -22,6 +24,7 @@ const SALT: &[u8] = b"consent-vault record_key v1";
 const LABEL_RECORDS: &[u8] = b"record-mac";
 const LABEL_TOMBSTONE: &[u8] = b"tombstone";
 const LABEL_BACKUP: &[u8] = b"backup-mac";
+const LABEL_NOTIFY: &[u8] = b"notification-key";
 
 /// The first byte of a tombstone's key in `Tree::Keys` (no citizen id starts with it).
 pub const TOMBSTONE_PREFIX: u8 = 0;
@@ -56,6 +59,7 @@ pub struct VaultKeys {
     records: RecordMac,
     tombstone: hmac::Key,
     backup: hmac::Key,
+    notify: hmac::Key,
 }
 
 impl std::fmt::Debug for VaultKeys {
@@ -71,6 +75,7 @@ impl VaultKeys {
             records: RecordMac(derive(vault_key, LABEL_RECORDS)),
             tombstone: derive(vault_key, LABEL_TOMBSTONE),
             backup: derive(vault_key, LABEL_BACKUP),
+            notify: derive(vault_key, LABEL_NOTIFY),
         }
     }
 
@@ -87,6 +92,11 @@ impl VaultKeys {
         k.push(TOMBSTONE_PREFIX);
         k.extend_from_slice(tag.as_ref());
         k
+    }
+
+    /// The key each generation of the notification signing key is derived from.
+    pub fn notification_root(&self) -> hmac::Key {
+        self.notify.clone()
     }
 
     /// The MAC of a backup's bytes.

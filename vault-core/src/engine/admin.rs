@@ -653,6 +653,7 @@ impl Vault {
             d.processing = Some("erasure".to_owned());
             d.subject = out.subject_tag;
             tx.entry(d);
+            tx.notify_about(&id);
             Ok(())
         })?;
         Ok(ErasureOutcome { audit_index: index })

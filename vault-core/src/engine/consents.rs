@@ -233,6 +233,24 @@ fn decode_consent(
     Ok(codec::decode(CONSENT_KIND, CONSENT_FORMAT, bytes)?)
 }
 
+/// Whether the citizen's consent `id` is granted and not withdrawn (expired or not);
+/// `false` when it is not there (erased, or a bad id).
+pub(super) fn is_active(
+    store: &dyn Storage,
+    mac: &RecordMac,
+    citizen: &CitizenId,
+    id: &str,
+) -> Result<bool, VaultError> {
+    let Ok(id) = ConsentId::parse(id) else {
+        return Ok(false);
+    };
+    let key = consent_key(citizen, id);
+    let Some(bytes) = store.get(Tree::Consents, &key)? else {
+        return Ok(false);
+    };
+    Ok(decode_consent(mac, &key, &bytes)?.status() == ConsentStatus::Active)
+}
+
 pub(super) fn load_consents(
     store: &dyn Storage,
     mac: &RecordMac,
@@ -421,6 +439,7 @@ impl Vault {
                 justification: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
+            tx.notify_about(&citizen);
             Ok(Some(artefact))
         })?;
         let Some(artefact) = stored else {
@@ -501,6 +520,7 @@ impl Vault {
             let mut draft = consent_draft(now_ms, "consent.grant", &artefact, tag, me);
             draft.policy_set = Some(self.policy_digest);
             tx.entry(draft);
+            tx.notify_about(&citizen);
             Ok(artefact)
         })?;
         Ok(self.view(artefact, now))
@@ -529,6 +549,7 @@ impl Vault {
             let mut draft = consent_draft(now_ms, action, &a, tag, me);
             draft.policy_set = Some(self.policy_digest);
             tx.entry(draft);
+            tx.notify_about(&citizen);
             Ok(a)
         })?;
         Ok(self.view(artefact, now))

@@ -13,6 +13,7 @@ pub(crate) mod log;
 #[cfg(feature = "test-hooks")]
 pub use log::dangerous_forget_log;
 mod notes;
+mod notify;
 mod ops;
 mod secrets;
 mod server_cert;
@@ -32,6 +33,7 @@ use policies::{PolicySet, Timestamp};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::envelope::CitizenId;
 pub use crate::envelope::Plaintext;
 pub use admin::{
     Bearer, CitizenToken, EnrolOutcome, ErasureOutcome, ImportOutcome, ImportRow, KeyKind,
@@ -43,6 +45,11 @@ pub use consents::{
 };
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
+pub use notify::{
+    citizen_event_type, Delivery, DeliveryKey, DeliveryOutcome, NotificationKey,
+    NotificationStats, WebhookTarget, WebhookView, MAX_WEBHOOK_URL, NOTIFY_FIRST_BACKOFF,
+    NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS,
+};
 #[cfg(test)]
 pub(crate) use consents::terms_item;
 #[cfg(test)]
@@ -337,6 +344,8 @@ pub struct Vault {
     agency_pins: RwLock<HashMap<Fingerprint, crate::agencies::Pin>>,
     /// The keys derived from the vault key: record MACs, tombstones, backups.
     keys: Arc<VaultKeys>,
+    /// Webhook endpoints, the notification key and delivery counters.
+    notifier: notify::Notifier,
     /// The audit failpoint's file, when [`DANGEROUS_FAILPOINTS_ENV`] armed it.
     #[cfg(feature = "test-hooks")]
     fail_audit: Option<PathBuf>,
@@ -665,6 +674,7 @@ impl Vault {
             renew_lock: Mutex::new(()),
             operator_fp: config.operator_fp,
             agency_pins: RwLock::new(HashMap::new()),
+            notifier: notify::Notifier::open(&*store, &keys)?,
             keys,
             #[cfg(feature = "test-hooks")]
             fail_audit,
@@ -1142,12 +1152,14 @@ impl Vault {
             batch: WriteBatch::new(),
             drafts: Vec::new(),
             notes: Vec::new(),
+            about: Vec::new(),
         };
         let out = f(&mut tx)?;
         let Tx {
             mut batch,
             mut drafts,
             notes,
+            about,
             ..
         } = tx;
         #[cfg(feature = "test-hooks")]
@@ -1179,6 +1191,12 @@ impl Vault {
                     None => Vec::new(),
                 };
                 subjects.push((index, tag, sealed));
+            }
+        }
+        for (i, (d, citizen)) in drafts.iter().zip(&about).enumerate() {
+            if let Some(citizen) = citizen {
+                self.notifier
+                    .stage(&mut batch, self.keys.records(), d, base + i as u64, citizen)?;
             }
         }
         let plan = state
@@ -1274,6 +1292,8 @@ struct Tx<'a> {
     drafts: Vec<EntryDraft>,
     /// For each draft, the free texts to seal for its subject, under that subject's key.
     notes: Vec<Option<(NoteKey, Vec<EntryText>)>>,
+    /// For each draft, the citizen it notifies about ([`Tx::notify_about`]).
+    about: Vec<Option<CitizenId>>,
 }
 
 impl Tx<'_> {
@@ -1284,6 +1304,15 @@ impl Tx<'_> {
     fn entry(&mut self, draft: EntryDraft) {
         self.drafts.push(draft);
         self.notes.push(None);
+        self.about.push(None);
+    }
+
+    /// Marks the last entry as one that notifies about `citizen`: the events it produces
+    /// (`notify.rs`) are queued in the same commit.
+    fn notify_about(&mut self, citizen: &CitizenId) {
+        if let Some(last) = self.about.last_mut() {
+            *last = Some(citizen.clone());
+        }
     }
 
     /// Appends `draft` with a caller's free texts: the leaf gets their commitments; the
@@ -1302,6 +1331,7 @@ impl Tx<'_> {
         };
         self.drafts.push(draft);
         self.notes.push(note);
+        self.about.push(None);
         Ok(())
     }
 }

@@ -506,6 +506,7 @@ impl Vault {
                 justification: request.justification.clone(),
             };
             tx.entry_with_texts(draft, texts, key)?;
+            tx.notify_about(&citizen);
             Ok((released, withheld, read))
         })?;
         Ok(PendingAccess {

@@ -26,6 +26,35 @@ pub trait PublicLog: Send + Sync {
         start: Option<u64>,
         limit: usize,
     ) -> Result<super::History, VaultError>;
+    /// A page of the citizen's notifications (`GET /v1/me/notifications`): the entries of
+    /// their history a citizen is told of ([`super::citizen_event_type`]), newest first,
+    /// each with its inclusion proof like the history's. A page holds at most `limit`
+    /// items, read from at most `4 * limit` (up to 200) history entries, so it can hold
+    /// fewer: follow `next` until it is `None`.
+    fn citizen_notifications(
+        &self,
+        citizen: &str,
+        start: Option<u64>,
+        limit: usize,
+    ) -> Result<super::History, VaultError> {
+        let limit = limit.max(1);
+        let mut h = self.access_history(citizen, start, (limit * 4).min(200))?;
+        let mut kept = Vec::new();
+        let mut rest = std::mem::take(&mut h.entries).into_iter();
+        for e in rest.by_ref() {
+            if kept.len() == limit {
+                h.next = Some(e.index);
+                break;
+            }
+            if super::citizen_event_type(&e.entry.action, &e.entry.decision, e.entry.review)
+                .is_some()
+            {
+                kept.push(e);
+            }
+        }
+        h.entries = kept;
+        Ok(h)
+    }
     /// The last published (signed) checkpoint, a C2SP signed note.
     fn latest_checkpoint(&self) -> Result<String, VaultError>;
     /// The last checkpoint published with a quorum of witness cosignatures, if any.

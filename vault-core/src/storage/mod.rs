@@ -119,11 +119,13 @@ pub enum Tree {
     /// Audit log leaves in blocks of consecutive leaves, by the big-endian index of a
     /// block's first leaf (`engine/log.rs`).
     AuditBlocks,
+    /// Notifications not yet delivered (`engine/notify.rs`).
+    Outbox,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Meta,
         Tree::Keys,
         Tree::Records,
@@ -134,6 +136,7 @@ impl Tree {
         Tree::AuditNodes,
         Tree::AuditSubjects,
         Tree::AuditBlocks,
+        Tree::Outbox,
     ];
 
     /// The tree's position in [`Tree::ALL`] (also its byte in a write-ahead log record).
@@ -154,6 +157,7 @@ impl Tree {
             Tree::AuditNodes => "audit_nodes",
             Tree::AuditSubjects => "audit_subjects",
             Tree::AuditBlocks => "audit_blocks",
+            Tree::Outbox => "outbox",
         }
     }
 }

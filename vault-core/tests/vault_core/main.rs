@@ -10,6 +10,7 @@ mod keys_nonces;
 mod keys_rotation;
 mod keys_support;
 mod keys_tamper;
+mod notify;
 mod storage_crash;
 mod storage_fixture;
 mod storage_model;
@@ -44,6 +45,13 @@ fn init_data_dir(root: &std::path::Path, passphrase: &str) -> vault_core::DataDi
     )
     .unwrap();
     dir
+}
+
+/// The data directory under `root` opened again.
+fn init_data_dir_reopen(root: &std::path::Path, passphrase: &str) -> vault_core::Vault {
+    vault_core::DataDir::new(root.join("data"))
+        .open(passphrase)
+        .unwrap()
 }
 
 /// A new 30-day token of `citizen`, authenticated.

@@ -1,0 +1,1137 @@
+//! Notifications (`docs/notifications.md`): events about consents and accesses, written to
+//! an outbox in the same storage commit as the change they report (so an event exists if
+//! and only if its change does), then delivered by the server as Standard Webhooks signed
+//! with the vault's notification key (`v1a`, Ed25519), at least once, in order per
+//! citizen.
+//!
+//! Outbox rows (`Tree::Outbox`, each sealed with the record MAC so that an offline edit
+//! cannot make the vault sign an event it did not produce):
+//! - `q || len || endpoint || position (u64 BE) || origin (u64 BE)`: queued for delivery, in
+//!   position order per endpoint. The position of an event is the log index of the entry
+//!   that produced it; a scheduled event gets the log size when it falls due.
+//! - `s || due (ms, u64 BE) || len || endpoint || origin (u64 BE)`: scheduled (a consent's
+//!   expiry), moved to the queue when due if the consent is still active then.
+//!
+//! Payloads are thin: the event type, ids, the audit index and times; never a field value
+//! or a caller's text.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use audit::{ActorKind, EntryDraft};
+use base64::Engine as _;
+use policies::{AgencyId, Timestamp};
+use ring::hmac;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use zeroize::Zeroizing;
+
+use super::{now_parts, system, Vault, VaultError};
+use crate::auth::{RecordMac, VaultKeys};
+use crate::codec;
+use crate::envelope::CitizenId;
+use crate::storage::{self, Storage, Tree, WriteBatch};
+
+const CONFIG_KEY: &[u8] = b"notify_config";
+const CONFIG_KIND: &str = "notification configuration";
+const CONFIG_FORMAT: u8 = 1;
+const ROW_KIND: &str = "queued notification";
+const ROW_FORMAT: u8 = 1;
+const QUEUED: u8 = b'q';
+const SCHEDULED: u8 = b's';
+
+/// An event is retried for this long after it fell due, then given up (counted failed).
+pub const NOTIFY_RETRY_HOURS: u64 = 72;
+/// The first retry waits this long; each later one twice as long, up to
+/// [`NOTIFY_MAX_BACKOFF`], plus up to a quarter more at random.
+pub const NOTIFY_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts.
+pub const NOTIFY_MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// A rotated-out notification key goes on signing beside the new one for this many days,
+/// so receivers can switch keys without missing an event.
+pub const NOTIFY_KEY_OVERLAP_DAYS: u64 = 7;
+/// The longest webhook URL accepted.
+pub const MAX_WEBHOOK_URL: usize = 2048;
+/// Rows of one endpoint's queue looked at in one delivery round.
+const SCAN_WINDOW: usize = 512;
+/// Scheduled rows moved to the queue in one round.
+const PROMOTE_BATCH: usize = 256;
+
+/// Who receives an event: an agency's endpoint, or the citizens' notification gateway the
+/// government runs (it forwards by e-mail, SMS or app push).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WebhookTarget {
+    /// The endpoint of the agency with this id.
+    Agency(String),
+    /// The citizens' notification gateway.
+    Gateway,
+}
+
+impl WebhookTarget {
+    /// The target named `gateway` or `agency:<id>` (the agency must be in the policy
+    /// files); `None` for anything else.
+    fn key(&self) -> Vec<u8> {
+        match self {
+            WebhookTarget::Gateway => b"g".to_vec(),
+            WebhookTarget::Agency(a) => {
+                let mut k = b"a:".to_vec();
+                k.extend_from_slice(a.as_bytes());
+                k
+            }
+        }
+    }
+
+    fn from_key(k: &[u8]) -> Option<WebhookTarget> {
+        match k {
+            b"g" => Some(WebhookTarget::Gateway),
+            _ => k
+                .strip_prefix(b"a:")
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .map(|a| WebhookTarget::Agency(a.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebhookTarget::Gateway => f.write_str("the citizens' notification gateway"),
+            WebhookTarget::Agency(a) => write!(f, "agency {a}"),
+        }
+    }
+}
+
+/// An endpoint as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct EndpointConfig {
+    url: String,
+    set_at_ms: u64,
+    /// When the endpoint answered `410 Gone` (delivery stops until it is set again).
+    disabled_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Config {
+    gateway: Option<EndpointConfig>,
+    agencies: BTreeMap<String, EndpointConfig>,
+    /// The generation of the current notification key (from 1).
+    key_generation: u32,
+    /// The previous generation and when it was rotated out.
+    retired: Option<(u32, u64)>,
+}
+
+impl Config {
+    fn endpoint(&self, t: &WebhookTarget) -> Option<&EndpointConfig> {
+        match t {
+            WebhookTarget::Gateway => self.gateway.as_ref(),
+            WebhookTarget::Agency(a) => self.agencies.get(a),
+        }
+    }
+
+    fn endpoint_mut(&mut self, t: &WebhookTarget) -> Option<&mut EndpointConfig> {
+        match t {
+            WebhookTarget::Gateway => self.gateway.as_mut(),
+            WebhookTarget::Agency(a) => self.agencies.get_mut(a),
+        }
+    }
+
+    fn set(&mut self, t: &WebhookTarget, e: Option<EndpointConfig>) {
+        match (t, e) {
+            (WebhookTarget::Gateway, e) => self.gateway = e,
+            (WebhookTarget::Agency(a), Some(e)) => {
+                self.agencies.insert(a.clone(), e);
+            }
+            (WebhookTarget::Agency(a), None) => {
+                self.agencies.remove(a);
+            }
+        }
+    }
+
+    /// The endpoints that receive events now (set and not disabled).
+    fn live(&self, t: &WebhookTarget) -> bool {
+        self.endpoint(t).is_some_and(|e| e.disabled_at_ms.is_none())
+    }
+
+    fn targets(&self) -> Vec<WebhookTarget> {
+        let mut out: Vec<WebhookTarget> = self
+            .agencies
+            .keys()
+            .map(|a| WebhookTarget::Agency(a.clone()))
+            .collect();
+        if self.gateway.is_some() {
+            out.push(WebhookTarget::Gateway);
+        }
+        out
+    }
+}
+
+/// One queued or scheduled event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    /// The `webhook-id`: the same on every attempt.
+    id: String,
+    /// The event type.
+    kind: String,
+    /// Events about one subject (a citizen) are delivered in order.
+    subject: String,
+    /// When the event happened (for a scheduled one, when it falls due), ms.
+    at_ms: u64,
+    /// The exact JSON body sent.
+    body: String,
+    attempts: u32,
+    /// Not to be attempted before (ms).
+    next_ms: u64,
+    /// For a scheduled expiry: the consent to check when it falls due (citizen, id).
+    check: Option<(String, String)>,
+}
+
+/// An endpoint as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookView {
+    /// Who receives.
+    pub target: WebhookTarget,
+    /// Where events are posted.
+    pub url: String,
+    /// When it was set.
+    pub set_at: Timestamp,
+    /// When it answered `410 Gone`; nothing is delivered until it is set again.
+    pub disabled_at: Option<Timestamp>,
+    /// Events queued for it (up to the first 1,000,000).
+    pub queued: u64,
+}
+
+/// One of the vault's notification keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationKey {
+    /// The key's generation, from 1.
+    pub generation: u32,
+    /// The public key in Standard Webhooks form: `whpk_` and base64 of the 32-byte
+    /// Ed25519 public key.
+    pub public_key: String,
+    /// Signs every event now (the current key), or only beside it until `signs_until`.
+    pub current: bool,
+    /// For a rotated-out key: the end of its overlap.
+    pub signs_until: Option<Timestamp>,
+}
+
+/// An attempt to make: post `body` to `url` with the three Standard Webhooks headers
+/// ([`Vault::sign_notification`] gives the signature for the attempt's timestamp).
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Identifies the row; hand it back to [`Vault::notification_result`].
+    pub key: DeliveryKey,
+    /// Who receives it.
+    pub target: WebhookTarget,
+    /// The endpoint URL.
+    pub url: String,
+    /// `webhook-id`.
+    pub id: String,
+    /// The event type.
+    pub kind: String,
+    /// The JSON body.
+    pub body: String,
+    /// When the event happened (for its latency).
+    pub at: Duration,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// An outbox row's identity (opaque).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeliveryKey(Vec<u8>);
+
+/// How an attempt ended.
+#[derive(Clone, Debug)]
+pub enum DeliveryOutcome {
+    /// A 2xx answer: delivered.
+    Delivered,
+    /// `410 Gone`: the receiver wants no more; the endpoint is disabled.
+    Gone,
+    /// Anything else (an error, a timeout, another status): retried later.
+    Failed {
+        /// What went wrong, in words (for the server log and `/metrics`; no payload).
+        error: String,
+        /// The receiver's `retry-after`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Delivery counters since this process opened the vault, and the queue now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotificationStats {
+    /// Events queued, due or waiting for a retry.
+    pub queued: u64,
+    /// Events scheduled for later (consent expiries).
+    pub scheduled: u64,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events given up after [`NOTIFY_RETRY_HOURS`], or dropped because their stored row
+    /// failed its check.
+    pub failed: u64,
+    /// Attempts that failed (each is retried).
+    pub failed_attempts: u64,
+    /// When the oldest queued event happened (ms since the epoch), at the last round.
+    pub oldest_queued_ms: Option<u64>,
+}
+
+/// The notification state of an open vault.
+pub(super) struct Notifier {
+    config: RwLock<Config>,
+    /// Derives each generation's signing seed.
+    root: hmac::Key,
+    stats: Mutex<NotificationStats>,
+    /// Serialises the read-modify-write of outbox rows (results, promotions, removals).
+    rows: Mutex<()>,
+}
+
+impl Notifier {
+    /// Loads the configuration and counts the outbox.
+    pub(super) fn open(store: &dyn Storage, keys: &VaultKeys) -> Result<Notifier, VaultError> {
+        let config = match store.get(Tree::Meta, CONFIG_KEY)? {
+            Some(stored) => {
+                let bytes = keys.records().open(CONFIG_KIND, Tree::Meta, CONFIG_KEY, &stored)?;
+                codec::decode(CONFIG_KIND, CONFIG_FORMAT, bytes)?
+            }
+            None => Config {
+                key_generation: 1,
+                ..Config::default()
+            },
+        };
+        let mut stats = NotificationStats::default();
+        for item in storage::scan_all(store, Tree::Outbox) {
+            let (k, _) = item?;
+            match k.first() {
+                Some(&QUEUED) => stats.queued += 1,
+                Some(&SCHEDULED) => stats.scheduled += 1,
+                _ => {}
+            }
+        }
+        Ok(Notifier {
+            config: RwLock::new(config),
+            root: keys.notification_root(),
+            stats: Mutex::new(stats),
+            rows: Mutex::new(()),
+        })
+    }
+
+    fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, NotificationStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn signer(&self, generation: u32) -> Result<Ed25519KeyPair, VaultError> {
+        let mut msg = b"ed25519 seed ".to_vec();
+        msg.extend_from_slice(&generation.to_be_bytes());
+        let tag = hmac::sign(&self.root, &msg);
+        let seed = Zeroizing::new(tag.as_ref()[..32].to_vec());
+        Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| VaultError::internal("cannot derive the notification key"))
+    }
+
+    /// The generations that sign now: the current one, and the previous one during its
+    /// overlap.
+    fn signing_generations(&self, now_ms: u64) -> Vec<(u32, Option<u64>)> {
+        let c = self.config();
+        let mut out = vec![(c.key_generation, None)];
+        if let Some((g, at)) = c.retired {
+            let until = at.saturating_add(NOTIFY_KEY_OVERLAP_DAYS * 86_400_000);
+            if now_ms < until {
+                out.push((g, Some(until)));
+            }
+        }
+        out
+    }
+
+    /// Stages the outbox rows of the events `draft` (log index `index`, about `citizen`)
+    /// produces, for the endpoints set now.
+    pub(super) fn stage(
+        &self,
+        batch: &mut WriteBatch,
+        mac: &RecordMac,
+        draft: &EntryDraft,
+        index: u64,
+        citizen: &CitizenId,
+    ) -> Result<(), VaultError> {
+        if draft.subject.is_none() {
+            return Ok(());
+        }
+        let config = self.config();
+        let mut added = (0u64, 0u64);
+        for ev in events_of(draft, index, citizen.as_str()) {
+            if !config.live(&ev.target) {
+                continue;
+            }
+            let (key, row) = ev.row(index);
+            let scheduled = key.first() == Some(&SCHEDULED);
+            batch.put(Tree::Outbox, key.clone(), seal_row(mac, &key, &row)?);
+            if scheduled {
+                added.1 += 1;
+            } else {
+                added.0 += 1;
+            }
+        }
+        drop(config);
+        if added != (0, 0) {
+            let mut s = self.stats();
+            s.queued += added.0;
+            s.scheduled += added.1;
+        }
+        Ok(())
+    }
+}
+
+fn seal_row(mac: &RecordMac, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultError> {
+    Ok(mac.seal(Tree::Outbox, key, codec::encode(ROW_KIND, ROW_FORMAT, row)?))
+}
+
+fn open_row(mac: &RecordMac, key: &[u8], stored: &[u8]) -> Result<Row, VaultError> {
+    let bytes = mac.open(ROW_KIND, Tree::Outbox, key, stored)?;
+    Ok(codec::decode(ROW_KIND, ROW_FORMAT, bytes)?)
+}
+
+fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
+    let k = target.key();
+    // Agency ids are short identifiers (the policy files bound them well under 255).
+    out.push(u8::try_from(k.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&k);
+}
+
+fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
+    let mut k = vec![QUEUED];
+    endpoint_part(&mut k, target);
+    k
+}
+
+fn queue_key(target: &WebhookTarget, position: u64, origin: u64) -> Vec<u8> {
+    let mut k = queue_prefix(target);
+    k.extend_from_slice(&position.to_be_bytes());
+    k.extend_from_slice(&origin.to_be_bytes());
+    k
+}
+
+fn scheduled_key(due_ms: u64, target: &WebhookTarget, origin: u64) -> Vec<u8> {
+    let mut k = vec![SCHEDULED];
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    endpoint_part(&mut k, target);
+    k.extend_from_slice(&origin.to_be_bytes());
+    k
+}
+
+/// The target and origin of a scheduled row's key.
+fn parse_scheduled(key: &[u8]) -> Option<(WebhookTarget, u64)> {
+    let rest = key.get(9..)?;
+    let (&len, rest) = rest.split_first()?;
+    let len = usize::from(len);
+    let target = WebhookTarget::from_key(rest.get(..len)?)?;
+    let origin = u64::from_be_bytes(rest.get(len..len + 8)?.try_into().ok()?);
+    Some((target, origin))
+}
+
+/// One event an entry produces.
+struct Event {
+    target: WebhookTarget,
+    kind: &'static str,
+    subject: String,
+    /// When it happens (ms): the entry's time, or a consent's expiry.
+    at_ms: u64,
+    data: Map<String, Value>,
+    scheduled: bool,
+    check: Option<(String, String)>,
+}
+
+impl Event {
+    fn row(self, index: u64) -> (Vec<u8>, Row) {
+        let id = if self.scheduled {
+            format!("msg_{index}_{}", self.kind.replace('.', "_"))
+        } else {
+            format!("msg_{index}")
+        };
+        let body = json!({
+            "type": self.kind,
+            "timestamp": rfc3339_ms(self.at_ms),
+            "data": Value::Object(self.data),
+        })
+        .to_string();
+        let key = if self.scheduled {
+            scheduled_key(self.at_ms, &self.target, index)
+        } else {
+            queue_key(&self.target, index, index)
+        };
+        let row = Row {
+            id,
+            kind: self.kind.to_owned(),
+            subject: self.subject,
+            at_ms: self.at_ms,
+            body,
+            attempts: 0,
+            next_ms: self.at_ms,
+            check: self.check,
+        };
+        (key, row)
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds.
+fn rfc3339_ms(ms: u64) -> String {
+    let secs = Timestamp::from_unix_seconds(ms / 1000).to_string();
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms % 1000)
+}
+
+/// The citizen-facing event type of an entry (the citizen's feed and the gateway's
+/// events), if it is one a citizen is told of.
+pub fn citizen_event_type(action: &str, decision: &str, review: bool) -> Option<&'static str> {
+    Some(match action {
+        "access" if review => "access.break_glass",
+        "access" => match decision {
+            "granted" => "access.released",
+            "partial" => "access.partly_released",
+            _ => "access.refused",
+        },
+        "consent.request" if decision == "pending" => "consent.requested",
+        "consent.grant" => "consent.granted",
+        "consent.revoke" => "consent.withdrawn",
+        "consent.deny" => "consent.declined",
+        "erasure" => "erasure.done",
+        _ => return None,
+    })
+}
+
+/// The events of an entry about `citizen` at log index `index`.
+fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
+    let mut out = Vec::new();
+    let Some(kind) = citizen_event_type(&draft.action, &draft.decision, draft.review) else {
+        return out;
+    };
+    let mut data = Map::new();
+    data.insert("citizen".into(), json!(citizen));
+    data.insert("audit_index".into(), json!(index));
+    let agency = match (&draft.actor.kind, &draft.terms) {
+        (ActorKind::Agency, _) => Some(draft.actor.id.clone()),
+        (_, Some(t)) => Some(t.agency.clone()),
+        _ => None,
+    };
+    if let Some(a) = &agency {
+        data.insert("agency".into(), json!(a));
+    }
+    if let Some(p) = &draft.purpose {
+        data.insert("purpose".into(), json!(p));
+    }
+    if draft.action == "access" {
+        data.insert("decision".into(), json!(draft.decision));
+    }
+    if let Some(c) = &draft.consent_id {
+        if draft.action != "access" {
+            data.insert("consent_id".into(), json!(c));
+        }
+    }
+    let event = |target: WebhookTarget, data: Map<String, Value>| Event {
+        target,
+        kind,
+        subject: citizen.to_owned(),
+        at_ms: draft.time_ms,
+        data,
+        scheduled: false,
+        check: None,
+    };
+    let consent_change = matches!(
+        draft.action.as_str(),
+        "consent.grant" | "consent.revoke" | "consent.deny"
+    );
+    if consent_change {
+        if let Some(a) = &agency {
+            out.push(event(WebhookTarget::Agency(a.clone()), data.clone()));
+        }
+    }
+    out.push(event(WebhookTarget::Gateway, data.clone()));
+    // A granted consent expires at its time unless withdrawn first: scheduled now, checked
+    // when due.
+    if draft.action == "consent.grant" {
+        if let (Some(t), Some(c), Some(a)) = (&draft.terms, &draft.consent_id, &agency) {
+            let at_ms = t.expires_at.saturating_mul(1000);
+            let mut d = data.clone();
+            d.insert("expires_at".into(), json!(rfc3339_ms(at_ms)));
+            for target in [WebhookTarget::Agency(a.clone()), WebhookTarget::Gateway] {
+                out.push(Event {
+                    target,
+                    kind: "consent.expired",
+                    subject: citizen.to_owned(),
+                    at_ms,
+                    data: d.clone(),
+                    scheduled: true,
+                    check: Some((citizen.to_owned(), c.clone())),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Checks and normalises a webhook URL: `https://`, a host, no user name or password, no
+/// fragment, no spaces or control characters, at most [`MAX_WEBHOOK_URL`] bytes.
+fn check_url(url: &str) -> Result<String, VaultError> {
+    let bad = |why: &str| {
+        VaultError::bad(
+            "invalid_webhook_url",
+            format!("the webhook URL {why}: give an https:// URL such as https://gateway.example.gov/vault-events"),
+        )
+    };
+    if url.len() > MAX_WEBHOOK_URL {
+        return Err(bad(&format!("is longer than {MAX_WEBHOOK_URL} bytes")));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad("contains spaces or control characters"));
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(bad("does not start with https://"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if authority.contains('@') {
+        return Err(bad("holds a user name or password"));
+    }
+    if url.contains('#') {
+        return Err(bad("has a fragment"));
+    }
+    Ok(url.to_owned())
+}
+
+/// Base64 (standard, padded).
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The wait before attempt `attempts + 1`, `attempts` >= 1, before jitter.
+fn backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(20);
+    NOTIFY_FIRST_BACKOFF
+        .saturating_mul(1u32 << doublings)
+        .min(NOTIFY_MAX_BACKOFF)
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = crate::keys::fill_random(&mut b)
+        .map(|()| u16::from_be_bytes(b))
+        .unwrap_or(0);
+    d + d.mul_f64(f64::from(r) / f64::from(u16::MAX) / 4.0)
+}
+
+impl Vault {
+    fn store_notify_config(&self, batch: &mut WriteBatch, c: &Config) -> Result<(), VaultError> {
+        let bytes = codec::encode(CONFIG_KIND, CONFIG_FORMAT, c)?;
+        batch.put(
+            Tree::Meta,
+            CONFIG_KEY,
+            self.keys.records().seal(Tree::Meta, CONFIG_KEY, bytes),
+        );
+        Ok(())
+    }
+
+    fn webhook_target(&self, target: &WebhookTarget) -> Result<(), VaultError> {
+        if let WebhookTarget::Agency(a) = target {
+            let id = AgencyId::new(a).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
+            if self.policy.agency(&id).is_none() {
+                return Err(VaultError::NotFound { what: "agency" });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) the webhook endpoint of `target`. Events are queued
+    /// for an endpoint from when it is set; removing one drops what is queued for it.
+    /// Setting an endpoint that answered `410 Gone` enables it again. Logged
+    /// (`webhook.set`, `webhook.remove`; the URL is not in the log).
+    pub fn set_webhook(
+        &self,
+        target: &WebhookTarget,
+        url: Option<&str>,
+    ) -> Result<Option<WebhookView>, VaultError> {
+        self.webhook_target(target)?;
+        let url = url.map(check_url).transpose()?;
+        let (_, now_ms) = now_parts();
+        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut config = self.notifier.config().clone();
+        let removed = if url.is_none() {
+            if config.endpoint(target).is_none() {
+                return Err(VaultError::NotFound { what: "webhook" });
+            }
+            keys_under(&*self.store, &queue_prefix(target), usize::MAX)?
+        } else {
+            Vec::new()
+        };
+        config.set(
+            target,
+            url.map(|url| EndpointConfig {
+                url,
+                set_at_ms: now_ms,
+                disabled_at_ms: None,
+            }),
+        );
+        self.transact(|tx| {
+            self.store_notify_config(&mut tx.batch, &config)?;
+            for k in &removed {
+                tx.batch.delete(Tree::Outbox, k.clone());
+            }
+            let action = if removed.is_empty() && config.endpoint(target).is_some() {
+                "webhook.set"
+            } else {
+                "webhook.remove"
+            };
+            let mut d = EntryDraft::new(
+                now_ms,
+                audit::Actor {
+                    kind: ActorKind::Operator,
+                    id: "operator".to_owned(),
+                },
+                action,
+                "done",
+            );
+            d.initiator = Some(target_ref(target));
+            tx.entry(d);
+            Ok(())
+        })?;
+        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        if !removed.is_empty() {
+            let mut s = self.notifier.stats();
+            s.queued = s.queued.saturating_sub(removed.len() as u64);
+        }
+        drop(_rows);
+        self.webhook(target)
+    }
+
+    /// The endpoint of `target`, if set.
+    pub fn webhook(&self, target: &WebhookTarget) -> Result<Option<WebhookView>, VaultError> {
+        self.webhook_target(target)?;
+        let Some(e) = self.notifier.config().endpoint(target).cloned() else {
+            return Ok(None);
+        };
+        let queued = keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64;
+        Ok(Some(WebhookView {
+            target: target.clone(),
+            url: e.url,
+            set_at: Timestamp::from_unix_seconds(e.set_at_ms / 1000),
+            disabled_at: e
+                .disabled_at_ms
+                .map(|ms| Timestamp::from_unix_seconds(ms / 1000)),
+            queued,
+        }))
+    }
+
+    /// Every endpoint set.
+    pub fn webhooks(&self) -> Result<Vec<WebhookView>, VaultError> {
+        let targets = self.notifier.config().targets();
+        let mut out = Vec::new();
+        for t in targets {
+            if let Some(v) = self.webhook(&t)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The notification keys that sign now, current first (published at
+    /// `/v1/notifications/keys`).
+    pub fn notification_keys(&self) -> Result<Vec<NotificationKey>, VaultError> {
+        let (_, now_ms) = now_parts();
+        self.notifier
+            .signing_generations(now_ms)
+            .into_iter()
+            .map(|(g, until)| {
+                let pair = self.notifier.signer(g)?;
+                Ok(NotificationKey {
+                    generation: g,
+                    public_key: format!("whpk_{}", b64(pair.public_key().as_ref())),
+                    current: until.is_none(),
+                    signs_until: until.map(|ms| Timestamp::from_unix_seconds(ms / 1000)),
+                })
+            })
+            .collect()
+    }
+
+    /// Starts a new notification key; the old one goes on signing beside it for
+    /// [`NOTIFY_KEY_OVERLAP_DAYS`] days. Logged (`notification_key.rotate`).
+    pub fn rotate_notification_key(&self) -> Result<Vec<NotificationKey>, VaultError> {
+        let (_, now_ms) = now_parts();
+        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut config = self.notifier.config().clone();
+        let old = config.key_generation;
+        config.retired = Some((old, now_ms));
+        config.key_generation = old
+            .checked_add(1)
+            .ok_or_else(|| VaultError::internal("notification key generations exhausted"))?;
+        self.transact(|tx| {
+            self.store_notify_config(&mut tx.batch, &config)?;
+            let mut d = EntryDraft::new(
+                now_ms,
+                audit::Actor {
+                    kind: ActorKind::Operator,
+                    id: "operator".to_owned(),
+                },
+                "notification_key.rotate",
+                "done",
+            );
+            d.initiator = Some(format!("generation {}", config.key_generation));
+            tx.entry(d);
+            Ok(())
+        })?;
+        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        drop(_rows);
+        self.notification_keys()
+    }
+
+    /// The `webhook-signature` header of an attempt at `timestamp` (seconds): a `v1a`
+    /// signature over `id.timestamp.body` by each key that signs now.
+    pub fn sign_notification(&self, d: &Delivery, timestamp: u64) -> Result<String, VaultError> {
+        let (_, now_ms) = now_parts();
+        let content = format!("{}.{}.{}", d.id, timestamp, d.body);
+        let mut sigs = Vec::new();
+        for (g, _) in self.notifier.signing_generations(now_ms) {
+            let pair = self.notifier.signer(g)?;
+            sigs.push(format!("v1a,{}", b64(pair.sign(content.as_bytes()).as_ref())));
+        }
+        Ok(sigs.join(" "))
+    }
+
+    /// Delivery counters and the queue.
+    pub fn notification_stats(&self) -> NotificationStats {
+        self.notifier.stats().clone()
+    }
+
+    /// The attempts to make now: for each live endpoint, up to `per_endpoint` minus what is
+    /// `in_flight` there, in order, at most one per citizen at a time and none for a
+    /// citizen whose earlier event is in flight or waiting for a retry. Scheduled events
+    /// that fell due are queued first (an expiry only if the consent is still active).
+    pub fn notifications_due(
+        &self,
+        in_flight: &HashSet<DeliveryKey>,
+        per_endpoint: usize,
+    ) -> Result<Vec<Delivery>, VaultError> {
+        let (_, now_ms) = now_parts();
+        self.promote_due(now_ms)?;
+        let config = self.notifier.config().clone();
+        let mac = self.keys.records();
+        let mut out = Vec::new();
+        let mut oldest: Option<u64> = None;
+        let mut dropped = 0u64;
+        for target in config.targets() {
+            let prefix = queue_prefix(&target);
+            let (start, end) = prefix_range(&prefix);
+            let rows = self
+                .store
+                .scan(Tree::Outbox, &start, Some(&end), SCAN_WINDOW)?;
+            let Some(endpoint) = config.endpoint(&target) else {
+                continue;
+            };
+            let busy = in_flight
+                .iter()
+                .filter(|k| k.0.starts_with(&prefix))
+                .count();
+            let mut blocked: HashSet<String> = HashSet::new();
+            let mut picked = 0usize;
+            for (k, v) in rows {
+                let row = match open_row(mac, &k, &v) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Not what the vault wrote: never signed, dropped.
+                        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mut b = WriteBatch::new();
+                        b.delete(Tree::Outbox, k);
+                        self.store.apply(b)?;
+                        dropped += 1;
+                        continue;
+                    }
+                };
+                oldest = Some(oldest.map_or(row.at_ms, |o| o.min(row.at_ms)));
+                if endpoint.disabled_at_ms.is_some() {
+                    break;
+                }
+                let key = DeliveryKey(k);
+                if in_flight.contains(&key) || row.next_ms > now_ms {
+                    blocked.insert(row.subject);
+                    continue;
+                }
+                if blocked.contains(&row.subject) || busy + picked >= per_endpoint {
+                    blocked.insert(row.subject);
+                    continue;
+                }
+                blocked.insert(row.subject.clone());
+                picked += 1;
+                out.push(Delivery {
+                    key,
+                    target: target.clone(),
+                    url: endpoint.url.clone(),
+                    id: row.id,
+                    kind: row.kind,
+                    body: row.body,
+                    at: Duration::from_millis(row.at_ms),
+                    attempts: row.attempts,
+                });
+            }
+        }
+        let mut s = self.notifier.stats();
+        s.oldest_queued_ms = oldest;
+        s.failed += dropped;
+        s.queued = s.queued.saturating_sub(dropped);
+        Ok(out)
+    }
+
+    /// Moves scheduled events that fell due to their endpoint's queue.
+    fn promote_due(&self, now_ms: u64) -> Result<(), VaultError> {
+        let mut end = vec![SCHEDULED];
+        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        let due = self
+            .store
+            .scan(Tree::Outbox, &[SCHEDULED], Some(&end), PROMOTE_BATCH)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let config = self.notifier.config().clone();
+        let mac = self.keys.records();
+        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let position = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .size();
+        let mut batch = WriteBatch::new();
+        let (mut queued, mut gone) = (0u64, 0u64);
+        for (k, v) in due {
+            batch.delete(Tree::Outbox, k.clone());
+            gone += 1;
+            let (Some((target, origin)), Ok(row)) = (parse_scheduled(&k), open_row(mac, &k, &v))
+            else {
+                continue;
+            };
+            if !config.live(&target) {
+                continue;
+            }
+            let still = match &row.check {
+                Some((citizen, id)) => {
+                    let citizen = super::ops::citizen_id(citizen)?;
+                    super::consents::is_active(&*self.store, mac, &citizen, id)?
+                }
+                None => true,
+            };
+            if still {
+                let key = queue_key(&target, position, origin);
+                batch.put(Tree::Outbox, key.clone(), seal_row(mac, &key, &row)?);
+                queued += 1;
+            }
+        }
+        self.store.apply(batch)?;
+        let mut s = self.notifier.stats();
+        s.scheduled = s.scheduled.saturating_sub(gone);
+        s.queued += queued;
+        Ok(())
+    }
+
+    /// Records how an attempt ended: a delivered event leaves the outbox; a failed one is
+    /// retried after a back-off (the receiver's `retry-after` if longer, up to an hour)
+    /// until [`NOTIFY_RETRY_HOURS`] after it fell due, then given up; `410 Gone` disables
+    /// the endpoint (logged, `webhook.disable`) and keeps its events queued.
+    pub fn notification_result(
+        &self,
+        d: &Delivery,
+        outcome: &DeliveryOutcome,
+    ) -> Result<(), VaultError> {
+        let (_, now_ms) = now_parts();
+        if let DeliveryOutcome::Gone = outcome {
+            return self.disable_webhook(&d.target, now_ms);
+        }
+        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(stored) = self.store.get(Tree::Outbox, &d.key.0)? else {
+            // Removed meanwhile (the endpoint was removed).
+            return Ok(());
+        };
+        let mut batch = WriteBatch::new();
+        match outcome {
+            DeliveryOutcome::Delivered => {
+                batch.delete(Tree::Outbox, d.key.0.clone());
+                self.store.apply(batch)?;
+                let mut s = self.notifier.stats();
+                s.delivered += 1;
+                s.queued = s.queued.saturating_sub(1);
+            }
+            DeliveryOutcome::Failed { retry_after, .. } => {
+                let mut row = open_row(self.keys.records(), &d.key.0, &stored)?;
+                row.attempts = row.attempts.saturating_add(1);
+                let give_up = now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000;
+                if give_up {
+                    batch.delete(Tree::Outbox, d.key.0.clone());
+                } else {
+                    let wait = jitter(backoff(row.attempts))
+                        .max(retry_after.unwrap_or_default().min(NOTIFY_MAX_BACKOFF));
+                    row.next_ms = now_ms.saturating_add(wait.as_millis() as u64);
+                    batch.put(
+                        Tree::Outbox,
+                        d.key.0.clone(),
+                        seal_row(self.keys.records(), &d.key.0, &row)?,
+                    );
+                }
+                self.store.apply(batch)?;
+                let mut s = self.notifier.stats();
+                s.failed_attempts += 1;
+                if give_up {
+                    s.failed += 1;
+                    s.queued = s.queued.saturating_sub(1);
+                }
+            }
+            DeliveryOutcome::Gone => {}
+        }
+        Ok(())
+    }
+
+    fn disable_webhook(&self, target: &WebhookTarget, now_ms: u64) -> Result<(), VaultError> {
+        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut config = self.notifier.config().clone();
+        match config.endpoint_mut(target) {
+            Some(e) if e.disabled_at_ms.is_none() => e.disabled_at_ms = Some(now_ms),
+            _ => return Ok(()),
+        }
+        self.transact(|tx| {
+            self.store_notify_config(&mut tx.batch, &config)?;
+            let mut d = system("webhook.disable", now_ms);
+            d.initiator = Some(target_ref(target));
+            tx.entry(d);
+            Ok(())
+        })?;
+        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        Ok(())
+    }
+}
+
+/// How the log names a target (`initiator`).
+fn target_ref(t: &WebhookTarget) -> String {
+    match t {
+        WebhookTarget::Gateway => "gateway".to_owned(),
+        WebhookTarget::Agency(a) => format!("agency:{a}"),
+    }
+}
+
+/// Up to `max` keys of `Tree::Outbox` that start with `prefix`, in order, read a page at a
+/// time.
+fn keys_under(store: &dyn Storage, prefix: &[u8], max: usize) -> Result<Vec<Vec<u8>>, VaultError> {
+    let (mut start, end) = prefix_range(prefix);
+    let mut out = Vec::new();
+    while out.len() < max {
+        let page = store.scan(Tree::Outbox, &start, Some(&end), 1024.min(max - out.len()))?;
+        let Some((last, _)) = page.last() else { break };
+        start = last.clone();
+        start.push(0);
+        let n = page.len();
+        out.extend(page.into_iter().map(|(k, _)| k));
+        if n < 1024 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The keys from `prefix` (inclusive) to the first key after every key it starts.
+fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end.extend_from_slice(&[0xff; 16]);
+    (prefix.to_vec(), end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_second_to_an_hour() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(13), Duration::from_secs(3600));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(3600));
+        let j = jitter(Duration::from_secs(4));
+        assert!(j >= Duration::from_secs(4) && j <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn webhook_urls_must_be_plain_https() {
+        assert!(check_url("https://gw.example.gov/events").is_ok());
+        assert!(check_url("https://127.0.0.1:8443/x?y=1").is_ok());
+        for bad in [
+            "http://gw.example.gov/",
+            "https://",
+            "https:///path",
+            "https://user:pw@gw.example.gov/",
+            "https://gw.example.gov/a b",
+            "https://gw.example.gov/#frag",
+            "ftp://x",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_url(&format!("https://x/{}", "a".repeat(MAX_WEBHOOK_URL))).is_err());
+    }
+
+    #[test]
+    fn rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn scheduled_keys_round_trip_and_sort_by_due_time() {
+        let a = scheduled_key(5, &WebhookTarget::Agency("tax-office".into()), 9);
+        let b = scheduled_key(6, &WebhookTarget::Gateway, 1);
+        assert!(a < b);
+        assert_eq!(
+            parse_scheduled(&a),
+            Some((WebhookTarget::Agency("tax-office".into()), 9))
+        );
+        assert_eq!(parse_scheduled(&b), Some((WebhookTarget::Gateway, 1)));
+        assert_eq!(parse_scheduled(&a[..a.len() - 1]), None);
+    }
+
+    #[test]
+    fn entries_a_citizen_is_told_of() {
+        assert_eq!(citizen_event_type("access", "granted", false), Some("access.released"));
+        assert_eq!(citizen_event_type("access", "partial", false), Some("access.partly_released"));
+        assert_eq!(citizen_event_type("access", "refused", false), Some("access.refused"));
+        assert_eq!(citizen_event_type("access", "granted", true), Some("access.break_glass"));
+        assert_eq!(citizen_event_type("consent.request", "pending", false), Some("consent.requested"));
+        assert_eq!(citizen_event_type("consent.request", "refused", false), None);
+        assert_eq!(citizen_event_type("citizen.view_records", "done", false), None);
+        assert_eq!(citizen_event_type("erasure", "done", false), Some("erasure.done"));
+    }
+
+    #[test]
+    fn an_access_event_names_no_field_and_no_text() {
+        let mut d = EntryDraft::new(
+            1_700_000_000_000,
+            audit::Actor {
+                kind: ActorKind::Agency,
+                id: "tax-office".into(),
+            },
+            "access",
+            "partial",
+        );
+        d.subject = Some(audit::SubjectTag([1; 32]));
+        d.purpose = Some("tax assessment".into());
+        d.requested = vec!["income".into(), "address".into()];
+        d.released = vec!["address".into()];
+        let events = events_of(&d, 42, "c-1");
+        assert_eq!(events.len(), 1);
+        let (key, row) = events.into_iter().next().unwrap().row(42);
+        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42));
+        assert_eq!(row.id, "msg_42");
+        let v: Value = serde_json::from_str(&row.body).unwrap();
+        assert_eq!(v["type"], "access.partly_released");
+        assert_eq!(v["data"]["audit_index"], 42);
+        assert_eq!(v["data"]["citizen"], "c-1");
+        assert_eq!(v["data"]["agency"], "tax-office");
+        assert!(!row.body.contains("income") && !row.body.contains("address"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The notification outbox (`Vault::notifications_due` and friends): events are queued in
+//! the commit of their change only for endpoints that are set, handed out in order per
+//! citizen, kept until delivered (across a reopen), signed so that an independent Ed25519
+//! verifier accepts them, and dropped when their stored row was edited.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use ring::signature::{UnparsedPublicKey, ED25519};
+use vault_core::{ConsentRequestInput, DeliveryOutcome, Vault, WebhookTarget};
+
+const PASS: &str = "correct horse battery staple notify";
+
+fn open(root: &Path) -> Vault {
+    crate::init_data_dir(root, PASS).open(PASS).unwrap()
+}
+
+fn request(v: &Vault, citizen: &str) -> String {
+    v.request_consent(
+        "general_hospital",
+        ConsentRequestInput {
+            citizen: citizen.to_owned(),
+            purpose: "medical_treatment".to_owned(),
+            fields: vec!["health.blood_type".to_owned()],
+            expires_at: crate::days_ahead(30),
+            initiator: None,
+        },
+    )
+    .unwrap()
+    .artefact
+    .id()
+    .to_string()
+}
+
+fn access(v: &Vault, citizen: &str) {
+    let input = vault_core::AccessInput::new(
+        citizen,
+        "medical_treatment",
+        &["health.blood_type".to_owned()],
+        Some("consent"),
+        None,
+        None,
+    )
+    .unwrap();
+    v.access("general_hospital", input).unwrap();
+}
+
+fn body(d: &vault_core::Delivery) -> serde_json::Value {
+    serde_json::from_str(&d.body).unwrap()
+}
+
+#[test]
+fn events_are_queued_only_for_set_endpoints_and_delivered_in_order_per_citizen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    // Nothing set: nothing queued.
+    request(&v, "alice");
+    assert!(v.notifications_due(&HashSet::new(), 8).unwrap().is_empty());
+    assert_eq!(v.notification_stats().queued, 0);
+
+    let hospital = WebhookTarget::Agency("general_hospital".to_owned());
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    v.set_webhook(&hospital, Some("https://hospital.example.gov/hook"))
+        .unwrap();
+    assert!(v
+        .set_webhook(
+            &WebhookTarget::Agency("nobody".into()),
+            Some("https://x.example/")
+        )
+        .is_err());
+    assert!(v
+        .set_webhook(&WebhookTarget::Gateway, Some("http://gw.example.gov/"))
+        .is_err());
+
+    let me = crate::citizen_token(&v, "alice");
+    let id = request(&v, "alice");
+    v.answer_consent_request(&me, &id, true).unwrap();
+    access(&v, "alice");
+    request(&v, "bob");
+    // Gateway: alice's request, grant and access; bob's request. Hospital: alice's grant.
+    assert_eq!(v.notification_stats().queued, 5);
+    // Two expiries scheduled (agency and gateway).
+    assert_eq!(v.notification_stats().scheduled, 2);
+
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    let kinds: Vec<(WebhookTarget, String)> = due
+        .iter()
+        .map(|d| (d.target.clone(), d.kind.clone()))
+        .collect();
+    // One event per citizen at a time: alice's first, bob's first, the hospital's one.
+    assert_eq!(
+        kinds,
+        vec![
+            (hospital.clone(), "consent.granted".to_owned()),
+            (WebhookTarget::Gateway, "consent.requested".to_owned()),
+            (WebhookTarget::Gateway, "consent.requested".to_owned()),
+        ]
+    );
+    let granted = body(&due[0]);
+    assert_eq!(granted["data"]["consent_id"], id.as_str());
+    assert_eq!(granted["data"]["citizen"], "alice");
+    assert_eq!(granted["data"]["agency"], "general_hospital");
+    // An event in flight holds back the later ones of its citizen.
+    let in_flight: HashSet<_> = due.iter().map(|d| d.key.clone()).collect();
+    assert!(v.notifications_due(&in_flight, 8).unwrap().is_empty());
+
+    // The signature verifies with the published key (ring here; the end-to-end test uses
+    // an independent implementation).
+    let keys = v.notification_keys().unwrap();
+    assert_eq!(keys.len(), 1);
+    let pk = base64_decode(keys[0].public_key.strip_prefix("whpk_").unwrap());
+    let sig = v.sign_notification(&due[0], 1_700_000_000).unwrap();
+    let raw = base64_decode(sig.strip_prefix("v1a,").unwrap());
+    let content = format!("{}.1700000000.{}", due[0].id, due[0].body);
+    UnparsedPublicKey::new(&ED25519, &pk)
+        .verify(content.as_bytes(), &raw)
+        .unwrap();
+
+    // Alice's first fails: her next is held back until the retry; bob's is done.
+    v.notification_result(
+        &due[1],
+        &DeliveryOutcome::Failed {
+            error: "connection refused".into(),
+            retry_after: None,
+        },
+    )
+    .unwrap();
+    v.notification_result(&due[2], &DeliveryOutcome::Delivered)
+        .unwrap();
+    v.notification_result(&due[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    assert!(v.notifications_due(&HashSet::new(), 8).unwrap().is_empty());
+    let s = v.notification_stats();
+    assert_eq!((s.queued, s.delivered, s.failed_attempts), (3, 2, 1));
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    assert_eq!(
+        due[0].id,
+        format!("msg_{}", body(&due[0])["data"]["audit_index"])
+    );
+    v.shutdown();
+    drop(v);
+
+    // Kept across a reopen, in the same order.
+    let v = crate::init_data_dir_reopen(tmp.path(), PASS);
+    assert_eq!(v.notification_stats().queued, 3);
+    let mut order = Vec::new();
+    loop {
+        let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for d in &due {
+            order.push(body(d)["type"].as_str().unwrap().to_owned());
+            v.notification_result(d, &DeliveryOutcome::Delivered)
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        order,
+        ["consent.requested", "consent.granted", "access.refused"]
+            .map(str::to_owned)
+            .to_vec(),
+        "alice's events in the order they happened"
+    );
+    assert_eq!(v.notification_stats().queued, 0);
+    v.shutdown();
+}
+
+#[test]
+fn gone_disables_an_endpoint_and_removing_one_drops_its_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    request(&v, "alice");
+    request(&v, "bob");
+    let due = v.notifications_due(&HashSet::new(), 1).unwrap();
+    assert_eq!(due.len(), 1, "at most the endpoint's concurrency");
+    v.notification_result(&due[0], &DeliveryOutcome::Gone)
+        .unwrap();
+    let view = v.webhook(&WebhookTarget::Gateway).unwrap().unwrap();
+    assert!(view.disabled_at.is_some());
+    assert_eq!(view.queued, 2, "kept for when it is set again");
+    assert!(v.notifications_due(&HashSet::new(), 8).unwrap().is_empty());
+    // Set again: delivery resumes.
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    assert_eq!(v.notifications_due(&HashSet::new(), 8).unwrap().len(), 2);
+    v.set_webhook(&WebhookTarget::Gateway, None).unwrap();
+    assert!(v.webhook(&WebhookTarget::Gateway).unwrap().is_none());
+    assert_eq!(v.notification_stats().queued, 0);
+    v.sign_checkpoint_now().unwrap();
+    let actions: Vec<String> = v
+        .audit_entries(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.entry.action.clone())
+        .filter(|a| a.starts_with("webhook"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "webhook.set",
+            "webhook.disable",
+            "webhook.set",
+            "webhook.remove"
+        ]
+        .map(str::to_owned)
+    );
+    v.shutdown();
+}
+
+#[test]
+fn a_rotated_key_signs_beside_the_new_one_and_an_edited_row_is_never_signed() {
+    use vault_core::storage::{SledStore, Storage, Tree, WriteBatch};
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    request(&v, "alice");
+    let before = v.notification_keys().unwrap();
+    let after = v.rotate_notification_key().unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after[0].current && after[0].generation == 2);
+    assert_eq!(after[1].public_key, before[0].public_key);
+    assert!(after[1].signs_until.is_some());
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    let sig = v.sign_notification(&due[0], 1).unwrap();
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    v.shutdown();
+    drop(v);
+    // An edit of the queued row offline: dropped, never signed.
+    let store_dir = tmp.path().join("data").join("store");
+    {
+        let s = SledStore::open(&store_dir).unwrap();
+        let rows = s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap();
+        assert_eq!(rows.len(), 1);
+        let (k, mut value) = rows.into_iter().next().unwrap();
+        let at = value.len() / 2;
+        value[at] ^= 1;
+        let mut b = WriteBatch::new();
+        b.put(Tree::Outbox, k, value);
+        s.commit(b).unwrap();
+    }
+    let v = crate::init_data_dir_reopen(tmp.path(), PASS);
+    assert!(v.notifications_due(&HashSet::new(), 8).unwrap().is_empty());
+    assert_eq!(v.notification_stats().failed, 1);
+    // The rotation survived the reopen.
+    assert_eq!(v.notification_keys().unwrap()[0].generation, 2);
+    v.shutdown();
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
