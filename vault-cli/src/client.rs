@@ -165,6 +165,21 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("the answer to {what} is not JSON"))
     }
 
+    /// `PUT path` with a JSON body, the answer as JSON.
+    pub(crate) fn put_json(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
+        let bytes = self.send(
+            self.http.put(format!("{}{path}", self.base)).json(body),
+            what,
+        )?;
+        serde_json::from_slice(&bytes).with_context(|| format!("the answer to {what} is not JSON"))
+    }
+
+    /// `DELETE path`, the answer as JSON.
+    pub(crate) fn delete_json(&self, path: &str, what: &str) -> anyhow::Result<Value> {
+        let bytes = self.send(self.http.delete(format!("{}{path}", self.base)), what)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("the answer to {what} is not JSON"))
+    }
+
     /// `POST path` with a JSON body, the answer as JSON.
     pub(crate) fn post_json(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
         let bytes = self.send(

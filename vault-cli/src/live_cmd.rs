@@ -41,6 +41,12 @@ pub(crate) enum AgencyCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The agency's webhook endpoint: where the vault posts its consent events (signed
+    /// Standard Webhooks; docs/notifications.md).
+    Webhook {
+        #[command(subcommand)]
+        cmd: crate::notify_cmd::AgencyWebhookCmd,
+    },
     /// Revoke an agency (every certificate of it), or with --fingerprint one certificate
     /// only:
     /// refused at once, also on open connections, and for good (a new enrolment issues a
@@ -171,6 +177,15 @@ pub(crate) fn agency(cmd: AgencyCmd) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AgencyCmd::Webhook { cmd } => {
+            let (id, step) = cmd.split();
+            let id = agency_id(&id)?;
+            crate::notify_cmd::endpoint(
+                step,
+                &format!("/v1/admin/agencies/{}/webhook", segment(id.as_str())),
+                &format!("agency {id}"),
+            )
         }
         AgencyCmd::Revoke {
             fingerprint: Some(fp),

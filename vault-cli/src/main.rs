@@ -14,6 +14,7 @@ mod import_cmd;
 mod keys_cmd;
 mod live_cmd;
 mod migrate_cmd;
+mod notify_cmd;
 mod observed;
 mod policies_cmd;
 mod report_cmd;
@@ -104,6 +105,11 @@ enum Command {
     Agency {
         #[command(subcommand)]
         cmd: live_cmd::AgencyCmd,
+    },
+    /// Notifications (live): the citizens' gateway, the endpoints set, the signing keys.
+    Notifications {
+        #[command(subcommand)]
+        cmd: notify_cmd::NotificationsCmd,
     },
     /// Citizen bearer tokens (live).
     Citizen {
@@ -272,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => vault_cmd::upgrade(&data_dir, &store, passphrase_file.as_deref(), json),
         Command::Operator { cmd } => vault_cmd::operator(cmd),
         Command::Agency { cmd } => live_cmd::agency(cmd),
+        Command::Notifications { cmd } => notify_cmd::notifications(cmd),
         Command::Citizen {
             cmd: CitizenCmd::Token { citizen, issue },
         } => issue.run("citizen", "citizen", &citizen),

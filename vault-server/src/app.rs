@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     standby_view: RwLock<Option<Arc<vault_core::Standby>>>,
     /// The witness policy and cosigning state (`--witness-policy`), if any.
     witnessing: std::sync::OnceLock<Arc<crate::witness::Witnessing>>,
+    /// Webhook delivery (`notify.rs`).
+    notifying: std::sync::OnceLock<Arc<crate::notify::Notifying>>,
     /// Permits for [`public_blocking`] (at most [`PUBLIC_READS`] at once).
     public_reads: tokio::sync::Semaphore,
     /// Full tiles already served (their bytes never change).
@@ -74,6 +76,7 @@ impl AppState {
             cluster: Default::default(),
             standby_view: RwLock::new(None),
             witnessing: std::sync::OnceLock::new(),
+            notifying: std::sync::OnceLock::new(),
             public_reads: tokio::sync::Semaphore::new(PUBLIC_READS),
             tiles: Default::default(),
             unseal_failures: Mutex::new(0),
@@ -258,6 +261,16 @@ impl AppState {
             Some(view) => Ok(view),
             None => self.serving().map(|v| v.public_log()),
         }
+    }
+
+    /// Sets the webhook delivery (once, at start).
+    pub(crate) fn set_notifying(&self, n: Arc<crate::notify::Notifying>) {
+        let _ = self.notifying.set(n);
+    }
+
+    /// Webhook delivery.
+    pub(crate) fn notifying(&self) -> Option<&Arc<crate::notify::Notifying>> {
+        self.notifying.get()
     }
 
     /// Sets the witness policy (once, at start).

@@ -21,6 +21,7 @@ mod dev;
 mod error;
 mod limits;
 mod metrics;
+mod notify;
 mod openapi;
 mod router;
 mod routes;
@@ -209,6 +210,18 @@ struct Args {
     #[arg(long, env = "VAULT_WITNESS_TIMEOUT", value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     witness_timeout: u64,
+    /// The CA certificates (PEM) of the webhook receivers' TLS servers (agencies'
+    /// endpoints and the citizens' notification gateway; docs/notifications.md).
+    #[arg(long, env = "VAULT_WEBHOOK_CA", value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
+    /// Seconds a webhook receiver has to answer a delivery.
+    #[arg(long, env = "VAULT_WEBHOOK_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    webhook_timeout: u64,
+    /// Deliveries under way at once per webhook endpoint.
+    #[arg(long, env = "VAULT_WEBHOOK_CONCURRENCY", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    webhook_concurrency: u64,
 }
 
 /// The vault to serve.
@@ -410,6 +423,13 @@ async fn run(args: Args, source: Source, pass: Option<Zeroizing<String>>) -> any
         app.set_witnessing(w.clone());
         tokio::spawn(w.run(app.clone()));
     }
+    let n = Arc::new(notify::Notifying::new(
+        args.webhook_ca.as_deref(),
+        Duration::from_secs(args.webhook_timeout),
+        args.webhook_concurrency as usize,
+    )?);
+    app.set_notifying(n.clone());
+    tokio::spawn(n.run(app.clone()));
     tokio::spawn(app::renew_server_cert_periodically(
         app.clone(),
         app::RENEW_CHECK_EVERY,

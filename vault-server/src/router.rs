@@ -9,7 +9,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::{admin, agency, audit, citizen, ops, seal};
+use crate::routes::{admin, agency, audit, citizen, notify, ops, seal};
 
 /// Largest request body accepted (413 beyond).
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -39,6 +39,8 @@ pub(crate) fn router(app: App, enable_echo: bool, public_entries: bool) -> Route
         .route("/v1/me/access-history", get(citizen::history))
         .route("/v1/me/export", get(citizen::export))
         .route("/v1/me/erasure", post(citizen::erasure))
+        .route("/v1/me/notifications", get(notify::feed))
+        .route("/v1/notifications/keys", get(notify::keys))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))
         .route("/v1/audit/witness-policy", get(audit::witness_policy))
@@ -51,6 +53,23 @@ pub(crate) fn router(app: App, enable_echo: bool, public_entries: bool) -> Route
             get(admin::list_agencies).post(admin::enrol),
         )
         .route("/v1/admin/agencies/{id}/revoke", post(admin::revoke_agency))
+        .route(
+            "/v1/admin/agencies/{id}/webhook",
+            get(notify::get_agency_webhook)
+                .put(notify::put_agency_webhook)
+                .delete(notify::delete_agency_webhook),
+        )
+        .route(
+            "/v1/admin/gateway",
+            get(notify::get_gateway)
+                .put(notify::put_gateway)
+                .delete(notify::delete_gateway),
+        )
+        .route("/v1/admin/webhooks", get(notify::list))
+        .route(
+            "/v1/admin/notifications/rotate-key",
+            post(notify::rotate_key),
+        )
         .route(
             "/v1/admin/certificates/{fingerprint}/revoke",
             post(admin::revoke_certificate),

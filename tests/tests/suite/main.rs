@@ -12,6 +12,7 @@ mod export_memory;
 mod failover;
 mod flows;
 mod migrate;
+mod notify;
 mod openapi;
 mod operator_audit;
 mod pg;

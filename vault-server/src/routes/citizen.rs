@@ -120,9 +120,9 @@ pub(crate) async fn deny(
 #[serde(deny_unknown_fields)]
 pub(crate) struct Page {
     #[serde(default)]
-    start: Option<u64>,
+    pub(crate) start: Option<u64>,
     #[serde(default)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// `GET /v1/me/access-history?start=N&limit=M`: the citizen's own entries, newest

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod agency;
 pub(crate) mod audit;
 pub(crate) mod citizen;
+pub(crate) mod notify;
 pub(crate) mod ops;
 pub(crate) mod seal;
 pub(crate) mod vocabulary;

@@ -83,6 +83,9 @@ pub(crate) async fn metrics(State(app): State<App>) -> impl IntoResponse {
     if let Some(w) = app.witnessing() {
         w.render_metrics(&mut text);
     }
+    if let Some(n) = app.notifying() {
+        n.render_metrics(vault.as_deref(), &mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
