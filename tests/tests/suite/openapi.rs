@@ -666,6 +666,19 @@ async fn live_answers_validate_against_their_documented_schemas() {
         me(Method::GET, "/v1/me/access-history?limit=2"),
         200
     );
+    let feed = expect!(
+        "get",
+        "/v1/me/notifications",
+        me(Method::GET, "/v1/me/notifications?limit=2"),
+        200
+    );
+    assert!(!feed["entries"].as_array().unwrap().is_empty(), "{feed}");
+    expect!(
+        "get",
+        "/v1/notifications/keys",
+        public.get(v.at("/v1/notifications/keys")),
+        200
+    );
     expect!(
         "get",
         "/v1/me/export",
@@ -715,6 +728,63 @@ async fn live_answers_validate_against_their_documented_schemas() {
         "get",
         "/v1/admin/agencies",
         op.get(v.at("/v1/admin/agencies")),
+        200
+    );
+    expect!(
+        "put",
+        "/v1/admin/agencies/{id}/webhook",
+        op.put(v.at("/v1/admin/agencies/tax_authority/webhook"))
+            .json(&json!({"url": "https://tax.example.gov/vault-events"})),
+        200
+    );
+    expect!(
+        "put",
+        "/v1/admin/agencies/{id}/webhook",
+        op.put(v.at("/v1/admin/agencies/tax_authority/webhook"))
+            .json(&json!({"url": "http://tax.example.gov/"})),
+        400
+    );
+    expect!(
+        "get",
+        "/v1/admin/agencies/{id}/webhook",
+        op.get(v.at("/v1/admin/agencies/nobody/webhook")),
+        404
+    );
+    expect!(
+        "put",
+        "/v1/admin/gateway",
+        op.put(v.at("/v1/admin/gateway"))
+            .json(&json!({"url": "https://gw.example.gov/events"})),
+        200
+    );
+    expect!(
+        "get",
+        "/v1/admin/gateway",
+        op.get(v.at("/v1/admin/gateway")),
+        200
+    );
+    expect!(
+        "get",
+        "/v1/admin/webhooks",
+        op.get(v.at("/v1/admin/webhooks")),
+        200
+    );
+    expect!(
+        "post",
+        "/v1/admin/notifications/rotate-key",
+        op.post(v.at("/v1/admin/notifications/rotate-key")),
+        200
+    );
+    expect!(
+        "delete",
+        "/v1/admin/agencies/{id}/webhook",
+        op.delete(v.at("/v1/admin/agencies/tax_authority/webhook")),
+        200
+    );
+    expect!(
+        "delete",
+        "/v1/admin/gateway",
+        op.delete(v.at("/v1/admin/gateway")),
         200
     );
     let t = expect!(

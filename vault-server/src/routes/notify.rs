@@ -1,13 +1,13 @@
 //! Notification routes (docs/notifications.md): the operator's webhook endpoints and key
 //! rotation, the public notification keys, and a citizen's own feed.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vault_core::{NotificationKey, WebhookTarget, WebhookView};
 
-use super::{Body, Path};
+use super::{Body, Path, Query};
 use crate::app::{blocking, App, CitizenCaller, OperatorCaller};
 use crate::error::ApiError;
 use crate::routes::citizen::Page;
