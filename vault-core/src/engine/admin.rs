@@ -648,6 +648,12 @@ impl Vault {
             if let Some(tag) = &out.subject_tag {
                 log::stage_blank_notes(&*tx.vault.store, &mut tx.batch, tag)?;
             }
+            tx.vault.notifier.stage_forget(
+                &*tx.vault.store,
+                &mut tx.batch,
+                tx.vault.keys.records(),
+                &id,
+            )?;
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.initiator = by.map(|t| t.token_id.clone());
             d.processing = Some("erasure".to_owned());

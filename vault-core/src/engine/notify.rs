@@ -385,6 +385,39 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    /// Stages the deletion of every queued or scheduled event about `citizen` (an
+    /// erasure: nothing about the person stays in the outbox but the erasure's own event,
+    /// staged after this). Reads the whole outbox, which is small unless a receiver has
+    /// been down for long.
+    pub(super) fn stage_forget(
+        &self,
+        store: &dyn Storage,
+        batch: &mut WriteBatch,
+        mac: &RecordMac,
+        citizen: &CitizenId,
+    ) -> Result<(), VaultError> {
+        let mut forgotten = (0u64, 0u64);
+        for item in storage::scan_all(store, Tree::Outbox) {
+            let (k, v) = item?;
+            // A row that fails its check is dropped too: it is not the vault's.
+            let about = open_row(mac, &k, &v).map_or(true, |r| r.subject == citizen.as_str());
+            if about {
+                if k.first() == Some(&SCHEDULED) {
+                    forgotten.1 += 1;
+                } else {
+                    forgotten.0 += 1;
+                }
+                batch.delete(Tree::Outbox, k);
+            }
+        }
+        let mut s = self.stats();
+        s.queued = s.queued.saturating_sub(forgotten.0);
+        s.scheduled = s.scheduled.saturating_sub(forgotten.1);
+        Ok(())
+    }
+}
+
 fn seal_row(mac: &RecordMac, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultError> {
     Ok(mac.seal(Tree::Outbox, key, codec::encode(ROW_KIND, ROW_FORMAT, row)?))
 }

@@ -270,3 +270,37 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+#[test]
+fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
+    use vault_core::storage::{SledStore, Storage, Tree};
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    let hospital = WebhookTarget::Agency("general_hospital".to_owned());
+    v.set_webhook(&WebhookTarget::Gateway, Some("https://gw.example.gov/events"))
+        .unwrap();
+    v.set_webhook(&hospital, Some("https://hospital.example.gov/hook"))
+        .unwrap();
+    let me = crate::citizen_token(&v, "alice");
+    let id = request(&v, "alice");
+    v.answer_consent_request(&me, &id, true).unwrap();
+    request(&v, "bob");
+    let s = v.notification_stats();
+    assert_eq!((s.queued, s.scheduled), (4, 2));
+    v.erase_citizen("alice", None).unwrap();
+    // Alice's requested/granted events and her consent's expiries are gone; bob's stays,
+    // and the erasure's own event is queued for the gateway.
+    let s = v.notification_stats();
+    assert_eq!((s.queued, s.scheduled), (2, 0));
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    let kinds: Vec<&str> = due.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds, ["consent.requested", "erasure.done"]);
+    for d in &due {
+        v.notification_result(d, &DeliveryOutcome::Delivered).unwrap();
+    }
+    assert_eq!(v.notification_stats().queued, 0);
+    v.shutdown();
+    drop(v);
+    let s = SledStore::open(&tmp.path().join("data").join("store")).unwrap();
+    assert!(s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap().is_empty());
+}
