@@ -758,6 +758,60 @@ async fn citizen_page_in_a_real_browser(v: Vault) {
     let revoked = b.text("#consents-revoked").await.unwrap();
     assert!(revoked.contains("Saint Mary General Hospital"), "{revoked}");
 
+    // Notifications: the accesses and consent changes, each verified by the browser from
+    // its leaf, the event type derived from the verified entry; nothing about the other
+    // citizen.
+    b.click("#tab-notifications").await.unwrap();
+    b.wait_for(
+        "the notifications",
+        "return document.querySelectorAll('#notifications-list li').length >= 4",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    let items = b
+        .js(
+            "return [...document.querySelectorAll('#notifications-list li')].map((li) => \
+             [Number(li.dataset.index), li.dataset.type, li.querySelector('[data-verified]').dataset.verified])",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let items = items.as_array().unwrap();
+    let find = |index: u64| {
+        items
+            .iter()
+            .find(|i| i[0] == index)
+            .unwrap_or_else(|| panic!("entry {index} among the notifications: {items:?}"))
+    };
+    assert_eq!(find(emergency_index)[1], "access.break_glass");
+    assert!(
+        find(police_index)[1]
+            .as_str()
+            .unwrap()
+            .starts_with("access.released")
+            || find(police_index)[1] == "access.partly_released"
+    );
+    assert!(
+        items.iter().any(|i| i[1] == "consent.requested"),
+        "{items:?}"
+    );
+    assert!(items.iter().all(|i| i[2] == "ok"), "{items:?}");
+    assert!(items.iter().all(|i| i[0] != other_index), "{items:?}");
+    let text = b.text("#notifications-list").await.unwrap();
+    assert!(text.contains("Emergency access, for review"), "{text}");
+    b.screenshot(&shots, "notifications-390", 390)
+        .await
+        .unwrap();
+    assert!(
+        !b.overflows().await.unwrap(),
+        "notifications wider than a phone"
+    );
+    b.set_width(1280).await.unwrap();
+    b.screenshot(&shots, "notifications-1280", 1280)
+        .await
+        .unwrap();
+
     // Export: a JSON file in the download folder, of this citizen only.
     b.click("#tab-data").await.unwrap();
     b.screenshot(&shots, "data-390", 390).await.unwrap();

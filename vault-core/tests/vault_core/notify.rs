@@ -277,8 +277,11 @@ fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
     let tmp = tempfile::tempdir().unwrap();
     let v = open(tmp.path());
     let hospital = WebhookTarget::Agency("general_hospital".to_owned());
-    v.set_webhook(&WebhookTarget::Gateway, Some("https://gw.example.gov/events"))
-        .unwrap();
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
     v.set_webhook(&hospital, Some("https://hospital.example.gov/hook"))
         .unwrap();
     let me = crate::citizen_token(&v, "alice");
@@ -296,11 +299,15 @@ fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
     let kinds: Vec<&str> = due.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds, ["consent.requested", "erasure.done"]);
     for d in &due {
-        v.notification_result(d, &DeliveryOutcome::Delivered).unwrap();
+        v.notification_result(d, &DeliveryOutcome::Delivered)
+            .unwrap();
     }
     assert_eq!(v.notification_stats().queued, 0);
     v.shutdown();
     drop(v);
     let s = SledStore::open(&tmp.path().join("data").join("store")).unwrap();
-    assert!(s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap().is_empty());
+    assert!(s
+        .scan(Tree::Outbox, &[], None, usize::MAX)
+        .unwrap()
+        .is_empty());
 }

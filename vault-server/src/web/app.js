@@ -20,6 +20,8 @@
     consents: [],
     requests: [],
     entries: [], // {index, leafB64, proof, checkpoint, status, reason, entry}
+    notifications: [], // the same, with `said`: the event type the vault gave
+    notificationsNext: null,
     checkpoints: [], // verified checkpoints of the pages loaded: {size, root, keyId}
     next: null,
     integrityProblems: [],
@@ -749,13 +751,126 @@
     renderRequests();
   }
 
+  // The event a citizen is told of for an entry (vault-core `citizen_event_type`); the
+  // page derives it from the verified leaf and compares it with what the vault said.
+  function eventType(e) {
+    if (!e) return null;
+    switch (e.action) {
+      case "access":
+        if (e.review) return "access.break_glass";
+        return { granted: "access.released", partial: "access.partly_released" }[e.decision] || "access.refused";
+      case "consent.request":
+        return e.decision === "pending" ? "consent.requested" : null;
+      case "consent.grant":
+        return "consent.granted";
+      case "consent.revoke":
+        return "consent.withdrawn";
+      case "consent.deny":
+        return "consent.declined";
+      case "erasure":
+        return "erasure.done";
+      default:
+        return null;
+    }
+  }
+
+  const EVENT_TEXT = {
+    "access.released": "Data released",
+    "access.partly_released": "Data partly released",
+    "access.refused": "Request refused: nothing released",
+    "access.break_glass": "Emergency access, for review",
+    "consent.requested": "Consent asked for",
+    "consent.granted": "Consent given",
+    "consent.withdrawn": "Consent withdrawn",
+    "consent.declined": "Consent request declined",
+    "erasure.done": "Data erased",
+  };
+
+  async function loadNotifications(start) {
+    const q = "/v1/me/notifications?limit=" + PAGE_SIZE + (start === null || start === undefined ? "" : "&start=" + start);
+    const h = await api(q);
+    let cp = null;
+    let cpFailure = null;
+    try {
+      cp = await acceptCheckpoint(h.checkpoint, h.key);
+      if (cp.size !== h.tree_size) throw new V.VerifyError("the tree size beside the checkpoint differs from the signed one");
+    } catch (e) {
+      cpFailure = e.message;
+    }
+    const unsupported = !(await V.ed25519Available());
+    for (const raw of h.entries) {
+      const it = { index: raw.index, leafB64: raw.leaf, proof: raw.proof, checkpoint: cp, status: "pending", reason: null, entry: null, said: raw.type };
+      if (unsupported) {
+        it.status = "unavailable";
+        it.reason = "cannot verify in this browser: it has no Ed25519 signatures in WebCrypto";
+      } else if (!cp) {
+        it.status = "failed";
+        it.reason = "the log's signed checkpoint did not verify: " + cpFailure;
+      } else {
+        const r = await verifyEntry(it, cp);
+        it.status = r.status;
+        it.reason = r.reason || null;
+        it.entry = r.entry || null;
+        if (it.entry && eventType(it.entry) !== raw.type) {
+          it.status = "failed";
+          it.reason = "the vault called this entry \u201c" + raw.type + "\u201d, which is not what the log says";
+          it.unverifiedEntry = it.entry;
+          it.entry = null;
+        }
+      }
+      if (!it.entry && !it.unverifiedEntry) {
+        try {
+          it.unverifiedEntry = CBOR.decodeEntry(V.b64decode(raw.leaf));
+        } catch (e) {
+          it.unverifiedEntry = null;
+        }
+      }
+      state.notifications.push(it);
+    }
+    state.notificationsNext = h.next === null || h.next === undefined ? null : h.next;
+    renderNotifications();
+  }
+
+  function notificationCard(it) {
+    const e = it.entry || it.unverifiedEntry;
+    const type = eventType(e) || it.said;
+    const li = el("li", { class: "card notification " + it.status, "data-index": String(it.index), "data-type": type || "" });
+    if (!e) {
+      li.append(el("h3", { text: "A notification this page could not read" }), mark(it));
+      return li;
+    }
+    li.append(el("h3", {}, headline(e)));
+    li.append(el("p", { class: "meta" },
+      el("time", { dateTime: new Date(e.time).toISOString(), text: when(e.time) }),
+      " \u00b7 ", el("span", { class: "event", text: EVENT_TEXT[type] || type })));
+    if (!it.entry) li.append(el("p", { class: "muted", text: "Shown unverified:" }));
+    const dl = el("dl");
+    if (e.actor.kind === "agency") detail(dl, "Agency", agencyName(e.actor.id));
+    detail(dl, "Purpose", purposeText(e.purpose));
+    detail(dl, "Log entry", "number " + e.index + " (details under \u201cWho used my data\u201d)");
+    li.append(dl, mark(it));
+    return li;
+  }
+
+  function renderNotifications() {
+    const list = $("notifications-list");
+    list.replaceChildren(...state.notifications.map(notificationCard));
+    const n = state.notifications.length;
+    $("notifications-summary").textContent = n === 0 ? "No notifications yet."
+      : n + (n === 1 ? " notification" : " notifications") + (state.notificationsNext !== null ? " (older ones exist)." : ".");
+    $("notifications-more").hidden = state.notificationsNext === null;
+  }
+
   async function refresh() {
+    state.notifications = [];
+    state.notificationsNext = null;
     state.entries = [];
     state.checkpoints = [];
     state.witness = undefined;
     state.next = null;
     await loadConsents();
     await loadHistory(null);
+    await loadNotifications(null);
   }
 
   async function start() {
@@ -786,6 +901,7 @@
     state.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     state.entries = [];
+    state.notifications = [];
     state.consents = [];
     state.requests = [];
     state.checkpoints = [];
@@ -893,6 +1009,16 @@
         await loadHistory(state.next);
       } catch (e) {
         setStatus("Could not load older entries: " + e.message, "warning");
+      }
+      b.disabled = false;
+    });
+    $("notifications-more").addEventListener("click", async () => {
+      const b = $("notifications-more");
+      b.disabled = true;
+      try {
+        await loadNotifications(state.notificationsNext);
+      } catch (e) {
+        setStatus("Could not load older notifications: " + e.message, "warning");
       }
       b.disabled = false;
     });
