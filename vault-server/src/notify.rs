@@ -15,7 +15,8 @@ use vault_core::{Delivery, DeliveryKey, DeliveryOutcome, Vault, WebhookTarget};
 
 use crate::app::App;
 
-/// How often the active node looks for events to deliver.
+/// How often the active node looks for new events to deliver; a finished delivery looks
+/// again at once (the next event of its citizen may be waiting for it).
 const POLL: Duration = Duration::from_millis(20);
 /// Delivery latencies kept for the quantiles in `/metrics`.
 const LATENCY_WINDOW: usize = 4096;
@@ -26,7 +27,10 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Status {
+    /// Handed out and not yet recorded as done.
     in_flight: HashSet<DeliveryKey>,
+    /// Attempts that ended, to record in the next round (one store write for all).
+    done: Vec<(Delivery, DeliveryOutcome)>,
     /// From the event to its delivery.
     latencies: VecDeque<Duration>,
     /// The last failure per endpoint, in words, and when it was logged.
@@ -38,6 +42,8 @@ pub(crate) struct Notifying {
     client: reqwest::Client,
     concurrency: usize,
     status: Mutex<Status>,
+    /// Wakes the delivery loop when a delivery ends.
+    wake: tokio::sync::Notify,
 }
 
 impl Notifying {
@@ -67,6 +73,7 @@ impl Notifying {
             client: builder.build().context("the webhook HTTP client")?,
             concurrency,
             status: Mutex::new(Status::default()),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -77,22 +84,57 @@ impl Notifying {
     /// Delivers events while this node is active, until the process ends.
     pub(crate) async fn run(self: Arc<Self>, app: App) {
         loop {
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.wake.notified() => {}
+            }
             let Some(vault) = app.vault() else { continue };
-            let in_flight = self.status().in_flight.clone();
+            let (done, in_flight) = {
+                let mut s = self.status();
+                (std::mem::take(&mut s.done), s.in_flight.clone())
+            };
             let concurrency = self.concurrency;
             let v = vault.clone();
-            let due =
-                tokio::task::spawn_blocking(move || v.notifications_due(&in_flight, concurrency))
-                    .await;
-            let due = match due {
-                Ok(Ok(due)) => due,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read the notification outbox");
-                    continue;
+            let round = tokio::task::spawn_blocking(move || {
+                // What ended is recorded before the next events are chosen, and stays
+                // in flight until then (it must not be handed out again).
+                let recorded = if done.is_empty() {
+                    Ok(())
+                } else {
+                    v.notification_results(&done)
+                };
+                let mut in_flight = in_flight;
+                for (d, _) in &done {
+                    in_flight.remove(&d.key);
+                }
+                let ended: Vec<DeliveryKey> = done.into_iter().map(|(d, _)| d.key).collect();
+                (
+                    ended,
+                    recorded,
+                    v.notifications_due(&in_flight, concurrency),
+                )
+            })
+            .await;
+            let due = match round {
+                Ok((ended, recorded, due)) => {
+                    let mut s = self.status();
+                    for k in &ended {
+                        s.in_flight.remove(k);
+                    }
+                    drop(s);
+                    if let Err(e) = recorded {
+                        tracing::warn!(error = %e, "cannot record notification deliveries; they will be sent again");
+                    }
+                    match due {
+                        Ok(due) => due,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the notification outbox");
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the notification outbox read panicked");
+                    tracing::error!(error = %e, "a notification round panicked");
                     continue;
                 }
             };
@@ -114,18 +156,13 @@ impl Notifying {
             ),
             DeliveryOutcome::Delivered => {}
         }
-        let v = vault.clone();
-        let d2 = d.clone();
-        let recorded =
-            tokio::task::spawn_blocking(move || v.notification_result(&d2, &outcome)).await;
-        if let Ok(Err(e)) = &recorded {
-            tracing::warn!(error = %e, "cannot record a notification's delivery; it will be sent again");
-        }
+        drop(vault);
         if delivered {
             self.clear_error(&d.target);
         }
         let mut s = self.status();
-        s.in_flight.remove(&d.key);
+        s.done.push((d.clone(), outcome));
+        self.wake.notify_one();
         if delivered {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -6,8 +6,9 @@
 //!
 //! Outbox rows (`Tree::Outbox`, each sealed with the record MAC so that an offline edit
 //! cannot make the vault sign an event it did not produce):
-//! - `q || len || endpoint || position (u64 BE) || origin (u64 BE)`: queued for delivery, in
-//!   position order per endpoint. The position of an event is the log index of the entry
+//! - `q || len || endpoint || position (u64 BE) || origin (u64 BE) || subject (8 bytes)`:
+//!   queued for delivery, in position order per endpoint; `subject` is the first 8 bytes of
+//!   SHA-256 of the citizen id, so that the order per citizen is kept from the keys alone. The position of an event is the log index of the entry
 //!   that produced it; a scheduled event gets the log size when it falls due.
 //! - `s || due (ms, u64 BE) || len || endpoint || origin (u64 BE)`: scheduled (a consent's
 //!   expiry), moved to the queue when due if the consent is still active then.
@@ -15,8 +16,8 @@
 //! Payloads are thin: the event type, ids, the audit index and times; never a field value
 //! or a caller's text.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use audit::{ActorKind, EntryDraft};
@@ -284,6 +285,11 @@ pub(super) struct Notifier {
     stats: Mutex<NotificationStats>,
     /// Serialises the read-modify-write of outbox rows (results, promotions, removals).
     rows: Mutex<()>,
+    /// Each generation's key pair, derived once.
+    pairs: Mutex<BTreeMap<u32, Arc<Ed25519KeyPair>>>,
+    /// Queued rows waiting for a retry, and when it is due (ms): read from the rows at
+    /// open, kept by the results since.
+    retry: Mutex<HashMap<Vec<u8>, u64>>,
 }
 
 impl Notifier {
@@ -300,10 +306,18 @@ impl Notifier {
             },
         };
         let mut stats = NotificationStats::default();
+        let mut retry = HashMap::new();
         for item in storage::scan_all(store, Tree::Outbox) {
-            let (k, _) = item?;
+            let (k, v) = item?;
             match k.first() {
-                Some(&QUEUED) => stats.queued += 1,
+                Some(&QUEUED) => {
+                    stats.queued += 1;
+                    if let Ok(row) = open_row(keys.records(), &k, &v) {
+                        if row.attempts > 0 {
+                            retry.insert(k, row.next_ms);
+                        }
+                    }
+                }
                 Some(&SCHEDULED) => stats.scheduled += 1,
                 _ => {}
             }
@@ -313,6 +327,8 @@ impl Notifier {
             root: keys.notification_root(),
             stats: Mutex::new(stats),
             rows: Mutex::new(()),
+            pairs: Mutex::new(BTreeMap::new()),
+            retry: Mutex::new(retry),
         })
     }
 
@@ -324,13 +340,25 @@ impl Notifier {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn signer(&self, generation: u32) -> Result<Ed25519KeyPair, VaultError> {
+    fn signer(&self, generation: u32) -> Result<Arc<Ed25519KeyPair>, VaultError> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = pairs.get(&generation) {
+            return Ok(p.clone());
+        }
         let mut msg = b"ed25519 seed ".to_vec();
         msg.extend_from_slice(&generation.to_be_bytes());
         let tag = hmac::sign(&self.root, &msg);
         let seed = Zeroizing::new(tag.as_ref()[..32].to_vec());
-        Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| VaultError::internal("cannot derive the notification key"))
+        let pair = Arc::new(
+            Ed25519KeyPair::from_seed_unchecked(&seed)
+                .map_err(|_| VaultError::internal("cannot derive the notification key"))?,
+        );
+        pairs.insert(generation, pair.clone());
+        Ok(pair)
+    }
+
+    fn retry(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, u64>> {
+        self.retry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The generations that sign now: the current one, and the previous one during its
@@ -408,6 +436,7 @@ impl Notifier {
                 } else {
                     forgotten.0 += 1;
                 }
+                self.retry().remove(&k);
                 batch.delete(Tree::Outbox, k);
             }
         }
@@ -440,11 +469,29 @@ fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
     k
 }
 
-fn queue_key(target: &WebhookTarget, position: u64, origin: u64) -> Vec<u8> {
+fn queue_key(target: &WebhookTarget, position: u64, origin: u64, subject: &str) -> Vec<u8> {
     let mut k = queue_prefix(target);
     k.extend_from_slice(&position.to_be_bytes());
     k.extend_from_slice(&origin.to_be_bytes());
+    k.extend_from_slice(&subject_hash(subject));
     k
+}
+
+/// The first 8 bytes of SHA-256 of a citizen id: which queued events share a citizen.
+fn subject_hash(subject: &str) -> [u8; 8] {
+    let d = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d.as_ref()[..8]);
+    out
+}
+
+/// The subject hash at the end of a queued row's key.
+fn key_subject(key: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    if let Some(tail) = key.len().checked_sub(8).and_then(|at| key.get(at..)) {
+        out.copy_from_slice(tail);
+    }
+    out
 }
 
 fn scheduled_key(due_ms: u64, target: &WebhookTarget, origin: u64) -> Vec<u8> {
@@ -493,7 +540,7 @@ impl Event {
         let key = if self.scheduled {
             scheduled_key(self.at_ms, &self.target, index)
         } else {
-            queue_key(&self.target, index, index)
+            queue_key(&self.target, index, index, &self.subject)
         };
         let row = Row {
             id,
@@ -852,7 +899,8 @@ impl Vault {
         let mac = self.keys.records();
         let mut out = Vec::new();
         let mut oldest: Option<u64> = None;
-        let mut dropped = 0u64;
+        let mut tampered: Vec<Vec<u8>> = Vec::new();
+        let retry = self.notifier.retry();
         for target in config.targets() {
             let prefix = queue_prefix(&target);
             let (start, end) = prefix_range(&prefix);
@@ -866,35 +914,43 @@ impl Vault {
                 .iter()
                 .filter(|k| k.0.starts_with(&prefix))
                 .count();
-            let mut blocked: HashSet<String> = HashSet::new();
+            // Decided from the keys (the subject hash) and the retry times; only the rows
+            // picked are opened (and their MAC checked).
+            let mut blocked: HashSet<[u8; 8]> = HashSet::new();
             let mut picked = 0usize;
+            let mut first = true;
             for (k, v) in rows {
-                let row = match open_row(mac, &k, &v) {
-                    Ok(r) => r,
-                    Err(_) => {
-                        // Not what the vault wrote: never signed, dropped.
-                        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
-                        let mut b = WriteBatch::new();
-                        b.delete(Tree::Outbox, k);
-                        self.store.apply(b)?;
-                        dropped += 1;
-                        continue;
+                let subject = key_subject(&k);
+                let opened = if first || !blocked.contains(&subject) {
+                    match open_row(mac, &k, &v) {
+                        Ok(r) => Some(r),
+                        Err(_) => {
+                            // Not what the vault wrote: never signed, dropped below.
+                            tampered.push(k);
+                            continue;
+                        }
                     }
+                } else {
+                    None
                 };
-                oldest = Some(oldest.map_or(row.at_ms, |o| o.min(row.at_ms)));
-                if endpoint.disabled_at_ms.is_some() {
+                if first {
+                    first = false;
+                    if let Some(r) = &opened {
+                        oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
+                    }
+                    if endpoint.disabled_at_ms.is_some() {
+                        break;
+                    }
+                }
+                if busy + picked >= per_endpoint {
                     break;
                 }
                 let key = DeliveryKey(k);
-                if in_flight.contains(&key) || row.next_ms > now_ms {
-                    blocked.insert(row.subject);
+                let waiting = retry.get(&key.0).is_some_and(|&at| at > now_ms);
+                if !blocked.insert(subject) || in_flight.contains(&key) || waiting {
                     continue;
                 }
-                if blocked.contains(&row.subject) || busy + picked >= per_endpoint {
-                    blocked.insert(row.subject);
-                    continue;
-                }
-                blocked.insert(row.subject.clone());
+                let Some(row) = opened else { continue };
                 picked += 1;
                 out.push(Delivery {
                     key,
@@ -907,6 +963,16 @@ impl Vault {
                     attempts: row.attempts,
                 });
             }
+        }
+        drop(retry);
+        let dropped = tampered.len() as u64;
+        if !tampered.is_empty() {
+            let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut b = WriteBatch::new();
+            for k in tampered {
+                b.delete(Tree::Outbox, k);
+            }
+            self.store.apply(b)?;
         }
         let mut s = self.notifier.stats();
         s.oldest_queued_ms = oldest;
@@ -954,7 +1020,7 @@ impl Vault {
                 None => true,
             };
             if still {
-                let key = queue_key(&target, position, origin);
+                let key = queue_key(&target, position, origin, &row.subject);
                 batch.put(Tree::Outbox, key.clone(), seal_row(mac, &key, &row)?);
                 queued += 1;
             }
@@ -975,25 +1041,48 @@ impl Vault {
         d: &Delivery,
         outcome: &DeliveryOutcome,
     ) -> Result<(), VaultError> {
+        self.notification_results(&[(d.clone(), outcome.clone())])
+    }
+
+    /// [`Vault::notification_result`] for several attempts, in one store write.
+    pub fn notification_results(
+        &self,
+        done: &[(Delivery, DeliveryOutcome)],
+    ) -> Result<(), VaultError> {
         let (_, now_ms) = now_parts();
-        if let DeliveryOutcome::Gone = outcome {
-            return self.disable_webhook(&d.target, now_ms);
+        for (d, outcome) in done {
+            if let DeliveryOutcome::Gone = outcome {
+                self.disable_webhook(&d.target, now_ms)?;
+            }
         }
         let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(stored) = self.store.get(Tree::Outbox, &d.key.0)? else {
-            // Removed meanwhile (the endpoint was removed).
-            return Ok(());
-        };
         let mut batch = WriteBatch::new();
-        match outcome {
-            DeliveryOutcome::Delivered => {
-                batch.delete(Tree::Outbox, d.key.0.clone());
-                self.store.apply(batch)?;
-                let mut s = self.notifier.stats();
-                s.delivered += 1;
-                s.queued = s.queued.saturating_sub(1);
+        let mut delivered = 0u64;
+        for (d, outcome) in done {
+            if let DeliveryOutcome::Delivered = outcome {
+                // Removed meanwhile (the endpoint was removed): nothing to count.
+                if self.store.get(Tree::Outbox, &d.key.0)?.is_some() {
+                    batch.delete(Tree::Outbox, d.key.0.clone());
+                    delivered += 1;
+                }
+                self.notifier.retry().remove(&d.key.0);
             }
-            DeliveryOutcome::Failed { retry_after, .. } => {
+        }
+        if !batch.is_empty() {
+            self.store.apply(batch)?;
+            let mut s = self.notifier.stats();
+            s.delivered += delivered;
+            s.queued = s.queued.saturating_sub(delivered);
+        }
+        for (d, outcome) in done {
+            let DeliveryOutcome::Failed { retry_after, .. } = outcome else {
+                continue;
+            };
+            let Some(stored) = self.store.get(Tree::Outbox, &d.key.0)? else {
+                continue;
+            };
+            let mut batch = WriteBatch::new();
+            {
                 let mut row = open_row(self.keys.records(), &d.key.0, &stored)?;
                 row.attempts = row.attempts.saturating_add(1);
                 let give_up = now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000;
@@ -1003,6 +1092,7 @@ impl Vault {
                     let wait = jitter(backoff(row.attempts))
                         .max(retry_after.unwrap_or_default().min(NOTIFY_MAX_BACKOFF));
                     row.next_ms = now_ms.saturating_add(wait.as_millis() as u64);
+                    self.notifier.retry().insert(d.key.0.clone(), row.next_ms);
                     batch.put(
                         Tree::Outbox,
                         d.key.0.clone(),
@@ -1015,9 +1105,10 @@ impl Vault {
                 if give_up {
                     s.failed += 1;
                     s.queued = s.queued.saturating_sub(1);
+                    drop(s);
+                    self.notifier.retry().remove(&d.key.0);
                 }
             }
-            DeliveryOutcome::Gone => {}
         }
         Ok(())
     }
@@ -1158,7 +1249,8 @@ mod tests {
         let events = events_of(&d, 42, "c-1");
         assert_eq!(events.len(), 1);
         let (key, row) = events.into_iter().next().unwrap().row(42);
-        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42));
+        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42, "c-1"));
+        assert_eq!(key_subject(&key), subject_hash("c-1"));
         assert_eq!(row.id, "msg_42");
         let v: Value = serde_json::from_str(&row.body).unwrap();
         assert_eq!(v["type"], "access.partly_released");
