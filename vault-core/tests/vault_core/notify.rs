@@ -305,7 +305,7 @@ fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
     assert_eq!(v.notification_stats().queued, 0);
     v.shutdown();
     drop(v);
-    let s = SledStore::open(&tmp.path().join("data").join("store")).unwrap();
+    let s = SledStore::open(tmp.path().join("data").join("store")).unwrap();
     assert!(s
         .scan(Tree::Outbox, &[], None, usize::MAX)
         .unwrap()
