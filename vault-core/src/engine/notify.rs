@@ -55,7 +55,8 @@ pub const NOTIFY_MAX_BACKOFF: Duration = Duration::from_secs(3600);
 pub const NOTIFY_KEY_OVERLAP_DAYS: u64 = 7;
 /// The longest webhook URL accepted.
 pub const MAX_WEBHOOK_URL: usize = 2048;
-/// Rows of one endpoint's queue looked at in one delivery round.
+/// Rows of one endpoint's queue looked at in one delivery round, at most: four times the
+/// concurrency and a few more (rows of citizens with an event in flight are skipped).
 const SCAN_WINDOW: usize = 512;
 /// Scheduled rows moved to the queue in one round.
 const PROMOTE_BATCH: usize = 256;
@@ -906,7 +907,12 @@ impl Vault {
             let (start, end) = prefix_range(&prefix);
             let rows = self
                 .store
-                .scan(Tree::Outbox, &start, Some(&end), SCAN_WINDOW)?;
+                .scan(
+                    Tree::Outbox,
+                    &start,
+                    Some(&end),
+                    SCAN_WINDOW.min(per_endpoint.saturating_mul(4) + 16),
+                )?;
             let Some(endpoint) = config.endpoint(&target) else {
                 continue;
             };
