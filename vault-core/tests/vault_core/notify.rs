@@ -311,3 +311,70 @@ fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn an_expiry_is_sent_when_it_falls_due_only_for_a_consent_still_granted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    let hospital = WebhookTarget::Agency("general_hospital".to_owned());
+    v.set_webhook(&hospital, Some("https://hospital.example.gov/hook"))
+        .unwrap();
+    let me = crate::citizen_token(&v, "alice");
+    let soon = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        vault_core::policies::Timestamp::from_unix_seconds(now + 2).to_string()
+    };
+    let grant = |v: &Vault| {
+        v.grant_consent(
+            &me,
+            vault_core::GrantInput {
+                agency: "general_hospital".to_owned(),
+                purpose: "medical_treatment".to_owned(),
+                fields: vec!["health.blood_type".to_owned()],
+                expires_at: soon(),
+                valid_from: None,
+                max_uses: None,
+                data_life_days: None,
+            },
+        )
+        .unwrap()
+        .artefact
+        .id()
+        .to_string()
+    };
+    let kept = grant(&v);
+    let withdrawn = grant(&v);
+    v.revoke_consent(&me, &withdrawn).unwrap();
+    let drain = |v: &Vault| {
+        let mut seen = Vec::new();
+        loop {
+            let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+            if due.is_empty() {
+                return seen;
+            }
+            for d in &due {
+                let b = body(d);
+                seen.push((
+                    b["type"].as_str().unwrap().to_owned(),
+                    b["data"]["consent_id"].as_str().unwrap().to_owned(),
+                ));
+                v.notification_result(d, &DeliveryOutcome::Delivered)
+                    .unwrap();
+            }
+        }
+    };
+    let now: Vec<String> = drain(&v).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        now,
+        ["consent.granted", "consent.granted", "consent.withdrawn"]
+    );
+    assert_eq!(v.notification_stats().scheduled, 2);
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let later = drain(&v);
+    assert_eq!(later, vec![("consent.expired".to_owned(), kept)]);
+    assert_eq!(v.notification_stats().scheduled, 0);
+    v.shutdown();
+}
