@@ -390,6 +390,10 @@ impl Notifier {
             return Ok(());
         }
         let config = self.config();
+        if config.gateway.is_none() && config.agencies.is_empty() {
+            // No endpoint: nothing to build (the access path's common case).
+            return Ok(());
+        }
         let mut added = (0u64, 0u64);
         for ev in events_of(draft, index, citizen.as_str()) {
             if !config.live(&ev.target) {
