@@ -35,3 +35,33 @@ fn days_ahead(days: u64) -> String {
         .as_secs();
     vault_core::policies::Timestamp::from_unix_seconds(now + days * 86_400).to_string()
 }
+
+/// A test CA (written to `dir/ca.pem`) and a `localhost` server certificate and key it
+/// issued (`dir/server.pem`, `dir/server.key`), valid from yesterday for 30 days: for the
+/// suite's own TLS servers (witnesses, webhook receivers).
+fn localhost_tls(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use vault_core::pki::{Ca, Usage};
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let ca = Ca::generate("suite test CA", now - day, 30 * day).unwrap();
+    let leaf = ca
+        .issue(
+            Usage::Server,
+            "localhost",
+            &["localhost".into()],
+            now - day,
+            now + 30 * day,
+        )
+        .unwrap();
+    let (ca_pem, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca_pem, ca.cert_pem()).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, leaf.private_key_pem()).unwrap();
+    (ca_pem, cert, key)
+}

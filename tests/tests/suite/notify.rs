@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -19,9 +19,7 @@ use hyper::body::{Bytes, Incoming};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tests::{send, wait_until, Vault};
-use vault_core::pki::{Ca, Usage};
 
-const DAY: Duration = Duration::from_secs(86_400);
 const CITIZEN: &str = "EE38001010001";
 const OTHER: &str = "EE49002020002";
 
@@ -210,25 +208,6 @@ async fn receive(
     answer(204)
 }
 
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let now = SystemTime::now();
-    let ca = Ca::generate("webhook receiver test CA", now - DAY, 30 * DAY).unwrap();
-    let leaf = ca
-        .issue(
-            Usage::Server,
-            "localhost",
-            &["localhost".into()],
-            now - DAY,
-            now + 30 * DAY,
-        )
-        .unwrap();
-    let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("r.pem"), dir.join("r.key"));
-    std::fs::write(&ca_pem, ca.cert_pem()).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, leaf.private_key_pem()).unwrap();
-    (ca_pem, cert, key)
-}
-
 fn cli_ok(v: &Vault, args: &[&str]) -> String {
     let out = v.cli(args);
     assert!(
@@ -310,7 +289,7 @@ fn in_order(events: &[Value], citizen: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_notifications_arrive_once_in_order_through_downtime_and_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(tmp.path());
+    let (ca, cert, key) = crate::localhost_tls(tmp.path());
     let ca_arg = ca.to_str().unwrap().to_owned();
     let mut r = Receiver::start(&cert, &key).await;
     let mut v = Vault::start_dev_with_args(&["--webhook-ca", &ca_arg], &[]).unwrap();

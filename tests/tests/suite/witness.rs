@@ -7,16 +7,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tests::{binary, Vault};
 
 use crate::web::Browser;
 use vault_core::audit::WitnessPolicy;
-use vault_core::pki::{Ca, Usage};
-
-const DAY: Duration = Duration::from_secs(86_400);
 
 /// A `vault-witness serve` process, killed when dropped.
 struct Witness {
@@ -235,25 +232,6 @@ fn independently_verified(note: &str, log_key: &str, witnesses: &[&Witness]) -> 
     verified.iter().map(|s| s.name().to_owned()).collect()
 }
 
-fn tls_files(dir: &Path) -> (PathBuf, (PathBuf, PathBuf)) {
-    let now = SystemTime::now();
-    let ca = Ca::generate("witness test CA", now - DAY, 30 * DAY).unwrap();
-    let leaf = ca
-        .issue(
-            Usage::Server,
-            "localhost",
-            &["localhost".into()],
-            now - DAY,
-            now + 30 * DAY,
-        )
-        .unwrap();
-    let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("w.pem"), dir.join("w.key"));
-    std::fs::write(&ca_pem, ca.cert_pem()).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, leaf.private_key_pem()).unwrap();
-    (ca_pem, (cert, key))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_two_of_three_quorum_publishes_witnessed_checkpoints_and_survives_a_dead_witness() {
     let mut v = Vault::start_dev().unwrap();
@@ -264,7 +242,8 @@ async fn a_two_of_three_quorum_publishes_witnessed_checkpoints_and_survives_a_de
         .trim()
         .to_owned();
     let tmp = tempfile::tempdir().unwrap();
-    let (ca_pem, tls) = tls_files(tmp.path());
+    let (ca_pem, cert, key) = crate::localhost_tls(tmp.path());
+    let tls = (cert, key);
     let mut ws: Vec<Witness> = (1..=3)
         .map(|i| Witness::start(tmp.path(), i, &log_key, Some(tls.clone())))
         .collect();

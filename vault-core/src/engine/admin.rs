@@ -160,7 +160,7 @@ pub struct LeafView {
     pub entry: Entry,
 }
 
-fn operator_draft(now_ms: u64, action: &str) -> EntryDraft {
+pub(super) fn operator_draft(now_ms: u64, action: &str) -> EntryDraft {
     let mut d = EntryDraft::new(
         now_ms,
         audit::Actor {

@@ -769,15 +769,7 @@ impl Vault {
             } else {
                 "webhook.remove"
             };
-            let mut d = EntryDraft::new(
-                now_ms,
-                audit::Actor {
-                    kind: ActorKind::Operator,
-                    id: "operator".to_owned(),
-                },
-                action,
-                "done",
-            );
+            let mut d = super::admin::operator_draft(now_ms, action);
             d.initiator = Some(target_ref(target));
             tx.entry(d);
             Ok(())
@@ -853,15 +845,7 @@ impl Vault {
             .ok_or_else(|| VaultError::internal("notification key generations exhausted"))?;
         self.transact(|tx| {
             self.store_notify_config(&mut tx.batch, &config)?;
-            let mut d = EntryDraft::new(
-                now_ms,
-                audit::Actor {
-                    kind: ActorKind::Operator,
-                    id: "operator".to_owned(),
-                },
-                "notification_key.rotate",
-                "done",
-            );
+            let mut d = super::admin::operator_draft(now_ms, "notification_key.rotate");
             d.initiator = Some(format!("generation {}", config.key_generation));
             tx.entry(d);
             Ok(())

@@ -445,9 +445,12 @@
     return out;
   }
 
-  async function loadHistory(start) {
-    const q = "/v1/me/access-history?limit=" + PAGE_SIZE + (start === null || start === undefined ? "" : "&start=" + start);
-    const h = await api(q);
+  // A page of entries with proofs (the history's or the notifications'): its checkpoint
+  // accepted, each entry verified against it, and what could only be decoded kept apart as
+  // unverified (nothing unverified is shown as if it were: the card says so). Returns the
+  // checkpoint (null if it did not verify), why not, whether this browser cannot verify,
+  // and the items, each beside the raw entry it came from.
+  async function verifyPage(h) {
     let cp = null;
     let cpFailure = null;
     try {
@@ -458,18 +461,9 @@
       cp = null;
     }
     const unsupported = !(await V.ed25519Available());
+    const items = [];
     for (const raw of h.entries) {
-      const item = {
-        index: raw.index,
-        leafB64: raw.leaf,
-        proof: raw.proof,
-        checkpoint: cp,
-        status: "pending",
-        reason: null,
-        entry: null,
-        texts: raw.texts,
-        textChecks: Object.create(null),
-      };
+      const item = { index: raw.index, leafB64: raw.leaf, proof: raw.proof, checkpoint: cp, status: "pending", reason: null, entry: null };
       if (unsupported) {
         item.status = "unavailable";
         item.reason = "cannot verify in this browser: it has no Ed25519 signatures in WebCrypto";
@@ -482,8 +476,6 @@
         item.reason = r.reason || null;
         item.entry = r.entry || null;
       }
-      // Nothing unverified is shown as if it were: without a verified entry the card
-      // says so and shows only what it could decode, marked unverified.
       if (!item.entry) {
         try {
           item.unverifiedEntry = CBOR.decodeEntry(V.b64decode(raw.leaf));
@@ -491,6 +483,17 @@
           item.unverifiedEntry = null;
         }
       }
+      items.push([raw, item]);
+    }
+    return { cp, cpFailure, unsupported, items };
+  }
+
+  async function loadHistory(start) {
+    const q = "/v1/me/access-history?limit=" + PAGE_SIZE + (start === null || start === undefined ? "" : "&start=" + start);
+    const h = await api(q);
+    const { cp, cpFailure, unsupported, items } = await verifyPage(h);
+    for (const [raw, item] of items) {
+      item.texts = raw.texts;
       item.textChecks = await checkTexts(item.entry || item.unverifiedEntry, item.texts);
       state.entries.push(item);
     }
@@ -789,41 +792,14 @@
   async function loadNotifications(start) {
     const q = "/v1/me/notifications?limit=" + PAGE_SIZE + (start === null || start === undefined ? "" : "&start=" + start);
     const h = await api(q);
-    let cp = null;
-    let cpFailure = null;
-    try {
-      cp = await acceptCheckpoint(h.checkpoint, h.key);
-      if (cp.size !== h.tree_size) throw new V.VerifyError("the tree size beside the checkpoint differs from the signed one");
-    } catch (e) {
-      cpFailure = e.message;
-    }
-    const unsupported = !(await V.ed25519Available());
-    for (const raw of h.entries) {
-      const it = { index: raw.index, leafB64: raw.leaf, proof: raw.proof, checkpoint: cp, status: "pending", reason: null, entry: null, said: raw.type };
-      if (unsupported) {
-        it.status = "unavailable";
-        it.reason = "cannot verify in this browser: it has no Ed25519 signatures in WebCrypto";
-      } else if (!cp) {
+    const { items } = await verifyPage(h);
+    for (const [raw, it] of items) {
+      it.said = raw.type;
+      if (it.entry && eventType(it.entry) !== raw.type) {
         it.status = "failed";
-        it.reason = "the log's signed checkpoint did not verify: " + cpFailure;
-      } else {
-        const r = await verifyEntry(it, cp);
-        it.status = r.status;
-        it.reason = r.reason || null;
-        it.entry = r.entry || null;
-        if (it.entry && eventType(it.entry) !== raw.type) {
-          it.status = "failed";
-          it.reason = "the vault called this entry \u201c" + raw.type + "\u201d, which is not what the log says";
-          it.unverifiedEntry = it.entry;
-          it.entry = null;
-        }
-      }
-      if (!it.entry && !it.unverifiedEntry) {
-        try {
-          it.unverifiedEntry = CBOR.decodeEntry(V.b64decode(raw.leaf));
-        } catch (e) {
-          it.unverifiedEntry = null;
-        }
+        it.reason = "the vault called this entry \u201c" + raw.type + "\u201d, which is not what the log says";
+        it.unverifiedEntry = it.entry;
+        it.entry = null;
       }
       state.notifications.push(it);
     }
