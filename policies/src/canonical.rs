@@ -62,8 +62,12 @@ impl PolicySet {
             o.kind("category")
                 .value(c.id.as_str())
                 .value(&c.description)
-                .list(c.fields.iter().map(|f| f.as_str()))
-                .end();
+                .list(c.fields.iter().map(|f| f.as_str()));
+            // Only when named, so a set without category concepts keeps its digest.
+            if let Some(dpv) = &c.dpv {
+                o.value(dpv);
+            }
+            o.end();
         }
         for f in self.fields.values() {
             o.kind("field")

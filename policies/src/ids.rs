@@ -358,7 +358,7 @@ impl LegalBasis {
         match self {
             LegalBasis::Consent => "https://w3id.org/dpv#Consent",
             LegalBasis::LegalObligation => "https://w3id.org/dpv#LegalObligation",
-            LegalBasis::PublicTask => "https://w3id.org/dpv#PublicTask",
+            LegalBasis::PublicTask => "https://w3id.org/dpv#PublicInterest",
             LegalBasis::VitalInterest => "https://w3id.org/dpv#VitalInterest",
         }
     }

@@ -5,12 +5,16 @@
 //!   loaded from TOML files by [`PolicySet::load_dir`] / [`PolicySet::from_sources`].
 //! - [`ConsentArtefact`]: a citizen's consent, its state machine and its receipt text.
 //! - [`evaluate`]: the per-field decision for an [`AccessRequest`].
+//! - [`consent_record`]: a granted artefact as an ISO/IEC TS 27560 record in the W3C DPV
+//!   profile (JSON-LD), with the [`dpv`] concepts policy files may name.
 //! - [`ProcessingRecord`]: the record of processing activities (GDPR Art. 30) of a set.
 //!
 //! Nothing here reads a clock or does I/O, except the loader reading policy files.
 
 pub mod canonical;
 pub mod consent;
+pub mod consent_record;
+pub mod dpv;
 pub mod eval;
 pub mod ids;
 pub mod load;
@@ -21,6 +25,8 @@ pub mod time;
 pub use consent::{
     ConsentArtefact, ConsentError, ConsentEvent, ConsentEventKind, ConsentStatus, ConsentTerms,
 };
+pub use consent_record::{consent_record, ConsentRecord};
+pub use dpv::{DpvConcept, DpvKind};
 pub use eval::{
     evaluate, AccessRequest, Basis, Decision, FieldDecision, Obligations, Outcome, Reason,
 };

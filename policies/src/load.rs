@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dpv::{self, DpvKind};
 use crate::ids::{AgencyId, Category, FieldName, IdError, LegalBasis, PurposeCode, RuleId};
 use crate::model::{
     Agency, BreakGlassRule, CategoryDef, FieldDef, PolicySet, Purpose, Sensitivity, StatutoryRule,
@@ -189,11 +190,21 @@ pub enum PolicyErrorKind {
         /// The validity, in seconds.
         secs: u64,
     },
-    /// A DPV purpose reference that is not an https IRI.
-    #[error("invalid IRI {value:?}: write an https:// IRI (for example https://w3id.org/dpv#ServiceProvision)")]
+    /// A DPV concept reference that is neither a prefixed name nor an https IRI.
+    #[error("invalid DPV concept {value:?}: write a prefixed name (for example dpv:ServiceProvision or pd:HealthRecord) or its https:// IRI")]
     InvalidIri {
         /// The text found.
         value: String,
+    },
+    /// A DPV concept that is not in the shipped list, or not of the kind the key takes.
+    #[error("{value} is not a DPV {kind} concept the vault knows: use one of kind {kind} in policies/dpv/concepts.tsv (for example {example})")]
+    UnknownDpvConcept {
+        /// The text found.
+        value: String,
+        /// The kind the key takes (`purpose`, `personal-data`).
+        kind: &'static str,
+        /// A listed concept of that kind.
+        example: &'static str,
     },
 }
 
@@ -224,6 +235,7 @@ impl PolicyErrorKind {
             PolicyErrorKind::InvalidDuration { .. } => "invalid_duration",
             PolicyErrorKind::ValidityOutOfRange { .. } => "validity_out_of_range",
             PolicyErrorKind::InvalidIri { .. } => "invalid_iri",
+            PolicyErrorKind::UnknownDpvConcept { .. } => "unknown_dpv_concept",
         }
     }
 }
@@ -301,6 +313,7 @@ struct RawCategory {
     id: Spanned<String>,
     description: Spanned<String>,
     sensitivity: Spanned<String>,
+    dpv: Option<Spanned<String>>,
     #[serde(default)]
     field: Vec<Spanned<RawField>>,
 }
@@ -641,22 +654,10 @@ fn define_purpose(
 ) {
     let code = id(f, &p.code, PurposeCode::new, sink);
     let description = text(f, &p.description, "description", sink);
-    let dpv = p.dpv.as_ref().and_then(|d| {
-        let v = d.get_ref();
-        let ok = v.len() > "https://".len()
-            && v.starts_with("https://")
-            && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok {
-            Some(v.clone())
-        } else {
-            sink.push(
-                &f.name,
-                f.line(d.span().start),
-                PolicyErrorKind::InvalidIri { value: v.clone() },
-            );
-            None
-        }
-    });
+    let dpv = p
+        .dpv
+        .as_ref()
+        .and_then(|d| dpv_concept(f, d, DpvKind::Purpose, sink));
     if let Some(code) = code {
         if first_seen(f, &p.code, &code, "purpose", seen, sink) {
             set.purposes.insert(
@@ -681,6 +682,10 @@ fn define_category(
     let cat = id(f, &c.id, Category::new, sink);
     let description = text(f, &c.description, "description", sink);
     let default_sensitivity = sensitivity(f, &c.sensitivity, sink);
+    let dpv = c
+        .dpv
+        .as_ref()
+        .and_then(|d| dpv_concept(f, d, DpvKind::PersonalData, sink));
     if c.field.is_empty() {
         sink.push(
             &f.name,
@@ -749,8 +754,41 @@ fn define_category(
             id: cat,
             description,
             fields: names,
+            dpv,
         },
     );
+}
+
+/// The IRI of the DPV concept of `kind` that `d` names (prefixed name or IRI), or an
+/// error at its line: not a reference, or not a listed concept of that kind.
+fn dpv_concept(f: &Parsed, d: &Spanned<String>, kind: DpvKind, sink: &mut Sink) -> Option<String> {
+    let v = d.get_ref();
+    let line = f.line(d.span().start);
+    if !dpv::is_reference(v) {
+        sink.push(
+            &f.name,
+            line,
+            PolicyErrorKind::InvalidIri { value: v.clone() },
+        );
+        return None;
+    }
+    if let Some(c) = dpv::lookup(kind, v) {
+        return Some(c.iri.to_owned());
+    }
+    let example = match kind {
+        DpvKind::PersonalData => "pd:HealthRecord",
+        _ => "dpv:ServiceProvision",
+    };
+    sink.push(
+        &f.name,
+        line,
+        PolicyErrorKind::UnknownDpvConcept {
+            value: v.clone(),
+            kind: kind.code(),
+            example,
+        },
+    );
+    None
 }
 
 /// Resolves a list of references, reporting unknown and repeated entries.

@@ -17,7 +17,8 @@ pub struct Purpose {
     pub code: PurposeCode,
     /// What the purpose is, in words a citizen understands.
     pub description: String,
-    /// The W3C DPV purpose concept, when one fits.
+    /// The IRI of its W3C DPV purpose concept (one of `policies/dpv/concepts.tsv`), when
+    /// the vocabulary names one.
     pub dpv: Option<String>,
 }
 
@@ -51,6 +52,9 @@ pub struct CategoryDef {
     pub description: String,
     /// Its fields, in file order.
     pub fields: Vec<FieldName>,
+    /// The IRI of its W3C DPV personal data concept (one of `policies/dpv/concepts.tsv`),
+    /// when the vocabulary names one.
+    pub dpv: Option<String>,
 }
 
 /// One field of the vocabulary.

@@ -162,14 +162,19 @@ mod tests {
         let result = PolicySet::load_dir(&dir("policies/tests/bad"));
         let text = render_text(&result);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].ends_with("registry.toml:7: unknown category tax: define it with [[category]] or fix the spelling"), "{text}");
-        assert!(lines[1].ends_with("registry.toml:13: unknown field health.dna_profile: add it to its [[category.field]] list or fix the spelling"), "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
+        // The vocabulary is checked before the registry that refers to it.
         assert!(
-            lines[2].contains("registry.toml:14: a statutory rule cannot rest on consent"),
+            lines[0].ends_with("vocabulary.toml:8: dpv:MedicalCare is not a DPV purpose concept the vault knows: use one of kind purpose in policies/dpv/concepts.tsv (for example dpv:ServiceProvision)"),
             "{text}"
         );
-        assert_eq!(lines[3], "3 errors");
+        assert!(lines[1].ends_with("registry.toml:7: unknown category tax: define it with [[category]] or fix the spelling"), "{text}");
+        assert!(lines[2].ends_with("registry.toml:13: unknown field health.dna_profile: add it to its [[category.field]] list or fix the spelling"), "{text}");
+        assert!(
+            lines[3].contains("registry.toml:14: a statutory rule cannot rest on consent"),
+            "{text}"
+        );
+        assert_eq!(lines[4], "4 errors");
         let json = render_json(&result).expect("renders");
         assert!(
             json.starts_with("{\"ok\":false,\"errors\":[{\"file\":"),

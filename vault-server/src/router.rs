@@ -30,6 +30,7 @@ pub(crate) fn router(app: App, enable_echo: bool, public_entries: bool) -> Route
             get(citizen::consents).post(citizen::grant),
         )
         .route("/v1/me/consents/{id}/revoke", post(citizen::revoke))
+        .route("/v1/me/consents/{id}/record", get(citizen::record))
         .route("/v1/me/consent-requests", get(citizen::requests))
         .route(
             "/v1/me/consent-requests/{id}/approve",

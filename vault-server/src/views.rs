@@ -89,6 +89,19 @@ pub(crate) fn consent(v: &ConsentView) -> Value {
     })
 }
 
+/// A consent in the citizen's export: [`consent`] plus its ISO/IEC TS 27560 record in the
+/// W3C DPV profile (`dpv_record`, JSON-LD; null for a consent never granted).
+pub(crate) fn exported_consent(v: &ConsentView) -> Value {
+    let mut c = consent(v);
+    if let Some(o) = c.as_object_mut() {
+        o.insert(
+            "dpv_record".into(),
+            v.record.as_ref().map_or(Value::Null, |r| r.json().clone()),
+        );
+    }
+    c
+}
+
 /// One decoded audit entry. Subject tags are shown as hex; citizens never appear.
 pub(crate) fn entry(e: &Entry) -> Value {
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
@@ -154,7 +167,7 @@ pub(crate) fn export_frame(x: &CitizenExport) -> Result<(String, &'static str), 
         text(json!(x.citizen))?,
         text(json!(x.exported_at.to_string()))?,
         text(records(&x.records)?.into())?,
-        text(x.consents.iter().map(consent).collect::<Vec<_>>().into())?,
+        text(x.consents.iter().map(exported_consent).collect::<Vec<_>>().into())?,
         text(json!(x.checkpoint))?,
         text(json!(x.key))?,
         x.tree_size,

@@ -164,9 +164,19 @@ const CASES: &[Case] = &[
         expected: &[("bad.toml", 13, "duplicate")],
     },
     Case {
-        name: "purpose IRI that is not https",
-        text: "version = 1\n[[purpose]]\ncode = \"research\"\ndescription = \"Research\"\ndpv = \"dpv:ResearchAndDevelopment\"\n",
+        name: "purpose DPV concept that is neither a prefixed name nor an https IRI",
+        text: "version = 1\n[[purpose]]\ncode = \"research\"\ndescription = \"Research\"\ndpv = \"ResearchAndDevelopment\"\n",
         expected: &[("bad.toml", 5, "invalid_iri")],
+    },
+    Case {
+        name: "purpose DPV concept that is not in the shipped list",
+        text: "version = 1\n[[purpose]]\ncode = \"research\"\ndescription = \"Research\"\ndpv = \"https://w3id.org/dpv#ProtectionOfVitalInterests\"\n",
+        expected: &[("bad.toml", 5, "unknown_dpv_concept")],
+    },
+    Case {
+        name: "category DPV concept of the wrong kind",
+        text: "version = 1\n[[category]]\nid = \"fitness\"\ndescription = \"Fitness\"\nsensitivity = \"ordinary\"\ndpv = \"dpv:ServiceProvision\"\n[[category.field]]\nname = \"blood_type\"\ndescription = \"Blood\"\n",
+        expected: &[("bad.toml", 6, "unknown_dpv_concept")],
     },
     Case {
         name: "every error of a file is reported, not only the first",

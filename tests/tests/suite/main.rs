@@ -7,6 +7,7 @@ mod cli;
 mod connections;
 mod crash;
 mod dev_mode;
+mod dpv;
 mod erasure;
 mod export_memory;
 mod failover;

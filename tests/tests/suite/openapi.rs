@@ -660,6 +660,16 @@ async fn live_answers_validate_against_their_documented_schemas() {
         me(Method::POST, &format!("/v1/me/consents/{grant_id}/revoke")),
         200
     );
+    // Its 200 is JSON-LD (`application/ld+json`), checked in `dpv.rs`.
+    expect!(
+        "get",
+        "/v1/me/consents/{id}/record",
+        me(
+            Method::GET,
+            &format!("/v1/me/consents/{request_id}0/record")
+        ),
+        404
+    );
     expect!(
         "get",
         "/v1/me/access-history",

@@ -739,6 +739,24 @@ async fn citizen_page_in_a_real_browser(v: Vault) {
         receipt.contains("\n\n\u{2014} "),
         "a signed note: {receipt}"
     );
+    // And its standard record (ISO/IEC TS 27560, W3C DPV), naming that receipt's hash.
+    b.click(&format!(
+        "li[data-consent=\"{approve_id}\"] button[aria-label^=\"Download the standard consent record\"]"
+    ))
+    .await
+    .unwrap();
+    let record = wait_for_file(downloads.path(), &format!("consent-record-{approve_id}"))
+        .await
+        .unwrap();
+    let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert_eq!(record["@type"], "dpv:ConsentReceipt", "{record}");
+    let digest = ring::digest::digest(&ring::digest::SHA256, receipt.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        record["dct:source"]["schema:sha256"],
+        hex.as_str(),
+        "{record}"
+    );
     b.click(&format!(
         "li[data-consent=\"{revoke_id}\"] button[aria-label^=\"Withdraw\"]"
     ))

@@ -10,8 +10,8 @@
 
 use audit::{ActorKind, EntryDraft, SubjectTag};
 use policies::{
-    AgencyId, CitizenRef, ConsentArtefact, ConsentId, ConsentStatus, ConsentTerms, FieldName,
-    PurposeCode, Timestamp,
+    AgencyId, CitizenRef, ConsentArtefact, ConsentId, ConsentRecord, ConsentStatus, ConsentTerms,
+    FieldName, PurposeCode, Timestamp,
 };
 use ring::rand::SecureRandom;
 
@@ -81,6 +81,9 @@ pub struct ConsentView {
     pub purpose_description: String,
     /// The signed consent receipt (C2SP signed note), for granted artefacts.
     pub receipt: Option<String>,
+    /// The same consent as an ISO/IEC TS 27560 record in the W3C DPV profile (JSON-LD,
+    /// derived, unsigned, naming the SHA-256 of `receipt`), for granted artefacts.
+    pub record: Option<ConsentRecord>,
 }
 
 /// The parties and terms a consent request and a direct grant both name, validated.
@@ -320,7 +323,13 @@ impl Vault {
         let receipt = a
             .granted_at()
             .and_then(|_| self.receipt_signer.sign(&a.receipt_text()).ok());
+        let record = receipt.as_deref().and_then(|r| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, r.as_bytes());
+            let hash: [u8; 32] = digest.as_ref().try_into().ok()?;
+            policies::consent_record(&a, &self.policy, &hash, now)
+        });
         ConsentView {
+            record,
             status: status_code(status).to_owned(),
             agency_name: self.agency_name(a.agency().as_str()),
             purpose_description: self
@@ -464,6 +473,27 @@ impl Vault {
             .filter(|a| a.granted_at().is_some() || a.status() != ConsentStatus::Pending)
             .map(|a| self.view(a, now))
             .collect())
+    }
+
+    /// One of the citizen's consents as an ISO/IEC TS 27560 record in the W3C DPV
+    /// profile. `NotFound` for an id the citizen has no consent under, and for a consent
+    /// never granted (it has no signed receipt, so no record).
+    pub fn citizen_consent_record(
+        &self,
+        citizen: &str,
+        id: &str,
+    ) -> Result<ConsentRecord, VaultError> {
+        let citizen = citizen_id(citizen)?;
+        let id = ConsentId::parse(id).map_err(|_| VaultError::NotFound { what: "consent" })?;
+        let (now, _) = now_parts();
+        let key = consent_key(&citizen, id);
+        let Some(bytes) = self.store.get(Tree::Consents, &key)? else {
+            return Err(VaultError::NotFound { what: "consent" });
+        };
+        let a = decode_consent(self.keys.records(), &key, &bytes)?;
+        self.view(a, now)
+            .record
+            .ok_or(VaultError::NotFound { what: "consent" })
     }
 
     /// The citizen's pending consent requests.

@@ -35,6 +35,25 @@ pub(crate) async fn consents(
     ))
 }
 
+/// `GET /v1/me/consents/{id}/record`: one granted consent as an ISO/IEC TS 27560 record
+/// in the W3C DPV profile (JSON-LD, `application/ld+json`), beside its signed receipt.
+pub(crate) async fn record(
+    State(app): State<App>,
+    me: CitizenCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = blocking(&app, move |v| v.citizen_consent_record(&me.citizen, &id)).await?;
+    let body = serde_json::to_vec(record.json()).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            vault_core::policies::consent_record::MEDIA_TYPE,
+        )],
+        body,
+    )
+        .into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantBody {

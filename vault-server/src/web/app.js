@@ -674,13 +674,26 @@
     return b;
   }
 
-  function actionButton(label, aria, cls, handler) {
+  // The same consent as an ISO/IEC TS 27560 record in the W3C DPV profile (JSON-LD), for a
+  // regulator or another controller; unsigned, it names the signed receipt's SHA-256.
+  function recordButton(c) {
+    if (!c.receipt) return null;
+    const who = c.agency_name || agencyName(c.agency);
+    return actionButton("Download record (DPV)", "Download the standard consent record of your consent to " + who, "secondary", async () => {
+      const rec = await api("/v1/me/consents/" + encodeURIComponent(c.id) + "/record");
+      download("consent-record-" + c.id + ".jsonld", JSON.stringify(rec, null, 2) + "\n", "application/ld+json");
+      setStatus("Record of your consent to " + who + " downloaded.", "ok");
+    }, true);
+  }
+
+  function actionButton(label, aria, cls, handler, again) {
     const b = el("button", { type: "button", class: cls, text: label });
     b.setAttribute("aria-label", aria);
     b.addEventListener("click", async () => {
       b.disabled = true;
       try {
         await handler();
+        if (again) b.disabled = false;
       } catch (e) {
         setStatus(e.message, "warning");
         b.disabled = false;
@@ -714,6 +727,8 @@
         }
         const r = receiptButton(c);
         if (r) actions.push(r);
+        const d = recordButton(c);
+        if (d) actions.push(d);
         return consentCard(c, actions);
       }));
     }
