@@ -66,6 +66,10 @@ function asJson(m) {
       data_life: decimal(m.terms.data_life),
       supersedes: m.terms.supersedes,
     },
+    deferral: m.deferral === null ? null : "disclose_at" in m.deferral
+      ? { disclose_at: decimal(m.deferral.disclose_at) }
+      : { of: decimal(m.deferral.of), opening: hexOf(m.deferral.opening),
+        lift: m.deferral.lift === null ? null : hexOf(m.deferral.lift) },
   };
 }
 

@@ -350,6 +350,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: input.initiator.clone(),
                 justification: None,
+                lift: None,
             };
             tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
             Ok(())
@@ -419,6 +420,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: input.initiator.clone(),
                 justification: None,
+                lift: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
             Ok(Some(artefact))

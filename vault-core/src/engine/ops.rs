@@ -392,6 +392,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: initiator.clone(),
                 justification: None,
+                lift: None,
             };
             // A write the vault refuses (not the source, or an erased citizen) is logged
             // as refused, never creates keys, and gets one answer whatever the reason.
@@ -504,6 +505,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: initiator.clone(),
                 justification: request.justification.clone(),
+                lift: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
             Ok((released, withheld, read))
@@ -1096,6 +1098,7 @@ mod tests {
         CallerTexts {
             official: official.map(str::to_owned),
             justification: justification.map(str::to_owned),
+            lift: None,
         }
         .commit_into(&mut draft)
         .expect("random salts");
