@@ -153,6 +153,9 @@ pub enum Deferral {
     },
 }
 
+/// The action of a disclosure entry ([`Deferral::Disclosure`]).
+pub const DISCLOSE_ACTION: &str = "access.disclose";
+
 /// The label of a deferred tag (NUL-terminated).
 pub const DEFERRED_TAG_LABEL: &[u8] = b"vault deferred subject v1\0";
 

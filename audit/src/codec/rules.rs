@@ -7,12 +7,10 @@ use super::encode::WireWithheld;
 use super::encode::ARRAY_VERSION;
 use super::MAP_VERSION;
 use crate::entry::{
-    ActorKind, Deferral, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_LIST_LEN, MAX_TEXT_LEN,
-    PROVENANCE_VERSION,
+    ActorKind, Deferral, EntryError, COMMITMENT_VERSION, DISCLOSE_ACTION, ENTRY_VERSION,
+    MAX_LIST_LEN, MAX_TEXT_LEN, PROVENANCE_VERSION,
 };
 
-/// The action of a disclosure entry (`Deferral::Disclosure`).
-pub(crate) const DISCLOSE_ACTION: &str = "access.disclose";
 /// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Broken {

@@ -648,6 +648,14 @@ impl Vault {
             if let Some(tag) = &out.subject_tag {
                 log::stage_blank_notes(&*tx.vault.store, &mut tx.batch, tag)?;
             }
+            // Deferred accesses not yet disclosed stay so: nobody is left to tell, and
+            // their rows name the citizen.
+            super::deferred::stage_forget(
+                &*tx.vault.store,
+                tx.vault.keys.records(),
+                &mut tx.batch,
+                id.as_str(),
+            )?;
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.initiator = by.map(|t| t.token_id.clone());
             d.processing = Some("erasure".to_owned());

@@ -483,6 +483,7 @@ impl Vault {
                 Err(RecordError::Erased { .. }) => FieldRead::nothing(&citizen),
                 read => read.map_err(record_err)?,
             };
+            let deferral = super::deferred::deferral_of(&self.policy, &decision, |f| read.contains(f));
             let AccessEntry {
                 mut draft,
                 released,
@@ -507,7 +508,19 @@ impl Vault {
                 justification: request.justification.clone(),
                 lift: None,
             };
-            tx.entry_with_texts(draft, texts, key)?;
+            match (deferral, tag, key) {
+                // Released under a rule that defers its disclosure: logged now, shown to
+                // the citizen later (`deferred.rs`).
+                (Some(d), Some(tag), Some(key)) if !released.is_empty() => tx.deferred_entry(
+                    draft,
+                    texts,
+                    key,
+                    citizen.as_str(),
+                    tag,
+                    d.deadline_ms(now_ms),
+                )?,
+                (_, _, key) => tx.entry_with_texts(draft, texts, key)?,
+            }
             Ok((released, withheld, read))
         })?;
         Ok(PendingAccess {
