@@ -254,8 +254,11 @@ impl Vault {
             .collect();
         let mut out = Vec::new();
         for index in due {
-            if let Some(d) = self.disclose(index, None)? {
-                out.push(d);
+            match self.disclose(index, None) {
+                Ok(d) => out.push(d),
+                // Lifted meanwhile, or its citizen erased.
+                Err(VaultError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -275,22 +278,22 @@ impl Vault {
                     .to_owned(),
             ));
         }
-        self.disclose(index, Some(reference))?
-            .ok_or(VaultError::NotFound {
-                what: "deferred entry not yet disclosed",
-            })
+        self.disclose(index, Some(reference))
     }
 
-    /// Appends the disclosure of the deferred entry `index` (`None`: it is no pending
-    /// deferred entry, or its citizen is gone).
-    fn disclose(&self, index: u64, lift: Option<&str>) -> Result<Option<Disclosure>, VaultError> {
+    /// Appends the disclosure of the deferred entry `index`; `NotFound` (nothing written)
+    /// if it is no pending deferred entry, or its citizen is gone.
+    fn disclose(&self, index: u64, lift: Option<&str>) -> Result<Disclosure, VaultError> {
+        let not_found = || VaultError::NotFound {
+            what: "deferred entry not yet disclosed",
+        };
         let records = self.unsealed.records();
         let now = self.deferral_clock_ms();
         let (out, disclosure_index) = self.transact(|tx| {
             // Read again under the writer lock: a lift and the deadline may race.
             let k = key(index);
             let Some(stored) = tx.store().get(Tree::Meta, &k)? else {
-                return Ok(None);
+                return Err(not_found());
             };
             let p = decode(
                 self.keys
@@ -305,7 +308,7 @@ impl Vault {
             else {
                 // Erasure removes the rows; a row left without its citizen stays (the
                 // deferred entry shows as overdue to auditors).
-                return Ok(None);
+                return Err(not_found());
             };
             tx.batch.delete(Tree::Meta, k);
             let (actor, initiator) = match lift {
@@ -341,13 +344,13 @@ impl Vault {
                 ..CallerTexts::default()
             };
             tx.entry_with_texts(draft, texts, Some(note_key))?;
-            Ok(Some(p.citizen))
+            Ok(p.citizen)
         })?;
-        Ok(out.map(|citizen| Disclosure {
-            citizen,
+        Ok(Disclosure {
+            citizen: out,
             deferred_index: index,
             disclosure_index,
             lifted: lift.is_some(),
-        }))
+        })
     }
 }
