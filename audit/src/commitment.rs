@@ -19,6 +19,9 @@ pub enum TextField {
     Official,
     /// The justification of an access request (item 18 `justification`).
     Justification,
+    /// The reference of the decision that lifted the secrecy of a deferred access (the
+    /// `lift` of a disclosure's item 24, version 6).
+    Lift,
 }
 
 impl TextField {
@@ -27,6 +30,7 @@ impl TextField {
         match self {
             Self::Official => "official",
             Self::Justification => "justification",
+            Self::Lift => "lift",
         }
     }
 }

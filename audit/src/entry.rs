@@ -1,16 +1,20 @@
-//! Audit entries (format version 5; versions 2 to 4 are still read): what one log leaf
+//! Audit entries (format version 6; versions 2 to 5 are still read): what one log leaf
 //! records.
 
 use crate::commitment::Commitment;
 use crate::hash::Hash;
 
-/// The entry format version written by this crate: a CBOR array of 24 items, version 4's
-/// 21 and the provenance a replay needs (`policy_set`, `claim`, `terms`). The reader also
-/// accepts version 4 (an array of 21 items, commitments in place of free texts), version
+/// The entry format version written by this crate: a CBOR array of 25 items, version 5's
+/// 24 and the `deferral` of a deferred access or of its disclosure (`Deferral`). The
+/// reader also accepts version 5 (an array of 24 items: version 4's 21 and the provenance
+/// a replay needs, `policy_set`, `claim`, `terms`), version 4 (an array of 21 items, commitments in place of free texts), version
 /// 3 (an array of 20 items, the justification in clear, no `official`) and version 2 (the
 /// fields of version 3 as a map with integer keys); version 1 (text keys) was used only
 /// before the first release and is not read.
-pub const ENTRY_VERSION: u64 = 5;
+pub const ENTRY_VERSION: u64 = 6;
+
+/// The first version with the provenance a replay needs (an array of 24 items).
+pub const PROVENANCE_VERSION: u64 = 5;
 
 /// The first version with commitments in place of free texts (an array of 21 items).
 pub const COMMITMENT_VERSION: u64 = 4;
@@ -126,7 +130,53 @@ pub struct Terms {
     pub supersedes: Option<String>,
 }
 
-/// One entry of the log, as stored (the fields of format versions 2 to 5): the
+/// Item 24 (version 6): what makes an entry part of a deferred disclosure
+/// (`docs/audit-log.md`, "Deferred disclosure of covert access").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deferral {
+    /// An access the citizen learns of only later: its `subject` is a deferred tag
+    /// ([`deferred_tag`]), not the citizen's.
+    Deferred {
+        /// From when (ms since the epoch) the vault must disclose it; `None`: only when
+        /// the secrecy is lifted.
+        disclose_at: Option<u64>,
+    },
+    /// The disclosure of the deferred entry `of` to the citizen its `subject` names.
+    Disclosure {
+        /// The deferred entry's index (below the disclosure's own).
+        of: u64,
+        /// The opening of the deferred entry's tag.
+        opening: [u8; 32],
+        /// The commitment to the reference of the decision that lifted the secrecy
+        /// (`None`: disclosed because the deadline passed).
+        lift: Option<Commitment>,
+    },
+}
+
+/// The action of a disclosure entry ([`Deferral::Disclosure`]).
+pub const DISCLOSE_ACTION: &str = "access.disclose";
+
+/// The label of a deferred tag (NUL-terminated).
+pub const DEFERRED_TAG_LABEL: &[u8] = b"vault deferred subject v1\0";
+
+/// How long after its deadline an undisclosed deferred entry is overdue: the vault
+/// discloses within seconds; an hour leaves room for a restart or a failover.
+pub const DISCLOSURE_GRACE_MS: u64 = 3_600_000;
+
+/// The deferred tag of an entry about the citizen tagged `tag`, under the random
+/// `opening`: `SHA-256(DEFERRED_TAG_LABEL || tag || opening)`. Without the opening it
+/// cannot be linked to `tag`.
+pub fn deferred_tag(tag: &SubjectTag, opening: &[u8; 32]) -> SubjectTag {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(DEFERRED_TAG_LABEL);
+    ctx.update(&tag.0);
+    ctx.update(opening);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    SubjectTag(out)
+}
+
+/// One entry of the log, as stored (the fields of format versions 2 to 6): the
 /// draft's fields, read through `Deref` (`entry.action`), and the two the log assigns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -203,6 +253,8 @@ pub struct EntryDraft {
     pub claim: Option<Claim>,
     /// Version 5: a consent artefact's terms (item 23).
     pub terms: Option<Terms>,
+    /// Version 6: a deferred access, or the disclosure of one (item 24).
+    pub deferral: Option<Deferral>,
 }
 
 impl EntryDraft {
@@ -231,6 +283,7 @@ impl EntryDraft {
             policy_set: None,
             claim: None,
             terms: None,
+            deferral: None,
         }
     }
 }
@@ -240,7 +293,7 @@ impl EntryDraft {
 #[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a canonical CBOR entry of a known version.
-    #[error("entry bytes are not a canonical entry of version 2, 3, 4 or 5: {reason}")]
+    #[error("entry bytes are not a canonical entry of version 2, 3, 4, 5 or 6: {reason}")]
     Malformed {
         /// What the decoder found.
         reason: String,
@@ -270,13 +323,13 @@ impl Entry {
         Self { index, prev, body }
     }
 
-    /// The canonical encoding (the leaf bytes), in format version 5. A justification in
-    /// clear (`justification`) is refused: versions 4 and 5 carry only commitments.
+    /// The canonical encoding (the leaf bytes), in format version 6. A justification in
+    /// clear (`justification`) is refused: versions 4 to 6 carry only commitments.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         crate::codec::encode_entry(self)
     }
 
-    /// Strictly decodes leaf bytes of version 5, 4, 3 or 2: missing, extra or (in version 2)
+    /// Strictly decodes leaf bytes of version 6, 5, 4, 3 or 2: missing, extra or (in version 2)
     /// unknown keys, trailing bytes, non-canonical encodings, a version in the other's
     /// form and other versions are rejected.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 
 use crate::codec::{decode_links, EntryLinks};
-use crate::entry::Entry;
+use crate::entry::{deferred_tag, Deferral, Entry, SubjectTag, DISCLOSURE_GRACE_MS};
 use crate::entry::{EntryError, MAX_ENTRY_LEN};
 use crate::hash::{leaf_hash, Frontier, Hash};
 use crate::note::{NoteError, NoteVerifier, SignedCheckpoint};
@@ -100,6 +100,39 @@ pub struct Summary {
     pub root: Hash,
     /// The signed checkpoint note.
     pub note_text: String,
+    /// Every deferred entry of the log (version 6), in index order, with its disclosure.
+    pub deferred: Vec<DeferredEntry>,
+    /// The time of the log's last entry (ms since the epoch), if it has one.
+    pub last_time_ms: Option<u64>,
+}
+
+/// A deferred entry (`Deferral::Deferred`) found by the verifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferredEntry {
+    /// Its index.
+    pub index: u64,
+    /// Its deadline (ms since the epoch); `None`: disclosed only when lifted.
+    pub disclose_at: Option<u64>,
+    /// The index of the entry that disclosed it, if any.
+    pub disclosed_by: Option<u64>,
+}
+
+impl Summary {
+    /// The deferred entries not disclosed although the log's last entry is at least
+    /// [`DISCLOSURE_GRACE_MS`] past their deadline (`docs/audit-log.md`).
+    pub fn overdue(&self) -> Vec<&DeferredEntry> {
+        let Some(now) = self.last_time_ms else {
+            return Vec::new();
+        };
+        self.deferred
+            .iter()
+            .filter(|d| {
+                d.disclosed_by.is_none()
+                    && d.disclose_at
+                        .is_some_and(|at| at.saturating_add(DISCLOSURE_GRACE_MS) <= now)
+            })
+            .collect()
+    }
 }
 
 /// What is wrong with an export.
@@ -161,6 +194,9 @@ pub enum VerifyErrorKind {
         /// What the entry says.
         found: Option<u64>,
     },
+    /// A disclosure (version 6) does not disclose what it names.
+    #[error("the disclosure is invalid: {0}")]
+    Disclosure(&'static str),
     /// The recomputed tree root differs from the signed one.
     #[error("the entries do not add up to the signed root")]
     RootMismatch,
@@ -238,6 +274,7 @@ impl VerifyError {
             K::ChainBreak => "audit.verify.chain_break",
             K::AlteredEntry => "audit.verify.altered_entry",
             K::SubjectChain { .. } => "audit.verify.subject_chain",
+            K::Disclosure(_) => "audit.verify.disclosure",
             K::RootMismatch => "audit.verify.root_mismatch",
             K::TrailingData => "audit.verify.trailing_data",
             K::Io(_) => "audit.verify.io",
@@ -369,6 +406,16 @@ pub(crate) struct LeafChecker {
     /// The leaf hash of the last entry pushed, not yet in `frontier`.
     pending: Option<Hash>,
     evidence: Evidence,
+    /// The deferred entries seen, in index order, with their tags.
+    deferred: Vec<(DeferredEntry, SubjectTag)>,
+    /// The time of the last entry pushed.
+    last_time_ms: Option<u64>,
+}
+
+/// What [`LeafChecker::finish`] hands to the summary.
+pub(crate) struct Findings {
+    pub(crate) deferred: Vec<DeferredEntry>,
+    pub(crate) last_time_ms: Option<u64>,
 }
 
 impl LeafChecker {
@@ -382,7 +429,54 @@ impl LeafChecker {
                 subjects: SubjectChains::new()
                     .map_err(|_| VerifyError::file(VerifyErrorKind::Random))?,
             },
+            deferred: Vec::new(),
+            last_time_ms: None,
         })
+    }
+
+    /// Records a deferred entry, or checks a disclosure against the deferred entry it
+    /// names (`docs/audit-log.md`, "Verification").
+    fn deferral(&mut self, links: &EntryLinks) -> Result<(), &'static str> {
+        let (Some(deferral), Some(subject)) = (links.deferral, links.subject) else {
+            return Ok(());
+        };
+        match deferral {
+            Deferral::Deferred { disclose_at } => {
+                self.deferred.push((
+                    DeferredEntry {
+                        index: links.index,
+                        disclose_at,
+                        disclosed_by: None,
+                    },
+                    subject,
+                ));
+                Ok(())
+            }
+            Deferral::Disclosure { of, opening, lift } => {
+                let at = self
+                    .deferred
+                    .binary_search_by_key(&of, |(d, _)| d.index)
+                    .map_err(|_| "it names an entry that is not a deferred entry")?;
+                let (entry, tag) = &mut self.deferred[at]; // in range: found
+                if entry.disclosed_by.is_some() {
+                    return Err("it names a deferred entry disclosed before");
+                }
+                if deferred_tag(&subject, &opening) != *tag {
+                    return Err(
+                        "its opening does not open the deferred entry's tag with its subject",
+                    );
+                }
+                if lift.is_none()
+                    && entry
+                        .disclose_at
+                        .is_none_or(|deadline| links.time_ms < deadline)
+                {
+                    return Err("it discloses without a lift before the deferred entry's deadline");
+                }
+                entry.disclosed_by = Some(links.index);
+                Ok(())
+            }
+        }
     }
 
     /// The number of entries pushed so far (the index the next one must carry).
@@ -428,6 +522,10 @@ impl LeafChecker {
         if let Some(tag) = links.subject {
             self.evidence.subjects.note(tag, i, links.subject_prev);
         }
+        if let Err(reason) = self.deferral(&links) {
+            return Err(self.stop(VerifyError::at(i, VerifyErrorKind::Disclosure(reason))));
+        }
+        self.last_time_ms = Some(links.time_ms);
         self.flush_pending();
         if let Some(alt) = new_alt {
             self.evidence.first_break = Some((i, alt));
@@ -453,7 +551,7 @@ impl LeafChecker {
 
     /// Ends the check once every entry is pushed: the chains' evidence, then the root
     /// against the signed `want`.
-    pub(crate) fn finish(mut self, want: &Hash) -> Result<(), VerifyError> {
+    pub(crate) fn finish(mut self, want: &Hash) -> Result<Findings, VerifyError> {
         self.flush_pending();
         let count = self.frontier.size();
         let alt_ok = self
@@ -470,7 +568,10 @@ impl LeafChecker {
                 None => VerifyError::file(VerifyErrorKind::RootMismatch),
             });
         }
-        Ok(())
+        Ok(Findings {
+            deferred: self.deferred.into_iter().map(|(d, _)| d).collect(),
+            last_time_ms: self.last_time_ms,
+        })
     }
 }
 
@@ -547,6 +648,8 @@ impl Visit for Entries<'_> {
         self.scratch.decode_into(leaf)?;
         Ok(EntryLinks {
             index: self.scratch.index,
+            time_ms: self.scratch.time_ms,
+            deferral: self.scratch.deferral,
             prev: self.scratch.prev,
             subject: self.scratch.subject,
             subject_prev: self.scratch.subject_prev,
@@ -620,12 +723,14 @@ fn verify_with(
     }
     progress(count, count);
     let want = signed.checkpoint.root;
-    checker.finish(&want)?;
+    let findings = checker.finish(&want)?;
     Ok(Summary {
         origin: signed.checkpoint.origin,
         size: count,
         root: want,
         note_text: signed.note_text,
+        deferred: findings.deferred,
+        last_time_ms: findings.last_time_ms,
     })
 }
 
@@ -863,5 +968,149 @@ mod tests {
         write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
         let s = run(&file, &signer.verifier_key()).expect("verifies");
         assert_eq!((s.size, s.root), (0, crate::empty_root()));
+    }
+
+    /// A signed export of `drafts` appended to an empty log.
+    fn export_of(drafts: Vec<crate::EntryDraft>) -> (Vec<u8>, String) {
+        let mut store = MemStore::new();
+        let mut state = crate::LogState::new();
+        let n = drafts.len() as u64;
+        store.append(&mut state, drafts).expect("appends");
+        let signer = NoteSigner::from_seed("t.example/log", &[3; 32]).expect("key");
+        let signed = sign_checkpoint(&store, &signer, n, None).expect("signs");
+        let mut file = Vec::new();
+        write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
+        (file, signer.verifier_key())
+    }
+
+    fn system_at(time_ms: u64, action: &str) -> crate::EntryDraft {
+        crate::EntryDraft::new(
+            time_ms,
+            crate::Actor {
+                kind: crate::ActorKind::System,
+                id: "vault".into(),
+            },
+            action,
+            "done",
+        )
+    }
+
+    const CITIZEN: SubjectTag = SubjectTag([0xc1; 32]);
+    const OPENING: [u8; 32] = [0x0e; 32];
+
+    /// Entry 0 about the citizen, entry 1 deferred until `deadline`, entry 2 at `later`,
+    /// and, if `disclose` gives its time, opening and lift, entry 3 disclosing entry 1.
+    fn deferral_log(
+        deadline: Option<u64>,
+        later: u64,
+        disclose: Option<(u64, [u8; 32], Option<crate::Commitment>)>,
+    ) -> Vec<crate::EntryDraft> {
+        let mut first = system_at(0, "x");
+        first.subject = Some(CITIZEN);
+        let mut deferred = system_at(1_000, "access");
+        deferred.subject = Some(deferred_tag(&CITIZEN, &OPENING));
+        deferred.deferral = Some(Deferral::Deferred {
+            disclose_at: deadline,
+        });
+        let mut drafts = vec![first, deferred, system_at(later, "x")];
+        if let Some((time, opening, lift)) = disclose {
+            let mut d = system_at(time, "access.disclose");
+            d.subject = Some(CITIZEN);
+            d.subject_prev = Some(0);
+            d.deferral = Some(Deferral::Disclosure {
+                of: 1,
+                opening,
+                lift,
+            });
+            drafts.push(d);
+        }
+        drafts
+    }
+
+    #[test]
+    fn deferred_entries_are_listed_and_overdue_only_an_hour_past_their_deadline() {
+        let (file, vkey) = export_of(deferral_log(
+            Some(5_000),
+            5_000 + DISCLOSURE_GRACE_MS - 1,
+            None,
+        ));
+        let s = run(&file, &vkey).expect("verifies");
+        assert_eq!(
+            s.deferred,
+            vec![DeferredEntry {
+                index: 1,
+                disclose_at: Some(5_000),
+                disclosed_by: None
+            }]
+        );
+        assert!(s.overdue().is_empty());
+        let (file, vkey) = export_of(deferral_log(Some(5_000), 5_000 + DISCLOSURE_GRACE_MS, None));
+        let s = run(&file, &vkey).expect("verifies");
+        assert_eq!(s.overdue().len(), 1);
+        // Until lifted: never overdue.
+        let (file, vkey) = export_of(deferral_log(None, u64::MAX >> 12, None));
+        assert!(run(&file, &vkey).expect("verifies").overdue().is_empty());
+    }
+
+    #[test]
+    fn a_disclosure_verifies_only_if_it_opens_the_deferred_tag_after_the_deadline_or_lifted() {
+        let lift = Some(crate::Commitment([7; 32]));
+        let (file, vkey) = export_of(deferral_log(
+            Some(5_000),
+            6_000,
+            Some((6_000, OPENING, None)),
+        ));
+        let s = run(&file, &vkey).expect("a disclosure at its deadline verifies");
+        assert_eq!(s.deferred[0].disclosed_by, Some(3));
+        assert!(s.overdue().is_empty());
+        let (file, vkey) = export_of(deferral_log(None, 2_000, Some((2_000, OPENING, lift))));
+        assert!(run(&file, &vkey).is_ok(), "a lift discloses at any time");
+        for (deadline, disclose, what) in [
+            (
+                Some(5_000),
+                (4_999, OPENING, None),
+                "before the deadline without a lift",
+            ),
+            (None, (9_000, OPENING, None), "until lifted, without a lift"),
+            (
+                Some(5_000),
+                (6_000, [0x0f; 32], None),
+                "with another opening",
+            ),
+        ] {
+            let (file, vkey) = export_of(deferral_log(deadline, 2_000, Some(disclose)));
+            let err = run(&file, &vkey).expect_err(what);
+            assert_eq!(
+                (err.index, err.code()),
+                (Some(3), "audit.verify.disclosure"),
+                "{what}"
+            );
+        }
+        // A disclosure naming an entry that is not deferred, or one disclosed before.
+        let mut drafts = deferral_log(Some(5_000), 6_000, Some((6_000, OPENING, None)));
+        let mut again = drafts[3].clone();
+        again.subject_prev = Some(3);
+        drafts.push(again);
+        let err = run_drafts(drafts).expect_err("disclosed twice");
+        assert_eq!(
+            (err.index, err.code()),
+            (Some(4), "audit.verify.disclosure")
+        );
+        let mut drafts = deferral_log(Some(5_000), 6_000, Some((6_000, OPENING, None)));
+        drafts[3].deferral = Some(Deferral::Disclosure {
+            of: 2,
+            opening: OPENING,
+            lift: None,
+        });
+        let err = run_drafts(drafts).expect_err("not a deferred entry");
+        assert_eq!(
+            (err.index, err.code()),
+            (Some(3), "audit.verify.disclosure")
+        );
+    }
+
+    fn run_drafts(drafts: Vec<crate::EntryDraft>) -> Result<Summary, VerifyError> {
+        let (file, vkey) = export_of(drafts);
+        run(&file, &vkey)
     }
 }

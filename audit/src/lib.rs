@@ -25,8 +25,9 @@ mod testvectors;
 pub use commitment::{Commitment, TextField, COMMITMENT_LABEL, SALT_LEN};
 pub use cosignature::{CosignatureSigner, CosignatureVerifier};
 pub use entry::{
-    Actor, ActorKind, Claim, Entry, EntryDraft, EntryError, SubjectTag, Terms, Withheld,
-    COMMITMENT_VERSION, ENTRY_VERSION, MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN,
+    deferred_tag, Actor, ActorKind, Claim, Deferral, Entry, EntryDraft, EntryError, SubjectTag,
+    Terms, Withheld, COMMITMENT_VERSION, DEFERRED_TAG_LABEL, DISCLOSE_ACTION, DISCLOSURE_GRACE_MS,
+    ENTRY_VERSION, MAX_ENTRY_LEN, MAX_LIST_LEN, MAX_TEXT_LEN, PROVENANCE_VERSION,
 };
 pub use hash::{empty_root, leaf_hash, node_hash, Frontier, Hash, HASH_LEN};
 pub use note::{

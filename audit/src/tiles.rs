@@ -560,7 +560,7 @@ pub fn verify<E: Display>(
         }
     }
     let want = signed.checkpoint.root;
-    checker.finish(&want)?;
+    let findings = checker.finish(&want)?;
     let from_tiles = root_from_tiles(size, &mut |id| fetch(&id.path())).map_err(|e| match e {
         TilesRootError::Fetch { path, source } => fetch_err(&path, source),
         TilesRootError::Malformed { path, reason } => {
@@ -576,6 +576,8 @@ pub fn verify<E: Display>(
         size,
         root: want,
         note_text: signed.note_text,
+        deferred: findings.deferred,
+        last_time_ms: findings.last_time_ms,
     })
 }
 

@@ -90,8 +90,19 @@ impl PolicySet {
                     .value(r.purpose.as_str())
                     .list(r.fields.iter().map(|f| f.as_str()))
                     .value(r.legal_basis.code())
-                    .value(&r.legal_reference)
-                    .end();
+                    .value(&r.legal_reference);
+                // Only a deferring rule says so: the digests of sets without one are
+                // those computed before `disclosure` existed.
+                match r.disclosure {
+                    Some(crate::Disclosure::AfterDays(n)) => {
+                        o.value("disclosure_after_days").value(&n.to_string());
+                    }
+                    Some(crate::Disclosure::UntilLifted) => {
+                        o.value("disclosure_until_lifted");
+                    }
+                    None => {}
+                }
+                o.end();
             }
             for r in &a.break_glass {
                 o.kind("break_glass")

@@ -35,8 +35,8 @@ pub use ids::{
 };
 pub use load::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use model::{
-    Agency, BreakGlassRule, CategoryDef, ConsentRefusal, FieldDef, PolicySet, Purpose, Sensitivity,
-    StatutoryRule,
+    Agency, BreakGlassRule, CategoryDef, ConsentRefusal, Disclosure, FieldDef, PolicySet, Purpose,
+    Sensitivity, StatutoryRule,
 };
 pub use report::ProcessingRecord;
 pub use time::{Timestamp, TimestampError};

@@ -11,7 +11,8 @@ use toml::Spanned;
 use crate::dpv::{self, DpvKind};
 use crate::ids::{AgencyId, Category, FieldName, IdError, LegalBasis, PurposeCode, RuleId};
 use crate::model::{
-    Agency, BreakGlassRule, CategoryDef, FieldDef, PolicySet, Purpose, Sensitivity, StatutoryRule,
+    Agency, BreakGlassRule, CategoryDef, Disclosure, FieldDef, PolicySet, Purpose, Sensitivity,
+    StatutoryRule,
 };
 
 /// The policy-file format version this loader reads.
@@ -190,6 +191,13 @@ pub enum PolicyErrorKind {
         /// The validity, in seconds.
         secs: u64,
     },
+    /// A statutory rule's `disclosure` that is not exactly one of `after_days = N`
+    /// (1..=3650) or `until_lifted = true`.
+    #[error("invalid disclosure: {reason}: write disclosure = {{ after_days = N }} (1 to 3650) or disclosure = {{ until_lifted = true }}")]
+    InvalidDisclosure {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A DPV concept reference that is neither a prefixed name nor an https IRI.
     #[error("invalid DPV concept {value:?}: write a prefixed name (for example dpv:ServiceProvision or pd:HealthRecord) or its https:// IRI")]
     InvalidIri {
@@ -236,6 +244,7 @@ impl PolicyErrorKind {
             PolicyErrorKind::ValidityOutOfRange { .. } => "validity_out_of_range",
             PolicyErrorKind::InvalidIri { .. } => "invalid_iri",
             PolicyErrorKind::UnknownDpvConcept { .. } => "unknown_dpv_concept",
+            PolicyErrorKind::InvalidDisclosure { .. } => "invalid_disclosure",
         }
     }
 }
@@ -347,6 +356,36 @@ struct RawStatutory {
     fields: Spanned<Vec<Spanned<String>>>,
     legal_basis: Spanned<String>,
     reference: Spanned<String>,
+    #[serde(default)]
+    disclosure: Option<Spanned<RawDisclosure>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisclosure {
+    after_days: Option<i64>,
+    until_lifted: Option<bool>,
+}
+
+/// A statutory rule's `disclosure`, checked (`docs/policies.md`).
+fn disclosure(f: &Parsed, d: &Spanned<RawDisclosure>, sink: &mut Sink) -> Option<Disclosure> {
+    let line = f.line(d.span().start);
+    let d = d.get_ref();
+    let out = match (d.after_days, d.until_lifted) {
+        (Some(n), None | Some(false)) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=Disclosure::MAX_DAYS).contains(n))
+            .map(Disclosure::AfterDays)
+            .ok_or("after_days is outside 1 to 3650"),
+        (None, Some(true)) => Ok(Disclosure::UntilLifted),
+        (Some(_), Some(true)) => Err("after_days and until_lifted = true exclude each other \
+                                     (an operator may lift any deferral sooner)"),
+        (None, Some(false)) | (None, None) => Err("it defers nothing"),
+    };
+    out.map_err(|reason| {
+        sink.push(&f.name, line, PolicyErrorKind::InvalidDisclosure { reason });
+    })
+    .ok()
 }
 
 #[derive(Deserialize)]
@@ -951,6 +990,7 @@ fn define_agency(
             }
         };
         let legal_reference = text(f, &r.reference, "reference", sink);
+        let deferral = r.disclosure.as_ref().map(|d| disclosure(f, d, sink));
         let Some(rule_id) = rule_id else { continue };
         let fresh = first_seen(f, &r.id, &rule_id, "rule", seen_rule, sink);
         if let (true, Some(purpose), Some(legal_basis)) = (fresh, purpose, basis) {
@@ -961,6 +1001,7 @@ fn define_agency(
                 fields,
                 legal_basis,
                 legal_reference,
+                disclosure: deferral.flatten(),
             });
         }
     }
@@ -1180,5 +1221,68 @@ reference = "Emergency Care Act, s. 9"
             errs.to_string(),
             "x.toml:1: unsupported format version 2: write `version = 1`"
         );
+    }
+
+    #[test]
+    fn a_statutory_rule_defers_disclosure_by_days_or_until_lifted() {
+        let with = |d: &str| {
+            let text = MINIMAL.replace(
+                "reference = \"Health Care Act, s. 3\"\n",
+                &format!("reference = \"Health Care Act, s. 3\"\ndisclosure = {d}\n"),
+            );
+            PolicySet::from_sources(&[("p.toml", text.as_str())])
+        };
+        let rule = |set: PolicySet| set.statutory_rules().next().unwrap().disclosure;
+        assert_eq!(
+            rule(with("{ after_days = 90 }").unwrap()),
+            Some(Disclosure::AfterDays(90))
+        );
+        assert_eq!(
+            rule(with("{ until_lifted = true }").unwrap()),
+            Some(Disclosure::UntilLifted)
+        );
+        assert_eq!(
+            rule(PolicySet::from_sources(&[("p.toml", MINIMAL)]).unwrap()),
+            None
+        );
+        let line = MINIMAL
+            .lines()
+            .position(|l| l.starts_with("reference = \"Health"))
+            .unwrap()
+            + 2;
+        for bad in [
+            "{ after_days = 0 }",
+            "{ after_days = 3651 }",
+            "{ after_days = -1 }",
+            "{ after_days = 9, until_lifted = true }",
+            "{ until_lifted = false }",
+            "{}",
+        ] {
+            let errs = with(bad).expect_err(bad);
+            let e = &errs.errors()[0];
+            assert_eq!(
+                (e.kind.code(), e.line),
+                ("invalid_disclosure", line as u32),
+                "{bad}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("p.toml:{line}: invalid disclosure: ")),
+                "{e}"
+            );
+        }
+        assert!(
+            with("{ after_day = 9 }").is_err(),
+            "unknown keys are refused"
+        );
+        // A deferring rule changes the set's digest; a set without one keeps its digest.
+        let plain = PolicySet::from_sources(&[("p.toml", MINIMAL)]).unwrap();
+        assert_ne!(
+            plain.canonical_bytes(),
+            with("{ after_days = 90 }").unwrap().canonical_bytes()
+        );
+        assert!(!String::from_utf8(plain.canonical_bytes())
+            .unwrap()
+            .contains("disclosure"));
     }
 }

@@ -86,6 +86,40 @@ pub struct StatutoryRule {
     pub legal_basis: LegalBasis,
     /// The law it rests on, as citable text.
     pub legal_reference: String,
+    /// When the citizen learns of an access under this rule, if only later (covert
+    /// access; `None`: at once, like every other access).
+    pub disclosure: Option<Disclosure>,
+}
+
+/// When the citizen learns of a covert access (a statutory rule's `disclosure`,
+/// `docs/policies.md`): until then the access is in the log but not in their history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Disclosure {
+    /// This many days after the access (an operator may lift the secrecy sooner).
+    AfterDays(u32),
+    /// Only when an operator records that a court or prosecutor lifted the secrecy.
+    UntilLifted,
+}
+
+impl Disclosure {
+    /// The longest deferral `after_days` may set: ten years.
+    pub const MAX_DAYS: u32 = 3650;
+
+    /// The deadline of an access at `at_ms` (ms since the epoch): `None` until lifted.
+    pub fn deadline_ms(self, at_ms: u64) -> Option<u64> {
+        match self {
+            Self::AfterDays(days) => Some(at_ms.saturating_add(u64::from(days) * 86_400_000)),
+            Self::UntilLifted => None,
+        }
+    }
+
+    /// The later of two disclosures (`UntilLifted` is the latest).
+    pub fn later(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::AfterDays(a), Self::AfterDays(b)) => Self::AfterDays(a.max(b)),
+            _ => Self::UntilLifted,
+        }
+    }
 }
 
 /// A break-glass rule: fields an agency may receive under `vital_interest` (GDPR

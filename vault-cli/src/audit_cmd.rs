@@ -18,8 +18,10 @@ use serde::Serialize;
 #[derive(clap::Subcommand)]
 pub(crate) enum AuditCmd {
     /// Verify an audit export offline, or with --tiles a log served as C2SP tlog-tiles:
-    /// every entry's decoding, the hash chain, the subject chains, the Merkle tree, and
-    /// the checkpoint signature and size.
+    /// every entry's decoding, the hash chain, the subject chains, the disclosures of
+    /// deferred (covert) accesses, the Merkle tree, and the checkpoint signature and size.
+    /// Exit 0: verified; 2: it does not verify; 7: it verifies, but a deferred access is
+    /// overdue for disclosure (its deadline passed over an hour before the last entry).
     Verify {
         /// The export file.
         #[arg(required_unless_present = "tiles", conflicts_with = "tiles")]
@@ -308,6 +310,20 @@ struct Verified<'a> {
     /// With --policy: the witnesses whose cosignatures verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     witnesses: Option<Vec<String>>,
+    /// Deferred (covert) accesses: how many, how many not yet disclosed, and those
+    /// overdue (`docs/audit-log.md`, "Deferred disclosure of covert access").
+    deferred: u64,
+    deferred_pending: u64,
+    overdue: Vec<Overdue>,
+}
+
+/// A deferred entry whose deadline passed more than an hour before the log's last entry
+/// without a disclosure.
+#[derive(Serialize)]
+struct Overdue {
+    index: u64,
+    /// Milliseconds since the epoch.
+    disclose_at: u64,
 }
 
 /// `audit verify --json` on failure: the first bad entry (if the failure has one) and why.
@@ -422,6 +438,26 @@ fn verify(
     match result {
         Ok(s) => {
             let root = hex(&s.root);
+            let overdue: Vec<Overdue> = s
+                .overdue()
+                .into_iter()
+                .filter_map(|d| {
+                    d.disclose_at.map(|at| Overdue {
+                        index: d.index,
+                        disclose_at: at,
+                    })
+                })
+                .collect();
+            let pending = s
+                .deferred
+                .iter()
+                .filter(|d| d.disclosed_by.is_none())
+                .count() as u64;
+            let code = if overdue.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(crate::exit::OVERDUE_DISCLOSURES)
+            };
             if json {
                 let report = Verified {
                     ok: true,
@@ -429,6 +465,9 @@ fn verify(
                     size: s.size,
                     root: &root,
                     witnesses,
+                    deferred: s.deferred.len() as u64,
+                    deferred_pending: pending,
+                    overdue,
                 };
                 serde_json::to_writer(&mut out, &report)?;
                 writeln!(out)?;
@@ -446,8 +485,24 @@ fn verify(
                         w.join(", ")
                     )?;
                 }
+                if !s.deferred.is_empty() {
+                    writeln!(
+                        out,
+                        "deferred accesses: {} ({pending} not yet disclosed)",
+                        s.deferred.len()
+                    )?;
+                }
+                for o in &overdue {
+                    writeln!(
+                        out,
+                        "OVERDUE: deferred access {} was due for disclosure at {} and is not \
+                         disclosed",
+                        o.index,
+                        vault_core::policies::Timestamp::from_unix_seconds(o.disclose_at / 1000)
+                    )?;
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(code)
         }
         Err(e) => {
             report_failure(&mut out, json, &e, "verification FAILED")?;

@@ -15,6 +15,9 @@ pub(crate) const REJECTED: u8 = 4;
 pub(crate) const PARTIAL: u8 = 5;
 /// `audit replay` found decisions the policy in force does not explain.
 pub(crate) const REPLAY_FINDINGS: u8 = 6;
+/// `audit verify`: the log verifies, but a deferred (covert) access is overdue for
+/// disclosure.
+pub(crate) const OVERDUE_DISCLOSURES: u8 = 7;
 
 /// A failure with its exit code; the message says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -366,6 +366,32 @@ pub(crate) fn backup(conn: &Conn, out: &Path, json: bool) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vault-cli deferred lift INDEX --reference TEXT`: discloses a deferred access at once.
+pub(crate) fn lift_deferred(
+    conn: &Conn,
+    index: u64,
+    reference: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let v = Client::operator(conn)?.post_json(
+        &format!("/v1/admin/deferred/{index}/lift"),
+        &json!({ "reference": reference }),
+        "lift",
+    )?;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "deferred_index": index, "audit_index": v["audit_index"]})
+        );
+    } else {
+        println!(
+            "lifted: deferred access {index} is disclosed to its citizen (disclosure entry {})",
+            v["audit_index"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,12 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Deferred (covert) accesses: record that a court or prosecutor lifted the secrecy
+    /// of one, which discloses it to the citizen at once (live).
+    Deferred {
+        #[command(subcommand)]
+        cmd: DeferredCmd,
+    },
     /// Import legacy records (CSV or JSON), validated row by row first; nothing is sent if
     /// any row is bad (live).
     Import(import_cmd::ImportArgs),
@@ -239,6 +245,24 @@ enum TokenCmd {
 }
 
 #[derive(Subcommand)]
+enum DeferredCmd {
+    /// Record that the secrecy of the deferred access at log index INDEX was lifted, with
+    /// the decision's reference (committed in the log, shown to the citizen).
+    Lift {
+        /// The deferred access entry's index (`vault-cli audit verify` lists them).
+        index: u64,
+        /// The reference of the court's or prosecutor's decision (at most 200 bytes).
+        #[arg(long, value_name = "TEXT")]
+        reference: String,
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PoliciesCmd {
     /// Validate every policy file in a directory; print each error as file:line: message
     /// and exit non-zero if there is any.
@@ -288,6 +312,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token {
             cmd: TokenCmd::Revoke { id, conn, json },
         } => live_cmd::revoke_token(&conn, &id, json),
+        Command::Deferred {
+            cmd:
+                DeferredCmd::Lift {
+                    index,
+                    reference,
+                    conn,
+                    json,
+                },
+        } => live_cmd::lift_deferred(&conn, index, &reference, json),
         Command::Import(a) => import_cmd::run(a),
         Command::Keys { cmd } => keys_cmd::run(cmd),
         Command::Backup { out, conn, json } => live_cmd::backup(&conn, &out, json),

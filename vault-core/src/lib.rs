@@ -44,16 +44,16 @@ pub use datadir::{CompactReport, Status};
 pub use engine::{
     check_write, citizen_event_type, policy_set_digest, AccessInput, AccessOutcome, AuditFailure,
     Bearer, CheckedWrite, CitizenExport, CitizenToken, ConsentLimit, ConsentRequestInput,
-    ConsentView, Delivery, DeliveryKey, DeliveryOutcome, EnrolOutcome, EntryText, ErasureOutcome,
-    GrantInput, History, HistoryEntry, ImportOutcome, ImportRow, InitOptions, InitOutput, Internal,
-    KeyKind, LeafView, NotificationKey, NotificationStats, PendingAccess, PublicLog, RecordView,
-    RotateOutcome, ServerIdentity, Standby, TokenOutcome, TokenRequest, Vault, VaultError,
-    WebhookTarget, WebhookView, WriteOutcome, WriteRejected, CHECKPOINT_INTERVAL,
-    DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_CONSENT_REQUEST_DAYS,
-    MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS, MAX_PENDING_REQUESTS, MAX_REQUEST_FIELDS, MAX_TEXT,
-    MAX_TOKEN_DAYS, MAX_WEBHOOK_URL, MAX_WRITE_FIELDS, NOTIFY_FIRST_BACKOFF,
-    NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS, SERVER_CERT_DAYS,
-    SERVER_CERT_RENEW_BEFORE_DAYS,
+    ConsentView, Delivery, DeliveryKey, DeliveryOutcome, Disclosure, EnrolOutcome, EntryText,
+    ErasureOutcome, GrantInput, History, HistoryEntry, ImportOutcome, ImportRow, InitOptions,
+    InitOutput, Internal, KeyKind, LeafView, NotificationKey, NotificationStats, PendingAccess,
+    PublicLog, RecordView, RotateOutcome, ServerIdentity, Standby, TokenOutcome, TokenRequest,
+    Vault, VaultError, WebhookTarget, WebhookView, WriteOutcome, WriteRejected,
+    CHECKPOINT_INTERVAL, DEFAULT_AGENCY_CERT_DAYS, DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS,
+    MAX_CONSENT_REQUEST_DAYS, MAX_DISCLOSURES_PER_ROUND, MAX_FIELD_NAME_LEN, MAX_IMPORT_ROWS,
+    MAX_LIFT_REFERENCE, MAX_PENDING_REQUESTS, MAX_REQUEST_FIELDS, MAX_TEXT, MAX_TOKEN_DAYS,
+    MAX_WEBHOOK_URL, MAX_WRITE_FIELDS, NOTIFY_FIRST_BACKOFF, NOTIFY_KEY_OVERLAP_DAYS,
+    NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS, SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS,
 };
 pub use envelope::{CitizenId, Plaintext};
 pub use migrate::MigrateReport;

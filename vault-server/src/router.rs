@@ -75,6 +75,10 @@ pub(crate) fn router(app: App, enable_echo: bool, public_entries: bool) -> Route
             "/v1/admin/certificates/{fingerprint}/revoke",
             post(admin::revoke_certificate),
         )
+        .route(
+            "/v1/admin/deferred/{index}/lift",
+            post(admin::lift_deferred),
+        )
         .route("/v1/admin/tokens", post(admin::issue_token))
         .route("/v1/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/v1/admin/keys/rotate", post(admin::rotate))

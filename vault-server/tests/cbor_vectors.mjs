@@ -66,6 +66,10 @@ function asJson(m) {
       data_life: decimal(m.terms.data_life),
       supersedes: m.terms.supersedes,
     },
+    deferral: m.deferral === null ? null : "disclose_at" in m.deferral
+      ? { disclose_at: decimal(m.deferral.disclose_at) }
+      : { of: decimal(m.deferral.of), opening: hexOf(m.deferral.opening),
+        lift: m.deferral.lift === null ? null : hexOf(m.deferral.lift) },
   };
 }
 
@@ -108,6 +112,20 @@ for (const t of corpus.commitments) {
   }
 }
 if (corpus.commitments.length === 0) failures.push("the corpus has no commitment vector");
+
+// The deferred tags: the corpus's deferred accesses carry the tag of the citizen tag
+// 0xc1 x 32 under the opening 00 01 .. 1f (audit/src/codec/tests/vectors.rs); the page's
+// WebCrypto recomputation must give it.
+let deferredTags = 0;
+for (const t of corpus.valid) {
+  if (!t.name.startsWith("v6-deferred-access")) continue;
+  const citizen = new Uint8Array(32).fill(0xc1);
+  const opening = Uint8Array.from({ length: 32 }, (_, i) => i);
+  const got = hexOf(await globalThis.vaultCbor.deferredTag(citizen, opening));
+  if (got !== t.entry.subject) failures.push(`${t.name}: deferred tag ${got}, expected ${t.entry.subject}`);
+  deferredTags += 1;
+}
+if (deferredTags === 0) failures.push("the corpus has no deferred access");
 
 for (const f of failures) console.log("FAIL " + f);
 const total = corpus.valid.length + corpus.invalid.length + corpus.commitments.length;

@@ -90,6 +90,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
                     })
                 })
                 .transpose()?,
+            deferral: w.deferral,
         },
     })
 }
@@ -206,5 +207,6 @@ pub(crate) fn decode_entry_into(bytes: &[u8], out: &mut Entry) -> Result<(), Ent
             })
         })
         .transpose()?;
+    b.deferral = w.deferral;
     Ok(())
 }

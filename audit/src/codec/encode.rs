@@ -1,4 +1,4 @@
-//! The encoder: an entry's wire form and its version-5 bytes (through `serde_cbor`).
+//! The encoder: an entry's wire form and its version-6 bytes (through `serde_cbor`).
 
 #[cfg(test)]
 use serde::de::{Deserializer, Visitor};
@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::rules::{ListCheck, Rules};
 use super::too_large;
 use crate::entry::{
-    ActorKind, Entry, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_ENTRY_LEN,
+    ActorKind, Deferral, Entry, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_ENTRY_LEN,
+    PROVENANCE_VERSION,
 };
 
 /// The entry format version that is an array of 20 items (still read, never written).
@@ -84,6 +85,29 @@ pub(super) struct WireTerms<'a> {
     pub(super) max_uses: Option<u64>,
     pub(super) data_life: Option<u64>,
     pub(super) supersedes: Option<&'a str>,
+}
+
+/// Item 24 of version 6: `[disclose_at]` or `[of, opening, lift]`.
+#[derive(Clone, Copy)]
+pub(super) struct WireDeferral(pub(super) Deferral);
+
+impl Serialize for WireDeferral {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Deferral::Deferred { disclose_at } => {
+                let mut t = s.serialize_tuple(1)?;
+                t.serialize_element(&disclose_at)?;
+                t.end()
+            }
+            Deferral::Disclosure { of, opening, lift } => {
+                let mut t = s.serialize_tuple(3)?;
+                t.serialize_element(&of)?;
+                t.serialize_element(&B32(opening))?;
+                t.serialize_element(&lift.map(|c| B32(c.0)))?;
+                t.end()
+            }
+        }
+    }
 }
 
 impl Serialize for WireClaim<'_> {
@@ -160,10 +184,13 @@ pub(super) struct WireEntry<'a> {
     /// Version 5: item 23.
     #[cfg_attr(test, serde(skip))]
     pub(super) terms: Option<WireTerms<'a>>,
+    /// Version 6: item 24.
+    #[cfg_attr(test, serde(skip))]
+    pub(super) deferral: Option<WireDeferral>,
 }
 
 /// A wire struct serialised in an array form: a CBOR array of its fields in order (for
-/// an entry, 24 items if its `v` is 5, 21 if 4, else the 20 of version 3).
+/// an entry, 25 items if its `v` is 6, 24 if 5, 21 if 4, else the 20 of version 3).
 pub(super) struct AsArray<'a, T>(pub(super) &'a T);
 
 impl Serialize for AsArray<'_, WireActor<'_>> {
@@ -197,11 +224,13 @@ impl Serialize for AsArray<'_, Vec<WireWithheld<'_>>> {
 impl Serialize for AsArray<'_, WireEntry<'_>> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let w = self.0;
-        let v5 = w.v == ENTRY_VERSION;
+        let v6 = w.v == ENTRY_VERSION;
+        let v5 = v6 || w.v == PROVENANCE_VERSION;
         let wide = v5 || w.v == COMMITMENT_VERSION;
-        let mut t = s.serialize_tuple(match (wide, v5) {
-            (_, true) => 24,
-            (true, false) => 21,
+        let mut t = s.serialize_tuple(match (wide, v5, v6) {
+            (_, _, true) => 25,
+            (_, true, false) => 24,
+            (true, false, false) => 21,
             _ => 20,
         })?;
         t.serialize_element(&w.v)?;
@@ -236,19 +265,26 @@ impl Serialize for AsArray<'_, WireEntry<'_>> {
             t.serialize_element(&w.claim)?;
             t.serialize_element(&w.terms)?;
         }
+        if v6 {
+            t.serialize_element(&w.deferral)?;
+        }
         t.end()
     }
 }
 
 impl<'a> WireEntry<'a> {
     /// The rules of this entry in the map form (`keyed`, version 2) or the array form (of
-    /// 24 items if its `v` is 5, 21 if 4, as `AsArray` writes it).
+    /// 25 items if its `v` is 6, 24 if 5, 21 if 4, as `AsArray` writes it).
     pub(super) fn rules(&self, keyed: bool) -> Rules<'a> {
+        let v6 = !keyed && self.v == ENTRY_VERSION;
+        let v5 = v6 || (!keyed && self.v == PROVENANCE_VERSION);
         Rules {
             v: self.v,
             keyed,
-            wide: !keyed && (self.v == ENTRY_VERSION || self.v == COMMITMENT_VERSION),
-            v5: !keyed && self.v == ENTRY_VERSION,
+            wide: v5 || (!keyed && self.v == COMMITMENT_VERSION),
+            v5,
+            v6,
+            deferral: self.deferral.map(|d| d.0),
             claim_basis: self.claim.and_then(|c| c.legal_basis).map(str::as_bytes),
             terms_agency: self.terms.map(|t| t.agency.as_bytes()),
             terms_supersedes: self.terms.and_then(|t| t.supersedes).map(str::as_bytes),
@@ -324,6 +360,7 @@ pub(super) fn to_wire(e: &Entry) -> WireEntry<'_> {
             data_life: t.data_life,
             supersedes: t.supersedes.as_deref(),
         }),
+        deferral: e.deferral.map(WireDeferral),
     }
 }
 
@@ -343,7 +380,7 @@ pub(super) fn write_cbor(value: &impl Serialize, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Writes `w` in an array form (of 24 items if its `v` is 5, 21 if 4, else 20).
+/// Writes `w` in an array form (of 25 items if its `v` is 6, 24 if 5, 21 if 4, else 20).
 pub(super) fn write_wire(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError> {
     write_cbor(&AsArray(w), out)
 }

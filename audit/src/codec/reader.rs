@@ -3,7 +3,8 @@
 
 use super::rules::{text, withheld_item, ListCheck, Rules};
 use super::{malformed, too_large};
-use crate::entry::{ActorKind, EntryError, SubjectTag, MAX_ENTRY_LEN};
+use crate::commitment::Commitment;
+use crate::entry::{ActorKind, Deferral, EntryError, SubjectTag, MAX_ENTRY_LEN};
 use crate::hash::Hash;
 pub(super) const MAJOR_UINT: u8 = 0;
 pub(super) const MAJOR_BYTES: u8 = 2;
@@ -29,7 +30,7 @@ pub(super) const ARRAY_HEAD: u8 = 0x80;
 /// The names of an entry's fields by position: the array item in versions 3 to 5, the
 /// key in version 2 (`docs/audit-log.md`); `official` is only in versions 4 and 5, the
 /// last three only in version 5.
-pub(super) const ENTRY_FIELDS: [&str; 24] = [
+pub(super) const ENTRY_FIELDS: [&str; 25] = [
     "v",
     "index",
     "time",
@@ -54,10 +55,13 @@ pub(super) const ENTRY_FIELDS: [&str; 24] = [
     "policy_set",
     "claim",
     "terms",
+    "deferral",
 ];
 
 /// The head of a version-5 entry: an array of 24 items (a one-byte length follows 0x98).
 pub(super) const V5_HEAD: [u8; 2] = [0x98, 24];
+/// The head of a version-6 entry: an array of 25 items.
+pub(super) const V6_HEAD: [u8; 2] = [0x98, 25];
 
 /// Which structure (array in version 3, map in version 2) a field belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +71,7 @@ pub(super) enum Map {
     Withheld,
     Claim,
     Terms,
+    Deferral,
 }
 
 impl Map {
@@ -76,6 +81,7 @@ impl Map {
             Map::Actor => &["actor.kind", "actor.id"],
             Map::Withheld => &["withheld.field", "withheld.reason"],
             Map::Claim => &["claim.legal_basis", "claim.justified"],
+            Map::Deferral => &["deferral.of", "deferral.opening", "deferral.lift"],
             Map::Terms => &[
                 "terms.agency",
                 "terms.valid_from",
@@ -129,7 +135,7 @@ impl Fault {
                 format!("expected the key {key} (`{}`) next", map.field_name(key))
             }
             Fault::Entry => "expected a map of 20 pairs (version 2) or an array of 20 items \
-                             (version 3), 21 items (version 4) or 24 items (version 5)"
+                             (version 3), 21 items (version 4), 24 items (version 5) or 25 items (version 6)"
                 .into(),
             Fault::Map(pairs) => format!("expected a map of {pairs} pairs"),
             Fault::Array(items) => format!("expected an array of {items} items"),
@@ -245,6 +251,9 @@ pub(super) struct View<'a> {
     pub(super) policy_set: Option<&'a [u8; 32]>,
     pub(super) claim: Option<ViewClaim<'a>>,
     pub(super) terms: Option<ViewTerms<'a>>,
+    /// Read in the array form of 25 items (version 6).
+    pub(super) v6: bool,
+    pub(super) deferral: Option<Deferral>,
 }
 
 /// Item 22 (version 5), borrowed.
@@ -301,6 +310,8 @@ impl View<'_> {
             policy_set: None,
             claim: None,
             terms: None,
+            v6: false,
+            deferral: None,
         }
     }
 }
@@ -548,6 +559,28 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// Item 24: `null`, `[disclose_at (uint / null)]` or `[of (uint), opening (bstr(32)),
+    /// lift (bstr(32) / null)]`.
+    fn deferral(&mut self) -> Result<Option<Deferral>, Located> {
+        if self.null() {
+            return Ok(None);
+        }
+        const D: Map = Map::Deferral;
+        match self.byte().map_err(at::<false>(Map::Entry, 24))? {
+            h if h == ARRAY_HEAD + 1 => Ok(Some(Deferral::Deferred {
+                disclose_at: self.field::<false, _>(D, 0, Self::opt_uint)?,
+            })),
+            h if h == ARRAY_HEAD + 3 => Ok(Some(Deferral::Disclosure {
+                of: self.field::<false, _>(D, 0, Self::uint)?,
+                opening: *self.field::<false, _>(D, 1, Self::bytes32)?,
+                lift: self
+                    .field::<false, _>(D, 2, Self::opt_subject)?
+                    .map(|c| Commitment(*c)),
+            })),
+            _ => Err(at::<false>(Map::Entry, 24)(Fault::Array(3))),
+        }
+    }
+
     #[inline(always)]
     fn withheld<const KEYED: bool>(&mut self, check: &mut ListCheck) -> Result<Items<'a>, Located> {
         if KEYED {
@@ -572,7 +605,7 @@ impl<'a> Reader<'a> {
     /// Out-parameters, not a returned `(View, [ListCheck; 3])`: moving those aggregates
     /// through `Result`s was the decoder's hottest work (stack copies, unaligned reloads).
     #[inline(always)]
-    fn entry<const KEYED: bool, const WIDE: bool, const V5: bool>(
+    fn entry<const KEYED: bool, const WIDE: bool, const V5: bool, const V6: bool>(
         mut self,
         w: &mut View<'a>,
         checks: &mut [ListCheck; 3],
@@ -582,6 +615,7 @@ impl<'a> Reader<'a> {
         w.keyed = KEYED;
         w.wide = WIDE;
         w.v5 = V5;
+        w.v6 = V6;
         w.v = self.field::<KEYED, _>(E, 0, Self::uint)?;
         w.index = self.field::<KEYED, _>(E, 1, Self::uint)?;
         w.time = self.field::<KEYED, _>(E, 2, Self::uint)?;
@@ -628,6 +662,9 @@ impl<'a> Reader<'a> {
             w.claim = self.claim()?;
             w.terms = self.terms()?;
         }
+        if V6 {
+            w.deferral = self.deferral()?;
+        }
         if !self.rest.is_empty() {
             return Err(Fault::Trailing.into());
         }
@@ -649,18 +686,22 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
         ListCheck::new("withheld", 0),
     ];
     match bytes.split_first() {
+        Some((_, rest)) if bytes.starts_with(&V6_HEAD) => {
+            Reader::new(rest.get(1..).unwrap_or_default())
+                .entry::<false, true, true, true>(&mut w, &mut checks)
+        }
         Some((_, rest)) if bytes.starts_with(&V5_HEAD) => {
             Reader::new(rest.get(1..).unwrap_or_default())
-                .entry::<false, true, true>(&mut w, &mut checks)
+                .entry::<false, true, true, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == ARRAY_HEAD + 21 => {
-            Reader::new(rest).entry::<false, true, false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<false, true, false, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == ARRAY_HEAD + 20 => {
-            Reader::new(rest).entry::<false, false, false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<false, false, false, false>(&mut w, &mut checks)
         }
         Some((&head, rest)) if head == MAP_HEAD + 20 => {
-            Reader::new(rest).entry::<true, false, false>(&mut w, &mut checks)
+            Reader::new(rest).entry::<true, false, false, false>(&mut w, &mut checks)
         }
         Some(_) => Err(Fault::Entry.into()),
         None => Err(Fault::EndsEarly.into()),
@@ -671,6 +712,8 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
         keyed: w.keyed,
         wide: w.wide,
         v5: w.v5,
+        v6: w.v6,
+        deferral: w.deferral,
         claim_basis: w.claim.and_then(|c| c.legal_basis),
         terms_agency: w.terms.map(|t| t.agency),
         terms_supersedes: w.terms.and_then(|t| t.supersedes),
@@ -703,6 +746,8 @@ pub(super) fn decode_view(bytes: &[u8]) -> Result<(View<'_>, ActorKind), EntryEr
 /// What the verifier needs of an entry.
 pub(crate) struct EntryLinks {
     pub(crate) index: u64,
+    pub(crate) time_ms: u64,
+    pub(crate) deferral: Option<Deferral>,
     pub(crate) prev: Hash,
     pub(crate) subject: Option<SubjectTag>,
     pub(crate) subject_prev: Option<u64>,
@@ -713,6 +758,8 @@ pub(crate) fn decode_links(bytes: &[u8]) -> Result<EntryLinks, EntryError> {
     let (w, _) = decode_view(bytes)?;
     Ok(EntryLinks {
         index: w.index,
+        time_ms: w.time,
+        deferral: w.deferral,
         prev: *w.prev,
         subject: w.subject.map(|t| SubjectTag(*t)),
         subject_prev: w.subject_prev,

@@ -7,8 +7,10 @@ use super::encode::WireWithheld;
 use super::encode::ARRAY_VERSION;
 use super::MAP_VERSION;
 use crate::entry::{
-    ActorKind, EntryError, COMMITMENT_VERSION, ENTRY_VERSION, MAX_LIST_LEN, MAX_TEXT_LEN,
+    ActorKind, Deferral, EntryError, COMMITMENT_VERSION, DISCLOSE_ACTION, ENTRY_VERSION,
+    MAX_LIST_LEN, MAX_TEXT_LEN, PROVENANCE_VERSION,
 };
+
 /// A broken field rule (small and `Copy`; becomes [`EntryError::Invalid`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Broken {
@@ -116,8 +118,12 @@ pub(super) struct Rules<'a> {
     /// The entry is an array of 21 items (the version-4 form) or of 24 (version 5), not
     /// of 20.
     pub(super) wide: bool,
-    /// The entry is an array of 24 items (the version-5 form).
+    /// The entry is an array of 24 items (the version-5 form) or of 25 (version 6).
     pub(super) v5: bool,
+    /// The entry is an array of 25 items (the version-6 form).
+    pub(super) v6: bool,
+    /// Version 6: item 24.
+    pub(super) deferral: Option<Deferral>,
     /// Version 5: the claimed basis (item 22), the consent terms' agency and supersedes
     /// (item 23), and whether any of items 21 to 23 is present.
     pub(super) claim_basis: Option<&'a [u8]>,
@@ -150,16 +156,25 @@ impl Rules<'_> {
     /// returns the actor kind.
     #[inline]
     pub(super) fn check(self) -> Result<ActorKind, Broken> {
-        match (self.v, self.keyed, self.wide, self.v5) {
-            (MAP_VERSION, true, false, false)
-            | (ARRAY_VERSION, false, false, false)
-            | (COMMITMENT_VERSION, false, true, false)
-            | (ENTRY_VERSION, false, true, true) => {}
-            (MAP_VERSION | ARRAY_VERSION | COMMITMENT_VERSION | ENTRY_VERSION, _, _, _) => {
+        match (self.v, self.keyed, self.wide, self.v5, self.v6) {
+            (MAP_VERSION, true, false, false, false)
+            | (ARRAY_VERSION, false, false, false, false)
+            | (COMMITMENT_VERSION, false, true, false, false)
+            | (PROVENANCE_VERSION, false, true, true, false)
+            | (ENTRY_VERSION, false, true, true, true) => {}
+            (
+                MAP_VERSION | ARRAY_VERSION | COMMITMENT_VERSION | PROVENANCE_VERSION
+                | ENTRY_VERSION,
+                _,
+                _,
+                _,
+                _,
+            ) => {
                 return Err(Broken {
                     field: "v",
                     rule: "not in its version's form (version 2 is a map, version 3 an array \
-                           of 20 items, version 4 an array of 21, version 5 an array of 24)",
+                           of 20 items, version 4 an array of 21, version 5 an array of 24, \
+                           version 6 an array of 25)",
                 })
             }
             _ => {
@@ -200,20 +215,53 @@ impl Rules<'_> {
         if self.wide && self.justification.is_some() {
             return Err(Broken {
                 field: "justification",
-                rule: "versions 4 and 5 carry a commitment to the justification, never its text",
+                rule: "versions 4 to 6 carry a commitment to the justification, never its text",
             });
         }
         if !self.wide && self.has_commitments {
             return Err(Broken {
                 field: "justification",
-                rule: "only versions 4 and 5 carry commitments",
+                rule: "only versions 4 to 6 carry commitments",
             });
         }
         if !self.v5 && self.has_provenance {
             return Err(Broken {
                 field: "policy_set",
-                rule: "only version 5 carries the policy set, claim and terms",
+                rule: "only versions 5 and 6 carry the policy set, claim and terms",
             });
+        }
+        match self.deferral {
+            Some(_) if !self.v6 => {
+                return Err(Broken {
+                    field: "deferral",
+                    rule: "only version 6 carries a deferral",
+                })
+            }
+            Some(_) if !self.has_subject => {
+                return Err(Broken {
+                    field: "deferral",
+                    rule: "a deferred entry and a disclosure have a subject",
+                })
+            }
+            Some(Deferral::Deferred { .. }) if self.subject_prev.is_some() => {
+                return Err(Broken {
+                    field: "deferral",
+                    rule: "a deferred entry's tag is used once: its subject_prev is null",
+                })
+            }
+            Some(Deferral::Disclosure { of, .. }) if of >= self.index => {
+                return Err(Broken {
+                    field: "deferral",
+                    rule: "a disclosure names an entry below its own index",
+                })
+            }
+            Some(Deferral::Disclosure { .. }) if self.action != DISCLOSE_ACTION.as_bytes() => {
+                return Err(Broken {
+                    field: "deferral",
+                    rule: "a disclosure's action is `access.disclose`",
+                })
+            }
+            _ => {}
         }
         self.requested.result()?;
         self.released.result()?;

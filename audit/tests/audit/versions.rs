@@ -10,13 +10,14 @@ use crate::common::{build_log, emergency_commitment, leaves, mixed_export, signe
 
 /// The entry's leaf bytes form: 0xb4 (a map of 20 pairs) in version 2, 0x94 (an array of
 /// 20 items) in version 3, 0x95 (an array of 21 items) in version 4, 0x98 0x18 (an array
-/// of 24 items) in version 5.
+/// of 24 items) in version 5, 0x98 0x19 (of 25) in version 6.
 fn version_of(leaf: &[u8]) -> u64 {
     match leaf[0] {
         0xb4 => 2,
         0x94 => 3,
         0x95 => 4,
         0x98 if leaf[1] == 24 => 5,
+        0x98 if leaf[1] == 25 => 6,
         other => panic!("unexpected head {other:#04x}"),
     }
 }
@@ -33,17 +34,17 @@ fn a_version_2_export_written_before_version_3_still_verifies() {
     assert_eq!(s.size, 12);
     let old = leaves(file);
     assert!(old.iter().all(|l| version_of(l) == 2));
-    // The same drafts appended now: version 5, and the same entries but for `prev` (the
+    // The same drafts appended now: version 6, and the same entries but for `prev` (the
     // hash chain runs over other bytes) and the justification, which version 4 carries
     // only as a commitment.
-    assert_eq!(ENTRY_VERSION, 5);
+    assert_eq!(ENTRY_VERSION, 6);
     let (store, _) = build_log(12, 0, 17);
     let mut justified = 0;
     for (i, leaf) in old.iter().enumerate() {
         let new = store.leaf_bytes(i as u64).expect("stored");
-        assert_eq!(version_of(new), 5);
+        assert_eq!(version_of(new), 6);
         let mut was = Entry::decode(leaf).expect("a v2 leaf decodes");
-        let mut now = Entry::decode(new).expect("a v5 leaf decodes");
+        let mut now = Entry::decode(new).expect("a v6 leaf decodes");
         assert_eq!(was.index, i as u64);
         if let Some(text) = was.justification.take() {
             assert_eq!(text, "emergency");
@@ -61,7 +62,7 @@ fn a_version_2_export_written_before_version_3_still_verifies() {
 }
 
 #[test]
-fn a_log_of_version_2_then_version_5_entries_verifies() {
+fn a_log_of_version_2_then_version_6_entries_verifies() {
     let (v2_file, _) = v2_export();
     let old = leaves(v2_file);
     let (file, vkey, store) = mixed_export(30);
@@ -75,7 +76,7 @@ fn a_log_of_version_2_then_version_5_entries_verifies() {
         old.as_slice(),
         "the v2 leaves are kept byte for byte"
     );
-    assert!(all[12..].iter().all(|l| version_of(l) == 5));
+    assert!(all[12..].iter().all(|l| version_of(l) == 6));
     // The chain and the subject chains run across the upgrade.
     let first_new = Entry::decode(&all[12]).expect("decodes");
     assert_eq!(first_new.prev, leaf_hash(&old[11]));

@@ -333,6 +333,12 @@ async fn free_texts_are_only_commitments_in_the_log_and_go_with_erasure() {
                     audit::TextField::Justification,
                     leaf.justification_commitment,
                 ),
+                "lift" => match leaf.deferral {
+                    Some(audit::Deferral::Disclosure { lift, .. }) => {
+                        (audit::TextField::Lift, lift)
+                    }
+                    _ => panic!("a lift text on an entry that is no disclosure"),
+                },
                 other => panic!("unknown field {other}"),
             };
             assert!(

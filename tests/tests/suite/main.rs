@@ -6,6 +6,7 @@ mod backup;
 mod cli;
 mod connections;
 mod crash;
+mod deferred;
 mod dev_mode;
 mod dpv;
 mod erasure;

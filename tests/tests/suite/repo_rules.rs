@@ -264,10 +264,11 @@ fn the_adapters_use_only_the_vault_core_facade() {
 
 /// The names of the test-only failpoint variables (vault-core's feature `test-hooks`): a
 /// release server built without the feature reads none of them, so none is in it.
-const FAILPOINT_NAMES: [&str; 3] = [
+const FAILPOINT_NAMES: [&str; 4] = [
     "VAULT_DANGEROUS_FAILPOINT",
     "VAULT_DANGEROUS_FAILPOINTS",
     "DANGEROUS_FAIL_AUDIT",
+    "DANGEROUS_CLOCK_OFFSET",
 ];
 
 #[test]

@@ -329,7 +329,7 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-async fn card_state(b: &Browser, index: u64) -> anyhow::Result<Value> {
+pub(crate) async fn card_state(b: &Browser, index: u64) -> anyhow::Result<Value> {
     b.js(
         "const li = document.querySelector(`li.entry[data-index=\"${arguments[0]}\"]`);
          if (!li) return null;

@@ -152,3 +152,91 @@ fn a_wrong_key_or_missing_file_fails() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the export file"));
 }
+
+/// A log with a deferred access at entry 1 due at `deadline` ms, and a last entry at
+/// `last` ms; never disclosed.
+fn deferred_export(deadline: u64, last: u64, name: &str) -> (PathBuf, String) {
+    let mut store = MemStore::new();
+    let mut state = LogState::new();
+    let system = |time_ms, action: &str| {
+        EntryDraft::new(
+            time_ms,
+            Actor {
+                kind: ActorKind::System,
+                id: "vault".into(),
+            },
+            action,
+            "done",
+        )
+    };
+    let mut deferred = system(1_000, "access");
+    deferred.subject = Some(audit::deferred_tag(
+        &audit::SubjectTag([0xc1; 32]),
+        &[7; 32],
+    ));
+    deferred.deferral = Some(audit::Deferral::Deferred {
+        disclose_at: Some(deadline),
+    });
+    let drafts = vec![
+        system(0, "vault.init"),
+        deferred,
+        system(last, "audit.export"),
+    ];
+    store.append(&mut state, drafts).expect("appends");
+    let signer = NoteSigner::generate("example.org/audit").expect("key");
+    let signed = sign_checkpoint(&store, &signer, 3, None).expect("signs");
+    let mut file = Vec::new();
+    audit::export::write(&store, &signed, &signer.verifier_key(), &mut file).expect("exports");
+    let path = tmp(name);
+    std::fs::write(&path, &file).expect("writes export");
+    (path, signer.verifier_key())
+}
+
+#[test]
+fn an_overdue_deferred_access_is_reported_with_exit_7() {
+    let hour = audit::DISCLOSURE_GRACE_MS;
+    let (path, vkey) = deferred_export(5_000, 5_000 + hour - 1, "deferred-due");
+    let out = cli()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .args(["--key", &vkey])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("deferred accesses: 1 (1 not yet disclosed)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("OVERDUE"), "{stdout}");
+
+    let (path, vkey) = deferred_export(5_000, 5_000 + hour, "deferred-overdue");
+    let out = cli()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .args(["--key", &vkey])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .contains("OVERDUE: deferred access 1 was due for disclosure at 1970-01-01T00:00:05Z"),
+        "{stdout}"
+    );
+    let out = cli()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .args(["--key", &vkey, "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["deferred"], 1);
+    assert_eq!(report["deferred_pending"], 1);
+    assert_eq!(
+        report["overdue"],
+        serde_json::json!([{"index": 1, "disclose_at": 5000}])
+    );
+}

@@ -654,6 +654,14 @@ impl Vault {
                 tx.vault.keys.records(),
                 &id,
             )?;
+            // Deferred accesses not yet disclosed stay so: nobody is left to tell, and
+            // their rows name the citizen.
+            super::deferred::stage_forget(
+                &*tx.vault.store,
+                tx.vault.keys.records(),
+                &mut tx.batch,
+                id.as_str(),
+            )?;
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.initiator = by.map(|t| t.token_id.clone());
             d.processing = Some("erasure".to_owned());

@@ -377,6 +377,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: input.initiator.clone(),
                 justification: None,
+                lift: None,
             };
             tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
             Ok(())
@@ -446,6 +447,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: input.initiator.clone(),
                 justification: None,
+                lift: None,
             };
             tx.entry_with_texts(draft, texts, key)?;
             tx.notify_about(&citizen);

@@ -8,6 +8,7 @@
 
 mod admin;
 mod consents;
+mod deferred;
 mod error;
 pub(crate) mod log;
 #[cfg(feature = "test-hooks")]
@@ -43,6 +44,7 @@ pub use admin::{
 pub use consents::{
     ConsentRequestInput, ConsentView, GrantInput, MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
 };
+pub use deferred::{Disclosure, MAX_DISCLOSURES_PER_ROUND, MAX_LIFT_REFERENCE};
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub use notify::{
@@ -90,6 +92,10 @@ pub const DANGEROUS_FAIL_AUDIT_FILE: &str = "DANGEROUS_FAIL_AUDIT";
 /// durability step panics (as a bug in a backend would).
 #[cfg(feature = "test-hooks")]
 pub const DANGEROUS_PANIC_DURABILITY_FILE: &str = "DANGEROUS_PANIC_DURABILITY";
+/// A file in the data directory whose content, a number of seconds, moves the clock that
+/// deferred disclosures are judged by forward (feature `test-hooks`; read at each use).
+#[cfg(feature = "test-hooks")]
+pub const DANGEROUS_CLOCK_OFFSET_FILE: &str = "DANGEROUS_CLOCK_OFFSET";
 
 /// Format of the engine configuration written before records were authenticated
 /// (`[1] || CBOR`, no vault key): opened only by the upgrade.
@@ -349,6 +355,9 @@ pub struct Vault {
     /// The audit failpoint's file, when [`DANGEROUS_FAILPOINTS_ENV`] armed it.
     #[cfg(feature = "test-hooks")]
     fail_audit: Option<PathBuf>,
+    /// Seconds added to the clock deferred disclosures are judged by (tests only).
+    #[cfg(feature = "test-hooks")]
+    clock_offset: std::sync::atomic::AtomicU64,
     stop: Arc<AtomicBool>,
     committer: Committer,
 }
@@ -678,6 +687,8 @@ impl Vault {
             keys,
             #[cfg(feature = "test-hooks")]
             fail_audit,
+            #[cfg(feature = "test-hooks")]
+            clock_offset: std::sync::atomic::AtomicU64::new(0),
             stop: Arc::new(AtomicBool::new(false)),
             committer: Committer::start(&store),
             store,
@@ -822,8 +833,9 @@ impl Vault {
             .size()
     }
 
-    /// Signs a checkpoint of the log every second while it grows, until [`Vault::shutdown`]
-    /// or the vault is dropped.
+    /// Every second, until [`Vault::shutdown`] or the vault is dropped: discloses the
+    /// deferred accesses whose deadline passed ([`Vault::disclose_due`]) and signs a
+    /// checkpoint of the log if it grew.
     pub fn start_background_signer(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let stop = self.stop.clone();
@@ -833,6 +845,12 @@ impl Vault {
                 return;
             }
             let Some(vault) = weak.upgrade() else { return };
+            // Deferred accesses whose deadline passed are disclosed here, by the node
+            // that writes (a standby runs no `Vault`). The notifications of these
+            // disclosures are to be taken from the returned `Disclosure`s.
+            if let Err(e) = vault.disclose_due() {
+                eprintln!("deferred disclosure failed: {e}");
+            }
             if let Err(e) = vault.sign_if_grown() {
                 // To the process's stderr (the server's log); never fatal to serving: the
                 // next tick tries again.
@@ -1153,6 +1171,7 @@ impl Vault {
             drafts: Vec::new(),
             notes: Vec::new(),
             about: Vec::new(),
+            deferring: Vec::new(),
         };
         let out = f(&mut tx)?;
         let Tx {
@@ -1160,6 +1179,7 @@ impl Vault {
             mut drafts,
             notes,
             about,
+            deferring,
             ..
         } = tx;
         #[cfg(feature = "test-hooks")]
@@ -1174,7 +1194,24 @@ impl Vault {
         }
         let base = state.log.size();
         let mut subjects: Vec<(u64, SubjectTag, Vec<u8>)> = Vec::new();
-        for (i, (d, note)) in drafts.iter_mut().zip(&notes).enumerate() {
+        for (i, ((d, note), deferring)) in drafts.iter_mut().zip(&notes).zip(&deferring).enumerate()
+        {
+            if let Some(def) = deferring {
+                // A deferred entry: its tag is used once and indexed under no subject; its
+                // texts are sealed for the citizen's tag, kept in its pending row.
+                let index = base + i as u64;
+                let sealed = match note {
+                    Some((key, texts)) => notes::seal(key, &def.tag, index, texts)?,
+                    None => Vec::new(),
+                };
+                let disclose_at = match d.deferral {
+                    Some(audit::Deferral::Deferred { disclose_at }) => disclose_at,
+                    _ => return Err(VaultError::internal("a deferred draft without its deferral")),
+                };
+                d.subject_prev = None;
+                deferred::stage_pending(&mut batch, self.keys.records(), index, def, disclose_at, sealed);
+                continue;
+            }
             if let Some(tag) = d.subject {
                 let in_tx = subjects
                     .iter()
@@ -1294,6 +1331,8 @@ struct Tx<'a> {
     notes: Vec<Option<(NoteKey, Vec<EntryText>)>>,
     /// For each draft, the citizen it notifies about ([`Tx::notify_about`]).
     about: Vec<Option<CitizenId>>,
+    /// For each draft, whose deferred access it is (`None`: not deferred).
+    deferring: Vec<Option<deferred::Deferring>>,
 }
 
 impl Tx<'_> {
@@ -1305,6 +1344,7 @@ impl Tx<'_> {
         self.drafts.push(draft);
         self.notes.push(None);
         self.about.push(None);
+        self.deferring.push(None);
     }
 
     /// Marks the last entry as one that notifies about `citizen`: the events it produces
@@ -1332,6 +1372,37 @@ impl Tx<'_> {
         self.drafts.push(draft);
         self.notes.push(note);
         self.about.push(None);
+        self.deferring.push(None);
+        Ok(())
+    }
+
+    /// Appends `draft`, an access to be disclosed later, as the deferred entry of the
+    /// citizen of `deferring`: its subject becomes the deferred tag (under a fresh
+    /// opening), `deferral` its deadline; its texts are sealed for the citizen and kept
+    /// with the pending row until disclosure (`deferred.rs`).
+    fn deferred_entry(
+        &mut self,
+        mut draft: EntryDraft,
+        texts: CallerTexts,
+        key: NoteKey,
+        citizen: &str,
+        tag: SubjectTag,
+        disclose_at: Option<u64>,
+    ) -> Result<(), VaultError> {
+        let mut opening = [0u8; 32];
+        crate::keys::fill_random(&mut opening).map_err(VaultError::internal)?;
+        draft.subject = Some(audit::deferred_tag(&tag, &opening));
+        draft.subject_prev = None;
+        draft.deferral = Some(audit::Deferral::Deferred { disclose_at });
+        let texts = texts.commit_into(&mut draft)?;
+        self.drafts.push(draft);
+        self.notes.push((!texts.is_empty()).then_some((key, texts)));
+        self.about.push(None);
+        self.deferring.push(Some(deferred::Deferring {
+            citizen: citizen.to_owned(),
+            tag,
+            opening,
+        }));
         Ok(())
     }
 }

@@ -45,16 +45,21 @@ pub(super) struct CallerTexts {
     pub(super) official: Option<String>,
     /// The request's justification.
     pub(super) justification: Option<String>,
+    /// The reference of the decision that lifted a deferred access's secrecy (committed
+    /// into the disclosure's `deferral`, which the draft must already carry).
+    pub(super) lift: Option<String>,
 }
 
 impl CallerTexts {
-    /// Commits each text into `draft` (`official`, `justification_commitment`) under a
-    /// fresh random salt, and returns the texts with their salts.
+    /// Commits each text into `draft` (`official`, `justification_commitment`, a
+    /// disclosure's `lift`) under a fresh random salt, and returns the texts with their
+    /// salts.
     pub(super) fn commit_into(self, draft: &mut EntryDraft) -> Result<Vec<EntryText>, VaultError> {
         let mut out = Vec::new();
         for (field, text) in [
             (TextField::Official, self.official),
             (TextField::Justification, self.justification),
+            (TextField::Lift, self.lift),
         ] {
             let Some(text) = text else { continue };
             let mut salt = [0u8; SALT_LEN];
@@ -63,6 +68,14 @@ impl CallerTexts {
             match field {
                 TextField::Official => draft.official = Some(c),
                 TextField::Justification => draft.justification_commitment = Some(c),
+                TextField::Lift => match &mut draft.deferral {
+                    Some(audit::Deferral::Disclosure { lift, .. }) => *lift = Some(c),
+                    _ => {
+                        return Err(VaultError::internal(
+                            "a lift reference committed into an entry that is no disclosure",
+                        ))
+                    }
+                },
             }
             out.push(EntryText { field, text, salt });
         }
@@ -74,6 +87,7 @@ fn field_byte(field: TextField) -> u8 {
     match field {
         TextField::Official => 1,
         TextField::Justification => 2,
+        TextField::Lift => 3,
     }
 }
 
@@ -88,7 +102,7 @@ fn associated_data(tag: &SubjectTag, index: u64) -> Vec<u8> {
 
 /// Seals `texts` for the entry `index` about `tag`:
 /// `0x01 || nonce (12) || AES-256-GCM(texts)`, the texts each `field (1 byte: 1 official,
-/// 2 justification) || salt (32) || u32be length || UTF-8 text`.
+/// 2 justification, 3 lift) || salt (32) || u32be length || UTF-8 text`.
 pub(super) fn seal(
     key: &NoteKey,
     tag: &SubjectTag,
@@ -149,6 +163,7 @@ pub(super) fn open(
         let field = match kind {
             1 => TextField::Official,
             2 => TextField::Justification,
+            3 => TextField::Lift,
             _ => return Err(bad("unknown text field")),
         };
         let (salt, after) = after
@@ -225,6 +240,7 @@ mod tests {
         let texts = CallerTexts {
             official: Some("dr. Saar".into()),
             justification: Some("unconscious patient".into()),
+            lift: None,
         }
         .commit_into(&mut draft)
         .unwrap();

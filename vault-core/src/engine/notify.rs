@@ -582,6 +582,7 @@ pub fn citizen_event_type(action: &str, decision: &str, review: bool) -> Option<
         "consent.revoke" => "consent.withdrawn",
         "consent.deny" => "consent.declined",
         "erasure" => "erasure.done",
+        audit::DISCLOSE_ACTION => "access.disclosed",
         _ => return None,
     })
 }
@@ -608,6 +609,9 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
     }
     if draft.action == "access" {
         data.insert("decision".into(), json!(draft.decision));
+    }
+    if let Some(audit::Deferral::Disclosure { of, .. }) = &draft.deferral {
+        data.insert("discloses".into(), json!(of));
     }
     if let Some(c) = &draft.consent_id {
         if draft.action != "access" {
@@ -1223,6 +1227,10 @@ mod tests {
         assert_eq!(citizen_event_type("consent.request", "refused", false), None);
         assert_eq!(citizen_event_type("citizen.view_records", "done", false), None);
         assert_eq!(citizen_event_type("erasure", "done", false), Some("erasure.done"));
+        assert_eq!(
+            citizen_event_type(audit::DISCLOSE_ACTION, "done", false),
+            Some("access.disclosed")
+        );
     }
 
     #[test]

@@ -392,6 +392,7 @@ impl Vault {
             let texts = CallerTexts {
                 official: initiator.clone(),
                 justification: None,
+                lift: None,
             };
             // A write the vault refuses (not the source, or an erased citizen) is logged
             // as refused, never creates keys, and gets one answer whatever the reason.
@@ -482,6 +483,7 @@ impl Vault {
                 Err(RecordError::Erased { .. }) => FieldRead::nothing(&citizen),
                 read => read.map_err(record_err)?,
             };
+            let deferral = super::deferred::deferral_of(&self.policy, &decision, |f| read.contains(f));
             let AccessEntry {
                 mut draft,
                 released,
@@ -504,9 +506,25 @@ impl Vault {
             let texts = CallerTexts {
                 official: initiator.clone(),
                 justification: request.justification.clone(),
+                lift: None,
             };
-            tx.entry_with_texts(draft, texts, key)?;
-            tx.notify_about(&citizen);
+            match (deferral, tag, key) {
+                // Released under a rule that defers its disclosure: logged now, shown to
+                // the citizen later (`deferred.rs`).
+                (Some(d), Some(tag), Some(key)) if !released.is_empty() => tx.deferred_entry(
+                    draft,
+                    texts,
+                    key,
+                    citizen.as_str(),
+                    tag,
+                    d.deadline_ms(now_ms),
+                )?,
+                (_, _, key) => {
+                    tx.entry_with_texts(draft, texts, key)?;
+                    // A deferred access notifies nobody now: its disclosure does.
+                    tx.notify_about(&citizen);
+                }
+            }
             Ok((released, withheld, read))
         })?;
         Ok(PendingAccess {
@@ -1097,6 +1115,7 @@ mod tests {
         CallerTexts {
             official: official.map(str::to_owned),
             justification: justification.map(str::to_owned),
+            lift: None,
         }
         .commit_into(&mut draft)
         .expect("random salts");

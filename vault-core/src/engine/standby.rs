@@ -46,8 +46,12 @@ pub trait PublicLog: Send + Sync {
                 h.next = Some(e.index);
                 break;
             }
-            if super::citizen_event_type(&e.entry.action, &e.entry.decision, e.entry.review)
-                .is_some()
+            // A disclosed covert access is told of by its disclosure entry, not again
+            // as an access at its original time.
+            let deferred = matches!(e.entry.deferral, Some(audit::Deferral::Deferred { .. }));
+            if !deferred
+                && super::citizen_event_type(&e.entry.action, &e.entry.decision, e.entry.review)
+                    .is_some()
             {
                 kept.push(e);
             }

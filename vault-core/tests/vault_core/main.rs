@@ -3,6 +3,7 @@
 mod auth_records;
 mod checkpoint_signing;
 mod consent_limits;
+mod deferred;
 mod keys_crash;
 mod keys_datadir;
 mod keys_erasure;

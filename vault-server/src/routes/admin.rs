@@ -69,6 +69,33 @@ pub(crate) async fn revoke_agency(
     Ok(Json(json!({ "revoked": true, "audit_index": index })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiftBody {
+    reference: String,
+}
+
+/// `POST /v1/admin/deferred/{index}/lift`: a court or prosecutor lifted the secrecy of the
+/// deferred access `index`; it is disclosed to its citizen at once.
+pub(crate) async fn lift_deferred(
+    State(app): State<App>,
+    _op: OperatorCaller,
+    Path(index): Path<String>,
+    Body(body): Body<LiftBody>,
+) -> Result<Json<Value>, ApiError> {
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_index",
+            "the deferred entry's index is a decimal number",
+        )
+    })?;
+    let d = blocking(&app, move |v| v.lift_deferred(index, &body.reference)).await?;
+    Ok(Json(json!({
+        "deferred_index": d.deferred_index,
+        "audit_index": d.disclosure_index,
+    })))
+}
+
 /// `POST /v1/admin/certificates/{fingerprint}/revoke`: revokes one agency certificate for
 /// good, without revoking the agency; refused at once, also on open connections.
 pub(crate) async fn revoke_certificate(

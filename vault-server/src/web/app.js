@@ -22,6 +22,10 @@
     entries: [], // {index, leafB64, proof, checkpoint, status, reason, entry}
     notifications: [], // the same, with `said`: the event type the vault gave
     notificationsNext: null,
+    // Verified disclosure entries seen so far, by the index of the deferred access each
+    // discloses: {subject, opening, index}. The history is newest first, so a disclosure
+    // is always read before the access it discloses.
+    disclosures: new Map(),
     checkpoints: [], // verified checkpoints of the pages loaded: {size, root, keyId}
     next: null,
     integrityProblems: [],
@@ -157,6 +161,10 @@
         return "A consent expired";
       case "erasure":
         return "Your data was erased";
+      case "access.disclose":
+        return e.actor.kind === "operator"
+          ? "A covert access to your data is disclosed: its secrecy was lifted"
+          : "A covert access to your data is disclosed: its secrecy period ended";
       default:
         return who + ": " + e.action.replace(/[._]/g, " ");
     }
@@ -430,8 +438,10 @@
   async function checkTexts(entry, texts) {
     const out = Object.create(null);
     if (!entry || entry.v < 4) return out;
-    for (const field of ["official", "justification"]) {
-      const commitment = entry[field];
+    for (const field of ["official", "justification", "lift"]) {
+      const commitment = field === "lift"
+        ? (entry.deferral && "of" in entry.deferral ? entry.deferral.lift : null)
+        : entry[field];
       if (commitment === null) continue;
       const t = (Array.isArray(texts) ? texts : []).find((x) => x && x.field === field);
       if (!t || typeof t.text !== "string" || typeof t.salt !== "string" || !/^[0-9a-f]{64}$/.test(t.salt)) {
@@ -444,6 +454,34 @@
     }
     return out;
   }
+
+  // Deferred disclosure (docs/audit-log.md): a disclosure entry (about you, in your
+  // chain) names the covert access it discloses and the opening of its tag; that access
+  // is shown as verified only if such a verified disclosure opens its tag with your tag.
+  async function checkDeferral(item) {
+    const d = item.entry.deferral;
+    if (d === null) return;
+    if ("of" in d) {
+      state.disclosures.set(d.of, { subject: item.entry.subject, opening: d.opening, index: item.index });
+      return;
+    }
+    const by = state.disclosures.get(item.index);
+    if (!by) {
+      item.status = "failed";
+      item.reason = "a covert access in your history without a verified disclosure naming it";
+      item.unverifiedEntry = item.entry;
+      item.entry = null;
+      return;
+    }
+    const tag = await CBOR.deferredTag(by.subject, by.opening);
+    if (!sameBytes(tag, item.entry.subject)) {
+      item.status = "failed";
+      item.reason = "the disclosure (entry " + by.index + ") does not link this access to you";
+      item.unverifiedEntry = item.entry;
+      item.entry = null;
+    }
+  }
+
 
   // A page of entries with proofs (the history's or the notifications'): its checkpoint
   // accepted, each entry verified against it, and what could only be decoded kept apart as
@@ -475,6 +513,7 @@
         item.status = r.status;
         item.reason = r.reason || null;
         item.entry = r.entry || null;
+        if (item.entry) await checkDeferral(item);
       }
       if (!item.entry) {
         try {
@@ -594,6 +633,9 @@
       meta.append(" \u00b7 ", el("span", { class: "outcome " + e.decision, text: DECISIONS[e.decision] || e.decision }));
     }
     li.append(meta);
+    if (e.deferral && "disclose_at" in e.deferral) {
+      li.append(el("p", { class: "badge review" }, "Covert access \u2014 kept from you until it was disclosed (see the disclosure above)."));
+    }
     if (e.review) {
       li.append(el("p", { class: "badge review" }, "Emergency access \u2014 for review: an official will check that it was justified."));
     }
@@ -628,6 +670,10 @@
       textDetail(dl, "Justification given", it.textChecks.justification);
     } else {
       detail(dl, "Justification given", e.justification);
+    }
+    if (e.deferral && "of" in e.deferral) {
+      detail(dl, "Discloses log entry", "number " + e.deferral.of);
+      if (e.deferral.lift !== null) textDetail(dl, "Decision that lifted the secrecy", it.textChecks.lift);
     }
     detail(dl, "Log entry", "number " + e.index);
     li.append(dl, mark(it));
@@ -787,6 +833,8 @@
         return "consent.declined";
       case "erasure":
         return "erasure.done";
+      case "access.disclose":
+        return "access.disclosed";
       default:
         return null;
     }
@@ -802,6 +850,7 @@
     "consent.withdrawn": "Consent withdrawn",
     "consent.declined": "Consent request declined",
     "erasure.done": "Data erased",
+    "access.disclosed": "A covert access, disclosed now",
   };
 
   async function loadNotifications(start) {
@@ -856,6 +905,7 @@
     state.notifications = [];
     state.notificationsNext = null;
     state.entries = [];
+    state.disclosures = new Map();
     state.checkpoints = [];
     state.witness = undefined;
     state.next = null;
@@ -1051,6 +1101,7 @@
         it.entry = null;
       } else {
         it.entry = r.entry;
+        await checkDeferral(it);
       }
       it.textChecks = await checkTexts(it.entry || it.unverifiedEntry, it.texts);
       renderHistory();

@@ -154,8 +154,11 @@
     return value;
   }
 
-  // The entry of docs/audit-log.md, format version 5: an array of 24 items (the names
-  // below, in order), the actor an array [kind, id] and each withheld item an array
+  // The entry of docs/audit-log.md, format version 6: an array of 25 items (the names
+  // below, in order; "deferral" is null, [disclose_at (integer or null)] on a deferred
+  // access, or [of, opening (32 bytes), lift (32-byte commitment or null)] on a
+  // disclosure, returned as {disclose_at} or {of, opening, lift}). Version 5 is its first
+  // 24 items, the actor an array [kind, id] and each withheld item an array
   // [field, reason]; "justification" and "official" are 32-byte commitments (or null) to
   // the texts a caller supplied, never the texts; "policy_set" the 32-byte digest of the
   // policy set in force (or null), "claim" null or [legal basis (text or null), justified
@@ -176,12 +179,14 @@
     "legal_reference", "consent_id", "decision", "justification", "review"];
   const NAMES_V4 = NAMES.concat(["official"]);
   const NAMES_V5 = NAMES_V4.concat(["policy_set", "claim", "terms"]);
+  const NAMES_V6 = NAMES_V5.concat(["deferral"]);
   const TEXT_OR_NULL = ["purpose", "initiator", "consent_id", "processing", "legal_basis",
     "legal_reference"];
   const COMMITMENTS = ["justification", "official"];
-  const FORMS = { 2: "map", 3: "array", 4: "array of 21", 5: "array of 24" };
+  const FORMS = { 2: "map", 3: "array", 4: "array of 21", 5: "array of 24", 6: "array of 25" };
   const A_FORM = { map: "a map", array: "an array of 20 items", "array of 21": "an array of 21 items",
-    "array of 24": "an array of 24 items" };
+    "array of 24": "an array of 24 items", "array of 25": "an array of 25 items" };
+  const DISCLOSE_ACTION = "access.disclose";
 
   // A decoded value of the entry's form with exactly names.length items (an array) or the
   // keys 0..names.length-1 (a map), with its values named.
@@ -254,6 +259,15 @@
       checkText("terms.agency", m.terms.agency, true);
       if (m.terms.supersedes !== null) checkText("terms.supersedes", m.terms.supersedes, false);
     }
+    if (m.deferral !== null) {
+      if (m.subject === null) throw broken("deferral", "is set without a subject");
+      if ("disclose_at" in m.deferral) {
+        if (m.subject_prev !== null) throw broken("deferral", "is on an entry with a subject_prev");
+      } else {
+        if (m.deferral.of >= m.index) throw broken("deferral", "names an entry not below the index");
+        if (m.action !== DISCLOSE_ACTION) throw broken("deferral", "is a disclosure with another action");
+      }
+    }
     checkList("requested", m.requested, (s) => checkText("requested", s, true));
     checkList("released", m.released, (s) => checkText("released", s, true));
     checkList("withheld", m.withheld, (w) => {
@@ -269,9 +283,11 @@
   function decodeEntry(bytes) {
     const top = decode(bytes);
     const length = Array.isArray(top) ? top.length : 0;
-    const names = length === NAMES_V5.length ? NAMES_V5 : length === NAMES_V4.length ? NAMES_V4 : NAMES;
+    const names = length === NAMES_V6.length ? NAMES_V6 : length === NAMES_V5.length ? NAMES_V5
+      : length === NAMES_V4.length ? NAMES_V4 : NAMES;
     const form = Array.isArray(top)
-      ? (names === NAMES_V5 ? "array of 24" : names === NAMES_V4 ? "array of 21" : "array")
+      ? (names === NAMES_V6 ? "array of 25" : names === NAMES_V5 ? "array of 24"
+        : names === NAMES_V4 ? "array of 21" : "array")
       : "map";
     const m = named(top, names, "the entry", Array.isArray(top) ? "array" : "map");
     if (!(m.v in FORMS)) throw new CborError("version", "unknown entry format version");
@@ -304,7 +320,7 @@
       }
       m.official = null;
     }
-    if (m.v === 5) {
+    if (m.v >= 5) {
       if (m.policy_set !== null && (!(m.policy_set instanceof Uint8Array) || m.policy_set.length !== 32)) {
         throw new CborError("wrong-type", "bad policy_set");
       }
@@ -331,6 +347,23 @@
       m.claim = null;
       m.terms = null;
     }
+    const isB32 = (x) => x instanceof Uint8Array && x.length === 32;
+    if (m.v >= 6 && m.deferral !== null) {
+      const d = m.deferral;
+      if (Array.isArray(d) && d.length === 1) {
+        if (d[0] !== null && !isUint(d[0])) throw new CborError("wrong-type", "bad deferral.disclose_at");
+        m.deferral = { disclose_at: d[0] };
+      } else if (Array.isArray(d) && d.length === 3) {
+        if (!isUint(d[0]) || !isB32(d[1]) || (d[2] !== null && !isB32(d[2]))) {
+          throw new CborError("wrong-type", "bad disclosure");
+        }
+        m.deferral = { of: d[0], opening: d[1], lift: d[2] };
+      } else {
+        throw new CborError("wrong-shape", "the deferral is not an array of 1 or 3 items");
+      }
+    } else {
+      m.deferral = null;
+    }
     if (m.subject !== null && (!(m.subject instanceof Uint8Array) || m.subject.length !== 32)) {
       throw new CborError("wrong-type", "bad subject");
     }
@@ -346,7 +379,7 @@
   }
 
   // The commitment of docs/audit-log.md ("Free texts") to `text` as the entry field
-  // `field` ("justification" or "official") under `salt` (32 bytes): SHA-256 of the label,
+  // `field` ("justification", "official" or "lift") under `salt` (32 bytes): SHA-256 of the label,
   // the field name and a NUL, the salt, the text's UTF-8 length (4 bytes, big-endian) and
   // the text. Resolves to the 32 bytes.
   const COMMITMENT_LABEL = "vault audit text commitment v1\0";
@@ -362,5 +395,17 @@
     return new Uint8Array(await crypto.subtle.digest("SHA-256", buf));
   }
 
-  window.vaultCbor = Object.freeze({ decode, decodeEntry, textCommitment, CborError });
+  // The deferred tag of docs/audit-log.md ("Deferred disclosure"): SHA-256 of the label and
+  // a NUL, the citizen's 32-byte tag and the 32-byte opening. Resolves to the 32 bytes.
+  const DEFERRED_TAG_LABEL = "vault deferred subject v1\0";
+  async function deferredTag(tag, opening) {
+    const label = new TextEncoder().encode(DEFERRED_TAG_LABEL);
+    const buf = new Uint8Array(label.length + 64);
+    buf.set(label, 0);
+    buf.set(tag, label.length);
+    buf.set(opening, label.length + 32);
+    return new Uint8Array(await crypto.subtle.digest("SHA-256", buf));
+  }
+
+  window.vaultCbor = Object.freeze({ decode, decodeEntry, textCommitment, deferredTag, CborError });
 })();

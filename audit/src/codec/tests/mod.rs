@@ -22,7 +22,7 @@ const VERSIONS: [u64; 2] = [MAP_VERSION, ARRAY_VERSION];
 
 /// The rule an entry in the form of another version breaks.
 const FORM_RULE: &str = "not in its version's form (version 2 is a map, version 3 an array of 20 \
-                         items, version 4 an array of 21, version 5 an array of 24)";
+                         items, version 4 an array of 21, version 5 an array of 24, version 6 an array of 25)";
 
 /// Writes `w` in the version-2 form (the map, `serde_cbor`'s packed struct format:
 /// keys are field positions), whatever its `v`.
@@ -30,7 +30,7 @@ fn write_wire_map(w: &WireEntry<'_>, out: &mut Vec<u8>) -> Result<(), EntryError
     write_cbor(w, out)
 }
 
-/// The encoder of version `v`: `encode_entry` for 5, and for 4, 3 and 2 their encoders as
+/// The encoder of version `v`: `encode_entry` for 6, and for 5, 4, 3 and 2 their encoders as
 /// they were (the same rules, the array of 21 or 20 items and the map form).
 fn encode_as(e: &Entry, v: u64) -> Result<Vec<u8>, EntryError> {
     if v == ENTRY_VERSION {
@@ -105,6 +105,7 @@ fn reference_decode(bytes: &[u8]) -> Result<Entry, EntryError> {
             policy_set: None,
             claim: None,
             terms: None,
+            deferral: None,
         },
     })
 }
@@ -146,7 +147,10 @@ fn agree(bytes: &[u8]) -> bool {
 /// and to its links by the verifier's path.
 fn assert_decodes_to(bytes: &[u8], e: &Entry) {
     assert_eq!(decode_entry(bytes).as_ref(), Ok(e));
-    if bytes.first() != Some(&(ARRAY_HEAD + 21)) && !bytes.starts_with(&V5_HEAD) {
+    if bytes.first() != Some(&(ARRAY_HEAD + 21))
+        && !bytes.starts_with(&V5_HEAD)
+        && !bytes.starts_with(&V6_HEAD)
+    {
         assert_eq!(reference_decode(bytes).as_ref(), Ok(e));
     }
     let links = decode_links(bytes).expect("decodes");
@@ -306,7 +310,7 @@ fn value_at(bytes: &[u8], name: &str) -> usize {
     if bytes[0] == ARRAY_HEAD + 20 || bytes[0] == ARRAY_HEAD + 21 {
         return (0..position).fold(1, |at, _| skip(bytes, at));
     }
-    if bytes.starts_with(&V5_HEAD) {
+    if bytes.starts_with(&V5_HEAD) || bytes.starts_with(&V6_HEAD) {
         return (0..position).fold(2, |at, _| skip(bytes, at));
     }
     let mut at = 1;

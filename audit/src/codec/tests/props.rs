@@ -107,6 +107,7 @@ fn any_entry() -> impl Strategy<Value = Entry> {
                     policy_set: None,
                     claim: None,
                     terms: None,
+                    deferral: None,
                 },
             }
         })

@@ -24,7 +24,7 @@ fn trailing_bytes_unknown_versions_and_the_other_versions_form_are_rejected() {
     for v in VERSIONS {
         let mut bytes = encode_as(&sample(), v).unwrap();
         let at = value_at(&bytes, "v");
-        for other in [0x00, 0x01, 0x06, 0x17] {
+        for other in [0x00, 0x01, 0x07, 0x17] {
             let mut b = bytes.clone();
             b[at] = other;
             assert_eq!(
@@ -141,7 +141,7 @@ fn malformed_reasons_name_what_was_expected_and_found() {
             found: MAJOR_TEXT
         })
         .to_string(),
-        "entry bytes are not a canonical entry of version 2, 3, 4 or 5: expected an unsigned \
+        "entry bytes are not a canonical entry of version 2, 3, 4, 5 or 6: expected an unsigned \
          integer, found a text string"
     );
     assert_eq!(Reader::new(b"\x18\x17").uint(), Err(Fault::NotShortest));
@@ -160,7 +160,7 @@ fn malformed_reasons_name_what_was_expected_and_found() {
     );
     assert_eq!(
         EntryError::from(Fault::Key(Map::Entry, 2)).to_string(),
-        "entry bytes are not a canonical entry of version 2, 3, 4 or 5: expected the key 2 \
+        "entry bytes are not a canonical entry of version 2, 3, 4, 5 or 6: expected the key 2 \
          (`time`) next"
     );
     // In version 3 a wrong value names its item; in version 2 its key.
@@ -171,7 +171,7 @@ fn malformed_reasons_name_what_was_expected_and_found() {
     assert_eq!(
         decode_entry(&b).map_err(|e| e.to_string()),
         Err(
-            "entry bytes are not a canonical entry of version 2, 3, 4 or 5: item 5 \
+            "entry bytes are not a canonical entry of version 2, 3, 4, 5 or 6: item 5 \
              (`initiator`): expected a text string, found an unsigned integer"
                 .into()
         )

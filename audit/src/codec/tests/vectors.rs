@@ -179,16 +179,73 @@ fn in_version_5(e: Entry) -> Entry {
     e
 }
 
+/// The entries only version 6 carries (`docs/audit-log.md`, "Deferred disclosure"): a
+/// deferred access with a deadline and one until lifted, a disclosure by deadline and one
+/// by a lift.
+fn version_6_entries() -> Vec<(&'static str, Entry)> {
+    let citizen = SubjectTag([0xc1; 32]);
+    let opening = corpus_salt();
+    let deferred = |disclose_at| {
+        let mut e = in_version_5(typical_access());
+        e.subject = Some(deferred_tag(&citizen, &opening));
+        e.subject_prev = None;
+        e.deferral = Some(Deferral::Deferred { disclose_at });
+        e
+    };
+    let disclosure = |kind, id: &str, lift: Option<Commitment>| {
+        let mut d = draft(kind, id);
+        d.action = "access.disclose".into();
+        d.decision = "done".into();
+        d.processing = Some("administration".into());
+        d.initiator = Some(if lift.is_some() { "lifted" } else { "deadline" }.into());
+        d.subject = Some(citizen);
+        d.subject_prev = Some(40);
+        d.deferral = Some(Deferral::Disclosure {
+            of: 41,
+            opening,
+            lift,
+        });
+        Entry::from_draft(d, 1_000, [0x42; 32])
+    };
+    vec![
+        (
+            "deferred-access-with-a-deadline",
+            deferred(Some(1_774_915_200_000)),
+        ),
+        ("deferred-access-until-lifted", deferred(None)),
+        (
+            "disclosure-by-deadline",
+            disclosure(ActorKind::System, "vault", None),
+        ),
+        (
+            "disclosure-by-lift",
+            disclosure(
+                ActorKind::Operator,
+                "operator",
+                Some(Commitment::to_text(
+                    TextField::Lift,
+                    &corpus_salt(),
+                    "court order 12 AB 345/26",
+                )),
+            ),
+        ),
+    ]
+}
+
 fn valid_vectors() -> Vec<Valid> {
-    let mut out = Vec::new();
+    let mut out: Vec<Valid> = version_6_entries()
+        .into_iter()
+        .map(|(name, entry)| valid(name, ENTRY_VERSION, entry))
+        .collect();
     for v in [
         ENTRY_VERSION,
+        PROVENANCE_VERSION,
         COMMITMENT_VERSION,
         ARRAY_VERSION,
         MAP_VERSION,
     ] {
         for (name, entry, js_refuses) in valid_entries() {
-            let entry = if v == ENTRY_VERSION {
+            let entry = if v >= PROVENANCE_VERSION {
                 in_version_5(entry)
             } else if v == COMMITMENT_VERSION {
                 in_version_4(entry)
@@ -211,6 +268,7 @@ fn commitment_vectors() -> Vec<Value> {
         (TextField::Official, "officer 4711"),
         (TextField::Official, ""),
         (TextField::Justification, "Ärztin 名前 ✓"),
+        (TextField::Lift, "court order 12 AB 345/26"),
     ]
     .into_iter()
     .map(|(field, text)| {
@@ -238,7 +296,7 @@ fn invalid_v5_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
         data_life: None,
         supersedes: None,
     });
-    let base = encode_entry(&e).expect("valid");
+    let base = encode_as(&e, PROVENANCE_VERSION).expect("valid");
     assert_eq!(base[..2], V5_HEAD);
     let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
     let mut add = |name: &str, bytes: Vec<u8>, fault| {
@@ -307,7 +365,96 @@ fn invalid_v5_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
     );
     let mut b = [&base[..], b"\xf6"].concat();
     b[1] += 1;
-    add("entry-of-25", b, "wrong-shape");
+    add("version-5-in-25-items", b, "version-form");
+    out
+}
+
+/// The invalid vectors of version 6 only (its deferral and its size).
+fn invalid_v6_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
+    let entries = version_6_entries();
+    let deferred = encode_entry(&entries[0].1).expect("valid");
+    let lifted = encode_entry(&entries[3].1).expect("valid");
+    assert_eq!(deferred[..2], V6_HEAD);
+    let mut out: Vec<(String, Vec<u8>, &'static str)> = Vec::new();
+    let mut add = |name: &str, bytes: Vec<u8>, fault| {
+        out.push((format!("v6-{name}"), bytes, fault));
+    };
+    add(
+        "truncated",
+        deferred[..deferred.len() - 1].to_vec(),
+        "truncated",
+    );
+    add(
+        "trailing-byte",
+        [&deferred[..], b"\xf6"].concat(),
+        "trailing",
+    );
+    add(
+        "deferral-of-2-items",
+        with_value(&deferred, "deferral", b"\x82\xf6\xf6"),
+        "wrong-shape",
+    );
+    add(
+        "deferral-empty",
+        with_value(&deferred, "deferral", b"\x80"),
+        "wrong-shape",
+    );
+    add(
+        "deferral-deadline-a-text",
+        with_value(&deferred, "deferral", b"\x81\x61a"),
+        "wrong-type",
+    );
+    add(
+        "deferral-deadline-non-canonical",
+        with_value(&deferred, "deferral", b"\x81\x18\x01"),
+        "non-canonical",
+    );
+    add(
+        "deferred-without-subject",
+        with_value(&deferred, "subject", b"\xf6"),
+        "rule:deferral",
+    );
+    add(
+        "deferred-with-subject-prev",
+        with_value(&deferred, "subject_prev", b"\x01"),
+        "rule:deferral",
+    );
+    let mut short = vec![0x83, 0x01, 0x58, 31];
+    short.extend([7; 31]);
+    short.push(0xf6);
+    add(
+        "disclosure-opening-of-31-bytes",
+        with_value(&lifted, "deferral", &short),
+        "wrong-type",
+    );
+    let mut at_own = vec![0x83, 0x19, 0x03, 0xe8, 0x58, 32];
+    at_own.extend([7; 32]);
+    at_own.push(0xf6);
+    add(
+        "disclosure-of-its-own-index",
+        with_value(&lifted, "deferral", &at_own),
+        "rule:deferral",
+    );
+    add(
+        "disclosure-with-another-action",
+        with_value(&lifted, "action", b"\x66access"),
+        "rule:deferral",
+    );
+    add(
+        "version-5-in-25-items",
+        with_value(&deferred, "v", b"\x05"),
+        "version-form",
+    );
+    add(
+        "version-6-in-24-items",
+        encode_as(&in_version_5(sample()), PROVENANCE_VERSION)
+            .map(|b| with_value(&b, "v", b"\x06"))
+            .expect("valid"),
+        "version-form",
+    );
+    let mut b = [&deferred[..], b"\xf6"].concat();
+    b[1] += 1;
+    add("entry-of-26", b, "wrong-shape");
     out
 }
 
@@ -423,7 +570,7 @@ fn invalid_vectors() -> Vec<(String, Vec<u8>, &'static str)> {
             with_value(&base, "v", &[other as u8]),
             "version-form",
         );
-        for bad in [1u8, 6] {
+        for bad in [1u8, 7] {
             let name = format!("unknown-version-{bad}");
             add(&name, with_value(&base, "v", &[bad]), "version");
         }
@@ -682,6 +829,16 @@ fn entry_json(e: &Entry, v: u64) -> Value {
             "data_life": t.data_life.map(|n| n.to_string()),
             "supersedes": t.supersedes,
         })),
+        "deferral": e.deferral.map(|d| match d {
+            Deferral::Deferred { disclose_at } => json!({
+                "disclose_at": disclose_at.map(|n| n.to_string()),
+            }),
+            Deferral::Disclosure { of, opening, lift } => json!({
+                "of": of.to_string(),
+                "opening": hex::encode(opening),
+                "lift": commitment_hex(lift),
+            }),
+        }),
     })
 }
 
@@ -702,8 +859,9 @@ fn corpus() -> String {
             o
         })
         .collect();
-    let invalid: Vec<Value> = invalid_v5_vectors()
+    let invalid: Vec<Value> = invalid_v6_vectors()
         .into_iter()
+        .chain(invalid_v5_vectors())
         .chain(invalid_v4_vectors())
         .chain(invalid_vectors())
         .map(|(name, leaf, fault)| json!({"name": name, "leaf_hex": hex::encode(leaf), "fault": fault}))
@@ -772,6 +930,7 @@ fn every_vector_of_the_file_is_judged_as_it_says() {
         let field = match t["field"].as_str() {
             Some("official") => TextField::Official,
             Some("justification") => TextField::Justification,
+            Some("lift") => TextField::Lift,
             other => panic!("unknown commitment field {other:?}"),
         };
         let salt: [u8; 32] = hex::decode(t["salt_hex"].as_str().expect("hex"))

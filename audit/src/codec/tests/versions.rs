@@ -127,7 +127,7 @@ fn versions_4_and_5_never_write_a_free_text_and_older_versions_no_commitment() {
         encode_entry(&e),
         Err(EntryError::Invalid {
             field: "justification",
-            rule: "versions 4 and 5 carry a commitment to the justification, never its text",
+            rule: "versions 4 to 6 carry a commitment to the justification, never its text",
         })
     );
     let e = committed(citizen());
@@ -136,7 +136,7 @@ fn versions_4_and_5_never_write_a_free_text_and_older_versions_no_commitment() {
             encode_as(&e, v),
             Err(EntryError::Invalid {
                 field: "justification",
-                rule: "only versions 4 and 5 carry commitments",
+                rule: "only versions 4 to 6 carry commitments",
             })
         );
     }
@@ -170,7 +170,7 @@ fn versions_4_and_5_never_write_a_free_text_and_older_versions_no_commitment() {
 fn version_5_round_trips_with_its_provenance_in_items_21_to_23() {
     for e in [sample(), citizen(), minimal(), typical_access()] {
         let mut e = committed(e);
-        let bare = encode_entry(&e).expect("valid");
+        let bare = encode_as(&e, PROVENANCE_VERSION).expect("valid");
         assert_eq!(&bare[..3], &[0x98, 24, 0x05]);
         assert_eq!(&bare[bare.len() - 3..], &[NULL, NULL, NULL]);
         assert_decodes_to(&bare, &e);
@@ -187,7 +187,7 @@ fn version_5_round_trips_with_its_provenance_in_items_21_to_23() {
             data_life: None,
             supersedes: Some("x".into()),
         });
-        let bytes = encode_entry(&e).expect("valid");
+        let bytes = encode_as(&e, PROVENANCE_VERSION).expect("valid");
         assert_decodes_to(&bytes, &e);
         let at = value_at(&bytes, "policy_set");
         assert_eq!(&bytes[at..at + 2], b"\x58\x20");
@@ -195,8 +195,53 @@ fn version_5_round_trips_with_its_provenance_in_items_21_to_23() {
             encode_as(&e, COMMITMENT_VERSION),
             Err(EntryError::Invalid {
                 field: "policy_set",
-                rule: "only version 5 carries the policy set, claim and terms",
+                rule: "only versions 5 and 6 carry the policy set, claim and terms",
             })
         );
     }
+}
+
+/// Version 6 is version 5 and the deferral (item 24), `null` on every other entry; the
+/// two shapes round-trip and older versions cannot carry it.
+#[test]
+fn version_6_round_trips_with_its_deferral_in_item_24() {
+    let mut e = committed(sample());
+    let bare = encode_entry(&e).expect("valid");
+    assert_eq!(&bare[..3], &[0x98, 25, 0x06]);
+    assert_eq!(*bare.last().expect("not empty"), NULL);
+    assert_decodes_to(&bare, &e);
+    e.subject = Some(SubjectTag([5; 32]));
+    e.subject_prev = None;
+    for d in [
+        Deferral::Deferred { disclose_at: None },
+        Deferral::Deferred {
+            disclose_at: Some(1 << 40),
+        },
+    ] {
+        e.deferral = Some(d);
+        let bytes = encode_entry(&e).expect("valid");
+        assert_decodes_to(&bytes, &e);
+        assert_eq!(
+            encode_as(&e, PROVENANCE_VERSION),
+            Err(EntryError::Invalid {
+                field: "deferral",
+                rule: "only version 6 carries a deferral",
+            })
+        );
+    }
+    e.subject_prev = Some(0);
+    assert!(encode_entry(&e).is_err(), "a deferred tag is used once");
+    e.action = "access.disclose".into();
+    e.deferral = Some(Deferral::Disclosure {
+        of: 0,
+        opening: [1; 32],
+        lift: Some(Commitment([2; 32])),
+    });
+    let bytes = encode_entry(&e).expect("valid");
+    assert_decodes_to(&bytes, &e);
+    e.action = "access".into();
+    assert!(
+        encode_entry(&e).is_err(),
+        "a disclosure's action is access.disclose"
+    );
 }

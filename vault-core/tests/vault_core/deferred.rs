@@ -1,0 +1,279 @@
+//! Deferred disclosure of covert access (`docs/audit-log.md`): an access under a statutory
+//! rule with `disclosure` is logged at once but kept out of the citizen's history until its
+//! deadline passes (the vault's clock moved forward here) or an operator records the lift.
+
+use std::path::Path;
+
+use vault_core::audit;
+use vault_core::{AccessInput, DataDir, Plaintext, Vault};
+
+const PASS: &str = "correct horse battery staple deferred";
+const DAYS: u64 = 30;
+
+/// The example policies, with `tax_collection_assets` disclosed `disclosure` later.
+fn open(root: &Path, disclosure: &str) -> Vault {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    let policies = root.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for name in ["vocabulary.toml", "break_glass.toml", "agencies.toml"] {
+        let mut text = std::fs::read_to_string(examples.join(name)).unwrap();
+        if name == "agencies.toml" {
+            let rule =
+                "reference = \"Tax Collection Act 2017, s. 88(3) (seizure of movable assets)\"\n";
+            assert!(text.contains(rule));
+            text = text.replace(rule, &format!("{rule}disclosure = {disclosure}\n"));
+        }
+        std::fs::write(policies.join(name), text).unwrap();
+    }
+    let dir = DataDir::new(root.join("data"));
+    dir.init(
+        PASS,
+        &policies,
+        vault_core::InitOptions {
+            hostnames: vec!["localhost".to_owned()],
+            origin: "test.example/log".to_owned(),
+            dangerous_kdf_iterations: Some(10_000),
+        },
+    )
+    .unwrap();
+    dir.open(PASS).unwrap()
+}
+
+fn seed(v: &Vault, citizen: &str) {
+    v.write_record(
+        "civil_registry",
+        None,
+        citizen,
+        "contact",
+        vec![(
+            "postal_address".to_owned(),
+            Plaintext::from_slice(b"1 Main St"),
+        )],
+    )
+    .unwrap();
+}
+
+fn covert_access(v: &Vault, citizen: &str) -> u64 {
+    let input = AccessInput::new(
+        citizen,
+        "tax_collection",
+        &["contact.postal_address".to_owned()],
+        Some("public_task"),
+        Some("asset seizure file 7".to_owned()),
+        Some("officer 12".to_owned()),
+    )
+    .unwrap();
+    let out = v.access("tax_authority", input).unwrap();
+    assert_eq!(out.released.len(), 1, "released like any other access");
+    out.decision_id.trim_start_matches("dec-").parse().unwrap()
+}
+
+/// The history's indexes, newest first, and that every proof is against its checkpoint.
+fn history(v: &Vault, citizen: &str) -> Vec<u64> {
+    let h = v.access_history(citizen, None, 100).unwrap();
+    h.entries.iter().map(|e| e.index).collect()
+}
+
+#[test]
+fn a_deferred_access_appears_in_the_history_only_after_its_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path(), &format!("{{ after_days = {DAYS} }}"));
+    seed(&v, "alice");
+    let before = history(&v, "alice");
+    let chain_before = v.access_history("alice", None, 100).unwrap().entries;
+    let index = covert_access(&v, "alice");
+
+    // Logged, with its deadline, under a tag that is not alice's.
+    v.sign_checkpoint_now().unwrap();
+    let e = v.audit_entries(index, 1).unwrap().remove(0).entry;
+    let Some(audit::Deferral::Deferred {
+        disclose_at: Some(at),
+    }) = e.deferral
+    else {
+        panic!("a deferred entry: {e:?}");
+    };
+    assert_eq!(at, e.time_ms + DAYS * 86_400_000);
+    assert_eq!(e.subject_prev, None);
+    assert_ne!(e.subject, chain_before[0].entry.subject);
+
+    // Before the deadline: alice's history is unchanged, and nothing is disclosed.
+    assert_eq!(history(&v, "alice"), before);
+    assert_eq!(v.disclose_due().unwrap(), vec![]);
+    assert_eq!(v.deferred_pending().unwrap(), vec![(index, Some(at))]);
+    v.dangerous_advance_clock(DAYS * 86_400 - 60);
+    assert_eq!(v.disclose_due().unwrap(), vec![]);
+    assert_eq!(history(&v, "alice"), before);
+
+    // After it: disclosed once, with its original position, texts and time.
+    v.dangerous_advance_clock(120);
+    let d = v.disclose_due().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].citizen.as_str(), d[0].deferred_index, d[0].lifted),
+        ("alice", index, false)
+    );
+    assert_eq!(v.disclose_due().unwrap(), vec![], "disclosed once");
+    assert!(v.deferred_pending().unwrap().is_empty());
+    let h = v.access_history("alice", None, 100).unwrap();
+    let got: Vec<u64> = h.entries.iter().map(|e| e.index).collect();
+    let mut want = vec![d[0].disclosure_index, index];
+    want.extend(&before);
+    assert_eq!(got, want);
+    let disclosure = &h.entries[0];
+    assert_eq!(disclosure.entry.action, "access.disclose");
+    assert_eq!(disclosure.entry.subject, chain_before[0].entry.subject);
+    assert_eq!(
+        disclosure.entry.subject_prev,
+        Some(before[0]),
+        "in alice's chain"
+    );
+    let original = &h.entries[1];
+    assert_eq!(original.entry.time_ms, e.time_ms);
+    let texts: Vec<&str> = original.texts.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["officer 12", "asset seizure file 7"]);
+    let Some(audit::Deferral::Disclosure { of, opening, lift }) = disclosure.entry.deferral else {
+        panic!("a disclosure");
+    };
+    assert_eq!((of, lift), (index, None));
+    assert_eq!(
+        Some(audit::deferred_tag(
+            &disclosure.entry.subject.unwrap(),
+            &opening
+        )),
+        original.entry.subject
+    );
+    // Every proof holds against the history's checkpoint, and the log verifies.
+    let root =
+        audit::SignedCheckpoint::parse(&h.checkpoint, &audit::NoteVerifier::parse(&h.key).unwrap())
+            .unwrap()
+            .checkpoint
+            .root;
+    for e in &h.entries {
+        audit::verify_inclusion(
+            &audit::leaf_hash(&e.leaf),
+            e.index,
+            h.tree_size,
+            &e.proof,
+            &root,
+        )
+        .unwrap();
+    }
+    let export = v.audit_export().unwrap();
+    let s = audit::export::verify(export.as_slice(), &h.key, &mut |_, _| {}).unwrap();
+    assert_eq!(s.deferred[0].disclosed_by, Some(d[0].disclosure_index));
+    assert!(s.overdue().is_empty());
+    v.shutdown();
+}
+
+#[test]
+fn an_operators_lift_discloses_at_once_and_an_unlifted_entry_is_never_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path(), "{ until_lifted = true }");
+    seed(&v, "bob");
+    let before = history(&v, "bob");
+    let index = covert_access(&v, "bob");
+    v.dangerous_advance_clock(3650 * 86_400);
+    assert_eq!(v.disclose_due().unwrap(), vec![]);
+    assert_eq!(history(&v, "bob"), before);
+    for bad in ["", "  ", &"x".repeat(201)] {
+        assert!(v.lift_deferred(index, bad).is_err());
+    }
+    assert!(
+        v.lift_deferred(index - 1, "court order 1").is_err(),
+        "not deferred"
+    );
+    let d = v.lift_deferred(index, "court order 12 AB 345/26").unwrap();
+    assert!(d.lifted);
+    assert!(
+        matches!(
+            v.lift_deferred(index, "again"),
+            Err(vault_core::VaultError::NotFound { .. })
+        ),
+        "lifted once: nothing more to disclose"
+    );
+    let h = v.access_history("bob", None, 100).unwrap();
+    assert_eq!(h.entries[0].index, d.disclosure_index);
+    assert_eq!(h.entries[1].index, index);
+    let lift = &h.entries[0].texts[0];
+    assert_eq!(lift.text, "court order 12 AB 345/26");
+    let Some(audit::Deferral::Disclosure { lift: Some(c), .. }) = h.entries[0].entry.deferral
+    else {
+        panic!("a disclosure by lift");
+    };
+    assert!(c.matches(audit::TextField::Lift, &lift.salt, &lift.text));
+    assert_eq!(h.entries[0].entry.actor.kind, audit::ActorKind::Operator);
+    v.shutdown();
+}
+
+#[test]
+fn erasure_forgets_pending_deferrals_and_auditors_see_them_overdue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path(), "{ after_days = 1 }");
+    seed(&v, "carol");
+    let index = covert_access(&v, "carol");
+    v.erase_citizen("carol", None).unwrap();
+    assert!(v.deferred_pending().unwrap().is_empty());
+    v.dangerous_advance_clock(2 * 86_400);
+    assert_eq!(v.disclose_due().unwrap(), vec![]);
+    let key = v.log_verifier_key().to_owned();
+    let export = v.audit_export().unwrap();
+    let s = audit::export::verify(export.as_slice(), &key, &mut |_, _| {}).unwrap();
+    assert_eq!(s.deferred.len(), 1);
+    assert_eq!(s.deferred[0].index, index);
+    // The export's own entry is at the real time: not yet overdue.
+    assert!(s.overdue().is_empty());
+    v.shutdown();
+}
+
+#[test]
+fn a_covert_access_notifies_nobody_until_its_disclosure_does() {
+    use std::collections::HashSet;
+    use vault_core::{DeliveryOutcome, WebhookTarget};
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path(), "{ until_lifted = true }");
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    seed(&v, "carol");
+    let drain = |v: &Vault| {
+        let mut out = Vec::new();
+        loop {
+            let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+            if due.is_empty() {
+                return out;
+            }
+            for d in &due {
+                out.push(serde_json::from_str::<serde_json::Value>(&d.body).unwrap());
+                v.notification_result(d, &DeliveryOutcome::Delivered)
+                    .unwrap();
+            }
+        }
+    };
+    drain(&v);
+    let index = covert_access(&v, "carol");
+    assert!(
+        drain(&v).is_empty(),
+        "the covert access itself notifies nobody"
+    );
+    // Nor is it in carol's feed.
+    use vault_core::PublicLog as _;
+    let feed = v.citizen_notifications("carol", None, 50).unwrap();
+    assert!(feed.entries.iter().all(|e| e.index != index));
+    let d = v.lift_deferred(index, "court order 7").unwrap();
+    let sent = drain(&v);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["type"], "access.disclosed");
+    assert_eq!(sent[0]["data"]["citizen"], "carol");
+    assert_eq!(sent[0]["data"]["discloses"], index);
+    assert_eq!(sent[0]["data"]["audit_index"], d.disclosure_index);
+    // The feed tells of it once, by its disclosure entry.
+    let feed = v.citizen_notifications("carol", None, 50).unwrap();
+    let indexes: Vec<u64> = feed.entries.iter().map(|e| e.index).collect();
+    assert!(
+        indexes.contains(&d.disclosure_index) && !indexes.contains(&index),
+        "{indexes:?}"
+    );
+    v.shutdown();
+}
