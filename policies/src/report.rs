@@ -331,9 +331,29 @@ fn recipients(set: &PolicySet, source: &Agency) -> Vec<RecipientRecord> {
     let own = |f: &&FieldName| source.writes.iter().any(|c| c.as_str() == f.category());
     let mut out = Vec::new();
     for other in set.agencies().filter(|a| a.id != source.id) {
-        for r in &other.statutory {
-            let fields: Vec<String> = r
-                .fields
+        let statutory = other.statutory.iter().map(|r| {
+            (
+                RuleKind::Statutory,
+                &r.id,
+                &r.purpose,
+                r.legal_basis,
+                &r.legal_reference,
+                &r.fields,
+            )
+        });
+        let break_glass = other.break_glass.iter().map(|r| {
+            let basis = LegalBasis::VitalInterest;
+            (
+                RuleKind::BreakGlass,
+                &r.id,
+                &r.purpose,
+                basis,
+                &r.legal_reference,
+                &r.fields,
+            )
+        });
+        for (kind, id, purpose, basis, reference, fields) in statutory.chain(break_glass) {
+            let fields: Vec<String> = fields
                 .iter()
                 .filter(own)
                 .map(|f| f.as_str().to_owned())
@@ -342,31 +362,11 @@ fn recipients(set: &PolicySet, source: &Agency) -> Vec<RecipientRecord> {
                 out.push(RecipientRecord {
                     agency: other.id.as_str().to_owned(),
                     name: other.name.clone(),
-                    rule: r.id.as_str().to_owned(),
-                    kind: RuleKind::Statutory,
-                    purpose: r.purpose.as_str().to_owned(),
-                    legal_basis: LegalBasisRecord::of(r.legal_basis),
-                    reference: r.legal_reference.clone(),
-                    fields,
-                });
-            }
-        }
-        for r in &other.break_glass {
-            let fields: Vec<String> = r
-                .fields
-                .iter()
-                .filter(own)
-                .map(|f| f.as_str().to_owned())
-                .collect();
-            if !fields.is_empty() {
-                out.push(RecipientRecord {
-                    agency: other.id.as_str().to_owned(),
-                    name: other.name.clone(),
-                    rule: r.id.as_str().to_owned(),
-                    kind: RuleKind::BreakGlass,
-                    purpose: r.purpose.as_str().to_owned(),
-                    legal_basis: LegalBasisRecord::of(LegalBasis::VitalInterest),
-                    reference: r.legal_reference.clone(),
+                    rule: id.as_str().to_owned(),
+                    kind,
+                    purpose: purpose.as_str().to_owned(),
+                    legal_basis: LegalBasisRecord::of(basis),
+                    reference: reference.clone(),
                     fields,
                 });
             }

@@ -72,8 +72,15 @@ pub enum WebhookTarget {
 }
 
 impl WebhookTarget {
-    /// The target named `gateway` or `agency:<id>` (the agency must be in the policy
-    /// files); `None` for anything else.
+    /// How the log and the API name the target: `gateway` or `agency:<id>`.
+    pub fn reference(&self) -> String {
+        match self {
+            WebhookTarget::Gateway => "gateway".to_owned(),
+            WebhookTarget::Agency(a) => format!("agency:{a}"),
+        }
+    }
+
+    /// The target's part of an outbox key.
     fn key(&self) -> Vec<u8> {
         match self {
             WebhookTarget::Gateway => b"g".to_vec(),
@@ -774,7 +781,7 @@ impl Vault {
                 "webhook.remove"
             };
             let mut d = super::admin::operator_draft(now_ms, action);
-            d.initiator = Some(target_ref(target));
+            d.initiator = Some(target.reference());
             tx.entry(d);
             Ok(())
         })?;
@@ -888,7 +895,7 @@ impl Vault {
     ) -> Result<Vec<Delivery>, VaultError> {
         let (_, now_ms) = now_parts();
         self.promote_due(now_ms)?;
-        let config = self.notifier.config().clone();
+        let config = self.notifier.config();
         let mac = self.keys.records();
         let mut out = Vec::new();
         let mut oldest: Option<u64> = None;
@@ -963,6 +970,7 @@ impl Vault {
             }
         }
         drop(retry);
+        drop(config);
         let dropped = tampered.len() as u64;
         if !tampered.is_empty() {
             let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1121,20 +1129,12 @@ impl Vault {
         self.transact(|tx| {
             self.store_notify_config(&mut tx.batch, &config)?;
             let mut d = system("webhook.disable", now_ms);
-            d.initiator = Some(target_ref(target));
+            d.initiator = Some(target.reference());
             tx.entry(d);
             Ok(())
         })?;
         *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
         Ok(())
-    }
-}
-
-/// How the log names a target (`initiator`).
-fn target_ref(t: &WebhookTarget) -> String {
-    match t {
-        WebhookTarget::Gateway => "gateway".to_owned(),
-        WebhookTarget::Agency(a) => format!("agency:{a}"),
     }
 }
 

@@ -21,10 +21,7 @@ pub(crate) struct WebhookBody {
 
 fn webhook_view(w: &WebhookView) -> Value {
     json!({
-        "target": match &w.target {
-            WebhookTarget::Gateway => "gateway".to_owned(),
-            WebhookTarget::Agency(a) => format!("agency:{a}"),
-        },
+        "target": w.target.reference(),
         "url": w.url,
         "set_at": w.set_at.to_string(),
         "disabled_at": w.disabled_at.map(|t| t.to_string()),
