@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use vault_core::audit::Entry;
+use vault_core::policies::ConsentRecord;
 use vault_core::policies::Timestamp;
 use vault_core::{CertState, Enrolment};
 use vault_core::{CitizenExport, ConsentView, History, HistoryEntry, Plaintext, RecordView};
@@ -91,12 +92,12 @@ pub(crate) fn consent(v: &ConsentView) -> Value {
 
 /// A consent in the citizen's export: [`consent`] plus its ISO/IEC TS 27560 record in the
 /// W3C DPV profile (`dpv_record`, JSON-LD; null for a consent never granted).
-pub(crate) fn exported_consent(v: &ConsentView) -> Value {
+pub(crate) fn exported_consent((v, record): &(ConsentView, Option<ConsentRecord>)) -> Value {
     let mut c = consent(v);
     if let Some(o) = c.as_object_mut() {
         o.insert(
             "dpv_record".into(),
-            v.record.as_ref().map_or(Value::Null, |r| r.json().clone()),
+            record.as_ref().map_or(Value::Null, |r| r.json().clone()),
         );
     }
     c

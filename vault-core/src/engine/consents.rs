@@ -81,9 +81,6 @@ pub struct ConsentView {
     pub purpose_description: String,
     /// The signed consent receipt (C2SP signed note), for granted artefacts.
     pub receipt: Option<String>,
-    /// The same consent as an ISO/IEC TS 27560 record in the W3C DPV profile (JSON-LD,
-    /// derived, unsigned, naming the SHA-256 of `receipt`), for granted artefacts.
-    pub record: Option<ConsentRecord>,
 }
 
 /// The parties and terms a consent request and a direct grant both name, validated.
@@ -318,18 +315,21 @@ impl Tx<'_> {
 }
 
 impl Vault {
+    /// The consent of `v` as an ISO/IEC TS 27560 record in the W3C DPV profile (JSON-LD,
+    /// derived, unsigned, naming the SHA-256 of its signed receipt); `None` for a consent
+    /// never granted. Built only where it is served (the record route, the export).
+    pub(super) fn consent_record(&self, v: &ConsentView, now: Timestamp) -> Option<ConsentRecord> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, v.receipt.as_ref()?.as_bytes());
+        let hash: [u8; 32] = digest.as_ref().try_into().ok()?;
+        policies::consent_record(&v.artefact, &self.policy, &hash, now)
+    }
+
     pub(super) fn view(&self, a: ConsentArtefact, now: Timestamp) -> ConsentView {
         let status = a.status_at(now);
         let receipt = a
             .granted_at()
             .and_then(|_| self.receipt_signer.sign(&a.receipt_text()).ok());
-        let record = receipt.as_deref().and_then(|r| {
-            let digest = ring::digest::digest(&ring::digest::SHA256, r.as_bytes());
-            let hash: [u8; 32] = digest.as_ref().try_into().ok()?;
-            policies::consent_record(&a, &self.policy, &hash, now)
-        });
         ConsentView {
-            record,
             status: status_code(status).to_owned(),
             agency_name: self.agency_name(a.agency().as_str()),
             purpose_description: self
@@ -493,8 +493,7 @@ impl Vault {
             return Err(VaultError::NotFound { what: "consent" });
         };
         let a = decode_consent(self.keys.records(), &key, &bytes)?;
-        self.view(a, now)
-            .record
+        self.consent_record(&self.view(a, now), now)
             .ok_or(VaultError::NotFound { what: "consent" })
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
 use policies::{
     evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, Decision, FieldName, LegalBasis,
-    Outcome, PurposeCode, Timestamp,
+    ConsentRecord, Outcome, PurposeCode, Timestamp,
 };
 
 use super::consents::{load_consents, load_consents_of, ConsentView};
@@ -180,8 +180,8 @@ pub struct CitizenExport {
     pub exported_at: Timestamp,
     /// Records, decrypted.
     pub records: Vec<RecordView>,
-    /// Consents and requests.
-    pub consents: Vec<ConsentView>,
+    /// Consents and requests, each with its DPV record (`None` if never granted).
+    pub consents: Vec<(ConsentView, Option<ConsentRecord>)>,
     /// The signed checkpoint every proof of the history is against.
     pub checkpoint: String,
     /// The log's verifier key.
@@ -710,7 +710,11 @@ impl Vault {
             records: self.records_of(&id)?,
             consents: load_consents(&*self.store, self.keys.records(), &id)?
                 .into_iter()
-                .map(|a| self.view(a, now))
+                .map(|a| {
+                    let v = self.view(a, now);
+                    let record = self.consent_record(&v, now);
+                    (v, record)
+                })
                 .collect(),
             checkpoint,
             key: self.log_vkey.clone(),
