@@ -149,3 +149,22 @@ impl From<vault_core::VaultError> for ApiError {
         }
     }
 }
+
+/// An outgoing request's failure in words, with its causes (connection refused, a TLS
+/// failure, ...): for the witnesses' and the webhook receivers' health and logs.
+pub(crate) fn request_failure(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

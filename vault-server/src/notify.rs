@@ -322,21 +322,9 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A request error in words, with its causes (connection refused, a TLS failure, ...).
+/// A request error in words, with a hint when the receiver's certificate is not trusted.
 fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        "the endpoint did not answer in time".to_owned()
-    } else if e.is_connect() {
-        "cannot connect to the endpoint".to_owned()
-    } else {
-        "the request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
+    let mut out = crate::error::request_failure(e);
     if out.contains("UnknownIssuer") || out.contains("certificate") {
         out.push_str(" (give the CA certificates of the endpoint's TLS server with --webhook-ca)");
     }

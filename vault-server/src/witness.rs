@@ -316,7 +316,7 @@ impl Witnessing {
             let resp = match answer {
                 Ok(r) => r,
                 Err(e) => {
-                    self.failed(i, format!("{url}: {}", reqwest_reason(&e)));
+                    self.failed(i, format!("{url}: {}", crate::error::request_failure(&e)));
                     return None;
                 }
             };
@@ -326,7 +326,10 @@ impl Witnessing {
                 Err(e) => {
                     self.failed(
                         i,
-                        format!("{url}: reading the answer: {}", reqwest_reason(&e)),
+                        format!(
+                            "{url}: reading the answer: {}",
+                            crate::error::request_failure(&e)
+                        ),
                     );
                     return None;
                 }
@@ -493,20 +496,4 @@ fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
 fn checkpoint_size(note: &str) -> Option<u64> {
     let (text, _) = note.split_once("\n\n")?;
     Checkpoint::parse(&format!("{text}\n")).ok().map(|c| c.size)
-}
-
-fn reqwest_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "cannot connect".into()
-    } else {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(inner) = src {
-            let _ = write!(s, ": {inner}");
-            src = inner.source();
-        }
-        s
-    }
 }
