@@ -105,9 +105,11 @@ impl Notifying {
                 };
                 let mut in_flight = in_flight;
                 for (d, _) in &done {
-                    in_flight.remove(&d.key);
+                    for k in &d.rows {
+                        in_flight.remove(k);
+                    }
                 }
-                let ended: Vec<DeliveryKey> = done.into_iter().map(|(d, _)| d.key).collect();
+                let ended: Vec<DeliveryKey> = done.into_iter().flat_map(|(d, _)| d.rows).collect();
                 (
                     ended,
                     recorded,
@@ -139,7 +141,7 @@ impl Notifying {
                 }
             };
             for d in due {
-                self.status().in_flight.insert(d.key.clone());
+                self.status().in_flight.extend(d.rows.iter().cloned());
                 tokio::spawn(self.clone().deliver(vault.clone(), d));
             }
         }
@@ -167,10 +169,12 @@ impl Notifying {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
-            if s.latencies.len() == LATENCY_WINDOW {
-                s.latencies.pop_front();
+            for at in &d.at {
+                if s.latencies.len() == LATENCY_WINDOW {
+                    s.latencies.pop_front();
+                }
+                s.latencies.push_back(now.saturating_sub(*at));
             }
-            s.latencies.push_back(now.saturating_sub(d.at));
         }
     }
 

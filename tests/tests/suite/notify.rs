@@ -35,6 +35,8 @@ struct Seen {
     rejected: Vec<String>,
     /// Requests to the path that answers 410.
     gone: usize,
+    /// Messages accepted per path (a batch is one message of several events).
+    messages: Vec<String>,
 }
 
 /// A webhook receiver over TLS on a fixed port, stopped and started again at will.
@@ -199,11 +201,25 @@ async fn receive(
         return answer(401);
     }
     let body: Value = serde_json::from_slice(&body).unwrap();
-    let mut s = seen.lock().unwrap();
-    if s.ids.insert(format!("{path} {id}")) {
-        s.events.push((path, id, body));
+    // A batch carries its events in order, each with its own id to de-duplicate on.
+    let events = if body["type"] == "batch" {
+        body["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["id"].as_str().unwrap().to_owned(), e.clone()))
+            .collect()
     } else {
-        s.repeats += 1;
+        vec![(id, body)]
+    };
+    let mut s = seen.lock().unwrap();
+    s.messages.push(path.clone());
+    for (id, event) in events {
+        if s.ids.insert(format!("{path} {id}")) {
+            s.events.push((path.clone(), id, event));
+        } else {
+            s.repeats += 1;
+        }
     }
     answer(204)
 }
@@ -463,4 +479,31 @@ async fn signed_notifications_arrive_once_in_order_through_downtime_and_a_crash(
     access(&v, 1).await;
     wait_for(&r, "/gw", 15, "after a key rotation").await;
     assert!(r.seen.lock().unwrap().rejected.is_empty());
+
+    // A gateway that takes batches: what queued while it was down arrives in a few signed
+    // messages, each event once and in order.
+    r.stop().await;
+    let set = cli_ok(
+        &v,
+        &[
+            "notifications",
+            "gateway",
+            "set",
+            &r.url("/batch"),
+            "--batch",
+            "50",
+        ],
+    );
+    assert!(set.contains("batches of up to 50"), "{set}");
+    access(&v, 30).await;
+    r.restart().await;
+    wait_for(&r, "/batch", 30, "the batched events").await;
+    let batched = r.events("/batch");
+    let kinds = in_order(&batched, CITIZEN);
+    assert_eq!(kinds.len(), 30);
+    assert!(kinds.iter().all(|t| t.starts_with("access.")), "{kinds:?}");
+    let seen = r.seen.lock().unwrap();
+    let messages = seen.messages.iter().filter(|p| *p == "/batch").count();
+    assert!(messages <= 5, "30 events in {messages} messages");
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
 }

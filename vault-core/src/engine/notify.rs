@@ -55,9 +55,12 @@ pub const NOTIFY_MAX_BACKOFF: Duration = Duration::from_secs(3600);
 pub const NOTIFY_KEY_OVERLAP_DAYS: u64 = 7;
 /// The longest webhook URL accepted.
 pub const MAX_WEBHOOK_URL: usize = 2048;
-/// Rows of one endpoint's queue looked at in one delivery round, at most: four times the
-/// concurrency and a few more (rows of citizens with an event in flight are skipped).
-const SCAN_WINDOW: usize = 512;
+/// The most events one message to an endpoint may carry (its `batch` setting).
+pub const MAX_WEBHOOK_BATCH: u16 = 1000;
+/// Rows of one endpoint's queue looked at in one delivery round, at most: four times what
+/// its deliveries can carry and a few more (rows of citizens with an event in flight are
+/// skipped).
+const SCAN_WINDOW: usize = 16_384;
 /// Scheduled rows moved to the queue in one round.
 const PROMOTE_BATCH: usize = 256;
 
@@ -119,6 +122,13 @@ struct EndpointConfig {
     set_at_ms: u64,
     /// When the endpoint answered `410 Gone` (delivery stops until it is set again).
     disabled_at_ms: Option<u64>,
+    /// The most events one message carries; above 1 every message is a batch.
+    #[serde(default = "one_event")]
+    batch: u16,
+}
+
+fn one_event() -> u16 {
+    1
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -209,6 +219,9 @@ pub struct WebhookView {
     pub disabled_at: Option<Timestamp>,
     /// Events queued for it (up to the first 1,000,000).
     pub queued: u64,
+    /// The most events one message carries: 1 posts each event as its own message; above
+    /// 1 every message is a `batch` of up to this many events (docs/notifications.md).
+    pub batch: u16,
 }
 
 /// One of the vault's notification keys.
@@ -229,21 +242,23 @@ pub struct NotificationKey {
 /// ([`Vault::sign_notification`] gives the signature for the attempt's timestamp).
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    /// Identifies the row; hand it back to [`Vault::notification_result`].
-    pub key: DeliveryKey,
+    /// The outbox rows of the events it carries, in order (one, unless the endpoint
+    /// takes batches); hand it back to [`Vault::notification_result`].
+    pub rows: Vec<DeliveryKey>,
     /// Who receives it.
     pub target: WebhookTarget,
     /// The endpoint URL.
     pub url: String,
-    /// `webhook-id`.
+    /// `webhook-id`: an event's id, or for a batch one derived from its events' ids (the
+    /// same on a retry of the same events).
     pub id: String,
-    /// The event type.
+    /// The event type, or `batch`.
     pub kind: String,
     /// The JSON body.
     pub body: String,
-    /// When the event happened (for its latency).
-    pub at: Duration,
-    /// Attempts made before this one.
+    /// When each event happened (for their latency).
+    pub at: Vec<Duration>,
+    /// Attempts made before this one (the most of its events').
     pub attempts: u32,
 }
 
@@ -568,6 +583,58 @@ impl Event {
     }
 }
 
+/// The attempt carrying `rows` (in queue order) to `target`: the event itself, or for an
+/// endpoint that takes batches a `batch` message of them, each with its own `id`.
+fn message(
+    target: &WebhookTarget,
+    endpoint: &EndpointConfig,
+    rows: Vec<(DeliveryKey, Row)>,
+    now_ms: u64,
+) -> Delivery {
+    let attempts = rows.iter().map(|(_, r)| r.attempts).max().unwrap_or(0);
+    let at = rows.iter().map(|(_, r)| Duration::from_millis(r.at_ms)).collect();
+    let mut rows = rows;
+    let single = if endpoint.batch <= 1 && rows.len() == 1 {
+        rows.pop()
+    } else {
+        None
+    };
+    let (id, kind, body, keys) = if let Some((key, row)) = single {
+        (row.id, row.kind, row.body, vec![key])
+    } else {
+        let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut events = String::new();
+        let mut keys = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            ids.update(row.id.as_bytes());
+            ids.update(b"\n");
+            if !events.is_empty() {
+                events.push(',');
+            }
+            // The stored body is a JSON object; the event's id goes first in it.
+            events.push_str(&format!("{{\"id\":{},", Value::String(row.id)));
+            events.push_str(row.body.strip_prefix('{').unwrap_or(&row.body));
+            keys.push(key);
+        }
+        let id = format!("msg_batch_{}", super::hex(&ids.finish().as_ref()[..16]));
+        let body = format!(
+            "{{\"type\":\"batch\",\"timestamp\":\"{}\",\"data\":{{\"events\":[{events}]}}}}",
+            rfc3339_ms(now_ms)
+        );
+        (id, "batch".to_owned(), body, keys)
+    };
+    Delivery {
+        rows: keys,
+        target: target.clone(),
+        url: endpoint.url.clone(),
+        id,
+        kind,
+        body,
+        at,
+        attempts,
+    }
+}
+
 /// RFC 3339 in UTC with milliseconds.
 fn rfc3339_ms(ms: u64) -> String {
     let secs = Timestamp::from_unix_seconds(ms / 1000).to_string();
@@ -749,7 +816,24 @@ impl Vault {
         target: &WebhookTarget,
         url: Option<&str>,
     ) -> Result<Option<WebhookView>, VaultError> {
+        self.set_webhook_batched(target, url, 1)
+    }
+
+    /// [`Vault::set_webhook`] for an endpoint that takes up to `batch` events in one
+    /// message (1 to [`MAX_WEBHOOK_BATCH`]; 1 is one message per event).
+    pub fn set_webhook_batched(
+        &self,
+        target: &WebhookTarget,
+        url: Option<&str>,
+        batch: u16,
+    ) -> Result<Option<WebhookView>, VaultError> {
         self.webhook_target(target)?;
+        if !(1..=MAX_WEBHOOK_BATCH).contains(&batch) {
+            return Err(VaultError::bad(
+                "invalid_batch",
+                format!("a webhook's batch is 1 to {MAX_WEBHOOK_BATCH} events, not {batch}"),
+            ));
+        }
         let url = url.map(check_url).transpose()?;
         let (_, now_ms) = now_parts();
         let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
@@ -768,6 +852,7 @@ impl Vault {
                 url,
                 set_at_ms: now_ms,
                 disabled_at_ms: None,
+                batch,
             }),
         );
         self.transact(|tx| {
@@ -809,6 +894,7 @@ impl Vault {
                 .disabled_at_ms
                 .map(|ms| Timestamp::from_unix_seconds(ms / 1000)),
             queued,
+            batch: e.batch,
         }))
     }
 
@@ -885,8 +971,10 @@ impl Vault {
     }
 
     /// The attempts to make now: for each live endpoint, up to `per_endpoint` minus what is
-    /// `in_flight` there, in order, at most one per citizen at a time and none for a
-    /// citizen whose earlier event is in flight or waiting for a retry. Scheduled events
+    /// `in_flight` there, in order. An attempt carries one event, or for an endpoint that
+    /// takes batches up to its `batch` events (several of one citizen's among them, in
+    /// order). A citizen's events are in at most one attempt at a time, and none is taken
+    /// while an earlier one of theirs is in flight or waiting for a retry. Scheduled events
     /// that fell due are queued first (an expiry only if the consent is still active).
     pub fn notifications_due(
         &self,
@@ -902,46 +990,43 @@ impl Vault {
         let mut tampered: Vec<Vec<u8>> = Vec::new();
         let retry = self.notifier.retry();
         for target in config.targets() {
-            let prefix = queue_prefix(&target);
-            let (start, end) = prefix_range(&prefix);
-            let rows = self
-                .store
-                .scan(
-                    Tree::Outbox,
-                    &start,
-                    Some(&end),
-                    SCAN_WINDOW.min(per_endpoint.saturating_mul(4) + 16),
-                )?;
             let Some(endpoint) = config.endpoint(&target) else {
                 continue;
             };
+            let prefix = queue_prefix(&target);
+            let (start, end) = prefix_range(&prefix);
+            let batch = usize::from(endpoint.batch.max(1));
+            let window = per_endpoint
+                .saturating_mul(batch)
+                .saturating_mul(4)
+                .saturating_add(16)
+                .min(SCAN_WINDOW);
+            let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
             let busy = in_flight
                 .iter()
                 .filter(|k| k.0.starts_with(&prefix))
                 .count();
             // Decided from the keys (the subject hash) and the retry times; only the rows
-            // picked are opened (and their MAC checked).
+            // taken (and the first, for the oldest age) are opened and their MAC checked.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
+            let mut taking: Vec<(DeliveryKey, Row)> = Vec::new();
+            let mut taking_subjects: HashSet<[u8; 8]> = HashSet::new();
             let mut picked = 0usize;
             let mut first = true;
             for (k, v) in rows {
                 let subject = key_subject(&k);
-                let opened = if first || !blocked.contains(&subject) {
+                let mut opened = None;
+                if first {
+                    first = false;
                     match open_row(mac, &k, &v) {
-                        Ok(r) => Some(r),
+                        Ok(r) => {
+                            oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
+                            opened = Some(r);
+                        }
                         Err(_) => {
-                            // Not what the vault wrote: never signed, dropped below.
                             tampered.push(k);
                             continue;
                         }
-                    }
-                } else {
-                    None
-                };
-                if first {
-                    first = false;
-                    if let Some(r) = &opened {
-                        oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
                     }
                     if endpoint.disabled_at_ms.is_some() {
                         break;
@@ -950,23 +1035,36 @@ impl Vault {
                 if busy + picked >= per_endpoint {
                     break;
                 }
-                let key = DeliveryKey(k);
-                let waiting = retry.get(&key.0).is_some_and(|&at| at > now_ms);
-                if !blocked.insert(subject) || in_flight.contains(&key) || waiting {
+                if blocked.contains(&subject) {
                     continue;
                 }
-                let Some(row) = opened else { continue };
-                picked += 1;
-                out.push(Delivery {
-                    key,
-                    target: target.clone(),
-                    url: endpoint.url.clone(),
-                    id: row.id,
-                    kind: row.kind,
-                    body: row.body,
-                    at: Duration::from_millis(row.at_ms),
-                    attempts: row.attempts,
-                });
+                let key = DeliveryKey(k);
+                let waiting = retry.get(&key.0).is_some_and(|&at| at > now_ms);
+                if in_flight.contains(&key) || waiting {
+                    blocked.insert(subject);
+                    continue;
+                }
+                let row = match opened {
+                    Some(r) => r,
+                    None => match open_row(mac, &key.0, &v) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            // Not what the vault wrote: never signed, dropped below.
+                            tampered.push(key.0);
+                            continue;
+                        }
+                    },
+                };
+                taking.push((key, row));
+                taking_subjects.insert(subject);
+                if taking.len() == batch {
+                    out.push(message(&target, endpoint, std::mem::take(&mut taking), now_ms));
+                    blocked.extend(taking_subjects.drain());
+                    picked += 1;
+                }
+            }
+            if !taking.is_empty() {
+                out.push(message(&target, endpoint, taking, now_ms));
             }
         }
         drop(retry);
@@ -1050,7 +1148,8 @@ impl Vault {
         self.notification_results(&[(d.clone(), outcome.clone())])
     }
 
-    /// [`Vault::notification_result`] for several attempts, in one store write.
+    /// [`Vault::notification_result`] for several attempts, in one store write (and one
+    /// more per failed attempt).
     pub fn notification_results(
         &self,
         done: &[(Delivery, DeliveryOutcome)],
@@ -1066,12 +1165,15 @@ impl Vault {
         let mut delivered = 0u64;
         for (d, outcome) in done {
             if let DeliveryOutcome::Delivered = outcome {
-                // Removed meanwhile (the endpoint was removed): nothing to count.
-                if self.store.get(Tree::Outbox, &d.key.0)?.is_some() {
-                    batch.delete(Tree::Outbox, d.key.0.clone());
-                    delivered += 1;
+                let mut retry = self.notifier.retry();
+                for key in &d.rows {
+                    // Removed meanwhile (the endpoint was removed): nothing to count.
+                    if self.store.get(Tree::Outbox, &key.0)?.is_some() {
+                        batch.delete(Tree::Outbox, key.0.clone());
+                        delivered += 1;
+                    }
+                    retry.remove(&key.0);
                 }
-                self.notifier.retry().remove(&d.key.0);
             }
         }
         if !batch.is_empty() {
@@ -1084,37 +1186,44 @@ impl Vault {
             let DeliveryOutcome::Failed { retry_after, .. } = outcome else {
                 continue;
             };
-            let Some(stored) = self.store.get(Tree::Outbox, &d.key.0)? else {
-                continue;
-            };
             let mut batch = WriteBatch::new();
-            {
-                let mut row = open_row(self.keys.records(), &d.key.0, &stored)?;
+            let mut given_up = Vec::new();
+            let mut waits = Vec::new();
+            for key in &d.rows {
+                let Some(stored) = self.store.get(Tree::Outbox, &key.0)? else {
+                    continue;
+                };
+                let mut row = open_row(self.keys.records(), &key.0, &stored)?;
                 row.attempts = row.attempts.saturating_add(1);
-                let give_up = now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000;
-                if give_up {
-                    batch.delete(Tree::Outbox, d.key.0.clone());
+                if now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000 {
+                    batch.delete(Tree::Outbox, key.0.clone());
+                    given_up.push(key.0.clone());
                 } else {
                     let wait = jitter(backoff(row.attempts))
                         .max(retry_after.unwrap_or_default().min(NOTIFY_MAX_BACKOFF));
                     row.next_ms = now_ms.saturating_add(wait.as_millis() as u64);
-                    self.notifier.retry().insert(d.key.0.clone(), row.next_ms);
+                    waits.push((key.0.clone(), row.next_ms));
                     batch.put(
                         Tree::Outbox,
-                        d.key.0.clone(),
-                        seal_row(self.keys.records(), &d.key.0, &row)?,
+                        key.0.clone(),
+                        seal_row(self.keys.records(), &key.0, &row)?,
                     );
                 }
-                self.store.apply(batch)?;
-                let mut s = self.notifier.stats();
-                s.failed_attempts += 1;
-                if give_up {
-                    s.failed += 1;
-                    s.queued = s.queued.saturating_sub(1);
-                    drop(s);
-                    self.notifier.retry().remove(&d.key.0);
-                }
             }
+            if batch.is_empty() {
+                continue;
+            }
+            self.store.apply(batch)?;
+            let mut retry = self.notifier.retry();
+            for k in &given_up {
+                retry.remove(k);
+            }
+            retry.extend(waits);
+            drop(retry);
+            let mut s = self.notifier.stats();
+            s.failed_attempts += 1;
+            s.failed += given_up.len() as u64;
+            s.queued = s.queued.saturating_sub(given_up.len() as u64);
         }
         Ok(())
     }

@@ -49,6 +49,131 @@ fn body(d: &vault_core::Delivery) -> serde_json::Value {
     serde_json::from_str(&d.body).unwrap()
 }
 
+/// An endpoint that takes batches gets its events in `batch` messages: each event once,
+/// with its own id, a citizen's in order (several in one batch), none of a citizen whose
+/// batch is in flight or waiting for a retry; the message's id is the same on a retry of
+/// the same events; a failure keeps every event of the batch for the retry.
+#[test]
+fn a_batching_endpoint_gets_its_events_in_batches_in_order_per_citizen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    assert!(v
+        .set_webhook_batched(&WebhookTarget::Gateway, Some("https://gw.example.gov/e"), 0)
+        .is_err());
+    assert!(v
+        .set_webhook_batched(
+            &WebhookTarget::Gateway,
+            Some("https://gw.example.gov/e"),
+            1001
+        )
+        .is_err());
+    let view = v
+        .set_webhook_batched(&WebhookTarget::Gateway, Some("https://gw.example.gov/e"), 4)
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.batch, 4);
+    // alice: request, access; bob: request, access, access; carol: request.
+    request(&v, "alice");
+    access(&v, "alice");
+    request(&v, "bob");
+    access(&v, "bob");
+    access(&v, "bob");
+    request(&v, "carol");
+    assert_eq!(v.notification_stats().queued, 6);
+
+    let events = |d: &vault_core::Delivery| -> Vec<(String, String, String)> {
+        let b = body(d);
+        assert_eq!(b["type"], "batch");
+        b["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["data"]["citizen"].as_str().unwrap().to_owned(),
+                    e["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // Two slots: the first batch is full (alice's two, bob's first two), the second holds
+    // carol's request only: bob's third waits for his batch.
+    let due = v.notifications_due(&HashSet::new(), 2).unwrap();
+    assert_eq!(due.len(), 2);
+    let first = events(&due[0]);
+    let who: Vec<&str> = first.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(who, ["alice", "alice", "bob", "bob"]);
+    assert_eq!(
+        first.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(),
+        [
+            "consent.requested",
+            "access.refused",
+            "consent.requested",
+            "access.refused"
+        ]
+    );
+    for (id, _, _) in &first {
+        assert!(
+            id.starts_with("msg_") && !id.starts_with("msg_batch_"),
+            "{id}"
+        );
+    }
+    assert_eq!(due[0].rows.len(), 4);
+    assert_eq!(due[0].kind, "batch");
+    assert!(due[0].id.starts_with("msg_batch_"));
+    let second = events(&due[1]);
+    assert_eq!(
+        second.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["carol"]
+    );
+
+    // The first batch fails: all four wait for the retry, and so does bob's third.
+    v.notification_result(
+        &due[0],
+        &DeliveryOutcome::Failed {
+            error: "503".into(),
+            retry_after: None,
+        },
+    )
+    .unwrap();
+    v.notification_result(&due[1], &DeliveryOutcome::Delivered)
+        .unwrap();
+    assert!(v.notifications_due(&HashSet::new(), 2).unwrap().is_empty());
+    assert_eq!(v.notification_stats().queued, 5);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let again = v.notifications_due(&HashSet::new(), 2).unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "one batch: the four retried and bob's third"
+    );
+    let retried = events(&again[0]);
+    assert_eq!(retried.len(), 4, "a batch holds at most 4");
+    assert_eq!(retried, first, "the same events, in the same order");
+    assert_eq!(
+        again[0].id, due[0].id,
+        "the same events keep the message id"
+    );
+    assert_eq!(again[0].attempts, 1);
+    v.notification_result(&again[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    let last = v.notifications_due(&HashSet::new(), 2).unwrap();
+    assert_eq!(last.len(), 1);
+    let last_events = events(&last[0]);
+    assert_eq!(last_events.len(), 1);
+    assert_eq!(
+        (last_events[0].1.as_str(), last_events[0].2.as_str()),
+        ("bob", "access.refused")
+    );
+    assert_ne!(last[0].id, due[0].id);
+    v.notification_result(&last[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    let s = v.notification_stats();
+    assert_eq!((s.queued, s.delivered, s.failed_attempts), (0, 6, 1));
+    v.shutdown();
+}
+
 #[test]
 fn events_are_queued_only_for_set_endpoints_and_delivered_in_order_per_citizen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -105,7 +230,7 @@ fn events_are_queued_only_for_set_endpoints_and_delivered_in_order_per_citizen()
     assert_eq!(granted["data"]["citizen"], "alice");
     assert_eq!(granted["data"]["agency"], "general_hospital");
     // An event in flight holds back the later ones of its citizen.
-    let in_flight: HashSet<_> = due.iter().map(|d| d.key.clone()).collect();
+    let in_flight: HashSet<_> = due.iter().flat_map(|d| d.rows.clone()).collect();
     assert!(v.notifications_due(&in_flight, 8).unwrap().is_empty());
 
     // The signature verifies with the published key (ring here; the end-to-end test uses

@@ -17,6 +17,13 @@ use crate::views;
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
     url: String,
+    /// Up to this many events in one message (1, the default: one message per event).
+    #[serde(default = "one_event")]
+    batch: u16,
+}
+
+fn one_event() -> u16 {
+    1
 }
 
 fn webhook_view(w: &WebhookView) -> Value {
@@ -26,6 +33,7 @@ fn webhook_view(w: &WebhookView) -> Value {
         "set_at": w.set_at.to_string(),
         "disabled_at": w.disabled_at.map(|t| t.to_string()),
         "queued": w.queued,
+        "batch": w.batch,
     })
 }
 
@@ -44,9 +52,13 @@ fn keys_view(keys: &[NotificationKey]) -> Value {
 async fn set(
     app: App,
     target: WebhookTarget,
-    url: Option<String>,
+    url: Option<(String, u16)>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = blocking(&app, move |v| v.set_webhook(&target, url.as_deref())).await?;
+    let view = blocking(&app, move |v| match &url {
+        Some((url, batch)) => v.set_webhook_batched(&target, Some(url), *batch),
+        None => v.set_webhook(&target, None),
+    })
+    .await?;
     Ok(Json(match view {
         Some(w) => webhook_view(&w),
         None => json!({ "removed": true }),
@@ -67,7 +79,7 @@ pub(crate) async fn put_agency_webhook(
     Path(id): Path<String>,
     Body(body): Body<WebhookBody>,
 ) -> Result<Json<Value>, ApiError> {
-    set(app, WebhookTarget::Agency(id), Some(body.url)).await
+    set(app, WebhookTarget::Agency(id), Some((body.url, body.batch))).await
 }
 
 /// `GET /v1/admin/agencies/{id}/webhook`
@@ -94,7 +106,7 @@ pub(crate) async fn put_gateway(
     _op: OperatorCaller,
     Body(body): Body<WebhookBody>,
 ) -> Result<Json<Value>, ApiError> {
-    set(app, WebhookTarget::Gateway, Some(body.url)).await
+    set(app, WebhookTarget::Gateway, Some((body.url, body.batch))).await
 }
 
 /// `GET /v1/admin/gateway`
