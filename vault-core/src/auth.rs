@@ -10,6 +10,11 @@
 //! - the backup key: HMAC-SHA256 over a whole backup file.
 //! - the notification root: HMAC-SHA256 of a generation number gives the seed of that
 //!   generation's Ed25519 notification key (`engine/notify.rs`).
+//! - the private-row key: AES-256-GCM over stored rows that name a citizen beside what the
+//!   log keeps pseudonymous (a covert access's pending disclosure, a queued notification),
+//!   so that neither the store nor a backup tells who they are about ([`VaultKeys::seal_private`]).
+//! - the outbox-subject key: HMAC-SHA256 of a citizen id, 8 bytes of it in a queued
+//!   notification's key ([`VaultKeys::outbox_subject`]).
 
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
@@ -25,6 +30,8 @@ const LABEL_RECORDS: &[u8] = b"record-mac";
 const LABEL_TOMBSTONE: &[u8] = b"tombstone";
 const LABEL_BACKUP: &[u8] = b"backup-mac";
 const LABEL_NOTIFY: &[u8] = b"notification-key";
+const LABEL_PRIVATE: &[u8] = b"private-rows";
+const LABEL_OUTBOX_SUBJECT: &[u8] = b"outbox-subject";
 
 /// The first byte of a tombstone's key in `Tree::Keys` (no citizen id starts with it).
 pub const TOMBSTONE_PREFIX: u8 = 0;
@@ -47,6 +54,27 @@ fn derive(ikm: &[u8], label: &[u8]) -> hmac::Key {
     hmac::Key::from(okm)
 }
 
+fn derive_bytes(ikm: &[u8], label: &[u8]) -> Zeroizing<[u8; MAC_LEN]> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(ikm);
+    let info = [label];
+    let mut out = Zeroizing::new([0u8; MAC_LEN]);
+    // Invariant: 32 bytes are far under HKDF's 255 * 32 limit.
+    prk.expand(&info, hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut out[..]))
+        .expect("HKDF output of one hash length");
+    out
+}
+
+/// The associated data of a private row: its tree's name, 0, its key's length and key.
+fn private_ad(tree: Tree, key: &[u8]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(tree.name().len() + 9 + key.len());
+    ad.extend_from_slice(tree.name().as_bytes());
+    ad.push(0);
+    ad.extend_from_slice(&(key.len() as u64).to_be_bytes());
+    ad.extend_from_slice(key);
+    ad
+}
+
 /// A fresh random vault key.
 pub fn generate_vault_key() -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let mut k = Zeroizing::new(vec![0u8; MAC_LEN]);
@@ -60,6 +88,8 @@ pub struct VaultKeys {
     tombstone: hmac::Key,
     backup: hmac::Key,
     notify: hmac::Key,
+    private: Zeroizing<[u8; MAC_LEN]>,
+    outbox_subject: hmac::Key,
 }
 
 impl std::fmt::Debug for VaultKeys {
@@ -76,7 +106,51 @@ impl VaultKeys {
             tombstone: derive(vault_key, LABEL_TOMBSTONE),
             backup: derive(vault_key, LABEL_BACKUP),
             notify: derive(vault_key, LABEL_NOTIFY),
+            private: derive_bytes(vault_key, LABEL_PRIVATE),
+            outbox_subject: derive(vault_key, LABEL_OUTBOX_SUBJECT),
         }
+    }
+
+    /// The first 8 bytes of HMAC-SHA256(outbox-subject key, citizen id): in a queued
+    /// notification's key, which events share a citizen, without naming them (an unkeyed
+    /// hash of an id from a known, small space would be reversed by trying them all).
+    pub fn outbox_subject(&self, citizen: &str) -> [u8; 8] {
+        let tag = hmac::sign(&self.outbox_subject, citizen.as_bytes());
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&tag.as_ref()[..8]);
+        out
+    }
+
+    /// `plain` encrypted and authenticated for `tree` and `key`: `nonce (12) ||
+    /// AES-256-GCM(plain) || tag (16)`, the associated data binding it to its tree and key
+    /// as the record MAC does.
+    pub fn seal_private(&self, tree: Tree, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut nonce = [0u8; crate::keys::NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&crate::keys::aead_seal(
+            &self.private,
+            &nonce,
+            &private_ad(tree, key),
+            plain,
+        ));
+        Ok(out)
+    }
+
+    /// The plaintext of a value [`VaultKeys::seal_private`] stored in `tree` under `key`,
+    /// once it authenticates.
+    pub fn open_private(
+        &self,
+        kind: &'static str,
+        tree: Tree,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Tampered> {
+        let (nonce, sealed) = stored
+            .split_first_chunk::<{ crate::keys::NONCE_LEN }>()
+            .ok_or(Tampered { kind })?;
+        crate::keys::aead_open(&self.private, nonce, &private_ad(tree, key), sealed)
+            .ok_or(Tampered { kind })
     }
 
     /// The record MAC.
@@ -180,6 +254,29 @@ mod tests {
         assert!(mac.open("token", Tree::Tokens, b"k1", b"short").is_err());
         let other = VaultKeys::derive(&[8u8; 32]);
         assert!(other.records().open("token", Tree::Tokens, b"k1", &stored).is_err());
+    }
+
+    #[test]
+    fn a_private_row_hides_its_value_and_opens_only_under_its_own_tree_and_key() {
+        let keys = VaultKeys::derive(&[7u8; 32]);
+        let plain = b"EE38001010001 under a covert access";
+        let stored = keys.seal_private(Tree::Meta, b"k1", plain).unwrap();
+        assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
+        assert_ne!(stored, keys.seal_private(Tree::Meta, b"k1", plain).unwrap());
+        assert_eq!(
+            &keys.open_private("row", Tree::Meta, b"k1", &stored).unwrap()[..],
+            plain
+        );
+        assert!(keys.open_private("row", Tree::Meta, b"k2", &stored).is_err());
+        assert!(keys.open_private("row", Tree::Outbox, b"k1", &stored).is_err());
+        for i in 0..stored.len() {
+            let mut edited = stored.clone();
+            edited[i] ^= 1;
+            assert!(keys.open_private("row", Tree::Meta, b"k1", &edited).is_err());
+        }
+        assert!(keys.open_private("row", Tree::Meta, b"k1", &stored[..20]).is_err());
+        let other = VaultKeys::derive(&[8u8; 32]);
+        assert!(other.open_private("row", Tree::Meta, b"k1", &stored).is_err());
     }
 
     #[test]

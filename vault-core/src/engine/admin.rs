@@ -651,14 +651,14 @@ impl Vault {
             tx.vault.notifier.stage_forget(
                 &*tx.vault.store,
                 &mut tx.batch,
-                tx.vault.keys.records(),
+                &tx.vault.keys,
                 &id,
             )?;
             // Deferred accesses not yet disclosed stay so: nobody is left to tell, and
             // their rows name the citizen.
             super::deferred::stage_forget(
                 &*tx.vault.store,
-                tx.vault.keys.records(),
+                &tx.vault.keys,
                 &mut tx.batch,
                 id.as_str(),
             )?;

@@ -5,11 +5,15 @@
 //! appends its disclosure: when the deadline passes ([`Vault::disclose_due`]) or an
 //! operator records that the secrecy was lifted ([`Vault::lift_deferred`]).
 //!
-//! The pending row (authenticated by the record MAC like every record, removed in the
-//! disclosure's commit and at the citizen's erasure): `0x01 || flags (1: bit 0 a deadline)
-//! || deadline (8, big-endian ms, 0 without one) || opening (32) || u32be length ||
-//! citizen id || the sealed note of the entry's texts` (sealed for the citizen's tag and
-//! the entry's index, so at disclosure it becomes the citizen's `AuditSubjects` row as is).
+//! The pending row (removed in the disclosure's commit and at the citizen's erasure) is
+//! `0x02 || VaultKeys::seal_private(body)`: encrypted and authenticated, because it names
+//! the person a covert access was about, which neither the store nor a backup may tell.
+//! The body: `0x01 || flags (1: bit 0 a deadline) || deadline (8, big-endian ms, 0 without
+//! one) || opening (32) || u32be length || citizen id || the sealed note of the entry's
+//! texts` (sealed for the citizen's tag and the entry's index, so at disclosure it becomes
+//! the citizen's `AuditSubjects` row as is). A row written before rows were encrypted is
+//! that body with the record MAC appended; it is read as it is and rewritten encrypted at
+//! open ([`encrypt_legacy`]).
 
 use audit::{Actor, ActorKind, Deferral, EntryDraft, SubjectTag};
 use policies::{Basis, Decision, Disclosure as RuleDisclosure, FieldName, Outcome, PolicySet};
@@ -18,14 +22,17 @@ use super::log;
 use super::notes::CallerTexts;
 use super::ops::{citizen_id, record_err};
 use super::{Vault, VaultError};
-use crate::auth::RecordMac;
+use crate::auth::VaultKeys;
 use crate::codec::CodecError;
 use crate::storage::{Storage, Tree, WriteBatch};
 
 /// The prefix of the pending rows' keys in `Tree::Meta`.
 const PREFIX: &[u8] = b"deferred.";
-/// The pending row's format byte.
+/// The pending row's body format byte.
 const ROW_FORMAT: u8 = 1;
+/// The first byte of an encrypted pending row (a legacy row starts with its body's
+/// [`ROW_FORMAT`]).
+const ENCRYPTED: u8 = 2;
 /// The record kind named when a pending row fails its MAC.
 const KIND: &str = "deferred disclosure";
 /// The most disclosures one call of [`Vault::disclose_due`] appends.
@@ -118,28 +125,45 @@ fn decode(value: &[u8]) -> Result<Pending, VaultError> {
     })
 }
 
+/// The stored form of pending row `p` under key `k`.
+fn seal(keys: &VaultKeys, k: &[u8], p: &Pending) -> Result<Vec<u8>, VaultError> {
+    let body = zeroize::Zeroizing::new(encode(p));
+    let mut out = vec![ENCRYPTED];
+    out.extend_from_slice(
+        &keys
+            .seal_private(Tree::Meta, k, &body)
+            .map_err(VaultError::internal)?,
+    );
+    Ok(out)
+}
+
 /// Stages the pending row of the deferred entry `index` (in the access's commit).
 pub(super) fn stage_pending(
     batch: &mut WriteBatch,
-    mac: &RecordMac,
+    keys: &VaultKeys,
     index: u64,
     d: &Deferring,
     disclose_at: Option<u64>,
     note: Vec<u8>,
-) {
+) -> Result<(), VaultError> {
     let k = key(index);
-    let value = encode(&Pending {
+    let p = Pending {
         citizen: d.citizen.clone(),
         opening: d.opening,
         disclose_at,
         note,
-    });
-    let sealed = mac.seal(Tree::Meta, &k, value);
+    };
+    let sealed = seal(keys, &k, &p)?;
     batch.put(Tree::Meta, k, sealed);
+    Ok(())
 }
 
-/// Every pending row: the deferred entry's index and the row.
-fn pending(store: &dyn Storage, mac: &RecordMac) -> Result<Vec<(u64, Pending)>, VaultError> {
+/// Every pending row: the deferred entry's index, the row, and whether it is a legacy
+/// (MAC-only) row.
+fn pending_rows(
+    store: &dyn Storage,
+    keys: &VaultKeys,
+) -> Result<Vec<(u64, Pending, bool)>, VaultError> {
     let mut end = PREFIX.to_vec();
     end.push(0xff);
     let mut out = Vec::new();
@@ -149,22 +173,67 @@ fn pending(store: &dyn Storage, mac: &RecordMac) -> Result<Vec<(u64, Pending)>, 
             .and_then(|i| <[u8; 8]>::try_from(i).ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| bad("malformed key"))?;
-        let value = mac
-            .open(KIND, Tree::Meta, &k, &v)
-            .map_err(VaultError::internal)?;
-        out.push((index, decode(value)?));
+        let (p, legacy) = open_row(keys, &k, &v)?;
+        out.push((index, p, legacy));
     }
     Ok(out)
+}
+
+/// The pending row stored under `k`, once it authenticates, and whether it is a legacy
+/// (MAC-only) row.
+fn open_row(keys: &VaultKeys, k: &[u8], stored: &[u8]) -> Result<(Pending, bool), VaultError> {
+    match stored.split_first() {
+        Some((&ENCRYPTED, sealed)) => {
+            let body = keys
+                .open_private(KIND, Tree::Meta, k, sealed)
+                .map_err(VaultError::internal)?;
+            Ok((decode(&body)?, false))
+        }
+        _ => {
+            let body = keys
+                .records()
+                .open(KIND, Tree::Meta, k, stored)
+                .map_err(VaultError::internal)?;
+            Ok((decode(body)?, true))
+        }
+    }
+}
+
+/// Every pending row: the deferred entry's index and the row.
+fn pending(store: &dyn Storage, keys: &VaultKeys) -> Result<Vec<(u64, Pending)>, VaultError> {
+    Ok(pending_rows(store, keys)?
+        .into_iter()
+        .map(|(i, p, _)| (i, p))
+        .collect())
+}
+
+/// Rewrites pending rows written before rows were encrypted in their encrypted form (at
+/// open); returns how many.
+pub(super) fn encrypt_legacy(store: &dyn Storage, keys: &VaultKeys) -> Result<usize, VaultError> {
+    let mut batch = WriteBatch::new();
+    let mut n = 0;
+    for (index, p, legacy) in pending_rows(store, keys)? {
+        if legacy {
+            let k = key(index);
+            let sealed = seal(keys, &k, &p)?;
+            batch.put(Tree::Meta, k, sealed);
+            n += 1;
+        }
+    }
+    if n > 0 {
+        store.commit(batch)?;
+    }
+    Ok(n)
 }
 
 /// Stages the removal of `citizen`'s pending rows (at erasure: nobody is left to tell).
 pub(super) fn stage_forget(
     store: &dyn Storage,
-    mac: &RecordMac,
+    keys: &VaultKeys,
     batch: &mut WriteBatch,
     citizen: &str,
 ) -> Result<(), VaultError> {
-    for (index, p) in pending(store, mac)? {
+    for (index, p) in pending(store, keys)? {
         if p.citizen == citizen {
             batch.delete(Tree::Meta, key(index));
         }
@@ -232,7 +301,7 @@ impl Vault {
     /// The deferred entries not yet disclosed: each index with its deadline (ms since the
     /// epoch; `None`: until lifted).
     pub fn deferred_pending(&self) -> Result<Vec<(u64, Option<u64>)>, VaultError> {
-        Ok(pending(&*self.store, self.keys.records())?
+        Ok(pending(&*self.store, &self.keys)?
             .into_iter()
             .map(|(i, p)| (i, p.disclose_at))
             .collect())
@@ -246,7 +315,7 @@ impl Vault {
     /// citizens' notifications.
     pub fn disclose_due(&self) -> Result<Vec<Disclosure>, VaultError> {
         let now = self.deferral_clock_ms();
-        let due: Vec<u64> = pending(&*self.store, self.keys.records())?
+        let due: Vec<u64> = pending(&*self.store, &self.keys)?
             .into_iter()
             .filter(|(_, p)| p.disclose_at.is_some_and(|at| at <= now))
             .map(|(i, _)| i)
@@ -295,12 +364,7 @@ impl Vault {
             let Some(stored) = tx.store().get(Tree::Meta, &k)? else {
                 return Err(not_found());
             };
-            let p = decode(
-                self.keys
-                    .records()
-                    .open(KIND, Tree::Meta, &k, &stored)
-                    .map_err(VaultError::internal)?,
-            )?;
+            let (p, _) = open_row(&self.keys, &k, &stored)?;
             let id = citizen_id(&p.citizen)?;
             let Some((tag, note_key)) = records
                 .subject_keys(tx.store(), None, &id)
@@ -354,5 +418,75 @@ impl Vault {
             disclosure_index,
             lifted: lift.is_some(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sled::SledStore;
+
+    fn row() -> Pending {
+        Pending {
+            citizen: "EE38001010001".to_owned(),
+            opening: [5u8; 32],
+            disclose_at: Some(1_800_000_000_000),
+            note: b"sealed note".to_vec(),
+        }
+    }
+
+    /// A pending row is stored encrypted: no byte of the citizen id or the opening; an edit
+    /// is refused; a row of the earlier MAC-only form is read and rewritten encrypted.
+    #[test]
+    fn pending_rows_are_encrypted_and_legacy_rows_are_rewritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SledStore::create(tmp.path().join("store")).unwrap();
+        let keys = VaultKeys::derive(&[9u8; 32]);
+        let mut batch = WriteBatch::new();
+        let d = Deferring {
+            citizen: row().citizen,
+            tag: SubjectTag([1u8; 32]),
+            opening: row().opening,
+        };
+        stage_pending(&mut batch, &keys, 7, &d, row().disclose_at, row().note).unwrap();
+        // The earlier form, as a version before encryption wrote it.
+        let legacy = keys.records().seal(Tree::Meta, &key(8), encode(&row()));
+        batch.put(Tree::Meta, key(8), legacy.clone());
+        store.commit(batch).unwrap();
+
+        let stored = store.get(Tree::Meta, &key(7)).unwrap().unwrap();
+        assert_eq!(stored[0], ENCRYPTED);
+        assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
+        assert!(!stored.windows(32).any(|w| w == [5u8; 32]));
+        let rows = pending_rows(&store, &keys).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0, rows[0].2), (7, false));
+        assert_eq!((rows[1].0, rows[1].2), (8, true));
+        for (_, p, _) in &rows {
+            assert_eq!(p.citizen, "EE38001010001");
+            assert_eq!(p.opening, [5u8; 32]);
+            assert_eq!(p.disclose_at, Some(1_800_000_000_000));
+            assert_eq!(p.note, b"sealed note");
+        }
+
+        assert_eq!(encrypt_legacy(&store, &keys).unwrap(), 1);
+        assert_eq!(encrypt_legacy(&store, &keys).unwrap(), 0);
+        let rewritten = store.get(Tree::Meta, &key(8)).unwrap().unwrap();
+        assert_eq!(rewritten[0], ENCRYPTED);
+        assert!(!rewritten.windows(13).any(|w| w == b"EE38001010001"));
+        assert!(pending_rows(&store, &keys)
+            .unwrap()
+            .iter()
+            .all(|(_, p, legacy)| !legacy && p.citizen == "EE38001010001"));
+
+        // An edited row, or one moved to another index, is refused.
+        let mut edited = stored.clone();
+        edited[20] ^= 1;
+        assert!(open_row(&keys, &key(7), &edited).is_err());
+        assert!(open_row(&keys, &key(9), &stored).is_err());
+        let mut b = WriteBatch::new();
+        b.put(Tree::Meta, key(7), edited);
+        store.commit(b).unwrap();
+        assert!(pending(&store, &keys).is_err());
     }
 }

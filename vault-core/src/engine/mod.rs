@@ -697,6 +697,7 @@ impl Vault {
             vault.upgrade_records(&config)?;
         }
         consents::build_index(&*vault.store, vault.keys.records())?;
+        deferred::encrypt_legacy(&*vault.store, &vault.keys)?;
         let mut pins = HashMap::new();
         for e in crate::agencies::list(&*vault.store, vault.keys.records())
             .map_err(VaultError::internal)?
@@ -1209,7 +1210,7 @@ impl Vault {
                     _ => return Err(VaultError::internal("a deferred draft without its deferral")),
                 };
                 d.subject_prev = None;
-                deferred::stage_pending(&mut batch, self.keys.records(), index, def, disclose_at, sealed);
+                deferred::stage_pending(&mut batch, &self.keys, index, def, disclose_at, sealed)?;
                 continue;
             }
             if let Some(tag) = d.subject {
@@ -1233,7 +1234,7 @@ impl Vault {
         for (i, (d, citizen)) in drafts.iter().zip(&about).enumerate() {
             if let Some(citizen) = citizen {
                 self.notifier
-                    .stage(&mut batch, self.keys.records(), d, base + i as u64, citizen)?;
+                    .stage(&mut batch, &self.keys, d, base + i as u64, citizen)?;
             }
         }
         let plan = state

@@ -4,12 +4,14 @@
 //! with the vault's notification key (`v1a`, Ed25519), at least once, in order per
 //! citizen.
 //!
-//! Outbox rows (`Tree::Outbox`, each sealed with the record MAC so that an offline edit
-//! cannot make the vault sign an event it did not produce):
+//! Outbox rows (`Tree::Outbox`), each encrypted and authenticated ([`seal_row`]): a row
+//! names a citizen, and an offline edit must not make the vault sign an event it did not
+//! produce:
 //! - `q || len || endpoint || position (u64 BE) || origin (u64 BE) || subject (8 bytes)`:
-//!   queued for delivery, in position order per endpoint; `subject` is the first 8 bytes of
-//!   SHA-256 of the citizen id, so that the order per citizen is kept from the keys alone. The position of an event is the log index of the entry
-//!   that produced it; a scheduled event gets the log size when it falls due.
+//!   queued for delivery, in position order per endpoint; `subject` is
+//!   [`VaultKeys::outbox_subject`] of the citizen id, so that the order per citizen is kept
+//!   from the keys alone. The position of an event is the log index of the entry that
+//!   produced it; a scheduled event gets the log size when it falls due.
 //! - `s || due (ms, u64 BE) || len || endpoint || origin (u64 BE)`: scheduled (a consent's
 //!   expiry), moved to the queue when due if the consent is still active then.
 //!
@@ -30,7 +32,7 @@ use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use super::{now_parts, system, Vault, VaultError};
-use crate::auth::{RecordMac, VaultKeys};
+use crate::auth::VaultKeys;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::storage::{self, Storage, Tree, WriteBatch};
@@ -40,6 +42,8 @@ const CONFIG_KIND: &str = "notification configuration";
 const CONFIG_FORMAT: u8 = 1;
 const ROW_KIND: &str = "queued notification";
 const ROW_FORMAT: u8 = 1;
+/// The first byte of an encrypted outbox row.
+const ENCRYPTED_ROW: u8 = 2;
 const QUEUED: u8 = b'q';
 const SCHEDULED: u8 = b's';
 
@@ -316,7 +320,9 @@ pub(super) struct Notifier {
 }
 
 impl Notifier {
-    /// Loads the configuration and counts the outbox.
+    /// Loads the configuration and counts the outbox. Rows of the earlier MAC-only form
+    /// (written before outbox rows were encrypted, their keys with an unkeyed hash of the
+    /// citizen) are rewritten encrypted under keys with the keyed hash, in one commit.
     pub(super) fn open(store: &dyn Storage, keys: &VaultKeys) -> Result<Notifier, VaultError> {
         let config = match store.get(Tree::Meta, CONFIG_KEY)? {
             Some(stored) => {
@@ -330,12 +336,25 @@ impl Notifier {
         };
         let mut stats = NotificationStats::default();
         let mut retry = HashMap::new();
+        let mut rewrite = WriteBatch::new();
         for item in storage::scan_all(store, Tree::Outbox) {
-            let (k, v) = item?;
+            let (mut k, v) = item?;
+            let row = open_row(keys, &k, &v);
+            if let (Ok(row), false) = (&row, v.first() == Some(&ENCRYPTED_ROW)) {
+                let old = k.clone();
+                if k.first() == Some(&QUEUED) && k.len() >= 8 {
+                    k.truncate(k.len() - 8);
+                    k.extend_from_slice(&keys.outbox_subject(&row.subject));
+                }
+                if k != old {
+                    rewrite.delete(Tree::Outbox, old);
+                }
+                rewrite.put(Tree::Outbox, k.clone(), seal_row(keys, &k, row)?);
+            }
             match k.first() {
                 Some(&QUEUED) => {
                     stats.queued += 1;
-                    if let Ok(row) = open_row(keys.records(), &k, &v) {
+                    if let Ok(row) = row {
                         if row.attempts > 0 {
                             retry.insert(k, row.next_ms);
                         }
@@ -344,6 +363,9 @@ impl Notifier {
                 Some(&SCHEDULED) => stats.scheduled += 1,
                 _ => {}
             }
+        }
+        if !rewrite.is_empty() {
+            store.commit(rewrite)?;
         }
         Ok(Notifier {
             config: RwLock::new(config),
@@ -403,7 +425,7 @@ impl Notifier {
     pub(super) fn stage(
         &self,
         batch: &mut WriteBatch,
-        mac: &RecordMac,
+        keys: &VaultKeys,
         draft: &EntryDraft,
         index: u64,
         citizen: &CitizenId,
@@ -421,9 +443,9 @@ impl Notifier {
             if !config.live(&ev.target) {
                 continue;
             }
-            let (key, row) = ev.row(index);
+            let (key, row) = ev.row(keys, index);
             let scheduled = key.first() == Some(&SCHEDULED);
-            batch.put(Tree::Outbox, key.clone(), seal_row(mac, &key, &row)?);
+            batch.put(Tree::Outbox, key.clone(), seal_row(keys, &key, &row)?);
             if scheduled {
                 added.1 += 1;
             } else {
@@ -449,14 +471,14 @@ impl Notifier {
         &self,
         store: &dyn Storage,
         batch: &mut WriteBatch,
-        mac: &RecordMac,
+        keys: &VaultKeys,
         citizen: &CitizenId,
     ) -> Result<(), VaultError> {
         let mut forgotten = (0u64, 0u64);
         for item in storage::scan_all(store, Tree::Outbox) {
             let (k, v) = item?;
             // A row that fails its check is dropped too: it is not the vault's.
-            let about = open_row(mac, &k, &v).map_or(true, |r| r.subject == citizen.as_str());
+            let about = open_row(keys, &k, &v).map_or(true, |r| r.subject == citizen.as_str());
             if about {
                 if k.first() == Some(&SCHEDULED) {
                     forgotten.1 += 1;
@@ -474,13 +496,32 @@ impl Notifier {
     }
 }
 
-fn seal_row(mac: &RecordMac, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultError> {
-    Ok(mac.seal(Tree::Outbox, key, codec::encode(ROW_KIND, ROW_FORMAT, row)?))
+/// The stored form of an outbox row: `0x02 || VaultKeys::seal_private(row)`. A row names a
+/// citizen beside an agency and a purpose, which the log keeps pseudonymous.
+fn seal_row(keys: &VaultKeys, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultError> {
+    let body = Zeroizing::new(codec::encode(ROW_KIND, ROW_FORMAT, row)?);
+    let mut out = vec![ENCRYPTED_ROW];
+    out.extend_from_slice(
+        &keys
+            .seal_private(Tree::Outbox, key, &body)
+            .map_err(VaultError::internal)?,
+    );
+    Ok(out)
 }
 
-fn open_row(mac: &RecordMac, key: &[u8], stored: &[u8]) -> Result<Row, VaultError> {
-    let bytes = mac.open(ROW_KIND, Tree::Outbox, key, stored)?;
-    Ok(codec::decode(ROW_KIND, ROW_FORMAT, bytes)?)
+/// An outbox row, once it authenticates: encrypted ([`seal_row`]), or of the earlier
+/// MAC-only form (its first byte is [`ROW_FORMAT`]), which [`Notifier::open`] rewrites.
+fn open_row(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<Row, VaultError> {
+    match stored.split_first() {
+        Some((&ENCRYPTED_ROW, sealed)) => {
+            let body = keys.open_private(ROW_KIND, Tree::Outbox, key, sealed)?;
+            Ok(codec::decode(ROW_KIND, ROW_FORMAT, &body)?)
+        }
+        _ => {
+            let bytes = keys.records().open(ROW_KIND, Tree::Outbox, key, stored)?;
+            Ok(codec::decode(ROW_KIND, ROW_FORMAT, bytes)?)
+        }
+    }
 }
 
 fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
@@ -496,20 +537,18 @@ fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
     k
 }
 
-fn queue_key(target: &WebhookTarget, position: u64, origin: u64, subject: &str) -> Vec<u8> {
+fn queue_key(
+    keys: &VaultKeys,
+    target: &WebhookTarget,
+    position: u64,
+    origin: u64,
+    subject: &str,
+) -> Vec<u8> {
     let mut k = queue_prefix(target);
     k.extend_from_slice(&position.to_be_bytes());
     k.extend_from_slice(&origin.to_be_bytes());
-    k.extend_from_slice(&subject_hash(subject));
+    k.extend_from_slice(&keys.outbox_subject(subject));
     k
-}
-
-/// The first 8 bytes of SHA-256 of a citizen id: which queued events share a citizen.
-fn subject_hash(subject: &str) -> [u8; 8] {
-    let d = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&d.as_ref()[..8]);
-    out
 }
 
 /// The subject hash at the end of a queued row's key.
@@ -552,7 +591,7 @@ struct Event {
 }
 
 impl Event {
-    fn row(self, index: u64) -> (Vec<u8>, Row) {
+    fn row(self, keys: &VaultKeys, index: u64) -> (Vec<u8>, Row) {
         let id = if self.scheduled {
             format!("msg_{index}_{}", self.kind.replace('.', "_"))
         } else {
@@ -567,7 +606,7 @@ impl Event {
         let key = if self.scheduled {
             scheduled_key(self.at_ms, &self.target, index)
         } else {
-            queue_key(&self.target, index, index, &self.subject)
+            queue_key(keys, &self.target, index, index, &self.subject)
         };
         let row = Row {
             id,
@@ -973,7 +1012,8 @@ impl Vault {
     /// The attempts to make now: for each live endpoint, up to `per_endpoint` minus what is
     /// `in_flight` there, in order. An attempt carries one event, or for an endpoint that
     /// takes batches up to its `batch` events (several of one citizen's among them, in
-    /// order). A citizen's events are in at most one attempt at a time, and none is taken
+    /// order); a batch that is not full is sent only when nothing is in flight to its
+    /// endpoint, so that events gather while a message is under way. A citizen's events are in at most one attempt at a time, and none is taken
     /// while an earlier one of theirs is in flight or waiting for a retry. Scheduled events
     /// that fell due are queued first (an expiry only if the consent is still active).
     pub fn notifications_due(
@@ -984,7 +1024,7 @@ impl Vault {
         let (_, now_ms) = now_parts();
         self.promote_due(now_ms)?;
         let config = self.notifier.config();
-        let mac = self.keys.records();
+        let keys = &self.keys;
         let mut out = Vec::new();
         let mut oldest: Option<u64> = None;
         let mut tampered: Vec<Vec<u8>> = Vec::new();
@@ -996,16 +1036,23 @@ impl Vault {
             let prefix = queue_prefix(&target);
             let (start, end) = prefix_range(&prefix);
             let batch = usize::from(endpoint.batch.max(1));
-            let window = per_endpoint
-                .saturating_mul(batch)
-                .saturating_mul(4)
-                .saturating_add(16)
-                .min(SCAN_WINDOW);
-            let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
-            let busy = in_flight
+            let busy_rows = in_flight
                 .iter()
                 .filter(|k| k.0.starts_with(&prefix))
                 .count();
+            // Messages in flight: every one is full but at most one (a partial batch is
+            // only sent when none is in flight, below).
+            let busy = busy_rows.div_ceil(batch);
+            // The rows in flight are near the head of the queue; look past them for what
+            // the free slots can carry, twice over.
+            let window = per_endpoint
+                .saturating_sub(busy)
+                .saturating_mul(batch)
+                .saturating_mul(2)
+                .saturating_add(busy_rows)
+                .saturating_add(16)
+                .min(SCAN_WINDOW);
+            let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
             // Decided from the keys (the subject hash) and the retry times; only the rows
             // taken (and the first, for the oldest age) are opened and their MAC checked.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
@@ -1018,7 +1065,7 @@ impl Vault {
                 let mut opened = None;
                 if first {
                     first = false;
-                    match open_row(mac, &k, &v) {
+                    match open_row(keys, &k, &v) {
                         Ok(r) => {
                             oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
                             opened = Some(r);
@@ -1046,7 +1093,7 @@ impl Vault {
                 }
                 let row = match opened {
                     Some(r) => r,
-                    None => match open_row(mac, &key.0, &v) {
+                    None => match open_row(keys, &key.0, &v) {
                         Ok(r) => r,
                         Err(_) => {
                             // Not what the vault wrote: never signed, dropped below.
@@ -1063,7 +1110,9 @@ impl Vault {
                     picked += 1;
                 }
             }
-            if !taking.is_empty() {
+            // A batch that is not full goes only when nothing is in flight to the endpoint:
+            // events go at once when it is idle, and gather while a message is under way.
+            if !taking.is_empty() && busy + picked == 0 {
                 out.push(message(&target, endpoint, taking, now_ms));
             }
         }
@@ -1109,7 +1158,7 @@ impl Vault {
         for (k, v) in due {
             batch.delete(Tree::Outbox, k.clone());
             gone += 1;
-            let (Some((target, origin)), Ok(row)) = (parse_scheduled(&k), open_row(mac, &k, &v))
+            let (Some((target, origin)), Ok(row)) = (parse_scheduled(&k), open_row(&self.keys, &k, &v))
             else {
                 continue;
             };
@@ -1124,8 +1173,8 @@ impl Vault {
                 None => true,
             };
             if still {
-                let key = queue_key(&target, position, origin, &row.subject);
-                batch.put(Tree::Outbox, key.clone(), seal_row(mac, &key, &row)?);
+                let key = queue_key(&self.keys, &target, position, origin, &row.subject);
+                batch.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
                 queued += 1;
             }
         }
@@ -1193,7 +1242,7 @@ impl Vault {
                 let Some(stored) = self.store.get(Tree::Outbox, &key.0)? else {
                     continue;
                 };
-                let mut row = open_row(self.keys.records(), &key.0, &stored)?;
+                let mut row = open_row(&self.keys, &key.0, &stored)?;
                 row.attempts = row.attempts.saturating_add(1);
                 if now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000 {
                     batch.delete(Tree::Outbox, key.0.clone());
@@ -1206,7 +1255,7 @@ impl Vault {
                     batch.put(
                         Tree::Outbox,
                         key.0.clone(),
-                        seal_row(self.keys.records(), &key.0, &row)?,
+                        seal_row(&self.keys, &key.0, &row)?,
                     );
                 }
             }
@@ -1277,6 +1326,58 @@ fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outbox rows are encrypted (no byte of the citizen id), and a row of the earlier
+    /// MAC-only form, under a key with the unkeyed hash, is rewritten at open: encrypted,
+    /// under the keyed hash, its retry time kept.
+    #[test]
+    fn outbox_rows_are_encrypted_and_legacy_rows_are_rewritten_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::storage::sled::SledStore::create(tmp.path().join("s")).unwrap();
+        let keys = VaultKeys::derive(&[6u8; 32]);
+        let row = |attempts| Row {
+            id: "msg_5".into(),
+            kind: "access.released".into(),
+            subject: "EE38001010001".into(),
+            at_ms: 1_000,
+            body: r#"{"data":{"citizen":"EE38001010001"}}"#.into(),
+            attempts,
+            next_ms: 9_000,
+            check: None,
+        };
+        let fresh = queue_key(&keys, &WebhookTarget::Gateway, 5, 5, "EE38001010001");
+        let mut old = queue_prefix(&WebhookTarget::Gateway);
+        old.extend_from_slice(&6u64.to_be_bytes());
+        old.extend_from_slice(&6u64.to_be_bytes());
+        let sha = ring::digest::digest(&ring::digest::SHA256, b"EE38001010001");
+        old.extend_from_slice(&sha.as_ref()[..8]);
+        let legacy = keys.records().seal(
+            Tree::Outbox,
+            &old,
+            codec::encode(ROW_KIND, ROW_FORMAT, &row(2)).unwrap(),
+        );
+        let mut b = WriteBatch::new();
+        b.put(Tree::Outbox, fresh.clone(), seal_row(&keys, &fresh, &row(0)).unwrap());
+        b.put(Tree::Outbox, old.clone(), legacy);
+        store.commit(b).unwrap();
+        let stored = store.get(Tree::Outbox, &fresh).unwrap().unwrap();
+        assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
+
+        let n = Notifier::open(&store, &keys).unwrap();
+        assert_eq!(n.stats().queued, 2);
+        assert!(store.get(Tree::Outbox, &old).unwrap().is_none());
+        let rows = store.scan(Tree::Outbox, &[], None, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        for (k, v) in &rows {
+            assert_eq!(v[0], ENCRYPTED_ROW);
+            assert!(!v.windows(13).any(|w| w == b"EE38001010001"));
+            assert_eq!(key_subject(k), keys.outbox_subject("EE38001010001"));
+            assert_eq!(open_row(&keys, k, v).unwrap().subject, "EE38001010001");
+        }
+        assert_eq!(n.retry().values().copied().collect::<Vec<_>>(), [9_000]);
+        // An encrypted row moved to another key is refused.
+        assert!(open_row(&keys, &old, &rows[0].1).is_err());
+    }
 
     #[test]
     fn backoff_doubles_from_a_second_to_an_hour() {
@@ -1359,9 +1460,16 @@ mod tests {
         d.released = vec!["address".into()];
         let events = events_of(&d, 42, "c-1");
         assert_eq!(events.len(), 1);
-        let (key, row) = events.into_iter().next().unwrap().row(42);
-        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42, "c-1"));
-        assert_eq!(key_subject(&key), subject_hash("c-1"));
+        let keys = VaultKeys::derive(&[3u8; 32]);
+        let (key, row) = events.into_iter().next().unwrap().row(&keys, 42);
+        assert_eq!(key, queue_key(&keys, &WebhookTarget::Gateway, 42, 42, "c-1"));
+        assert_eq!(key_subject(&key), keys.outbox_subject("c-1"));
+        assert_ne!(keys.outbox_subject("c-1"), keys.outbox_subject("c-2"));
+        assert_ne!(
+            keys.outbox_subject("c-1"),
+            VaultKeys::derive(&[4u8; 32]).outbox_subject("c-1"),
+            "keyed: not computable without the vault key"
+        );
         assert_eq!(row.id, "msg_42");
         let v: Value = serde_json::from_str(&row.body).unwrap();
         assert_eq!(v["type"], "access.partly_released");
