@@ -33,6 +33,10 @@ const LABEL_NOTIFY: &[u8] = b"notification-key";
 const LABEL_PRIVATE: &[u8] = b"private-rows";
 const LABEL_OUTBOX_SUBJECT: &[u8] = b"outbox-subject";
 
+/// The first byte of a value [`VaultKeys::seal_private`] sealed (the rows that use it
+/// were MAC-only before, with a first byte of 1: their format).
+pub const PRIVATE_ROW: u8 = 2;
+
 /// The first byte of a tombstone's key in `Tree::Keys` (no citizen id starts with it).
 pub const TOMBSTONE_PREFIX: u8 = 0;
 
@@ -121,13 +125,14 @@ impl VaultKeys {
         out
     }
 
-    /// `plain` encrypted and authenticated for `tree` and `key`: `nonce (12) ||
-    /// AES-256-GCM(plain) || tag (16)`, the associated data binding it to its tree and key
-    /// as the record MAC does.
+    /// `plain` encrypted and authenticated for `tree` and `key`: `PRIVATE_ROW || nonce (12)
+    /// || AES-256-GCM(plain) || tag (16)`, the associated data binding it to its tree and
+    /// key as the record MAC does.
     pub fn seal_private(&self, tree: Tree, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut nonce = [0u8; crate::keys::NONCE_LEN];
         fill_random(&mut nonce)?;
-        let mut out = nonce.to_vec();
+        let mut out = vec![PRIVATE_ROW];
+        out.extend_from_slice(&nonce);
         out.extend_from_slice(&crate::keys::aead_seal(
             &self.private,
             &nonce,
@@ -147,7 +152,8 @@ impl VaultKeys {
         stored: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, Tampered> {
         let (nonce, sealed) = stored
-            .split_first_chunk::<{ crate::keys::NONCE_LEN }>()
+            .strip_prefix(&[PRIVATE_ROW])
+            .and_then(<[u8]>::split_first_chunk::<{ crate::keys::NONCE_LEN }>)
             .ok_or(Tampered { kind })?;
         crate::keys::aead_open(&self.private, nonce, &private_ad(tree, key), sealed)
             .ok_or(Tampered { kind })

@@ -6,7 +6,7 @@
 //! operator records that the secrecy was lifted ([`Vault::lift_deferred`]).
 //!
 //! The pending row (removed in the disclosure's commit and at the citizen's erasure) is
-//! `0x02 || VaultKeys::seal_private(body)`: encrypted and authenticated, because it names
+//! `VaultKeys::seal_private(body)` (its first byte 0x02): encrypted and authenticated, because it names
 //! the person a covert access was about, which neither the store nor a backup may tell.
 //! The body: `0x01 || flags (1: bit 0 a deadline) || deadline (8, big-endian ms, 0 without
 //! one) || opening (32) || u32be length || citizen id || the sealed note of the entry's
@@ -22,17 +22,15 @@ use super::log;
 use super::notes::CallerTexts;
 use super::ops::{citizen_id, record_err};
 use super::{Vault, VaultError};
-use crate::auth::VaultKeys;
+use crate::auth::{VaultKeys, PRIVATE_ROW};
 use crate::codec::CodecError;
 use crate::storage::{Storage, Tree, WriteBatch};
 
 /// The prefix of the pending rows' keys in `Tree::Meta`.
 const PREFIX: &[u8] = b"deferred.";
-/// The pending row's body format byte.
+/// The pending row's body format byte (also the first byte of a legacy row, which is the
+/// body with the record MAC; an encrypted row starts with [`PRIVATE_ROW`]).
 const ROW_FORMAT: u8 = 1;
-/// The first byte of an encrypted pending row (a legacy row starts with its body's
-/// [`ROW_FORMAT`]).
-const ENCRYPTED: u8 = 2;
 /// The record kind named when a pending row fails its MAC.
 const KIND: &str = "deferred disclosure";
 /// The most disclosures one call of [`Vault::disclose_due`] appends.
@@ -127,14 +125,8 @@ fn decode(value: &[u8]) -> Result<Pending, VaultError> {
 
 /// The stored form of pending row `p` under key `k`.
 fn seal(keys: &VaultKeys, k: &[u8], p: &Pending) -> Result<Vec<u8>, VaultError> {
-    let body = zeroize::Zeroizing::new(encode(p));
-    let mut out = vec![ENCRYPTED];
-    out.extend_from_slice(
-        &keys
-            .seal_private(Tree::Meta, k, &body)
-            .map_err(VaultError::internal)?,
-    );
-    Ok(out)
+    keys.seal_private(Tree::Meta, k, &zeroize::Zeroizing::new(encode(p)))
+        .map_err(VaultError::internal)
 }
 
 /// Stages the pending row of the deferred entry `index` (in the access's commit).
@@ -182,10 +174,10 @@ fn pending_rows(
 /// The pending row stored under `k`, once it authenticates, and whether it is a legacy
 /// (MAC-only) row.
 fn open_row(keys: &VaultKeys, k: &[u8], stored: &[u8]) -> Result<(Pending, bool), VaultError> {
-    match stored.split_first() {
-        Some((&ENCRYPTED, sealed)) => {
+    match stored.first() {
+        Some(&PRIVATE_ROW) => {
             let body = keys
-                .open_private(KIND, Tree::Meta, k, sealed)
+                .open_private(KIND, Tree::Meta, k, stored)
                 .map_err(VaultError::internal)?;
             Ok((decode(&body)?, false))
         }
@@ -455,7 +447,7 @@ mod tests {
         store.commit(batch).unwrap();
 
         let stored = store.get(Tree::Meta, &key(7)).unwrap().unwrap();
-        assert_eq!(stored[0], ENCRYPTED);
+        assert_eq!(stored[0], PRIVATE_ROW);
         assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
         assert!(!stored.windows(32).any(|w| w == [5u8; 32]));
         let rows = pending_rows(&store, &keys).unwrap();
@@ -472,7 +464,7 @@ mod tests {
         assert_eq!(encrypt_legacy(&store, &keys).unwrap(), 1);
         assert_eq!(encrypt_legacy(&store, &keys).unwrap(), 0);
         let rewritten = store.get(Tree::Meta, &key(8)).unwrap().unwrap();
-        assert_eq!(rewritten[0], ENCRYPTED);
+        assert_eq!(rewritten[0], PRIVATE_ROW);
         assert!(!rewritten.windows(13).any(|w| w == b"EE38001010001"));
         assert!(pending_rows(&store, &keys)
             .unwrap()

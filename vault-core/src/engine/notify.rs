@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use super::{now_parts, system, Vault, VaultError};
-use crate::auth::VaultKeys;
+use crate::auth::{VaultKeys, PRIVATE_ROW};
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::storage::{self, Storage, Tree, WriteBatch};
@@ -42,8 +42,6 @@ const CONFIG_KIND: &str = "notification configuration";
 const CONFIG_FORMAT: u8 = 1;
 const ROW_KIND: &str = "queued notification";
 const ROW_FORMAT: u8 = 1;
-/// The first byte of an encrypted outbox row.
-const ENCRYPTED_ROW: u8 = 2;
 const QUEUED: u8 = b'q';
 const SCHEDULED: u8 = b's';
 
@@ -340,7 +338,7 @@ impl Notifier {
         for item in storage::scan_all(store, Tree::Outbox) {
             let (mut k, v) = item?;
             let row = open_row(keys, &k, &v);
-            if let (Ok(row), false) = (&row, v.first() == Some(&ENCRYPTED_ROW)) {
+            if let (Ok(row), false) = (&row, v.first() == Some(&PRIVATE_ROW)) {
                 let old = k.clone();
                 if k.first() == Some(&QUEUED) && k.len() >= 8 {
                     k.truncate(k.len() - 8);
@@ -496,25 +494,20 @@ impl Notifier {
     }
 }
 
-/// The stored form of an outbox row: `0x02 || VaultKeys::seal_private(row)`. A row names a
+/// The stored form of an outbox row: [`VaultKeys::seal_private`] of it. A row names a
 /// citizen beside an agency and a purpose, which the log keeps pseudonymous.
 fn seal_row(keys: &VaultKeys, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultError> {
     let body = Zeroizing::new(codec::encode(ROW_KIND, ROW_FORMAT, row)?);
-    let mut out = vec![ENCRYPTED_ROW];
-    out.extend_from_slice(
-        &keys
-            .seal_private(Tree::Outbox, key, &body)
-            .map_err(VaultError::internal)?,
-    );
-    Ok(out)
+    keys.seal_private(Tree::Outbox, key, &body)
+        .map_err(VaultError::internal)
 }
 
 /// An outbox row, once it authenticates: encrypted ([`seal_row`]), or of the earlier
 /// MAC-only form (its first byte is [`ROW_FORMAT`]), which [`Notifier::open`] rewrites.
 fn open_row(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<Row, VaultError> {
-    match stored.split_first() {
-        Some((&ENCRYPTED_ROW, sealed)) => {
-            let body = keys.open_private(ROW_KIND, Tree::Outbox, key, sealed)?;
+    match stored.first() {
+        Some(&PRIVATE_ROW) => {
+            let body = keys.open_private(ROW_KIND, Tree::Outbox, key, stored)?;
             Ok(codec::decode(ROW_KIND, ROW_FORMAT, &body)?)
         }
         _ => {
@@ -1369,7 +1362,7 @@ mod tests {
         let rows = store.scan(Tree::Outbox, &[], None, 10).unwrap();
         assert_eq!(rows.len(), 2);
         for (k, v) in &rows {
-            assert_eq!(v[0], ENCRYPTED_ROW);
+            assert_eq!(v[0], PRIVATE_ROW);
             assert!(!v.windows(13).any(|w| w == b"EE38001010001"));
             assert_eq!(key_subject(k), keys.outbox_subject("EE38001010001"));
             assert_eq!(open_row(&keys, k, v).unwrap().subject, "EE38001010001");
