@@ -1006,9 +1006,10 @@ impl Vault {
     /// `in_flight` there, in order. An attempt carries one event, or for an endpoint that
     /// takes batches up to its `batch` events (several of one citizen's among them, in
     /// order); a batch that is not full is sent only when nothing is in flight to its
-    /// endpoint, so that events gather while a message is under way. A citizen's events are in at most one attempt at a time, and none is taken
-    /// while an earlier one of theirs is in flight or waiting for a retry. Scheduled events
-    /// that fell due are queued first (an expiry only if the consent is still active).
+    /// endpoint, so that events gather while a message is under way. A citizen's events
+    /// are in at most one attempt at a time, and none is taken while an earlier one of
+    /// theirs is in flight or waiting for a retry. Scheduled events that fell due are
+    /// queued first (an expiry only if the consent is still active).
     pub fn notifications_due(
         &self,
         in_flight: &HashSet<DeliveryKey>,
@@ -1047,7 +1048,7 @@ impl Vault {
                 .min(SCAN_WINDOW);
             let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
             // Decided from the keys (the subject hash) and the retry times; only the rows
-            // taken (and the first, for the oldest age) are opened and their MAC checked.
+            // taken (and the first, for the oldest age) are opened and authenticated.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
             let mut taking: Vec<(DeliveryKey, Row)> = Vec::new();
             let mut taking_subjects: HashSet<[u8; 8]> = HashSet::new();
