@@ -27,7 +27,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Status {
-    /// Handed out and not yet recorded as done.
+    /// The outbox rows of the messages handed out and not yet recorded as done.
     in_flight: HashSet<DeliveryKey>,
     /// Attempts that ended, to record in the next round (one store write for all).
     done: Vec<(Delivery, DeliveryOutcome)>,
@@ -282,7 +282,7 @@ impl Notifying {
                 line(format!("{name} {value}"));
             }
         }
-        line("# HELP vault_notifications_in_flight Deliveries under way.".into());
+        line("# HELP vault_notifications_in_flight Events in deliveries under way (a batch counts its events).".into());
         line("# TYPE vault_notifications_in_flight gauge".into());
         line(format!(
             "vault_notifications_in_flight {}",
