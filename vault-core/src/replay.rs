@@ -493,10 +493,16 @@ impl Replay {
         };
         let mut found = Vec::new();
         let mut note = |k: FindingKind| found.push(k);
+        let covert = matches!(e.deferral, Some(audit::Deferral::Deferred { .. }));
         for d in &decision.fields {
             let field = d.field.as_str();
             match d.outcome {
                 Outcome::Released(_) if released(field) || withheld(field) == Some("no_data") => {}
+                // A covert access withholds what it would release under the citizen's
+                // consent. Until its disclosure the replay does not know whose access it
+                // was, so it has no consent to judge by: "no consent" is that outcome.
+                Outcome::Withheld(policies::Reason::NoConsent)
+                    if covert && withheld(field) == Some(crate::engine::COVERT_ACCESS) => {}
                 Outcome::Released(_) => note(FindingKind::RefusedButAllowed {
                     field: field.to_owned(),
                     entry_reason: withheld(field).unwrap_or("not listed").to_owned(),
@@ -831,6 +837,7 @@ mod tests {
                 &request,
                 agency,
                 secs * 1000,
+                false,
             );
             for id in &built.used {
                 if let Some(a) = self.artefacts.iter_mut().find(|a| a.id() == *id) {
@@ -920,7 +927,7 @@ mod tests {
         assert_eq!(at(&report), [], "{:#?}", report.findings);
         assert_eq!(report.decisions, 9);
         assert_eq!(report.consent_steps, 3);
-        let _ = (none, wrong_claim);
+        let _ = wrong_claim;
 
         // A release the log claims but the policy did not allow.
         let mut forged = World {
@@ -934,6 +941,24 @@ mod tests {
             at(&forged.replay(examples())),
             [(revoked, "released_not_allowed")]
         );
+
+        // `covert_access` is a covert access's reason only: on an ordinary entry it differs
+        // from the policy's `no_consent`; on a deferred one it is that.
+        let mut covert = World {
+            entries: w.entries.clone(),
+            ..World::new()
+        };
+        let e = &mut covert.entries[none as usize].body;
+        let w0 = e
+            .withheld
+            .iter_mut()
+            .find(|x| x.reason == "no_consent")
+            .expect("a field withheld for want of consent");
+        w0.reason = crate::engine::COVERT_ACCESS.to_owned();
+        assert_eq!(at(&covert.replay(examples())), [(none, "reason_differs")]);
+        covert.entries[none as usize].body.deferral =
+            Some(audit::Deferral::Deferred { disclose_at: None });
+        assert_eq!(at(&covert.replay(examples())), []);
 
         // The grant's fields altered: the decisions of that agency for that purpose change.
         let mut altered = World {

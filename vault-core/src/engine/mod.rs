@@ -56,6 +56,7 @@ pub use notify::{
 pub(crate) use consents::terms_item;
 #[cfg(test)]
 pub(crate) use ops::access_entry;
+pub(crate) use ops::COVERT_ACCESS;
 pub(crate) use server_cert::stored_server_identity;
 pub use standby::{PublicLog, Standby};
 pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};

@@ -489,7 +489,14 @@ impl Vault {
                 released,
                 withheld,
                 used,
-            } = access_entry(&decision, |f| read.contains(f), &request, agency, now_ms);
+            } = access_entry(
+                &decision,
+                |f| read.contains(f),
+                &request,
+                agency,
+                now_ms,
+                deferral.is_some(),
+            );
             draft.policy_set = Some(self.policy_digest);
             for id in &used {
                 if let Some(a) = artefacts.iter().find(|a| a.id() == *id) {
@@ -757,6 +764,11 @@ pub(crate) struct AccessEntry {
 
 /// Builds the access entry of `decision` on `request`: a field the decision releases is
 /// released only if `found` (the read has a value for it), else withheld as `no_data`.
+/// The withholding reason of a field a covert access (one whose disclosure a statutory rule
+/// defers) would have released under the citizen's consent: such an access releases only
+/// under statute.
+pub(crate) const COVERT_ACCESS: &str = "covert_access";
+
 /// The entry names the legal bases, legal references and consents the releases rest on,
 /// and asks for review when the decision does and something is released. The caller's
 /// free texts (official, justification) are not in it: the caller commits them
@@ -767,6 +779,7 @@ pub(crate) fn access_entry(
     request: &AccessRequest,
     agency: &str,
     now_ms: u64,
+    covert: bool,
 ) -> AccessEntry {
     let mut released: Vec<FieldName> = Vec::new();
     let mut withheld: Vec<Withheld> = Vec::new();
@@ -775,6 +788,14 @@ pub(crate) fn access_entry(
     let mut used: Vec<ConsentId> = Vec::new();
     for d in &decision.fields {
         match d.outcome {
+            // A covert access uses no consent: a use would show in the consent's count,
+            // which the citizen sees at once (docs/audit-log.md, "Mixed accesses").
+            Outcome::Released(Basis::Consent { .. }) if covert && found(d.field) => {
+                withheld.push(Withheld {
+                    field: d.field.as_str().to_owned(),
+                    reason: COVERT_ACCESS.to_owned(),
+                })
+            }
             Outcome::Released(basis) if found(d.field) => {
                 released.push(d.field.clone());
                 bases.insert(basis.legal_basis().code());
@@ -967,7 +988,7 @@ mod tests {
         let id = ConsentId::from_bytes([7; 16]);
         let consent = Outcome::Released(Basis::Consent { artefact_id: id });
         let d = decision(vec![(&fields[0], consent), (&fields[1], consent)], false);
-        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 42);
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 42, false);
         assert_eq!(
             names(&e.released),
             ["health.blood_type", "health.allergies"]
@@ -1008,7 +1029,7 @@ mod tests {
             ],
             false,
         );
-        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 1);
+        let e = access_entry(&d, |_| true, &request(&fields, None), "hospital", 1, false);
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
@@ -1028,7 +1049,7 @@ mod tests {
             false,
         );
         let req = request(&fields, Some(LegalBasis::PublicTask));
-        let e = access_entry(&d, |_| true, &req, "hospital", 1);
+        let e = access_entry(&d, |_| true, &req, "hospital", 1, false);
         assert!(e.released.is_empty());
         assert!(e.used.is_empty());
         assert_eq!(e.draft.decision, "refused");
@@ -1051,7 +1072,7 @@ mod tests {
             false,
         );
         let found = |f: &FieldName| f.as_str() == "health.blood_type";
-        let e = access_entry(&d, found, &request(&fields, None), "hospital", 1);
+        let e = access_entry(&d, found, &request(&fields, None), "hospital", 1, false);
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
@@ -1061,7 +1082,7 @@ mod tests {
         assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
         assert_eq!(e.draft.legal_reference.as_deref(), Some("Care Act s. 4"));
 
-        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", 1);
+        let none = access_entry(&d, |_| false, &request(&fields, None), "hospital", 1, false);
         assert!(none.released.is_empty());
         assert_eq!(none.draft.decision, "refused");
         assert_eq!(none.draft.legal_basis, None);
@@ -1079,7 +1100,7 @@ mod tests {
         let d = decision(vec![(&fields[0], glass)], true);
         let mut req = request(&fields, Some(LegalBasis::VitalInterest));
         req.justification = Some("unconscious patient".to_owned());
-        let e = access_entry(&d, |_| true, &req, "hospital", 1);
+        let e = access_entry(&d, |_| true, &req, "hospital", 1, false);
         assert_eq!(e.draft.decision, "granted");
         assert!(e.draft.review);
         assert_eq!(e.draft.legal_basis.as_deref(), Some("vital_interest"));
@@ -1090,7 +1111,7 @@ mod tests {
         assert_eq!(e.draft.justification, None);
         assert_eq!(e.draft.justification_commitment, None);
 
-        let nothing = access_entry(&d, |_| false, &req, "hospital", 1);
+        let nothing = access_entry(&d, |_| false, &req, "hospital", 1, false);
         assert_eq!(nothing.draft.decision, "refused");
         assert!(!nothing.draft.review);
         assert_eq!(
@@ -1181,7 +1202,7 @@ mod tests {
                 fields.iter().enumerate().map(|(i, f)| (f, outcome(kind, i))).collect(),
                 true,
             );
-            let mut e = access_entry(&d, |_| true, &req, &agency, 0);
+            let mut e = access_entry(&d, |_| true, &req, &agency, 0, false);
             e.draft.policy_set = Some([0xff; 32]);
             let len = leaf_len(committed(e.draft, Some(&text), Some(&text)));
             assert!(len <= max, "access entry of {len} bytes > {max}");
@@ -1192,7 +1213,7 @@ mod tests {
             .enumerate()
             .map(|(i, f)| (f, outcome(1 + i % 3, i)))
             .collect();
-        let e = access_entry(&decision(mixed, true), |_| true, &req, &agency, 0);
+        let e = access_entry(&decision(mixed, true), |_| true, &req, &agency, 0, false);
         let len = leaf_len(committed(e.draft, Some(&text), Some(&text)));
         assert!(len <= max, "access entry of {len} bytes > {max}");
 

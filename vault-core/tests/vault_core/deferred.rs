@@ -277,3 +277,104 @@ fn a_covert_access_notifies_nobody_until_its_disclosure_does() {
     );
     v.shutdown();
 }
+
+/// A covert access releases nothing under the citizen's consent: a field it would have
+/// released so is withheld as `covert_access`, the consent's use count does not move (the
+/// citizen sees it at once), the statutory fields are released and deferred, and a
+/// replay of the log finds the decision as the policy makes it.
+#[test]
+fn a_covert_access_uses_no_consent_and_replays_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path(), &format!("{{ after_days = {DAYS} }}"));
+    seed(&v, "alice");
+    v.write_record(
+        "civil_registry",
+        None,
+        "alice",
+        "identity",
+        vec![("full_name".to_owned(), Plaintext::from_slice(b"Alice"))],
+    )
+    .unwrap();
+    let me = crate::citizen_token(&v, "alice");
+    let id = v
+        .request_consent(
+            "tax_authority",
+            vault_core::ConsentRequestInput {
+                citizen: "alice".to_owned(),
+                purpose: "tax_collection".to_owned(),
+                fields: vec!["identity.full_name".to_owned()],
+                expires_at: crate::days_ahead(90),
+                initiator: None,
+            },
+        )
+        .unwrap()
+        .artefact
+        .id()
+        .to_string();
+    v.answer_consent_request(&me, &id, true).unwrap();
+    let uses = |v: &Vault| {
+        v.citizen_consents("alice")
+            .unwrap()
+            .iter()
+            .find(|c| c.artefact.id().to_string() == id)
+            .unwrap()
+            .artefact
+            .uses()
+    };
+    assert_eq!(uses(&v), 0);
+    let before = history(&v, "alice");
+
+    // No claimed basis: the address under the deferring statute, the name under consent.
+    let input = AccessInput::new(
+        "alice",
+        "tax_collection",
+        &[
+            "contact.postal_address".to_owned(),
+            "identity.full_name".to_owned(),
+        ],
+        None,
+        None,
+        Some("officer 12".to_owned()),
+    )
+    .unwrap();
+    let out = v.access("tax_authority", input).unwrap();
+    let released: Vec<&str> = out.released.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(released, ["contact.postal_address"]);
+    assert_eq!(out.withheld.len(), 1);
+    assert_eq!(out.withheld[0].field, "identity.full_name");
+    assert_eq!(out.withheld[0].reason, "covert_access");
+    assert_eq!(uses(&v), 0, "the consent's count does not tell");
+    assert_eq!(history(&v, "alice"), before);
+    let index: u64 = out.decision_id.trim_start_matches("dec-").parse().unwrap();
+    v.sign_checkpoint_now().unwrap();
+    let e = v.audit_entries(index, 1).unwrap().remove(0).entry;
+    assert!(matches!(e.deferral, Some(audit::Deferral::Deferred { .. })));
+    assert_eq!(e.consent_id, None);
+
+    // The same request without the statute's field is an ordinary consented access.
+    let input = AccessInput::new(
+        "alice",
+        "tax_collection",
+        &["identity.full_name".to_owned()],
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(v.access("tax_authority", input).unwrap().released.len(), 1);
+    assert_eq!(uses(&v), 1);
+
+    v.sign_checkpoint_now().unwrap();
+    let export = v.audit_export().unwrap();
+    let set = vault_core::ReplaySet::load(&tmp.path().join("policies")).unwrap();
+    let (_, report) = vault_core::replay_export(
+        export.as_slice(),
+        v.log_verifier_key(),
+        vault_core::Replay::new([set]),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.decisions, 2);
+    v.shutdown();
+}
