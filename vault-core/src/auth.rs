@@ -10,9 +10,10 @@
 //! - the backup key: HMAC-SHA256 over a whole backup file.
 //! - the notification root: HMAC-SHA256 of a generation number gives the seed of that
 //!   generation's Ed25519 notification key (`engine/notify.rs`).
-//! - the private-row key: AES-256-GCM over stored rows that name a citizen beside what the
-//!   log keeps pseudonymous (a covert access's pending disclosure, a queued notification),
-//!   so that neither the store nor a backup tells who they are about ([`VaultKeys::seal_private`]).
+//! - the private-row key: HMAC-SHA256 of a row's tree and key gives that row's AES-256-GCM
+//!   key, for stored rows that name a citizen beside what the log keeps pseudonymous (a
+//!   covert access's pending disclosure, a queued notification), so that neither the store
+//!   nor a backup tells who they are about ([`VaultKeys::seal_private`]).
 //! - the outbox-subject key: HMAC-SHA256 of a citizen id, 8 bytes of it in a queued
 //!   notification's key ([`VaultKeys::outbox_subject`]).
 
@@ -58,17 +59,6 @@ fn derive(ikm: &[u8], label: &[u8]) -> hmac::Key {
     hmac::Key::from(okm)
 }
 
-fn derive_bytes(ikm: &[u8], label: &[u8]) -> Zeroizing<[u8; MAC_LEN]> {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(ikm);
-    let info = [label];
-    let mut out = Zeroizing::new([0u8; MAC_LEN]);
-    // Invariant: 32 bytes are far under HKDF's 255 * 32 limit.
-    prk.expand(&info, hkdf::HKDF_SHA256)
-        .and_then(|okm| okm.fill(&mut out[..]))
-        .expect("HKDF output of one hash length");
-    out
-}
-
 /// The associated data of a private row: its tree's name, 0, its key's length and key.
 fn private_ad(tree: Tree, key: &[u8]) -> Vec<u8> {
     let mut ad = Vec::with_capacity(tree.name().len() + 9 + key.len());
@@ -92,7 +82,7 @@ pub struct VaultKeys {
     tombstone: hmac::Key,
     backup: hmac::Key,
     notify: hmac::Key,
-    private: Zeroizing<[u8; MAC_LEN]>,
+    private: hmac::Key,
     outbox_subject: hmac::Key,
 }
 
@@ -110,7 +100,7 @@ impl VaultKeys {
             tombstone: derive(vault_key, LABEL_TOMBSTONE),
             backup: derive(vault_key, LABEL_BACKUP),
             notify: derive(vault_key, LABEL_NOTIFY),
-            private: derive_bytes(vault_key, LABEL_PRIVATE),
+            private: derive(vault_key, LABEL_PRIVATE),
             outbox_subject: derive(vault_key, LABEL_OUTBOX_SUBJECT),
         }
     }
@@ -127,19 +117,31 @@ impl VaultKeys {
 
     /// `plain` encrypted and authenticated for `tree` and `key`: `PRIVATE_ROW || nonce (12)
     /// || AES-256-GCM(plain) || tag (16)`, the associated data binding it to its tree and
-    /// key as the record MAC does.
+    /// key as the record MAC does. The AES key is the row's own, HMAC-SHA256(private-row
+    /// key, associated data): one key seals only the few versions of one row, so random
+    /// 96-bit nonces stay far from their bound of 2^32 messages per key however many rows
+    /// the vault writes.
     pub fn seal_private(&self, tree: Tree, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut nonce = [0u8; crate::keys::NONCE_LEN];
         fill_random(&mut nonce)?;
+        let ad = private_ad(tree, key);
         let mut out = vec![PRIVATE_ROW];
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&crate::keys::aead_seal(
-            &self.private,
+            &self.row_key(&ad),
             &nonce,
-            &private_ad(tree, key),
+            &ad,
             plain,
         ));
         Ok(out)
+    }
+
+    /// The AES-256-GCM key of the private row with associated data `ad`.
+    fn row_key(&self, ad: &[u8]) -> Zeroizing<[u8; MAC_LEN]> {
+        let tag = hmac::sign(&self.private, ad);
+        let mut k = Zeroizing::new([0u8; MAC_LEN]);
+        k.copy_from_slice(tag.as_ref());
+        k
     }
 
     /// The plaintext of a value [`VaultKeys::seal_private`] stored in `tree` under `key`,
@@ -155,8 +157,8 @@ impl VaultKeys {
             .strip_prefix(&[PRIVATE_ROW])
             .and_then(<[u8]>::split_first_chunk::<{ crate::keys::NONCE_LEN }>)
             .ok_or(Tampered { kind })?;
-        crate::keys::aead_open(&self.private, nonce, &private_ad(tree, key), sealed)
-            .ok_or(Tampered { kind })
+        let ad = private_ad(tree, key);
+        crate::keys::aead_open(&self.row_key(&ad), nonce, &ad, sealed).ok_or(Tampered { kind })
     }
 
     /// The record MAC.
