@@ -43,24 +43,23 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     if data.len() + 1 + 9 <= 8 * 64 {
         return leaf_hash_in::<8>(data);
     }
+    // Longer leaves: the first block is the 0x00 prefix and 63 bytes of data, the data's
+    // later full blocks are compressed where they lie, and the rest goes to the padded tail.
+    let Some((head, rest)) = data.split_at_checked(63) else {
+        return leaf_hash_in::<8>(data); // not reached: shorter data returned above
+    };
     let mut state = H0;
-    let total = data.len() as u64 + 1;
-    // The first block is the 0x00 prefix and up to 63 bytes of data; the data's later
-    // full blocks are compressed where they lie; the rest goes to the padded tail.
-    let head = data.len().min(63);
     let mut first = [0u8; 64];
-    first[1..1 + head].copy_from_slice(&data[..head]);
-    if head < 63 {
-        return finish(state, &first[..1 + head], total);
-    }
+    first[1..].copy_from_slice(head);
     compress256(&mut state, core::slice::from_ref(&first));
-    let mut blocks = data[63..].chunks_exact(64);
+    let mut blocks = rest.chunks_exact(64);
     for block in &mut blocks {
-        if let Ok(block) = <&[u8; 64]>::try_from(block) {
-            compress256(&mut state, core::slice::from_ref(block));
-        }
+        let block: &[u8; 64] = block
+            .try_into()
+            .expect("invariant: chunks_exact yields 64-byte chunks");
+        compress256(&mut state, core::slice::from_ref(block));
     }
-    finish(state, blocks.remainder(), total)
+    finish(state, blocks.remainder(), data.len() as u64 + 1)
 }
 
 /// [`leaf_hash`] of data whose padded message fits in `N` blocks.
