@@ -554,7 +554,7 @@ pub fn verify<E: Display>(
             }
             checker.push(leaf, hash)?;
             index += 1;
-            if index % PROGRESS_EVERY == 0 {
+            if index.is_multiple_of(PROGRESS_EVERY) {
                 progress(index, size);
             }
         }

@@ -117,7 +117,7 @@ fn range_hash(store: &impl LogRead, start: u64, end: u64) -> Result<Hash, TreeEr
         let mut level = 0u8;
         while level < 63 {
             let span = 1u64 << (level + 1);
-            if pos % span != 0 || pos + span > end {
+            if !pos.is_multiple_of(span) || pos + span > end {
                 break;
             }
             level += 1;

@@ -172,7 +172,7 @@ async fn slow_connections_do_not_starve_an_agency() -> anyhow::Result<()> {
     let mut established = 0;
     for wave in 0..SLOW / WAVE {
         for i in 0..WAVE {
-            let tls = if (wave * WAVE + i) % 2 == 0 {
+            let tls = if (wave * WAVE + i).is_multiple_of(2) {
                 anonymous.clone()
             } else {
                 agency.clone()

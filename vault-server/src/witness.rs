@@ -375,7 +375,7 @@ impl Witnessing {
         let name = &self.policy.witnesses()[i].name;
         let mut s = self.status();
         let ws = &mut s.witnesses[i];
-        if ws.last_error.as_ref() != Some(&reason) || ws.consecutive_failures % 16 == 0 {
+        if ws.last_error.as_ref() != Some(&reason) || ws.consecutive_failures.is_multiple_of(16) {
             tracing::warn!(witness = %name, %reason, "witness did not cosign");
         }
         ws.failures += 1;

@@ -51,7 +51,7 @@ pub(crate) fn draft(i: u64, seed: u8, subjects: &mut HashMap<SubjectTag, u64>) -
         d.subject_prev = subjects.get(&tag).copied();
         subjects.insert(tag, i);
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         add_access_request(&mut d, "benefit assessment", format!("c-{i}"));
     }
     if i % 10 == 3 {
