@@ -161,6 +161,26 @@ impl VaultKeys {
         crate::keys::aead_open(&self.row_key(&ad), nonce, &ad, sealed).ok_or(Tampered { kind })
     }
 
+    /// The plaintext of a private row in either stored form, once it authenticates, and
+    /// whether it is the earlier form: sealed by [`VaultKeys::seal_private`] (first byte
+    /// [`PRIVATE_ROW`]), or written before private rows were encrypted, its body with the
+    /// record MAC appended (the body's first byte is its own format byte, never
+    /// [`PRIVATE_ROW`]). Callers rewrite rows of the earlier form encrypted at open.
+    pub fn open_private_or_legacy(
+        &self,
+        kind: &'static str,
+        tree: Tree,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, bool), Tampered> {
+        if stored.first() == Some(&PRIVATE_ROW) {
+            Ok((self.open_private(kind, tree, key, stored)?, false))
+        } else {
+            let body = self.records.open(kind, tree, key, stored)?;
+            Ok((Zeroizing::new(body.to_vec()), true))
+        }
+    }
+
     /// The record MAC.
     pub fn records(&self) -> &RecordMac {
         &self.records

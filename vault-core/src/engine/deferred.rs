@@ -22,14 +22,14 @@ use super::log;
 use super::notes::CallerTexts;
 use super::ops::{citizen_id, record_err};
 use super::{Vault, VaultError};
-use crate::auth::{VaultKeys, PRIVATE_ROW};
+use crate::auth::VaultKeys;
 use crate::codec::CodecError;
 use crate::storage::{Storage, Tree, WriteBatch};
 
 /// The prefix of the pending rows' keys in `Tree::Meta`.
 const PREFIX: &[u8] = b"deferred.";
 /// The pending row's body format byte (also the first byte of a legacy row, which is the
-/// body with the record MAC; an encrypted row starts with [`PRIVATE_ROW`]).
+/// body with the record MAC; an encrypted row starts with `auth::PRIVATE_ROW`).
 const ROW_FORMAT: u8 = 1;
 /// The record kind named when a pending row fails its MAC.
 const KIND: &str = "deferred disclosure";
@@ -174,21 +174,10 @@ fn pending_rows(
 /// The pending row stored under `k`, once it authenticates, and whether it is a legacy
 /// (MAC-only) row.
 fn open_row(keys: &VaultKeys, k: &[u8], stored: &[u8]) -> Result<(Pending, bool), VaultError> {
-    match stored.first() {
-        Some(&PRIVATE_ROW) => {
-            let body = keys
-                .open_private(KIND, Tree::Meta, k, stored)
-                .map_err(VaultError::internal)?;
-            Ok((decode(&body)?, false))
-        }
-        _ => {
-            let body = keys
-                .records()
-                .open(KIND, Tree::Meta, k, stored)
-                .map_err(VaultError::internal)?;
-            Ok((decode(body)?, true))
-        }
-    }
+    let (body, legacy) = keys
+        .open_private_or_legacy(KIND, Tree::Meta, k, stored)
+        .map_err(VaultError::internal)?;
+    Ok((decode(&body)?, legacy))
 }
 
 /// Every pending row: the deferred entry's index and the row.
@@ -416,6 +405,7 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::PRIVATE_ROW;
     use crate::storage::sled::SledStore;
 
     fn row() -> Pending {

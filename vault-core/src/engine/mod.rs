@@ -49,8 +49,8 @@ pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub use notify::{
     citizen_event_type, Delivery, DeliveryKey, DeliveryOutcome, NotificationKey,
-    NotificationStats, WebhookTarget, WebhookView, MAX_WEBHOOK_BATCH, MAX_WEBHOOK_URL, NOTIFY_FIRST_BACKOFF,
-    NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS,
+    NotificationStats, WebhookTarget, WebhookView, MAX_WEBHOOK_BATCH, MAX_WEBHOOK_URL,
+    NOTIFY_FIRST_BACKOFF, NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS,
 };
 #[cfg(test)]
 pub(crate) use consents::terms_item;

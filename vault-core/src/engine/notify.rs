@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use super::{now_parts, system, Vault, VaultError};
-use crate::auth::{VaultKeys, PRIVATE_ROW};
+use crate::auth::VaultKeys;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::storage::{self, Storage, Tree, WriteBatch};
@@ -337,8 +337,8 @@ impl Notifier {
         let mut rewrite = WriteBatch::new();
         for item in storage::scan_all(store, Tree::Outbox) {
             let (mut k, v) = item?;
-            let row = open_row(keys, &k, &v);
-            if let (Ok(row), false) = (&row, v.first() == Some(&PRIVATE_ROW)) {
+            let opened = open_row_form(keys, &k, &v);
+            if let Ok((row, true)) = &opened {
                 let old = k.clone();
                 if k.first() == Some(&QUEUED) && k.len() >= 8 {
                     k.truncate(k.len() - 8);
@@ -352,7 +352,7 @@ impl Notifier {
             match k.first() {
                 Some(&QUEUED) => {
                     stats.queued += 1;
-                    if let Ok(row) = row {
+                    if let Ok((row, _)) = opened {
                         if row.attempts > 0 {
                             retry.insert(k, row.next_ms);
                         }
@@ -505,16 +505,13 @@ fn seal_row(keys: &VaultKeys, key: &[u8], row: &Row) -> Result<Vec<u8>, VaultErr
 /// An outbox row, once it authenticates: encrypted ([`seal_row`]), or of the earlier
 /// MAC-only form (its first byte is [`ROW_FORMAT`]), which [`Notifier::open`] rewrites.
 fn open_row(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<Row, VaultError> {
-    match stored.first() {
-        Some(&PRIVATE_ROW) => {
-            let body = keys.open_private(ROW_KIND, Tree::Outbox, key, stored)?;
-            Ok(codec::decode(ROW_KIND, ROW_FORMAT, &body)?)
-        }
-        _ => {
-            let bytes = keys.records().open(ROW_KIND, Tree::Outbox, key, stored)?;
-            Ok(codec::decode(ROW_KIND, ROW_FORMAT, bytes)?)
-        }
-    }
+    open_row_form(keys, key, stored).map(|(row, _)| row)
+}
+
+/// [`open_row`], and whether the row is of the earlier MAC-only form.
+fn open_row_form(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<(Row, bool), VaultError> {
+    let (body, legacy) = keys.open_private_or_legacy(ROW_KIND, Tree::Outbox, key, stored)?;
+    Ok((codec::decode(ROW_KIND, ROW_FORMAT, &body)?, legacy))
 }
 
 fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
@@ -620,12 +617,11 @@ impl Event {
 fn message(
     target: &WebhookTarget,
     endpoint: &EndpointConfig,
-    rows: Vec<(DeliveryKey, Row)>,
+    mut rows: Vec<(DeliveryKey, Row)>,
     now_ms: u64,
 ) -> Delivery {
     let attempts = rows.iter().map(|(_, r)| r.attempts).max().unwrap_or(0);
     let at = rows.iter().map(|(_, r)| Duration::from_millis(r.at_ms)).collect();
-    let mut rows = rows;
     let single = if endpoint.batch <= 1 && rows.len() == 1 {
         rows.pop()
     } else {
@@ -1320,6 +1316,7 @@ fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::PRIVATE_ROW;
 
     /// Outbox rows are encrypted (no byte of the citizen id), and a row of the earlier
     /// MAC-only form, under a key with the unkeyed hash, is rewritten at open: encrypted,

@@ -762,13 +762,14 @@ pub(crate) struct AccessEntry {
     pub(crate) used: Vec<ConsentId>,
 }
 
-/// Builds the access entry of `decision` on `request`: a field the decision releases is
-/// released only if `found` (the read has a value for it), else withheld as `no_data`.
 /// The withholding reason of a field a covert access (one whose disclosure a statutory rule
 /// defers) would have released under the citizen's consent: such an access releases only
 /// under statute.
 pub(crate) const COVERT_ACCESS: &str = "covert_access";
 
+/// Builds the access entry of `decision` on `request`: a field the decision releases is
+/// released only if `found` (the read has a value for it), else withheld as `no_data`, or
+/// as [`COVERT_ACCESS`] when `covert` and it would be released under a consent.
 /// The entry names the legal bases, legal references and consents the releases rest on,
 /// and asks for review when the decision does and something is released. The caller's
 /// free texts (official, justification) are not in it: the caller commits them
