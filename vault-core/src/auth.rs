@@ -115,6 +115,20 @@ impl VaultKeys {
         out
     }
 
+    /// The first 16 bytes of HMAC-SHA256(outbox-subject key, `"tag" || 0x00 || tag`): the
+    /// key of the outbox row that names the citizen behind a log subject tag, so that the
+    /// store does not hold the tag itself there (a citizen id is never 36 bytes with a 0x00
+    /// in it, so the two uses of the key do not meet).
+    pub fn outbox_tag(&self, tag: &[u8; 32]) -> [u8; 16] {
+        let mut msg = Vec::with_capacity(36);
+        msg.extend_from_slice(b"tag\0");
+        msg.extend_from_slice(tag);
+        let mac = hmac::sign(&self.outbox_subject, &msg);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&mac.as_ref()[..16]);
+        out
+    }
+
     /// `plain` encrypted and authenticated for `tree` and `key`: `PRIVATE_ROW || nonce (12)
     /// || AES-256-GCM(plain) || tag (16)`, the associated data binding it to its tree and
     /// key as the record MAC does. The AES key is the row's own, HMAC-SHA256(private-row

@@ -653,6 +653,7 @@ impl Vault {
                 &mut tx.batch,
                 &tx.vault.keys,
                 &id,
+                out.subject_tag.as_ref(),
             )?;
             // Deferred accesses not yet disclosed stay so: nobody is left to tell, and
             // their rows name the citizen.

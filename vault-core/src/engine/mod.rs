@@ -684,7 +684,7 @@ impl Vault {
             renew_lock: Mutex::new(()),
             operator_fp: config.operator_fp,
             agency_pins: RwLock::new(HashMap::new()),
-            notifier: notify::Notifier::open(&*store, &keys)?,
+            notifier: notify::Notifier::open(&*store, &keys, size)?,
             keys,
             #[cfg(feature = "test-hooks")]
             fail_audit,
@@ -1232,10 +1232,18 @@ impl Vault {
                 subjects.push((index, tag, sealed));
             }
         }
+        let mut fresh_tags = Vec::new();
         for (i, (d, citizen)) in drafts.iter().zip(&about).enumerate() {
             if let Some(citizen) = citizen {
-                self.notifier
-                    .stage(&mut batch, &self.keys, d, base + i as u64, citizen)?;
+                self.notifier.stage(
+                    &*self.store,
+                    &mut batch,
+                    &self.keys,
+                    d,
+                    base + i as u64,
+                    citizen,
+                    &mut fresh_tags,
+                )?;
             }
         }
         let plan = state
@@ -1244,6 +1252,7 @@ impl Vault {
             .map_err(VaultError::audit)?;
         let block = log::stage_plan(&mut batch, &plan, &subjects, &state.block)?;
         let ticket = self.store.apply(batch)?;
+        self.notifier.tags_stored(fresh_tags);
         state
             .log
             .apply(&plan)

@@ -4,6 +4,15 @@
 //! with the vault's notification key (`v1a`, Ed25519), at least once, in order per
 //! citizen.
 //!
+//! Most events are not written as rows: an endpoint reads them from the log
+//! ([`Stream`]), after a cursor stored in the outbox. The log entry that reports a change
+//! is in the change's commit, so the event exists if and only if the change does, and the
+//! access path writes no outbox row (docs/notifications.md, "Events from the log"). An
+//! event becomes a row when its first attempt fails (to be retried), when its endpoint is
+//! disabled with it undelivered, and for the two kinds the log cannot give: a consent's
+//! expiry (scheduled) and an erasure's own event (the erasure removes what names the
+//! citizen).
+//!
 //! Outbox rows (`Tree::Outbox`), each encrypted and authenticated ([`seal_row`]): a row
 //! names a citizen, and an offline edit must not make the vault sign an event it did not
 //! produce:
@@ -14,6 +23,11 @@
 //!   produced it; a scheduled event gets the log size when it falls due.
 //! - `s || due (ms, u64 BE) || len || endpoint || origin (u64 BE)`: scheduled (a consent's
 //!   expiry), moved to the queue when due if the consent is still active then.
+//! - `c || len || endpoint`: the endpoint's cursor (u64 BE): every event of a log entry
+//!   below it was delivered, or is a queued row.
+//! - `t || VaultKeys::outbox_tag(subject tag)`: the citizen id behind a log subject tag,
+//!   written with the first entry about them that notifies while an endpoint is set, and
+//!   removed by their erasure.
 //!
 //! Payloads are thin: the event type, ids, the audit index and times; never a field value
 //! or a caller's text.
@@ -22,7 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use audit::{ActorKind, EntryDraft};
+use audit::{ActorKind, EntryDraft, SubjectTag};
 use base64::Engine as _;
 use policies::{AgencyId, Timestamp};
 use ring::hmac;
@@ -31,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
-use super::{now_parts, system, Vault, VaultError};
+use super::{log, now_parts, system, Vault, VaultError};
 use crate::auth::VaultKeys;
 use crate::codec;
 use crate::envelope::CitizenId;
@@ -44,6 +58,10 @@ const ROW_KIND: &str = "queued notification";
 const ROW_FORMAT: u8 = 1;
 const QUEUED: u8 = b'q';
 const SCHEDULED: u8 = b's';
+const CURSOR: u8 = b'c';
+const TAG: u8 = b't';
+const CURSOR_KIND: &str = "notification cursor";
+const TAG_KIND: &str = "notified citizen";
 
 /// An event is retried for this long after it fell due, then given up (counted failed).
 pub const NOTIFY_RETRY_HOURS: u64 = 72;
@@ -65,6 +83,13 @@ pub const MAX_WEBHOOK_BATCH: u16 = 1000;
 const SCAN_WINDOW: usize = 16_384;
 /// Scheduled rows moved to the queue in one round.
 const PROMOTE_BATCH: usize = 256;
+/// Log entries read for delivery in one round, at most.
+const READ_WINDOW: usize = 4096;
+/// Events read from the log and not yet delivered, per endpoint, at most: reading waits
+/// while an endpoint holds more.
+const HELD_MAX: usize = SCAN_WINDOW;
+/// Citizens whose outbox tag row is known, kept in memory (emptied when full).
+const TAG_CACHE: usize = 65_536;
 
 /// Who receives an event: an agency's endpoint, or the citizens' notification gateway the
 /// government runs (it forwards by e-mail, SMS or app push).
@@ -268,6 +293,13 @@ pub struct Delivery {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DeliveryKey(Vec<u8>);
 
+// A `Vec<u8>` hashes and compares as its slice, so a set of keys can be asked by slice.
+impl std::borrow::Borrow<[u8]> for DeliveryKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// How an attempt ended.
 #[derive(Clone, Debug)]
 pub enum DeliveryOutcome {
@@ -287,7 +319,9 @@ pub enum DeliveryOutcome {
 /// Delivery counters since this process opened the vault, and the queue now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NotificationStats {
-    /// Events queued, due or waiting for a retry.
+    /// Events queued, due or waiting for a retry: queued rows, events read from the log
+    /// and not yet delivered, and per endpoint the log entries it has not read yet (an
+    /// upper bound: not every entry holds an event for it).
     pub queued: u64,
     /// Events scheduled for later (consent expiries).
     pub scheduled: u64,
@@ -300,6 +334,36 @@ pub struct NotificationStats {
     pub failed_attempts: u64,
     /// When the oldest queued event happened (ms since the epoch), at the last round.
     pub oldest_queued_ms: Option<u64>,
+}
+
+/// An endpoint's events read from the log and not yet delivered.
+struct Stream {
+    /// The cursor as stored.
+    stored: u64,
+    /// The next log index to read.
+    next: u64,
+    /// Events read and not yet delivered, under the key their queued row would have (so
+    /// they sort with the rows, and attempts name them the same way).
+    held: BTreeMap<Vec<u8>, Row>,
+}
+
+impl Stream {
+    fn at(index: u64) -> Stream {
+        Stream {
+            stored: index,
+            next: index,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// Every event of an entry below it is delivered or a queued row.
+    fn cursor(&self) -> u64 {
+        self.held
+            .keys()
+            .next()
+            .and_then(|k| key_position(k))
+            .map_or(self.next, |p| p.min(self.next))
+    }
 }
 
 /// The notification state of an open vault.
@@ -315,13 +379,25 @@ pub(super) struct Notifier {
     /// Queued rows waiting for a retry, and when it is due (ms): read from the rows at
     /// open, kept by the results since.
     retry: Mutex<HashMap<Vec<u8>, u64>>,
+    /// Each set endpoint's events from the log (a disabled endpoint has none).
+    streams: Mutex<HashMap<WebhookTarget, Stream>>,
+    /// Subject tags whose outbox tag row is stored, with the citizen id it holds.
+    tags: Mutex<HashMap<SubjectTag, String>>,
 }
 
 impl Notifier {
     /// Loads the configuration and counts the outbox. Rows of the earlier MAC-only form
     /// (written before outbox rows were encrypted, their keys with an unkeyed hash of the
     /// citizen) are rewritten encrypted under keys with the keyed hash, in one commit.
-    pub(super) fn open(store: &dyn Storage, keys: &VaultKeys) -> Result<Notifier, VaultError> {
+    ///
+    /// An endpoint's stream starts at its stored cursor; one set without a cursor (stored
+    /// before events came from the log) starts at `log_size`, stored now, its earlier
+    /// events being rows.
+    pub(super) fn open(
+        store: &dyn Storage,
+        keys: &VaultKeys,
+        log_size: u64,
+    ) -> Result<Notifier, VaultError> {
         let config = match store.get(Tree::Meta, CONFIG_KEY)? {
             Some(stored) => {
                 let bytes = keys.records().open(CONFIG_KIND, Tree::Meta, CONFIG_KEY, &stored)?;
@@ -335,7 +411,7 @@ impl Notifier {
         let mut stats = NotificationStats::default();
         let mut retry = HashMap::new();
         let mut rewrite = WriteBatch::new();
-        for item in storage::scan_all(store, Tree::Outbox) {
+        for item in rows_under(store, &[QUEUED]).chain(rows_under(store, &[SCHEDULED])) {
             let (mut k, v) = item?;
             let opened = open_row_form(keys, &k, &v);
             if let Ok((row, true)) = &opened {
@@ -362,6 +438,21 @@ impl Notifier {
                 _ => {}
             }
         }
+        let mut streams = HashMap::new();
+        for target in config.targets() {
+            if !config.live(&target) {
+                continue;
+            }
+            let key = cursor_key(&target);
+            let at = match store.get(Tree::Outbox, &key)? {
+                Some(v) => open_cursor(keys, &key, &v)?,
+                None => {
+                    rewrite.put(Tree::Outbox, key.clone(), seal_cursor(keys, &key, log_size)?);
+                    log_size
+                }
+            };
+            streams.insert(target, Stream::at(at));
+        }
         if !rewrite.is_empty() {
             store.commit(rewrite)?;
         }
@@ -372,7 +463,56 @@ impl Notifier {
             rows: Mutex::new(()),
             pairs: Mutex::new(BTreeMap::new()),
             retry: Mutex::new(retry),
+            streams: Mutex::new(streams),
+            tags: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookTarget, Stream>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tags(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectTag, String>> {
+        self.tags.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records tag rows committed by [`Notifier::stage`] (after the commit is applied, so
+    /// that a failed commit leaves none believed stored).
+    pub(super) fn tags_stored(&self, fresh: Vec<(SubjectTag, String)>) {
+        if fresh.is_empty() {
+            return;
+        }
+        let mut tags = self.tags();
+        for (tag, citizen) in fresh {
+            if tags.len() >= TAG_CACHE {
+                tags.clear();
+            }
+            tags.insert(tag, citizen);
+        }
+    }
+
+    /// The citizen behind a log subject tag, if a tag row names one.
+    fn citizen_of(
+        &self,
+        store: &dyn Storage,
+        keys: &VaultKeys,
+        tag: &SubjectTag,
+    ) -> Result<Option<String>, VaultError> {
+        if let Some(c) = self.tags().get(tag) {
+            return Ok(Some(c.clone()));
+        }
+        let key = tag_key(keys, tag);
+        let Some(stored) = store.get(Tree::Outbox, &key)? else {
+            return Ok(None);
+        };
+        let opened = keys.open_private(TAG_KIND, Tree::Outbox, &key, &stored);
+        let Some(citizen) = opened.ok().and_then(|b| String::from_utf8(b.to_vec()).ok()) else {
+            // Not what the vault wrote: the event is dropped (counted failed), never signed.
+            self.stats().failed += 1;
+            return Ok(None);
+        };
+        self.tags_stored(vec![(*tag, citizen.clone())]);
+        Ok(Some(citizen))
     }
 
     fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
@@ -418,27 +558,39 @@ impl Notifier {
         out
     }
 
-    /// Stages the outbox rows of the events `draft` (log index `index`, about `citizen`)
-    /// produces, for the endpoints set now.
+    /// Stages what the events `draft` (log index `index`, about `citizen`) produces for
+    /// the endpoints set now need beside the entry: the rows of a scheduled event and of
+    /// an erasure's own event, and the citizen's tag row if not stored yet (each endpoint
+    /// reads the other events from the log). A tag row staged is added to `fresh`, for
+    /// [`Notifier::tags_stored`] once the commit is applied.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn stage(
         &self,
+        store: &dyn Storage,
         batch: &mut WriteBatch,
         keys: &VaultKeys,
         draft: &EntryDraft,
         index: u64,
         citizen: &CitizenId,
+        fresh: &mut Vec<(SubjectTag, String)>,
     ) -> Result<(), VaultError> {
-        if draft.subject.is_none() {
+        let Some(tag) = draft.subject else {
             return Ok(());
-        }
+        };
         let config = self.config();
         if config.gateway.is_none() && config.agencies.is_empty() {
             // No endpoint: nothing to build (the access path's common case).
             return Ok(());
         }
+        let erasure = draft.action == ERASURE_ACTION;
+        let mut from_log = false;
         let mut added = (0u64, 0u64);
         for ev in events_of(draft, index, citizen.as_str()) {
             if !config.live(&ev.target) {
+                continue;
+            }
+            if !ev.scheduled && !erasure {
+                from_log = true;
                 continue;
             }
             let (key, row) = ev.row(keys, index);
@@ -456,6 +608,24 @@ impl Notifier {
             s.queued += added.0;
             s.scheduled += added.1;
         }
+        if from_log && !self.tags().contains_key(&tag) && !fresh.iter().any(|(t, _)| *t == tag) {
+            let key = tag_key(keys, &tag);
+            let stored = store.get(Tree::Outbox, &key)?;
+            // A row that fails its check (edited offline) is written again.
+            let sound = stored.is_some_and(|v| {
+                keys.open_private(TAG_KIND, Tree::Outbox, &key, &v)
+                    .is_ok_and(|b| b.as_slice() == citizen.as_str().as_bytes())
+            });
+            if sound {
+                self.tags_stored(vec![(tag, citizen.as_str().to_owned())]);
+            } else {
+                let sealed = keys
+                    .seal_private(Tree::Outbox, &key, citizen.as_str().as_bytes())
+                    .map_err(VaultError::internal)?;
+                batch.put(Tree::Outbox, key, sealed);
+                fresh.push((tag, citizen.as_str().to_owned()));
+            }
+        }
         Ok(())
     }
 }
@@ -465,15 +635,25 @@ impl Notifier {
     /// erasure: nothing about the person stays in the outbox but the erasure's own event,
     /// staged after this). Reads the whole outbox, which is small unless a receiver has
     /// been down for long.
+    /// The citizen's tag row goes too, and their events read from the log and not yet
+    /// delivered; those of their entries not read yet are not read (no tag row names them).
     pub(super) fn stage_forget(
         &self,
         store: &dyn Storage,
         batch: &mut WriteBatch,
         keys: &VaultKeys,
         citizen: &CitizenId,
+        tag: Option<&SubjectTag>,
     ) -> Result<(), VaultError> {
+        if let Some(tag) = tag {
+            batch.delete(Tree::Outbox, tag_key(keys, tag).to_vec());
+        }
+        self.tags().retain(|_, c| c != citizen.as_str());
+        for stream in self.streams().values_mut() {
+            stream.held.retain(|_, r| r.subject != citizen.as_str());
+        }
         let mut forgotten = (0u64, 0u64);
-        for item in storage::scan_all(store, Tree::Outbox) {
+        for item in rows_under(store, &[QUEUED]).chain(rows_under(store, &[SCHEDULED])) {
             let (k, v) = item?;
             // A row that fails its check is dropped too: it is not the vault's.
             let about = open_row(keys, &k, &v).map_or(true, |r| r.subject == citizen.as_str());
@@ -521,6 +701,89 @@ fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
     out.extend_from_slice(&k);
 }
 
+/// A queue entry a delivery round looks at: a stored row (sealed), or an event read from
+/// the log.
+enum Queued<'a> {
+    Stored(Vec<u8>),
+    Held(&'a Row),
+}
+
+impl Queued<'_> {
+    fn open(&self, keys: &VaultKeys, key: &[u8]) -> Result<Row, VaultError> {
+        match self {
+            Queued::Stored(v) => open_row(keys, key, v),
+            Queued::Held(r) => Ok((*r).clone()),
+        }
+    }
+}
+
+/// `rows` (stored, in key order) and `held` (read from the log, in key order), merged in
+/// key order, lazily (a round stops once its deliveries are full).
+fn merge_queue<'a>(
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    held: impl Iterator<Item = (&'a Vec<u8>, &'a Row)>,
+) -> impl Iterator<Item = (std::borrow::Cow<'a, [u8]>, Queued<'a>)> {
+    use std::borrow::Cow;
+    let mut rows = rows.into_iter().peekable();
+    let mut held = held.peekable();
+    std::iter::from_fn(move || {
+        let from_log = match (rows.peek(), held.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((rk, _)), Some((hk, _))) => *hk < rk,
+        };
+        if from_log {
+            held.next()
+                .map(|(k, r)| (Cow::Borrowed(k.as_slice()), Queued::Held(r)))
+        } else {
+            rows.next().map(|(k, v)| (Cow::Owned(k), Queued::Stored(v)))
+        }
+    })
+}
+
+/// The action of an erasure's entry, whose event is queued as a row.
+const ERASURE_ACTION: &str = "erasure";
+
+/// The outbox rows whose keys start with `prefix`, a page at a time.
+fn rows_under<'a>(store: &'a dyn Storage, prefix: &[u8]) -> storage::ScanAll<'a> {
+    let (start, end) = prefix_range(prefix);
+    storage::scan_range(store, Tree::Outbox, &start, &end)
+}
+
+fn cursor_key(target: &WebhookTarget) -> Vec<u8> {
+    let mut k = vec![CURSOR];
+    endpoint_part(&mut k, target);
+    k
+}
+
+fn tag_key(keys: &VaultKeys, tag: &SubjectTag) -> Vec<u8> {
+    let mut k = vec![TAG];
+    k.extend_from_slice(&keys.outbox_tag(&tag.0));
+    k
+}
+
+fn seal_cursor(keys: &VaultKeys, key: &[u8], at: u64) -> Result<Vec<u8>, VaultError> {
+    keys.seal_private(Tree::Outbox, key, &at.to_be_bytes())
+        .map_err(VaultError::internal)
+}
+
+fn open_cursor(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<u64, VaultError> {
+    let bytes = keys.open_private(CURSOR_KIND, Tree::Outbox, key, stored)?;
+    let at: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| VaultError::internal("a notification cursor is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(at))
+}
+
+/// The position in a queued row's key.
+fn key_position(key: &[u8]) -> Option<u64> {
+    let len = usize::from(*key.get(1)?);
+    let at = 2 + len;
+    Some(u64::from_be_bytes(key.get(at..at + 8)?.try_into().ok()?))
+}
+
 fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
     let mut k = vec![QUEUED];
     endpoint_part(&mut k, target);
@@ -539,6 +802,12 @@ fn queue_key(
     k.extend_from_slice(&origin.to_be_bytes());
     k.extend_from_slice(&keys.outbox_subject(subject));
     k
+}
+
+/// A queued row's endpoint part (with its `q`) and subject hash: who waits behind it.
+fn queue_subject(key: &[u8]) -> (Vec<u8>, [u8; 8]) {
+    let end = key.get(1).map_or(0, |&len| 2 + usize::from(len)).min(key.len());
+    (key[..end].to_vec(), key_subject(key))
 }
 
 /// The subject hash at the end of a queued row's key.
@@ -863,9 +1132,11 @@ impl Vault {
             ));
         }
         let url = url.map(check_url).transpose()?;
+        let removing = url.is_none();
         let (_, now_ms) = now_parts();
         let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
         let mut config = self.notifier.config().clone();
+        let was_live = config.live(target);
         let removed = if url.is_none() {
             if config.endpoint(target).is_none() {
                 return Err(VaultError::NotFound { what: "webhook" });
@@ -888,6 +1159,9 @@ impl Vault {
             for k in &removed {
                 tx.batch.delete(Tree::Outbox, k.clone());
             }
+            if removing {
+                tx.batch.delete(Tree::Outbox, cursor_key(target));
+            }
             let action = if removed.is_empty() && config.endpoint(target).is_some() {
                 "webhook.set"
             } else {
@@ -898,7 +1172,20 @@ impl Vault {
             tx.entry(d);
             Ok(())
         })?;
+        let live = config.live(target);
         *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        if !live {
+            self.notifier.streams().remove(target);
+        } else if !was_live {
+            // A new (or re-enabled) endpoint reads the log from here: every entry from now
+            // on was staged with the endpoint set (its citizen's tag row written).
+            let at = self.log_size();
+            let key = cursor_key(target);
+            let mut b = WriteBatch::new();
+            b.put(Tree::Outbox, key.clone(), seal_cursor(&self.keys, &key, at)?);
+            self.store.commit(b)?;
+            self.notifier.streams().insert(target.clone(), Stream::at(at));
+        }
         if !removed.is_empty() {
             let mut s = self.notifier.stats();
             s.queued = s.queued.saturating_sub(removed.len() as u64);
@@ -913,7 +1200,12 @@ impl Vault {
         let Some(e) = self.notifier.config().endpoint(target).cloned() else {
             return Ok(None);
         };
-        let queued = keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64;
+        let held = self
+            .notifier
+            .streams()
+            .get(target)
+            .map_or(0, |s| s.held.len() as u64);
+        let queued = keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64 + held;
         Ok(Some(WebhookView {
             target: target.clone(),
             url: e.url,
@@ -993,9 +1285,21 @@ impl Vault {
         Ok(sigs.join(" "))
     }
 
-    /// Delivery counters and the queue.
+    /// Delivery counters and the queue. The endpoints first read the log's new entries (as
+    /// a delivery round does), so `queued` counts the events they hold exactly, unless
+    /// more than a round reads are waiting.
     pub fn notification_stats(&self) -> NotificationStats {
-        self.notifier.stats().clone()
+        let size = self.log_size();
+        let config = self.notifier.config();
+        let mut streams = self.notifier.streams();
+        // A failure leaves the entries counted as not read; the next delivery round
+        // reports it.
+        let _ = self.read_streams(&mut streams, &config, size);
+        let mut stats = self.notifier.stats().clone();
+        for s in streams.values() {
+            stats.queued += s.held.len() as u64 + size.saturating_sub(s.next);
+        }
+        stats
     }
 
     /// The attempts to make now: for each live endpoint, up to `per_endpoint` minus what is
@@ -1013,11 +1317,14 @@ impl Vault {
     ) -> Result<Vec<Delivery>, VaultError> {
         let (_, now_ms) = now_parts();
         self.promote_due(now_ms)?;
+        let size = self.log_size();
         let config = self.notifier.config();
         let keys = &self.keys;
         let mut out = Vec::new();
         let mut oldest: Option<u64> = None;
         let mut tampered: Vec<Vec<u8>> = Vec::new();
+        let mut streams = self.notifier.streams();
+        self.read_streams(&mut streams, &config, size)?;
         let retry = self.notifier.retry();
         for target in config.targets() {
             let Some(endpoint) = config.endpoint(&target) else {
@@ -1043,6 +1350,18 @@ impl Vault {
                 .saturating_add(16)
                 .min(SCAN_WINDOW);
             let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
+            // The rows and the events read from the log, in queue order; past the last
+            // row read when more rows may follow (a later row of a citizen must not be
+            // passed by an event of theirs read from the log).
+            let last_row = (rows.len() >= window)
+                .then(|| rows.last().map(|(k, _)| k.clone()))
+                .flatten();
+            let held = streams
+                .get(&target)
+                .into_iter()
+                .flat_map(|s| s.held.iter())
+                .take_while(|(k, _)| last_row.as_ref().is_none_or(|l| *k < l));
+            let candidates = merge_queue(rows, held);
             // Decided from the keys (the subject hash) and the retry times; only the rows
             // taken (and the first, for the oldest age) are opened and authenticated.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
@@ -1050,18 +1369,18 @@ impl Vault {
             let mut taking_subjects: HashSet<[u8; 8]> = HashSet::new();
             let mut picked = 0usize;
             let mut first = true;
-            for (k, v) in rows {
+            for (k, v) in candidates {
                 let subject = key_subject(&k);
                 let mut opened = None;
                 if first {
                     first = false;
-                    match open_row(keys, &k, &v) {
+                    match v.open(keys, &k) {
                         Ok(r) => {
                             oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
                             opened = Some(r);
                         }
                         Err(_) => {
-                            tampered.push(k);
+                            tampered.push(k.into_owned());
                             continue;
                         }
                     }
@@ -1075,15 +1394,15 @@ impl Vault {
                 if blocked.contains(&subject) {
                     continue;
                 }
-                let key = DeliveryKey(k);
-                let waiting = retry.get(&key.0).is_some_and(|&at| at > now_ms);
-                if in_flight.contains(&key) || waiting {
+                let waiting = retry.get(&*k).is_some_and(|&at| at > now_ms);
+                if in_flight.contains(&*k) || waiting {
                     blocked.insert(subject);
                     continue;
                 }
+                let key = DeliveryKey(k.into_owned());
                 let row = match opened {
                     Some(r) => r,
-                    None => match open_row(keys, &key.0, &v) {
+                    None => match v.open(keys, &key.0) {
                         Ok(r) => r,
                         Err(_) => {
                             // Not what the vault wrote: never signed, dropped below.
@@ -1107,6 +1426,7 @@ impl Vault {
             }
         }
         drop(retry);
+        drop(streams);
         drop(config);
         let dropped = tampered.len() as u64;
         if !tampered.is_empty() {
@@ -1122,6 +1442,143 @@ impl Vault {
         s.failed += dropped;
         s.queued = s.queued.saturating_sub(dropped);
         Ok(out)
+    }
+
+    /// The log's size now (entries applied; the writer lock is held only to read it).
+    fn log_size(&self) -> u64 {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .size()
+    }
+
+    /// Reads the entries below `size` after each live endpoint's stream into it: up to
+    /// [`READ_WINDOW`] entries, for a stream holding fewer than [`HELD_MAX`] events.
+    fn read_streams(
+        &self,
+        streams: &mut HashMap<WebhookTarget, Stream>,
+        config: &Config,
+        size: u64,
+    ) -> Result<(), VaultError> {
+        let reads = |t: &WebhookTarget, s: &Stream| config.live(t) && s.held.len() < HELD_MAX;
+        let Some(from) = streams
+            .iter()
+            .filter(|(t, s)| s.next < size && reads(t, s))
+            .map(|(_, s)| s.next)
+            .min()
+        else {
+            return Ok(());
+        };
+        let to = size.min(from.saturating_add(READ_WINDOW as u64));
+        let leaves = log::leaves(&*self.store, from, to, READ_WINDOW).map_err(log::store_failure)?;
+        // A citizen with an event waiting for a retry gets their next ones as rows, behind
+        // it, so that they do not hold the cursor back until the retry.
+        let waiting: HashSet<(Vec<u8>, [u8; 8])> = self
+            .notifier
+            .retry()
+            .keys()
+            .map(|k| queue_subject(k))
+            .collect();
+        let mut rows = WriteBatch::new();
+        let mut stored = 0u64;
+        for (index, leaf) in leaves {
+            let reading: Vec<WebhookTarget> = streams
+                .iter()
+                .filter(|(t, s)| s.next == index && reads(t, s))
+                .map(|(t, _)| t.clone())
+                .collect();
+            if reading.is_empty() {
+                continue;
+            }
+            for ev in self.events_in(index, &leaf)? {
+                if reading.contains(&ev.target) {
+                    if let Some(s) = streams.get_mut(&ev.target) {
+                        let (key, row) = ev.row(&self.keys, index);
+                        if waiting.contains(&queue_subject(&key)) {
+                            rows.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
+                            stored += 1;
+                        } else {
+                            s.held.insert(key, row);
+                        }
+                    }
+                }
+            }
+            for t in &reading {
+                if let Some(s) = streams.get_mut(t) {
+                    s.next = index + 1;
+                }
+            }
+        }
+        if !rows.is_empty() {
+            self.store.apply(rows)?;
+            self.notifier.stats().queued += stored;
+        }
+        Ok(())
+    }
+
+    /// The events of the log entry `index` (its leaf) that endpoints read from the log:
+    /// none for an entry without a citizen's tag row (a deferred access, whose tag is used
+    /// once; an erased citizen's), nor for the kinds staged as rows.
+    fn events_in(&self, index: u64, leaf: &[u8]) -> Result<Vec<Event>, VaultError> {
+        let entry = audit::Entry::decode(leaf).map_err(|e| {
+            VaultError::internal(format!("the log's entry {index} does not decode: {e}"))
+        })?;
+        let Some(tag) = entry.subject else {
+            return Ok(Vec::new());
+        };
+        if entry.action == ERASURE_ACTION
+            || matches!(entry.deferral, Some(audit::Deferral::Deferred { .. }))
+            || citizen_event_type(&entry.action, &entry.decision, entry.review).is_none()
+        {
+            return Ok(Vec::new());
+        }
+        let Some(citizen) = self.notifier.citizen_of(&*self.store, &self.keys, &tag)? else {
+            return Ok(Vec::new());
+        };
+        let mut events = events_of(&entry.body, index, &citizen);
+        events.retain(|e| !e.scheduled);
+        Ok(events)
+    }
+
+    /// Ends `target`'s stream at the entry `until` (its disabling): the events it holds and
+    /// those of its entries not read yet become queued rows, kept for when the endpoint is
+    /// set again, and its cursor goes.
+    fn stream_to_rows(&self, target: &WebhookTarget, until: u64) -> Result<(), VaultError> {
+        let Some(mut stream) = self.notifier.streams().remove(target) else {
+            return Ok(());
+        };
+        loop {
+            let mut batch = WriteBatch::new();
+            let rows = stream.held.len() as u64;
+            for (k, row) in std::mem::take(&mut stream.held) {
+                batch.put(Tree::Outbox, k.clone(), seal_row(&self.keys, &k, &row)?);
+            }
+            let done = stream.next >= until;
+            if done {
+                batch.delete(Tree::Outbox, cursor_key(target));
+            }
+            self.store.commit(batch)?;
+            self.notifier.stats().queued += rows;
+            if done {
+                return Ok(());
+            }
+            let to = until.min(stream.next.saturating_add(READ_WINDOW as u64));
+            let leaves =
+                log::leaves(&*self.store, stream.next, to, READ_WINDOW).map_err(log::store_failure)?;
+            if leaves.is_empty() {
+                stream.next = until;
+            }
+            for (index, leaf) in leaves {
+                for ev in self.events_in(index, &leaf)? {
+                    if ev.target == *target {
+                        let (key, row) = ev.row(&self.keys, index);
+                        stream.held.insert(key, row);
+                    }
+                }
+                stream.next = index + 1;
+            }
+        }
     }
 
     /// Moves scheduled events that fell due to their endpoint's queue.
@@ -1187,8 +1644,9 @@ impl Vault {
         self.notification_results(&[(d.clone(), outcome.clone())])
     }
 
-    /// [`Vault::notification_result`] for several attempts, in one store write (and one
-    /// more per failed attempt).
+    /// [`Vault::notification_result`] for several attempts, in one store write: the
+    /// delivered rows removed, the failed events stored or updated for their retry, and
+    /// each endpoint's cursor moved past what is done.
     pub fn notification_results(
         &self,
         done: &[(Delivery, DeliveryOutcome)],
@@ -1200,70 +1658,124 @@ impl Vault {
             }
         }
         let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut streams = self.notifier.streams();
         let mut batch = WriteBatch::new();
-        let mut delivered = 0u64;
+        // Counts: delivered, of them stored rows; attempts failed; given up, of them
+        // stored rows; events read from the log that became rows.
+        let (mut delivered, mut delivered_rows) = (0u64, 0u64);
+        let mut failed_attempts = 0u64;
+        let (mut given_up, mut given_up_rows) = (0u64, 0u64);
+        let mut stored_now = 0u64;
+        let mut retry_ended: Vec<Vec<u8>> = Vec::new();
+        let mut waits: Vec<(Vec<u8>, u64)> = Vec::new();
+        // Citizens with an event waiting for a retry, per endpoint.
+        let mut behind: Vec<(WebhookTarget, [u8; 8])> = Vec::new();
         for (d, outcome) in done {
-            if let DeliveryOutcome::Delivered = outcome {
-                let mut retry = self.notifier.retry();
-                for key in &d.rows {
-                    // Removed meanwhile (the endpoint was removed): nothing to count.
-                    if self.store.get(Tree::Outbox, &key.0)?.is_some() {
-                        batch.delete(Tree::Outbox, key.0.clone());
-                        delivered += 1;
+            let mut stream = streams.get_mut(&d.target);
+            match outcome {
+                DeliveryOutcome::Delivered => {
+                    for key in &d.rows {
+                        if stream.as_mut().and_then(|s| s.held.remove(&key.0)).is_some() {
+                            delivered += 1;
+                        } else if self.store.get(Tree::Outbox, &key.0)?.is_some() {
+                            // (Absent: removed meanwhile with its endpoint; nothing to count.)
+                            batch.delete(Tree::Outbox, key.0.clone());
+                            delivered += 1;
+                            delivered_rows += 1;
+                        }
+                        retry_ended.push(key.0.clone());
                     }
-                    retry.remove(&key.0);
                 }
+                DeliveryOutcome::Failed { retry_after, .. } => {
+                    failed_attempts += 1;
+                    for key in &d.rows {
+                        let held = stream.as_mut().and_then(|s| s.held.remove(&key.0));
+                        let from_log = held.is_some();
+                        let mut row = match held {
+                            Some(r) => r,
+                            None => match self.store.get(Tree::Outbox, &key.0)? {
+                                Some(stored) => open_row(&self.keys, &key.0, &stored)?,
+                                None => continue,
+                            },
+                        };
+                        row.attempts = row.attempts.saturating_add(1);
+                        if now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000 {
+                            if !from_log {
+                                batch.delete(Tree::Outbox, key.0.clone());
+                                given_up_rows += 1;
+                            }
+                            given_up += 1;
+                            retry_ended.push(key.0.clone());
+                        } else {
+                            behind.push((d.target.clone(), key_subject(&key.0)));
+                            let wait = jitter(backoff(row.attempts))
+                                .max(retry_after.unwrap_or_default().min(NOTIFY_MAX_BACKOFF));
+                            row.next_ms = now_ms.saturating_add(wait.as_millis() as u64);
+                            waits.push((key.0.clone(), row.next_ms));
+                            batch.put(
+                                Tree::Outbox,
+                                key.0.clone(),
+                                seal_row(&self.keys, &key.0, &row)?,
+                            );
+                            if from_log {
+                                stored_now += 1;
+                            }
+                        }
+                    }
+                }
+                // Disabled above; its events stay queued for when it is set again.
+                DeliveryOutcome::Gone => {}
+            }
+        }
+        // Their later events read from the log wait behind it as rows (none is in flight:
+        // a citizen's events are in one attempt at a time), so that they do not hold the
+        // cursor back until the retry.
+        for (target, subject) in &behind {
+            let Some(stream) = streams.get_mut(target) else {
+                continue;
+            };
+            let later: Vec<Vec<u8>> = stream
+                .held
+                .keys()
+                .filter(|k| key_subject(k) == *subject)
+                .cloned()
+                .collect();
+            for k in later {
+                if let Some(row) = stream.held.remove(&k) {
+                    batch.put(Tree::Outbox, k.clone(), seal_row(&self.keys, &k, &row)?);
+                    stored_now += 1;
+                }
+            }
+        }
+        let mut moved = Vec::new();
+        for (target, stream) in streams.iter() {
+            let at = stream.cursor();
+            if at != stream.stored {
+                let key = cursor_key(target);
+                batch.put(Tree::Outbox, key.clone(), seal_cursor(&self.keys, &key, at)?);
+                moved.push((target.clone(), at));
             }
         }
         if !batch.is_empty() {
             self.store.apply(batch)?;
-            let mut s = self.notifier.stats();
-            s.delivered += delivered;
-            s.queued = s.queued.saturating_sub(delivered);
         }
-        for (d, outcome) in done {
-            let DeliveryOutcome::Failed { retry_after, .. } = outcome else {
-                continue;
-            };
-            let mut batch = WriteBatch::new();
-            let mut given_up = Vec::new();
-            let mut waits = Vec::new();
-            for key in &d.rows {
-                let Some(stored) = self.store.get(Tree::Outbox, &key.0)? else {
-                    continue;
-                };
-                let mut row = open_row(&self.keys, &key.0, &stored)?;
-                row.attempts = row.attempts.saturating_add(1);
-                if now_ms.saturating_sub(row.at_ms) >= NOTIFY_RETRY_HOURS * 3_600_000 {
-                    batch.delete(Tree::Outbox, key.0.clone());
-                    given_up.push(key.0.clone());
-                } else {
-                    let wait = jitter(backoff(row.attempts))
-                        .max(retry_after.unwrap_or_default().min(NOTIFY_MAX_BACKOFF));
-                    row.next_ms = now_ms.saturating_add(wait.as_millis() as u64);
-                    waits.push((key.0.clone(), row.next_ms));
-                    batch.put(
-                        Tree::Outbox,
-                        key.0.clone(),
-                        seal_row(&self.keys, &key.0, &row)?,
-                    );
-                }
+        for (target, at) in moved {
+            if let Some(s) = streams.get_mut(&target) {
+                s.stored = at;
             }
-            if batch.is_empty() {
-                continue;
-            }
-            self.store.apply(batch)?;
-            let mut retry = self.notifier.retry();
-            for k in &given_up {
-                retry.remove(k);
-            }
-            retry.extend(waits);
-            drop(retry);
-            let mut s = self.notifier.stats();
-            s.failed_attempts += 1;
-            s.failed += given_up.len() as u64;
-            s.queued = s.queued.saturating_sub(given_up.len() as u64);
         }
+        drop(streams);
+        let mut retry = self.notifier.retry();
+        for k in &retry_ended {
+            retry.remove(k);
+        }
+        retry.extend(waits);
+        drop(retry);
+        let mut s = self.notifier.stats();
+        s.delivered += delivered;
+        s.failed_attempts += failed_attempts;
+        s.failed += given_up;
+        s.queued = (s.queued + stored_now).saturating_sub(delivered_rows + given_up_rows);
         Ok(())
     }
 
@@ -1274,7 +1786,7 @@ impl Vault {
             Some(e) if e.disabled_at_ms.is_none() => e.disabled_at_ms = Some(now_ms),
             _ => return Ok(()),
         }
-        self.transact(|tx| {
+        let ((), index) = self.transact(|tx| {
             self.store_notify_config(&mut tx.batch, &config)?;
             let mut d = system("webhook.disable", now_ms);
             d.initiator = Some(target.reference());
@@ -1282,7 +1794,7 @@ impl Vault {
             Ok(())
         })?;
         *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
-        Ok(())
+        self.stream_to_rows(target, index)
     }
 }
 
@@ -1354,7 +1866,7 @@ mod tests {
         let stored = store.get(Tree::Outbox, &fresh).unwrap().unwrap();
         assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
 
-        let n = Notifier::open(&store, &keys).unwrap();
+        let n = Notifier::open(&store, &keys, 0).unwrap();
         assert_eq!(n.stats().queued, 2);
         assert!(store.get(Tree::Outbox, &old).unwrap().is_none());
         let rows = store.scan(Tree::Outbox, &[], None, 10).unwrap();

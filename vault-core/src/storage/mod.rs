@@ -479,16 +479,30 @@ pub fn scan_all(store: &dyn Storage, tree: Tree) -> ScanAll<'_> {
         store,
         tree,
         next: Some(Vec::new()),
+        end: None,
         page: Vec::new().into_iter(),
     }
 }
 
-/// The iterator of [`scan_all`].
+/// The entries of `tree` from `start` (inclusive) to `end` (exclusive), in ascending key
+/// order, read a page at a time like [`scan_all`].
+pub fn scan_range<'a>(store: &'a dyn Storage, tree: Tree, start: &[u8], end: &[u8]) -> ScanAll<'a> {
+    ScanAll {
+        store,
+        tree,
+        next: Some(start.to_vec()),
+        end: Some(end.to_vec()),
+        page: Vec::new().into_iter(),
+    }
+}
+
+/// The iterator of [`scan_all`] and [`scan_range`].
 pub struct ScanAll<'a> {
     store: &'a dyn Storage,
     tree: Tree,
     /// The start key of the next page; `None` once the last page was read.
     next: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
     page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -501,7 +515,7 @@ impl Iterator for ScanAll<'_> {
                 return Some(Ok(item));
             }
             let start = self.next.take()?;
-            let page = match self.store.scan(self.tree, &start, None, SCAN_PAGE) {
+            let page = match self.store.scan(self.tree, &start, self.end.as_deref(), SCAN_PAGE) {
                 Ok(page) => page,
                 Err(e) => return Some(Err(e)),
             };

@@ -372,13 +372,22 @@ fn a_rotated_key_signs_beside_the_new_one_and_an_edited_row_is_never_signed() {
     let due = v.notifications_due(&HashSet::new(), 8).unwrap();
     let sig = v.sign_notification(&due[0], 1).unwrap();
     assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    // A failed attempt stores the event (read from the log until then) for its retry.
+    v.notification_result(
+        &due[0],
+        &DeliveryOutcome::Failed {
+            error: "connection refused".into(),
+            retry_after: None,
+        },
+    )
+    .unwrap();
     v.shutdown();
     drop(v);
     // An edit of the queued row offline: dropped, never signed.
     let store_dir = tmp.path().join("data").join("store");
     {
         let s = SledStore::open(&store_dir).unwrap();
-        let rows = s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap();
+        let rows = s.scan(Tree::Outbox, b"q", Some(b"r"), usize::MAX).unwrap();
         assert_eq!(rows.len(), 1);
         let (k, mut value) = rows.into_iter().next().unwrap();
         let at = value.len() / 2;
@@ -434,11 +443,13 @@ fn an_erasure_leaves_only_its_own_event_and_that_one_goes_when_delivered() {
     assert_eq!(v.notification_stats().queued, 0);
     v.shutdown();
     drop(v);
+    // Nothing queued or scheduled is left, and of the rows naming a citizen behind a log
+    // tag only bob's: alice's went with her erasure. The rest are the two endpoints'
+    // cursors.
     let s = SledStore::open(tmp.path().join("data").join("store")).unwrap();
-    assert!(s
-        .scan(Tree::Outbox, &[], None, usize::MAX)
-        .unwrap()
-        .is_empty());
+    let rows = s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap();
+    let firsts: Vec<u8> = rows.iter().map(|(k, _)| k[0]).collect();
+    assert_eq!(firsts, b"cct".to_vec());
 }
 
 #[test]
@@ -505,5 +516,68 @@ fn an_expiry_is_sent_when_it_falls_due_only_for_a_consent_still_granted() {
     let later = drain(&v);
     assert_eq!(later, vec![("consent.expired".to_owned(), kept)]);
     assert_eq!(v.notification_stats().scheduled, 0);
+    v.shutdown();
+}
+
+/// Events come from the log after each endpoint's stored cursor: nothing is written per
+/// event, a reopen sends what was not delivered (and not what was), and a tag row edited
+/// offline makes the vault drop the events that need it, never sign them.
+#[test]
+fn events_are_read_from_the_log_after_a_stored_cursor() {
+    use vault_core::storage::{SledStore, Storage, Tree, WriteBatch};
+    let tmp = tempfile::tempdir().unwrap();
+    let v = open(tmp.path());
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    request(&v, "alice");
+    request(&v, "bob");
+    assert_eq!(v.notification_stats().queued, 2);
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(body(&due[0])["data"]["citizen"], "alice");
+    v.notification_result(&due[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    v.shutdown();
+    drop(v);
+    let store_dir = tmp.path().join("data").join("store");
+    let outbox = |s: &SledStore| s.scan(Tree::Outbox, &[], None, usize::MAX).unwrap();
+    {
+        // No row per event: the cursor and the two citizens' tag rows.
+        let s = SledStore::open(&store_dir).unwrap();
+        let firsts: Vec<u8> = outbox(&s).iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(firsts, b"ctt".to_vec());
+    }
+    let v = crate::init_data_dir_reopen(tmp.path(), PASS);
+    assert_eq!(v.notification_stats().queued, 1, "bob's, not alice's again");
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(body(&due[0])["data"]["citizen"], "bob");
+    v.notification_result(&due[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    request(&v, "alice");
+    v.shutdown();
+    drop(v);
+    {
+        let s = SledStore::open(&store_dir).unwrap();
+        let mut b = WriteBatch::new();
+        for (k, mut value) in outbox(&s).into_iter().filter(|(k, _)| k[0] == b't') {
+            let at = value.len() / 2;
+            value[at] ^= 1;
+            b.put(Tree::Outbox, k, value);
+        }
+        s.commit(b).unwrap();
+    }
+    let v = crate::init_data_dir_reopen(tmp.path(), PASS);
+    assert!(v.notifications_due(&HashSet::new(), 8).unwrap().is_empty());
+    let s = v.notification_stats();
+    assert_eq!((s.queued, s.failed), (0, 1));
+    // The next event about alice writes her row again.
+    request(&v, "alice");
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(body(&due[0])["data"]["citizen"], "alice");
     v.shutdown();
 }
