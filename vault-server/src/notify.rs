@@ -27,8 +27,6 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Status {
-    /// The outbox rows of the messages handed out and not yet recorded as done.
-    in_flight: HashSet<DeliveryKey>,
     /// Attempts that ended, to record in the next round (one store write for all).
     done: Vec<(Delivery, DeliveryOutcome)>,
     /// From the event to its delivery.
@@ -42,6 +40,10 @@ pub(crate) struct Notifying {
     client: reqwest::Client,
     concurrency: usize,
     status: Mutex<Status>,
+    /// The events of the messages handed out and not yet recorded as done: changed and
+    /// read only by the delivery round (in place: it holds up to concurrency x batch
+    /// keys), and counted by `/metrics`.
+    in_flight: Arc<Mutex<HashSet<DeliveryKey>>>,
     /// Wakes the delivery loop when a delivery ends.
     wake: tokio::sync::Notify,
 }
@@ -73,6 +75,7 @@ impl Notifying {
             client: builder.build().context("the webhook HTTP client")?,
             concurrency,
             status: Mutex::new(Status::default()),
+            in_flight: Arc::default(),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -89,12 +92,10 @@ impl Notifying {
                 () = self.wake.notified() => {}
             }
             let Some(vault) = app.vault() else { continue };
-            let (done, in_flight) = {
-                let mut s = self.status();
-                (std::mem::take(&mut s.done), s.in_flight.clone())
-            };
+            let done = std::mem::take(&mut self.status().done);
             let concurrency = self.concurrency;
             let v = vault.clone();
+            let in_flight = self.in_flight.clone();
             let round = tokio::task::spawn_blocking(move || {
                 // What ended is recorded before the next events are chosen, and stays
                 // in flight until then (it must not be handed out again).
@@ -103,27 +104,23 @@ impl Notifying {
                 } else {
                     v.notification_results(&done)
                 };
-                let mut in_flight = in_flight;
+                let mut in_flight = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
                 for (d, _) in &done {
                     for k in &d.rows {
                         in_flight.remove(k);
                     }
                 }
-                let ended: Vec<DeliveryKey> = done.into_iter().flat_map(|(d, _)| d.rows).collect();
-                (
-                    ended,
-                    recorded,
-                    v.notifications_due(&in_flight, concurrency),
-                )
+                let due = v.notifications_due(&in_flight, concurrency);
+                if let Ok(due) = &due {
+                    for d in due {
+                        in_flight.extend(d.rows.iter().cloned());
+                    }
+                }
+                (recorded, due)
             })
             .await;
             let due = match round {
-                Ok((ended, recorded, due)) => {
-                    let mut s = self.status();
-                    for k in &ended {
-                        s.in_flight.remove(k);
-                    }
-                    drop(s);
+                Ok((recorded, due)) => {
                     if let Err(e) = recorded {
                         tracing::warn!(error = %e, "cannot record notification deliveries; they will be sent again");
                     }
@@ -141,7 +138,6 @@ impl Notifying {
                 }
             };
             for d in due {
-                self.status().in_flight.extend(d.rows.iter().cloned());
                 tokio::spawn(self.clone().deliver(vault.clone(), d));
             }
         }
@@ -286,7 +282,10 @@ impl Notifying {
         line("# TYPE vault_notifications_in_flight gauge".into());
         line(format!(
             "vault_notifications_in_flight {}",
-            s.in_flight.len()
+            self.in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
         ));
         line("# HELP vault_notification_latency_seconds From an event to its delivery, over the last 4096 delivered.".into());
         line("# TYPE vault_notification_latency_seconds summary".into());

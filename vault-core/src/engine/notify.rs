@@ -342,9 +342,13 @@ struct Stream {
     stored: u64,
     /// The next log index to read.
     next: u64,
-    /// Events read and not yet delivered, under the key their queued row would have (so
+    /// Events read and not handed out yet, under the key their queued row would have (so
     /// they sort with the rows, and attempts name them the same way).
     held: BTreeMap<Vec<u8>, Row>,
+    /// Events handed out in an attempt whose result is not recorded yet.
+    flying: BTreeMap<Vec<u8>, Row>,
+    /// The subject hashes of `flying`, with their counts: their later events wait.
+    flying_subjects: HashMap<[u8; 8], u32>,
 }
 
 impl Stream {
@@ -353,16 +357,46 @@ impl Stream {
             stored: index,
             next: index,
             held: BTreeMap::new(),
+            flying: BTreeMap::new(),
+            flying_subjects: HashMap::new(),
         }
+    }
+
+    /// Events read from the log and not delivered.
+    fn pending(&self) -> u64 {
+        (self.held.len() + self.flying.len()) as u64
+    }
+
+    /// Moves an event handed out in an attempt to `flying`.
+    fn fly(&mut self, key: &[u8]) {
+        if let Some((k, row)) = self.held.remove_entry(key) {
+            *self.flying_subjects.entry(key_subject(&k)).or_default() += 1;
+            self.flying.insert(k, row);
+        }
+    }
+
+    /// Takes an event out (its attempt ended), wherever it is.
+    fn take(&mut self, key: &[u8]) -> Option<Row> {
+        if let Some(row) = self.flying.remove(key) {
+            let subject = key_subject(key);
+            if let Some(n) = self.flying_subjects.get_mut(&subject) {
+                *n -= 1;
+                if *n == 0 {
+                    self.flying_subjects.remove(&subject);
+                }
+            }
+            return Some(row);
+        }
+        self.held.remove(key)
     }
 
     /// Every event of an entry below it is delivered or a queued row.
     fn cursor(&self) -> u64 {
-        self.held
-            .keys()
-            .next()
-            .and_then(|k| key_position(k))
-            .map_or(self.next, |p| p.min(self.next))
+        [self.held.keys().next(), self.flying.keys().next()]
+            .into_iter()
+            .flatten()
+            .filter_map(|k| key_position(k))
+            .fold(self.next, u64::min)
     }
 }
 
@@ -651,6 +685,15 @@ impl Notifier {
         self.tags().retain(|_, c| c != citizen.as_str());
         for stream in self.streams().values_mut() {
             stream.held.retain(|_, r| r.subject != citizen.as_str());
+            let gone: Vec<Vec<u8>> = stream
+                .flying
+                .iter()
+                .filter(|(_, r)| r.subject == citizen.as_str())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in gone {
+                stream.take(&k);
+            }
         }
         let mut forgotten = (0u64, 0u64);
         for item in rows_under(store, &[QUEUED]).chain(rows_under(store, &[SCHEDULED])) {
@@ -1204,7 +1247,7 @@ impl Vault {
             .notifier
             .streams()
             .get(target)
-            .map_or(0, |s| s.held.len() as u64);
+            .map_or(0, Stream::pending);
         let queued = keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64 + held;
         Ok(Some(WebhookView {
             target: target.clone(),
@@ -1297,7 +1340,7 @@ impl Vault {
         let _ = self.read_streams(&mut streams, &config, size);
         let mut stats = self.notifier.stats().clone();
         for s in streams.values() {
-            stats.queued += s.held.len() as u64 + size.saturating_sub(s.next);
+            stats.queued += s.pending() + size.saturating_sub(s.next);
         }
         stats
     }
@@ -1309,7 +1352,10 @@ impl Vault {
     /// endpoint, so that events gather while a message is under way. A citizen's events
     /// are in at most one attempt at a time, and none is taken while an earlier one of
     /// theirs is in flight or waiting for a retry. Scheduled events that fell due are
-    /// queued first (an expiry only if the consent is still active).
+    /// queued first (an expiry only if the consent is still active). An event read from
+    /// the log and handed out here stays in flight until the attempt's result is
+    /// recorded ([`Vault::notification_results`]), whatever `in_flight` says; a stored
+    /// row is in flight while `in_flight` holds its key.
     pub fn notifications_due(
         &self,
         in_flight: &HashSet<DeliveryKey>,
@@ -1356,12 +1402,19 @@ impl Vault {
             let last_row = (rows.len() >= window)
                 .then(|| rows.last().map(|(k, _)| k.clone()))
                 .flatten();
-            let held = streams
-                .get(&target)
+            let stream = streams.get(&target);
+            // Events read from the log and in an attempt: not looked at again, but their
+            // citizens' later events wait.
+            let flying = stream.map(|s| &s.flying_subjects);
+            if let Some(r) = stream.and_then(|s| s.flying.values().next()) {
+                oldest = Some(oldest.map_or(r.at_ms, |o| o.min(r.at_ms)));
+            }
+            let held = stream
                 .into_iter()
                 .flat_map(|s| s.held.iter())
                 .take_while(|(k, _)| last_row.as_ref().is_none_or(|l| *k < l));
             let candidates = merge_queue(rows, held);
+            let first_out = out.len();
             // Decided from the keys (the subject hash) and the retry times; only the rows
             // taken (and the first, for the oldest age) are opened and authenticated.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
@@ -1394,6 +1447,10 @@ impl Vault {
                 if blocked.contains(&subject) {
                     continue;
                 }
+                if flying.is_some_and(|f| f.contains_key(&subject)) {
+                    blocked.insert(subject);
+                    continue;
+                }
                 let waiting = retry.get(&*k).is_some_and(|&at| at > now_ms);
                 if in_flight.contains(&*k) || waiting {
                     blocked.insert(subject);
@@ -1423,6 +1480,15 @@ impl Vault {
             // events go at once when it is idle, and gather while a message is under way.
             if !taking.is_empty() && busy + picked == 0 {
                 out.push(message(&target, endpoint, taking, now_ms));
+            }
+            // What was read from the log and handed out now is in flight until its result
+            // is recorded ([`Vault::notification_results`]).
+            if let Some(stream) = streams.get_mut(&target) {
+                for d in out.get(first_out..).unwrap_or_default() {
+                    for k in &d.rows {
+                        stream.fly(&k.0);
+                    }
+                }
             }
         }
         drop(retry);
@@ -1550,8 +1616,12 @@ impl Vault {
         };
         loop {
             let mut batch = WriteBatch::new();
-            let rows = stream.held.len() as u64;
-            for (k, row) in std::mem::take(&mut stream.held) {
+            let rows = stream.pending();
+            stream.flying_subjects.clear();
+            let events = std::mem::take(&mut stream.held)
+                .into_iter()
+                .chain(std::mem::take(&mut stream.flying));
+            for (k, row) in events {
                 batch.put(Tree::Outbox, k.clone(), seal_row(&self.keys, &k, &row)?);
             }
             let done = stream.next >= until;
@@ -1675,7 +1745,7 @@ impl Vault {
             match outcome {
                 DeliveryOutcome::Delivered => {
                     for key in &d.rows {
-                        if stream.as_mut().and_then(|s| s.held.remove(&key.0)).is_some() {
+                        if stream.as_mut().and_then(|s| s.take(&key.0)).is_some() {
                             delivered += 1;
                         } else if self.store.get(Tree::Outbox, &key.0)?.is_some() {
                             // (Absent: removed meanwhile with its endpoint; nothing to count.)
@@ -1689,7 +1759,7 @@ impl Vault {
                 DeliveryOutcome::Failed { retry_after, .. } => {
                     failed_attempts += 1;
                     for key in &d.rows {
-                        let held = stream.as_mut().and_then(|s| s.held.remove(&key.0));
+                        let held = stream.as_mut().and_then(|s| s.take(&key.0));
                         let from_log = held.is_some();
                         let mut row = match held {
                             Some(r) => r,
