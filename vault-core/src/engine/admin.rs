@@ -655,13 +655,14 @@ impl Vault {
                 &id,
                 out.subject_tag.as_ref(),
             )?;
-            // Deferred accesses not yet disclosed stay so: nobody is left to tell, and
-            // their rows name the citizen.
+            // Deferred accesses not yet disclosed are still disclosed when due, into the
+            // erased subject's chain; their rows stop naming the citizen.
             super::deferred::stage_forget(
                 &*tx.vault.store,
                 &tx.vault.keys,
                 &mut tx.batch,
                 id.as_str(),
+                out.subject_tag.as_ref(),
             )?;
             let mut d = EntryDraft::new(now_ms, actor, "erasure", "done");
             d.initiator = by.map(|t| t.token_id.clone());

@@ -5,13 +5,16 @@
 //! appends its disclosure: when the deadline passes ([`Vault::disclose_due`]) or an
 //! operator records that the secrecy was lifted ([`Vault::lift_deferred`]).
 //!
-//! The pending row (removed in the disclosure's commit and at the citizen's erasure) is
+//! The pending row (removed in the disclosure's commit) is
 //! `VaultKeys::seal_private(body)` (its first byte 0x02): encrypted and authenticated, because it names
 //! the person a covert access was about, which neither the store nor a backup may tell.
-//! The body: `0x01 || flags (1: bit 0 a deadline) || deadline (8, big-endian ms, 0 without
-//! one) || opening (32) || u32be length || citizen id || the sealed note of the entry's
-//! texts` (sealed for the citizen's tag and the entry's index, so at disclosure it becomes
-//! the citizen's `AuditSubjects` row as is). A row written before rows were encrypted is
+//! The body: `0x01 || flags (1: bit 0 a deadline, bit 1 erased) || deadline (8, big-endian
+//! ms, 0 without one) || opening (32) || u32be length || citizen id || the sealed note of
+//! the entry's texts` (sealed for the citizen's tag and the entry's index, so at disclosure
+//! it becomes the citizen's `AuditSubjects` row as is). The citizen's erasure rewrites it
+//! with bit 1 set, the citizen's subject tag (32 bytes) in place of their id and no note:
+//! nothing in it names the person any more, and the vault still discloses the entry at its
+//! deadline, into the erased subject's chain. A row written before rows were encrypted is
 //! that body with the record MAC appended; it is read as it is and rewritten encrypted at
 //! open ([`encrypt_legacy`]).
 
@@ -43,8 +46,9 @@ pub const MAX_LIFT_REFERENCE: usize = 200;
 /// [`Vault::lift_deferred`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disclosure {
-    /// The citizen the access was about.
-    pub citizen: String,
+    /// The citizen the access was about; `None` if they were erased before it (the
+    /// disclosure then joins their erased subject's chain, and nobody is told).
+    pub citizen: Option<String>,
     /// The deferred access entry's index.
     pub deferred_index: u64,
     /// The disclosure entry's index.
@@ -63,10 +67,25 @@ pub(super) struct Deferring {
 
 /// A pending row, decoded.
 struct Pending {
-    citizen: String,
+    /// The citizen id, or their subject tag once they were erased.
+    citizen: Whose,
     opening: [u8; 32],
     disclose_at: Option<u64>,
     note: Vec<u8>,
+}
+
+/// Whom a pending row is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Whose {
+    Citizen(String),
+    /// An erased citizen, by the subject tag their chain ran under.
+    Erased(SubjectTag),
+}
+
+impl Whose {
+    fn is(&self, citizen: &str) -> bool {
+        matches!(self, Whose::Citizen(c) if c == citizen)
+    }
 }
 
 fn key(index: u64) -> Vec<u8> {
@@ -83,12 +102,16 @@ fn bad(message: &'static str) -> VaultError {
 }
 
 fn encode(p: &Pending) -> Vec<u8> {
-    let mut out = Vec::with_capacity(46 + p.citizen.len() + p.note.len());
+    let (erased, who): (u8, &[u8]) = match &p.citizen {
+        Whose::Citizen(c) => (0, c.as_bytes()),
+        Whose::Erased(tag) => (2, &tag.0),
+    };
+    let mut out = Vec::with_capacity(46 + who.len() + p.note.len());
     out.push(ROW_FORMAT);
-    out.push(u8::from(p.disclose_at.is_some()));
+    out.push(u8::from(p.disclose_at.is_some()) | erased);
     out.extend_from_slice(&p.disclose_at.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&p.opening);
-    crate::keys::push_lp(&mut out, p.citizen.as_bytes());
+    crate::keys::push_lp(&mut out, who);
     out.extend_from_slice(&p.note);
     out
 }
@@ -97,7 +120,7 @@ fn decode(value: &[u8]) -> Result<Pending, VaultError> {
     let (&[format, flags], rest) = value
         .split_first_chunk::<2>()
         .ok_or_else(|| bad("too short"))?;
-    if format != ROW_FORMAT || flags > 1 {
+    if format != ROW_FORMAT || flags > 3 {
         return Err(bad("unknown format"));
     }
     let (at, rest) = rest
@@ -113,12 +136,23 @@ fn decode(value: &[u8]) -> Result<Pending, VaultError> {
     let (citizen, note) = rest
         .split_at_checked(len)
         .ok_or_else(|| bad("ends inside the citizen id"))?;
+    let citizen = if flags & 2 == 0 {
+        Whose::Citizen(
+            std::str::from_utf8(citizen)
+                .map_err(|_| bad("the citizen id is not UTF-8"))?
+                .to_owned(),
+        )
+    } else {
+        Whose::Erased(SubjectTag(
+            citizen
+                .try_into()
+                .map_err(|_| bad("an erased citizen's tag is not 32 bytes"))?,
+        ))
+    };
     Ok(Pending {
-        citizen: std::str::from_utf8(citizen)
-            .map_err(|_| bad("the citizen id is not UTF-8"))?
-            .to_owned(),
+        citizen,
         opening: *opening,
-        disclose_at: (flags == 1).then(|| u64::from_be_bytes(*at)),
+        disclose_at: (flags & 1 == 1).then(|| u64::from_be_bytes(*at)),
         note: note.to_vec(),
     })
 }
@@ -140,7 +174,7 @@ pub(super) fn stage_pending(
 ) -> Result<(), VaultError> {
     let k = key(index);
     let p = Pending {
-        citizen: d.citizen.clone(),
+        citizen: Whose::Citizen(d.citizen.clone()),
         opening: d.opening,
         disclose_at,
         note,
@@ -207,16 +241,34 @@ pub(super) fn encrypt_legacy(store: &dyn Storage, keys: &VaultKeys) -> Result<us
     Ok(n)
 }
 
-/// Stages the removal of `citizen`'s pending rows (at erasure: nobody is left to tell).
+/// Stages, at `citizen`'s erasure, the rewrite of their pending rows without their id or
+/// texts: each keeps its deadline and opening, and the subject tag `tag` their chain ran
+/// under, so that the entry is still disclosed when due (nobody is told: nobody is left).
+/// Without a tag (a citizen never given keys has no deferred entry) they are removed.
 pub(super) fn stage_forget(
     store: &dyn Storage,
     keys: &VaultKeys,
     batch: &mut WriteBatch,
     citizen: &str,
+    tag: Option<&SubjectTag>,
 ) -> Result<(), VaultError> {
     for (index, p) in pending(store, keys)? {
-        if p.citizen == citizen {
-            batch.delete(Tree::Meta, key(index));
+        if !p.citizen.is(citizen) {
+            continue;
+        }
+        let k = key(index);
+        match tag {
+            Some(tag) => {
+                let erased = Pending {
+                    citizen: Whose::Erased(*tag),
+                    opening: p.opening,
+                    disclose_at: p.disclose_at,
+                    note: Vec::new(),
+                };
+                let sealed = seal(keys, &k, &erased)?;
+                batch.put(Tree::Meta, k, sealed);
+            }
+            None => batch.delete(Tree::Meta, k),
         }
     }
     Ok(())
@@ -346,14 +398,21 @@ impl Vault {
                 return Err(not_found());
             };
             let (p, _) = open_row(&self.keys, &k, &stored)?;
-            let id = citizen_id(&p.citizen)?;
-            let Some((tag, note_key)) = records
-                .subject_keys(tx.store(), None, &id)
-                .map_err(record_err)?
-            else {
-                // Erasure removes the rows; a row left without its citizen stays (the
-                // deferred entry shows as overdue to auditors).
-                return Err(not_found());
+            // The citizen's tag and note key, or only the tag of an erased citizen.
+            let (id, tag, note_key) = match &p.citizen {
+                Whose::Citizen(c) => {
+                    let id = citizen_id(c)?;
+                    let Some((tag, note_key)) = records
+                        .subject_keys(tx.store(), None, &id)
+                        .map_err(record_err)?
+                    else {
+                        // Erasure rewrites the rows; a row left without its citizen stays
+                        // (the deferred entry shows as overdue to auditors).
+                        return Err(not_found());
+                    };
+                    (Some(id), tag, Some(note_key))
+                }
+                Whose::Erased(tag) => (None, *tag, None),
             };
             tx.batch.delete(Tree::Meta, k);
             let (actor, initiator) = match lift {
@@ -381,17 +440,20 @@ impl Vault {
                 opening: p.opening,
                 lift: None,
             });
-            // The deferred entry joins the citizen's history with its sealed texts.
+            // The deferred entry joins the citizen's history with its sealed texts (an
+            // erased citizen's: with none, like the rest of their history).
             tx.batch
                 .put(Tree::AuditSubjects, log::subject_key(&tag, index).to_vec(), p.note);
             let texts = CallerTexts {
                 lift: lift.map(str::to_owned),
                 ..CallerTexts::default()
             };
-            tx.entry_with_texts(draft, texts, Some(note_key))?;
+            tx.entry_with_texts(draft, texts, note_key)?;
             // The citizen is told now (`access.disclosed`), in the disclosure's commit.
-            tx.notify_about(&id);
-            Ok(p.citizen)
+            if let Some(id) = &id {
+                tx.notify_about(id);
+            }
+            Ok(id.map(|id| id.as_str().to_owned()))
         })?;
         Ok(Disclosure {
             citizen: out,
@@ -410,7 +472,7 @@ mod tests {
 
     fn row() -> Pending {
         Pending {
-            citizen: "EE38001010001".to_owned(),
+            citizen: Whose::Citizen("EE38001010001".to_owned()),
             opening: [5u8; 32],
             disclose_at: Some(1_800_000_000_000),
             note: b"sealed note".to_vec(),
@@ -426,7 +488,7 @@ mod tests {
         let keys = VaultKeys::derive(&[9u8; 32]);
         let mut batch = WriteBatch::new();
         let d = Deferring {
-            citizen: row().citizen,
+            citizen: "EE38001010001".to_owned(),
             tag: SubjectTag([1u8; 32]),
             opening: row().opening,
         };
@@ -445,7 +507,7 @@ mod tests {
         assert_eq!((rows[0].0, rows[0].2), (7, false));
         assert_eq!((rows[1].0, rows[1].2), (8, true));
         for (_, p, _) in &rows {
-            assert_eq!(p.citizen, "EE38001010001");
+            assert!(p.citizen.is("EE38001010001"));
             assert_eq!(p.opening, [5u8; 32]);
             assert_eq!(p.disclose_at, Some(1_800_000_000_000));
             assert_eq!(p.note, b"sealed note");
@@ -459,7 +521,7 @@ mod tests {
         assert!(pending_rows(&store, &keys)
             .unwrap()
             .iter()
-            .all(|(_, p, legacy)| !legacy && p.citizen == "EE38001010001"));
+            .all(|(_, p, legacy)| !legacy && p.citizen.is("EE38001010001")));
 
         // An edited row, or one moved to another index, is refused.
         let mut edited = stored.clone();

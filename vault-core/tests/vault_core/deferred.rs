@@ -109,8 +109,8 @@ fn a_deferred_access_appears_in_the_history_only_after_its_deadline() {
     let d = v.disclose_due().unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(
-        (d[0].citizen.as_str(), d[0].deferred_index, d[0].lifted),
-        ("alice", index, false)
+        (d[0].citizen.as_deref(), d[0].deferred_index, d[0].lifted),
+        (Some("alice"), index, false)
     );
     assert_eq!(v.disclose_due().unwrap(), vec![], "disclosed once");
     assert!(v.deferred_pending().unwrap().is_empty());
@@ -205,23 +205,51 @@ fn an_operators_lift_discloses_at_once_and_an_unlifted_entry_is_never_due() {
     v.shutdown();
 }
 
+/// An erased citizen's covert access is still disclosed at its deadline, into the erased
+/// subject's chain (which nobody can link to the person any more): auditors never see it
+/// overdue, and its pending row stops naming the citizen at the erasure.
 #[test]
-fn erasure_forgets_pending_deferrals_and_auditors_see_them_overdue() {
+fn a_covert_access_is_disclosed_when_due_after_its_citizens_erasure() {
+    use vault_core::storage::{SledStore, Storage, Tree};
     let tmp = tempfile::tempdir().unwrap();
     let v = open(tmp.path(), "{ after_days = 1 }");
     seed(&v, "carol");
     let index = covert_access(&v, "carol");
-    v.erase_citizen("carol", None).unwrap();
-    assert!(v.deferred_pending().unwrap().is_empty());
+    let erasure = v.erase_citizen("carol", None).unwrap().audit_index;
+    assert_eq!(v.deferred_pending().unwrap().len(), 1, "still to disclose");
+    assert_eq!(v.disclose_due().unwrap(), vec![], "not before its deadline");
+    v.shutdown();
+    drop(v);
+    {
+        // The pending row no longer holds the id (it is encrypted; its length tells: a
+        // 32-byte tag and no note in place of the id and the sealed texts).
+        let s = SledStore::open(tmp.path().join("data").join("store")).unwrap();
+        let mut end = b"deferred.".to_vec();
+        end.push(0xff);
+        let rows = s.scan(Tree::Meta, b"deferred.", Some(&end), 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1.len(), 1 + 12 + (1 + 1 + 8 + 32 + 4 + 32) + 16);
+    }
+    let v = DataDir::new(tmp.path().join("data")).open(PASS).unwrap();
     v.dangerous_advance_clock(2 * 86_400);
-    assert_eq!(v.disclose_due().unwrap(), vec![]);
+    let d = v.disclose_due().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].citizen.as_deref(), d[0].deferred_index),
+        (None, index)
+    );
+    assert!(v.deferred_pending().unwrap().is_empty());
     let key = v.log_verifier_key().to_owned();
     let export = v.audit_export().unwrap();
     let s = audit::export::verify(export.as_slice(), &key, &mut |_, _| {}).unwrap();
     assert_eq!(s.deferred.len(), 1);
-    assert_eq!(s.deferred[0].index, index);
-    // The export's own entry is at the real time: not yet overdue.
+    assert_eq!(s.deferred[0].disclosed_by, Some(d[0].disclosure_index));
     assert!(s.overdue().is_empty());
+    // The disclosure continues the erased subject's chain, after the erasure entry.
+    let leaf = |i: u64| v.audit_entries(i, 1).unwrap().remove(0).entry;
+    let (disclosure, erased) = (leaf(d[0].disclosure_index), leaf(erasure));
+    assert_eq!(disclosure.subject, erased.subject);
+    assert_eq!(disclosure.subject_prev, Some(erasure));
     v.shutdown();
 }
 
