@@ -617,6 +617,26 @@ impl Notifier {
             return Ok(());
         }
         let erasure = draft.action == ERASURE_ACTION;
+        if !erasure && draft.action != "consent.grant" {
+            // Every event of the entry comes from the log (the access path): only the tag
+            // row may be needed, and no event is built here.
+            if citizen_event_type(&draft.action, &draft.decision, draft.review).is_none() {
+                return Ok(());
+            }
+            let agency = || match (&draft.actor.kind, &draft.terms) {
+                (ActorKind::Agency, _) => Some(draft.actor.id.clone()),
+                (_, Some(t)) => Some(t.agency.clone()),
+                _ => None,
+            };
+            let from_log = config.live(&WebhookTarget::Gateway)
+                || (matches!(draft.action.as_str(), "consent.revoke" | "consent.deny")
+                    && agency().is_some_and(|a| config.live(&WebhookTarget::Agency(a))));
+            drop(config);
+            if from_log {
+                self.stage_tag(store, batch, keys, tag, citizen, fresh)?;
+            }
+            return Ok(());
+        }
         let mut from_log = false;
         let mut added = (0u64, 0u64);
         for ev in events_of(draft, index, citizen.as_str()) {
@@ -642,7 +662,23 @@ impl Notifier {
             s.queued += added.0;
             s.scheduled += added.1;
         }
-        if from_log && !self.tags().contains_key(&tag) && !fresh.iter().any(|(t, _)| *t == tag) {
+        if from_log {
+            self.stage_tag(store, batch, keys, tag, citizen, fresh)?;
+        }
+        Ok(())
+    }
+
+    /// Stages the citizen's tag row unless it is known to be stored (see [`Notifier::stage`]).
+    fn stage_tag(
+        &self,
+        store: &dyn Storage,
+        batch: &mut WriteBatch,
+        keys: &VaultKeys,
+        tag: SubjectTag,
+        citizen: &CitizenId,
+        fresh: &mut Vec<(SubjectTag, String)>,
+    ) -> Result<(), VaultError> {
+        if !self.tags().contains_key(&tag) && !fresh.iter().any(|(t, _)| *t == tag) {
             let key = tag_key(keys, &tag);
             let stored = store.get(Tree::Outbox, &key)?;
             // A row that fails its check (edited offline) is written again.
