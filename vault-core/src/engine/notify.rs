@@ -1700,12 +1700,7 @@ impl Vault {
         let config = self.notifier.config().clone();
         let mac = self.keys.records();
         let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .log
-            .size();
+        let position = self.log_size();
         let mut batch = WriteBatch::new();
         let (mut queued, mut gone) = (0u64, 0u64);
         for (k, v) in due {

@@ -305,14 +305,7 @@ fn events_are_queued_only_for_set_endpoints_and_delivered_in_order_per_citizen()
 #[test]
 fn gone_disables_an_endpoint_and_removing_one_drops_its_queue() {
     let tmp = tempfile::tempdir().unwrap();
-    let v = open(tmp.path());
-    v.set_webhook(
-        &WebhookTarget::Gateway,
-        Some("https://gw.example.gov/events"),
-    )
-    .unwrap();
-    request(&v, "alice");
-    request(&v, "bob");
+    let v = gateway_with_two_requests(tmp.path());
     let due = v.notifications_due(&HashSet::new(), 1).unwrap();
     assert_eq!(due.len(), 1, "at most the endpoint's concurrency");
     v.notification_result(&due[0], &DeliveryOutcome::Gone)
@@ -526,14 +519,7 @@ fn an_expiry_is_sent_when_it_falls_due_only_for_a_consent_still_granted() {
 fn events_are_read_from_the_log_after_a_stored_cursor() {
     use vault_core::storage::{SledStore, Storage, Tree, WriteBatch};
     let tmp = tempfile::tempdir().unwrap();
-    let v = open(tmp.path());
-    v.set_webhook(
-        &WebhookTarget::Gateway,
-        Some("https://gw.example.gov/events"),
-    )
-    .unwrap();
-    request(&v, "alice");
-    request(&v, "bob");
+    let v = gateway_with_two_requests(tmp.path());
     assert_eq!(v.notification_stats().queued, 2);
     let due = v.notifications_due(&HashSet::new(), 8).unwrap();
     assert_eq!(due.len(), 2);
@@ -580,4 +566,17 @@ fn events_are_read_from_the_log_after_a_stored_cursor() {
     assert_eq!(due.len(), 1);
     assert_eq!(body(&due[0])["data"]["citizen"], "alice");
     v.shutdown();
+}
+
+/// A vault with the citizens' gateway set, and a consent request about alice, then bob.
+fn gateway_with_two_requests(root: &Path) -> Vault {
+    let v = open(root);
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    request(&v, "alice");
+    request(&v, "bob");
+    v
 }
