@@ -42,7 +42,7 @@ use policies::{AgencyId, Timestamp};
 use ring::hmac;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::{log, now_parts, system, Vault, VaultError};
@@ -916,6 +916,35 @@ fn parse_scheduled(key: &[u8]) -> Option<(WebhookTarget, u64)> {
     Some((target, origin))
 }
 
+/// An event's `data`: ids, the audit index and times (serialised with its keys in
+/// alphabetical order, the members absent when `None`).
+#[derive(Clone, Default, Serialize)]
+struct EventData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agency: Option<String>,
+    audit_index: u64,
+    citizen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discloses: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<String>,
+}
+
+/// An event's JSON body (keys in alphabetical order).
+#[derive(Serialize)]
+struct EventBody<'a> {
+    data: &'a EventData,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
 /// One event an entry produces.
 struct Event {
     target: WebhookTarget,
@@ -923,7 +952,7 @@ struct Event {
     subject: String,
     /// When it happens (ms): the entry's time, or a consent's expiry.
     at_ms: u64,
-    data: Map<String, Value>,
+    data: EventData,
     scheduled: bool,
     check: Option<(String, String)>,
 }
@@ -935,12 +964,12 @@ impl Event {
         } else {
             format!("msg_{index}")
         };
-        let body = json!({
-            "type": self.kind,
-            "timestamp": rfc3339_ms(self.at_ms),
-            "data": Value::Object(self.data),
+        let body = serde_json::to_string(&EventBody {
+            data: &self.data,
+            timestamp: rfc3339_ms(self.at_ms),
+            kind: self.kind,
         })
-        .to_string();
+        .unwrap_or_default();
         let key = if self.scheduled {
             scheduled_key(self.at_ms, &self.target, index)
         } else {
@@ -1043,32 +1072,34 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
     let Some(kind) = citizen_event_type(&draft.action, &draft.decision, draft.review) else {
         return out;
     };
-    let mut data = Map::new();
-    data.insert("citizen".into(), json!(citizen));
-    data.insert("audit_index".into(), json!(index));
+    let mut data = EventData {
+        citizen: citizen.to_owned(),
+        audit_index: index,
+        ..EventData::default()
+    };
     let agency = match (&draft.actor.kind, &draft.terms) {
         (ActorKind::Agency, _) => Some(draft.actor.id.clone()),
         (_, Some(t)) => Some(t.agency.clone()),
         _ => None,
     };
     if let Some(a) = &agency {
-        data.insert("agency".into(), json!(a));
+        data.agency = Some(a.clone());
     }
     if let Some(p) = &draft.purpose {
-        data.insert("purpose".into(), json!(p));
+        data.purpose = Some(p.clone());
     }
     if draft.action == "access" {
-        data.insert("decision".into(), json!(draft.decision));
+        data.decision = Some(draft.decision.clone());
     }
     if let Some(audit::Deferral::Disclosure { of, .. }) = &draft.deferral {
-        data.insert("discloses".into(), json!(of));
+        data.discloses = Some(*of);
     }
     if let Some(c) = &draft.consent_id {
         if draft.action != "access" {
-            data.insert("consent_id".into(), json!(c));
+            data.consent_id = Some(c.clone());
         }
     }
-    let event = |target: WebhookTarget, data: Map<String, Value>| Event {
+    let event = |target: WebhookTarget, data: EventData| Event {
         target,
         kind,
         subject: citizen.to_owned(),
@@ -1093,7 +1124,7 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
         if let (Some(t), Some(c), Some(a)) = (&draft.terms, &draft.consent_id, &agency) {
             let at_ms = t.expires_at.saturating_mul(1000);
             let mut d = data.clone();
-            d.insert("expires_at".into(), json!(rfc3339_ms(at_ms)));
+            d.expires_at = Some(rfc3339_ms(at_ms));
             for target in [WebhookTarget::Agency(a.clone()), WebhookTarget::Gateway] {
                 out.push(Event {
                     target,
@@ -1584,6 +1615,7 @@ impl Vault {
             .collect();
         let mut rows = WriteBatch::new();
         let mut stored = 0u64;
+        let mut scratch = audit::Entry::empty();
         for (index, leaf) in leaves {
             let reading: Vec<WebhookTarget> = streams
                 .iter()
@@ -1593,7 +1625,7 @@ impl Vault {
             if reading.is_empty() {
                 continue;
             }
-            for ev in self.events_in(index, &leaf)? {
+            for ev in self.events_in(index, &leaf, &mut scratch)? {
                 if reading.contains(&ev.target) {
                     if let Some(s) = streams.get_mut(&ev.target) {
                         let (key, row) = ev.row(&self.keys, index);
@@ -1622,8 +1654,14 @@ impl Vault {
     /// The events of the log entry `index` (its leaf) that endpoints read from the log:
     /// none for an entry without a citizen's tag row (a deferred access, whose tag is used
     /// once; an erased citizen's), nor for the kinds staged as rows.
-    fn events_in(&self, index: u64, leaf: &[u8]) -> Result<Vec<Event>, VaultError> {
-        let entry = audit::Entry::decode(leaf).map_err(|e| {
+    /// `entry` is scratch space, reused across calls.
+    fn events_in(
+        &self,
+        index: u64,
+        leaf: &[u8],
+        entry: &mut audit::Entry,
+    ) -> Result<Vec<Event>, VaultError> {
+        entry.decode_into(leaf).map_err(|e| {
             VaultError::internal(format!("the log's entry {index} does not decode: {e}"))
         })?;
         let Some(tag) = entry.subject else {
@@ -1676,7 +1714,7 @@ impl Vault {
                 stream.next = until;
             }
             for (index, leaf) in leaves {
-                for ev in self.events_in(index, &leaf)? {
+                for ev in self.events_in(index, &leaf, &mut audit::Entry::empty())? {
                     if ev.target == *target {
                         let (key, row) = ev.row(&self.keys, index);
                         stream.held.insert(key, row);
