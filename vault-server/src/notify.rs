@@ -1,9 +1,10 @@
 //! Webhook delivery (docs/notifications.md): the active node posts the events vault-core
-//! queued in its outbox to their endpoints as Standard Webhooks (`webhook-id`,
-//! `webhook-timestamp`, `webhook-signature: v1a,...`), at most `--webhook-concurrency` at
-//! once per endpoint, each within `--webhook-timeout`, and reports each outcome back to
-//! vault-core, which keeps the order, the retries and the outbox. Access never waits for
-//! a receiver.
+//! hands out (read from the audit log, or queued in its outbox for a retry) to their
+//! endpoints as Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature: v1a,...`), at most `--webhook-concurrency` at once per endpoint,
+//! each within `--webhook-timeout`, and reports each outcome back to vault-core, which
+//! keeps the order, the retries, the cursors and the outbox. Access never waits for a
+//! receiver.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
@@ -127,7 +128,7 @@ impl Notifying {
                     match due {
                         Ok(due) => due,
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot read the notification outbox");
+                            tracing::warn!(error = %e, "cannot read the events to deliver (the log or the outbox); retried at the next round");
                             continue;
                         }
                     }
