@@ -597,7 +597,7 @@ impl Notifier {
     /// an erasure's own event, and the citizen's tag row if not stored yet (each endpoint
     /// reads the other events from the log). A tag row staged is added to `fresh`, for
     /// [`Notifier::tags_stored`] once the commit is applied.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // The writer's one call per notifying entry.
     pub(super) fn stage(
         &self,
         store: &dyn Storage,
