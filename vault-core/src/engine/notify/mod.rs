@@ -1,11 +1,11 @@
-//! Notifications (`docs/notifications.md`): events about consents and accesses, written to
-//! an outbox in the same storage commit as the change they report (so an event exists if
-//! and only if its change does), then delivered by the server as Standard Webhooks signed
+//! Notifications (`docs/notifications.md`): events about consents and accesses, derived
+//! from the audit entry each change appends in its own commit (so an event exists if and
+//! only if its change does), then delivered by the server as Standard Webhooks signed
 //! with the vault's notification key (`v1a`, Ed25519), at least once, in order per
 //! citizen.
 //!
 //! Most events are not written as rows: an endpoint reads them from the log
-//! ([`Stream`]), after a cursor stored in the outbox. The log entry that reports a change
+//! ([`Stream`], `from_log.rs`), after a cursor stored in the outbox. The log entry that reports a change
 //! is in the change's commit, so the event exists if and only if the change does, and the
 //! access path writes no outbox row (docs/notifications.md, "Events from the log"). An
 //! event becomes a row when its first attempt fails (to be retried), when its endpoint is
@@ -45,11 +45,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{log, now_parts, system, Vault, VaultError};
+use super::{now_parts, system, Vault, VaultError};
 use crate::auth::VaultKeys;
 use crate::codec;
 use crate::envelope::CitizenId;
 use crate::storage::{self, Storage, Tree, WriteBatch};
+
+mod from_log;
+use from_log::{cursor_key, merge_queue, open_cursor, seal_cursor, tag_key, Stream};
 
 const CONFIG_KEY: &[u8] = b"notify_config";
 const CONFIG_KIND: &str = "notification configuration";
@@ -58,10 +61,6 @@ const ROW_KIND: &str = "queued notification";
 const ROW_FORMAT: u8 = 1;
 const QUEUED: u8 = b'q';
 const SCHEDULED: u8 = b's';
-const CURSOR: u8 = b'c';
-const TAG: u8 = b't';
-const CURSOR_KIND: &str = "notification cursor";
-const TAG_KIND: &str = "notified citizen";
 
 /// An event is retried for this long after it fell due, then given up (counted failed).
 pub const NOTIFY_RETRY_HOURS: u64 = 72;
@@ -83,13 +82,6 @@ pub const MAX_WEBHOOK_BATCH: u16 = 1000;
 const SCAN_WINDOW: usize = 16_384;
 /// Scheduled rows moved to the queue in one round.
 const PROMOTE_BATCH: usize = 256;
-/// Log entries read for delivery in one round, at most.
-const READ_WINDOW: usize = 4096;
-/// Events read from the log and not yet delivered, per endpoint, at most: reading waits
-/// while an endpoint holds more.
-const HELD_MAX: usize = SCAN_WINDOW;
-/// Citizens whose outbox tag row is known, kept in memory (emptied when full).
-const TAG_CACHE: usize = 65_536;
 
 /// Who receives an event: an agency's endpoint, or the citizens' notification gateway the
 /// government runs (it forwards by e-mail, SMS or app push).
@@ -336,70 +328,6 @@ pub struct NotificationStats {
     pub oldest_queued_ms: Option<u64>,
 }
 
-/// An endpoint's events read from the log and not yet delivered.
-struct Stream {
-    /// The cursor as stored.
-    stored: u64,
-    /// The next log index to read.
-    next: u64,
-    /// Events read and not handed out yet, under the key their queued row would have (so
-    /// they sort with the rows, and attempts name them the same way).
-    held: BTreeMap<Vec<u8>, Row>,
-    /// Events handed out in an attempt whose result is not recorded yet.
-    flying: BTreeMap<Vec<u8>, Row>,
-    /// The subject hashes of `flying`, with their counts: their later events wait.
-    flying_subjects: HashMap<[u8; 8], u32>,
-}
-
-impl Stream {
-    fn at(index: u64) -> Stream {
-        Stream {
-            stored: index,
-            next: index,
-            held: BTreeMap::new(),
-            flying: BTreeMap::new(),
-            flying_subjects: HashMap::new(),
-        }
-    }
-
-    /// Events read from the log and not delivered.
-    fn pending(&self) -> u64 {
-        (self.held.len() + self.flying.len()) as u64
-    }
-
-    /// Moves an event handed out in an attempt to `flying`.
-    fn fly(&mut self, key: &[u8]) {
-        if let Some((k, row)) = self.held.remove_entry(key) {
-            *self.flying_subjects.entry(key_subject(&k)).or_default() += 1;
-            self.flying.insert(k, row);
-        }
-    }
-
-    /// Takes an event out (its attempt ended), wherever it is.
-    fn take(&mut self, key: &[u8]) -> Option<Row> {
-        if let Some(row) = self.flying.remove(key) {
-            let subject = key_subject(key);
-            if let Some(n) = self.flying_subjects.get_mut(&subject) {
-                *n -= 1;
-                if *n == 0 {
-                    self.flying_subjects.remove(&subject);
-                }
-            }
-            return Some(row);
-        }
-        self.held.remove(key)
-    }
-
-    /// Every event of an entry below it is delivered or a queued row.
-    fn cursor(&self) -> u64 {
-        [self.held.keys().next(), self.flying.keys().next()]
-            .into_iter()
-            .flatten()
-            .filter_map(|k| key_position(k))
-            .fold(self.next, u64::min)
-    }
-}
-
 /// The notification state of an open vault.
 pub(super) struct Notifier {
     config: RwLock<Config>,
@@ -508,45 +436,6 @@ impl Notifier {
 
     fn tags(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectTag, String>> {
         self.tags.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records tag rows committed by [`Notifier::stage`] (after the commit is applied, so
-    /// that a failed commit leaves none believed stored).
-    pub(super) fn tags_stored(&self, fresh: Vec<(SubjectTag, String)>) {
-        if fresh.is_empty() {
-            return;
-        }
-        let mut tags = self.tags();
-        for (tag, citizen) in fresh {
-            if tags.len() >= TAG_CACHE {
-                tags.clear();
-            }
-            tags.insert(tag, citizen);
-        }
-    }
-
-    /// The citizen behind a log subject tag, if a tag row names one.
-    fn citizen_of(
-        &self,
-        store: &dyn Storage,
-        keys: &VaultKeys,
-        tag: &SubjectTag,
-    ) -> Result<Option<String>, VaultError> {
-        if let Some(c) = self.tags().get(tag) {
-            return Ok(Some(c.clone()));
-        }
-        let key = tag_key(keys, tag);
-        let Some(stored) = store.get(Tree::Outbox, &key)? else {
-            return Ok(None);
-        };
-        let opened = keys.open_private(TAG_KIND, Tree::Outbox, &key, &stored);
-        let Some(citizen) = opened.ok().and_then(|b| String::from_utf8(b.to_vec()).ok()) else {
-            // Not what the vault wrote: the event is dropped (counted failed), never signed.
-            self.stats().failed += 1;
-            return Ok(None);
-        };
-        self.tags_stored(vec![(*tag, citizen.clone())]);
-        Ok(Some(citizen))
     }
 
     fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
@@ -668,36 +557,6 @@ impl Notifier {
         Ok(())
     }
 
-    /// Stages the citizen's tag row unless it is known to be stored (see [`Notifier::stage`]).
-    fn stage_tag(
-        &self,
-        store: &dyn Storage,
-        batch: &mut WriteBatch,
-        keys: &VaultKeys,
-        tag: SubjectTag,
-        citizen: &CitizenId,
-        fresh: &mut Vec<(SubjectTag, String)>,
-    ) -> Result<(), VaultError> {
-        if !self.tags().contains_key(&tag) && !fresh.iter().any(|(t, _)| *t == tag) {
-            let key = tag_key(keys, &tag);
-            let stored = store.get(Tree::Outbox, &key)?;
-            // A row that fails its check (edited offline) is written again.
-            let sound = stored.is_some_and(|v| {
-                keys.open_private(TAG_KIND, Tree::Outbox, &key, &v)
-                    .is_ok_and(|b| b.as_slice() == citizen.as_str().as_bytes())
-            });
-            if sound {
-                self.tags_stored(vec![(tag, citizen.as_str().to_owned())]);
-            } else {
-                let sealed = keys
-                    .seal_private(Tree::Outbox, &key, citizen.as_str().as_bytes())
-                    .map_err(VaultError::internal)?;
-                batch.put(Tree::Outbox, key, sealed);
-                fresh.push((tag, citizen.as_str().to_owned()));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Notifier {
@@ -780,47 +639,6 @@ fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
     out.extend_from_slice(&k);
 }
 
-/// A queue entry a delivery round looks at: a stored row (sealed), or an event read from
-/// the log.
-enum Queued<'a> {
-    Stored(Vec<u8>),
-    Held(&'a Row),
-}
-
-impl Queued<'_> {
-    fn open(&self, keys: &VaultKeys, key: &[u8]) -> Result<Row, VaultError> {
-        match self {
-            Queued::Stored(v) => open_row(keys, key, v),
-            Queued::Held(r) => Ok((*r).clone()),
-        }
-    }
-}
-
-/// `rows` (stored, in key order) and `held` (read from the log, in key order), merged in
-/// key order, lazily (a round stops once its deliveries are full).
-fn merge_queue<'a>(
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-    held: impl Iterator<Item = (&'a Vec<u8>, &'a Row)>,
-) -> impl Iterator<Item = (std::borrow::Cow<'a, [u8]>, Queued<'a>)> {
-    use std::borrow::Cow;
-    let mut rows = rows.into_iter().peekable();
-    let mut held = held.peekable();
-    std::iter::from_fn(move || {
-        let from_log = match (rows.peek(), held.peek()) {
-            (None, None) => return None,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some((rk, _)), Some((hk, _))) => *hk < rk,
-        };
-        if from_log {
-            held.next()
-                .map(|(k, r)| (Cow::Borrowed(k.as_slice()), Queued::Held(r)))
-        } else {
-            rows.next().map(|(k, v)| (Cow::Owned(k), Queued::Stored(v)))
-        }
-    })
-}
-
 /// The action of an erasure's entry, whose event is queued as a row.
 const ERASURE_ACTION: &str = "erasure";
 
@@ -828,39 +646,6 @@ const ERASURE_ACTION: &str = "erasure";
 fn rows_under<'a>(store: &'a dyn Storage, prefix: &[u8]) -> storage::ScanAll<'a> {
     let (start, end) = prefix_range(prefix);
     storage::scan_range(store, Tree::Outbox, &start, &end)
-}
-
-fn cursor_key(target: &WebhookTarget) -> Vec<u8> {
-    let mut k = vec![CURSOR];
-    endpoint_part(&mut k, target);
-    k
-}
-
-fn tag_key(keys: &VaultKeys, tag: &SubjectTag) -> Vec<u8> {
-    let mut k = vec![TAG];
-    k.extend_from_slice(&keys.outbox_tag(&tag.0));
-    k
-}
-
-fn seal_cursor(keys: &VaultKeys, key: &[u8], at: u64) -> Result<Vec<u8>, VaultError> {
-    keys.seal_private(Tree::Outbox, key, &at.to_be_bytes())
-        .map_err(VaultError::internal)
-}
-
-fn open_cursor(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<u64, VaultError> {
-    let bytes = keys.open_private(CURSOR_KIND, Tree::Outbox, key, stored)?;
-    let at: [u8; 8] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| VaultError::internal("a notification cursor is not 8 bytes"))?;
-    Ok(u64::from_be_bytes(at))
-}
-
-/// The position in a queued row's key.
-fn key_position(key: &[u8]) -> Option<u64> {
-    let len = usize::from(*key.get(1)?);
-    let at = 2 + len;
-    Some(u64::from_be_bytes(key.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
@@ -881,12 +666,6 @@ fn queue_key(
     k.extend_from_slice(&origin.to_be_bytes());
     k.extend_from_slice(&keys.outbox_subject(subject));
     k
-}
-
-/// A queued row's endpoint part (with its `q`) and subject hash: who waits behind it.
-fn queue_subject(key: &[u8]) -> (Vec<u8>, [u8; 8]) {
-    let end = key.get(1).map_or(0, |&len| 2 + usize::from(len)).min(key.len());
-    (key[..end].to_vec(), key_subject(key))
 }
 
 /// The subject hash at the end of a queued row's key.
@@ -1575,154 +1354,6 @@ impl Vault {
         s.failed += dropped;
         s.queued = s.queued.saturating_sub(dropped);
         Ok(out)
-    }
-
-    /// The log's size now (entries applied; the writer lock is held only to read it).
-    fn log_size(&self) -> u64 {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .log
-            .size()
-    }
-
-    /// Reads the entries below `size` after each live endpoint's stream into it: up to
-    /// [`READ_WINDOW`] entries, for a stream holding fewer than [`HELD_MAX`] events.
-    fn read_streams(
-        &self,
-        streams: &mut HashMap<WebhookTarget, Stream>,
-        config: &Config,
-        size: u64,
-    ) -> Result<(), VaultError> {
-        let reads = |t: &WebhookTarget, s: &Stream| config.live(t) && s.held.len() < HELD_MAX;
-        let Some(from) = streams
-            .iter()
-            .filter(|(t, s)| s.next < size && reads(t, s))
-            .map(|(_, s)| s.next)
-            .min()
-        else {
-            return Ok(());
-        };
-        let to = size.min(from.saturating_add(READ_WINDOW as u64));
-        let leaves = log::leaves(&*self.store, from, to, READ_WINDOW).map_err(log::store_failure)?;
-        // A citizen with an event waiting for a retry gets their next ones as rows, behind
-        // it, so that they do not hold the cursor back until the retry.
-        let waiting: HashSet<(Vec<u8>, [u8; 8])> = self
-            .notifier
-            .retry()
-            .keys()
-            .map(|k| queue_subject(k))
-            .collect();
-        let mut rows = WriteBatch::new();
-        let mut stored = 0u64;
-        let mut scratch = audit::Entry::empty();
-        for (index, leaf) in leaves {
-            let reading: Vec<WebhookTarget> = streams
-                .iter()
-                .filter(|(t, s)| s.next == index && reads(t, s))
-                .map(|(t, _)| t.clone())
-                .collect();
-            if reading.is_empty() {
-                continue;
-            }
-            for ev in self.events_in(index, &leaf, &mut scratch)? {
-                if reading.contains(&ev.target) {
-                    if let Some(s) = streams.get_mut(&ev.target) {
-                        let (key, row) = ev.row(&self.keys, index);
-                        if waiting.contains(&queue_subject(&key)) {
-                            rows.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
-                            stored += 1;
-                        } else {
-                            s.held.insert(key, row);
-                        }
-                    }
-                }
-            }
-            for t in &reading {
-                if let Some(s) = streams.get_mut(t) {
-                    s.next = index + 1;
-                }
-            }
-        }
-        if !rows.is_empty() {
-            self.store.apply(rows)?;
-            self.notifier.stats().queued += stored;
-        }
-        Ok(())
-    }
-
-    /// The events of the log entry `index` (its leaf) that endpoints read from the log:
-    /// none for an entry without a citizen's tag row (a deferred access, whose tag is used
-    /// once; an erased citizen's), nor for the kinds staged as rows.
-    /// `entry` is scratch space, reused across calls.
-    fn events_in(
-        &self,
-        index: u64,
-        leaf: &[u8],
-        entry: &mut audit::Entry,
-    ) -> Result<Vec<Event>, VaultError> {
-        entry.decode_into(leaf).map_err(|e| {
-            VaultError::internal(format!("the log's entry {index} does not decode: {e}"))
-        })?;
-        let Some(tag) = entry.subject else {
-            return Ok(Vec::new());
-        };
-        if entry.action == ERASURE_ACTION
-            || matches!(entry.deferral, Some(audit::Deferral::Deferred { .. }))
-            || citizen_event_type(&entry.action, &entry.decision, entry.review).is_none()
-        {
-            return Ok(Vec::new());
-        }
-        let Some(citizen) = self.notifier.citizen_of(&*self.store, &self.keys, &tag)? else {
-            return Ok(Vec::new());
-        };
-        let mut events = events_of(&entry.body, index, &citizen);
-        events.retain(|e| !e.scheduled);
-        Ok(events)
-    }
-
-    /// Ends `target`'s stream at the entry `until` (its disabling): the events it holds and
-    /// those of its entries not read yet become queued rows, kept for when the endpoint is
-    /// set again, and its cursor goes.
-    fn stream_to_rows(&self, target: &WebhookTarget, until: u64) -> Result<(), VaultError> {
-        let Some(mut stream) = self.notifier.streams().remove(target) else {
-            return Ok(());
-        };
-        loop {
-            let mut batch = WriteBatch::new();
-            let rows = stream.pending();
-            stream.flying_subjects.clear();
-            let events = std::mem::take(&mut stream.held)
-                .into_iter()
-                .chain(std::mem::take(&mut stream.flying));
-            for (k, row) in events {
-                batch.put(Tree::Outbox, k.clone(), seal_row(&self.keys, &k, &row)?);
-            }
-            let done = stream.next >= until;
-            if done {
-                batch.delete(Tree::Outbox, cursor_key(target));
-            }
-            self.store.commit(batch)?;
-            self.notifier.stats().queued += rows;
-            if done {
-                return Ok(());
-            }
-            let to = until.min(stream.next.saturating_add(READ_WINDOW as u64));
-            let leaves =
-                log::leaves(&*self.store, stream.next, to, READ_WINDOW).map_err(log::store_failure)?;
-            if leaves.is_empty() {
-                stream.next = until;
-            }
-            for (index, leaf) in leaves {
-                for ev in self.events_in(index, &leaf, &mut audit::Entry::empty())? {
-                    if ev.target == *target {
-                        let (key, row) = ev.row(&self.keys, index);
-                        stream.held.insert(key, row);
-                    }
-                }
-                stream.next = index + 1;
-            }
-        }
     }
 
     /// Moves scheduled events that fell due to their endpoint's queue.
