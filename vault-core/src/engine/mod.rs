@@ -1252,7 +1252,7 @@ impl Vault {
             .map_err(VaultError::audit)?;
         let block = log::stage_plan(&mut batch, &plan, &subjects, &state.block)?;
         let ticket = self.store.apply(batch)?;
-        self.notifier.tags_stored(fresh_tags);
+        self.notifier.tags_stored(&self.keys, fresh_tags);
         state
             .log
             .apply(&plan)

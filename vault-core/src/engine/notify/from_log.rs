@@ -3,6 +3,7 @@
 //! behind a log subject tag, and the merge of what a stream holds with the outbox's queued
 //! rows in one queue order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::PoisonError;
 
@@ -29,6 +30,13 @@ const READ_WINDOW: usize = 4096;
 const HELD_MAX: usize = SCAN_WINDOW;
 /// Citizens whose outbox tag row is known, kept in memory (emptied when full).
 const TAG_CACHE: usize = 65_536;
+
+/// The citizen a stored tag row names, and their subject hash in queue keys.
+#[derive(Clone)]
+pub(super) struct Known {
+    pub(super) citizen: String,
+    pub(super) hash: [u8; 8],
+}
 
 /// An endpoint's events read from the log and not yet delivered.
 pub(super) struct Stream {
@@ -102,11 +110,11 @@ pub(super) enum Queued<'a> {
     Held(&'a Row),
 }
 
-impl Queued<'_> {
-    pub(super) fn open(&self, keys: &VaultKeys, key: &[u8]) -> Result<Row, VaultError> {
+impl<'a> Queued<'a> {
+    pub(super) fn open(&self, keys: &VaultKeys, key: &[u8]) -> Result<Cow<'a, Row>, VaultError> {
         match self {
-            Queued::Stored(v) => open_row(keys, key, v),
-            Queued::Held(r) => Ok((*r).clone()),
+            Queued::Stored(v) => open_row(keys, key, v).map(Cow::Owned),
+            Queued::Held(r) => Ok(Cow::Borrowed(*r)),
         }
     }
 }
@@ -117,7 +125,6 @@ pub(super) fn merge_queue<'a>(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     held: impl Iterator<Item = (&'a Vec<u8>, &'a Row)>,
 ) -> impl Iterator<Item = (std::borrow::Cow<'a, [u8]>, Queued<'a>)> {
-    use std::borrow::Cow;
     let mut rows = rows.into_iter().peekable();
     let mut held = held.peekable();
     std::iter::from_fn(move || {
@@ -187,7 +194,11 @@ fn queue_subject(key: &[u8]) -> (Vec<u8>, [u8; 8]) {
 impl Notifier {
     /// Records tag rows committed by [`Notifier::stage`] (after the commit is applied, so
     /// that a failed commit leaves none believed stored).
-    pub(in crate::engine) fn tags_stored(&self, fresh: Vec<(SubjectTag, String)>) {
+    pub(in crate::engine) fn tags_stored(
+        &self,
+        keys: &VaultKeys,
+        fresh: Vec<(SubjectTag, String)>,
+    ) {
         if fresh.is_empty() {
             return;
         }
@@ -196,7 +207,8 @@ impl Notifier {
             if tags.len() >= TAG_CACHE {
                 tags.clear();
             }
-            tags.insert(tag, citizen);
+            let hash = keys.outbox_subject(&citizen);
+            tags.insert(tag, Known { citizen, hash });
         }
     }
 
@@ -206,9 +218,9 @@ impl Notifier {
         store: &dyn Storage,
         keys: &VaultKeys,
         tag: &SubjectTag,
-    ) -> Result<Option<String>, VaultError> {
-        if let Some(c) = self.tags().get(tag) {
-            return Ok(Some(c.clone()));
+    ) -> Result<Option<Known>, VaultError> {
+        if let Some(k) = self.tags().get(tag) {
+            return Ok(Some(k.clone()));
         }
         let key = tag_key(keys, tag);
         let Some(stored) = store.get(Tree::Outbox, &key)? else {
@@ -219,10 +231,9 @@ impl Notifier {
             self.stats().failed += 1;
             return Ok(None);
         };
-        self.tags_stored(vec![(*tag, citizen.clone())]);
-        Ok(Some(citizen))
+        self.tags_stored(keys, vec![(*tag, citizen)]);
+        Ok(self.tags().get(tag).cloned())
     }
-
 
     /// Stages the citizen's tag row unless it is known to be stored (see [`Notifier::stage`]).
     pub(super) fn stage_tag(
@@ -241,7 +252,7 @@ impl Notifier {
             let sound = stored.and_then(|v| open_tag(keys, &key, &v)).as_deref()
                 == Some(citizen.as_str());
             if sound {
-                self.tags_stored(vec![(tag, citizen.as_str().to_owned())]);
+                self.tags_stored(keys, vec![(tag, citizen.as_str().to_owned())]);
             } else {
                 let sealed = keys
                     .seal_private(Tree::Outbox, &key, citizen.as_str().as_bytes())
@@ -294,12 +305,15 @@ impl Vault {
         let mut rows = WriteBatch::new();
         let mut stored = 0u64;
         let mut scratch = audit::Entry::empty();
+        let mut reading: Vec<WebhookTarget> = Vec::new();
         for (index, leaf) in leaves {
-            let reading: Vec<WebhookTarget> = streams
-                .iter()
-                .filter(|(t, s)| s.next == index && reads(t, s))
-                .map(|(t, _)| t.clone())
-                .collect();
+            reading.clear();
+            reading.extend(
+                streams
+                    .iter()
+                    .filter(|(t, s)| s.next == index && reads(t, s))
+                    .map(|(t, _)| t.clone()),
+            );
             if reading.is_empty() {
                 continue;
             }
@@ -307,7 +321,7 @@ impl Vault {
                 if reading.contains(&ev.target) {
                     if let Some(s) = streams.get_mut(&ev.target) {
                         let (key, row) = ev.row(&self.keys, index);
-                        if waiting.contains(&queue_subject(&key)) {
+                        if !waiting.is_empty() && waiting.contains(&queue_subject(&key)) {
                             rows.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
                             stored += 1;
                         } else {
@@ -351,11 +365,14 @@ impl Vault {
         {
             return Ok(Vec::new());
         }
-        let Some(citizen) = self.notifier.citizen_of(&*self.store, &self.keys, &tag)? else {
+        let Some(known) = self.notifier.citizen_of(&*self.store, &self.keys, &tag)? else {
             return Ok(Vec::new());
         };
-        let mut events = events_of(&entry.body, index, &citizen);
+        let mut events = events_of(&entry.body, index, &known.citizen);
         events.retain(|e| !e.scheduled);
+        for e in &mut events {
+            e.subject_hash = Some(known.hash);
+        }
         Ok(events)
     }
 

@@ -32,6 +32,7 @@
 //! Payloads are thin: the event type, ids, the audit index and times; never a field value
 //! or a caller's text.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -52,7 +53,7 @@ use crate::envelope::CitizenId;
 use crate::storage::{self, Storage, Tree, WriteBatch};
 
 mod from_log;
-use from_log::{cursor_key, merge_queue, open_cursor, seal_cursor, tag_key, Stream};
+use from_log::{cursor_key, merge_queue, open_cursor, seal_cursor, tag_key, Known, Stream};
 
 const CONFIG_KEY: &[u8] = b"notify_config";
 const CONFIG_KIND: &str = "notification configuration";
@@ -80,6 +81,9 @@ pub const MAX_WEBHOOK_BATCH: u16 = 1000;
 /// its deliveries can carry and a few more (rows of citizens with an event in flight are
 /// skipped).
 const SCAN_WINDOW: usize = 16_384;
+/// A delivery round reads the outbox's queued and scheduled rows at least this often, even
+/// when its counts say there are none (ms).
+const OUTBOX_READ_EVERY_MS: u64 = 1000;
 /// Scheduled rows moved to the queue in one round.
 const PROMOTE_BATCH: usize = 256;
 
@@ -99,18 +103,6 @@ impl WebhookTarget {
         match self {
             WebhookTarget::Gateway => "gateway".to_owned(),
             WebhookTarget::Agency(a) => format!("agency:{a}"),
-        }
-    }
-
-    /// The target's part of an outbox key.
-    fn key(&self) -> Vec<u8> {
-        match self {
-            WebhookTarget::Gateway => b"g".to_vec(),
-            WebhookTarget::Agency(a) => {
-                let mut k = b"a:".to_vec();
-                k.extend_from_slice(a.as_bytes());
-                k
-            }
         }
     }
 
@@ -211,7 +203,7 @@ struct Row {
     /// The `webhook-id`: the same on every attempt.
     id: String,
     /// The event type.
-    kind: String,
+    kind: Cow<'static, str>,
     /// Events about one subject (a citizen) are delivered in order.
     subject: String,
     /// When the event happened (for a scheduled one, when it falls due), ms.
@@ -344,7 +336,9 @@ pub(super) struct Notifier {
     /// Each set endpoint's events from the log (a disabled endpoint has none).
     streams: Mutex<HashMap<WebhookTarget, Stream>>,
     /// Subject tags whose outbox tag row is stored, with the citizen id it holds.
-    tags: Mutex<HashMap<SubjectTag, String>>,
+    tags: Mutex<HashMap<SubjectTag, Known>>,
+    /// When a delivery round last read the outbox whatever the counts said (ms).
+    outbox_read_ms: Mutex<u64>,
 }
 
 impl Notifier {
@@ -427,6 +421,7 @@ impl Notifier {
             retry: Mutex::new(retry),
             streams: Mutex::new(streams),
             tags: Mutex::new(HashMap::new()),
+            outbox_read_ms: Mutex::new(0),
         })
     }
 
@@ -434,7 +429,7 @@ impl Notifier {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn tags(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectTag, String>> {
+    fn tags(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectTag, Known>> {
         self.tags.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -577,7 +572,7 @@ impl Notifier {
         if let Some(tag) = tag {
             batch.delete(Tree::Outbox, tag_key(keys, tag).to_vec());
         }
-        self.tags().retain(|_, c| c != citizen.as_str());
+        self.tags().retain(|_, k| k.citizen != citizen.as_str());
         for stream in self.streams().values_mut() {
             stream.held.retain(|_, r| r.subject != citizen.as_str());
             let gone: Vec<Vec<u8>> = stream
@@ -633,10 +628,14 @@ fn open_row_form(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Result<(Row, bo
 }
 
 fn endpoint_part(out: &mut Vec<u8>, target: &WebhookTarget) {
-    let k = target.key();
+    let (head, id) = match target {
+        WebhookTarget::Gateway => (&b"g"[..], ""),
+        WebhookTarget::Agency(a) => (&b"a:"[..], a.as_str()),
+    };
     // Agency ids are short identifiers (the policy files bound them well under 255).
-    out.push(u8::try_from(k.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(&k);
+    out.push(u8::try_from(head.len() + id.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(head);
+    out.extend_from_slice(id.as_bytes());
 }
 
 /// The action of an erasure's entry, whose event is queued as a row.
@@ -649,22 +648,20 @@ fn rows_under<'a>(store: &'a dyn Storage, prefix: &[u8]) -> storage::ScanAll<'a>
 }
 
 fn queue_prefix(target: &WebhookTarget) -> Vec<u8> {
-    let mut k = vec![QUEUED];
+    // With room for the rest of a queued row's key.
+    let mut k = Vec::with_capacity(64);
+    k.push(QUEUED);
     endpoint_part(&mut k, target);
     k
 }
 
-fn queue_key(
-    keys: &VaultKeys,
-    target: &WebhookTarget,
-    position: u64,
-    origin: u64,
-    subject: &str,
-) -> Vec<u8> {
+/// A queued row's key: its endpoint, position and origin, and `subject_hash`
+/// ([`VaultKeys::outbox_subject`] of its citizen).
+fn queue_key(target: &WebhookTarget, position: u64, origin: u64, subject_hash: [u8; 8]) -> Vec<u8> {
     let mut k = queue_prefix(target);
     k.extend_from_slice(&position.to_be_bytes());
     k.extend_from_slice(&origin.to_be_bytes());
-    k.extend_from_slice(&keys.outbox_subject(subject));
+    k.extend_from_slice(&subject_hash);
     k
 }
 
@@ -734,6 +731,8 @@ struct Event {
     data: EventData,
     scheduled: bool,
     check: Option<(String, String)>,
+    /// The subject's hash in queue keys, when known (computed from `subject` if not).
+    subject_hash: Option<[u8; 8]>,
 }
 
 impl Event {
@@ -743,20 +742,28 @@ impl Event {
         } else {
             format!("msg_{index}")
         };
-        let body = serde_json::to_string(&EventBody {
+        let mut body = Vec::with_capacity(384);
+        let event = EventBody {
             data: &self.data,
             timestamp: rfc3339_ms(self.at_ms),
             kind: self.kind,
-        })
-        .unwrap_or_default();
+        };
+        // Serialising plain strings and numbers into memory does not fail.
+        let body = match serde_json::to_writer(&mut body, &event) {
+            Ok(()) => String::from_utf8(body).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         let key = if self.scheduled {
             scheduled_key(self.at_ms, &self.target, index)
         } else {
-            queue_key(keys, &self.target, index, index, &self.subject)
+            let hash = self
+                .subject_hash
+                .unwrap_or_else(|| keys.outbox_subject(&self.subject));
+            queue_key(&self.target, index, index, hash)
         };
         let row = Row {
             id,
-            kind: self.kind.to_owned(),
+            kind: Cow::Borrowed(self.kind),
             subject: self.subject,
             at_ms: self.at_ms,
             body,
@@ -773,7 +780,7 @@ impl Event {
 fn message(
     target: &WebhookTarget,
     endpoint: &EndpointConfig,
-    mut rows: Vec<(DeliveryKey, Row)>,
+    mut rows: Vec<(DeliveryKey, Cow<'_, Row>)>,
     now_ms: u64,
 ) -> Delivery {
     let attempts = rows.iter().map(|(_, r)| r.attempts).max().unwrap_or(0);
@@ -784,27 +791,37 @@ fn message(
         None
     };
     let (id, kind, body, keys) = if let Some((key, row)) = single {
-        (row.id, row.kind, row.body, vec![key])
+        let row = row.into_owned();
+        (row.id, row.kind.into_owned(), row.body, vec![key])
     } else {
         let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut events = String::new();
+        let size: usize = rows.iter().map(|(_, r)| r.id.len() + r.body.len() + 8).sum();
+        let mut body = String::with_capacity(size + 96);
+        body.push_str("{\"type\":\"batch\",\"timestamp\":\"");
+        body.push_str(&rfc3339_ms(now_ms));
+        body.push_str("\",\"data\":{\"events\":[");
         let mut keys = Vec::with_capacity(rows.len());
-        for (key, row) in rows {
+        for (i, (key, row)) in rows.into_iter().enumerate() {
             ids.update(row.id.as_bytes());
             ids.update(b"\n");
-            if !events.is_empty() {
-                events.push(',');
+            if i > 0 {
+                body.push(',');
             }
             // The stored body is a JSON object; the event's id goes first in it.
-            events.push_str(&format!("{{\"id\":{},", Value::String(row.id)));
-            events.push_str(row.body.strip_prefix('{').unwrap_or(&row.body));
+            body.push_str("{\"id\":");
+            if row.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                body.push('"');
+                body.push_str(&row.id);
+                body.push('"');
+            } else {
+                body.push_str(&Value::String(row.id.clone()).to_string());
+            }
+            body.push(',');
+            body.push_str(row.body.strip_prefix('{').unwrap_or(&row.body));
             keys.push(key);
         }
+        body.push_str("]}}");
         let id = format!("msg_batch_{}", super::hex(&ids.finish().as_ref()[..16]));
-        let body = format!(
-            "{{\"type\":\"batch\",\"timestamp\":\"{}\",\"data\":{{\"events\":[{events}]}}}}",
-            rfc3339_ms(now_ms)
-        );
         (id, "batch".to_owned(), body, keys)
     };
     Delivery {
@@ -819,10 +836,31 @@ fn message(
     }
 }
 
-/// RFC 3339 in UTC with milliseconds.
+/// RFC 3339 in UTC with milliseconds. The date and time of the second last formatted on
+/// this thread are kept: the events of a round mostly share their second.
 fn rfc3339_ms(ms: u64) -> String {
-    let secs = Timestamp::from_unix_seconds(ms / 1000).to_string();
-    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms % 1000)
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = ms / 1000;
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = Timestamp::from_unix_seconds(secs).to_string();
+            // Without its `Z`.
+            text.pop();
+        }
+        let frac = ms % 1000;
+        let mut out = String::with_capacity(text.len() + 5);
+        out.push_str(text);
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
+        out.push('Z');
+        out
+    })
 }
 
 /// The citizen-facing event type of an entry (the citizen's feed and the gateway's
@@ -857,13 +895,11 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
         ..EventData::default()
     };
     let agency = match (&draft.actor.kind, &draft.terms) {
-        (ActorKind::Agency, _) => Some(draft.actor.id.clone()),
-        (_, Some(t)) => Some(t.agency.clone()),
+        (ActorKind::Agency, _) => Some(draft.actor.id.as_str()),
+        (_, Some(t)) => Some(t.agency.as_str()),
         _ => None,
     };
-    if let Some(a) = &agency {
-        data.agency = Some(a.clone());
-    }
+    data.agency = agency.map(str::to_owned);
     if let Some(p) = &draft.purpose {
         data.purpose = Some(p.clone());
     }
@@ -886,6 +922,7 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
         data,
         scheduled: false,
         check: None,
+        subject_hash: None,
     };
     let consent_change = matches!(
         draft.action.as_str(),
@@ -893,19 +930,19 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
     );
     if consent_change {
         if let Some(a) = &agency {
-            out.push(event(WebhookTarget::Agency(a.clone()), data.clone()));
+            out.push(event(WebhookTarget::Agency((*a).to_owned()), data.clone()));
         }
     }
-    out.push(event(WebhookTarget::Gateway, data.clone()));
     // A granted consent expires at its time unless withdrawn first: scheduled now, checked
     // when due.
+    let mut scheduled = Vec::new();
     if draft.action == "consent.grant" {
         if let (Some(t), Some(c), Some(a)) = (&draft.terms, &draft.consent_id, &agency) {
             let at_ms = t.expires_at.saturating_mul(1000);
             let mut d = data.clone();
             d.expires_at = Some(rfc3339_ms(at_ms));
-            for target in [WebhookTarget::Agency(a.clone()), WebhookTarget::Gateway] {
-                out.push(Event {
+            for target in [WebhookTarget::Agency((*a).to_owned()), WebhookTarget::Gateway] {
+                scheduled.push(Event {
                     target,
                     kind: "consent.expired",
                     subject: citizen.to_owned(),
@@ -913,10 +950,13 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
                     data: d.clone(),
                     scheduled: true,
                     check: Some((citizen.to_owned(), c.clone())),
+                    subject_hash: None,
                 });
             }
         }
     }
+    out.push(event(WebhookTarget::Gateway, data));
+    out.extend(scheduled);
     out
 }
 
@@ -1208,7 +1248,24 @@ impl Vault {
         per_endpoint: usize,
     ) -> Result<Vec<Delivery>, VaultError> {
         let (_, now_ms) = now_parts();
-        self.promote_due(now_ms)?;
+        // The outbox is read when the counts say it holds rows, and once a second anyway
+        // (so that a count gone wrong delays a row by a second at most): most rounds find
+        // every event in the log.
+        let (queued_rows, scheduled_rows) = {
+            let s = self.notifier.stats();
+            (s.queued, s.scheduled)
+        };
+        let full = {
+            let mut last = self.notifier.outbox_read_ms.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = now_ms.abs_diff(*last) >= OUTBOX_READ_EVERY_MS;
+            if due {
+                *last = now_ms;
+            }
+            due
+        };
+        if full || scheduled_rows > 0 {
+            self.promote_due(now_ms)?;
+        }
         let size = self.log_size();
         let config = self.notifier.config();
         let keys = &self.keys;
@@ -1241,7 +1298,11 @@ impl Vault {
                 .saturating_add(busy_rows)
                 .saturating_add(16)
                 .min(SCAN_WINDOW);
-            let rows = self.store.scan(Tree::Outbox, &start, Some(&end), window)?;
+            let rows = if full || queued_rows > 0 {
+                self.store.scan(Tree::Outbox, &start, Some(&end), window)?
+            } else {
+                Vec::new()
+            };
             // The rows and the events read from the log, in queue order; past the last
             // row read when more rows may follow (a later row of a citizen must not be
             // passed by an event of theirs read from the log).
@@ -1264,7 +1325,7 @@ impl Vault {
             // Decided from the keys (the subject hash) and the retry times; only the rows
             // taken (and the first, for the oldest age) are opened and authenticated.
             let mut blocked: HashSet<[u8; 8]> = HashSet::new();
-            let mut taking: Vec<(DeliveryKey, Row)> = Vec::new();
+            let mut taking: Vec<(DeliveryKey, Cow<'_, Row>)> = Vec::new();
             let mut taking_subjects: HashSet<[u8; 8]> = HashSet::new();
             let mut picked = 0usize;
             let mut first = true;
@@ -1390,7 +1451,7 @@ impl Vault {
                 None => true,
             };
             if still {
-                let key = queue_key(&self.keys, &target, position, origin, &row.subject);
+                let key = queue_key(&target, position, origin, self.keys.outbox_subject(&row.subject));
                 batch.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
                 queued += 1;
             }
@@ -1618,7 +1679,7 @@ mod tests {
             next_ms: 9_000,
             check: None,
         };
-        let fresh = queue_key(&keys, &WebhookTarget::Gateway, 5, 5, "EE38001010001");
+        let fresh = queue_key(&WebhookTarget::Gateway, 5, 5, keys.outbox_subject("EE38001010001"));
         let mut old = queue_prefix(&WebhookTarget::Gateway);
         old.extend_from_slice(&6u64.to_be_bytes());
         old.extend_from_slice(&6u64.to_be_bytes());
@@ -1735,7 +1796,7 @@ mod tests {
         assert_eq!(events.len(), 1);
         let keys = VaultKeys::derive(&[3u8; 32]);
         let (key, row) = events.into_iter().next().unwrap().row(&keys, 42);
-        assert_eq!(key, queue_key(&keys, &WebhookTarget::Gateway, 42, 42, "c-1"));
+        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42, keys.outbox_subject("c-1")));
         assert_eq!(key_subject(&key), keys.outbox_subject("c-1"));
         assert_ne!(keys.outbox_subject("c-1"), keys.outbox_subject("c-2"));
         assert_ne!(
