@@ -7,7 +7,7 @@
 //!
 //! Writes the CA certificate to CA_PEM_OUT (for the vault's `--webhook-ca`), then prints
 //! `listening on https://localhost:PORT` and serves until killed; on SIGTERM or SIGINT it
-//! prints the count of requests received.
+//! prints the count of requests received. A GET (any path) answers the count so far.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +71,16 @@ async fn main() -> anyhow::Result<()> {
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let count = count.clone();
                     async move {
+                        if req.method() == hyper::Method::GET {
+                            // The count so far, for the benchmark's report.
+                            let n = count.load(Ordering::Relaxed).to_string();
+                            return Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(200)
+                                    .body(Full::new(Bytes::from(n)))
+                                    .expect("a response"),
+                            );
+                        }
                         let _ = req.into_body().collect().await;
                         count.fetch_add(1, Ordering::Relaxed);
                         Ok::<_, Infallible>(
