@@ -668,6 +668,7 @@ impl Vault {
                 block: log::OpenBlock::at(state.size()),
                 log: state,
                 latest: log::LatestAbout::default(),
+                applied: None,
             }),
             log_signer,
             log_vkey,
@@ -910,6 +911,12 @@ impl Vault {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .count
+    }
+
+    /// The vault's store, to arm its failpoints (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub fn dangerous_store(&self) -> &dyn Storage {
+        &*self.store
     }
 
     /// Signs a checkpoint of the whole log if it grew since the last one.
@@ -1252,6 +1259,7 @@ impl Vault {
             .map_err(VaultError::audit)?;
         let block = log::stage_plan(&mut batch, &plan, &subjects, &state.block)?;
         let ticket = self.store.apply(batch)?;
+        state.applied = Some(ticket);
         self.notifier.tags_stored(&self.keys, fresh_tags);
         state
             .log
@@ -1331,6 +1339,9 @@ struct Writer {
     log: LogState,
     block: log::OpenBlock,
     latest: log::LatestAbout,
+    /// The ticket of the last batch that appended entries (`None`: none since open, the
+    /// log read at open being durable).
+    applied: Option<CommitTicket>,
 }
 
 /// One transaction being built under the writer lock.

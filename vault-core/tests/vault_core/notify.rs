@@ -568,6 +568,55 @@ fn events_are_read_from_the_log_after_a_stored_cursor() {
     v.shutdown();
 }
 
+/// An event is handed out only once its entry is durable: a round waits for the store's
+/// durability step, and when that step fails (here it panics, as a failed fsync would fail)
+/// the access's event is never handed out, the store refuses everything, and after a
+/// restart the undone access has no event either (what was delivered before the failed
+/// step is sent again: at least once).
+#[test]
+fn no_event_is_handed_out_for_an_entry_that_is_not_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = gateway_with_two_requests(tmp.path());
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 2);
+    let sent: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+    let done: Vec<_> = due
+        .into_iter()
+        .map(|d| (d, DeliveryOutcome::Delivered))
+        .collect();
+    v.notification_results(&done).unwrap();
+    // Applied, not yet durable: the next durability step fails.
+    v.dangerous_store().dangerous_panic_next_durability();
+    let input = vault_core::AccessInput::new(
+        "alice",
+        "medical_treatment",
+        &["health.blood_type".to_owned()],
+        Some("consent"),
+        None,
+        None,
+    )
+    .unwrap();
+    let size = v.audit_size();
+    v.access_decide("general_hospital", input).unwrap();
+    assert_eq!(v.audit_size(), size + 1, "the access's entry is applied");
+    assert!(
+        v.notifications_due(&HashSet::new(), 8).is_err(),
+        "the round waits for the failed durability step"
+    );
+    assert!(v.notifications_due(&HashSet::new(), 8).is_err());
+    v.shutdown();
+    drop(v);
+    let v = crate::init_data_dir_reopen(tmp.path(), PASS);
+    assert_eq!(v.audit_size(), size, "the access was undone by the failure");
+    // The cursor's move was undone too: the two requests' events go again (at least
+    // once, same ids), and there is none for the access.
+    let again = v.notifications_due(&HashSet::new(), 8).unwrap();
+    let ids: Vec<String> = again.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, sent);
+    assert!(again.iter().all(|d| body(d)["type"] == "consent.requested"));
+    v.shutdown();
+}
+
 /// A vault with the citizens' gateway set, and a consent request about alice, then bob.
 fn gateway_with_two_requests(root: &Path) -> Vault {
     let v = open(root);

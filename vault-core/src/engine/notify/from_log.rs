@@ -275,6 +275,21 @@ impl Vault {
             .size()
     }
 
+    /// The log's size once every entry below it is durable: events are handed out only for
+    /// those, so that none is sent for a change a failed durability step (a crash) undoes.
+    /// Waits for the store's durability step under way (it shares the accesses' fsync) or
+    /// leads one; fails when the store has failed.
+    pub(super) fn durable_log_size(&self) -> Result<u64, VaultError> {
+        let (size, applied) = {
+            let w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            (w.log.size(), w.applied)
+        };
+        if let Some(ticket) = applied {
+            self.store.wait_durable(ticket)?;
+        }
+        Ok(size)
+    }
+
     /// Reads the entries below `size` after each live endpoint's stream into it: up to
     /// [`READ_WINDOW`] entries, for a stream holding fewer than [`HELD_MAX`] events.
     pub(super) fn read_streams(

@@ -1241,7 +1241,9 @@ impl Vault {
     /// queued first (an expiry only if the consent is still active). An event read from
     /// the log and handed out here stays in flight until the attempt's result is
     /// recorded ([`Vault::notification_results`]), whatever `in_flight` says; a stored
-    /// row is in flight while `in_flight` holds its key.
+    /// row is in flight while `in_flight` holds its key. Only events of durable log entries
+    /// are handed out: the round first waits for the store's durability step (shared with
+    /// the accesses'), and fails if the store has failed.
     pub fn notifications_due(
         &self,
         in_flight: &HashSet<DeliveryKey>,
@@ -1266,7 +1268,7 @@ impl Vault {
         if full || scheduled_rows > 0 {
             self.promote_due(now_ms)?;
         }
-        let size = self.log_size();
+        let size = self.durable_log_size()?;
         let config = self.notifier.config();
         let keys = &self.keys;
         let mut out = Vec::new();
