@@ -9,13 +9,13 @@
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vault_core::{AccessInput, Bearer, DataDir, GrantInput, InitOptions, TokenRequest, Vault};
-
-const PASS: &str = "correct horse battery staple bench";
+use vault_core::{AccessInput, Bearer, GrantInput, TokenRequest, Vault};
 
 fn days_ahead(days: u64) -> String {
     let now = std::time::SystemTime::now()
@@ -27,19 +27,7 @@ fn days_ahead(days: u64) -> String {
 
 /// A vault whose citizen has one consent of the hospital and `others` of the tax authority.
 fn vault(root: &Path, others: usize) -> Vault {
-    let dir = DataDir::new(root.join("data"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "bench.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .expect("init");
-    let v = dir.open(PASS).expect("open");
+    let v = common::vault_in(root);
     let secret = v
         .issue_token(TokenRequest::Citizen {
             citizen: "alice".to_owned(),

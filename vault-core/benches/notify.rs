@@ -17,15 +17,14 @@
 #![allow(missing_docs)]
 
 use std::collections::HashSet;
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vault_core::{
-    AccessInput, DataDir, DeliveryOutcome, ImportRow, InitOptions, Plaintext, Vault, WebhookTarget,
-};
+use vault_core::{AccessInput, DeliveryOutcome, ImportRow, Plaintext, Vault, WebhookTarget};
 
-const PASS: &str = "correct horse battery staple bench";
 /// Citizens the accesses go round (a citizen's events are in one message at a time).
 const CITIZENS: usize = 1000;
 /// Accesses made before each drain: a round's worth of events at a few thousand accesses
@@ -35,19 +34,7 @@ const CHUNK: u64 = 1000;
 /// A vault with a name record of each of citizens `BENCH000000`.., and statutory police accesses to them (as
 /// `scripts/bench-load` makes with notifications on).
 fn vault(root: &Path) -> (Vault, Vec<AccessInput>) {
-    let dir = DataDir::new(root.join("data"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "bench.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .expect("init");
-    let v = dir.open(PASS).expect("open");
+    let v = common::vault_in(root);
     for part in 0..CITIZENS.div_ceil(500) {
         let rows = (part * 500..CITIZENS.min(part * 500 + 500))
             .map(|i| ImportRow {

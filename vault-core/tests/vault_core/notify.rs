@@ -32,8 +32,9 @@ fn request(v: &Vault, citizen: &str) -> String {
     .to_string()
 }
 
-fn access(v: &Vault, citizen: &str) {
-    let input = vault_core::AccessInput::new(
+/// The hospital's request for `citizen`'s blood type under their consent.
+fn access_input(citizen: &str) -> vault_core::AccessInput {
+    vault_core::AccessInput::new(
         citizen,
         "medical_treatment",
         &["health.blood_type".to_owned()],
@@ -41,8 +42,11 @@ fn access(v: &Vault, citizen: &str) {
         None,
         None,
     )
-    .unwrap();
-    v.access("general_hospital", input).unwrap();
+    .unwrap()
+}
+
+fn access(v: &Vault, citizen: &str) {
+    v.access("general_hospital", access_input(citizen)).unwrap();
 }
 
 fn body(d: &vault_core::Delivery) -> serde_json::Value {
@@ -587,17 +591,9 @@ fn no_event_is_handed_out_for_an_entry_that_is_not_durable() {
     v.notification_results(&done).unwrap();
     // Applied, not yet durable: the next durability step fails.
     v.dangerous_store().dangerous_panic_next_durability();
-    let input = vault_core::AccessInput::new(
-        "alice",
-        "medical_treatment",
-        &["health.blood_type".to_owned()],
-        Some("consent"),
-        None,
-        None,
-    )
-    .unwrap();
     let size = v.audit_size();
-    v.access_decide("general_hospital", input).unwrap();
+    v.access_decide("general_hospital", access_input("alice"))
+        .unwrap();
     assert_eq!(v.audit_size(), size + 1, "the access's entry is applied");
     assert!(
         v.notifications_due(&HashSet::new(), 8).is_err(),
