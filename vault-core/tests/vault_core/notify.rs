@@ -625,3 +625,56 @@ fn gateway_with_two_requests(root: &Path) -> Vault {
     request(&v, "bob");
     v
 }
+
+/// On PostgreSQL too: events are read from the durable log after the cursor, which the
+/// results move in the database, so a vault opened again sends only what was not
+/// delivered.
+#[test]
+fn a_vault_on_postgresql_delivers_from_its_log_after_the_stored_cursor() {
+    use vault_core::storage::postgres::testing::PgCluster;
+    let url = PgCluster::shared().new_database().expect("database");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = vault_core::DataDir::new(tmp.path().join("data"))
+        .on_postgres(&url, None, Some("node-a".to_owned()))
+        .unwrap();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    dir.init(
+        PASS,
+        &policies,
+        vault_core::InitOptions {
+            hostnames: vec!["localhost".to_owned()],
+            origin: "test.example/log".to_owned(),
+            dangerous_kdf_iterations: Some(10_000),
+        },
+    )
+    .unwrap();
+    let v = dir.open(PASS).unwrap();
+    v.set_webhook(
+        &WebhookTarget::Gateway,
+        Some("https://gw.example.gov/events"),
+    )
+    .unwrap();
+    request(&v, "alice");
+    request(&v, "bob");
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    let citizens: Vec<_> = due
+        .iter()
+        .map(|d| body(d)["data"]["citizen"].clone())
+        .collect();
+    assert_eq!(citizens, ["alice", "bob"]);
+    v.notification_result(&due[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    v.shutdown();
+    drop(v);
+    let v = dir.open(PASS).unwrap();
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 1, "bob's, not alice's again");
+    assert_eq!(body(&due[0])["data"]["citizen"], "bob");
+    v.notification_result(&due[0], &DeliveryOutcome::Delivered)
+        .unwrap();
+    request(&v, "alice");
+    let due = v.notifications_due(&HashSet::new(), 8).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(body(&due[0])["type"], "consent.requested");
+    v.shutdown();
+}
