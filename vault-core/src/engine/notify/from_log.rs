@@ -199,17 +199,19 @@ impl Notifier {
         keys: &VaultKeys,
         fresh: Vec<(SubjectTag, String)>,
     ) {
-        if fresh.is_empty() {
-            return;
-        }
-        let mut tags = self.tags();
         for (tag, citizen) in fresh {
-            if tags.len() >= TAG_CACHE {
-                tags.clear();
-            }
             let hash = keys.outbox_subject(&citizen);
-            tags.insert(tag, Known { citizen, hash });
+            self.remember(tag, Known { citizen, hash });
         }
+    }
+
+    /// Keeps `known` in the tag cache (emptied first when full).
+    fn remember(&self, tag: SubjectTag, known: Known) {
+        let mut tags = self.tags();
+        if tags.len() >= TAG_CACHE {
+            tags.clear();
+        }
+        tags.insert(tag, known);
     }
 
     /// The citizen behind a log subject tag, if a tag row names one.
@@ -231,8 +233,10 @@ impl Notifier {
             self.stats().failed += 1;
             return Ok(None);
         };
-        self.tags_stored(keys, vec![(*tag, citizen)]);
-        Ok(self.tags().get(tag).cloned())
+        let hash = keys.outbox_subject(&citizen);
+        let known = Known { citizen, hash };
+        self.remember(*tag, known.clone());
+        Ok(Some(known))
     }
 
     /// Stages the citizen's tag row unless it is known to be stored (see [`Notifier::stage`]).
