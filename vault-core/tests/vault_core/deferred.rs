@@ -12,7 +12,7 @@ const DAYS: u64 = 30;
 
 /// The example policies, with `tax_collection_assets` disclosed `disclosure` later.
 fn open(root: &Path, disclosure: &str) -> Vault {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    let examples = crate::example_policies();
     let policies = root.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     for name in ["vocabulary.toml", "break_glass.toml", "agencies.toml"] {
@@ -26,16 +26,7 @@ fn open(root: &Path, disclosure: &str) -> Vault {
         std::fs::write(policies.join(name), text).unwrap();
     }
     let dir = DataDir::new(root.join("data"));
-    dir.init(
-        PASS,
-        &policies,
-        vault_core::InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
+    crate::init_with(&dir, PASS, &policies);
     dir.open(PASS).unwrap()
 }
 

@@ -34,10 +34,20 @@ fn days_ahead(days: u64) -> String {
 /// (a fast KDF), not opened.
 fn init_data_dir(root: &std::path::Path, passphrase: &str) -> vault_core::DataDir {
     let dir = vault_core::DataDir::new(root.join("data"));
-    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    init_with(&dir, passphrase, &example_policies());
+    dir
+}
+
+/// The example policy set.
+fn example_policies() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples")
+}
+
+/// Initialises `dir` with the policy files in `policies` and `passphrase` (a fast KDF).
+fn init_with(dir: &vault_core::DataDir, passphrase: &str, policies: &std::path::Path) {
     dir.init(
         passphrase,
-        &policies,
+        policies,
         vault_core::InitOptions {
             hostnames: vec!["localhost".to_owned()],
             origin: "test.example/log".to_owned(),
@@ -45,6 +55,17 @@ fn init_data_dir(root: &std::path::Path, passphrase: &str) -> vault_core::DataDi
         },
     )
     .unwrap();
+}
+
+/// A data directory under `root` whose store is a new database of the test process's
+/// private PostgreSQL cluster, as node `node`, initialised as [`init_data_dir`] does.
+fn init_pg_data_dir(root: &std::path::Path, passphrase: &str, node: &str) -> vault_core::DataDir {
+    use vault_core::storage::postgres::testing::PgCluster;
+    let url = PgCluster::shared().new_database().expect("database");
+    let dir = vault_core::DataDir::new(root.join("data"))
+        .on_postgres(&url, None, Some(node.to_owned()))
+        .unwrap();
+    init_with(&dir, passphrase, &example_policies());
     dir
 }
 

@@ -615,7 +615,11 @@ fn no_event_is_handed_out_for_an_entry_that_is_not_durable() {
 
 /// A vault with the citizens' gateway set, and a consent request about alice, then bob.
 fn gateway_with_two_requests(root: &Path) -> Vault {
-    let v = open(root);
+    with_gateway_and_two_requests(open(root))
+}
+
+/// `v` with the citizens' gateway set, and a consent request about alice, then bob.
+fn with_gateway_and_two_requests(v: Vault) -> Vault {
     v.set_webhook(
         &WebhookTarget::Gateway,
         Some("https://gw.example.gov/events"),
@@ -631,31 +635,9 @@ fn gateway_with_two_requests(root: &Path) -> Vault {
 /// delivered.
 #[test]
 fn a_vault_on_postgresql_delivers_from_its_log_after_the_stored_cursor() {
-    use vault_core::storage::postgres::testing::PgCluster;
-    let url = PgCluster::shared().new_database().expect("database");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = vault_core::DataDir::new(tmp.path().join("data"))
-        .on_postgres(&url, None, Some("node-a".to_owned()))
-        .unwrap();
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        vault_core::InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
-    let v = dir.open(PASS).unwrap();
-    v.set_webhook(
-        &WebhookTarget::Gateway,
-        Some("https://gw.example.gov/events"),
-    )
-    .unwrap();
-    request(&v, "alice");
-    request(&v, "bob");
+    let dir = crate::init_pg_data_dir(tmp.path(), PASS, "node-a");
+    let v = with_gateway_and_two_requests(dir.open(PASS).unwrap());
     let due = v.notifications_due(&HashSet::new(), 8).unwrap();
     let citizens: Vec<_> = due
         .iter()

@@ -97,24 +97,9 @@ fn only_a_quorum_cosigned_checkpoint_of_this_tree_is_published_and_it_never_goes
 
 #[test]
 fn a_standby_serves_the_witnessed_checkpoint_from_postgresql() {
-    use vault_core::storage::postgres::testing::PgCluster;
     use vault_core::PublicLog as _;
-    let url = PgCluster::shared().new_database().expect("database");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = vault_core::DataDir::new(tmp.path().join("data"))
-        .on_postgres(&url, None, Some("node-a".to_owned()))
-        .unwrap();
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
-    dir.init(
-        PASS,
-        &policies,
-        vault_core::InitOptions {
-            hostnames: vec!["localhost".to_owned()],
-            origin: "test.example/log".to_owned(),
-            dangerous_kdf_iterations: Some(10_000),
-        },
-    )
-    .unwrap();
+    let dir = crate::init_pg_data_dir(tmp.path(), PASS, "node-a");
     let v = dir.open(PASS).unwrap();
     let ws = witnesses();
     let p = policy(&v, &ws);
