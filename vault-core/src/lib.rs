@@ -17,22 +17,69 @@
 pub use audit;
 pub use policies;
 
-/// Declares internal modules: private, or public under the `test-hooks` feature.
-macro_rules! internal {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[cfg(feature = "test-hooks")]
-            #[doc(hidden)]
-            pub mod $name;
-            #[cfg(not(feature = "test-hooks"))]
-            mod $name;
-        )*
-    };
-}
-
-internal!(
-    agencies, auth, backup, codec, datadir, engine, envelope, keys, pki, records, storage, tokens,
-);
+// Internal modules: private, or public (hidden) under the `test-hooks` feature. Each is
+// declared twice rather than by a macro, so that `cargo fmt` (rustfmt expands no macro)
+// formats them.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod agencies;
+#[cfg(not(feature = "test-hooks"))]
+mod agencies;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod auth;
+#[cfg(not(feature = "test-hooks"))]
+mod auth;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod backup;
+#[cfg(not(feature = "test-hooks"))]
+mod backup;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod codec;
+#[cfg(not(feature = "test-hooks"))]
+mod codec;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod datadir;
+#[cfg(not(feature = "test-hooks"))]
+mod datadir;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod engine;
+#[cfg(not(feature = "test-hooks"))]
+mod engine;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod envelope;
+#[cfg(not(feature = "test-hooks"))]
+mod envelope;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod keys;
+#[cfg(not(feature = "test-hooks"))]
+mod keys;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod pki;
+#[cfg(not(feature = "test-hooks"))]
+mod pki;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod records;
+#[cfg(not(feature = "test-hooks"))]
+mod records;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod storage;
+#[cfg(not(feature = "test-hooks"))]
+mod storage;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod tokens;
+#[cfg(not(feature = "test-hooks"))]
+mod tokens;
 mod ct;
 mod migrate;
 mod offline;
