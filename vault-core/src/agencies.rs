@@ -235,7 +235,10 @@ mod tests {
         let e = codec::decode::<Enrolment>("agency enrolment", FORMAT, &bytes)
             .unwrap()
             .normalise();
-        assert_eq!(e.certs[0].revoked_at, Some(Timestamp::from_unix_seconds(200)));
+        assert_eq!(
+            e.certs[0].revoked_at,
+            Some(Timestamp::from_unix_seconds(200))
+        );
         assert_eq!(e.certs[1].revoked_at, None);
         let pins: Vec<_> = e.live_pins().map(|(fp, _)| fp).collect();
         assert_eq!(pins, [Fingerprint([2; 32])]);

@@ -287,7 +287,10 @@ mod tests {
         let keys = VaultKeys::derive(&[7u8; 32]);
         let mac = keys.records();
         let stored = mac.seal(Tree::Tokens, b"k1", b"value".to_vec());
-        assert_eq!(mac.open("token", Tree::Tokens, b"k1", &stored).unwrap(), b"value");
+        assert_eq!(
+            mac.open("token", Tree::Tokens, b"k1", &stored).unwrap(),
+            b"value"
+        );
         assert!(mac.open("token", Tree::Tokens, b"k2", &stored).is_err());
         assert!(mac.open("token", Tree::Agencies, b"k1", &stored).is_err());
         let mut edited = stored.clone();
@@ -295,7 +298,10 @@ mod tests {
         assert!(mac.open("token", Tree::Tokens, b"k1", &edited).is_err());
         assert!(mac.open("token", Tree::Tokens, b"k1", b"short").is_err());
         let other = VaultKeys::derive(&[8u8; 32]);
-        assert!(other.records().open("token", Tree::Tokens, b"k1", &stored).is_err());
+        assert!(other
+            .records()
+            .open("token", Tree::Tokens, b"k1", &stored)
+            .is_err());
     }
 
     #[test]
@@ -306,19 +312,31 @@ mod tests {
         assert!(!stored.windows(13).any(|w| w == b"EE38001010001"));
         assert_ne!(stored, keys.seal_private(Tree::Meta, b"k1", plain).unwrap());
         assert_eq!(
-            &keys.open_private("row", Tree::Meta, b"k1", &stored).unwrap()[..],
+            &keys
+                .open_private("row", Tree::Meta, b"k1", &stored)
+                .unwrap()[..],
             plain
         );
-        assert!(keys.open_private("row", Tree::Meta, b"k2", &stored).is_err());
-        assert!(keys.open_private("row", Tree::Outbox, b"k1", &stored).is_err());
+        assert!(keys
+            .open_private("row", Tree::Meta, b"k2", &stored)
+            .is_err());
+        assert!(keys
+            .open_private("row", Tree::Outbox, b"k1", &stored)
+            .is_err());
         for i in 0..stored.len() {
             let mut edited = stored.clone();
             edited[i] ^= 1;
-            assert!(keys.open_private("row", Tree::Meta, b"k1", &edited).is_err());
+            assert!(keys
+                .open_private("row", Tree::Meta, b"k1", &edited)
+                .is_err());
         }
-        assert!(keys.open_private("row", Tree::Meta, b"k1", &stored[..20]).is_err());
+        assert!(keys
+            .open_private("row", Tree::Meta, b"k1", &stored[..20])
+            .is_err());
         let other = VaultKeys::derive(&[8u8; 32]);
-        assert!(other.open_private("row", Tree::Meta, b"k1", &stored).is_err());
+        assert!(other
+            .open_private("row", Tree::Meta, b"k1", &stored)
+            .is_err());
     }
 
     #[test]

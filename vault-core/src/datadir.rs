@@ -295,7 +295,12 @@ pub fn init(
     options: InitOptions,
     now: Timestamp,
 ) -> Result<Unsealed, DataDirError> {
-    init_in(&sled_spec(dir, &SledOptions::default()), passphrase, options, now)
+    init_in(
+        &sled_spec(dir, &SledOptions::default()),
+        passphrase,
+        options,
+        now,
+    )
 }
 
 fn sled_spec(dir: &Path, options: &SledOptions) -> StoreSpec {
@@ -367,7 +372,11 @@ pub fn unseal(
     passphrase: &Passphrase,
     options: RecordOptions,
 ) -> Result<Unsealed, DataDirError> {
-    unseal_in(&sled_spec(dir, &SledOptions::default()), passphrase, options)
+    unseal_in(
+        &sled_spec(dir, &SledOptions::default()),
+        passphrase,
+        options,
+    )
 }
 
 /// [`unseal`] of the store `spec` names.
@@ -414,7 +423,11 @@ fn open_initialised(spec: &StoreSpec, read: bool) -> Result<Arc<dyn Storage>, Da
     if let Some(dir) = spec.sled_dir() {
         not_initialised_unless_sled(dir)?;
     }
-    let store = if read { spec.open_to_read()? } else { spec.open()? };
+    let store = if read {
+        spec.open_to_read()?
+    } else {
+        spec.open()?
+    };
     if store.get(Tree::Meta, INIT_KEY)?.is_none() {
         return Err(DataDirError::NotInitialised {
             path: spec.describe().into(),

@@ -40,6 +40,7 @@ mod backup;
 pub mod codec;
 #[cfg(not(feature = "test-hooks"))]
 mod codec;
+mod ct;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod datadir;
@@ -60,6 +61,8 @@ mod envelope;
 pub mod keys;
 #[cfg(not(feature = "test-hooks"))]
 mod keys;
+mod migrate;
+mod offline;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod pki;
@@ -70,6 +73,8 @@ mod pki;
 pub mod records;
 #[cfg(not(feature = "test-hooks"))]
 mod records;
+mod replay;
+mod serde_bytes;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod storage;
@@ -80,11 +85,6 @@ mod storage;
 pub mod tokens;
 #[cfg(not(feature = "test-hooks"))]
 mod tokens;
-mod ct;
-mod migrate;
-mod offline;
-mod replay;
-mod serde_bytes;
 
 pub use agencies::{CertState, Enrolment, PinnedCert};
 pub use datadir::{CompactReport, Status};

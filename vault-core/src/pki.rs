@@ -72,7 +72,9 @@ impl fmt::Debug for Issued {
 }
 
 /// SHA-256 of a certificate's DER: how the vault pins an enrolled certificate.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Fingerprint(pub [u8; 32]);
 
@@ -370,7 +372,11 @@ mod tests {
                 .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS)
                 .expect("basic constraints present");
             assert!(basic.critical);
-            assert_eq!(basic.value, [0x30, 0x00], "an empty SEQUENCE: not a CA, DEFAULT omitted");
+            assert_eq!(
+                basic.value,
+                [0x30, 0x00],
+                "an empty SEQUENCE: not a CA, DEFAULT omitted"
+            );
             let bc = cert.basic_constraints().unwrap().unwrap().value;
             assert!(!bc.ca);
             assert!(cert

@@ -1,7 +1,6 @@
 //! Operator and auditor operations: enrolment, tokens, key rotation, erasure, import,
 //! the log's entries and proofs, export and backup.
 
-
 use audit::{ActorKind, Entry, EntryDraft, Hash};
 use policies::AgencyId;
 
@@ -13,8 +12,8 @@ use super::{
 };
 use crate::agencies::{self, Enrolment, Pin, PinnedCert};
 use crate::datadir::DataDirError;
-use crate::keys::KeyError;
 use crate::envelope::CitizenId;
+use crate::keys::KeyError;
 use crate::keys::Passphrase;
 use crate::pki::{Fingerprint, Issued, Usage};
 use crate::records::{in_batches, Progress};
@@ -242,7 +241,8 @@ impl Vault {
                 not_after,
                 revoked_at: None,
             });
-            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e)
+                .map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.enrol");
             d.initiator = Some(agency.to_owned());
             tx.entry(d);
@@ -276,7 +276,8 @@ impl Vault {
     pub fn revoke_agency(&self, agency: &str) -> Result<u64, VaultError> {
         let (now, now_ms) = now_parts();
         let (fps, index) = self.transact(|tx| {
-            let Some(mut e) = agencies::get(tx.store(), self.keys.records(), agency).map_err(VaultError::internal)?
+            let Some(mut e) = agencies::get(tx.store(), self.keys.records(), agency)
+                .map_err(VaultError::internal)?
             else {
                 return Err(VaultError::NotFound {
                     what: "agency enrolment",
@@ -286,7 +287,8 @@ impl Vault {
             for c in &mut e.certs {
                 c.revoked_at.get_or_insert(now);
             }
-            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e)
+                .map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.revoke");
             d.initiator = Some(agency.to_owned());
             tx.entry(d);
@@ -327,12 +329,16 @@ impl Vault {
                 if let Some(t) = c.revoked_at {
                     return Err(VaultError::conflict(
                         "already_revoked",
-                        format!("certificate {fp} of {} was already revoked at {t}", e.agency),
+                        format!(
+                            "certificate {fp} of {} was already revoked at {t}",
+                            e.agency
+                        ),
                     ));
                 }
                 c.revoked_at = Some(now);
             }
-            agencies::stage_put(&mut tx.batch, self.keys.records(), &e).map_err(VaultError::internal)?;
+            agencies::stage_put(&mut tx.batch, self.keys.records(), &e)
+                .map_err(VaultError::internal)?;
             let mut d = operator_draft(now_ms, "agency.revoke_cert");
             d.initiator = Some(format!("{} certificate {fp}", e.agency));
             tx.entry(d);
@@ -412,8 +418,14 @@ impl Vault {
             now.saturating_add(validity_days(days, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS) * 86_400);
         let (token, index) = self.transact(|tx| {
             let mut d = operator_draft(now_ms, "token.issue");
-            let t = tokens::stage_issue(&mut tx.batch, self.keys.records(), role.clone(), now, expires)
-                .map_err(VaultError::internal)?;
+            let t = tokens::stage_issue(
+                &mut tx.batch,
+                self.keys.records(),
+                role.clone(),
+                now,
+                expires,
+            )
+            .map_err(VaultError::internal)?;
             if let Role::Citizen { citizen } = &role {
                 d.subject = tx.tag(&citizen_id(citizen)?, false)?;
                 // The id that every entry made with this token names.
@@ -441,8 +453,14 @@ impl Vault {
         }
         let (now, now_ms) = now_parts();
         let (n, index) = self.transact(|tx| {
-            let revoked = tokens::stage_revoke(&*tx.vault.store, self.keys.records(), &mut tx.batch, id, now)
-                .map_err(VaultError::internal)?;
+            let revoked = tokens::stage_revoke(
+                &*tx.vault.store,
+                self.keys.records(),
+                &mut tx.batch,
+                id,
+                now,
+            )
+            .map_err(VaultError::internal)?;
             if revoked.is_empty() {
                 return Err(VaultError::NotFound { what: "token" });
             }
@@ -625,7 +643,9 @@ impl Vault {
                 .stage_erase(&*tx.vault.store, &mut tx.batch, &id)
                 .map_err(record_err)?;
             tx.delete_consents(&id)?;
-            for (key, rec) in tokens::list(tx.store(), self.keys.records()).map_err(VaultError::internal)? {
+            for (key, rec) in
+                tokens::list(tx.store(), self.keys.records()).map_err(VaultError::internal)?
+            {
                 if rec.role
                     == (Role::Citizen {
                         citizen: id.as_str().to_owned(),
@@ -695,13 +715,24 @@ impl Vault {
             for (i, row) in rows.into_iter().enumerate() {
                 let at =
                     |e: VaultError| VaultError::bad("invalid_row", format!("row {}: {e}", i + 1));
-                let lens: Vec<(&str, usize)> =
-                    row.fields.iter().map(|(f, v)| (f.as_str(), v.len())).collect();
-                let checked =
-                    super::check_write(&self.policy, &agency_id, &row.citizen, &row.category, &lens)
-                        .map_err(|e| at(e.into()))?;
-                let names: Vec<String> =
-                    checked.fields.iter().map(|f| f.as_str().to_owned()).collect();
+                let lens: Vec<(&str, usize)> = row
+                    .fields
+                    .iter()
+                    .map(|(f, v)| (f.as_str(), v.len()))
+                    .collect();
+                let checked = super::check_write(
+                    &self.policy,
+                    &agency_id,
+                    &row.citizen,
+                    &row.category,
+                    &lens,
+                )
+                .map_err(|e| at(e.into()))?;
+                let names: Vec<String> = checked
+                    .fields
+                    .iter()
+                    .map(|f| f.as_str().to_owned())
+                    .collect();
                 let (citizen, category) = (checked.citizen, checked.category);
                 let out = tx
                     .stage_put(&citizen, &category, row.fields, agency, now)
@@ -938,7 +969,9 @@ mod tests {
         let vault = dir.open(PASS).unwrap();
         assert!(refused(vault.authenticate_agency(&old_fp)));
         assert!(refused(vault.authenticate_agency(&new_fp)));
-        assert!(vault.authenticate_agency(&third.issued.fingerprint()).is_ok());
+        assert!(vault
+            .authenticate_agency(&third.issued.fingerprint())
+            .is_ok());
         vault.shutdown();
     }
 

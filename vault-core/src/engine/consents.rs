@@ -171,7 +171,12 @@ pub(super) fn load_consents_of(
         purpose.map(PurposeCode::as_str),
     );
     let mut out = Vec::new();
-    for (k, _) in store.scan(Tree::Consents, &prefix, Some(&prefix_end(&prefix)), usize::MAX)? {
+    for (k, _) in store.scan(
+        Tree::Consents,
+        &prefix,
+        Some(&prefix_end(&prefix)),
+        usize::MAX,
+    )? {
         let id = k
             .len()
             .checked_sub(16)
@@ -291,10 +296,12 @@ impl Tx<'_> {
         // And their index entries: citizen id `|| 0x01 ||` ...
         let mut start = citizen.as_str().as_bytes().to_vec();
         start.push(1);
-        for (k, _) in self
-            .store()
-            .scan(Tree::Consents, &start, Some(&prefix_end(&start)), usize::MAX)?
-        {
+        for (k, _) in self.store().scan(
+            Tree::Consents,
+            &start,
+            Some(&prefix_end(&start)),
+            usize::MAX,
+        )? {
             self.batch.delete(Tree::Consents, k);
         }
         Ok(())
@@ -382,7 +389,10 @@ impl Vault {
             tx.entry_with_texts(draft, texts, keys.map(|(_, k)| k))?;
             Ok(())
         };
-        if let Err(refusal) = self.policy.check_consent_request(&agency_id, &purpose, &fields) {
+        if let Err(refusal) = self
+            .policy
+            .check_consent_request(&agency_id, &purpose, &fields)
+        {
             let ((), index) = self.transact(|tx| refused_draft(tx))?;
             return Err(VaultError::Forbidden {
                 code: "consent_request_refused",
@@ -414,7 +424,8 @@ impl Vault {
             .map_err(|e| VaultError::bad("invalid_consent", e.to_string()))?;
         let (stored, index) = self.transact(|tx| {
             // Counted under the writer lock, so concurrent requests cannot pass the cap.
-            let pending = pending_requests(tx.store(), self.keys.records(), &citizen, &artefact, now)?;
+            let pending =
+                pending_requests(tx.store(), self.keys.records(), &citizen, &artefact, now)?;
             if pending >= MAX_PENDING_REQUESTS {
                 refused_draft(tx)?;
                 return Ok(None);

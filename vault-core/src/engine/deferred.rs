@@ -318,10 +318,7 @@ impl Vault {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        file.saturating_add(
-            self.clock_offset
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
+        file.saturating_add(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Moves the clock deadlines are judged by `secs` seconds forward (tests only).
@@ -442,8 +439,11 @@ impl Vault {
             });
             // The deferred entry joins the citizen's history with its sealed texts (an
             // erased citizen's: with none, like the rest of their history).
-            tx.batch
-                .put(Tree::AuditSubjects, log::subject_key(&tag, index).to_vec(), p.note);
+            tx.batch.put(
+                Tree::AuditSubjects,
+                log::subject_key(&tag, index).to_vec(),
+                p.note,
+            );
             let texts = CallerTexts {
                 lift: lift.map(str::to_owned),
                 ..CallerTexts::default()

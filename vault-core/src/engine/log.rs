@@ -145,7 +145,12 @@ pub(crate) fn store_failure(e: StoreError) -> crate::engine::VaultError {
 fn block_before(store: &dyn Storage, index: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     let end = index.checked_add(1).map(leaf_key);
     let hit = store
-        .scan_rev(Tree::AuditBlocks, &leaf_key(0), end.as_ref().map(|e| &e[..]), 1)
+        .scan_rev(
+            Tree::AuditBlocks,
+            &leaf_key(0),
+            end.as_ref().map(|e| &e[..]),
+            1,
+        )
         .map_err(StoreError::new)?;
     match hit.into_iter().next() {
         None => Ok(None),
@@ -181,7 +186,12 @@ pub(crate) fn leaves(
     }
     let mut out = Vec::new();
     for (key, leaf) in store
-        .scan(Tree::AuditLeaves, &leaf_key(start), Some(&leaf_key(end)), limit)
+        .scan(
+            Tree::AuditLeaves,
+            &leaf_key(start),
+            Some(&leaf_key(end)),
+            limit,
+        )
         .map_err(StoreError::new)?
     {
         out.push((key_index(&key)?, leaf));
@@ -190,7 +200,12 @@ pub(crate) fn leaves(
     let mut blocks: Vec<(u64, Vec<u8>)> = block_before(store, start)?.into_iter().collect();
     if let Some(after) = start.checked_add(1) {
         for (key, value) in store
-            .scan(Tree::AuditBlocks, &leaf_key(after), Some(&leaf_key(end)), limit)
+            .scan(
+                Tree::AuditBlocks,
+                &leaf_key(after),
+                Some(&leaf_key(end)),
+                limit,
+            )
             .map_err(StoreError::new)?
         {
             blocks.push((key_index(&key)?, value));
@@ -321,7 +336,10 @@ impl LogRead for StoreLog<'_> {
             return Ok(Vec::new());
         }
         if level < FIRST_STORED_LEVEL {
-            let (Some(first), Some(last)) = (start.checked_shl(level.into()), end.checked_shl(level.into())) else {
+            let (Some(first), Some(last)) = (
+                start.checked_shl(level.into()),
+                end.checked_shl(level.into()),
+            ) else {
                 return Ok(Vec::new());
             };
             if first >> level != start || last >> level != end {
@@ -540,7 +558,11 @@ pub(crate) fn stage_plan(
         }
         if !block.has_room_for(leaf) {
             if !staged {
-                batch.put(Tree::AuditBlocks, leaf_key(block.start).to_vec(), block.value);
+                batch.put(
+                    Tree::AuditBlocks,
+                    leaf_key(block.start).to_vec(),
+                    block.value,
+                );
             }
             block = OpenBlock::at(*index);
         }
@@ -691,7 +713,10 @@ mod tests {
         let tags: Vec<SubjectTag> = (0u8..7).map(|t| SubjectTag([t; 32])).collect();
         for i in 0u64..60 {
             let tag = tags[(i * i % 7) as usize];
-            assert_eq!(latest.get(&store, &tag).unwrap(), last_about(&store, &tag).unwrap());
+            assert_eq!(
+                latest.get(&store, &tag).unwrap(),
+                last_about(&store, &tag).unwrap()
+            );
             let plan = state.plan(vec![draft(i)]).unwrap();
             let rows = vec![(i, tag, Vec::new())];
             let mut batch = WriteBatch::default();
@@ -702,7 +727,10 @@ mod tests {
             assert_eq!(latest.get(&store, &tag).unwrap(), Some(i));
         }
         for tag in &tags {
-            assert_eq!(latest.get(&store, tag).unwrap(), last_about(&store, tag).unwrap());
+            assert_eq!(
+                latest.get(&store, tag).unwrap(),
+                last_about(&store, tag).unwrap()
+            );
         }
     }
 
@@ -735,9 +763,17 @@ mod tests {
         }
         let read: Vec<&[u8]> = block_leaves(&block.value).map(Result::unwrap).collect();
         assert_eq!(read, leaves);
-        for bad in [&[][..], &[2, 0, 0, 0, 1, 9][..], &[1, 0, 0, 0, 5, 1, 2][..], &[1, 0, 0][..]] {
+        for bad in [
+            &[][..],
+            &[2, 0, 0, 0, 1, 9][..],
+            &[1, 0, 0, 0, 5, 1, 2][..],
+            &[1, 0, 0][..],
+        ] {
             let items: Vec<_> = block_leaves(bad).collect();
-            assert!(items.iter().any(Result::is_err), "{bad:?} read as {items:?}");
+            assert!(
+                items.iter().any(Result::is_err),
+                "{bad:?} read as {items:?}"
+            );
         }
     }
 }

@@ -41,6 +41,8 @@ pub use admin::{
     LeafView, RotateOutcome, TokenOutcome, TokenRequest, DEFAULT_AGENCY_CERT_DAYS,
     DEFAULT_TOKEN_DAYS, MAX_AGENCY_CERT_DAYS, MAX_IMPORT_ROWS, MAX_TOKEN_DAYS,
 };
+#[cfg(test)]
+pub(crate) use consents::terms_item;
 pub use consents::{
     ConsentRequestInput, ConsentView, GrantInput, MAX_CONSENT_REQUEST_DAYS, MAX_PENDING_REQUESTS,
 };
@@ -48,34 +50,32 @@ pub use deferred::{Disclosure, MAX_DISCLOSURES_PER_ROUND, MAX_LIFT_REFERENCE};
 pub use error::{AuditFailure, ConsentLimit, Internal, VaultError};
 pub use notes::EntryText;
 pub use notify::{
-    citizen_event_type, Delivery, DeliveryKey, DeliveryOutcome, NotificationKey,
-    NotificationStats, WebhookTarget, WebhookView, MAX_WEBHOOK_BATCH, MAX_WEBHOOK_URL,
-    NOTIFY_FIRST_BACKOFF, NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS,
+    citizen_event_type, Delivery, DeliveryKey, DeliveryOutcome, NotificationKey, NotificationStats,
+    WebhookTarget, WebhookView, MAX_WEBHOOK_BATCH, MAX_WEBHOOK_URL, NOTIFY_FIRST_BACKOFF,
+    NOTIFY_KEY_OVERLAP_DAYS, NOTIFY_MAX_BACKOFF, NOTIFY_RETRY_HOURS,
 };
-#[cfg(test)]
-pub(crate) use consents::terms_item;
 #[cfg(test)]
 pub(crate) use ops::access_entry;
 pub(crate) use ops::COVERT_ACCESS;
-pub(crate) use server_cert::stored_server_identity;
-pub use standby::{PublicLog, Standby};
-pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
-pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 pub use ops::{
     AccessInput, AccessOutcome, CitizenExport, History, HistoryEntry, PendingAccess, RecordView,
     WriteOutcome, MAX_FIELD_NAME_LEN, MAX_REQUEST_FIELDS, MAX_TEXT,
 };
+pub(crate) use server_cert::stored_server_identity;
+pub use server_cert::{SERVER_CERT_DAYS, SERVER_CERT_RENEW_BEFORE_DAYS};
+pub use standby::{PublicLog, Standby};
+pub use writes::{check_write, CheckedWrite, WriteRejected, MAX_WRITE_FIELDS};
 
+use crate::auth::VaultKeys;
 use crate::codec;
-use crate::offline::OfflineError;
 use crate::datadir::{self, Unsealed};
+use crate::keys::NoteKey;
 use crate::keys::Passphrase;
+use crate::offline::OfflineError;
 use crate::pki::{Ca, Fingerprint, Issued, Usage};
 use crate::records::RecordOptions;
 use crate::storage::StoreSpec;
 use crate::storage::{CommitTicket, Storage, StorageError, Tree, WriteBatch};
-use crate::auth::VaultKeys;
-use crate::keys::NoteKey;
 use notes::CallerTexts;
 use secrets::SealedSecret;
 use server_cert::ServerTls;
@@ -116,7 +116,9 @@ pub(crate) const POLICY_SET_KEY: &[u8] = b"policies.set";
 /// ([`PolicySet::canonical_bytes`]), named by every decision entry (`policy_set`).
 pub fn policy_set_digest(set: &PolicySet) -> [u8; 32] {
     let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &set.canonical_bytes()).as_ref());
+    out.copy_from_slice(
+        ring::digest::digest(&ring::digest::SHA256, &set.canonical_bytes()).as_ref(),
+    );
     out
 }
 
@@ -225,7 +227,10 @@ impl EngineConfig {
 /// one (written before records were authenticated).
 fn read_config_unchecked(bytes: &[u8]) -> Result<(EngineConfig, bool), VaultError> {
     if bytes.first() == Some(&LEGACY_CONFIG_FORMAT) {
-        return Ok((codec::decode(CONFIG_KIND, LEGACY_CONFIG_FORMAT, bytes)?, true));
+        return Ok((
+            codec::decode(CONFIG_KIND, LEGACY_CONFIG_FORMAT, bytes)?,
+            true,
+        ));
     }
     let body = crate::auth::RecordMac::strip_unchecked(bytes);
     Ok((codec::decode(CONFIG_KIND, META_FORMAT, body)?, false))
@@ -430,7 +435,7 @@ pub(crate) fn authenticate_token(
             }),
             Err(e) => Err(VaultError::internal(e)),
         }
-    }
+}
 
 fn to_system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(t.unix_seconds())
@@ -530,9 +535,7 @@ impl Vault {
         draft.processing = Some("administration".to_owned());
         draft.policy_set = Some(digest);
         let state = LogState::new();
-        let plan = state
-            .plan(vec![draft])
-            .map_err(VaultError::audit)?;
+        let plan = state.plan(vec![draft]).map_err(VaultError::audit)?;
         log::stage_plan(&mut batch, &plan, &[], &log::OpenBlock::at(0))?;
         store.commit(batch)?;
         Ok(InitOutput {
@@ -630,8 +633,8 @@ impl Vault {
                 .map_err(VaultError::internal)?;
         let log_vkey = log_signer.verifier_key();
         let size = log::stored_size(&*store)?;
-        let state = LogState::load(&log::StoreLog::new(&*store), size)
-            .map_err(VaultError::audit)?;
+        let state =
+            LogState::load(&log::StoreLog::new(&*store), size).map_err(VaultError::audit)?;
         let last = stored_checkpoint(&*store, log::LAST_CHECKPOINT_KEY, &log_vkey, "checkpoint")?;
         let witnessed = stored_checkpoint(
             &*store,
@@ -1008,7 +1011,10 @@ impl Vault {
     ) -> Result<audit::WitnessedCheckpoint, VaultError> {
         let own = NoteVerifier::parse(&self.log_vkey).map_err(VaultError::internal)?;
         let signed = SignedCheckpoint::parse(note, &own).map_err(|e| {
-            VaultError::bad("not_this_log", format!("the checkpoint is not this log's: {e}"))
+            VaultError::bad(
+                "not_this_log",
+                format!("the checkpoint is not this log's: {e}"),
+            )
         })?;
         let witnessed = policy.check(note).map_err(|e| {
             VaultError::bad(
@@ -1036,7 +1042,10 @@ impl Vault {
                 format!("the checkpoint of size {} is not this log's tree", c.size),
             ));
         }
-        let mut slot = self.witnessed.write().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .witnessed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some((size, _)) = slot.as_ref() {
             if *size > c.size {
                 return Err(VaultError::conflict(
@@ -1106,7 +1115,10 @@ impl Vault {
         fp: &Fingerprint,
         now: Timestamp,
     ) -> Result<String, VaultError> {
-        let pins = self.agency_pins.read().unwrap_or_else(PoisonError::into_inner);
+        let pins = self
+            .agency_pins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let refusal = match pins.get(fp).map(|p| p.check(now)) {
             Some(Ok(agency)) => return Ok(agency.to_owned()),
             Some(Err(r)) => r,
@@ -1215,7 +1227,11 @@ impl Vault {
                 };
                 let disclose_at = match d.deferral {
                     Some(audit::Deferral::Deferred { disclose_at }) => disclose_at,
-                    _ => return Err(VaultError::internal("a deferred draft without its deferral")),
+                    _ => {
+                        return Err(VaultError::internal(
+                            "a deferred draft without its deferral",
+                        ))
+                    }
                 };
                 d.subject_prev = None;
                 deferred::stage_pending(&mut batch, &self.keys, index, def, disclose_at, sealed)?;
@@ -1253,18 +1269,12 @@ impl Vault {
                 )?;
             }
         }
-        let plan = state
-            .log
-            .plan(drafts)
-            .map_err(VaultError::audit)?;
+        let plan = state.log.plan(drafts).map_err(VaultError::audit)?;
         let block = log::stage_plan(&mut batch, &plan, &subjects, &state.block)?;
         let ticket = self.store.apply(batch)?;
         state.applied = Some(ticket);
         self.notifier.tags_stored(&self.keys, fresh_tags);
-        state
-            .log
-            .apply(&plan)
-            .map_err(VaultError::audit)?;
+        state.log.apply(&plan).map_err(VaultError::audit)?;
         state.block = block;
         state.latest.record(&subjects);
         let after = then(&*self.store);

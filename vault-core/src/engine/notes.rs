@@ -155,8 +155,13 @@ pub(super) fn open(
     let (nonce, body) = rest
         .split_first_chunk::<NONCE_LEN>()
         .ok_or_else(|| bad("shorter than its nonce"))?;
-    let plain = keys::aead_open(key.secret_bytes(), nonce, &associated_data(tag, index), body)
-        .ok_or_else(|| bad("failed its integrity check (altered, moved or under another key)"))?;
+    let plain = keys::aead_open(
+        key.secret_bytes(),
+        nonce,
+        &associated_data(tag, index),
+        body,
+    )
+    .ok_or_else(|| bad("failed its integrity check (altered, moved or under another key)"))?;
     let mut rest: &[u8] = &plain;
     let mut out = Vec::new();
     while let Some((&kind, after)) = rest.split_first() {
@@ -249,7 +254,11 @@ mod tests {
         let official = draft.official.unwrap();
         assert!(official.matches(TextField::Official, &texts[0].salt, "dr. Saar"));
         let j = draft.justification_commitment.unwrap();
-        assert!(j.matches(TextField::Justification, &texts[1].salt, "unconscious patient"));
+        assert!(j.matches(
+            TextField::Justification,
+            &texts[1].salt,
+            "unconscious patient"
+        ));
         assert_eq!(draft.justification, None);
         assert_eq!(draft.initiator, None);
     }

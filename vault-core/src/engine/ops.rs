@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 
 use audit::{Actor, ActorKind, Entry, EntryDraft, SubjectTag, Withheld};
 use policies::{
-    evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, Decision, FieldName, LegalBasis,
-    ConsentRecord, Outcome, PurposeCode, Timestamp,
+    evaluate, AccessRequest, AgencyId, Basis, Category, ConsentId, ConsentRecord, Decision,
+    FieldName, LegalBasis, Outcome, PurposeCode, Timestamp,
 };
 
 use super::consents::{load_consents, load_consents_of, ConsentView};
-use super::notes::{self, CallerTexts, EntryText};
 use super::error::AuditFailure;
+use super::notes::{self, CallerTexts, EntryText};
 use super::{log, now_parts, CitizenToken, Plaintext, Tx, Vault, VaultError};
 use crate::envelope::CitizenId;
 use crate::keys::NoteKey;
@@ -376,7 +376,11 @@ impl Vault {
         let lens: Vec<(&str, usize)> = fields.iter().map(|(f, v)| (f.as_str(), v.len())).collect();
         let checked = super::writes::check_shape(&self.policy, citizen, category, &lens)?;
         let (citizen, category) = (checked.citizen, checked.category);
-        let names: Vec<String> = checked.fields.iter().map(|f| f.as_str().to_owned()).collect();
+        let names: Vec<String> = checked
+            .fields
+            .iter()
+            .map(|f| f.as_str().to_owned())
+            .collect();
         let allowed = self.policy.may_write(&agency_id, &category);
         let (now, now_ms) = now_parts();
         let (version, index) = self.transact(|tx| {
@@ -483,7 +487,8 @@ impl Vault {
                 Err(RecordError::Erased { .. }) => FieldRead::nothing(&citizen),
                 read => read.map_err(record_err)?,
             };
-            let deferral = super::deferred::deferral_of(&self.policy, &decision, |f| read.contains(f));
+            let deferral =
+                super::deferred::deferral_of(&self.policy, &decision, |f| read.contains(f));
             let AccessEntry {
                 mut draft,
                 released,
@@ -1034,7 +1039,10 @@ mod tests {
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
-            [Withheld { field: "health.allergies".to_owned(), reason: "field_not_covered".to_owned() }]
+            [Withheld {
+                field: "health.allergies".to_owned(),
+                reason: "field_not_covered".to_owned()
+            }]
         );
         assert_eq!(e.draft.decision, "partial");
         assert_eq!(e.draft.withheld.len(), 1);
@@ -1077,7 +1085,10 @@ mod tests {
         assert_eq!(names(&e.released), ["health.blood_type"]);
         assert_eq!(
             e.withheld,
-            [Withheld { field: "health.allergies".to_owned(), reason: "no_data".to_owned() }]
+            [Withheld {
+                field: "health.allergies".to_owned(),
+                reason: "no_data".to_owned()
+            }]
         );
         assert_eq!(e.draft.decision, "partial");
         assert_eq!(e.draft.legal_basis.as_deref(), Some("legal_obligation"));
@@ -1117,7 +1128,10 @@ mod tests {
         assert!(!nothing.draft.review);
         assert_eq!(
             nothing.withheld,
-            [Withheld { field: "health.blood_type".to_owned(), reason: "no_data".to_owned() }]
+            [Withheld {
+                field: "health.blood_type".to_owned(),
+                reason: "no_data".to_owned()
+            }]
         );
     }
 
@@ -1137,7 +1151,11 @@ mod tests {
     }
 
     /// `draft` with the caller's texts committed, as the engine logs it.
-    fn committed(mut draft: EntryDraft, official: Option<&str>, justification: Option<&str>) -> EntryDraft {
+    fn committed(
+        mut draft: EntryDraft,
+        official: Option<&str>,
+        justification: Option<&str>,
+    ) -> EntryDraft {
         CallerTexts {
             official: official.map(str::to_owned),
             justification: justification.map(str::to_owned),
@@ -1153,7 +1171,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let name = format!("c{i:02}.");
-                field(&format!("{name}{}", "f".repeat(MAX_FIELD_NAME_LEN - name.len())))
+                field(&format!(
+                    "{name}{}",
+                    "f".repeat(MAX_FIELD_NAME_LEN - name.len())
+                ))
             })
             .collect()
     }
@@ -1181,7 +1202,12 @@ mod tests {
         }
         let rule = RuleId::new("rule").unwrap();
         let references: Vec<String> = (0..MAX_REQUEST_FIELDS)
-            .map(|i| format!("{i:02}{}", "r".repeat(policies::load::MAX_REFERENCE_LEN - 2)))
+            .map(|i| {
+                format!(
+                    "{i:02}{}",
+                    "r".repeat(policies::load::MAX_REFERENCE_LEN - 2)
+                )
+            })
             .collect();
         let outcome = |kind: usize, i: usize| match kind {
             0 => Outcome::Withheld(longest_reason),
@@ -1200,7 +1226,11 @@ mod tests {
         };
         for kind in 0..4 {
             let d = decision(
-                fields.iter().enumerate().map(|(i, f)| (f, outcome(kind, i))).collect(),
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f, outcome(kind, i)))
+                    .collect(),
                 true,
             );
             let mut e = access_entry(&d, |_| true, &req, &agency, 0, false);
@@ -1219,7 +1249,12 @@ mod tests {
         assert!(len <= max, "access entry of {len} bytes > {max}");
 
         // A record write (or import row) of the most fields, with the longest official.
-        let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "record.write", "refused");
+        let mut d = EntryDraft::new(
+            0,
+            actor(ActorKind::Agency, &agency),
+            "record.write",
+            "refused",
+        );
         d.processing = Some("collection".to_owned());
         d.requested = longest_fields(super::super::writes::MAX_WRITE_FIELDS)
             .iter()
@@ -1230,7 +1265,12 @@ mod tests {
 
         // A consent request (and a citizen's grant: the same terms, no free text).
         req.justification = None;
-        let mut d = EntryDraft::new(0, actor(ActorKind::Agency, &agency), "consent.request", "pending");
+        let mut d = EntryDraft::new(
+            0,
+            actor(ActorKind::Agency, &agency),
+            "consent.request",
+            "pending",
+        );
         d.purpose = Some(req.purpose.as_str().to_owned());
         d.requested = fields.iter().map(|f| f.as_str().to_owned()).collect();
         d.legal_basis = Some("consent".to_owned());

@@ -39,7 +39,10 @@ fn days(n: u64) -> Duration {
 
 /// A time the certificate library can encode: whole seconds.
 fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -189,7 +192,10 @@ pub(crate) fn stored_server_identity(
         .get(config.server_key.kek_id)
         .map_err(VaultError::internal)?;
     let key = config.server_key.open(kek, "server_key")?;
-    Ok((vec![config.server_cert.clone(), config.ca_cert.clone()], key))
+    Ok((
+        vec![config.server_cert.clone(), config.ca_cert.clone()],
+        key,
+    ))
 }
 
 #[cfg(test)]
@@ -242,14 +248,20 @@ mod tests {
         let new = leaf(&vault);
         assert_ne!(new, old);
         let v = leaf_validity(&new).unwrap();
-        assert_eq!(v.not_after.duration_since(v.not_before).unwrap(), days(SERVER_CERT_DAYS));
+        assert_eq!(
+            v.not_after.duration_since(v.not_before).unwrap(),
+            days(SERVER_CERT_DAYS)
+        );
         assert!(v.not_before >= at - Duration::from_secs(1) && v.not_before <= at);
         assert_eq!(v.names, ["localhost", "127.0.0.1"]);
         // The key handed out goes with the new certificate.
         let (chain, key) = vault.server_tls_identity().unwrap();
         let pair = rcgen::KeyPair::try_from(key.as_slice()).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
-        assert_eq!(parsed.public_key().subject_public_key.data, pair.public_key_raw());
+        assert_eq!(
+            parsed.public_key().subject_public_key.data,
+            pair.public_key_raw()
+        );
         // Audited, as the system.
         vault.sign_checkpoint_now().unwrap();
         let entry = &vault.audit_entries(index, 1).unwrap()[0].entry;
@@ -305,10 +317,22 @@ mod tests {
         let before = renew_before();
         assert!(!renewal_due(&cert(365), start, before));
         assert!(!renewal_due(&cert(366), start, before));
-        assert!(!renewal_due(&cert(365), start + days(335), before), "30 days left");
-        assert!(renewal_due(&cert(365), start + days(336), before), "29 days left");
-        assert!(renewal_due(&cert(365), start + days(400), before), "expired");
-        assert!(renewal_due(&cert(730), start, before), "an earlier version's 730 days");
+        assert!(
+            !renewal_due(&cert(365), start + days(335), before),
+            "30 days left"
+        );
+        assert!(
+            renewal_due(&cert(365), start + days(336), before),
+            "29 days left"
+        );
+        assert!(
+            renewal_due(&cert(365), start + days(400), before),
+            "expired"
+        );
+        assert!(
+            renewal_due(&cert(730), start, before),
+            "an earlier version's 730 days"
+        );
     }
 
     fn renew_before() -> Duration {

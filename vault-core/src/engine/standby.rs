@@ -114,8 +114,9 @@ impl Standby {
                 .map(zeroize::Zeroizing::new)
                 .map_err(|_| VaultError::internal(format!("sealed {name} is not 32 bytes")))
         };
-        let log_signer = audit::NoteSigner::from_seed(&config.origin, &*seed(&config.log_seed, "log_seed")?)
-            .map_err(VaultError::internal)?;
+        let log_signer =
+            audit::NoteSigner::from_seed(&config.origin, &*seed(&config.log_seed, "log_seed")?)
+                .map_err(VaultError::internal)?;
         let receipt_signer = audit::NoteSigner::from_seed(
             &format!("{}/receipts", config.origin),
             &*seed(&config.receipt_seed, "receipt_seed")?,
@@ -166,7 +167,9 @@ impl PublicLog for Standby {
         let note = self.latest_checkpoint()?;
         let verifier = audit::NoteVerifier::parse(&self.log_vkey).map_err(VaultError::internal)?;
         let tree_size = audit::SignedCheckpoint::parse(&note, &verifier)
-            .map_err(|e| VaultError::internal(format!("the stored checkpoint does not verify: {e}")))?
+            .map_err(|e| {
+                VaultError::internal(format!("the stored checkpoint does not verify: {e}"))
+            })?
             .checkpoint
             .size;
         let (entries, next) =
@@ -253,8 +256,13 @@ pub(super) fn audit_entries(
     if start >= end {
         return Ok(Vec::new());
     }
-    let leaves = log::leaves(store, start, end, usize::try_from(limit).unwrap_or(usize::MAX))
-        .map_err(log::store_failure)?;
+    let leaves = log::leaves(
+        store,
+        start,
+        end,
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+    .map_err(log::store_failure)?;
     let mut out = Vec::with_capacity(leaves.len());
     for (index, leaf) in leaves {
         let entry = audit::Entry::decode(&leaf)
@@ -274,7 +282,9 @@ fn check_size(published: u64, size: u64) -> Result<(), VaultError> {
     if size == 0 || size > published {
         return Err(VaultError::bad(
             "invalid_tree_size",
-            format!("tree size must be between 1 and the latest signed checkpoint's size ({published})"),
+            format!(
+                "tree size must be between 1 and the latest signed checkpoint's size ({published})"
+            ),
         ));
     }
     Ok(())

@@ -213,19 +213,28 @@ mod tests {
         let many: Vec<(&str, usize)> = (0..=MAX_WRITE_FIELDS).map(|_| ("full_name", 1)).collect();
         type Case<'a> = (&'a str, &'a str, &'a [(&'a str, usize)], &'a str);
         let cases: [Case<'_>; 9] = [
-            ("bad id!", "identity", &[("full_name", 1)], "invalid_citizen"),
+            (
+                "bad id!",
+                "identity",
+                &[("full_name", 1)],
+                "invalid_citizen",
+            ),
             ("EE1", "Identity", &[("full_name", 1)], "invalid_category"),
             ("EE1", "identity", &[], "no_fields"),
             ("EE1", "identity", &many, "too_large"),
             ("EE1", "identity", &[("Full", 1)], "invalid_field"),
             ("EE1", "identity", &[("shoe_size", 1)], "unknown_field"),
-            ("EE1", "identity", &[("full_name", 1), ("full_name", 2)], "duplicate_field"),
+            (
+                "EE1",
+                "identity",
+                &[("full_name", 1), ("full_name", 2)],
+                "duplicate_field",
+            ),
             ("EE1", "identity", &big, "too_large"),
             ("EE1", "tax", &[("annual_income", 1)], "not_source"),
         ];
         for (citizen, category, fields, code) in cases {
-            let e = check_write(&p, &civil(), citizen, category, fields)
-                .expect_err("refused");
+            let e = check_write(&p, &civil(), citizen, category, fields).expect_err("refused");
             assert_eq!(e.code(), code, "{citizen} {category} {fields:?}: {e}");
         }
     }

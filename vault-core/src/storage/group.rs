@@ -448,4 +448,3 @@ fn unwound(
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Panicked(&'static str);
-

@@ -67,9 +67,9 @@ impl StoreSpec {
     pub fn open_to_read(&self) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
         match self {
             StoreSpec::Sled { .. } => self.open(),
-            StoreSpec::Postgres { target, .. } => {
-                Ok(std::sync::Arc::new(PgStore::open_read_only((**target).clone())?))
-            }
+            StoreSpec::Postgres { target, .. } => Ok(std::sync::Arc::new(PgStore::open_read_only(
+                (**target).clone(),
+            )?)),
         }
     }
 
@@ -515,7 +515,10 @@ impl Iterator for ScanAll<'_> {
                 return Some(Ok(item));
             }
             let start = self.next.take()?;
-            let page = match self.store.scan(self.tree, &start, self.end.as_deref(), SCAN_PAGE) {
+            let page = match self
+                .store
+                .scan(self.tree, &start, self.end.as_deref(), SCAN_PAGE)
+            {
                 Ok(page) => page,
                 Err(e) => return Some(Err(e)),
             };

@@ -10,8 +10,8 @@ use std::sync::PoisonError;
 use audit::SubjectTag;
 
 use super::{
-    citizen_event_type, endpoint_part, events_of, key_subject, open_row, seal_row, Config,
-    Event, Notifier, Row, WebhookTarget, ERASURE_ACTION, SCAN_WINDOW,
+    citizen_event_type, endpoint_part, events_of, key_subject, open_row, seal_row, Config, Event,
+    Notifier, Row, WebhookTarget, ERASURE_ACTION, SCAN_WINDOW,
 };
 use crate::auth::VaultKeys;
 use crate::engine::{log, Vault, VaultError};
@@ -102,7 +102,6 @@ impl Stream {
     }
 }
 
-
 /// A queue entry a delivery round looks at: a stored row (sealed), or an event read from
 /// the log.
 pub(super) enum Queued<'a> {
@@ -143,7 +142,6 @@ pub(super) fn merge_queue<'a>(
     })
 }
 
-
 pub(super) fn cursor_key(target: &WebhookTarget) -> Vec<u8> {
     let mut k = vec![CURSOR];
     endpoint_part(&mut k, target);
@@ -158,7 +156,9 @@ pub(super) fn tag_key(keys: &VaultKeys, tag: &SubjectTag) -> Vec<u8> {
 
 /// The citizen id a tag row holds, if it is what the vault wrote.
 fn open_tag(keys: &VaultKeys, key: &[u8], stored: &[u8]) -> Option<String> {
-    let plain = keys.open_private(TAG_KIND, Tree::Outbox, key, stored).ok()?;
+    let plain = keys
+        .open_private(TAG_KIND, Tree::Outbox, key, stored)
+        .ok()?;
     String::from_utf8(plain.to_vec()).ok()
 }
 
@@ -183,13 +183,14 @@ fn key_position(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.get(at..at + 8)?.try_into().ok()?))
 }
 
-
 /// A queued row's endpoint part (with its `q`) and subject hash: who waits behind it.
 fn queue_subject(key: &[u8]) -> (Vec<u8>, [u8; 8]) {
-    let end = key.get(1).map_or(0, |&len| 2 + usize::from(len)).min(key.len());
+    let end = key
+        .get(1)
+        .map_or(0, |&len| 2 + usize::from(len))
+        .min(key.len());
     (key[..end].to_vec(), key_subject(key))
 }
-
 
 impl Notifier {
     /// Records tag rows committed by [`Notifier::stage`] (after the commit is applied, so
@@ -253,8 +254,8 @@ impl Notifier {
             let key = tag_key(keys, &tag);
             let stored = store.get(Tree::Outbox, &key)?;
             // A row that fails its check (edited offline) is written again.
-            let sound = stored.and_then(|v| open_tag(keys, &key, &v)).as_deref()
-                == Some(citizen.as_str());
+            let sound =
+                stored.and_then(|v| open_tag(keys, &key, &v)).as_deref() == Some(citizen.as_str());
             if sound {
                 self.tags_stored(keys, vec![(tag, citizen.as_str().to_owned())]);
             } else {
@@ -312,7 +313,8 @@ impl Vault {
             return Ok(());
         };
         let to = size.min(from.saturating_add(READ_WINDOW as u64));
-        let leaves = log::leaves(&*self.store, from, to, READ_WINDOW).map_err(log::store_failure)?;
+        let leaves =
+            log::leaves(&*self.store, from, to, READ_WINDOW).map_err(log::store_failure)?;
         // A citizen with an event waiting for a retry gets their next ones as rows, behind
         // it, so that they do not hold the cursor back until the retry.
         let waiting: HashSet<(Vec<u8>, [u8; 8])> = self
@@ -398,7 +400,11 @@ impl Vault {
     /// Ends `target`'s stream at the entry `until` (its disabling): the events it holds and
     /// those of its entries not read yet become queued rows, kept for when the endpoint is
     /// set again, and its cursor goes.
-    pub(super) fn stream_to_rows(&self, target: &WebhookTarget, until: u64) -> Result<(), VaultError> {
+    pub(super) fn stream_to_rows(
+        &self,
+        target: &WebhookTarget,
+        until: u64,
+    ) -> Result<(), VaultError> {
         let Some(mut stream) = self.notifier.streams().remove(target) else {
             return Ok(());
         };
@@ -422,8 +428,8 @@ impl Vault {
                 return Ok(());
             }
             let to = until.min(stream.next.saturating_add(READ_WINDOW as u64));
-            let leaves =
-                log::leaves(&*self.store, stream.next, to, READ_WINDOW).map_err(log::store_failure)?;
+            let leaves = log::leaves(&*self.store, stream.next, to, READ_WINDOW)
+                .map_err(log::store_failure)?;
             if leaves.is_empty() {
                 stream.next = until;
             }
@@ -438,5 +444,4 @@ impl Vault {
             }
         }
     }
-
 }

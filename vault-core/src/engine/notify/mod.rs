@@ -356,7 +356,9 @@ impl Notifier {
     ) -> Result<Notifier, VaultError> {
         let config = match store.get(Tree::Meta, CONFIG_KEY)? {
             Some(stored) => {
-                let bytes = keys.records().open(CONFIG_KIND, Tree::Meta, CONFIG_KEY, &stored)?;
+                let bytes = keys
+                    .records()
+                    .open(CONFIG_KIND, Tree::Meta, CONFIG_KEY, &stored)?;
                 codec::decode(CONFIG_KIND, CONFIG_FORMAT, bytes)?
             }
             None => Config {
@@ -403,7 +405,11 @@ impl Notifier {
             let at = match store.get(Tree::Outbox, &key)? {
                 Some(v) => open_cursor(keys, &key, &v)?,
                 None => {
-                    rewrite.put(Tree::Outbox, key.clone(), seal_cursor(keys, &key, log_size)?);
+                    rewrite.put(
+                        Tree::Outbox,
+                        key.clone(),
+                        seal_cursor(keys, &key, log_size)?,
+                    );
                     log_size
                 }
             };
@@ -551,7 +557,6 @@ impl Notifier {
         }
         Ok(())
     }
-
 }
 
 impl Notifier {
@@ -784,7 +789,10 @@ fn message(
     now_ms: u64,
 ) -> Delivery {
     let attempts = rows.iter().map(|(_, r)| r.attempts).max().unwrap_or(0);
-    let at = rows.iter().map(|(_, r)| Duration::from_millis(r.at_ms)).collect();
+    let at = rows
+        .iter()
+        .map(|(_, r)| Duration::from_millis(r.at_ms))
+        .collect();
     let single = if endpoint.batch <= 1 && rows.len() == 1 {
         rows.pop()
     } else {
@@ -795,7 +803,10 @@ fn message(
         (row.id, row.kind.into_owned(), row.body, vec![key])
     } else {
         let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
-        let size: usize = rows.iter().map(|(_, r)| r.id.len() + r.body.len() + 8).sum();
+        let size: usize = rows
+            .iter()
+            .map(|(_, r)| r.id.len() + r.body.len() + 8)
+            .sum();
         let mut body = String::with_capacity(size + 96);
         body.push_str("{\"type\":\"batch\",\"timestamp\":\"");
         body.push_str(&rfc3339_ms(now_ms));
@@ -809,7 +820,11 @@ fn message(
             }
             // The stored body is a JSON object; the event's id goes first in it.
             body.push_str("{\"id\":");
-            if row.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if row
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
                 body.push('"');
                 body.push_str(&row.id);
                 body.push('"');
@@ -941,7 +956,10 @@ fn events_of(draft: &EntryDraft, index: u64, citizen: &str) -> Vec<Event> {
             let at_ms = t.expires_at.saturating_mul(1000);
             let mut d = data.clone();
             d.expires_at = Some(rfc3339_ms(at_ms));
-            for target in [WebhookTarget::Agency((*a).to_owned()), WebhookTarget::Gateway] {
+            for target in [
+                WebhookTarget::Agency((*a).to_owned()),
+                WebhookTarget::Gateway,
+            ] {
                 scheduled.push(Event {
                     target,
                     kind: "consent.expired",
@@ -1025,7 +1043,8 @@ impl Vault {
 
     fn webhook_target(&self, target: &WebhookTarget) -> Result<(), VaultError> {
         if let WebhookTarget::Agency(a) = target {
-            let id = AgencyId::new(a).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
+            let id =
+                AgencyId::new(a).map_err(|e| VaultError::bad("invalid_agency", e.to_string()))?;
             if self.policy.agency(&id).is_none() {
                 return Err(VaultError::NotFound { what: "agency" });
             }
@@ -1063,7 +1082,11 @@ impl Vault {
         let url = url.map(check_url).transpose()?;
         let removing = url.is_none();
         let (_, now_ms) = now_parts();
-        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let _rows = self
+            .notifier
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut config = self.notifier.config().clone();
         let was_live = config.live(target);
         let removed = if url.is_none() {
@@ -1102,7 +1125,11 @@ impl Vault {
             Ok(())
         })?;
         let live = config.live(target);
-        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self
+            .notifier
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
         if !live {
             self.notifier.streams().remove(target);
         } else if !was_live {
@@ -1111,9 +1138,15 @@ impl Vault {
             let at = self.log_size();
             let key = cursor_key(target);
             let mut b = WriteBatch::new();
-            b.put(Tree::Outbox, key.clone(), seal_cursor(&self.keys, &key, at)?);
+            b.put(
+                Tree::Outbox,
+                key.clone(),
+                seal_cursor(&self.keys, &key, at)?,
+            );
             self.store.commit(b)?;
-            self.notifier.streams().insert(target.clone(), Stream::at(at));
+            self.notifier
+                .streams()
+                .insert(target.clone(), Stream::at(at));
         }
         if !removed.is_empty() {
             let mut s = self.notifier.stats();
@@ -1134,7 +1167,8 @@ impl Vault {
             .streams()
             .get(target)
             .map_or(0, Stream::pending);
-        let queued = keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64 + held;
+        let queued =
+            keys_under(&*self.store, &queue_prefix(target), 1_000_000)?.len() as u64 + held;
         Ok(Some(WebhookView {
             target: target.clone(),
             url: e.url,
@@ -1182,7 +1216,11 @@ impl Vault {
     /// [`NOTIFY_KEY_OVERLAP_DAYS`] days. Logged (`notification_key.rotate`).
     pub fn rotate_notification_key(&self) -> Result<Vec<NotificationKey>, VaultError> {
         let (_, now_ms) = now_parts();
-        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let _rows = self
+            .notifier
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut config = self.notifier.config().clone();
         let old = config.key_generation;
         config.retired = Some((old, now_ms));
@@ -1196,7 +1234,11 @@ impl Vault {
             tx.entry(d);
             Ok(())
         })?;
-        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self
+            .notifier
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
         drop(_rows);
         self.notification_keys()
     }
@@ -1209,7 +1251,10 @@ impl Vault {
         let mut sigs = Vec::new();
         for (g, _) in self.notifier.signing_generations(now_ms) {
             let pair = self.notifier.signer(g)?;
-            sigs.push(format!("v1a,{}", b64(pair.sign(content.as_bytes()).as_ref())));
+            sigs.push(format!(
+                "v1a,{}",
+                b64(pair.sign(content.as_bytes()).as_ref())
+            ));
         }
         Ok(sigs.join(" "))
     }
@@ -1258,7 +1303,11 @@ impl Vault {
             (s.queued, s.scheduled)
         };
         let full = {
-            let mut last = self.notifier.outbox_read_ms.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .notifier
+                .outbox_read_ms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let due = now_ms.abs_diff(*last) >= OUTBOX_READ_EVERY_MS;
             if due {
                 *last = now_ms;
@@ -1380,7 +1429,12 @@ impl Vault {
                 taking.push((key, row));
                 taking_subjects.insert(subject);
                 if taking.len() == batch {
-                    out.push(message(&target, endpoint, std::mem::take(&mut taking), now_ms));
+                    out.push(message(
+                        &target,
+                        endpoint,
+                        std::mem::take(&mut taking),
+                        now_ms,
+                    ));
                     blocked.extend(taking_subjects.drain());
                     picked += 1;
                 }
@@ -1405,7 +1459,11 @@ impl Vault {
         drop(config);
         let dropped = tampered.len() as u64;
         if !tampered.is_empty() {
-            let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+            let _rows = self
+                .notifier
+                .rows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut b = WriteBatch::new();
             for k in tampered {
                 b.delete(Tree::Outbox, k);
@@ -1431,14 +1489,19 @@ impl Vault {
         }
         let config = self.notifier.config().clone();
         let mac = self.keys.records();
-        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let _rows = self
+            .notifier
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let position = self.log_size();
         let mut batch = WriteBatch::new();
         let (mut queued, mut gone) = (0u64, 0u64);
         for (k, v) in due {
             batch.delete(Tree::Outbox, k.clone());
             gone += 1;
-            let (Some((target, origin)), Ok(row)) = (parse_scheduled(&k), open_row(&self.keys, &k, &v))
+            let (Some((target, origin)), Ok(row)) =
+                (parse_scheduled(&k), open_row(&self.keys, &k, &v))
             else {
                 continue;
             };
@@ -1453,7 +1516,12 @@ impl Vault {
                 None => true,
             };
             if still {
-                let key = queue_key(&target, position, origin, self.keys.outbox_subject(&row.subject));
+                let key = queue_key(
+                    &target,
+                    position,
+                    origin,
+                    self.keys.outbox_subject(&row.subject),
+                );
                 batch.put(Tree::Outbox, key.clone(), seal_row(&self.keys, &key, &row)?);
                 queued += 1;
             }
@@ -1490,7 +1558,11 @@ impl Vault {
                 self.disable_webhook(&d.target, now_ms)?;
             }
         }
-        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let _rows = self
+            .notifier
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut streams = self.notifier.streams();
         let mut batch = WriteBatch::new();
         // Counts: delivered, of them stored rows; attempts failed; given up, of them
@@ -1585,7 +1657,11 @@ impl Vault {
             let at = stream.cursor();
             if at != stream.stored {
                 let key = cursor_key(target);
-                batch.put(Tree::Outbox, key.clone(), seal_cursor(&self.keys, &key, at)?);
+                batch.put(
+                    Tree::Outbox,
+                    key.clone(),
+                    seal_cursor(&self.keys, &key, at)?,
+                );
                 moved.push((target.clone(), at));
             }
         }
@@ -1613,7 +1689,11 @@ impl Vault {
     }
 
     fn disable_webhook(&self, target: &WebhookTarget, now_ms: u64) -> Result<(), VaultError> {
-        let _rows = self.notifier.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let _rows = self
+            .notifier
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut config = self.notifier.config().clone();
         match config.endpoint_mut(target) {
             Some(e) if e.disabled_at_ms.is_none() => e.disabled_at_ms = Some(now_ms),
@@ -1626,7 +1706,11 @@ impl Vault {
             tx.entry(d);
             Ok(())
         })?;
-        *self.notifier.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self
+            .notifier
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
         self.stream_to_rows(target, index)
     }
 }
@@ -1681,7 +1765,12 @@ mod tests {
             next_ms: 9_000,
             check: None,
         };
-        let fresh = queue_key(&WebhookTarget::Gateway, 5, 5, keys.outbox_subject("EE38001010001"));
+        let fresh = queue_key(
+            &WebhookTarget::Gateway,
+            5,
+            5,
+            keys.outbox_subject("EE38001010001"),
+        );
         let mut old = queue_prefix(&WebhookTarget::Gateway);
         old.extend_from_slice(&6u64.to_be_bytes());
         old.extend_from_slice(&6u64.to_be_bytes());
@@ -1693,7 +1782,11 @@ mod tests {
             codec::encode(ROW_KIND, ROW_FORMAT, &row(2)).unwrap(),
         );
         let mut b = WriteBatch::new();
-        b.put(Tree::Outbox, fresh.clone(), seal_row(&keys, &fresh, &row(0)).unwrap());
+        b.put(
+            Tree::Outbox,
+            fresh.clone(),
+            seal_row(&keys, &fresh, &row(0)).unwrap(),
+        );
         b.put(Tree::Outbox, old.clone(), legacy);
         store.commit(b).unwrap();
         let stored = store.get(Tree::Outbox, &fresh).unwrap().unwrap();
@@ -1765,14 +1858,38 @@ mod tests {
 
     #[test]
     fn entries_a_citizen_is_told_of() {
-        assert_eq!(citizen_event_type("access", "granted", false), Some("access.released"));
-        assert_eq!(citizen_event_type("access", "partial", false), Some("access.partly_released"));
-        assert_eq!(citizen_event_type("access", "refused", false), Some("access.refused"));
-        assert_eq!(citizen_event_type("access", "granted", true), Some("access.break_glass"));
-        assert_eq!(citizen_event_type("consent.request", "pending", false), Some("consent.requested"));
-        assert_eq!(citizen_event_type("consent.request", "refused", false), None);
-        assert_eq!(citizen_event_type("citizen.view_records", "done", false), None);
-        assert_eq!(citizen_event_type("erasure", "done", false), Some("erasure.done"));
+        assert_eq!(
+            citizen_event_type("access", "granted", false),
+            Some("access.released")
+        );
+        assert_eq!(
+            citizen_event_type("access", "partial", false),
+            Some("access.partly_released")
+        );
+        assert_eq!(
+            citizen_event_type("access", "refused", false),
+            Some("access.refused")
+        );
+        assert_eq!(
+            citizen_event_type("access", "granted", true),
+            Some("access.break_glass")
+        );
+        assert_eq!(
+            citizen_event_type("consent.request", "pending", false),
+            Some("consent.requested")
+        );
+        assert_eq!(
+            citizen_event_type("consent.request", "refused", false),
+            None
+        );
+        assert_eq!(
+            citizen_event_type("citizen.view_records", "done", false),
+            None
+        );
+        assert_eq!(
+            citizen_event_type("erasure", "done", false),
+            Some("erasure.done")
+        );
         assert_eq!(
             citizen_event_type(audit::DISCLOSE_ACTION, "done", false),
             Some("access.disclosed")
@@ -1798,7 +1915,10 @@ mod tests {
         assert_eq!(events.len(), 1);
         let keys = VaultKeys::derive(&[3u8; 32]);
         let (key, row) = events.into_iter().next().unwrap().row(&keys, 42);
-        assert_eq!(key, queue_key(&WebhookTarget::Gateway, 42, 42, keys.outbox_subject("c-1")));
+        assert_eq!(
+            key,
+            queue_key(&WebhookTarget::Gateway, 42, 42, keys.outbox_subject("c-1"))
+        );
         assert_eq!(key_subject(&key), keys.outbox_subject("c-1"));
         assert_ne!(keys.outbox_subject("c-1"), keys.outbox_subject("c-2"));
         assert_ne!(

@@ -60,7 +60,9 @@ impl PgTarget {
             return Err(bad("the URL names no database: add /DATABASE".into()));
         }
         if config.get_user().is_none() {
-            return Err(bad("the URL names no user: add USER@ before the host".into()));
+            return Err(bad(
+                "the URL names no user: add USER@ before the host".into()
+            ));
         }
         if config.get_hosts().is_empty() {
             return Err(bad("the URL names no host".into()));
@@ -89,7 +91,8 @@ impl PgTarget {
                     Host::Unix(_) => true,
                     Host::Tcp(h) => {
                         h == "localhost"
-                            || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                            || h.parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.is_loopback())
                     }
                 });
                 if !local {
@@ -158,10 +161,7 @@ impl PgTarget {
     }
 
     /// [`PgTarget::connect_async`] from any thread, on `handle`'s runtime.
-    pub(crate) fn connect(
-        &self,
-        handle: &tokio::runtime::Handle,
-    ) -> Result<Client, StorageError> {
+    pub(crate) fn connect(&self, handle: &tokio::runtime::Handle) -> Result<Client, StorageError> {
         let target = self.clone();
         futures_executor::block_on(handle.spawn(async move { target.connect_async().await }))
             .map_err(|e| StorageError::backend("connecting to the database", e))?
@@ -175,8 +175,7 @@ fn tls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect,
     let mut roots = rustls::RootCertStore::empty();
     let mut n = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert =
-            cert.map_err(|e| format!("the store CA file is not valid PEM: {e}"))?;
+        let cert = cert.map_err(|e| format!("the store CA file is not valid PEM: {e}"))?;
         roots
             .add(cert)
             .map_err(|e| format!("the store CA file holds an unusable certificate: {e}"))?;

@@ -101,7 +101,8 @@ impl Lease {
                     database: target.describe().to_owned(),
                 });
             }
-            let pause = Duration::from_millis(u64::try_from(remaining.clamp(50, 1000)).unwrap_or(1000));
+            let pause =
+                Duration::from_millis(u64::try_from(remaining.clamp(50, 1000)).unwrap_or(1000));
             // A plain sleep: this runs on the caller's thread, outside the store's runtime.
             std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         }
@@ -109,7 +110,10 @@ impl Lease {
 
     /// In a commit transaction: true while the lease row still has this lease's epoch. It
     /// holds the row until the transaction ends, so a takeover waits for the commit.
-    pub(super) async fn check_in(&self, txn: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
+    pub(super) async fn check_in(
+        &self,
+        txn: &Transaction<'_>,
+    ) -> Result<bool, tokio_postgres::Error> {
         let rows = txn
             .query(
                 "SELECT 1 FROM vault_lease WHERE id = 1 AND epoch = $1 FOR SHARE",
@@ -174,7 +178,8 @@ impl Lease {
     /// stopped or lost. A failed renewal (database unreachable) is retried; the lease is
     /// lost only when the database says another epoch holds it.
     pub(super) fn keep_renewed(self: Arc<Self>, handle: &tokio::runtime::Handle, target: PgTarget) {
-        let period = Duration::from_millis(self.ttl_ms.unsigned_abs() / 3).max(Duration::from_millis(50));
+        let period =
+            Duration::from_millis(self.ttl_ms.unsigned_abs() / 3).max(Duration::from_millis(50));
         handle.spawn(async move {
             let mut client: Option<Client> = None;
             while !self.stopped.load(Ordering::SeqCst) && !self.is_lost() {

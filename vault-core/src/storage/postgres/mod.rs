@@ -566,53 +566,51 @@ impl Durability for PgStore {
             let put_params: [&(dyn ToSql + Sync); 3] = [&puts.0, &puts.1, &puts.2];
             let delete_params: [&(dyn ToSql + Sync); 2] = [&deletes.0, &deletes.1];
             let outcome = {
-            let upsert = async {
-                if puts.0.is_empty() {
-                    return Ok(0);
-                }
-                txn.execute(
-                    "INSERT INTO vault_kv (tree, key, value) \
+                let upsert = async {
+                    if puts.0.is_empty() {
+                        return Ok(0);
+                    }
+                    txn.execute(
+                        "INSERT INTO vault_kv (tree, key, value) \
                      SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[]) \
                      ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                    &put_params,
-                )
-                .await
-            };
-            let delete = async {
-                if deletes.0.is_empty() {
-                    return Ok(0);
-                }
-                txn.execute(
-                    "DELETE FROM vault_kv WHERE (tree, key) IN \
+                        &put_params,
+                    )
+                    .await
+                };
+                let delete = async {
+                    if deletes.0.is_empty() {
+                        return Ok(0);
+                    }
+                    txn.execute(
+                        "DELETE FROM vault_kv WHERE (tree, key) IN \
                      (SELECT * FROM unnest($1::int2[], $2::bytea[]))",
-                    &delete_params,
-                )
-                .await
-            };
-            if expected.is_empty() {
-                // Sent together (pipelined): the lease check, the upserts, the deletes.
-                let (held, _, _) = tokio::try_join!(lease.check_in(&txn), upsert, delete)
-                    .map_err(pg("writing a commit transaction"))?;
-                held.then_some(None)
-            } else {
-                // The lease check and the compare-and-swap keys' stored values first, held
-                // until the commit; then the writes.
-                let (held, stored) = tokio::try_join!(
-                    lease.check_in(&txn),
-                    cas_values(&txn, &expected)
-                )
-                .map_err(pg("checking the lease and the compare-and-swap keys"))?;
-                let conflict = expected
-                    .iter()
-                    .zip(&stored)
-                    .find(|(want, got)| want.seen.as_ref() != Some(*got))
-                    .map(|(e, _)| (e.tree, e.what));
-                if held && conflict.is_none() {
-                    tokio::try_join!(upsert, delete)
+                        &delete_params,
+                    )
+                    .await
+                };
+                if expected.is_empty() {
+                    // Sent together (pipelined): the lease check, the upserts, the deletes.
+                    let (held, _, _) = tokio::try_join!(lease.check_in(&txn), upsert, delete)
                         .map_err(pg("writing a commit transaction"))?;
+                    held.then_some(None)
+                } else {
+                    // The lease check and the compare-and-swap keys' stored values first, held
+                    // until the commit; then the writes.
+                    let (held, stored) =
+                        tokio::try_join!(lease.check_in(&txn), cas_values(&txn, &expected))
+                            .map_err(pg("checking the lease and the compare-and-swap keys"))?;
+                    let conflict = expected
+                        .iter()
+                        .zip(&stored)
+                        .find(|(want, got)| want.seen.as_ref() != Some(*got))
+                        .map(|(e, _)| (e.tree, e.what));
+                    if held && conflict.is_none() {
+                        tokio::try_join!(upsert, delete)
+                            .map_err(pg("writing a commit transaction"))?;
+                    }
+                    held.then_some(conflict)
                 }
-                held.then_some(conflict)
-            }
             };
             match outcome {
                 None => {

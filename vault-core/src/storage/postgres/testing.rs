@@ -99,7 +99,10 @@ impl PgCluster {
                 .status()
                 .map_err(|e| format!("chown: {e}"))?;
             if !status.success() {
-                return Err(format!("cannot give {} to the user {user}", cluster.root.display()));
+                return Err(format!(
+                    "cannot give {} to the user {user}",
+                    cluster.root.display()
+                ));
             }
         }
         cluster.run(
@@ -237,7 +240,14 @@ impl PgCluster {
     pub fn stop(&self) -> Result<(), String> {
         self.run(
             "pg_ctl",
-            &["stop", "-m", "immediate", "-w", "-D", &self.data().display().to_string()],
+            &[
+                "stop",
+                "-m",
+                "immediate",
+                "-w",
+                "-D",
+                &self.data().display().to_string(),
+            ],
         )
         .map(|_| ())
     }

@@ -309,7 +309,12 @@ mod tests {
         // number (an old record left by a crash before the truncation has a smaller
         // number, never taken for seq 10).
         wal.restart().expect("restart");
-        assert_eq!(std::fs::metadata(tmp.path().join(WAL_FILE)).expect("meta").len(), 0);
+        assert_eq!(
+            std::fs::metadata(tmp.path().join(WAL_FILE))
+                .expect("meta")
+                .len(),
+            0
+        );
         let c = vec![put(Tree::Keys, b"x", b"short")];
         append(&mut wal, &c);
         assert_eq!(read_all(tmp.path(), 9), (vec![c], 10));
