@@ -17,6 +17,12 @@
 pub use audit;
 pub use policies;
 
+mod ct;
+mod migrate;
+mod offline;
+mod replay;
+mod serde_bytes;
+
 // Internal modules: private, or public (hidden) under the `test-hooks` feature. Each is
 // declared twice rather than by a macro, so that `cargo fmt` (rustfmt expands no macro)
 // formats them.
@@ -40,7 +46,6 @@ mod backup;
 pub mod codec;
 #[cfg(not(feature = "test-hooks"))]
 mod codec;
-mod ct;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod datadir;
@@ -61,8 +66,6 @@ mod envelope;
 pub mod keys;
 #[cfg(not(feature = "test-hooks"))]
 mod keys;
-mod migrate;
-mod offline;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod pki;
@@ -73,8 +76,6 @@ mod pki;
 pub mod records;
 #[cfg(not(feature = "test-hooks"))]
 mod records;
-mod replay;
-mod serde_bytes;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod storage;
