@@ -123,7 +123,7 @@ impl<'a> Queued<'a> {
 pub(super) fn merge_queue<'a>(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     held: impl Iterator<Item = (&'a Vec<u8>, &'a Row)>,
-) -> impl Iterator<Item = (std::borrow::Cow<'a, [u8]>, Queued<'a>)> {
+) -> impl Iterator<Item = (Cow<'a, [u8]>, Queued<'a>)> {
     let mut rows = rows.into_iter().peekable();
     let mut held = held.peekable();
     std::iter::from_fn(move || {
